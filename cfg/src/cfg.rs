@@ -1,0 +1,275 @@
+//! [`Cfg`]: the typed view of a cluster's store that every other crate uses. It knows the key
+//! layout ([`KeySpace`]) and the documents ([`crate::schema`]); it validates before writing and
+//! decodes (with typed errors naming the key) after reading.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::error::{CfgError, Result};
+use crate::keys::{KeyKind, KeySpace};
+use crate::schema::{
+    self, ClusterMeta, Document, IndexDef, IndexPlan, NodeDef, NodeLiveness, PlannerLeader,
+};
+use crate::store::{KeyValue, LeaseId, Revision, Store};
+
+/// A document with the revision it was read at (the CAS token for writing it back).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Versioned<T> {
+    pub value: T,
+    pub revision: Revision,
+}
+
+/// Documents under a prefix, as of one store revision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VersionedList<T> {
+    pub items: Vec<Versioned<T>>,
+    /// Watch from `revision + 1` to see every later change.
+    pub revision: Revision,
+}
+
+/// A store scoped to one cluster, with typed helpers.
+#[derive(Clone)]
+pub struct Cfg {
+    store: Arc<dyn Store>,
+    keys: KeySpace,
+}
+
+impl Cfg {
+    pub fn new(store: Arc<dyn Store>, keys: KeySpace) -> Self {
+        Self { store, keys }
+    }
+
+    /// The raw store, for transactions, watches and leases.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn keys(&self) -> &KeySpace {
+        &self.keys
+    }
+
+    /// Reads and decodes one document.
+    pub async fn get_doc<T: Document>(&self, key: &str) -> Result<Option<Versioned<T>>> {
+        match self.store.get(key).await? {
+            Some(kv) => Ok(Some(Versioned {
+                value: schema::decode(&kv.key, &kv.value)?,
+                revision: kv.mod_revision,
+            })),
+            None => Ok(None),
+        }
+    }
+
+    /// Reads and decodes every document under `prefix`.
+    pub async fn list_docs<T: Document>(&self, prefix: &str) -> Result<VersionedList<T>> {
+        let listing = self.store.list(prefix).await?;
+        let items = listing
+            .kvs
+            .iter()
+            .map(|kv| {
+                Ok(Versioned {
+                    value: schema::decode(&kv.key, &kv.value)?,
+                    revision: kv.mod_revision,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(VersionedList {
+            items,
+            revision: listing.revision,
+        })
+    }
+
+    /// Validates and writes one document under CAS (0: create-only).
+    pub async fn put_doc<T: Document>(
+        &self,
+        key: &str,
+        doc: &T,
+        cas: Revision,
+        lease: Option<LeaseId>,
+    ) -> Result<Revision> {
+        schema::check(key, doc)?;
+        self.store.put(key, schema::encode(doc), cas, lease).await
+    }
+
+    /// The cluster's identity, created on first use. Safe to race: one creator wins, the rest
+    /// read what it wrote.
+    pub async fn ensure_cluster_meta(&self) -> Result<ClusterMeta> {
+        let key = self.keys.cluster_meta();
+        if let Some(meta) = self.get_doc::<ClusterMeta>(&key).await? {
+            return Ok(meta.value);
+        }
+        let meta = ClusterMeta {
+            format_version: ClusterMeta::FORMAT_VERSION,
+            cluster_uuid: uuid::Uuid::new_v4().simple().to_string(),
+            name: self.keys.cluster().to_string(),
+            created_at_unix_ms: unix_ms(),
+        };
+        match self.put_doc(&key, &meta, 0, None).await {
+            Ok(_) => Ok(meta),
+            Err(CfgError::AlreadyExists { .. }) => self
+                .get_doc::<ClusterMeta>(&key)
+                .await?
+                .map(|m| m.value)
+                .ok_or(CfgError::NotFound { key }),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn index_def(&self, name: &str) -> Result<Option<Versioned<IndexDef>>> {
+        self.get_doc(&self.keys.index_def(name)).await
+    }
+    pub async fn index_defs(&self) -> Result<VersionedList<IndexDef>> {
+        self.list_docs(&self.keys.index_defs()).await
+    }
+    pub async fn put_index_def(&self, def: &IndexDef, cas: Revision) -> Result<Revision> {
+        self.put_doc(&self.keys.index_def(&def.name), def, cas, None)
+            .await
+    }
+
+    pub async fn node_def(&self, uuid: &str) -> Result<Option<Versioned<NodeDef>>> {
+        self.get_doc(&self.keys.node_def(uuid)).await
+    }
+    pub async fn node_defs(&self) -> Result<VersionedList<NodeDef>> {
+        self.list_docs(&self.keys.node_defs()).await
+    }
+    pub async fn put_node_def(&self, def: &NodeDef, cas: Revision) -> Result<Revision> {
+        self.put_doc(&self.keys.node_def(&def.uuid), def, cas, None)
+            .await
+    }
+
+    pub async fn liveness(&self, uuid: &str) -> Result<Option<Versioned<NodeLiveness>>> {
+        self.get_doc(&self.keys.liveness(uuid)).await
+    }
+    pub async fn live_nodes(&self) -> Result<VersionedList<NodeLiveness>> {
+        self.list_docs(&self.keys.liveness_all()).await
+    }
+    /// Creates the node's liveness key bound to `lease`. `AlreadyExists` means another
+    /// incarnation of the same uuid is alive.
+    pub async fn create_liveness(&self, live: &NodeLiveness, lease: LeaseId) -> Result<Revision> {
+        self.put_doc(&self.keys.liveness(&live.uuid), live, 0, Some(lease))
+            .await
+    }
+
+    pub async fn plan(&self, index: &str) -> Result<Option<Versioned<IndexPlan>>> {
+        self.get_doc(&self.keys.plan(index)).await
+    }
+    pub async fn plans(&self) -> Result<VersionedList<IndexPlan>> {
+        self.list_docs(&self.keys.plans()).await
+    }
+    pub async fn put_plan(&self, plan: &IndexPlan, cas: Revision) -> Result<Revision> {
+        self.put_doc(&self.keys.plan(&plan.index), plan, cas, None)
+            .await
+    }
+
+    /// Checks bytes a user offers for `key` against the schema of that key: the document
+    /// must decode and validate, and name the same object as the key. Keys outside the schema
+    /// are refused unless `allow_unknown`.
+    pub fn check_input(&self, key: &str, bytes: &[u8], allow_unknown: bool) -> Result<()> {
+        let same = |field: &str, in_doc: &str, in_key: &str| {
+            if in_doc == in_key {
+                Ok(())
+            } else {
+                Err(CfgError::Invalid {
+                    key: key.to_string(),
+                    field: field.to_string(),
+                    reason: format!("`{in_doc}` does not match the key's `{in_key}`"),
+                })
+            }
+        };
+        match self.keys.kind(key) {
+            KeyKind::ClusterMeta => {
+                let meta: ClusterMeta = schema::decode_input(key, bytes)?;
+                same("name", &meta.name, self.keys.cluster())
+            }
+            KeyKind::IndexDef(name) => {
+                same("name", &schema::decode_input::<IndexDef>(key, bytes)?.name, &name)
+            }
+            KeyKind::NodeDef(uuid) => {
+                same("uuid", &schema::decode_input::<NodeDef>(key, bytes)?.uuid, &uuid)
+            }
+            KeyKind::Liveness(uuid) => same(
+                "uuid",
+                &schema::decode_input::<NodeLiveness>(key, bytes)?.uuid,
+                &uuid,
+            ),
+            KeyKind::Plan(index) => same(
+                "index",
+                &schema::decode_input::<IndexPlan>(key, bytes)?.index,
+                &index,
+            ),
+            KeyKind::PlannerLeader => schema::decode_input::<PlannerLeader>(key, bytes).map(|_| ()),
+            KeyKind::Unknown | KeyKind::Foreign if allow_unknown => Ok(()),
+            KeyKind::Unknown | KeyKind::Foreign => Err(CfgError::Invalid {
+                key: key.to_string(),
+                field: "(key)".into(),
+                reason: format!(
+                    "not a key of the schema (under {}: cluster, indexes/NAME, nodes/UUID, live/UUID, plans/INDEX, planner/leader); pass --raw to write it anyway",
+                    self.keys.root()
+                ),
+            }),
+        }
+    }
+
+    /// Everything of the cluster, with revisions, for operators.
+    pub async fn dump(&self) -> Result<Dump> {
+        let listing = self.store.list(self.keys.root()).await?;
+        Ok(Dump {
+            cluster: self.keys.cluster().to_string(),
+            backend: self.store.backend().to_string(),
+            revision: listing.revision,
+            keys: listing
+                .kvs
+                .into_iter()
+                .map(|kv| (kv.key.clone(), DumpEntry::from(kv)))
+                .collect(),
+        })
+    }
+}
+
+/// The whole Cfg of a cluster, as `tessera cfg dump` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Dump {
+    pub cluster: String,
+    pub backend: String,
+    /// The store revision of the read.
+    pub revision: Revision,
+    pub keys: BTreeMap<String, DumpEntry>,
+}
+
+/// One key of a [`Dump`]: its value as JSON when it is JSON, otherwise as text.
+#[derive(Debug, Clone, Serialize)]
+pub struct DumpEntry {
+    pub mod_revision: Revision,
+    pub create_revision: Revision,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<serde_json::Value>,
+    /// Set instead of `value` when the stored bytes are not JSON.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value_text: Option<String>,
+}
+
+impl From<KeyValue> for DumpEntry {
+    fn from(kv: KeyValue) -> Self {
+        let json = serde_json::from_slice(&kv.value).ok();
+        let text = json
+            .is_none()
+            .then(|| String::from_utf8_lossy(&kv.value).into_owned());
+        DumpEntry {
+            mod_revision: kv.mod_revision,
+            create_revision: kv.create_revision,
+            lease: kv.lease.map(|l| format!("{l:x}")),
+            value: json,
+            value_text: text,
+        }
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -1,0 +1,30 @@
+//! Tessera's Cfg: the shared configuration store everything in a cluster agrees through.
+//!
+//! - [`store`]: the [`Store`] trait, etcd's data model (revisions, CAS, transactions, watches,
+//!   leases) with one behaviour across backends.
+//! - [`local`] (`embedded` redb file, `memory`) and [`etcd`] backends.
+//! - [`schema`]: the typed, versioned documents the cluster stores, with validation.
+//! - [`keys`]: the key layout under `/tessera/<cluster>/`; no other crate builds key strings.
+//! - [`cfg`]: [`Cfg`], the typed helpers over a store that other crates use.
+//! - [`spec`]: parsing `--cfg etcd://...` / `embedded[:path]` / `memory` and opening the store.
+//! - [`lease_keeper`]: keeps a lease alive in the background.
+
+pub mod cfg;
+pub mod error;
+pub mod etcd;
+pub mod keys;
+pub mod lease_keeper;
+pub mod local;
+pub mod schema;
+pub mod spec;
+pub mod store;
+
+pub use cfg::{Cfg, Versioned};
+pub use error::{CfgError, Result};
+pub use keys::{KeyKind, KeySpace};
+pub use lease_keeper::LeaseKeeper;
+pub use spec::CfgSpec;
+pub use store::{
+    Compare, KeyValue, LeaseId, Listing, Op, Revision, Store, Txn, TxnOutcome, WatchEvent,
+    WatchStream,
+};

@@ -1,0 +1,134 @@
+//! Index definitions: what a user asks Tessera to host.
+
+use serde::{Deserialize, Serialize};
+
+use super::validate::{self, FieldError};
+use super::Document;
+
+/// The index types this build knows.
+pub const INDEX_TYPES: &[&str] = &["fulltext", "blackhole"];
+
+/// Most replicas an index may ask for.
+pub const MAX_REPLICAS: u32 = 3;
+
+/// A user's index.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndexDef {
+    pub format_version: u32,
+    pub name: String,
+    /// Changes on every update; the CAS token of index-level APIs.
+    pub uuid: String,
+    #[serde(rename = "type")]
+    pub index_type: String,
+    pub source: SourceDef,
+    #[serde(default)]
+    pub plan: PlanParams,
+    /// Type-specific parameters (for `fulltext`, the field mapping). `null`: defaults.
+    #[serde(default)]
+    pub params: serde_json::Value,
+}
+
+/// Where an index's documents come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceDef {
+    #[serde(rename = "type")]
+    pub source_type: String,
+    pub name: String,
+    #[serde(default)]
+    pub params: serde_json::Map<String, serde_json::Value>,
+}
+
+/// How an index is split and replicated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanParams {
+    /// At most this many source partitions per PIndex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_partitions_per_pindex: Option<u32>,
+    /// Exactly this many PIndexes (overrides `max_partitions_per_pindex`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_partitions: Option<u32>,
+    /// Copies beyond the primary, 0..=3.
+    #[serde(default)]
+    pub replicas: u32,
+    /// Copies of one PIndex must be in different server groups at this depth of the group path
+    /// (1 = first segment, e.g. the zone). `None`: spread over the deepest groups known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spread_level: Option<u32>,
+    /// A frozen index keeps its plan.
+    #[serde(default)]
+    pub frozen: bool,
+}
+
+impl Default for PlanParams {
+    fn default() -> Self {
+        Self {
+            max_partitions_per_pindex: Some(64),
+            index_partitions: None,
+            replicas: 0,
+            spread_level: None,
+            frozen: false,
+        }
+    }
+}
+
+impl Document for IndexDef {
+    const KIND: &'static str = "index definition";
+    const FORMAT_VERSION: u32 = 1;
+
+    fn validate(&self) -> Result<(), FieldError> {
+        validate::name("name", &self.name)?;
+        validate::ident("uuid", &self.uuid)?;
+        if !INDEX_TYPES.contains(&self.index_type.as_str()) {
+            return Err(FieldError::new(
+                "type",
+                format!(
+                    "unknown index type `{}` (known: {})",
+                    self.index_type,
+                    INDEX_TYPES.join(", ")
+                ),
+            ));
+        }
+        if self.source.source_type.is_empty() {
+            return Err(FieldError::new("source.type", "must not be empty"));
+        }
+        validate::name("source.name", &self.source.name)?;
+        let plan = &self.plan;
+        if plan.max_partitions_per_pindex == Some(0) {
+            return Err(FieldError::new(
+                "plan.max_partitions_per_pindex",
+                "must be greater than 0",
+            ));
+        }
+        if plan.index_partitions == Some(0) {
+            return Err(FieldError::new(
+                "plan.index_partitions",
+                "must be greater than 0",
+            ));
+        }
+        if plan.max_partitions_per_pindex.is_none() && plan.index_partitions.is_none() {
+            return Err(FieldError::new(
+                "plan.max_partitions_per_pindex",
+                "one of max_partitions_per_pindex or index_partitions is required",
+            ));
+        }
+        if plan.replicas > MAX_REPLICAS {
+            return Err(FieldError::new(
+                "plan.replicas",
+                format!("{} is out of range 0..={MAX_REPLICAS}", plan.replicas),
+            ));
+        }
+        if plan.spread_level == Some(0) {
+            return Err(FieldError::new(
+                "plan.spread_level",
+                "must be 1 or more (1 = first segment of the group path)",
+            ));
+        }
+        if !(self.params.is_null() || self.params.is_object()) {
+            return Err(FieldError::new("params", "must be an object or null"));
+        }
+        Ok(())
+    }
+}

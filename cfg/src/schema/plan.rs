@@ -1,0 +1,107 @@
+//! Per-index plans: which nodes hold a copy of each PIndex, and in which role and state.
+
+use std::collections::HashSet;
+
+use serde::{Deserialize, Serialize};
+
+use super::validate::{self, FieldError};
+use super::Document;
+
+/// The plan of one index (one key per index, never one blob for the cluster).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndexPlan {
+    pub format_version: u32,
+    pub index: String,
+    /// The index definition uuid this plan was made for.
+    pub index_uuid: String,
+    pub pindexes: Vec<PIndexPlan>,
+    /// Why the plan is not what the definition asked for, if it is not.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// One PIndex: the source partitions it covers and its copies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PIndexPlan {
+    pub name: String,
+    pub source_partitions: Vec<u32>,
+    pub copies: Vec<CopyPlan>,
+}
+
+/// One copy of a PIndex on one node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CopyPlan {
+    pub node: String,
+    pub role: CopyRole,
+    pub state: CopyState,
+    pub can_read: bool,
+    pub can_write: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CopyRole {
+    Primary,
+    Replica,
+}
+
+/// Where a copy is in its life: built, serving, or on its way out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CopyState {
+    /// Being filled; not yet caught up.
+    Building,
+    /// Caught up and serving.
+    Active,
+    /// Replaced; dropped once its replacement is active.
+    Dropping,
+}
+
+impl Document for IndexPlan {
+    const KIND: &'static str = "index plan";
+    const FORMAT_VERSION: u32 = 1;
+
+    fn validate(&self) -> Result<(), FieldError> {
+        validate::name("index", &self.index)?;
+        validate::ident("index_uuid", &self.index_uuid)?;
+        let mut names = HashSet::new();
+        let mut partitions = HashSet::new();
+        for (i, pindex) in self.pindexes.iter().enumerate() {
+            let field = |rest: &str| format!("pindexes[{i}].{rest}");
+            validate::name(&field("name"), &pindex.name)?;
+            if !names.insert(pindex.name.as_str()) {
+                return Err(FieldError::new(field("name"), "duplicate PIndex name"));
+            }
+            for p in &pindex.source_partitions {
+                if !partitions.insert(*p) {
+                    return Err(FieldError::new(
+                        field("source_partitions"),
+                        format!("source partition {p} is covered twice"),
+                    ));
+                }
+            }
+            let mut nodes = HashSet::new();
+            let mut primaries = 0;
+            for (j, copy) in pindex.copies.iter().enumerate() {
+                let copy_field = field(&format!("copies[{j}].node"));
+                validate::ident(&copy_field, &copy.node)?;
+                if !nodes.insert(copy.node.as_str()) {
+                    return Err(FieldError::new(copy_field, "two copies on one node"));
+                }
+                if copy.role == CopyRole::Primary && copy.state != CopyState::Dropping {
+                    primaries += 1;
+                }
+            }
+            if primaries > 1 {
+                return Err(FieldError::new(
+                    field("copies"),
+                    "more than one primary that is not dropping",
+                ));
+            }
+        }
+        Ok(())
+    }
+}

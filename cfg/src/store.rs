@@ -1,0 +1,211 @@
+//! The `Store` trait: etcd's data model (revisions, CAS, transactions, watches, leases) as the
+//! one interface every backend implements with the same behaviour.
+//!
+//! Semantics shared by all backends (the conformance suite in `tessera-tests` checks them):
+//! - Every committed write bumps the store revision by one; all writes of one transaction share
+//!   that revision. A key's `mod_revision` is the revision of its last write.
+//! - `put(key, value, cas, lease)`: `cas == 0` creates only; otherwise the write succeeds only
+//!   if the key's current `mod_revision` equals `cas`.
+//! - `delete(key, cas)`: `cas == 0` deletes whatever is there; otherwise only that revision.
+//! - `watch(prefix, from)`: every event with revision ≥ `from` (0 = from now on), in revision
+//!   order, each exactly once, across reconnects. When `from` is older than the retained history
+//!   the stream yields [`WatchEvent::Compacted`] and ends: re-`list` and watch again.
+//! - Leases: keys written with a lease are deleted when it expires or is revoked; watchers see
+//!   those deletes.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::error::Result;
+
+/// A store revision (etcd's `mod_revision`). 0 means "absent" in CAS positions.
+pub type Revision = i64;
+
+/// A lease id, as granted by the store.
+pub type LeaseId = i64;
+
+/// One stored key with its value and revisions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyValue {
+    pub key: String,
+    pub value: Vec<u8>,
+    /// Revision of the last write of this key.
+    pub mod_revision: Revision,
+    /// Revision at which this key was created (since its last delete).
+    pub create_revision: Revision,
+    /// The lease the key is bound to, if any.
+    pub lease: Option<LeaseId>,
+}
+
+/// The result of a `list`: the keys under a prefix, sorted, as of `revision`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing {
+    /// The store revision the listing reflects; watch from `revision + 1` to miss nothing.
+    pub revision: Revision,
+    pub kvs: Vec<KeyValue>,
+}
+
+/// A condition of a transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Compare {
+    /// The key's `mod_revision` equals `revision` (0: the key is absent).
+    ModRevision { key: String, revision: Revision },
+    /// The key is present and its value equals `value`.
+    Value { key: String, value: Vec<u8> },
+}
+
+/// A write of a transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    Put {
+        key: String,
+        value: Vec<u8>,
+        lease: Option<LeaseId>,
+    },
+    /// Deleting an absent key is not an error inside a transaction.
+    Delete { key: String },
+}
+
+/// Compares that must all hold for the ops to be applied atomically.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Txn {
+    pub compares: Vec<Compare>,
+    pub ops: Vec<Op>,
+}
+
+impl Txn {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn when(mut self, compare: Compare) -> Self {
+        self.compares.push(compare);
+        self
+    }
+    pub fn then(mut self, op: Op) -> Self {
+        self.ops.push(op);
+        self
+    }
+}
+
+/// What a transaction did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxnOutcome {
+    /// True when every compare held and the ops were applied.
+    pub succeeded: bool,
+    /// The store revision after the transaction.
+    pub revision: Revision,
+}
+
+/// One change seen by a watch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatchEvent {
+    /// A key was written; `kv.mod_revision` is the event's revision.
+    Put(KeyValue),
+    /// A key was deleted (explicitly or by lease expiry) at `revision`.
+    Delete { key: String, revision: Revision },
+    /// The requested history is gone: re-read everything with `list`, then watch from the
+    /// listing's revision + 1. The stream ends after this event.
+    Compacted { compact_revision: Revision },
+}
+
+impl WatchEvent {
+    /// The revision of a put or delete; `None` for `Compacted`.
+    pub fn revision(&self) -> Option<Revision> {
+        match self {
+            WatchEvent::Put(kv) => Some(kv.mod_revision),
+            WatchEvent::Delete { revision, .. } => Some(*revision),
+            WatchEvent::Compacted { .. } => None,
+        }
+    }
+
+    /// The key of a put or delete; `None` for `Compacted`.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            WatchEvent::Put(kv) => Some(&kv.key),
+            WatchEvent::Delete { key, .. } => Some(key),
+            WatchEvent::Compacted { .. } => None,
+        }
+    }
+}
+
+/// A running watch. Dropping it stops the background task that feeds it.
+pub struct WatchStream {
+    rx: mpsc::Receiver<WatchEvent>,
+    task: JoinHandle<()>,
+}
+
+impl WatchStream {
+    /// Wraps the receiving end fed by `task`; the task is aborted when the stream drops.
+    pub fn new(rx: mpsc::Receiver<WatchEvent>, task: JoinHandle<()>) -> Self {
+        Self { rx, task }
+    }
+
+    /// The next event; `None` once the stream has ended (after `Compacted`, or store closed).
+    pub async fn next(&mut self) -> Option<WatchEvent> {
+        self.rx.recv().await
+    }
+}
+
+impl Drop for WatchStream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// How many events a watch buffers before its feeder waits for the consumer.
+pub(crate) const WATCH_BUFFER: usize = 1024;
+
+/// The shared configuration store. See the module docs for the semantics.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// A short name of the backend, for logs and dumps (`etcd`, `embedded`, `memory`).
+    fn backend(&self) -> &'static str;
+
+    /// The key and its revisions, or `None` when absent.
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>>;
+
+    /// All keys starting with `prefix`, sorted by key, with the revision of the read.
+    async fn list(&self, prefix: &str) -> Result<Listing>;
+
+    /// The current store revision.
+    async fn revision(&self) -> Result<Revision>;
+
+    /// Writes `value` under CAS (see module docs), bound to `lease` when given.
+    /// Returns the new `mod_revision`.
+    async fn put(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        cas: Revision,
+        lease: Option<LeaseId>,
+    ) -> Result<Revision>;
+
+    /// Deletes `key` (cas 0: any revision). Returns the revision of the delete.
+    async fn delete(&self, key: &str, cas: Revision) -> Result<Revision>;
+
+    /// Applies `txn.ops` atomically if every compare holds.
+    async fn txn(&self, txn: Txn) -> Result<TxnOutcome>;
+
+    /// Streams changes under `prefix` from revision `from` (0: from the next write on).
+    async fn watch(&self, prefix: &str, from: Revision) -> Result<WatchStream>;
+
+    /// Drops history before `revision`; watches from older revisions get `Compacted`.
+    async fn compact(&self, revision: Revision) -> Result<()>;
+
+    /// Grants a lease that expires `ttl` after its last keep-alive.
+    async fn grant_lease(&self, ttl: Duration) -> Result<LeaseId>;
+
+    /// Renews a lease for its full TTL. `LeaseNotFound` once it has expired or been revoked.
+    async fn keep_alive_lease(&self, lease: LeaseId) -> Result<()>;
+
+    /// Revokes a lease now, deleting its keys.
+    async fn revoke_lease(&self, lease: LeaseId) -> Result<()>;
+
+    /// `put` without a lease.
+    async fn set(&self, key: &str, value: Vec<u8>, cas: Revision) -> Result<Revision> {
+        self.put(key, value, cas, None).await
+    }
+}
