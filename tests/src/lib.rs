@@ -1,1 +1,22 @@
-//! x
+//! Tessera's test rig and shared test suites.
+//!
+//! - [`etcd`]: real etcd processes (one member or a cluster) on free loopback ports in temp
+//!   dirs, with kill/restart of a member. Every integration test that needs etcd uses it; it
+//!   fails loudly when etcd is missing, it never skips.
+//! - [`conformance`]: the one Store conformance suite, run against every backend.
+//! - [`wait`]: bounded waits with clear timeout messages, instead of sleeps.
+
+pub mod conformance;
+pub mod etcd;
+pub mod wait;
+
+/// Logs to the test output once per process (`RUST_LOG` filters, default `warn`).
+pub fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+        )
+        .with_test_writer()
+        .try_init();
+}

@@ -193,7 +193,9 @@ fn status_code(error: &etcd_client::Error) -> Option<tonic::Code> {
 
 fn lease_error(lease: LeaseId) -> impl FnOnce(etcd_client::Error) -> CfgError {
     move |e| {
-        if status_code(&e) == Some(tonic::Code::NotFound) {
+        let gone = status_code(&e) == Some(tonic::Code::NotFound)
+            || matches!(&e, etcd_client::Error::LeaseKeepAliveError(m) if m.contains("not found"));
+        if gone {
             CfgError::LeaseNotFound(lease)
         } else {
             classify(e)

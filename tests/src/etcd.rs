@@ -1,0 +1,246 @@
+//! Real etcd processes for tests: `EtcdCluster::single()` or `EtcdCluster::start(3)`.
+//!
+//! The binary is `$ETCD_BIN` or `etcd` on `PATH`. Each member gets free loopback ports and its
+//! own data dir under a temp dir; the cluster waits until every member reports healthy, and is
+//! killed on drop. Members can be killed and restarted (same ports, same data) for fault tests.
+//! Short heartbeat and election timeouts keep failover and lease expiry fast.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+/// How long a member may take to become healthy.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The etcd binary to run, or a panic saying how to get one.
+pub fn etcd_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("ETCD_BIN") {
+        let path = PathBuf::from(path);
+        assert!(path.is_file(), "ETCD_BIN={} is not a file", path.display());
+        return path;
+    }
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("etcd"))
+            .find(|candidate| candidate.is_file())
+    });
+    found.unwrap_or_else(|| {
+        panic!(
+            "etcd not found: tests need a real etcd (>= 3.4). Install it (`apt-get install -y etcd-server` \
+             on Debian) or set ETCD_BIN to the etcd binary. Tests never skip without it."
+        )
+    })
+}
+
+struct Member {
+    name: String,
+    client_port: u16,
+    peer_port: u16,
+    data_dir: PathBuf,
+    child: Option<Child>,
+}
+
+/// A running etcd cluster of one or more members.
+pub struct EtcdCluster {
+    dir: TempDir,
+    members: Vec<Member>,
+    initial_cluster: String,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("cannot find a free loopback port: {e}"))
+}
+
+impl EtcdCluster {
+    /// One member.
+    pub fn single() -> Self {
+        Self::start(1)
+    }
+
+    /// `size` members forming one cluster; returns once all are healthy.
+    pub fn start(size: usize) -> Self {
+        assert!(size >= 1, "an etcd cluster needs at least one member");
+        let dir = tempfile::Builder::new()
+            .prefix("tessera-etcd-")
+            .tempdir()
+            .unwrap_or_else(|e| panic!("cannot create a temp dir for etcd: {e}"));
+        let members: Vec<Member> = (0..size)
+            .map(|i| Member {
+                name: format!("m{i}"),
+                client_port: free_port(),
+                peer_port: free_port(),
+                data_dir: dir.path().join(format!("m{i}")),
+                child: None,
+            })
+            .collect();
+        let initial_cluster = members
+            .iter()
+            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut cluster = Self {
+            dir,
+            members,
+            initial_cluster,
+        };
+        for i in 0..size {
+            cluster.spawn(i);
+        }
+        for i in 0..size {
+            cluster.wait_healthy(i);
+        }
+        cluster
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let binary = etcd_binary();
+        let initial_cluster = self.initial_cluster.clone();
+        let m = &mut self.members[i];
+        let log_path = self.dir.path().join(format!("{}.log", m.name));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .unwrap_or_else(|e| panic!("cannot open {}: {e}", log_path.display()));
+        let log2 = log
+            .try_clone()
+            .unwrap_or_else(|e| panic!("cannot clone log handle: {e}"));
+        let client = format!("http://127.0.0.1:{}", m.client_port);
+        let peer = format!("http://127.0.0.1:{}", m.peer_port);
+        let child = Command::new(&binary)
+            .arg("--name")
+            .arg(&m.name)
+            .arg("--data-dir")
+            .arg(&m.data_dir)
+            .args(["--listen-client-urls", &client])
+            .args(["--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer])
+            .args(["--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &initial_cluster])
+            .args(["--initial-cluster-state", "new"])
+            .args(["--initial-cluster-token", "tessera-test"])
+            .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
+            .args(["--logger", "zap", "--log-level", "warn"])
+            .env("ETCD_UNSUPPORTED_ARCH", std::env::consts::ARCH)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        m.child = Some(child);
+    }
+
+    /// Polls the member's `/health` until it answers healthy, or panics with its log tail.
+    fn wait_healthy(&mut self, i: usize) {
+        let deadline = Instant::now() + HEALTH_TIMEOUT;
+        loop {
+            if health_ok(self.members[i].client_port) {
+                return;
+            }
+            if let Some(child) = self.members[i].child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!(
+                        "etcd member {} exited ({status}) before becoming healthy; log:\n{}",
+                        self.members[i].name,
+                        self.log_tail(i)
+                    );
+                }
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "etcd member {} not healthy after {HEALTH_TIMEOUT:?}; log:\n{}",
+                    self.members[i].name,
+                    self.log_tail(i)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log_tail(&self, i: usize) -> String {
+        let path = self
+            .dir
+            .path()
+            .join(format!("{}.log", self.members[i].name));
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// `127.0.0.1:PORT` of every member.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .map(|m| format!("127.0.0.1:{}", m.client_port))
+            .collect()
+    }
+
+    /// The endpoint of member `i`.
+    pub fn endpoint(&self, i: usize) -> String {
+        format!("127.0.0.1:{}", self.members[i].client_port)
+    }
+
+    /// A `--cfg` spec for this cluster: `etcd://h:p,h:p/CLUSTER`.
+    pub fn cfg_spec(&self, cluster: &str) -> String {
+        format!("etcd://{}/{cluster}", self.endpoints().join(","))
+    }
+
+    /// Kills member `i` with SIGKILL (no clean shutdown) and waits for it to exit.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.members[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts member `i` again on its ports and data, and waits until it is healthy.
+    pub fn restart(&mut self, i: usize) {
+        self.kill(i);
+        self.spawn(i);
+        self.wait_healthy(i);
+    }
+
+    /// Whether member `i` is running.
+    pub fn is_running(&mut self, i: usize) -> bool {
+        self.members[i]
+            .child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// The temp dir holding data dirs and logs.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for EtcdCluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+    }
+}
+
+/// One blocking `GET /health`; true when etcd answers `"health":"true"`.
+fn health_ok(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let request =
+        format!("GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer.contains("\"health\":\"true\"")
+}
