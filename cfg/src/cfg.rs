@@ -163,44 +163,44 @@ impl Cfg {
             .await
     }
 
-    /// Checks bytes a user offers for `key` against the schema of that key: the document
-    /// must decode and validate, and name the same object as the key. Keys outside the schema
-    /// are refused unless `allow_unknown`.
-    pub fn check_input(&self, key: &str, bytes: &[u8], allow_unknown: bool) -> Result<()> {
-        let same = |field: &str, in_doc: &str, in_key: &str| {
-            if in_doc == in_key {
-                Ok(())
-            } else {
-                Err(CfgError::Invalid {
+    /// Checks bytes a user offers for `key` against the schema of that key and returns what
+    /// to store: the document must decode and validate, and name the same object as the key;
+    /// it is stored re-encoded (with its `format_version`). Keys outside the schema are
+    /// refused unless `allow_unknown`, and then stored as given.
+    pub fn normalize_input(&self, key: &str, bytes: &[u8], allow_unknown: bool) -> Result<Vec<u8>> {
+        fn typed<T: Document>(
+            key: &str,
+            bytes: &[u8],
+            name_of: impl Fn(&T) -> &str,
+            field: &str,
+            expected: &str,
+        ) -> Result<Vec<u8>> {
+            let doc: T = schema::decode_input(key, bytes)?;
+            let named = name_of(&doc);
+            if named != expected {
+                return Err(CfgError::Invalid {
                     key: key.to_string(),
                     field: field.to_string(),
-                    reason: format!("`{in_doc}` does not match the key's `{in_key}`"),
-                })
+                    reason: format!("`{named}` does not match the key's `{expected}`"),
+                });
             }
-        };
+            Ok(schema::encode(&doc))
+        }
         match self.keys.kind(key) {
             KeyKind::ClusterMeta => {
-                let meta: ClusterMeta = schema::decode_input(key, bytes)?;
-                same("name", &meta.name, self.keys.cluster())
+                typed::<ClusterMeta>(key, bytes, |m| &m.name, "name", self.keys.cluster())
             }
-            KeyKind::IndexDef(name) => {
-                same("name", &schema::decode_input::<IndexDef>(key, bytes)?.name, &name)
+            KeyKind::IndexDef(name) => typed::<IndexDef>(key, bytes, |d| &d.name, "name", &name),
+            KeyKind::NodeDef(uuid) => typed::<NodeDef>(key, bytes, |d| &d.uuid, "uuid", &uuid),
+            KeyKind::Liveness(uuid) => {
+                typed::<NodeLiveness>(key, bytes, |d| &d.uuid, "uuid", &uuid)
             }
-            KeyKind::NodeDef(uuid) => {
-                same("uuid", &schema::decode_input::<NodeDef>(key, bytes)?.uuid, &uuid)
+            KeyKind::Plan(index) => typed::<IndexPlan>(key, bytes, |p| &p.index, "index", &index),
+            KeyKind::PlannerLeader => {
+                let doc: PlannerLeader = schema::decode_input(key, bytes)?;
+                Ok(schema::encode(&doc))
             }
-            KeyKind::Liveness(uuid) => same(
-                "uuid",
-                &schema::decode_input::<NodeLiveness>(key, bytes)?.uuid,
-                &uuid,
-            ),
-            KeyKind::Plan(index) => same(
-                "index",
-                &schema::decode_input::<IndexPlan>(key, bytes)?.index,
-                &index,
-            ),
-            KeyKind::PlannerLeader => schema::decode_input::<PlannerLeader>(key, bytes).map(|_| ()),
-            KeyKind::Unknown | KeyKind::Foreign if allow_unknown => Ok(()),
+            KeyKind::Unknown | KeyKind::Foreign if allow_unknown => Ok(bytes.to_vec()),
             KeyKind::Unknown | KeyKind::Foreign => Err(CfgError::Invalid {
                 key: key.to_string(),
                 field: "(key)".into(),

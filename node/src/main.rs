@@ -1,1 +1,48 @@
-fn main() {}
+//! `tessera`: the one binary. Subcommands: `node` (run a node), `cfg` (operator access to the
+//! Cfg). Errors become a message on stderr and an exit code a script can act on.
+
+mod cfg_cmd;
+mod cli;
+mod exit;
+mod node;
+
+use clap::Parser;
+
+use cli::{Cli, Command};
+
+fn main() {
+    let cli = Cli::parse();
+    init_tracing(cli.log.as_deref());
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tessera: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Node(args) => node::run(&cli.global, args).await,
+            Command::Cfg(cmd) => cfg_cmd::run(&cli.global, cmd).await,
+        }
+    });
+    if let Err(error) = result {
+        eprintln!("tessera: {error:#}");
+        std::process::exit(exit::code_for(&error));
+    }
+}
+
+fn init_tracing(filter: Option<&str>) {
+    use tracing_subscriber::EnvFilter;
+    let filter = filter
+        .map(EnvFilter::new)
+        .or_else(|| EnvFilter::try_from_default_env().ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

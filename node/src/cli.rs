@@ -1,0 +1,114 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use tessera_cfg::schema::NodeTag;
+use tessera_cfg::CfgSpec;
+
+#[derive(Parser)]
+#[command(
+    name = "tessera",
+    version,
+    about = "Partitioned, replicated full-text index hosting"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `tessera_cfg=debug`.
+    #[arg(long, global = true, env = "TESSERA_LOG")]
+    pub log: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand shares.
+#[derive(Args, Clone)]
+pub struct Global {
+    /// The Cfg store: `embedded[:PATH]` (default, `<data-dir>/cfg.redb`), `memory`, or
+    /// `etcd://HOST:PORT[,HOST:PORT...][/CLUSTER]`.
+    #[arg(long, global = true, env = "TESSERA_CFG", default_value = "embedded", value_parser = parse_spec)]
+    pub cfg: CfgSpec,
+    /// The node's data directory (identity, embedded Cfg, index data).
+    #[arg(
+        long,
+        global = true,
+        env = "TESSERA_DATA_DIR",
+        default_value = "tessera-data"
+    )]
+    pub data_dir: PathBuf,
+}
+
+fn parse_spec(s: &str) -> Result<CfgSpec, String> {
+    s.parse().map_err(|e: tessera_cfg::CfgError| e.to_string())
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run a node: register it in the Cfg, keep its liveness lease, serve its REST port.
+    Node(NodeArgs),
+    /// Read and edit the Cfg directly.
+    #[command(subcommand)]
+    Cfg(CfgCommand),
+}
+
+#[derive(Args)]
+pub struct NodeArgs {
+    /// Address to serve on (REST now; gRPC joins it on the same port).
+    #[arg(long, default_value = "127.0.0.1:9100")]
+    pub bind: String,
+    /// Address other nodes use to reach this one (default: the bound address).
+    #[arg(long)]
+    pub advertise: Option<String>,
+    /// What this node does (comma-separated).
+    #[arg(long, value_delimiter = ',', value_parser = parse_tag,
+          default_value = "feed,janitor,pindex,queryer,planner")]
+    pub tags: Vec<NodeTag>,
+    /// Server group path, e.g. `zone-a/rack-1`.
+    #[arg(long, default_value = "")]
+    pub group: String,
+    /// Relative capacity (1..=100).
+    #[arg(long, default_value_t = 1)]
+    pub weight: u32,
+    /// Liveness lease TTL in milliseconds: how long after a crash the node counts as gone.
+    #[arg(long, default_value_t = 5000)]
+    pub lease_ttl_ms: u64,
+}
+
+fn parse_tag(s: &str) -> Result<NodeTag, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_string()))
+        .map_err(|_| format!("unknown tag `{s}` (known: feed, janitor, pindex, queryer, planner)"))
+}
+
+#[derive(Subcommand)]
+pub enum CfgCommand {
+    /// Print the whole cluster Cfg as JSON, with revisions.
+    Dump,
+    /// Print one key as JSON with its revisions. KEY is relative to `/tessera/<cluster>/`
+    /// (e.g. `indexes/books`) or absolute.
+    Get { key: String },
+    /// Write one key. Typed keys are validated against the schema first.
+    Put {
+        key: String,
+        /// The value (JSON). Without --value or --file, read from stdin.
+        #[arg(long, conflicts_with = "file")]
+        value: Option<String>,
+        /// Read the value from this file.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Write only if the key's revision is this (0: only if absent). Default: the revision
+        /// read just before, so a concurrent change is not overwritten.
+        #[arg(long)]
+        cas: Option<i64>,
+        /// Allow a key outside the schema (no validation).
+        #[arg(long)]
+        raw: bool,
+    },
+    /// Delete one key.
+    Del {
+        key: String,
+        /// Delete only if the key's revision is this.
+        #[arg(long)]
+        cas: Option<i64>,
+    },
+}

@@ -1,0 +1,184 @@
+//! `tessera node`: joins the cluster named by `--cfg` and stays in it until SIGTERM.
+//!
+//! Start-up: identity from the data dir → cluster meta (created on first use, and the data
+//! dir must belong to it) → node definition registered under CAS → liveness key created
+//! under a lease (refused while another incarnation of the same uuid keeps it alive) → REST
+//! served. Shutdown revokes the lease so the node is gone at once, not after the TTL.
+//! PIndexes, janitor and planner join this process in later work.
+
+mod identity;
+mod rest;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use tessera_cfg::schema::{Document, NodeDef, NodeLiveness};
+use tessera_cfg::{Cfg, CfgError, LeaseKeeper};
+
+use crate::cli::{Global, NodeArgs};
+use crate::exit::{Exit, CONFLICT, INVALID};
+
+pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
+    let mut identity = identity::load_or_create(&global.data_dir)?;
+    let cfg = global.cfg.open(&global.data_dir).await?;
+    let meta = cfg.ensure_cluster_meta().await?;
+    identity::bind_cluster(&global.data_dir, &mut identity, &meta.cluster_uuid)?;
+
+    let listener = tokio::net::TcpListener::bind(&args.bind)
+        .await
+        .map_err(|e| Exit::new(INVALID, format!("cannot listen on {}: {e}", args.bind)))?;
+    let host_port = match &args.advertise {
+        Some(a) => a.clone(),
+        None => listener
+            .local_addr()
+            .context("reading the bound address")?
+            .to_string(),
+    };
+    let incarnation = uuid::Uuid::new_v4().simple().to_string();
+    register(&cfg, &identity.node_uuid, &incarnation, &host_port, &args).await?;
+    let lease = go_live(&cfg, &identity.node_uuid, &incarnation, &host_port, &args).await?;
+    tracing::info!(
+        node = identity.node_uuid,
+        incarnation,
+        cluster = meta.name,
+        cluster_uuid = meta.cluster_uuid,
+        address = host_port,
+        cfg = cfg.store().backend(),
+        "node up"
+    );
+
+    let app = rest::router(rest::AppState {
+        cfg: cfg.clone(),
+        node_uuid: identity.node_uuid.clone(),
+        incarnation: incarnation.clone(),
+    });
+    let mut lost = lease.lost();
+    let stop = async move {
+        tokio::select! {
+            () = shutdown_signal() => tracing::info!("shutting down"),
+            _ = lost.wait_for(|lost| *lost) => tracing::error!("liveness lease lost; stopping so a supervisor can restart the node"),
+        }
+    };
+    axum::serve(listener, app)
+        .with_graceful_shutdown(stop)
+        .await
+        .context("serving REST")?;
+    let lost = lease.is_lost();
+    if let Err(e) = lease.revoke().await {
+        tracing::warn!(error = %e, "could not revoke the liveness lease; it expires after its TTL");
+    }
+    if lost {
+        anyhow::bail!("liveness lease lost");
+    }
+    tracing::info!("node stopped");
+    Ok(())
+}
+
+/// Writes the node definition, replacing the previous one of this uuid under CAS.
+async fn register(
+    cfg: &Cfg,
+    uuid: &str,
+    incarnation: &str,
+    host_port: &str,
+    args: &NodeArgs,
+) -> anyhow::Result<()> {
+    loop {
+        let current = cfg.node_def(uuid).await?;
+        let def = NodeDef {
+            format_version: NodeDef::FORMAT_VERSION,
+            uuid: uuid.to_string(),
+            incarnation: incarnation.to_string(),
+            host_port: host_port.to_string(),
+            tags: args.tags.iter().copied().collect(),
+            group: args.group.clone(),
+            weight: args.weight,
+            extras: current
+                .as_ref()
+                .map(|c| c.value.extras.clone())
+                .unwrap_or_default(),
+        };
+        match cfg
+            .put_node_def(&def, current.map_or(0, |c| c.revision))
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(CfgError::CasMismatch { .. } | CfgError::AlreadyExists { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Creates the liveness key under a fresh lease. When another incarnation holds it, waits one
+/// TTL (a crashed predecessor's lease runs out), then refuses: a live twin means a cloned
+/// data dir.
+async fn go_live(
+    cfg: &Cfg,
+    uuid: &str,
+    incarnation: &str,
+    host_port: &str,
+    args: &NodeArgs,
+) -> anyhow::Result<LeaseKeeper> {
+    let ttl = Duration::from_millis(args.lease_ttl_ms.max(1000));
+    let lease = LeaseKeeper::grant(cfg.store().clone(), ttl).await?;
+    let live = NodeLiveness {
+        format_version: NodeLiveness::FORMAT_VERSION,
+        uuid: uuid.to_string(),
+        incarnation: incarnation.to_string(),
+        host_port: host_port.to_string(),
+        started_at_unix_ms: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+    };
+    let give_up = tokio::time::Instant::now() + ttl + Duration::from_secs(2);
+    loop {
+        match cfg.create_liveness(&live, lease.id()).await {
+            Ok(_) => return Ok(lease),
+            Err(CfgError::AlreadyExists { .. }) if tokio::time::Instant::now() < give_up => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(CfgError::AlreadyExists { .. }) => {
+                let holder = cfg.liveness(uuid).await?.map(|l| l.value);
+                let _ = lease.revoke().await;
+                let who = holder.map_or_else(
+                    || "another process".to_string(),
+                    |h| format!("incarnation {} at {}", h.incarnation, h.host_port),
+                );
+                return Err(Exit::new(
+                    CONFLICT,
+                    format!(
+                        "node {uuid} is already live ({who}); is another process running on a copy of this data dir?"
+                    ),
+                )
+                .into());
+            }
+            Err(e) => {
+                let _ = lease.revoke().await;
+                return Err(e.into());
+            }
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
