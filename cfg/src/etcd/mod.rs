@@ -374,11 +374,9 @@ impl Store for EtcdStore {
     }
 
     async fn compact(&self, revision: Revision) -> Result<()> {
-        self.call_or(
-            "compact",
-            |mut c| async move { c.compact(revision, None).await.map(|_| ()) },
-            |e| classify(e),
-        )
+        self.call("compact", |mut c| async move {
+            c.compact(revision, None).await.map(|_| ())
+        })
         .await
         .or_else(|e| match e {
             // Already compacted at or past `revision`: nothing to do, as in the local engine.

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Makes sure what Tessera needs to build and test is installed.
+#   scripts/deps.sh build   -> cargo, protoc (etcd-client compiles etcd's protos)
+#   scripts/deps.sh test    -> the above, plus etcd (tests start real etcd processes)
+# As root on Debian/Ubuntu it installs what is missing with apt-get; otherwise it stops with a
+# message saying what is missing and how to get it.
+set -euo pipefail
+
+need=${1:-build}
+missing_pkgs=()
+missing_desc=()
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "error: cargo not found. Install the Rust toolchain (https://rustup.rs), then re-run." >&2
+  exit 1
+fi
+if ! command -v protoc >/dev/null 2>&1 && [ -z "${PROTOC:-}" ]; then
+  missing_pkgs+=(protobuf-compiler); missing_desc+=("protoc (package protobuf-compiler)")
+fi
+if [ "$need" = test ] && ! command -v etcd >/dev/null 2>&1 && [ -z "${ETCD_BIN:-}" ]; then
+  missing_pkgs+=(etcd-server); missing_desc+=("etcd >= 3.4 (package etcd-server, or set ETCD_BIN)")
+fi
+
+if [ ${#missing_pkgs[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing: ${missing_pkgs[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${missing_pkgs[@]}" >/dev/null
+    # Debian's etcd-server package may start a system etcd on 2379; tests do not use it.
+  else
+    echo "error: missing: ${missing_desc[*]}" >&2
+    echo "install them (Debian/Ubuntu: sudo apt-get install -y ${missing_pkgs[*]}) and re-run" >&2
+    exit 1
+  fi
+fi
