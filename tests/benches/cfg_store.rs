@@ -23,7 +23,9 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(2000);
     runtime.block_on(async move {
-        println!("backend    cas_writes/s(1)  cas_writes/s(8)  watch_p50_ms  watch_p99_ms  (n={writes})");
+        println!(
+            "backend    cas_writes/s(1)  cas_writes/s(8)  watch_p50_ms  watch_p99_ms  (n={writes})"
+        );
         let memory: Arc<dyn Store> = Arc::new(LocalStore::open_memory().expect("memory"));
         report("memory", memory, writes).await;
 
@@ -32,7 +34,9 @@ fn main() {
             Arc::new(LocalStore::open_file(&dir.path().join("cfg.redb")).expect("embedded"));
         report("embedded", embedded, writes).await;
 
-        let cluster = tokio::task::spawn_blocking(EtcdCluster::single).await.expect("etcd");
+        let cluster = tokio::task::spawn_blocking(EtcdCluster::single)
+            .await
+            .expect("etcd");
         let etcd: Arc<dyn Store> = Arc::new(
             EtcdStore::connect(EtcdOptions::new(cluster.endpoints()))
                 .await
