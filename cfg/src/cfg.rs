@@ -4,11 +4,10 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::error::{CfgError, Result};
+use crate::error::{unix_ms, CfgError, Result};
 use crate::keys::{KeyKind, KeySpace};
 use crate::schema::{
     self, ClusterMeta, Document, IndexDef, IndexPlan, NodeDef, NodeLiveness, PlannerLeader,
@@ -266,10 +265,4 @@ impl From<KeyValue> for DumpEntry {
             value_text: text,
         }
     }
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }

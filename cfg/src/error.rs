@@ -62,4 +62,28 @@ impl CfgError {
     pub(crate) fn storage(e: impl std::fmt::Display) -> Self {
         CfgError::Storage(e.to_string())
     }
+
+    /// The error of a conditional write whose guard failed: create-only (`cas == 0`) found
+    /// the key, or the key is at another revision (`current`, 0 when absent).
+    pub(crate) fn cas_failed(key: &str, cas: Revision, current: Revision) -> Self {
+        if cas == 0 {
+            CfgError::AlreadyExists {
+                key: key.to_string(),
+                current,
+            }
+        } else {
+            CfgError::CasMismatch {
+                key: key.to_string(),
+                expected: cas,
+                current,
+            }
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

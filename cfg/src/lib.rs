@@ -20,7 +20,7 @@ pub mod spec;
 pub mod store;
 
 pub use cfg::{Cfg, Versioned};
-pub use error::{CfgError, Result};
+pub use error::{unix_ms, CfgError, Result};
 pub use keys::{KeyKind, KeySpace};
 pub use lease_keeper::LeaseKeeper;
 pub use spec::CfgSpec;

@@ -271,19 +271,7 @@ impl Store for EtcdStore {
         if resp.succeeded() {
             return Ok(header_revision(resp.header()));
         }
-        let current = failed_get_revision(&resp);
-        Err(if cas == 0 {
-            CfgError::AlreadyExists {
-                key: key.to_string(),
-                current,
-            }
-        } else {
-            CfgError::CasMismatch {
-                key: key.to_string(),
-                expected: cas,
-                current,
-            }
-        })
+        Err(CfgError::cas_failed(key, cas, failed_get_revision(&resp)))
     }
 
     async fn delete(&self, key: &str, cas: Revision) -> Result<Revision> {
@@ -302,11 +290,7 @@ impl Store for EtcdStore {
                 key: key.to_string(),
             })
         } else {
-            Err(CfgError::CasMismatch {
-                key: key.to_string(),
-                expected: cas,
-                current,
-            })
+            Err(CfgError::cas_failed(key, cas, current))
         }
     }
 

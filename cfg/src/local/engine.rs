@@ -7,14 +7,14 @@
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition};
 use tokio::sync::broadcast;
 
 use super::codec::{decode_events, encode_events, LeaseRecord, Record};
-use crate::error::{CfgError, Result};
+use crate::error::{unix_ms, CfgError, Result};
 use crate::store::{
     Compare, KeyValue, LeaseId, Listing, Op, Revision, Store, Txn, TxnOutcome, WatchEvent,
     WatchStream,
@@ -388,12 +388,6 @@ fn compact_tables(
     Ok(())
 }
 
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 async fn expire_leases(inner: Weak<Inner>) {
     let mut tick = tokio::time::interval(LEASE_SWEEP_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -405,21 +399,6 @@ async fn expire_leases(inner: Weak<Inner>) {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "expiring leases failed; will retry"),
             Err(e) => tracing::warn!(error = %e, "lease sweeper task failed; will retry"),
-        }
-    }
-}
-
-fn cas_error(key: &str, cas: Revision, current: Revision) -> CfgError {
-    if cas == 0 {
-        CfgError::AlreadyExists {
-            key: key.to_string(),
-            current,
-        }
-    } else {
-        CfgError::CasMismatch {
-            key: key.to_string(),
-            expected: cas,
-            current,
         }
     }
 }
@@ -484,7 +463,7 @@ impl Store for LocalStore {
             let ((), revision) = inner.write(|w| {
                 let current = w.current_revision(&key)?;
                 if current != cas {
-                    return Err(cas_error(&key, cas, current));
+                    return Err(CfgError::cas_failed(&key, cas, current));
                 }
                 w.put(&key, value, lease)
             })?;
@@ -502,7 +481,7 @@ impl Store for LocalStore {
                     return Err(CfgError::NotFound { key: key.clone() });
                 }
                 if cas != 0 && current != cas {
-                    return Err(cas_error(&key, cas, current));
+                    return Err(CfgError::cas_failed(&key, cas, current));
                 }
                 w.delete(&key).map(|_| ())
             })?;

@@ -9,7 +9,7 @@
 mod identity;
 mod rest;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context;
 use tessera_cfg::schema::{Document, NodeDef, NodeLiveness};
@@ -125,9 +125,7 @@ async fn go_live(
         uuid: uuid.to_string(),
         incarnation: incarnation.to_string(),
         host_port: host_port.to_string(),
-        started_at_unix_ms: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64),
+        started_at_unix_ms: tessera_cfg::unix_ms(),
     };
     let give_up = tokio::time::Instant::now() + ttl + Duration::from_secs(2);
     loop {
