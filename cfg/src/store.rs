@@ -88,6 +88,24 @@ impl Txn {
         self.ops.push(op);
         self
     }
+
+    /// etcd refuses a transaction that writes one key twice; so does every backend.
+    pub(crate) fn check_unique_keys(&self) -> Result<()> {
+        let mut seen = std::collections::HashSet::new();
+        for op in &self.ops {
+            let key = match op {
+                Op::Put { key, .. } | Op::Delete { key } => key,
+            };
+            if !seen.insert(key.as_str()) {
+                return Err(crate::error::CfgError::Invalid {
+                    key: key.clone(),
+                    field: "ops".into(),
+                    reason: "a transaction may write each key only once".into(),
+                });
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What a transaction did.

@@ -16,7 +16,6 @@ use etcd_client::{
 };
 
 use crate::error::{CfgError, Result};
-use crate::local::check_txn_keys;
 use crate::store::{
     Compare, KeyValue, LeaseId, Listing, Op, Revision, Store, Txn, TxnOutcome, WatchStream,
 };
@@ -295,7 +294,7 @@ impl Store for EtcdStore {
     }
 
     async fn txn(&self, txn: Txn) -> Result<TxnOutcome> {
-        check_txn_keys(&txn)?;
+        txn.check_unique_keys()?;
         let compares: Vec<etcd_client::Compare> = txn
             .compares
             .iter()

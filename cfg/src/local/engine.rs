@@ -9,25 +9,21 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition};
 use tokio::sync::broadcast;
 
 use super::codec::{decode_events, encode_events, LeaseRecord, Record};
 use crate::error::{unix_ms, CfgError, Result};
-use crate::store::{
-    Compare, KeyValue, LeaseId, Listing, Op, Revision, Store, Txn, TxnOutcome, WatchEvent,
-    WatchStream,
-};
+use crate::store::{Compare, LeaseId, Revision, WatchEvent};
 
-const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
-const HISTORY: TableDefinition<i64, &[u8]> = TableDefinition::new("history");
-const META: TableDefinition<&str, i64> = TableDefinition::new("meta");
-const LEASES: TableDefinition<i64, &[u8]> = TableDefinition::new("leases");
+pub(super) const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
+pub(super) const HISTORY: TableDefinition<i64, &[u8]> = TableDefinition::new("history");
+pub(super) const META: TableDefinition<&str, i64> = TableDefinition::new("meta");
+pub(super) const LEASES: TableDefinition<i64, &[u8]> = TableDefinition::new("leases");
 const LEASE_KEYS: TableDefinition<(i64, &str), ()> = TableDefinition::new("lease_keys");
 
-const META_REVISION: &str = "revision";
-const META_COMPACT: &str = "compact_revision";
+pub(super) const META_REVISION: &str = "revision";
+pub(super) const META_COMPACT: &str = "compact_revision";
 
 /// Revisions of history kept for watchers by default.
 pub const DEFAULT_HISTORY_LIMIT: i64 = 10_000;
@@ -42,9 +38,9 @@ pub(crate) struct Committed {
 }
 
 pub(crate) struct Inner {
-    db: Database,
-    backend: &'static str,
-    write_lock: Mutex<()>,
+    pub(super) db: Database,
+    pub(super) backend: &'static str,
+    pub(super) write_lock: Mutex<()>,
     pub(crate) committed: broadcast::Sender<Arc<Committed>>,
     history_limit: i64,
 }
@@ -52,7 +48,7 @@ pub(crate) struct Inner {
 /// A store backed by redb, on disk (`embedded`) or in memory (`memory`).
 #[derive(Clone)]
 pub struct LocalStore {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
 impl LocalStore {
@@ -119,7 +115,7 @@ impl LocalStore {
         Ok(Self { inner })
     }
 
-    async fn blocking<T: Send + 'static>(
+    pub(super) async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Inner) -> Result<T> + Send + 'static,
     ) -> Result<T> {
@@ -131,9 +127,9 @@ impl LocalStore {
 }
 
 /// Pending changes of one write transaction.
-struct Writer<'t> {
-    kv: Table<'t, &'static str, &'static [u8]>,
-    leases: Table<'t, i64, &'static [u8]>,
+pub(super) struct Writer<'t> {
+    pub(super) kv: Table<'t, &'static str, &'static [u8]>,
+    pub(super) leases: Table<'t, i64, &'static [u8]>,
     lease_keys: Table<'t, (i64, &'static str), ()>,
     /// The revision this transaction commits at, if it changes anything.
     revision: Revision,
@@ -148,11 +144,11 @@ impl Writer<'_> {
         }
     }
 
-    fn current_revision(&self, key: &str) -> Result<Revision> {
+    pub(super) fn current_revision(&self, key: &str) -> Result<Revision> {
         Ok(self.current(key)?.map_or(0, |r| r.mod_revision))
     }
 
-    fn put(&mut self, key: &str, value: Vec<u8>, lease: Option<LeaseId>) -> Result<()> {
+    pub(super) fn put(&mut self, key: &str, value: Vec<u8>, lease: Option<LeaseId>) -> Result<()> {
         let lease = lease.unwrap_or(0);
         if lease != 0 && self.leases.get(lease).map_err(CfgError::storage)?.is_none() {
             return Err(CfgError::LeaseNotFound(lease));
@@ -185,7 +181,7 @@ impl Writer<'_> {
     }
 
     /// Deletes `key`; false when it was absent.
-    fn delete(&mut self, key: &str) -> Result<bool> {
+    pub(super) fn delete(&mut self, key: &str) -> Result<bool> {
         let Some(prev) = self.current(key)? else {
             return Ok(false);
         };
@@ -203,7 +199,7 @@ impl Writer<'_> {
     }
 
     /// Removes a lease and deletes its keys; false when the lease was unknown.
-    fn revoke(&mut self, lease: LeaseId) -> Result<bool> {
+    pub(super) fn revoke(&mut self, lease: LeaseId) -> Result<bool> {
         if self
             .leases
             .remove(lease)
@@ -225,7 +221,7 @@ impl Writer<'_> {
         Ok(true)
     }
 
-    fn check(&self, compare: &Compare) -> Result<bool> {
+    pub(super) fn check(&self, compare: &Compare) -> Result<bool> {
         Ok(match compare {
             Compare::ModRevision { key, revision } => self.current_revision(key)? == *revision,
             Compare::Value { key, value } => self.current(key)?.is_some_and(|r| &r.value == value),
@@ -235,7 +231,10 @@ impl Writer<'_> {
 
 impl Inner {
     /// Runs `f` in a write transaction; commits, logs and broadcasts what it changed.
-    fn write<T>(&self, f: impl FnOnce(&mut Writer) -> Result<T>) -> Result<(T, Revision)> {
+    pub(super) fn write<T>(
+        &self,
+        f: impl FnOnce(&mut Writer) -> Result<T>,
+    ) -> Result<(T, Revision)> {
         let _serial = self
             .write_lock
             .lock()
@@ -293,7 +292,10 @@ impl Inner {
         Ok(())
     }
 
-    fn read<T>(&self, f: impl FnOnce(&redb::ReadTransaction, Revision) -> Result<T>) -> Result<T> {
+    pub(super) fn read<T>(
+        &self,
+        f: impl FnOnce(&redb::ReadTransaction, Revision) -> Result<T>,
+    ) -> Result<T> {
         let rtx = self.db.begin_read().map_err(CfgError::storage)?;
         let meta = rtx.open_table(META).map_err(CfgError::storage)?;
         let revision = read_meta(&meta, META_REVISION)?;
@@ -368,14 +370,14 @@ impl Inner {
     }
 }
 
-fn read_meta(meta: &impl ReadableTable<&'static str, i64>, name: &str) -> Result<i64> {
+pub(super) fn read_meta(meta: &impl ReadableTable<&'static str, i64>, name: &str) -> Result<i64> {
     Ok(meta
         .get(name)
         .map_err(CfgError::storage)?
         .map_or(0, |v| v.value()))
 }
 
-fn compact_tables(
+pub(super) fn compact_tables(
     history: &mut Table<i64, &[u8]>,
     meta: &mut Table<&str, i64>,
     revision: Revision,
@@ -401,238 +403,4 @@ async fn expire_leases(inner: Weak<Inner>) {
             Err(e) => tracing::warn!(error = %e, "lease sweeper task failed; will retry"),
         }
     }
-}
-
-#[async_trait]
-impl Store for LocalStore {
-    fn backend(&self) -> &'static str {
-        self.inner.backend
-    }
-
-    async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
-        let key = key.to_string();
-        self.blocking(move |inner| {
-            inner.read(|rtx, _| {
-                let kv = rtx.open_table(KV).map_err(CfgError::storage)?;
-                match kv.get(key.as_str()).map_err(CfgError::storage)? {
-                    Some(bytes) => {
-                        let record = Record::decode(&key, bytes.value())?;
-                        Ok(Some(record.into_kv(key.clone())))
-                    }
-                    None => Ok(None),
-                }
-            })
-        })
-        .await
-    }
-
-    async fn list(&self, prefix: &str) -> Result<Listing> {
-        let prefix = prefix.to_string();
-        self.blocking(move |inner| {
-            inner.read(|rtx, revision| {
-                let kv = rtx.open_table(KV).map_err(CfgError::storage)?;
-                let mut kvs = Vec::new();
-                for entry in kv.range(prefix.as_str()..).map_err(CfgError::storage)? {
-                    let (key, bytes) = entry.map_err(CfgError::storage)?;
-                    let key = key.value();
-                    if !key.starts_with(prefix.as_str()) {
-                        break;
-                    }
-                    kvs.push(Record::decode(key, bytes.value())?.into_kv(key.to_string()));
-                }
-                Ok(Listing { revision, kvs })
-            })
-        })
-        .await
-    }
-
-    async fn revision(&self) -> Result<Revision> {
-        self.blocking(|inner| inner.read(|_, revision| Ok(revision)))
-            .await
-    }
-
-    async fn put(
-        &self,
-        key: &str,
-        value: Vec<u8>,
-        cas: Revision,
-        lease: Option<LeaseId>,
-    ) -> Result<Revision> {
-        let key = key.to_string();
-        self.blocking(move |inner| {
-            let ((), revision) = inner.write(|w| {
-                let current = w.current_revision(&key)?;
-                if current != cas {
-                    return Err(CfgError::cas_failed(&key, cas, current));
-                }
-                w.put(&key, value, lease)
-            })?;
-            Ok(revision)
-        })
-        .await
-    }
-
-    async fn delete(&self, key: &str, cas: Revision) -> Result<Revision> {
-        let key = key.to_string();
-        self.blocking(move |inner| {
-            let ((), revision) = inner.write(|w| {
-                let current = w.current_revision(&key)?;
-                if current == 0 {
-                    return Err(CfgError::NotFound { key: key.clone() });
-                }
-                if cas != 0 && current != cas {
-                    return Err(CfgError::cas_failed(&key, cas, current));
-                }
-                w.delete(&key).map(|_| ())
-            })?;
-            Ok(revision)
-        })
-        .await
-    }
-
-    async fn txn(&self, txn: Txn) -> Result<TxnOutcome> {
-        check_txn_keys(&txn)?;
-        self.blocking(move |inner| {
-            let (succeeded, revision) = inner.write(|w| {
-                for compare in &txn.compares {
-                    if !w.check(compare)? {
-                        return Ok(false);
-                    }
-                }
-                for op in txn.ops {
-                    match op {
-                        Op::Put { key, value, lease } => w.put(&key, value, lease)?,
-                        Op::Delete { key } => {
-                            w.delete(&key)?;
-                        }
-                    }
-                }
-                Ok(true)
-            })?;
-            Ok(TxnOutcome {
-                succeeded,
-                revision,
-            })
-        })
-        .await
-    }
-
-    async fn watch(&self, prefix: &str, from: Revision) -> Result<WatchStream> {
-        let (current, _) = {
-            let inner = self.inner.clone();
-            tokio::task::spawn_blocking(move || inner.revision_and_compact())
-                .await
-                .map_err(|e| CfgError::Storage(format!("cfg worker failed: {e}")))??
-        };
-        // Subscribe before anything else so no commit after `current` can be missed.
-        let rx = self.inner.committed.subscribe();
-        let from = if from <= 0 { current + 1 } else { from };
-        Ok(super::watch::spawn(
-            Arc::downgrade(&self.inner),
-            rx,
-            prefix.to_string(),
-            from,
-        ))
-    }
-
-    async fn compact(&self, revision: Revision) -> Result<()> {
-        self.blocking(move |inner| {
-            let _serial = inner
-                .write_lock
-                .lock()
-                .map_err(|_| CfgError::Storage("cfg writer lock poisoned".into()))?;
-            let wtx = inner.db.begin_write().map_err(CfgError::storage)?;
-            {
-                let mut meta = wtx.open_table(META).map_err(CfgError::storage)?;
-                let current = read_meta(&meta, META_REVISION)?;
-                if revision > current {
-                    return Err(CfgError::Invalid {
-                        key: "<compact>".into(),
-                        field: "revision".into(),
-                        reason: format!("{revision} is in the future (current {current})"),
-                    });
-                }
-                if revision <= read_meta(&meta, META_COMPACT)? {
-                    return Ok(());
-                }
-                let mut history = wtx.open_table(HISTORY).map_err(CfgError::storage)?;
-                compact_tables(&mut history, &mut meta, revision)?;
-            }
-            wtx.commit().map_err(CfgError::storage)
-        })
-        .await
-    }
-
-    async fn grant_lease(&self, ttl: Duration) -> Result<LeaseId> {
-        let ttl_ms = ttl.as_millis().max(1) as u64;
-        self.blocking(move |inner| {
-            let (id, _) = inner.write(|w| loop {
-                let id = rand::random::<i64>() & i64::MAX;
-                if id == 0 || w.leases.get(id).map_err(CfgError::storage)?.is_some() {
-                    continue;
-                }
-                let record = LeaseRecord {
-                    ttl_ms,
-                    deadline_unix_ms: unix_ms() + ttl_ms,
-                };
-                w.leases
-                    .insert(id, record.encode().as_slice())
-                    .map_err(CfgError::storage)?;
-                return Ok(id);
-            })?;
-            Ok(id)
-        })
-        .await
-    }
-
-    async fn keep_alive_lease(&self, lease: LeaseId) -> Result<()> {
-        self.blocking(move |inner| {
-            inner.write(|w| {
-                let record = match w.leases.get(lease).map_err(CfgError::storage)? {
-                    Some(bytes) => LeaseRecord::decode(lease, bytes.value())?,
-                    None => return Err(CfgError::LeaseNotFound(lease)),
-                };
-                let renewed = LeaseRecord {
-                    ttl_ms: record.ttl_ms,
-                    deadline_unix_ms: unix_ms() + record.ttl_ms,
-                };
-                w.leases
-                    .insert(lease, renewed.encode().as_slice())
-                    .map_err(CfgError::storage)?;
-                Ok(())
-            })?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn revoke_lease(&self, lease: LeaseId) -> Result<()> {
-        self.blocking(move |inner| {
-            let (found, _) = inner.write(|w| w.revoke(lease))?;
-            if found {
-                Ok(())
-            } else {
-                Err(CfgError::LeaseNotFound(lease))
-            }
-        })
-        .await
-    }
-}
-
-/// etcd refuses a transaction that writes one key twice; so does every backend.
-pub(crate) fn check_txn_keys(txn: &Txn) -> Result<()> {
-    let mut seen = std::collections::HashSet::new();
-    for op in &txn.ops {
-        let key = match op {
-            Op::Put { key, .. } | Op::Delete { key } => key,
-        };
-        if !seen.insert(key.as_str()) {
-            return Err(CfgError::Invalid {
-                key: key.clone(),
-                field: "ops".into(),
-                reason: "a transaction may write each key only once".into(),
-            });
-        }
-    }
-    Ok(())
 }

@@ -2,7 +2,7 @@
 
 mod codec;
 mod engine;
+mod store;
 mod watch;
 
-pub(crate) use engine::check_txn_keys;
 pub use engine::{LocalStore, DEFAULT_HISTORY_LIMIT};
