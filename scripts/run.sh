@@ -6,4 +6,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh build
 cargo build --release --bin tessera
-exec target/release/tessera --data-dir "${TESSERA_DATA_DIR:-tessera-data}" node "$@"
+exec "${CARGO_TARGET_DIR:-target}/release/tessera" --data-dir "${TESSERA_DATA_DIR:-tessera-data}" node "$@"
