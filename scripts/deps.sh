@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes sure what Tessera needs to build and test is installed.
-#   scripts/deps.sh build   -> cargo, protoc (etcd-client compiles etcd's protos)
+#   scripts/deps.sh build   -> cargo, protoc (proto/ and etcd-client compile .proto files)
 #   scripts/deps.sh test    -> the above, plus etcd (tests start real etcd processes)
 # As root on Debian/Ubuntu it installs what is missing with apt-get; otherwise it stops with a
 # message saying what is missing and how to get it.

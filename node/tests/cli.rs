@@ -238,6 +238,19 @@ fn node_refuses_a_cloned_data_dir_and_a_foreign_cluster_and_leaves_cleanly() {
             .success()
     });
 
+    // REST and gRPC answer on the one advertised port.
+    let uuid = node_uuid(&original);
+    let live = stdout_json(&tessera(
+        &cfg,
+        scratch.path(),
+        &["cfg", "get", &format!("live/{uuid}")],
+    ));
+    let address = live["value"]["host_port"]
+        .as_str()
+        .expect("host_port")
+        .to_string();
+    check_one_port_serves_rest_and_grpc(&address, &uuid);
+
     // A copy of a live node's data dir must not start a second node with the same uuid.
     let clone = scratch.path().join("b");
     std::fs::create_dir_all(&clone).unwrap();
@@ -254,7 +267,6 @@ fn node_refuses_a_cloned_data_dir_and_a_foreign_cluster_and_leaves_cleanly() {
     assert!(stderr.contains("belongs to cluster"), "{stderr}");
 
     // SIGTERM: clean exit and the liveness key gone at once (revoked, not left to expire).
-    let uuid = node_uuid(&original);
     let pid = first.0.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
@@ -283,4 +295,42 @@ fn node_refuses_a_cloned_data_dir_and_a_foreign_cluster_and_leaves_cleanly() {
         uuid.as_str(),
         "the node definition stays"
     );
+}
+
+fn http_get(address: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).expect("connect REST");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+fn check_one_port_serves_rest_and_grpc(address: &str, uuid: &str) {
+    let ping = http_get(address, "/api/ping");
+    assert!(ping.starts_with("HTTP/1.1 200"), "{ping}");
+    assert!(ping.contains(uuid), "{ping}");
+    let missing = http_get(address, "/api/no-such-thing");
+    assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+    assert!(
+        missing.contains("\"error\":\"not_found\""),
+        "unknown REST paths answer JSON 404: {missing}"
+    );
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let answer = runtime.block_on(async {
+        let mut client =
+            tessera_proto::v1::node_client::NodeClient::connect(format!("http://{address}"))
+                .await
+                .expect("gRPC connect");
+        client
+            .ping(tessera_proto::v1::PingRequest {})
+            .await
+            .expect("gRPC ping")
+            .into_inner()
+    });
+    assert_eq!(answer.node_uuid, uuid);
+    assert_eq!(answer.cluster_name, "nodes");
+    assert!(!answer.incarnation.is_empty() && !answer.cluster_uuid.is_empty());
 }

@@ -3,9 +3,10 @@
 //! Start-up: identity from the data dir → cluster meta (created on first use, and the data
 //! dir must belong to it) → node definition registered under CAS → liveness key created
 //! under a lease (refused while another incarnation of the same uuid keeps it alive) → REST
-//! served. Shutdown revokes the lease so the node is gone at once, not after the TTL.
+//! served with gRPC (`tessera.v1.Node`) on the same port. Shutdown revokes the lease so the node is gone at once, not after the TTL.
 //! PIndexes, janitor and planner join this process in later work.
 
+mod grpc;
 mod identity;
 mod rest;
 
@@ -51,7 +52,13 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
         cfg: cfg.clone(),
         node_uuid: identity.node_uuid.clone(),
         incarnation: incarnation.clone(),
-    });
+    })
+    .merge(grpc::router(grpc::NodeService {
+        node_uuid: identity.node_uuid.clone(),
+        incarnation: incarnation.clone(),
+        cluster_uuid: meta.cluster_uuid.clone(),
+        cluster_name: meta.name.clone(),
+    }));
     let mut lost = lease.lost();
     let stop = async move {
         tokio::select! {
