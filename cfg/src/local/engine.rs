@@ -302,15 +302,6 @@ impl Inner {
         f(&rtx, revision)
     }
 
-    pub(crate) fn revision_and_compact(&self) -> Result<(Revision, Revision)> {
-        let rtx = self.db.begin_read().map_err(CfgError::storage)?;
-        let meta = rtx.open_table(META).map_err(CfgError::storage)?;
-        Ok((
-            read_meta(&meta, META_REVISION)?,
-            read_meta(&meta, META_COMPACT)?,
-        ))
-    }
-
     /// History from `from` (inclusive), at most `max_revisions` revisions, with the compact
     /// revision as of the read. Events are in revision order.
     pub(crate) fn read_history(

@@ -129,13 +129,9 @@ impl Store for LocalStore {
     }
 
     async fn watch(&self, prefix: &str, from: Revision) -> Result<WatchStream> {
-        let (current, _) = {
-            let inner = self.inner.clone();
-            tokio::task::spawn_blocking(move || inner.revision_and_compact())
-                .await
-                .map_err(|e| CfgError::Storage(format!("cfg worker failed: {e}")))??
-        };
-        // Subscribe before anything else so no commit after `current` can be missed.
+        let current = self.revision().await?;
+        // A commit between reading `current` and subscribing is not lost: the feeder replays
+        // the history from `from` before it follows the broadcast.
         let rx = self.inner.committed.subscribe();
         let from = if from <= 0 { current + 1 } else { from };
         Ok(super::watch::spawn(
