@@ -128,21 +128,27 @@ impl EtcdStore {
     }
 
     /// A conditional single-key write or delete, with the current revision read on failure.
+    /// Returns (applied, revision of the answer, current revision of the key when not applied).
     async fn guarded(
         &self,
         what: &str,
         compare: etcd_client::Compare,
         op: TxnOp,
         key: &str,
+        on_error: impl FnOnce(etcd_client::Error) -> CfgError,
     ) -> Result<(bool, Revision, Revision)> {
         let resp = self
-            .call(what, |mut c| {
-                let txn = etcd_client::Txn::new()
-                    .when([compare.clone()])
-                    .and_then([op.clone()])
-                    .or_else([TxnOp::get(key, None)]);
-                async move { c.txn(txn).await }
-            })
+            .call_or(
+                what,
+                |mut c| {
+                    let txn = etcd_client::Txn::new()
+                        .when([compare.clone()])
+                        .and_then([op.clone()])
+                        .or_else([TxnOp::get(key, None)]);
+                    async move { c.txn(txn).await }
+                },
+                on_error,
+            )
             .await?;
         let revision = header_revision(resp.header());
         let current = if resp.succeeded() {
@@ -251,26 +257,19 @@ impl Store for EtcdStore {
             etcd_client::Compare::mod_revision(key, CompareOp::Equal, cas)
         };
         let op = TxnOp::put(key, value, options);
-        let resp = self
-            .call_or(
-                "put",
-                |mut c| {
-                    let txn = etcd_client::Txn::new()
-                        .when([compare.clone()])
-                        .and_then([op.clone()])
-                        .or_else([TxnOp::get(key, None)]);
-                    async move { c.txn(txn).await }
-                },
-                |e| match (lease, status_code(&e)) {
+        let (applied, revision, current) = self
+            .guarded("put", compare, op, key, |e| {
+                match (lease, status_code(&e)) {
                     (Some(l), Some(tonic::Code::NotFound)) => CfgError::LeaseNotFound(l),
                     _ => classify(e),
-                },
-            )
+                }
+            })
             .await?;
-        if resp.succeeded() {
-            return Ok(header_revision(resp.header()));
+        if applied {
+            Ok(revision)
+        } else {
+            Err(CfgError::cas_failed(key, cas, current))
         }
-        Err(CfgError::cas_failed(key, cas, failed_get_revision(&resp)))
     }
 
     async fn delete(&self, key: &str, cas: Revision) -> Result<Revision> {
@@ -280,7 +279,7 @@ impl Store for EtcdStore {
             etcd_client::Compare::mod_revision(key, CompareOp::Equal, cas)
         };
         let (ok, revision, current) = self
-            .guarded("delete", compare, TxnOp::delete(key, None), key)
+            .guarded("delete", compare, TxnOp::delete(key, None), key, classify)
             .await?;
         if ok {
             Ok(revision)
