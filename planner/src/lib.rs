@@ -1,4 +1,273 @@
-//! The planner: turns index definitions, wanted nodes and the previous plan into the next plan.
+//! The planner: index definitions + wanted nodes + the previous plan → the next plan.
 //!
-//! Empty until the planner issue lands. The planning algorithm will live here as a pure function
-//! over plain data (no I/O), with the elected planner service beside it doing the Cfg I/O.
+//! [`plan`] is a pure function over plain data ([`model`]); no I/O, deterministic, and
+//! idempotent (planning its own output again changes nothing). README.md beside this crate's
+//! sources explains the algorithm. The elected, fenced service that feeds it from the Cfg and
+//! writes its plans lives in [`service`].
+
+pub mod diff;
+pub mod model;
+mod place;
+mod roles;
+pub mod split;
+mod topology;
+pub mod validate;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use model::{Plan, PlanInput, PlanOutput, PlannedCopy, PlannedPIndex, Stats, Warning};
+use place::{Placement, Work};
+use topology::Topology;
+
+/// Plans `input`. Never fails: what cannot be met becomes a warning and the best plan possible.
+/// Validate untrusted input first with [`validate::validate`]; unvalidated input is planned
+/// as well as it can be (e.g. duplicate nodes count once), never panics.
+pub fn plan(input: &PlanInput) -> PlanOutput {
+    let empty = Plan::default();
+    let previous = input.previous_plan.as_ref().unwrap_or(&empty);
+    let mut warnings = Warnings::default();
+
+    let mut known: BTreeSet<&str> = input.nodes.iter().map(|n| n.uuid.as_str()).collect();
+    let mut unknown = BTreeSet::new();
+    for pindex in &previous.pindexes {
+        for copy in &pindex.copies {
+            if !known.contains(copy.node.as_str()) {
+                unknown.insert(copy.node.clone());
+            }
+        }
+    }
+    known.extend(unknown.iter().map(String::as_str));
+    let topo = Topology::new(&input.nodes, &input.failed_nodes, unknown.iter().cloned());
+    let eligible = topo.eligible.len();
+
+    let by_name: HashMap<&str, &PlannedPIndex> = previous
+        .pindexes
+        .iter()
+        .map(|p| (p.name.as_str(), p))
+        .collect();
+    let mut indexes: Vec<&model::IndexSpec> = input.indexes.iter().collect();
+    indexes.sort_by(|a, b| a.name.cmp(&b.name));
+    indexes.dedup_by(|a, b| a.name == b.name);
+
+    let mut works = Vec::new();
+    let mut lost_to_unknown: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for index in indexes {
+        if index.frozen {
+            let kept: Vec<&PlannedPIndex> = previous
+                .pindexes
+                .iter()
+                .filter(|p| p.index == index.name)
+                .collect();
+            if kept.is_empty() {
+                warnings.add(
+                    &index.name,
+                    "frozen index has no plan yet: nothing is planned until it is unfrozen".into(),
+                );
+            }
+            for p in kept {
+                works.push(Work {
+                    name: p.name.clone(),
+                    index: index.name.clone(),
+                    partitions: p.source_partitions.clone(),
+                    want: p.copies.len(),
+                    frozen: true,
+                    level: index.spread_level,
+                    copies: copies_of(p, &topo, true),
+                });
+            }
+            continue;
+        }
+        let wanted = 1 + index.replicas as usize;
+        let want = wanted.min(eligible);
+        if eligible == 0 {
+            warnings.add(
+                &index.name,
+                "no node can hold copies (none is tagged pindex, wanted and alive)".into(),
+            );
+        } else if want < wanted {
+            warnings.add(
+                &index.name,
+                format!(
+                    "{} replicas wanted, {eligible} nodes can hold copies: planning {} replicas",
+                    index.replicas,
+                    want - 1
+                ),
+            );
+        }
+        for part in split::split(index) {
+            let copies = match by_name.get(part.name.as_str()) {
+                Some(p) if p.index == index.name => {
+                    for c in p.copies.iter().filter(|c| unknown.contains(&c.node)) {
+                        lost_to_unknown
+                            .entry(index.name.clone())
+                            .or_default()
+                            .insert(c.node.clone());
+                    }
+                    copies_of(p, &topo, false)
+                }
+                _ => Vec::new(),
+            };
+            works.push(Work {
+                name: part.name,
+                index: index.name.clone(),
+                partitions: part.partitions,
+                want,
+                frozen: false,
+                level: index.spread_level,
+                copies,
+            });
+        }
+    }
+
+    for (index, nodes) in lost_to_unknown {
+        let nodes: Vec<String> = nodes.into_iter().collect();
+        warnings.add(
+            &index,
+            format!(
+                "previous plan has copies on unknown nodes {}: they are re-placed",
+                nodes.join(", ")
+            ),
+        );
+    }
+
+    let mut placement = Placement::new(topo, works);
+    let kept_before = kept_counts(&placement);
+    placement.settle_primaries(&input.progress);
+    placement.trim();
+    placement.spread();
+    placement.fill();
+    placement.settle_primaries(&input.progress);
+    placement.rebalance();
+    placement.balance_primaries();
+    spread_warnings(&mut placement, &mut warnings);
+
+    let next = to_plan(&placement);
+    let moves = diff::moves(previous, &next);
+    let stats = Stats {
+        copies_added: diff::copies_added(&moves),
+        min_copies_added: min_copies_added(&placement, &kept_before),
+        elapsed_ms: 0.0,
+    };
+    PlanOutput {
+        plan: next,
+        moves,
+        warnings: warnings.into_vec(),
+        stats,
+    }
+}
+
+/// A previous PIndex's copies as node indexes; only eligible nodes unless frozen.
+fn copies_of(p: &PlannedPIndex, topo: &Topology, frozen: bool) -> Vec<(usize, model::Role)> {
+    p.copies
+        .iter()
+        .filter_map(|c| topo.index_of(&c.node).map(|n| (n, c.role)))
+        .filter(|&(n, _)| frozen || topo.nodes[n].eligible)
+        .collect()
+}
+
+/// Per work, copies kept from the previous plan (before any phase ran), and per node, the
+/// copies it held of works that still exist.
+struct KeptBefore {
+    per_work: Vec<usize>,
+    per_node: Vec<usize>,
+}
+
+fn kept_counts(placement: &Placement) -> KeptBefore {
+    KeptBefore {
+        per_work: placement
+            .works
+            .iter()
+            .map(|w| w.copies.len().min(w.want))
+            .collect(),
+        per_node: placement.count.clone(),
+    }
+}
+
+/// A lower bound of the copies any plan must add: every missing copy, and every node's
+/// shortfall below its share.
+fn min_copies_added(placement: &Placement, kept: &KeptBefore) -> usize {
+    let missing: usize = placement
+        .works
+        .iter()
+        .zip(&kept.per_work)
+        .filter(|(w, _)| !w.frozen)
+        .map(|(w, &k)| w.want.saturating_sub(k))
+        .sum();
+    let total: usize = placement
+        .topo
+        .eligible
+        .iter()
+        .map(|&n| placement.count[n])
+        .sum();
+    let targets = placement.topo.targets(total);
+    let shortfall: usize = placement
+        .topo
+        .eligible
+        .iter()
+        .map(|&n| targets[n].0.saturating_sub(kept.per_node[n]))
+        .sum();
+    missing.max(shortfall)
+}
+
+fn spread_warnings(placement: &mut Placement, warnings: &mut Warnings) {
+    for w in 0..placement.works.len() {
+        let work = &placement.works[w];
+        if work.frozen || work.want < 2 {
+            continue;
+        }
+        let groups = placement.topo.eligible_groups(work.level);
+        if groups < work.want {
+            let level = work.level.map_or("the full group path".to_string(), |l| {
+                format!("group level {l}")
+            });
+            let (index, want) = (work.index.clone(), work.want);
+            warnings.add(&index, format!("{want} copies per PIndex but {groups} server groups at {level}: some copies share a group"));
+        }
+    }
+}
+
+fn to_plan(placement: &Placement) -> Plan {
+    Plan {
+        pindexes: placement
+            .works
+            .iter()
+            .map(|w| {
+                let mut copies: Vec<PlannedCopy> = w
+                    .copies
+                    .iter()
+                    .map(|&(n, role)| PlannedCopy {
+                        node: placement.topo.nodes[n].uuid.clone(),
+                        role,
+                    })
+                    .collect();
+                // Primary first, then by node: a stable, readable order.
+                copies.sort_by(|a, b| {
+                    (a.role != model::Role::Primary, &a.node)
+                        .cmp(&(b.role != model::Role::Primary, &b.node))
+                });
+                PlannedPIndex {
+                    name: w.name.clone(),
+                    index: w.index.clone(),
+                    source_partitions: w.partitions.clone(),
+                    copies,
+                }
+            })
+            .collect(),
+    }
+}
+
+/// Warnings once per (index, message), in index order.
+#[derive(Default)]
+struct Warnings(BTreeMap<(String, String), ()>);
+
+impl Warnings {
+    fn add(&mut self, index: &str, message: String) {
+        self.0.insert((index.to_string(), message), ());
+    }
+    fn into_vec(self) -> Vec<Warning> {
+        self.0
+            .into_keys()
+            .map(|(index, message)| Warning { index, message })
+            .collect()
+    }
+}

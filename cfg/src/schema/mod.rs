@@ -8,7 +8,7 @@ mod cluster;
 mod index;
 mod node;
 mod plan;
-mod validate;
+pub mod validate;
 
 pub use cluster::{ClusterMeta, PlannerLeader};
 pub use index::{IndexDef, PlanParams, SourceDef, INDEX_TYPES};
