@@ -73,6 +73,8 @@ pub fn plan(input: &PlanInput) -> PlanOutput {
                     frozen: true,
                     level: index.spread_level,
                     copies: copies_of(p, &topo, true),
+                    established: BTreeSet::new(),
+                    promoted: false,
                 });
             }
             continue;
@@ -115,6 +117,8 @@ pub fn plan(input: &PlanInput) -> PlanOutput {
                 frozen: false,
                 level: index.spread_level,
                 copies,
+                established: BTreeSet::new(),
+                promoted: false,
             });
         }
     }

@@ -16,6 +16,13 @@ pub(crate) struct Work {
     pub frozen: bool,
     pub level: Option<u32>,
     pub copies: Vec<(usize, Role)>,
+    /// Nodes whose copy was already in the previous plan (filled in by `Placement::new`).
+    /// Only these take over as primary while any of them is left: a new copy is still
+    /// being built.
+    pub established: BTreeSet<usize>,
+    /// Its primary was lost and a surviving replica promoted this round: that replica stays
+    /// primary (balancing does not hand the role to a copy still being built).
+    pub promoted: bool,
 }
 
 pub(crate) struct Placement {
@@ -26,6 +33,10 @@ pub(crate) struct Placement {
     pub primaries: Vec<usize>,
     /// Works each node holds a copy of.
     pub holdings: Vec<BTreeSet<usize>>,
+    /// While set, `can_move` keeps a built primary in place when its PIndex is being rebuilt
+    /// and no other built copy could take over. Balancing clears it only when nothing else
+    /// helps: a plan must be balanced by its own rules, or replanning it would move copies.
+    strict: bool,
 }
 
 impl Placement {
@@ -37,6 +48,7 @@ impl Placement {
             count: vec![0; n],
             primaries: vec![0; n],
             holdings: vec![BTreeSet::new(); n],
+            strict: true,
         };
         for (w, mut work) in works.into_iter().enumerate() {
             let copies = std::mem::take(&mut work.copies);
@@ -45,6 +57,7 @@ impl Placement {
             for (node, role) in copies {
                 if !placement.holdings[node].contains(&w) {
                     placement.add(w, node, role);
+                    placement.works[w].established.insert(node);
                 }
             }
         }
@@ -105,16 +118,43 @@ impl Placement {
         self.topo.bound(level, want)
     }
 
-    /// Drops copies beyond `want`: replicas on the most loaded nodes first.
+    /// Drops copies beyond `want`: replicas first, from the nodes furthest above their share of
+    /// what remains, so that fewer copies have to move afterwards to even out.
     pub fn trim(&mut self) {
+        let remaining: usize = self
+            .works
+            .iter()
+            .map(|w| {
+                let on_eligible = w
+                    .copies
+                    .iter()
+                    .filter(|&&(n, _)| self.topo.nodes[n].eligible)
+                    .count();
+                if w.frozen {
+                    on_eligible
+                } else {
+                    on_eligible.min(w.want)
+                }
+            })
+            .sum();
+        let targets = self.topo.targets(remaining);
         for w in 0..self.works.len() {
             if self.works[w].frozen {
                 continue;
             }
             while self.works[w].copies.len() > self.works[w].want {
-                let Some(node) = self.heaviest_copy(w, |_| true) else {
-                    break;
-                };
+                let drop = self.works[w]
+                    .copies
+                    .iter()
+                    .max_by(|&&(a, ra), &&(b, rb)| {
+                        let excess = |n: usize| self.count[n] as i64 - targets[n].1 as i64;
+                        (ra == Role::Replica)
+                            .cmp(&(rb == Role::Replica))
+                            .then(excess(a).cmp(&excess(b)))
+                            .then(b.cmp(&a))
+                    })
+                    .map(|&(n, _)| n);
+                let Some(node) = drop else { break };
                 self.remove(w, node);
             }
         }
@@ -191,29 +231,104 @@ impl Placement {
         let targets = self.topo.targets(total);
         loop {
             let eligible = self.topo.eligible.clone();
-            let over: Vec<usize> =
-                by_excess(&eligible, |n| self.count[n].saturating_sub(targets[n].1));
-            let under: Vec<usize> =
-                by_excess(&eligible, |n| targets[n].0.saturating_sub(self.count[n]));
-            if over.is_empty() && under.is_empty() {
+            let Some(tiers) = tiers(&eligible, |n| self.count[n], &targets) else {
                 return;
+            };
+            let mut found = None;
+            for strict in [true, false] {
+                self.strict = strict;
+                found = tiers
+                    .iter()
+                    .find_map(|(d, r)| self.find_move(d, r))
+                    .map(|step| vec![step])
+                    .or_else(|| tiers.iter().find_map(|(d, r)| self.find_chain(d, r)));
+                if found.is_some() {
+                    break;
+                }
             }
-            let donors = if over.is_empty() {
-                by_excess(&eligible, |n| self.count[n].saturating_sub(targets[n].0))
-            } else {
-                over
-            };
-            let receivers = if under.is_empty() {
-                by_excess(&eligible, |n| targets[n].1.saturating_sub(self.count[n]))
-            } else {
-                under
-            };
-            let Some((w, from, to)) = self.find_move(&donors, &receivers) else {
+            self.strict = true;
+            let Some(chain) = found else {
                 return;
             };
-            let role = self.remove(w, from).unwrap_or(Role::Replica);
-            self.add(w, to, role);
+            // Last step first: each node on the way gives before it takes, so no step
+            // depends on another.
+            for (w, from, to) in chain.into_iter().rev() {
+                self.move_copy(w, from, to);
+            }
         }
+    }
+
+    /// Moves the copy of `w` on `from` to `to`. A moved primary hands its role to an
+    /// established replica when there is one, since the new copy still has to be built.
+    pub fn move_copy(&mut self, w: usize, from: usize, to: usize) {
+        let role = self.remove(w, from).unwrap_or(Role::Replica);
+        self.add(w, to, role);
+        if role == Role::Primary {
+            let heir = self.works[w]
+                .copies
+                .iter()
+                .filter(|&&(n, r)| r == Role::Replica && self.works[w].established.contains(&n))
+                .map(|&(n, _)| n)
+                .min_by(|&a, &b| {
+                    self.topo
+                        .lighter((a, self.primaries[a]), (b, self.primaries[b]))
+                });
+            if let Some(heir) = heir {
+                self.set_role(w, to, Role::Replica);
+                self.set_role(w, heir, Role::Primary);
+            }
+        }
+    }
+
+    /// A work whose copy may move from `from` to `to`: not frozen, not already on `to`, and
+    /// keeping the spread. Replicas are preferred to primaries.
+    fn movable(&mut self, from: usize, to: usize) -> Option<usize> {
+        if from == to {
+            return None;
+        }
+        for pass in [Role::Replica, Role::Primary] {
+            let held: Vec<usize> = self.holdings[from].iter().copied().collect();
+            for w in held {
+                if self.role_of(w, from) == Some(pass) && self.can_move(w, from, to) {
+                    return Some(w);
+                }
+            }
+        }
+        None
+    }
+
+    /// Whether the copy of `w` on `from` may move to `to`: not frozen, `to` does not hold it,
+    /// and the spread holds after the move.
+    pub fn can_move(&mut self, w: usize, from: usize, to: usize) -> bool {
+        if from == to
+            || self.works[w].frozen
+            || self.holdings[to].contains(&w)
+            || !self.holdings[from].contains(&w)
+        {
+            return false;
+        }
+        let work = &self.works[w];
+        if self.strict
+            && self.role_of(w, from) == Some(Role::Primary)
+            && work.established.contains(&from)
+        {
+            // Keep a built primary in place while its PIndex is being rebuilt around it and no
+            // other built copy could take over.
+            let heir = work
+                .copies
+                .iter()
+                .any(|&(n, _)| n != from && work.established.contains(&n));
+            let rebuilding = work
+                .copies
+                .iter()
+                .any(|(n, _)| !work.established.contains(n));
+            if !heir && rebuilding {
+                return false;
+            }
+        }
+        let level = work.level;
+        let (gf, gt) = (self.topo.group(level, from), self.topo.group(level, to));
+        gf == gt || self.group_load(w, gt) < self.bound(w)
     }
 
     fn find_move(
@@ -223,30 +338,94 @@ impl Placement {
     ) -> Option<(usize, usize, usize)> {
         for &from in donors {
             for &to in receivers {
-                if from == to {
-                    continue;
-                }
-                for pass in [Role::Replica, Role::Primary] {
-                    let held: Vec<usize> = self.holdings[from].iter().copied().collect();
-                    for w in held {
-                        if self.works[w].frozen
-                            || self.holdings[to].contains(&w)
-                            || self.role_of(w, from) != Some(pass)
-                        {
-                            continue;
-                        }
-                        let level = self.works[w].level;
-                        let (gf, gt) = (self.topo.group(level, from), self.topo.group(level, to));
-                        if gf != gt && self.group_load(w, gt) + 1 > self.bound(w) {
-                            continue;
-                        }
-                        return Some((w, from, to));
-                    }
+                if let Some(w) = self.movable(from, to) {
+                    return Some((w, from, to));
                 }
             }
         }
         None
     }
+
+    /// When no direct move exists (every receiver already holds what donors could give), a
+    /// shortest chain donor → … → receiver in which each node passes one copy on: breadth-first
+    /// over the eligible nodes. Intermediate nodes keep their counts.
+    fn find_chain(
+        &mut self,
+        donors: &[usize],
+        receivers: &[usize],
+    ) -> Option<Vec<(usize, usize, usize)>> {
+        let n = self.topo.nodes.len();
+        let mut is_receiver = vec![false; n];
+        for &r in receivers {
+            is_receiver[r] = true;
+        }
+        let mut parent: Vec<Option<(usize, usize)>> = vec![None; n];
+        let mut seen = vec![false; n];
+        let mut queue = std::collections::VecDeque::new();
+        for &d in donors {
+            seen[d] = true;
+            queue.push_back(d);
+        }
+        let eligible = self.topo.eligible.clone();
+        while let Some(x) = queue.pop_front() {
+            for &y in &eligible {
+                if seen[y] {
+                    continue;
+                }
+                let Some(w) = self.movable(x, y) else {
+                    continue;
+                };
+                seen[y] = true;
+                parent[y] = Some((x, w));
+                if is_receiver[y] {
+                    let mut chain = Vec::new();
+                    let mut at = y;
+                    while let Some((prev, w)) = parent[at] {
+                        chain.push((w, prev, at));
+                        at = prev;
+                    }
+                    chain.reverse();
+                    // Two steps moving copies of one work could crowd a group together.
+                    let works: BTreeSet<usize> = chain.iter().map(|&(w, _, _)| w).collect();
+                    return (works.len() == chain.len()).then_some(chain);
+                }
+                queue.push_back(y);
+            }
+        }
+        None
+    }
+}
+
+/// Pairs (donors, receivers) to try, in order, when some node is outside its `[lo, hi]`
+/// target; `None` when all are within. One item from a donor to a receiver of any tier brings
+/// the total distance to the targets down by at least one, which is why balancing ends.
+pub(crate) fn tiers(
+    nodes: &[usize],
+    count: impl Fn(usize) -> usize,
+    targets: &[(usize, usize)],
+) -> Option<Vec<(Vec<usize>, Vec<usize>)>> {
+    let over = by_excess(nodes, |n| count(n).saturating_sub(targets[n].1));
+    let under = by_excess(nodes, |n| targets[n].0.saturating_sub(count(n)));
+    if over.is_empty() && under.is_empty() {
+        return None;
+    }
+    let mut out = Vec::new();
+    if !over.is_empty() && !under.is_empty() {
+        out.push((over.clone(), under.clone()));
+    }
+    if !over.is_empty() {
+        out.push((
+            over,
+            by_excess(nodes, |n| targets[n].1.saturating_sub(count(n))),
+        ));
+    }
+    if !under.is_empty() {
+        out.push((
+            by_excess(nodes, |n| count(n).saturating_sub(targets[n].0)),
+            under,
+        ));
+    }
+    Some(out)
 }
 
 /// Nodes with a positive `excess`, largest first, then in uuid order.

@@ -5,10 +5,21 @@
 use std::collections::BTreeMap;
 
 use crate::model::Role;
-use crate::place::{by_excess, Placement};
+use crate::place::{tiers, Placement};
 
 /// Progress of copies: PIndex name → node uuid → how far it got.
 pub(crate) type Progress = BTreeMap<String, BTreeMap<String, u64>>;
+
+/// Which PIndexes a primary swap may take the role from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Handover {
+    /// Not from a survivor promoted this round.
+    Unpromoted,
+    /// From a promoted survivor too, but only to another survivor.
+    ToSurvivor,
+    /// From anyone to anyone.
+    Any,
+}
 
 impl Placement {
     /// One primary per PIndex with copies. With none (lost with its node, or a new PIndex), the
@@ -29,7 +40,18 @@ impl Placement {
                 continue;
             }
             let candidates: Vec<usize> = if primaries.is_empty() {
-                self.works[w].copies.iter().map(|&(n, _)| n).collect()
+                let all: Vec<usize> = self.works[w].copies.iter().map(|&(n, _)| n).collect();
+                let established: Vec<usize> = all
+                    .iter()
+                    .copied()
+                    .filter(|n| self.works[w].established.contains(n))
+                    .collect();
+                if established.is_empty() {
+                    all
+                } else {
+                    self.works[w].promoted = true;
+                    established
+                }
             } else {
                 primaries
             };
@@ -58,65 +80,160 @@ impl Placement {
         }
     }
 
-    /// Swaps primary and replica roles within PIndexes until every node's primaries are within
-    /// `[lo, hi]` of its weighted share, or no swap helps.
+    /// Swaps primary and replica roles within PIndexes (directly, or along a chain of nodes
+    /// each passing one primary on) until every node's primaries are within `[lo, hi]` of its
+    /// weighted share; when no swap helps, exchanges copies of a single-copy PIndex.
     pub fn balance_primaries(&mut self) {
         let total: usize = self.topo.eligible.iter().map(|&n| self.primaries[n]).sum();
         let targets = self.topo.targets(total);
+        let copies: usize = self.topo.eligible.iter().map(|&n| self.count[n]).sum();
+        let copy_targets = self.topo.targets(copies);
         loop {
             let eligible = self.topo.eligible.clone();
-            let over = by_excess(&eligible, |n| {
-                self.primaries[n].saturating_sub(targets[n].1)
-            });
-            let under = by_excess(&eligible, |n| {
-                targets[n].0.saturating_sub(self.primaries[n])
-            });
-            if over.is_empty() && under.is_empty() {
+            let Some(tiers) = tiers(&eligible, |n| self.primaries[n], &targets) else {
+                return;
+            };
+            // Cheapest first: role swaps that leave promoted survivors alone, then moving a
+            // primary copy, then swaps handing a promoted survivor's role to another survivor,
+            // then to any copy. Balance must be reached by the plan's own rules, or replanning
+            // it would change it.
+            if let Some(chain) = tiers
+                .iter()
+                .find_map(|(d, r)| self.find_swap_chain(d, r, Handover::Unpromoted))
+            {
+                self.swap_along(chain);
+            } else if let Some((u, back, from, to)) = tiers
+                .iter()
+                .find_map(|(d, r)| self.find_exchange(d, r, &copy_targets))
+            {
+                // One primary goes from `from` to `to`; copy counts stay within their targets.
+                self.move_copy(u, from, to);
+                if let Some(v) = back {
+                    self.move_copy(v, to, from);
+                }
+            } else if let Some(chain) =
+                [Handover::ToSurvivor, Handover::Any]
+                    .into_iter()
+                    .find_map(|h| {
+                        tiers
+                            .iter()
+                            .find_map(|(d, r)| self.find_swap_chain(d, r, h))
+                    })
+            {
+                self.swap_along(chain);
+            } else {
                 return;
             }
-            let donors = if over.is_empty() {
-                by_excess(&eligible, |n| {
-                    self.primaries[n].saturating_sub(targets[n].0)
-                })
-            } else {
-                over
-            };
-            let receivers = if under.is_empty() {
-                by_excess(&eligible, |n| {
-                    targets[n].1.saturating_sub(self.primaries[n])
-                })
-            } else {
-                under
-            };
-            let Some((w, from, to)) = self.find_swap(&donors, &receivers) else {
-                return;
-            };
+        }
+    }
+
+    fn swap_along(&mut self, chain: Vec<(usize, usize, usize)>) {
+        for (w, from, to) in chain {
             self.set_role(w, from, Role::Replica);
             self.set_role(w, to, Role::Primary);
         }
     }
 
-    fn find_swap(&self, donors: &[usize], receivers: &[usize]) -> Option<(usize, usize, usize)> {
-        let mut receiving = vec![false; self.topo.nodes.len()];
+    /// The shortest chain donor → … → receiver where each step is a PIndex whose primary is on
+    /// the first node and a replica on the second (a new copy may be the target primary: the
+    /// plan is the goal, and handing over waits until the copy is built). Works on a chain are
+    /// distinct (a PIndex has one primary), so the swaps are independent.
+    fn find_swap_chain(
+        &self,
+        donors: &[usize],
+        receivers: &[usize],
+        handover: Handover,
+    ) -> Option<Vec<(usize, usize, usize)>> {
+        let n = self.topo.nodes.len();
+        let mut is_receiver = vec![false; n];
         for &r in receivers {
-            receiving[r] = true;
+            is_receiver[r] = true;
         }
-        for &from in donors {
-            for &w in &self.holdings[from] {
-                if self.works[w].frozen || self.role_of(w, from) != Some(Role::Primary) {
+        let mut parent: Vec<Option<(usize, usize)>> = vec![None; n];
+        let mut seen = vec![false; n];
+        let mut queue = std::collections::VecDeque::new();
+        for &d in donors {
+            seen[d] = true;
+            queue.push_back(d);
+        }
+        while let Some(x) = queue.pop_front() {
+            for &w in &self.holdings[x] {
+                let work = &self.works[w];
+                if work.frozen
+                    || (work.promoted && handover == Handover::Unpromoted)
+                    || self.role_of(w, x) != Some(Role::Primary)
+                {
                     continue;
                 }
-                let best = self.works[w]
-                    .copies
+                for &(y, role) in &work.copies {
+                    let built = !work.promoted
+                        || handover == Handover::Any
+                        || work.established.contains(&y);
+                    if role != Role::Replica || seen[y] || !built {
+                        continue;
+                    }
+                    seen[y] = true;
+                    parent[y] = Some((x, w));
+                    if is_receiver[y] {
+                        let mut chain = Vec::new();
+                        let mut at = y;
+                        while let Some((prev, w)) = parent[at] {
+                            chain.push((w, prev, at));
+                            at = prev;
+                        }
+                        return Some(chain);
+                    }
+                    queue.push_back(y);
+                }
+            }
+        }
+        None
+    }
+
+    /// When no swap helps (the donor's primaries have no replica on a receiver, as with
+    /// single-copy PIndexes), the primary copy of a PIndex `u` moves from the donor to the
+    /// receiver;
+    /// if that would take either node's copy count out of its target, a replica of some `v`
+    /// moves back in exchange.
+    fn find_exchange(
+        &mut self,
+        donors: &[usize],
+        receivers: &[usize],
+        copy_targets: &[(usize, usize)],
+    ) -> Option<(usize, Option<usize>, usize, usize)> {
+        for &from in donors {
+            for &to in receivers {
+                if from == to {
+                    continue;
+                }
+                // PIndexes whose primary moves along with its copy: single-copy ones, and ones
+                // with no built copy to hand the role to.
+                let singles: Vec<usize> = self.holdings[from]
                     .iter()
-                    .filter(|&&(n, r)| r == Role::Replica && receiving[n] && n != from)
-                    .map(|&(n, _)| n)
-                    .min_by(|&a, &b| {
-                        self.topo
-                            .lighter((a, self.primaries[a]), (b, self.primaries[b]))
-                    });
-                if let Some(to) = best {
-                    return Some((w, from, to));
+                    .copied()
+                    .filter(|&u| {
+                        let work = &self.works[u];
+                        !work.frozen
+                            && !work.promoted
+                            && self.role_of(u, from) == Some(Role::Primary)
+                            && (work.copies.len() == 1 || work.established.is_empty())
+                    })
+                    .collect();
+                let Some(u) = singles.into_iter().find(|&u| self.can_move(u, from, to)) else {
+                    continue;
+                };
+                if self.count[from] > copy_targets[from].0 && self.count[to] < copy_targets[to].1 {
+                    return Some((u, None, from, to));
+                }
+                let back: Vec<usize> = self.holdings[to]
+                    .iter()
+                    .copied()
+                    .filter(|&v| self.role_of(v, to) == Some(Role::Replica))
+                    .collect();
+                for v in back {
+                    if v != u && self.can_move(v, to, from) {
+                        return Some((u, Some(v), from, to));
+                    }
                 }
             }
         }

@@ -1,0 +1,184 @@
+//! Move counts when the cluster changes: adding, removing and swapping nodes moves close to
+//! the minimum number of copies, and replanning the result moves nothing.
+
+use tessera_planner::model::{IndexSpec, NodeSpec, NodeTag, PlanInput, PlanOutput};
+use tessera_planner::plan;
+
+fn node(i: usize, groups: usize) -> NodeSpec {
+    NodeSpec {
+        uuid: format!("n{i:03}"),
+        group: format!("zone-{}", i % groups),
+        weight: 1,
+        tags: vec![NodeTag::Pindex],
+        wanted: true,
+    }
+}
+
+fn cluster(nodes: usize, groups: usize, indexes: usize) -> PlanInput {
+    PlanInput {
+        nodes: (0..nodes).map(|i| node(i, groups)).collect(),
+        indexes: (0..indexes)
+            .map(|i| IndexSpec {
+                name: format!("idx{i:02}"),
+                source_partitions: 1024,
+                max_partitions_per_pindex: Some(64),
+                index_partitions: None,
+                replicas: 2,
+                frozen: false,
+                spread_level: None,
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+fn replan(mut input: PlanInput, previous: &PlanOutput) -> PlanOutput {
+    input.previous_plan = Some(previous.plan.clone());
+    plan(&input)
+}
+
+fn assert_near_minimum(case: &str, out: &PlanOutput) {
+    let (added, min) = (out.stats.copies_added, out.stats.min_copies_added);
+    assert!(min > 0, "{case}: the change needs copies");
+    assert!(
+        added as f64 <= (min as f64 * 1.05).ceil(),
+        "{case}: {added} copies added, lower bound {min}"
+    );
+}
+
+fn assert_stable(case: &str, input: PlanInput, out: &PlanOutput) {
+    let again = replan(input, out);
+    assert!(
+        again.moves.is_empty(),
+        "{case}: replanning moved {:?}",
+        &again.moves[..again.moves.len().min(3)]
+    );
+}
+
+#[test]
+fn adding_a_node_moves_about_its_share() {
+    let base = cluster(20, 4, 10);
+    let first = plan(&base);
+    let grown = cluster(21, 4, 10);
+    let out = replan(grown.clone(), &first);
+    assert_near_minimum("add", &out);
+    let on_new = out
+        .plan
+        .pindexes
+        .iter()
+        .flat_map(|p| &p.copies)
+        .filter(|c| c.node == "n020")
+        .count();
+    assert_eq!(
+        on_new, out.stats.copies_added,
+        "every added copy lands on the new node"
+    );
+    assert_stable("add", grown, &out);
+}
+
+#[test]
+fn removing_a_node_moves_only_its_copies() {
+    let base = cluster(20, 4, 10);
+    let first = plan(&base);
+    let held = first
+        .plan
+        .pindexes
+        .iter()
+        .flat_map(|p| &p.copies)
+        .filter(|c| c.node == "n007")
+        .count();
+    let mut shrunk = base.clone();
+    shrunk.nodes.retain(|n| n.uuid != "n007");
+    let out = replan(shrunk.clone(), &first);
+    assert_near_minimum("remove", &out);
+    assert_eq!(
+        out.stats.copies_added, held,
+        "exactly the lost copies are re-placed"
+    );
+    assert_stable("remove", shrunk, &out);
+}
+
+#[test]
+fn swapping_a_node_moves_about_one_nodes_worth() {
+    let base = cluster(20, 4, 10);
+    let first = plan(&base);
+    let held = first
+        .plan
+        .pindexes
+        .iter()
+        .flat_map(|p| &p.copies)
+        .filter(|c| c.node == "n003")
+        .count();
+    let mut swapped = base.clone();
+    swapped.nodes.retain(|n| n.uuid != "n003");
+    swapped.nodes.push(NodeSpec {
+        uuid: "n100".into(),
+        ..node(3, 4)
+    });
+    let out = replan(swapped.clone(), &first);
+    assert_near_minimum("swap", &out);
+    assert!(
+        out.stats.copies_added <= held + 1,
+        "{} added for a node holding {held}",
+        out.stats.copies_added
+    );
+    assert_stable("swap", swapped, &out);
+}
+
+#[test]
+fn draining_a_node_and_changing_replicas() {
+    let base = cluster(12, 3, 6);
+    let first = plan(&base);
+    let mut drained = base.clone();
+    drained.nodes[5].wanted = false;
+    let out = replan(drained.clone(), &first);
+    assert!(out
+        .plan
+        .pindexes
+        .iter()
+        .all(|p| p.copies.iter().all(|c| c.node != drained.nodes[5].uuid)));
+    assert_near_minimum("drain", &out);
+    assert_stable("drain", drained.clone(), &out);
+
+    let mut fewer = drained;
+    fewer.indexes[0].replicas = 1;
+    let trimmed = replan(fewer, &out);
+    // Dropping a replica frees space unevenly (the dropped copies sit where that index's
+    // replicas were); evening it out may move a few copies, never many.
+    let copies: usize = trimmed.plan.pindexes.iter().map(|p| p.copies.len()).sum();
+    assert!(
+        trimmed.stats.copies_added * 20 <= copies,
+        "dropping a replica added {} of {copies} copies",
+        trimmed.stats.copies_added
+    );
+    assert!(trimmed
+        .plan
+        .pindexes
+        .iter()
+        .filter(|p| p.index == "idx00")
+        .all(|p| p.copies.len() == 2));
+}
+
+#[test]
+fn impossible_constraints_warn_and_plan_the_best() {
+    let mut input = cluster(2, 1, 1);
+    input.indexes[0].replicas = 2;
+    let out = plan(&input);
+    assert!(
+        out.warnings
+            .iter()
+            .any(|w| w.index == "idx00" && w.message.contains("2 replicas wanted, 2 nodes")),
+        "{:?}",
+        out.warnings
+    );
+    assert!(out.plan.pindexes.iter().all(|p| p.copies.len() == 2));
+    let none = plan(&PlanInput {
+        nodes: Vec::new(),
+        ..cluster(0, 1, 1)
+    });
+    assert!(none.plan.pindexes.iter().all(|p| p.copies.is_empty()));
+    assert!(none
+        .warnings
+        .iter()
+        .any(|w| w.message.contains("no node can hold copies")));
+}
