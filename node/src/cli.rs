@@ -50,6 +50,45 @@ pub enum Command {
     /// Read and edit the Cfg directly.
     #[command(subcommand)]
     Cfg(CfgCommand),
+    /// Run the planner alone (it also runs inside every node tagged `planner`).
+    Planner(PlannerArgs),
+    /// Planning tools.
+    #[command(subcommand)]
+    Plan(PlanCommand),
+}
+
+/// Planner timings (shared by `tessera planner` and nodes tagged `planner`).
+#[derive(Args, Clone)]
+pub struct PlannerArgs {
+    /// TTL of the planner's leader lease in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    pub planner_lease_ttl_ms: u64,
+    /// How long a node must be absent before it counts as failed, in milliseconds.
+    #[arg(long, default_value_t = 60_000)]
+    pub failover_delay_ms: u64,
+    /// Re-plan at least this often, in milliseconds.
+    #[arg(long, default_value_t = 30_000)]
+    pub resync_ms: u64,
+}
+
+#[derive(Subcommand)]
+pub enum PlanCommand {
+    /// Print the plan the planner would make, as one JSON object: from a file (`--input`,
+    /// `-` for stdin), or from the live cluster named by `--cfg` with hypothetical changes.
+    WhatIf(WhatIfArgs),
+}
+
+#[derive(Args)]
+pub struct WhatIfArgs {
+    /// Planner input JSON (see README). Without it, the live cluster is read from `--cfg`.
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// With the live cluster: add a node, `UUID[:GROUP[:WEIGHT]]` (repeatable).
+    #[arg(long, conflicts_with = "input")]
+    pub add_node: Vec<String>,
+    /// With the live cluster: remove a node by uuid (repeatable).
+    #[arg(long, conflicts_with = "input")]
+    pub remove_node: Vec<String>,
 }
 
 #[derive(Args)]
@@ -73,6 +112,8 @@ pub struct NodeArgs {
     /// Liveness lease TTL in milliseconds: how long after a crash the node counts as gone.
     #[arg(long, default_value_t = 5000)]
     pub lease_ttl_ms: u64,
+    #[command(flatten)]
+    pub planner: PlannerArgs,
 }
 
 fn parse_tag(s: &str) -> Result<NodeTag, String> {

@@ -5,6 +5,7 @@ mod cfg_cmd;
 mod cli;
 mod exit;
 mod node;
+mod plan_cmd;
 
 use clap::Parser;
 
@@ -27,6 +28,8 @@ fn main() {
         match cli.command {
             Command::Node(args) => node::run(&cli.global, args).await,
             Command::Cfg(cmd) => cfg_cmd::run(&cli.global, cmd).await,
+            Command::Planner(args) => plan_cmd::run_planner(&cli.global, args).await,
+            Command::Plan(cmd) => plan_cmd::run(&cli.global, cmd).await,
         }
     });
     if let Err(error) = result {

@@ -9,6 +9,7 @@ pub mod diff;
 pub mod model;
 mod place;
 mod roles;
+pub mod service;
 pub mod split;
 mod topology;
 pub mod validate;
@@ -158,6 +159,14 @@ pub fn plan(input: &PlanInput) -> PlanOutput {
         warnings: warnings.into_vec(),
         stats,
     }
+}
+
+/// [`plan`], with `stats.elapsed_ms` filled in: what the service and `what-if` run.
+pub fn plan_timed(input: &PlanInput) -> PlanOutput {
+    let started = std::time::Instant::now();
+    let mut out = plan(input);
+    out.stats.elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
+    out
 }
 
 /// A previous PIndex's copies as node indexes; only eligible nodes unless frozen.

@@ -36,8 +36,20 @@ pub struct SourceDef {
     #[serde(rename = "type")]
     pub source_type: String,
     pub name: String,
+    /// How many partitions the source has; `None`: the reference source's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<u32>,
     #[serde(default)]
     pub params: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Source partitions assumed when a definition does not say (the reference source's default).
+pub const DEFAULT_SOURCE_PARTITIONS: u32 = 1024;
+
+impl SourceDef {
+    pub fn partitions(&self) -> u32 {
+        self.partitions.unwrap_or(DEFAULT_SOURCE_PARTITIONS)
+    }
 }
 
 /// How an index is split and replicated.
@@ -95,6 +107,12 @@ impl Document for IndexDef {
             return Err(FieldError::new("source.type", "must not be empty"));
         }
         validate::name("source.name", &self.source.name)?;
+        if self.source.partitions == Some(0) {
+            return Err(FieldError::new(
+                "source.partitions",
+                "must be greater than 0",
+            ));
+        }
         let plan = &self.plan;
         if plan.max_partitions_per_pindex == Some(0) {
             return Err(FieldError::new(

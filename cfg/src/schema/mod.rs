@@ -11,7 +11,9 @@ mod plan;
 pub mod validate;
 
 pub use cluster::{ClusterMeta, PlannerLeader};
-pub use index::{IndexDef, PlanParams, SourceDef, INDEX_TYPES};
+pub use index::{
+    IndexDef, PlanParams, SourceDef, DEFAULT_SOURCE_PARTITIONS, INDEX_TYPES, MAX_REPLICAS,
+};
 pub use node::{NodeDef, NodeLiveness, NodeTag};
 pub use plan::{CopyPlan, CopyRole, CopyState, IndexPlan, PIndexPlan};
 pub use validate::FieldError;

@@ -45,9 +45,16 @@ pub struct NodeDef {
     pub group: String,
     /// Relative capacity: weight 2 holds about twice the copies of weight 1.
     pub weight: u32,
+    /// `false`: the operator is draining the node; the planner moves all its copies away.
+    #[serde(default = "wanted_default")]
+    pub wanted: bool,
     /// Free-form extras (build version, disk size, ...).
     #[serde(default)]
     pub extras: serde_json::Map<String, serde_json::Value>,
+}
+
+fn wanted_default() -> bool {
+    true
 }
 
 /// Highest node weight accepted.

@@ -4,7 +4,8 @@
 //! dir must belong to it) → node definition registered under CAS → liveness key created
 //! under a lease (refused while another incarnation of the same uuid keeps it alive) → REST
 //! served with gRPC (`tessera.v1.Node`) on the same port. Shutdown revokes the lease so the node is gone at once, not after the TTL.
-//! PIndexes, janitor and planner join this process in later work.
+//! A node tagged `planner` also runs the planner service (one of them leads the cluster).
+//! PIndexes and the janitor join this process in later work.
 
 mod grpc;
 mod identity;
@@ -59,6 +60,19 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
         cluster_uuid: meta.cluster_uuid.clone(),
         cluster_name: meta.name.clone(),
     }));
+    let (stop_planner, planner_stopped) = tokio::sync::watch::channel(false);
+    let planner = args
+        .tags
+        .contains(&tessera_cfg::schema::NodeTag::Planner)
+        .then(|| {
+            let service = tessera_planner::service::PlannerService::new(
+                cfg.clone(),
+                &identity.node_uuid,
+                &incarnation,
+                args.planner.options(),
+            );
+            tokio::spawn(service.run(planner_stopped))
+        });
     let mut lost = lease.lost();
     let stop = async move {
         tokio::select! {
@@ -70,6 +84,10 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
         .with_graceful_shutdown(stop)
         .await
         .context("serving REST")?;
+    let _ = stop_planner.send(true);
+    if let Some(planner) = planner {
+        let _ = planner.await;
+    }
     let lost = lease.is_lost();
     if let Err(e) = lease.revoke().await {
         tracing::warn!(error = %e, "could not revoke the liveness lease; it expires after its TTL");
@@ -99,6 +117,8 @@ async fn register(
             tags: args.tags.iter().copied().collect(),
             group: args.group.clone(),
             weight: args.weight,
+            // An operator's drain outlives restarts.
+            wanted: current.as_ref().is_none_or(|c| c.value.wanted),
             extras: current
                 .as_ref()
                 .map(|c| c.value.extras.clone())
@@ -164,7 +184,7 @@ async fn go_live(
     }
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -24,6 +24,7 @@ pub async fn typed_cfg_validates_and_reports_corrupt(store: Arc<dyn Store>) {
         source: SourceDef {
             source_type: "tessera".into(),
             name: "docs".into(),
+            partitions: None,
             params: Default::default(),
         },
         plan: PlanParams {

@@ -1,0 +1,182 @@
+//! The bridge between the Cfg and the pure planner: reading what planning needs, turning it
+//! into a [`PlanInput`], and turning a [`PlanOutput`] back into per-index plans to store.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use tessera_cfg::schema::{
+    CopyPlan, CopyState, Document, IndexDef, IndexPlan, NodeDef, PIndexPlan,
+};
+use tessera_cfg::{Cfg, CfgError, Revision, Versioned};
+
+use crate::model::{IndexSpec, NodeSpec, Plan, PlanInput, PlanOutput, PlannedCopy, PlannedPIndex};
+
+/// What planning reads from the Cfg, as of one moment.
+#[derive(Debug, Clone, Default)]
+pub struct Gathered {
+    pub index_defs: BTreeMap<String, Versioned<IndexDef>>,
+    pub node_defs: BTreeMap<String, Versioned<NodeDef>>,
+    /// Uuids of nodes whose liveness key is present.
+    pub live: BTreeSet<String>,
+    pub plans: BTreeMap<String, Versioned<IndexPlan>>,
+    /// The store revision of the last read; watch from `revision + 1`.
+    pub revision: Revision,
+}
+
+/// Reads index definitions, nodes, liveness and plans.
+pub async fn gather(cfg: &Cfg) -> Result<Gathered, CfgError> {
+    let defs = cfg.index_defs().await?;
+    let nodes = cfg.node_defs().await?;
+    let live = cfg.live_nodes().await?;
+    let plans = cfg.plans().await?;
+    let revision = [defs.revision, nodes.revision, live.revision, plans.revision]
+        .into_iter()
+        .min()
+        .unwrap_or(0);
+    Ok(Gathered {
+        index_defs: defs
+            .items
+            .into_iter()
+            .map(|d| (d.value.name.clone(), d))
+            .collect(),
+        node_defs: nodes
+            .items
+            .into_iter()
+            .map(|d| (d.value.uuid.clone(), d))
+            .collect(),
+        live: live.items.into_iter().map(|l| l.value.uuid).collect(),
+        plans: plans
+            .items
+            .into_iter()
+            .map(|p| (p.value.index.clone(), p))
+            .collect(),
+        revision,
+    })
+}
+
+impl Gathered {
+    /// The planner input: nodes as defined (wanted flag, tags, group, weight), `failed` nodes,
+    /// every index definition, and the stored plans as the previous plan.
+    pub fn to_input(&self, failed: &BTreeSet<String>) -> PlanInput {
+        PlanInput {
+            nodes: self
+                .node_defs
+                .values()
+                .map(|d| NodeSpec {
+                    uuid: d.value.uuid.clone(),
+                    group: d.value.group.clone(),
+                    weight: d.value.weight,
+                    tags: d.value.tags.iter().copied().collect(),
+                    wanted: d.value.wanted,
+                })
+                .collect(),
+            indexes: self
+                .index_defs
+                .values()
+                .map(|d| {
+                    let def = &d.value;
+                    IndexSpec {
+                        name: def.name.clone(),
+                        source_partitions: def.source.partitions(),
+                        max_partitions_per_pindex: def.plan.max_partitions_per_pindex,
+                        index_partitions: def.plan.index_partitions,
+                        replicas: def.plan.replicas,
+                        frozen: def.plan.frozen,
+                        spread_level: def.plan.spread_level,
+                    }
+                })
+                .collect(),
+            failed_nodes: failed.iter().cloned().collect(),
+            previous_plan: Some(self.previous_plan()),
+            progress: BTreeMap::new(),
+        }
+    }
+
+    /// The stored plans in the planner's form.
+    pub fn previous_plan(&self) -> Plan {
+        Plan {
+            pindexes: self
+                .plans
+                .values()
+                .flat_map(|p| {
+                    let index = p.value.index.clone();
+                    p.value.pindexes.iter().map(move |pi| PlannedPIndex {
+                        name: pi.name.clone(),
+                        index: index.clone(),
+                        source_partitions: pi.source_partitions.clone(),
+                        copies: pi
+                            .copies
+                            .iter()
+                            .map(|c| PlannedCopy {
+                                node: c.node.clone(),
+                                role: c.role,
+                            })
+                            .collect(),
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    /// Defined nodes without a liveness key.
+    pub fn absent_nodes(&self) -> BTreeSet<String> {
+        self.node_defs
+            .keys()
+            .filter(|uuid| !self.live.contains(*uuid))
+            .cloned()
+            .collect()
+    }
+
+    /// The plan to store per defined index. A copy keeps the state it had; a new copy starts
+    /// `building` (readable once the janitor reports it caught up).
+    pub fn to_index_plans(&self, out: &PlanOutput) -> BTreeMap<String, IndexPlan> {
+        let mut plans: BTreeMap<String, IndexPlan> = BTreeMap::new();
+        for (name, def) in &self.index_defs {
+            let warnings = out
+                .warnings
+                .iter()
+                .filter(|w| &w.index == name)
+                .map(|w| w.message.clone())
+                .collect();
+            plans.insert(
+                name.clone(),
+                IndexPlan {
+                    format_version: IndexPlan::FORMAT_VERSION,
+                    index: name.clone(),
+                    index_uuid: def.value.uuid.clone(),
+                    pindexes: Vec::new(),
+                    warnings,
+                },
+            );
+        }
+        for p in &out.plan.pindexes {
+            let Some(plan) = plans.get_mut(&p.index) else {
+                continue;
+            };
+            let before = self
+                .plans
+                .get(&p.index)
+                .and_then(|old| old.value.pindexes.iter().find(|o| o.name == p.name));
+            plan.pindexes.push(PIndexPlan {
+                name: p.name.clone(),
+                source_partitions: p.source_partitions.clone(),
+                copies: p
+                    .copies
+                    .iter()
+                    .map(|c| {
+                        let state = before
+                            .and_then(|b| b.copies.iter().find(|o| o.node == c.node))
+                            .map_or(CopyState::Building, |o| o.state);
+                        CopyPlan {
+                            node: c.node.clone(),
+                            role: c.role,
+                            state,
+                            can_read: state == CopyState::Active,
+                            can_write: true,
+                        }
+                    })
+                    .collect(),
+            });
+        }
+        plans
+    }
+}

@@ -1,0 +1,300 @@
+//! The planner service: the I/O around [`crate::plan`]. It campaigns for leadership
+//! ([`fence`]); only the leader plans. The leader re-plans when index definitions, node
+//! definitions or liveness change (watched, debounced), when a node's absence outlasts the
+//! failover delay, and on a periodic resync; it writes only the per-index plans that changed,
+//! each in a transaction fenced on its leadership.
+
+pub mod fence;
+pub mod inputs;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tessera_cfg::schema::PlannerLeader;
+use tessera_cfg::{Cfg, CfgError, KeyKind, WatchEvent};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+pub use fence::Fence;
+use inputs::Gathered;
+
+/// Why a planning round or the service stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum PlannerError {
+    #[error(transparent)]
+    Cfg(#[from] CfgError),
+    /// The leader key is no longer ours: another planner leads now.
+    #[error("deposed: another planner holds the leader key")]
+    Deposed,
+    /// A stored plan changed under us (someone else wrote it); the next round re-reads.
+    #[error("{key} changed concurrently")]
+    Conflict { key: String },
+}
+
+/// Timings of the service.
+#[derive(Debug, Clone)]
+pub struct PlannerOptions {
+    /// TTL of the leader lease: how long a dead leader blocks the others.
+    pub lease_ttl: Duration,
+    /// Quiet time after a change before re-planning, so a burst is planned once.
+    pub debounce: Duration,
+    /// Re-plan this often even without changes.
+    pub resync: Duration,
+    /// A node absent this long counts as failed (a restart within it is not a failover).
+    pub failover_delay: Duration,
+}
+
+impl Default for PlannerOptions {
+    fn default() -> Self {
+        Self {
+            lease_ttl: Duration::from_secs(5),
+            debounce: Duration::from_millis(200),
+            resync: Duration::from_secs(30),
+            failover_delay: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Counters for tests and status pages.
+#[derive(Debug, Default)]
+pub struct PlannerStats {
+    pub is_leader: AtomicBool,
+    pub rounds: AtomicU64,
+    pub plans_written: AtomicU64,
+    pub terms: AtomicU64,
+}
+
+/// One planner: campaigns, and plans while it leads.
+pub struct PlannerService {
+    cfg: Cfg,
+    me: PlannerLeader,
+    options: PlannerOptions,
+    stats: Arc<PlannerStats>,
+    /// When each absent node was first seen absent (this term).
+    absent_since: BTreeMap<String, Instant>,
+}
+
+/// What one round did.
+#[derive(Debug, Clone, Default)]
+pub struct RoundReport {
+    pub plans_written: usize,
+    pub plans_deleted: usize,
+    pub copies_added: usize,
+    /// When the next node absence turns into a failure (a reason to plan again then).
+    pub next_failover: Option<Instant>,
+}
+
+impl PlannerService {
+    /// `uuid`/`incarnation` identify this planner in the leader key.
+    pub fn new(cfg: Cfg, uuid: &str, incarnation: &str, options: PlannerOptions) -> Self {
+        Self {
+            cfg,
+            me: fence::leader_record(uuid, incarnation),
+            options,
+            stats: Arc::default(),
+            absent_since: BTreeMap::new(),
+        }
+    }
+
+    pub fn stats(&self) -> Arc<PlannerStats> {
+        self.stats.clone()
+    }
+
+    /// Campaigns and plans until `shutdown` turns true. Leadership lost (lease expired,
+    /// deposed) means campaigning again; Cfg errors are retried.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            let stopping = *shutdown.borrow();
+            if stopping {
+                return;
+            }
+            let attempt = tokio::select! {
+                r = fence::campaign(&self.cfg, &self.me, self.options.lease_ttl) => r,
+                _ = shutdown.changed() => return,
+            };
+            match attempt {
+                Ok(Some((lease, fence))) => {
+                    self.stats.terms.fetch_add(1, Ordering::Relaxed);
+                    self.stats.is_leader.store(true, Ordering::Relaxed);
+                    tracing::info!(
+                        planner = self.me.uuid,
+                        revision = fence.revision,
+                        "planner leadership won"
+                    );
+                    self.lead(lease, fence, &mut shutdown).await;
+                    self.stats.is_leader.store(false, Ordering::Relaxed);
+                }
+                Ok(None) => {
+                    tokio::select! {
+                        r = fence::wait_for_vacancy(&self.cfg) => {
+                            if let Err(e) = r {
+                                tracing::warn!(error = %e, "watching the planner leader key failed; retrying");
+                                tokio::time::sleep(Duration::from_secs(1)).await;
+                            }
+                        }
+                        _ = shutdown.changed() => return,
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "planner campaign failed; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Plans while leading; returns when leadership ends or on shutdown (resigning then).
+    async fn lead(
+        &mut self,
+        lease: tessera_cfg::LeaseKeeper,
+        fence: Fence,
+        shutdown: &mut watch::Receiver<bool>,
+    ) {
+        self.absent_since.clear();
+        let mut lost = lease.lost();
+        let root = self.cfg.keys().root().to_string();
+        let mut changes = None;
+        let mut due = Some(Instant::now());
+        let mut resync_at = Instant::now() + self.options.resync;
+        loop {
+            if changes.is_none() {
+                match self.cfg.store().watch(&root, 0).await {
+                    Ok(w) => changes = Some(w),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "planner cannot watch the Cfg; relying on resync")
+                    }
+                }
+            }
+            let wake = due.map_or(resync_at, |d| d.min(resync_at));
+            tokio::select! {
+                _ = shutdown.changed() => {
+                    let _ = lease.revoke().await;
+                    return;
+                }
+                () = until_true(&mut lost) => {
+                    tracing::warn!(planner = self.me.uuid, "planner lease lost; stepping down");
+                    return;
+                }
+                event = next_event(&mut changes) => match event {
+                    Some(event) if self.triggers(&event) => {
+                        due.get_or_insert(Instant::now() + self.options.debounce);
+                    }
+                    Some(_) => {}
+                    None => {
+                        // Watch ended (compacted or closed): re-watch and re-plan.
+                        changes = None;
+                        due.get_or_insert(Instant::now());
+                    }
+                },
+                () = tokio::time::sleep_until(wake) => {
+                    resync_at = Instant::now() + self.options.resync;
+                    match self.round(&fence).await {
+                        Ok(report) => due = report.next_failover,
+                        Err(PlannerError::Deposed) => {
+                            tracing::warn!(planner = self.me.uuid, "deposed while planning; stepping down");
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "planning round failed; retrying");
+                            due = Some(Instant::now() + Duration::from_secs(1));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn triggers(&self, event: &WatchEvent) -> bool {
+        let Some(key) = event.key() else { return true };
+        matches!(
+            self.cfg.keys().kind(key),
+            KeyKind::IndexDef(_) | KeyKind::NodeDef(_) | KeyKind::Liveness(_)
+        )
+    }
+
+    /// Nodes absent for longer than the failover delay, and when the next one will be.
+    fn failed_nodes(&mut self, gathered: &Gathered) -> (BTreeSet<String>, Option<Instant>) {
+        let now = Instant::now();
+        let absent = gathered.absent_nodes();
+        self.absent_since.retain(|uuid, _| absent.contains(uuid));
+        let mut failed = BTreeSet::new();
+        let mut next = None::<Instant>;
+        for uuid in absent {
+            let since = *self.absent_since.entry(uuid.clone()).or_insert(now);
+            let at = since + self.options.failover_delay;
+            if at <= now {
+                failed.insert(uuid);
+            } else {
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
+        }
+        (failed, next)
+    }
+
+    /// One planning round: read, plan, write the plans that changed (fenced).
+    pub async fn round(&mut self, fence: &Fence) -> Result<RoundReport, PlannerError> {
+        self.stats.rounds.fetch_add(1, Ordering::Relaxed);
+        let gathered = inputs::gather(&self.cfg).await?;
+        let (failed, next_failover) = self.failed_nodes(&gathered);
+        let out = crate::plan_timed(&gathered.to_input(&failed));
+        let mut report = RoundReport {
+            copies_added: out.stats.copies_added,
+            next_failover,
+            ..RoundReport::default()
+        };
+        let wanted = gathered.to_index_plans(&out);
+        for (index, plan) in &wanted {
+            let current = gathered.plans.get(index);
+            if current.is_some_and(|c| &c.value == plan) {
+                continue;
+            }
+            fence::write_plan(
+                &self.cfg,
+                fence,
+                index,
+                Some(plan),
+                current.map_or(0, |c| c.revision),
+            )
+            .await?;
+            report.plans_written += 1;
+            self.stats.plans_written.fetch_add(1, Ordering::Relaxed);
+        }
+        for (index, stale) in &gathered.plans {
+            if !wanted.contains_key(index) {
+                fence::write_plan(&self.cfg, fence, index, None, stale.revision).await?;
+                report.plans_deleted += 1;
+            }
+        }
+        if report.plans_written + report.plans_deleted > 0 {
+            tracing::info!(
+                written = report.plans_written,
+                deleted = report.plans_deleted,
+                copies_added = out.stats.copies_added,
+                warnings = out.warnings.len(),
+                elapsed_ms = out.stats.elapsed_ms,
+                "plans updated"
+            );
+        }
+        Ok(report)
+    }
+}
+
+/// Resolves once the flag is true (or its sender is gone).
+async fn until_true(flag: &mut watch::Receiver<bool>) {
+    let _ = flag.wait_for(|v| *v).await;
+}
+
+async fn next_event(watch: &mut Option<tessera_cfg::WatchStream>) -> Option<WatchEvent> {
+    match watch {
+        Some(w) => match w.next().await {
+            Some(WatchEvent::Compacted { .. }) | None => None,
+            Some(event) => Some(event),
+        },
+        None => std::future::pending().await,
+    }
+}
