@@ -182,13 +182,14 @@ impl PlannerService {
                 }
                 event = next_event(&mut changes) => match event {
                     Some(event) if self.triggers(&event) => {
-                        due.get_or_insert(Instant::now() + self.options.debounce);
+                        let soon = Instant::now() + self.options.debounce;
+                        due = Some(due.map_or(soon, |d| d.min(soon)));
                     }
                     Some(_) => {}
                     None => {
                         // Watch ended (compacted or closed): re-watch and re-plan.
                         changes = None;
-                        due.get_or_insert(Instant::now());
+                        due = Some(Instant::now());
                     }
                 },
                 () = tokio::time::sleep_until(wake) => {
