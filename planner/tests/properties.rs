@@ -265,7 +265,7 @@ fn check_no_improving_move(c: &Cluster, out: &PlanOutput) -> Result<(), TestCase
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
     fn plans_keep_every_rule_and_are_deterministic_and_idempotent(c in cluster_strategy(8, true, false)) {
