@@ -182,3 +182,54 @@ fn impossible_constraints_warn_and_plan_the_best() {
         .iter()
         .any(|w| w.message.contains("no node can hold copies")));
 }
+
+#[test]
+fn the_most_caught_up_replica_is_promoted() {
+    let mut input = cluster(4, 1, 1);
+    input.indexes[0].replicas = 2;
+    input.indexes[0].max_partitions_per_pindex = Some(1024);
+    let first = plan(&input);
+    let pindex = &first.plan.pindexes[0];
+    let primary = pindex
+        .copies
+        .iter()
+        .find(|c| c.role == tessera_planner::model::Role::Primary)
+        .unwrap()
+        .node
+        .clone();
+    let replicas: Vec<String> = pindex
+        .copies
+        .iter()
+        .filter(|c| c.node != primary)
+        .map(|c| c.node.clone())
+        .collect();
+    // The replica listed last is the furthest along.
+    for (ahead, behind) in [(1, 0), (0, 1)] {
+        let mut next = input.clone();
+        next.previous_plan = Some(first.plan.clone());
+        next.failed_nodes = vec![primary.clone()];
+        next.progress.insert(
+            pindex.name.clone(),
+            [
+                (replicas[ahead].clone(), 900),
+                (replicas[behind].clone(), 100),
+            ]
+            .into(),
+        );
+        let out = plan(&next);
+        let new_primary = out.plan.pindexes[0]
+            .copies
+            .iter()
+            .find(|c| c.role == tessera_planner::model::Role::Primary)
+            .unwrap();
+        assert_eq!(
+            new_primary.node, replicas[ahead],
+            "the replica at seq 900 must win"
+        );
+        assert_eq!(
+            out.moves[0].action,
+            tessera_planner::model::Action::Promote,
+            "promotion comes first"
+        );
+    }
+}
