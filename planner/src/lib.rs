@@ -5,6 +5,7 @@
 //! sources explains the algorithm. The elected, fenced service that feeds it from the Cfg and
 //! writes its plans lives in [`service`].
 
+mod chain;
 pub mod diff;
 pub mod model;
 mod place;

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::chain::{shortest_chain, Step};
 use crate::model::Role;
 use crate::topology::Topology;
 
@@ -347,52 +348,19 @@ impl Placement {
     }
 
     /// When no direct move exists (every receiver already holds what donors could give), a
-    /// shortest chain donor → … → receiver in which each node passes one copy on: breadth-first
-    /// over the eligible nodes. Intermediate nodes keep their counts.
-    fn find_chain(
-        &mut self,
-        donors: &[usize],
-        receivers: &[usize],
-    ) -> Option<Vec<(usize, usize, usize)>> {
-        let n = self.topo.nodes.len();
-        let mut is_receiver = vec![false; n];
-        for &r in receivers {
-            is_receiver[r] = true;
-        }
-        let mut parent: Vec<Option<(usize, usize)>> = vec![None; n];
-        let mut seen = vec![false; n];
-        let mut queue = std::collections::VecDeque::new();
-        for &d in donors {
-            seen[d] = true;
-            queue.push_back(d);
-        }
+    /// shortest chain donor → … → receiver in which each node passes one copy on.
+    fn find_chain(&mut self, donors: &[usize], receivers: &[usize]) -> Option<Vec<Step>> {
         let eligible = self.topo.eligible.clone();
-        while let Some(x) = queue.pop_front() {
-            for &y in &eligible {
-                if seen[y] {
-                    continue;
-                }
-                let Some(w) = self.movable(x, y) else {
-                    continue;
-                };
-                seen[y] = true;
-                parent[y] = Some((x, w));
-                if is_receiver[y] {
-                    let mut chain = Vec::new();
-                    let mut at = y;
-                    while let Some((prev, w)) = parent[at] {
-                        chain.push((w, prev, at));
-                        at = prev;
-                    }
-                    chain.reverse();
-                    // Two steps moving copies of one work could crowd a group together.
-                    let works: BTreeSet<usize> = chain.iter().map(|&(w, _, _)| w).collect();
-                    return (works.len() == chain.len()).then_some(chain);
-                }
-                queue.push_back(y);
-            }
-        }
-        None
+        let chain = shortest_chain(self.topo.nodes.len(), donors, receivers, |x, seen| {
+            eligible
+                .iter()
+                .filter(|&&y| !seen[y])
+                .filter_map(|&y| self.movable(x, y).map(|w| (y, w)))
+                .collect()
+        })?;
+        // Two steps moving copies of one work could crowd a group together.
+        let works: BTreeSet<usize> = chain.iter().map(|&(w, _, _)| w).collect();
+        (works.len() == chain.len()).then_some(chain)
     }
 }
 

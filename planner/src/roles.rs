@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::chain::{shortest_chain, Step};
 use crate::model::Role;
 use crate::place::{tiers, Placement};
 
@@ -127,7 +128,7 @@ impl Placement {
         }
     }
 
-    fn swap_along(&mut self, chain: Vec<(usize, usize, usize)>) {
+    fn swap_along(&mut self, chain: Vec<Step>) {
         for (w, from, to) in chain {
             self.set_role(w, from, Role::Replica);
             self.set_role(w, to, Role::Primary);
@@ -143,20 +144,9 @@ impl Placement {
         donors: &[usize],
         receivers: &[usize],
         handover: Handover,
-    ) -> Option<Vec<(usize, usize, usize)>> {
-        let n = self.topo.nodes.len();
-        let mut is_receiver = vec![false; n];
-        for &r in receivers {
-            is_receiver[r] = true;
-        }
-        let mut parent: Vec<Option<(usize, usize)>> = vec![None; n];
-        let mut seen = vec![false; n];
-        let mut queue = std::collections::VecDeque::new();
-        for &d in donors {
-            seen[d] = true;
-            queue.push_back(d);
-        }
-        while let Some(x) = queue.pop_front() {
+    ) -> Option<Vec<Step>> {
+        shortest_chain(self.topo.nodes.len(), donors, receivers, |x, seen| {
+            let mut out = Vec::new();
             for &w in &self.holdings[x] {
                 let work = &self.works[w];
                 if work.frozen
@@ -169,25 +159,13 @@ impl Placement {
                     let built = !work.promoted
                         || handover == Handover::Any
                         || work.established.contains(&y);
-                    if role != Role::Replica || seen[y] || !built {
-                        continue;
+                    if role == Role::Replica && !seen[y] && built {
+                        out.push((y, w));
                     }
-                    seen[y] = true;
-                    parent[y] = Some((x, w));
-                    if is_receiver[y] {
-                        let mut chain = Vec::new();
-                        let mut at = y;
-                        while let Some((prev, w)) = parent[at] {
-                            chain.push((w, prev, at));
-                            at = prev;
-                        }
-                        return Some(chain);
-                    }
-                    queue.push_back(y);
                 }
             }
-        }
-        None
+            out
+        })
     }
 
     /// When no swap helps (the donor's primaries have no replica on a receiver, as with
