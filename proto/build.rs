@@ -3,6 +3,9 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=tessera");
-    tonic_prost_build::configure().compile_protos(&["tessera/v1/node.proto"], &["."])?;
+    tonic_prost_build::configure().compile_protos(
+        &["tessera/v1/node.proto", "tessera/v1/source.proto"],
+        &["."],
+    )?;
     Ok(())
 }

@@ -52,6 +52,8 @@ pub enum Command {
     Cfg(CfgCommand),
     /// Run the planner alone (it also runs inside every node tagged `planner`).
     Planner(PlannerArgs),
+    /// Run the reference source alone (it is also embedded in every node).
+    Source(SourceArgs),
     /// Planning tools.
     #[command(subcommand)]
     Plan(PlanCommand),
@@ -114,6 +116,19 @@ pub struct NodeArgs {
     pub lease_ttl_ms: u64,
     #[command(flatten)]
     pub planner: PlannerArgs,
+    /// Partitions of a source created on first write to this node's embedded source.
+    #[arg(long, default_value_t = tessera_source::DEFAULT_PARTITIONS)]
+    pub source_partitions: u32,
+}
+
+#[derive(Args)]
+pub struct SourceArgs {
+    /// Address to serve REST ingest and the gRPC source protocol on.
+    #[arg(long, default_value = "127.0.0.1:9200")]
+    pub bind: String,
+    /// Partitions of a source created on first write.
+    #[arg(long, default_value_t = tessera_source::DEFAULT_PARTITIONS)]
+    pub partitions: u32,
 }
 
 fn parse_tag(s: &str) -> Result<NodeTag, String> {

@@ -6,6 +6,7 @@ mod cli;
 mod exit;
 mod node;
 mod plan_cmd;
+mod source_cmd;
 
 use clap::Parser;
 
@@ -30,6 +31,7 @@ fn main() {
             Command::Cfg(cmd) => cfg_cmd::run(&cli.global, cmd).await,
             Command::Planner(args) => plan_cmd::run_planner(&cli.global, args).await,
             Command::Plan(cmd) => plan_cmd::run(&cli.global, cmd).await,
+            Command::Source(args) => source_cmd::run(&cli.global, args).await,
         }
     });
     if let Err(error) = result {

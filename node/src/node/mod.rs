@@ -11,6 +11,8 @@ mod grpc;
 mod identity;
 mod rest;
 
+pub use rest::not_found;
+
 use std::time::Duration;
 
 use anyhow::Context;
@@ -49,6 +51,7 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
         "node up"
     );
 
+    let source = crate::source_cmd::open_log(&global.data_dir, args.source_partitions)?;
     let app = rest::router(rest::AppState {
         cfg: cfg.clone(),
         node_uuid: identity.node_uuid.clone(),
@@ -59,7 +62,8 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
         incarnation: incarnation.clone(),
         cluster_uuid: meta.cluster_uuid.clone(),
         cluster_name: meta.name.clone(),
-    }));
+    }))
+    .merge(crate::source_cmd::routes(source));
     let (stop_planner, planner_stopped) = tokio::sync::watch::channel(false);
     let planner = args
         .tags

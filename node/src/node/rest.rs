@@ -56,7 +56,7 @@ async fn nodes(State(state): State<AppState>) -> Response {
     Json(json!({"nodes": nodes})).into_response()
 }
 
-async fn not_found(uri: Uri) -> Response {
+pub async fn not_found(uri: Uri) -> Response {
     (
         StatusCode::NOT_FOUND,
         Json(json!({"error": "not_found", "path": uri.path()})),

@@ -1,0 +1,44 @@
+//! `tessera source`: the reference source alone, serving REST ingest and the gRPC source
+//! protocol on one port (plus `GET /api/ping`).
+
+use anyhow::Context;
+use axum::routing::get;
+use axum::Json;
+use tessera_source::grpc::SourceService;
+use tessera_source::{rest, SourceLog};
+
+use crate::cli::{Global, SourceArgs};
+use crate::exit::{Exit, INVALID};
+
+/// The source's routes (REST + gRPC), for a node or the standalone source.
+pub fn routes(log: SourceLog) -> axum::Router {
+    rest::router(log.clone()).merge(SourceService::new(log).router())
+}
+
+/// Opens the source log kept in a data dir.
+pub fn open_log(data_dir: &std::path::Path, partitions: u32) -> anyhow::Result<SourceLog> {
+    let path = data_dir.join("source.redb");
+    SourceLog::open(&path, partitions)
+        .with_context(|| format!("opening the source log {}", path.display()))
+}
+
+pub async fn run(global: &Global, args: SourceArgs) -> anyhow::Result<()> {
+    let log = open_log(&global.data_dir, args.partitions)?;
+    let listener = tokio::net::TcpListener::bind(&args.bind)
+        .await
+        .map_err(|e| Exit::new(INVALID, format!("cannot listen on {}: {e}", args.bind)))?;
+    let address = listener.local_addr().context("reading the bound address")?;
+    let app = routes(log)
+        .route(
+            "/api/ping",
+            get(|| async { Json(serde_json::json!({"ok": true, "role": "source"})) }),
+        )
+        .fallback(crate::node::not_found);
+    tracing::info!(%address, data_dir = %global.data_dir.display(), "source up");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(crate::node::shutdown_signal())
+        .await
+        .context("serving the source")?;
+    tracing::info!("source stopped");
+    Ok(())
+}
