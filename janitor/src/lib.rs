@@ -1,4 +1,9 @@
-//! The janitor: makes a node's local PIndexes and feeds match the plan.
+//! The janitor: makes a node's local PIndexes match the plan.
 //!
-//! Empty until the index hosting issue lands. The reconcile diff (plan + local state → actions)
-//! will live here as a pure function, with an executor beside it doing the work.
+//! [`diff`] is the pure core: (the plan's copies for this node, the local PIndexes, the time,
+//! the backfill limit) → the actions to take, with no I/O. `janitor/README.md` explains the
+//! rules. The executor that runs PIndexes and feeds comes with the PIndex work.
+
+pub mod diff;
+
+pub use diff::{diff, Action, Diff, Local, LocalState, Wanted};
