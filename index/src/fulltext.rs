@@ -1,0 +1,259 @@
+//! The `fulltext` PIndex: one tantivy index per PIndex. Documents are upserted by key (a
+//! `_id` term); every commit carries the checkpoints in tantivy's commit payload, so data and
+//! checkpoints are durable together or not at all.
+
+use std::path::{Path, PathBuf};
+
+use tantivy::schema::{
+    DateOptions, Field, IndexRecordOption, JsonObjectOptions, NumericOptions, Schema,
+    TextFieldIndexing, TextOptions, STORED, STRING,
+};
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+
+use crate::checkpoint::{self, Checkpoints};
+use crate::mapping::{FieldType, Mapping};
+use crate::{Change, IndexError, PIndex, PIndexStats};
+
+/// The key field.
+pub const ID_FIELD: &str = "_id";
+/// The whole document, in the dynamic default mapping.
+pub const DOC_FIELD: &str = "_doc";
+
+/// Indexing memory per PIndex (tantivy's minimum is 15 MB).
+const WRITER_MEMORY: usize = 32 << 20;
+
+pub struct FulltextPIndex {
+    path: PathBuf,
+    index: Index,
+    writer: IndexWriter,
+    reader: IndexReader,
+    id: Field,
+    mapping: Mapping,
+    committed: Checkpoints,
+    applied: Checkpoints,
+    stats: PIndexStats,
+}
+
+/// The tantivy schema of a mapping.
+pub fn schema(mapping: &Mapping) -> Schema {
+    let mut builder = Schema::builder();
+    builder.add_text_field(ID_FIELD, STRING | STORED);
+    if mapping.dynamic {
+        let indexing = TextFieldIndexing::default()
+            .set_tokenizer("default")
+            .set_index_option(IndexRecordOption::WithFreqsAndPositions);
+        builder.add_json_field(
+            DOC_FIELD,
+            JsonObjectOptions::default()
+                .set_stored()
+                .set_indexing_options(indexing),
+        );
+    }
+    for f in &mapping.fields {
+        let name = f.name.as_str();
+        match &f.field_type {
+            FieldType::Text { tokenizer } => {
+                let mut options = TextOptions::default();
+                if f.indexed {
+                    options = options.set_indexing_options(
+                        TextFieldIndexing::default()
+                            .set_tokenizer(tokenizer)
+                            .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+                    );
+                }
+                if f.stored {
+                    options = options.set_stored();
+                }
+                builder.add_text_field(name, options);
+            }
+            FieldType::Keyword => {
+                let mut options = TextOptions::default();
+                if f.indexed {
+                    options = options.set_indexing_options(
+                        TextFieldIndexing::default()
+                            .set_tokenizer("raw")
+                            .set_index_option(IndexRecordOption::Basic),
+                    );
+                }
+                if f.stored {
+                    options = options.set_stored();
+                }
+                builder.add_text_field(name, options);
+            }
+            FieldType::I64 | FieldType::F64 | FieldType::Bool => {
+                let mut options = NumericOptions::default().set_fast();
+                if f.indexed {
+                    options = options.set_indexed();
+                }
+                if f.stored {
+                    options = options.set_stored();
+                }
+                match f.field_type {
+                    FieldType::I64 => builder.add_i64_field(name, options),
+                    FieldType::F64 => builder.add_f64_field(name, options),
+                    _ => builder.add_bool_field(name, options),
+                };
+            }
+            FieldType::Date => {
+                let mut options = DateOptions::default().set_fast();
+                if f.indexed {
+                    options = options.set_indexed();
+                }
+                if f.stored {
+                    options = options.set_stored();
+                }
+                builder.add_date_field(name, options);
+            }
+        }
+    }
+    builder.build()
+}
+
+impl FulltextPIndex {
+    /// Opens the index in `dir`, or creates it. An existing index that cannot be read, or
+    /// whose schema is not this mapping's, is reported `Corrupt` (the caller rebuilds it).
+    pub fn open(dir: &Path, mapping: &Mapping) -> Result<Self, IndexError> {
+        let wanted = schema(mapping);
+        let corrupt = |reason: String| IndexError::Corrupt {
+            path: dir.to_path_buf(),
+            reason,
+        };
+        let index = if dir.join("meta.json").exists() {
+            let index = Index::open_in_dir(dir).map_err(|e| corrupt(e.to_string()))?;
+            if index.schema() != wanted {
+                return Err(corrupt(
+                    "its schema is not the mapping's (the mapping changed)".into(),
+                ));
+            }
+            index
+        } else {
+            std::fs::create_dir_all(dir).map_err(IndexError::storage)?;
+            Index::create_in_dir(dir, wanted).map_err(IndexError::storage)?
+        };
+        let committed = match index
+            .load_metas()
+            .map_err(|e| corrupt(e.to_string()))?
+            .payload
+        {
+            Some(payload) => checkpoint::decode(&payload)
+                .ok_or_else(|| corrupt("unreadable checkpoints in the commit payload".into()))?,
+            None => Checkpoints::new(),
+        };
+        let writer = index
+            .writer_with_num_threads(1, WRITER_MEMORY)
+            .map_err(IndexError::storage)?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()
+            .map_err(IndexError::storage)?;
+        let id = index
+            .schema()
+            .get_field(ID_FIELD)
+            .map_err(IndexError::storage)?;
+        Ok(Self {
+            path: dir.to_path_buf(),
+            index,
+            writer,
+            reader,
+            id,
+            mapping: mapping.clone(),
+            applied: committed.clone(),
+            committed,
+            stats: PIndexStats::default(),
+        })
+    }
+
+    /// The tantivy index, for searching.
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The tantivy document for `doc`, or why it does not fit the mapping.
+    fn document(&self, key: &str, doc: &[u8]) -> Result<TantivyDocument, String> {
+        let value: serde_json::Value =
+            serde_json::from_slice(doc).map_err(|e| format!("not JSON: {e}"))?;
+        let serde_json::Value::Object(object) = value else {
+            return Err("not a JSON object".into());
+        };
+        let mut shaped = serde_json::Map::new();
+        shaped.insert(ID_FIELD.into(), key.into());
+        if self.mapping.dynamic {
+            shaped.insert(DOC_FIELD.into(), serde_json::Value::Object(object));
+        } else {
+            for f in &self.mapping.fields {
+                if let Some(v) = object.get(&f.name).filter(|v| !v.is_null()) {
+                    shaped.insert(f.name.clone(), v.clone());
+                }
+            }
+        }
+        let text = serde_json::Value::Object(shaped).to_string();
+        TantivyDocument::parse_json(&self.index.schema(), &text).map_err(|e| e.to_string())
+    }
+}
+
+impl PIndex for FulltextPIndex {
+    fn apply(
+        &mut self,
+        partition: u32,
+        partition_uuid: &str,
+        seq: u64,
+        change: Change<'_>,
+    ) -> Result<(), IndexError> {
+        match change {
+            Change::Put { key, doc } => {
+                // The new version replaces the old one; a version that does not fit the
+                // mapping still removes the old one (it is no longer the document).
+                self.writer.delete_term(Term::from_field_text(self.id, key));
+                match self.document(key, doc) {
+                    Ok(document) => {
+                        self.writer
+                            .add_document(document)
+                            .map_err(IndexError::storage)?;
+                    }
+                    Err(reason) => {
+                        self.stats.skipped_docs += 1;
+                        self.stats.last_skip = Some(format!("{key}: {reason}"));
+                    }
+                }
+            }
+            Change::Delete { key } => {
+                self.writer.delete_term(Term::from_field_text(self.id, key));
+            }
+        }
+        checkpoint::advance(&mut self.applied, partition, partition_uuid, seq);
+        self.stats.applied += 1;
+        Ok(())
+    }
+
+    fn commit(&mut self) -> Result<(), IndexError> {
+        let payload = checkpoint::encode(&self.applied);
+        let mut prepared = self.writer.prepare_commit().map_err(IndexError::storage)?;
+        prepared.set_payload(&payload);
+        prepared.commit().map_err(IndexError::storage)?;
+        self.reader.reload().map_err(IndexError::storage)?;
+        self.committed = self.applied.clone();
+        self.stats.commits += 1;
+        Ok(())
+    }
+
+    fn committed(&self) -> &Checkpoints {
+        &self.committed
+    }
+
+    fn applied(&self) -> &Checkpoints {
+        &self.applied
+    }
+
+    fn doc_count(&self) -> Result<u64, IndexError> {
+        Ok(self.reader.searcher().num_docs())
+    }
+
+    fn stats(&self) -> PIndexStats {
+        self.stats.clone()
+    }
+}

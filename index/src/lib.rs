@@ -1,0 +1,126 @@
+//! PIndex implementations. A PIndex is one index partition: it applies the changes of the
+//! source partitions it covers and commits them durably together with its checkpoints (per
+//! source partition: the seq reached and the partition uuid it belongs to), so that a restart
+//! resumes exactly where the data ends.
+//!
+//! - [`fulltext`]: a tantivy index per PIndex; checkpoints in the commit payload.
+//! - [`blackhole`]: accepts and counts (tests, benchmarks); checkpoints in a small file.
+//! - [`mapping`]: the `fulltext` field mapping, validated with errors naming the field.
+
+pub mod blackhole;
+pub mod checkpoint;
+pub mod fulltext;
+pub mod mapping;
+
+use std::path::{Path, PathBuf};
+
+pub use checkpoint::{Checkpoint, Checkpoints};
+
+/// PIndex types this build can host.
+pub const TYPES: &[&str] = &["fulltext", "blackhole"];
+
+/// One change from a source partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change<'a> {
+    /// Insert or replace the document with this key; `doc` is JSON.
+    Put {
+        key: &'a str,
+        doc: &'a [u8],
+    },
+    Delete {
+        key: &'a str,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("unknown PIndex type `{0}`")]
+    UnknownType(String),
+    #[error("mapping: `{field}`: {reason}")]
+    Mapping { field: String, reason: String },
+    /// The PIndex directory cannot be opened as what it should be.
+    #[error("PIndex at {path} is corrupt: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("PIndex storage: {0}")]
+    Storage(String),
+}
+
+impl IndexError {
+    pub(crate) fn storage(e: impl std::fmt::Display) -> Self {
+        IndexError::Storage(e.to_string())
+    }
+}
+
+/// Counters a PIndex keeps about itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PIndexStats {
+    /// Changes applied since opening.
+    pub applied: u64,
+    /// Documents skipped because they do not match the mapping (the feed goes on).
+    pub skipped_docs: u64,
+    /// The last skip's reason.
+    pub last_skip: Option<String>,
+    pub commits: u64,
+}
+
+/// One hosted index partition.
+pub trait PIndex: Send {
+    /// Applies one change of `partition` at `seq` (under `partition_uuid`). A document that does
+    /// not fit the mapping is skipped and counted; its seq still counts as reached.
+    fn apply(
+        &mut self,
+        partition: u32,
+        partition_uuid: &str,
+        seq: u64,
+        change: Change<'_>,
+    ) -> Result<(), IndexError>;
+    /// Makes everything applied durable, atomically with the checkpoints.
+    fn commit(&mut self) -> Result<(), IndexError>;
+    /// The checkpoints as of the last commit: what a restart resumes from.
+    fn committed(&self) -> &Checkpoints;
+    /// The checkpoints of everything applied, committed or not.
+    fn applied(&self) -> &Checkpoints;
+    /// Documents visible as of the last commit.
+    fn doc_count(&self) -> Result<u64, IndexError>;
+    fn stats(&self) -> PIndexStats;
+}
+
+/// Opens the PIndex of `kind` in `dir` (creating it). `params` are the index definition's
+/// type params (`{"mapping": ...}` for fulltext; `null` for the dynamic default).
+pub fn open(
+    kind: &str,
+    dir: &Path,
+    params: &serde_json::Value,
+) -> Result<Box<dyn PIndex>, IndexError> {
+    match kind {
+        "fulltext" => Ok(Box::new(fulltext::FulltextPIndex::open(
+            dir,
+            &mapping::Mapping::from_params(params)?,
+        )?)),
+        "blackhole" => Ok(Box::new(blackhole::BlackholePIndex::open(dir)?)),
+        other => Err(IndexError::UnknownType(other.to_string())),
+    }
+}
+
+/// Like [`open`], but a corrupt directory is moved aside (to `<dir>.corrupt-<n>`) and the
+/// PIndex rebuilt empty. Returns where the corrupt copy went, for reporting.
+pub fn open_or_rebuild(
+    kind: &str,
+    dir: &Path,
+    params: &serde_json::Value,
+) -> Result<(Box<dyn PIndex>, Option<PathBuf>), IndexError> {
+    match open(kind, dir, params) {
+        Err(IndexError::Corrupt { path, reason }) => {
+            let aside = (0..)
+                .map(|n| PathBuf::from(format!("{}.corrupt-{n}", dir.display())))
+                .find(|p| !p.exists())
+                .ok_or_else(|| {
+                    IndexError::Storage("no free name to move a corrupt PIndex aside".into())
+                })?;
+            std::fs::rename(dir, &aside).map_err(IndexError::storage)?;
+            tracing::warn!(path = %path.display(), moved_to = %aside.display(), reason, "corrupt PIndex moved aside; rebuilding");
+            Ok((open(kind, dir, params)?, Some(aside)))
+        }
+        other => other.map(|p| (p, None)),
+    }
+}
