@@ -72,6 +72,12 @@ impl PIndex for BlackholePIndex {
         Ok(())
     }
 
+    /// Forgets the partition's position (a blackhole keeps no documents to drop).
+    fn drop_partition(&mut self, partition: u32) -> Result<(), IndexError> {
+        self.applied.checkpoints.remove(&partition);
+        Ok(())
+    }
+
     fn commit(&mut self) -> Result<(), IndexError> {
         let tmp = self.dir.join(format!("{FILE}.tmp"));
         let bytes = serde_json::to_vec(&self.applied).map_err(IndexError::storage)?;

@@ -18,6 +18,8 @@ use crate::{Change, IndexError, PIndex, PIndexStats};
 pub const ID_FIELD: &str = "_id";
 /// The whole document, in the dynamic default mapping.
 pub const DOC_FIELD: &str = "_doc";
+/// The source partition a document came from (to drop a partition on rollback).
+pub const PARTITION_FIELD: &str = "_partition";
 
 /// Indexing memory per PIndex (tantivy's minimum is 15 MB).
 const WRITER_MEMORY: usize = 32 << 20;
@@ -28,6 +30,7 @@ pub struct FulltextPIndex {
     writer: IndexWriter,
     reader: IndexReader,
     id: Field,
+    partition: Field,
     mapping: Mapping,
     committed: Checkpoints,
     applied: Checkpoints,
@@ -38,6 +41,7 @@ pub struct FulltextPIndex {
 pub fn schema(mapping: &Mapping) -> Schema {
     let mut builder = Schema::builder();
     builder.add_text_field(ID_FIELD, STRING | STORED);
+    builder.add_u64_field(PARTITION_FIELD, NumericOptions::default().set_indexed());
     if mapping.dynamic {
         let indexing = TextFieldIndexing::default()
             .set_tokenizer("default")
@@ -151,12 +155,17 @@ impl FulltextPIndex {
             .schema()
             .get_field(ID_FIELD)
             .map_err(IndexError::storage)?;
+        let partition = index
+            .schema()
+            .get_field(PARTITION_FIELD)
+            .map_err(IndexError::storage)?;
         Ok(Self {
             path: dir.to_path_buf(),
             index,
             writer,
             reader,
             id,
+            partition,
             mapping: mapping.clone(),
             applied: committed.clone(),
             committed,
@@ -174,7 +183,7 @@ impl FulltextPIndex {
     }
 
     /// The tantivy document for `doc`, or why it does not fit the mapping.
-    fn document(&self, key: &str, doc: &[u8]) -> Result<TantivyDocument, String> {
+    fn document(&self, key: &str, partition: u32, doc: &[u8]) -> Result<TantivyDocument, String> {
         let value: serde_json::Value =
             serde_json::from_slice(doc).map_err(|e| format!("not JSON: {e}"))?;
         let serde_json::Value::Object(object) = value else {
@@ -182,6 +191,7 @@ impl FulltextPIndex {
         };
         let mut shaped = serde_json::Map::new();
         shaped.insert(ID_FIELD.into(), key.into());
+        shaped.insert(PARTITION_FIELD.into(), partition.into());
         if self.mapping.dynamic {
             shaped.insert(DOC_FIELD.into(), serde_json::Value::Object(object));
         } else {
@@ -209,7 +219,7 @@ impl PIndex for FulltextPIndex {
                 // The new version replaces the old one; a version that does not fit the
                 // mapping still removes the old one (it is no longer the document).
                 self.writer.delete_term(Term::from_field_text(self.id, key));
-                match self.document(key, doc) {
+                match self.document(key, partition, doc) {
                     Ok(document) => {
                         self.writer
                             .add_document(document)
@@ -227,6 +237,13 @@ impl PIndex for FulltextPIndex {
         }
         checkpoint::advance(&mut self.applied, partition, partition_uuid, seq);
         self.stats.applied += 1;
+        Ok(())
+    }
+
+    fn drop_partition(&mut self, partition: u32) -> Result<(), IndexError> {
+        self.writer
+            .delete_term(Term::from_field_u64(self.partition, u64::from(partition)));
+        self.applied.remove(&partition);
         Ok(())
     }
 

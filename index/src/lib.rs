@@ -74,6 +74,9 @@ pub trait PIndex: Send {
         seq: u64,
         change: Change<'_>,
     ) -> Result<(), IndexError>;
+    /// Removes every document of `partition` and its checkpoint (its source history was
+    /// rewritten: it is streamed again from the start). Durable with the next commit.
+    fn drop_partition(&mut self, partition: u32) -> Result<(), IndexError>;
     /// Makes everything applied durable, atomically with the checkpoints.
     fn commit(&mut self) -> Result<(), IndexError>;
     /// The checkpoints as of the last commit: what a restart resumes from.

@@ -143,26 +143,27 @@ impl Mapping {
                     "field names must not be empty, start with `_` or contain `.`",
                 ));
             }
-            let field_type =
-                match f.field_type.as_str() {
-                    "text" => FieldType::Text {
-                        tokenizer: match &f.analyzer {
-                            Some(a) => tokenizer(&at("analyzer"), a)?,
-                            None => default_tokenizer.clone(),
-                        },
+            let field_type = match f.field_type.as_str() {
+                "text" => FieldType::Text {
+                    tokenizer: match &f.analyzer {
+                        Some(a) => tokenizer(&at("analyzer"), a)?,
+                        None => default_tokenizer.clone(),
                     },
-                    "keyword" => FieldType::Keyword,
-                    "i64" => FieldType::I64,
-                    "f64" => FieldType::F64,
-                    "date" => FieldType::Date,
-                    "bool" => FieldType::Bool,
-                    other => return Err(error(
+                },
+                "keyword" => FieldType::Keyword,
+                "i64" => FieldType::I64,
+                "f64" => FieldType::F64,
+                "date" => FieldType::Date,
+                "bool" => FieldType::Bool,
+                other => {
+                    return Err(error(
                         at("type"),
                         format!(
                             "unknown type `{other}` (known: text, keyword, i64, f64, date, bool)"
                         ),
-                    )),
-                };
+                    ))
+                }
+            };
             if f.analyzer.is_some() && !matches!(field_type, FieldType::Text { .. }) {
                 return Err(error(at("analyzer"), "only text fields have an analyzer"));
             }

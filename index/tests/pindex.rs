@@ -177,3 +177,17 @@ fn blackhole_counts_and_keeps_checkpoints() {
         Err(IndexError::UnknownType(_))
     ));
 }
+
+#[test]
+fn dropping_a_partition_removes_its_documents_and_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = open("fulltext", &dir.path().join("p"), &mapping()).unwrap();
+    p.apply(1, "u1", 1, put("a", br#"{"title": "a"}"#)).unwrap();
+    p.apply(2, "u2", 1, put("b", br#"{"title": "b"}"#)).unwrap();
+    p.commit().unwrap();
+    p.drop_partition(1).unwrap();
+    p.commit().unwrap();
+    assert_eq!(p.doc_count().unwrap(), 1);
+    assert!(!p.committed().contains_key(&1));
+    assert_eq!(p.committed()[&2].seq, 1);
+}
