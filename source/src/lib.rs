@@ -6,7 +6,9 @@
 //!
 //! - [`log`]: the durable logs (one redb file) and live notifications.
 //! - [`routing`]: key → partition.
+//! - [`feed`]: the client side, streaming source partitions into a PIndex.
 
+pub mod feed;
 pub mod grpc;
 pub mod log;
 pub mod rest;

@@ -1,0 +1,454 @@
+//! Feeds: one per PIndex, streaming its source partitions (the gRPC source protocol) into it
+//! from its checkpoints. Each partition has a reader task that reconnects with exponential
+//! backoff and resumes after the last seq it passed on; one applier applies changes in order,
+//! commits by count and by time, and handles rollbacks by dropping the partition's documents
+//! and streaming it again from the start. Pausing stops the readers; the position is the
+//! PIndex's applied checkpoint, so nothing is lost.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use tessera_index::{Change, IndexError, PIndex};
+use tessera_proto::v1::source_client::SourceClient;
+use tessera_proto::v1::stream_event::Event;
+use tessera_proto::v1::StreamRequest;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Changes applied per blocking batch.
+const BATCH: usize = 1024;
+
+/// Where a feed reads from and how often it commits.
+#[derive(Debug, Clone)]
+pub struct FeedConfig {
+    /// `http://host:port` of a node or standalone source.
+    pub source_url: String,
+    pub source: String,
+    pub partitions: Vec<u32>,
+    /// Commit after this many changes...
+    pub commit_every: usize,
+    /// ...or this long after the first uncommitted one.
+    pub commit_interval: Duration,
+}
+
+/// One source partition as the feed sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PartitionStatus {
+    /// Seq applied (committed or about to be).
+    pub seq: u64,
+    pub partition_uuid: String,
+    pub connected: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct FeedStatus {
+    pub paused: bool,
+    pub partitions: BTreeMap<u32, PartitionStatus>,
+    pub applied: u64,
+    pub commits: u64,
+    pub reconnects: u64,
+    pub rollbacks: u64,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FeedError {
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error("feed task failed: {0}")]
+    Task(String),
+}
+
+enum Command {
+    Pause,
+    Resume,
+    Stop,
+}
+
+/// One change read from a partition.
+enum Item {
+    Put {
+        partition: u32,
+        uuid: String,
+        seq: u64,
+        key: String,
+        doc: Vec<u8>,
+    },
+    Delete {
+        partition: u32,
+        uuid: String,
+        seq: u64,
+        key: String,
+    },
+    Rollback {
+        partition: u32,
+        uuid: String,
+    },
+}
+
+/// A running feed; owns its PIndex until stopped.
+pub struct Feed {
+    commands: mpsc::Sender<Command>,
+    status: Arc<Mutex<FeedStatus>>,
+    task: JoinHandle<Result<Box<dyn PIndex>, FeedError>>,
+}
+
+impl Feed {
+    /// Starts streaming into `pindex` from its applied checkpoints.
+    pub fn start(pindex: Box<dyn PIndex>, config: FeedConfig) -> Feed {
+        let status = Arc::new(Mutex::new(FeedStatus::default()));
+        let (commands, rx) = mpsc::channel(8);
+        let applier = Applier {
+            config,
+            status: status.clone(),
+            readers: BTreeMap::new(),
+            items: mpsc::channel(4096),
+        };
+        let task = tokio::spawn(applier.run(pindex, rx));
+        Feed {
+            commands,
+            status,
+            task,
+        }
+    }
+
+    pub fn status(&self) -> FeedStatus {
+        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Stops reading (after committing what was applied); `resume` continues from there.
+    pub async fn pause(&self) {
+        let _ = self.commands.send(Command::Pause).await;
+    }
+
+    pub async fn resume(&self) {
+        let _ = self.commands.send(Command::Resume).await;
+    }
+
+    /// Stops the feed, commits, and hands the PIndex back.
+    pub async fn stop(self) -> Result<Box<dyn PIndex>, FeedError> {
+        let _ = self.commands.send(Command::Stop).await;
+        self.task
+            .await
+            .map_err(|e| FeedError::Task(e.to_string()))?
+    }
+}
+
+struct Applier {
+    config: FeedConfig,
+    status: Arc<Mutex<FeedStatus>>,
+    readers: BTreeMap<u32, JoinHandle<()>>,
+    items: (mpsc::Sender<Item>, mpsc::Receiver<Item>),
+}
+
+impl Applier {
+    fn update(&self, f: impl FnOnce(&mut FeedStatus)) {
+        if let Ok(mut status) = self.status.lock() {
+            f(&mut status);
+        }
+    }
+
+    fn start_reader(&mut self, partition: u32, seq: u64, uuid: String) {
+        if let Some(old) = self.readers.remove(&partition) {
+            old.abort();
+        }
+        let reader = Reader {
+            url: self.config.source_url.clone(),
+            source: self.config.source.clone(),
+            partition,
+            items: self.items.0.clone(),
+            status: self.status.clone(),
+        };
+        self.readers
+            .insert(partition, tokio::spawn(reader.run(seq, uuid)));
+    }
+
+    fn start_readers(&mut self, pindex: &dyn PIndex) {
+        let applied = pindex.applied().clone();
+        for &p in &self.config.partitions.clone() {
+            let (seq, uuid) = applied
+                .get(&p)
+                .map_or((0, String::new()), |c| (c.seq, c.partition_uuid.clone()));
+            self.start_reader(p, seq, uuid);
+        }
+    }
+
+    fn stop_readers(&mut self) {
+        for (_, reader) in std::mem::take(&mut self.readers) {
+            reader.abort();
+        }
+        self.update(|s| s.partitions.values_mut().for_each(|p| p.connected = false));
+    }
+
+    async fn commit(&self, pindex: Box<dyn PIndex>) -> Result<Box<dyn PIndex>, FeedError> {
+        let (pindex, result) = blocking(pindex, |p| p.commit()).await?;
+        result?;
+        self.update(|s| s.commits += 1);
+        Ok(pindex)
+    }
+
+    async fn run(
+        mut self,
+        mut pindex: Box<dyn PIndex>,
+        mut commands: mpsc::Receiver<Command>,
+    ) -> Result<Box<dyn PIndex>, FeedError> {
+        self.update(|s| {
+            for (p, c) in pindex.applied() {
+                s.partitions.insert(
+                    *p,
+                    PartitionStatus {
+                        seq: c.seq,
+                        partition_uuid: c.partition_uuid.clone(),
+                        connected: false,
+                    },
+                );
+            }
+        });
+        self.start_readers(pindex.as_ref());
+        let mut uncommitted = 0usize;
+        let mut deadline: Option<tokio::time::Instant> = None;
+        loop {
+            let wake =
+                deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(Command::Pause) => {
+                        self.stop_readers();
+                        pindex = self.commit(pindex).await?;
+                        (uncommitted, deadline) = (0, None);
+                        self.update(|s| s.paused = true);
+                    }
+                    Some(Command::Resume) => {
+                        self.update(|s| s.paused = false);
+                        // Drop what paused readers left behind; positions come from the PIndex.
+                        while self.items.1.try_recv().is_ok() {}
+                        self.start_readers(pindex.as_ref());
+                    }
+                    Some(Command::Stop) | None => {
+                        self.stop_readers();
+                        return self.commit(pindex).await;
+                    }
+                },
+                Some(first) = self.items.1.recv() => {
+                    let mut batch = vec![first];
+                    while batch.len() < BATCH {
+                        match self.items.1.try_recv() {
+                            Ok(item) => batch.push(item),
+                            Err(_) => break,
+                        }
+                    }
+                    let applied = batch.len();
+                    let (back, result) = blocking(pindex, move |p| apply_batch(p, batch)).await?;
+                    pindex = back;
+                    let rollbacks = result?;
+                    uncommitted += applied;
+                    deadline.get_or_insert(tokio::time::Instant::now() + self.config.commit_interval);
+                    let positions = pindex.applied().clone();
+                    self.update(|s| {
+                        s.applied += applied as u64;
+                        s.rollbacks += rollbacks.len() as u64;
+                        for (p, c) in &positions {
+                            let entry = s.partitions.entry(*p).or_default();
+                            entry.seq = c.seq;
+                            entry.partition_uuid = c.partition_uuid.clone();
+                        }
+                    });
+                    for (partition, uuid) in rollbacks {
+                        tracing::warn!(source = self.config.source, partition, "source history changed; streaming the partition again");
+                        self.start_reader(partition, 0, uuid);
+                    }
+                    if uncommitted >= self.config.commit_every {
+                        pindex = self.commit(pindex).await?;
+                        (uncommitted, deadline) = (0, None);
+                    }
+                }
+                () = tokio::time::sleep_until(wake), if deadline.is_some() => {
+                    pindex = self.commit(pindex).await?;
+                    (uncommitted, deadline) = (0, None);
+                }
+            }
+        }
+    }
+}
+
+/// Applies items in order; returns the partitions that were rolled back (dropped) with the
+/// uuid to stream them again under.
+fn apply_batch(
+    pindex: &mut Box<dyn PIndex>,
+    batch: Vec<Item>,
+) -> Result<Vec<(u32, String)>, IndexError> {
+    let mut rollbacks = Vec::new();
+    for item in batch {
+        match item {
+            Item::Put {
+                partition,
+                uuid,
+                seq,
+                key,
+                doc,
+            } => pindex.apply(
+                partition,
+                &uuid,
+                seq,
+                Change::Put {
+                    key: &key,
+                    doc: &doc,
+                },
+            )?,
+            Item::Delete {
+                partition,
+                uuid,
+                seq,
+                key,
+            } => pindex.apply(partition, &uuid, seq, Change::Delete { key: &key })?,
+            Item::Rollback { partition, uuid } => {
+                pindex.drop_partition(partition)?;
+                rollbacks.push((partition, uuid));
+            }
+        }
+    }
+    Ok(rollbacks)
+}
+
+/// Runs `f` on the PIndex on the blocking pool and gives the PIndex back.
+async fn blocking<T: Send + 'static>(
+    mut pindex: Box<dyn PIndex>,
+    f: impl FnOnce(&mut Box<dyn PIndex>) -> T + Send + 'static,
+) -> Result<(Box<dyn PIndex>, T), FeedError> {
+    tokio::task::spawn_blocking(move || {
+        let out = f(&mut pindex);
+        (pindex, out)
+    })
+    .await
+    .map_err(|e| FeedError::Task(e.to_string()))
+}
+
+/// Streams one partition into the applier, reconnecting as needed.
+struct Reader {
+    url: String,
+    source: String,
+    partition: u32,
+    items: mpsc::Sender<Item>,
+    status: Arc<Mutex<FeedStatus>>,
+}
+
+impl Reader {
+    fn update(&self, f: impl FnOnce(&mut FeedStatus)) {
+        if let Ok(mut status) = self.status.lock() {
+            f(&mut status);
+        }
+    }
+
+    async fn run(self, mut seq: u64, mut uuid: String) {
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            match self.session(&mut seq, &mut uuid).await {
+                Ok(SessionEnd::RolledBack) => return,
+                Ok(SessionEnd::Progressed) => backoff = FIRST_BACKOFF,
+                Ok(SessionEnd::Closed) => {}
+                Err(reason) => self.update(|s| {
+                    s.last_error = Some(format!("partition {}: {reason}", self.partition))
+                }),
+            }
+            if self.items.is_closed() {
+                return;
+            }
+            let partition = self.partition;
+            self.update(|s| {
+                s.reconnects += 1;
+                s.partitions.entry(partition).or_default().connected = false;
+            });
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    async fn session(&self, seq: &mut u64, uuid: &mut String) -> Result<SessionEnd, String> {
+        let mut client = SourceClient::connect(self.url.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        let request = StreamRequest {
+            source: self.source.clone(),
+            partition: self.partition,
+            from_seq: *seq,
+            partition_uuid: uuid.clone(),
+        };
+        let mut stream = client
+            .stream(request)
+            .await
+            .map_err(|e| e.message().to_string())?
+            .into_inner();
+        let partition = self.partition;
+        self.update(|s| s.partitions.entry(partition).or_default().connected = true);
+        let mut progressed = false;
+        loop {
+            let event = match stream.message().await {
+                Ok(Some(message)) => message.event,
+                Ok(None) => {
+                    return Ok(if progressed {
+                        SessionEnd::Progressed
+                    } else {
+                        SessionEnd::Closed
+                    })
+                }
+                Err(e) => {
+                    return if progressed {
+                        Ok(SessionEnd::Progressed)
+                    } else {
+                        Err(e.message().to_string())
+                    }
+                }
+            };
+            let item = match event {
+                Some(Event::Snapshot(s)) => {
+                    *uuid = s.partition_uuid;
+                    continue;
+                }
+                Some(Event::Mutation(m)) => {
+                    *seq = m.seq;
+                    Item::Put {
+                        partition,
+                        uuid: uuid.clone(),
+                        seq: m.seq,
+                        key: m.key,
+                        doc: m.doc,
+                    }
+                }
+                Some(Event::Deletion(d)) => {
+                    *seq = d.seq;
+                    Item::Delete {
+                        partition,
+                        uuid: uuid.clone(),
+                        seq: d.seq,
+                        key: d.key,
+                    }
+                }
+                Some(Event::Rollback(r)) => {
+                    let _ = self
+                        .items
+                        .send(Item::Rollback {
+                            partition,
+                            uuid: r.partition_uuid,
+                        })
+                        .await;
+                    return Ok(SessionEnd::RolledBack);
+                }
+                None => continue,
+            };
+            progressed = true;
+            if self.items.send(item).await.is_err() {
+                return Ok(SessionEnd::Closed);
+            }
+        }
+    }
+}
+
+enum SessionEnd {
+    RolledBack,
+    Progressed,
+    Closed,
+}
