@@ -2,8 +2,10 @@
 //!
 //! [`diff`] is the pure core: (the plan's copies for this node, the local PIndexes, the time,
 //! the backfill limit) → the actions to take, with no I/O. `janitor/README.md` explains the
-//! rules. The executor that runs PIndexes and feeds comes with the PIndex work.
+//! rules. [`executor`] is the I/O around it: it watches the Cfg, opens PIndexes, runs their
+//! feeds, and retries failures with backoff.
 
 pub mod diff;
+pub mod executor;
 
 pub use diff::{diff, Action, Diff, Local, LocalState, Wanted};

@@ -116,6 +116,9 @@ pub struct NodeArgs {
     pub lease_ttl_ms: u64,
     #[command(flatten)]
     pub planner: PlannerArgs,
+    /// PIndexes backfilling at once on this node; the rest wait.
+    #[arg(long, default_value_t = 2)]
+    pub max_backfills: usize,
     /// Partitions of a source created on first write to this node's embedded source.
     #[arg(long, default_value_t = tessera_source::DEFAULT_PARTITIONS)]
     pub source_partitions: u32,

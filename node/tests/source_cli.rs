@@ -1,45 +1,11 @@
 //! `tessera source` (standalone) end to end: REST ingest, durability across a restart, and the
 //! gRPC source protocol on the same port.
 
-use std::io::{Read, Write};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-const BIN: &str = env!("CARGO_BIN_EXE_tessera");
+use std::process::{Command, Stdio};
 
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn http(address: &str, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
-    let mut stream = std::net::TcpStream::connect(address).expect("connect");
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    let status = answer.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let json = answer
-        .split("\r\n\r\n")
-        .nth(1)
-        .and_then(|b| serde_json::from_str(b).ok())
-        .unwrap_or_default();
-    (status, json)
-}
+use common::{free_port, http, wait_listening, Proc, BIN};
 
 fn start(dir: &std::path::Path, address: &str) -> Proc {
     let child = Command::new(BIN)
@@ -52,14 +18,7 @@ fn start(dir: &std::path::Path, address: &str) -> Proc {
         .stderr(Stdio::null())
         .spawn()
         .expect("start source");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while std::net::TcpStream::connect(address).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "source did not listen on {address}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_listening(address);
     Proc(child)
 }
 

@@ -50,6 +50,8 @@ pub struct FeedStatus {
     pub partitions: BTreeMap<u32, PartitionStatus>,
     pub applied: u64,
     pub commits: u64,
+    /// Documents in the PIndex as of the last commit.
+    pub docs: u64,
     pub reconnects: u64,
     pub rollbacks: u64,
     pub last_error: Option<String>,
@@ -120,6 +122,12 @@ impl Feed {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
+    /// A live view of the status, for whoever shows it (it outlives no feed: read it while
+    /// the feed runs).
+    pub fn status_handle(&self) -> Arc<Mutex<FeedStatus>> {
+        self.status.clone()
+    }
+
     /// Stops reading (after committing what was applied); `resume` continues from there.
     pub async fn pause(&self) {
         let _ = self.commands.send(Command::Pause).await;
@@ -185,9 +193,13 @@ impl Applier {
     }
 
     async fn commit(&self, pindex: Box<dyn PIndex>) -> Result<Box<dyn PIndex>, FeedError> {
-        let (pindex, result) = blocking(pindex, |p| p.commit()).await?;
-        result?;
-        self.update(|s| s.commits += 1);
+        let (pindex, result) =
+            blocking(pindex, |p| p.commit().and_then(|()| p.doc_count())).await?;
+        let docs = result?;
+        self.update(|s| {
+            s.commits += 1;
+            s.docs = docs;
+        });
         Ok(pindex)
     }
 
@@ -196,7 +208,9 @@ impl Applier {
         mut pindex: Box<dyn PIndex>,
         mut commands: mpsc::Receiver<Command>,
     ) -> Result<Box<dyn PIndex>, FeedError> {
+        let docs = pindex.doc_count().unwrap_or(0);
         self.update(|s| {
+            s.docs = docs;
             for (p, c) in pindex.applied() {
                 s.partitions.insert(
                     *p,

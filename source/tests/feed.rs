@@ -240,3 +240,30 @@ async fn a_replaced_source_history_rolls_the_pindex_back_and_rebuilds_it() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_changes_arrive_and_commits_happen_on_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = SourceLog::open(&dir.path().join("source.redb"), PARTITIONS).unwrap();
+    log.append("docs", &docs(0..10)).unwrap();
+    let address = free_address();
+    let _server = serve_on(log.clone(), address).await;
+    let pindex =
+        tessera_index::open("fulltext", &dir.path().join("p"), &serde_json::Value::Null).unwrap();
+    let feed = Feed::start(pindex, config(address));
+    caught_up(&feed, &log, "catch-up").await;
+    for round in 0..3 {
+        log.append("docs", &docs(10 + round * 5..15 + round * 5))
+            .unwrap();
+        caught_up(&feed, &log, &format!("live round {round}")).await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while feed.status().docs != 25 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no timed commit: {:?}",
+            feed.status()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -9,6 +9,7 @@
 
 mod grpc;
 mod identity;
+mod index_api;
 mod rest;
 
 pub use rest::not_found;
@@ -52,10 +53,29 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
     );
 
     let source = crate::source_cmd::open_log(&global.data_dir, args.source_partitions)?;
+    let (stop_janitor, janitor_stopped) = tokio::sync::watch::channel(false);
+    let executor = tessera_janitor::executor::Executor::new(
+        cfg.clone(),
+        &identity.node_uuid,
+        tessera_janitor::executor::ExecutorOptions {
+            pindex_dir: global.data_dir.join("pindexes"),
+            default_source_url: format!("http://{host_port}"),
+            max_backfills: args.max_backfills,
+            resync: std::time::Duration::from_secs(10),
+            debounce: std::time::Duration::from_millis(100),
+            commit_every: 10_000,
+            commit_interval: std::time::Duration::from_millis(500),
+        },
+    );
+    let board = executor.board();
+    let janitor = (args.tags.contains(&tessera_cfg::schema::NodeTag::Janitor)
+        && args.tags.contains(&tessera_cfg::schema::NodeTag::Pindex))
+    .then(|| tokio::spawn(executor.run(janitor_stopped)));
     let app = rest::router(rest::AppState {
         cfg: cfg.clone(),
         node_uuid: identity.node_uuid.clone(),
         incarnation: incarnation.clone(),
+        board,
     })
     .merge(grpc::router(grpc::NodeService {
         node_uuid: identity.node_uuid.clone(),
@@ -78,20 +98,26 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
             tokio::spawn(service.run(planner_stopped))
         });
     let mut lost = lease.lost();
+    // On the way out: planner and janitor first (feeds stop, PIndexes commit, and the feeds'
+    // streams to this node's own source close, so the server can finish), then the server.
     let stop = async move {
         tokio::select! {
             () = shutdown_signal() => tracing::info!("shutting down"),
-            _ = lost.wait_for(|lost| *lost) => tracing::error!("liveness lease lost; stopping so a supervisor can restart the node"),
+            () = until_true(&mut lost) => tracing::error!("liveness lease lost; stopping so a supervisor can restart the node"),
+        }
+        let _ = stop_planner.send(true);
+        if let Some(planner) = planner {
+            let _ = planner.await;
+        }
+        let _ = stop_janitor.send(true);
+        if let Some(janitor) = janitor {
+            let _ = janitor.await;
         }
     };
     axum::serve(listener, app)
         .with_graceful_shutdown(stop)
         .await
         .context("serving REST")?;
-    let _ = stop_planner.send(true);
-    if let Some(planner) = planner {
-        let _ = planner.await;
-    }
     let lost = lease.is_lost();
     if let Err(e) = lease.revoke().await {
         tracing::warn!(error = %e, "could not revoke the liveness lease; it expires after its TTL");
@@ -186,6 +212,10 @@ async fn go_live(
             }
         }
     }
+}
+
+async fn until_true(flag: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = flag.wait_for(|v| *v).await;
 }
 
 pub async fn shutdown_signal() {

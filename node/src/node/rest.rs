@@ -14,6 +14,8 @@ pub struct AppState {
     pub cfg: Cfg,
     pub node_uuid: String,
     pub incarnation: String,
+    /// The local PIndexes, as the janitor last saw them.
+    pub board: tessera_janitor::executor::StatusBoard,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -21,6 +23,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/ping", get(ping))
         .route("/api/cfg", get(cfg_dump))
         .route("/api/nodes", get(nodes))
+        .merge(super::index_api::router())
         .fallback(not_found)
         .with_state(state)
 }

@@ -1,0 +1,435 @@
+//! The executor: the I/O around [`crate::diff`]. It watches the Cfg (plans and index
+//! definitions) and resyncs periodically, turns the plan into this node's wanted copies, runs
+//! the diff, and carries out its actions: opening PIndexes (moving corrupt ones aside) and
+//! starting their feeds, stopping and deleting them, restarting them in place. A failed start
+//! is retried with exponential backoff and shown in the status.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use tessera_cfg::schema::{CopyRole, IndexDef};
+use tessera_cfg::{unix_ms, Cfg, KeyKind, WatchEvent};
+use tessera_source::feed::{Feed, FeedConfig, FeedStatus};
+use tokio::sync::watch;
+
+use crate::diff::{diff, Action, Local, LocalState, Wanted};
+
+/// How the executor runs.
+#[derive(Debug, Clone)]
+pub struct ExecutorOptions {
+    /// Where PIndex directories live (`<data-dir>/pindexes`).
+    pub pindex_dir: PathBuf,
+    /// The source to stream from when a definition names no `url` (this node's embedded one).
+    pub default_source_url: String,
+    pub max_backfills: usize,
+    pub resync: Duration,
+    pub debounce: Duration,
+    pub commit_every: usize,
+    pub commit_interval: Duration,
+}
+
+/// What the node shows about one local PIndex.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LocalStatus {
+    pub index: String,
+    pub role: Option<CopyRole>,
+    pub docs: u64,
+    pub feed: Option<FeedStatus>,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    /// Where a corrupt copy of this PIndex was moved, if it was.
+    pub rebuilt_from: Option<String>,
+    /// The running feed's live status (read through [`LocalStatus::snapshot`]).
+    #[serde(skip)]
+    live: Option<Arc<Mutex<FeedStatus>>>,
+}
+
+impl LocalStatus {
+    /// This status with the feed's figures as of now.
+    pub fn snapshot(&self) -> LocalStatus {
+        let mut out = self.clone();
+        if let Some(feed) = self
+            .live
+            .as_ref()
+            .and_then(|l| l.lock().ok().map(|s| s.clone()))
+        {
+            out.docs = feed.docs;
+            out.feed = Some(feed);
+        }
+        out
+    }
+}
+
+/// Shared view of the local PIndexes, for the REST API.
+pub type StatusBoard = Arc<Mutex<BTreeMap<String, LocalStatus>>>;
+
+struct Hosted {
+    index: String,
+    definition: String,
+    partitions: Vec<u32>,
+    role: CopyRole,
+    feed: Feed,
+    caught_up: bool,
+}
+
+struct Failure {
+    attempts: u32,
+    retry_at_ms: u64,
+    wanted: Wanted,
+}
+
+pub struct Executor {
+    cfg: Cfg,
+    node: String,
+    options: ExecutorOptions,
+    hosted: BTreeMap<String, Hosted>,
+    failures: BTreeMap<String, Failure>,
+    board: StatusBoard,
+}
+
+/// The fingerprint of what a PIndex is built from: a change of type, source or params
+/// restarts it; a change of replicas does not.
+pub fn definition_fingerprint(def: &IndexDef) -> String {
+    let basis =
+        serde_json::json!({"type": def.index_type, "source": def.source, "params": def.params});
+    format!("{:08x}", crc32fast::hash(basis.to_string().as_bytes()))
+}
+
+impl Executor {
+    pub fn new(cfg: Cfg, node: &str, options: ExecutorOptions) -> Self {
+        Self {
+            cfg,
+            node: node.to_string(),
+            options,
+            hosted: BTreeMap::new(),
+            failures: BTreeMap::new(),
+            board: StatusBoard::default(),
+        }
+    }
+
+    pub fn board(&self) -> StatusBoard {
+        self.board.clone()
+    }
+
+    /// Reconciles on Cfg changes and periodically until `shutdown`; then stops every feed
+    /// (committing its PIndex).
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let root = self.cfg.keys().root().to_string();
+        let mut changes = None;
+        let mut due = Some(tokio::time::Instant::now());
+        loop {
+            if changes.is_none() {
+                changes = self.cfg.store().watch(&root, 0).await.ok();
+            }
+            let wake = due.unwrap_or_else(|| tokio::time::Instant::now() + self.options.resync);
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                event = next_event(&mut changes) => match event {
+                    Some(e) if self.triggers(&e) => {
+                        let soon = tokio::time::Instant::now() + self.options.debounce;
+                        due = Some(due.map_or(soon, |d| d.min(soon)));
+                    }
+                    Some(_) => {}
+                    None => {
+                        changes = None;
+                        due = Some(tokio::time::Instant::now());
+                    }
+                },
+                () = tokio::time::sleep_until(wake) => {
+                    due = None;
+                    if let Err(e) = self.reconcile().await {
+                        tracing::warn!(error = %e, "janitor round failed; retrying");
+                        due = Some(tokio::time::Instant::now() + Duration::from_secs(1));
+                    }
+                    // Wake for the next retry of a failed PIndex, or to re-check backfills.
+                    if let Some(next) = self.failures.values().map(|f| f.retry_at_ms).min() {
+                        let wait = Duration::from_millis(next.saturating_sub(unix_ms()));
+                        let at = tokio::time::Instant::now() + wait;
+                        due = Some(due.map_or(at, |d| d.min(at)));
+                    }
+                    if self.hosted.values().any(|h| !h.caught_up) {
+                        let at = tokio::time::Instant::now() + Duration::from_millis(500);
+                        due = Some(due.map_or(at, |d| d.min(at)));
+                    }
+                }
+            }
+        }
+        for (name, hosted) in std::mem::take(&mut self.hosted) {
+            if let Err(e) = hosted.feed.stop().await {
+                tracing::warn!(pindex = name, error = %e, "stopping a feed at shutdown failed");
+            }
+        }
+    }
+
+    fn triggers(&self, event: &WatchEvent) -> bool {
+        event.key().is_none_or(|k| {
+            matches!(
+                self.cfg.keys().kind(k),
+                KeyKind::Plan(_) | KeyKind::IndexDef(_)
+            )
+        })
+    }
+
+    /// The copies the plan puts on this node.
+    async fn wanted(
+        &self,
+    ) -> Result<(Vec<Wanted>, BTreeMap<String, IndexDef>), tessera_cfg::CfgError> {
+        let defs: BTreeMap<String, IndexDef> = self
+            .cfg
+            .index_defs()
+            .await?
+            .items
+            .into_iter()
+            .map(|d| (d.value.name.clone(), d.value))
+            .collect();
+        let mut wanted = Vec::new();
+        for plan in self.cfg.plans().await?.items {
+            let Some(def) = defs.get(&plan.value.index) else {
+                continue;
+            };
+            for p in &plan.value.pindexes {
+                if let Some(copy) = p.copies.iter().find(|c| c.node == self.node) {
+                    wanted.push(Wanted {
+                        pindex: p.name.clone(),
+                        index: def.name.clone(),
+                        definition: definition_fingerprint(def),
+                        partitions: p.source_partitions.clone(),
+                        role: copy.role,
+                    });
+                }
+            }
+        }
+        Ok((wanted, defs))
+    }
+
+    async fn reconcile(&mut self) -> Result<(), tessera_cfg::CfgError> {
+        let (wanted, defs) = self.wanted().await?;
+        self.refresh_caught_up(&defs).await;
+        let now = unix_ms();
+        let mut local: Vec<Local> = self
+            .hosted
+            .iter()
+            .map(|(name, h)| Local {
+                pindex: name.clone(),
+                index: h.index.clone(),
+                definition: h.definition.clone(),
+                partitions: h.partitions.clone(),
+                role: h.role,
+                state: if h.caught_up {
+                    LocalState::Running
+                } else {
+                    LocalState::Backfilling
+                },
+            })
+            .collect();
+        for (name, f) in &self.failures {
+            local.push(Local {
+                pindex: name.clone(),
+                index: f.wanted.index.clone(),
+                definition: f.wanted.definition.clone(),
+                partitions: f.wanted.partitions.clone(),
+                role: f.wanted.role,
+                state: LocalState::Failed {
+                    attempts: f.attempts,
+                    retry_at_ms: f.retry_at_ms,
+                },
+            });
+        }
+        let plan = diff(&wanted, &local, now, self.options.max_backfills);
+        let by_name: BTreeMap<&str, &Wanted> =
+            wanted.iter().map(|w| (w.pindex.as_str(), w)).collect();
+        for action in plan.actions {
+            match action {
+                Action::Stop { pindex, delete } => self.stop(&pindex, delete).await,
+                Action::ChangeRole { pindex, role } => {
+                    if let Some(h) = self.hosted.get_mut(&pindex) {
+                        h.role = role;
+                    }
+                }
+                Action::Restart { pindex, .. } | Action::Start { pindex, .. } => {
+                    self.stop(&pindex, false).await;
+                    if let Some(w) = by_name.get(pindex.as_str()) {
+                        self.start((*w).clone(), &defs).await;
+                    }
+                }
+            }
+        }
+        self.publish().await;
+        Ok(())
+    }
+
+    /// Marks hosted PIndexes whose feeds reached the source's high seqs (as of now).
+    async fn refresh_caught_up(&mut self, defs: &BTreeMap<String, IndexDef>) {
+        let mut highs: BTreeMap<(String, String), BTreeMap<u32, u64>> = BTreeMap::new();
+        for h in self.hosted.values_mut() {
+            if h.caught_up {
+                continue;
+            }
+            let Some(def) = defs.get(&h.index) else {
+                continue;
+            };
+            let url = self.options.source_url(def);
+            let key = (url.clone(), def.source.name.clone());
+            if !highs.contains_key(&key) {
+                highs.insert(
+                    key.clone(),
+                    source_highs(&url, &def.source.name)
+                        .await
+                        .unwrap_or_default(),
+                );
+            }
+            let status = h.feed.status();
+            let high = &highs[&key];
+            h.caught_up = h.partitions.iter().all(|p| {
+                let want = high.get(p).copied().unwrap_or(0);
+                want == 0 || status.partitions.get(p).is_some_and(|s| s.seq >= want)
+            });
+        }
+    }
+
+    async fn stop(&mut self, pindex: &str, delete: bool) {
+        self.failures.remove(pindex);
+        if let Some(hosted) = self.hosted.remove(pindex) {
+            if let Err(e) = hosted.feed.stop().await {
+                tracing::warn!(pindex, error = %e, "stopping a feed failed");
+            }
+        }
+        if delete {
+            let dir = self.options.pindex_dir.join(pindex);
+            if dir.exists() {
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    tracing::warn!(pindex, error = %e, "removing a PIndex directory failed");
+                }
+            }
+            if let Ok(mut board) = self.board.lock() {
+                board.remove(pindex);
+            }
+        }
+    }
+
+    async fn start(&mut self, wanted: Wanted, defs: &BTreeMap<String, IndexDef>) {
+        let Some(def) = defs.get(&wanted.index).cloned() else {
+            return;
+        };
+        let dir = self.options.pindex_dir.join(&wanted.pindex);
+        let (kind, params) = (def.index_type.clone(), def.params.clone());
+        let opened = tokio::task::spawn_blocking(move || {
+            tessera_index::open_or_rebuild(&kind, &dir, &params)
+        })
+        .await;
+        let (pindex, aside) = match opened {
+            Ok(Ok(opened)) => opened,
+            Ok(Err(e)) => return self.fail(wanted, e.to_string()),
+            Err(e) => return self.fail(wanted, e.to_string()),
+        };
+        if let Some(aside) = &aside {
+            let name = wanted.pindex.clone();
+            let moved = aside.display().to_string();
+            if let Ok(mut board) = self.board.lock() {
+                board.entry(name).or_default().rebuilt_from = Some(moved);
+            }
+        }
+        let config = FeedConfig {
+            source_url: self.options.source_url(&def),
+            source: def.source.name.clone(),
+            partitions: wanted.partitions.clone(),
+            commit_every: self.options.commit_every,
+            commit_interval: self.options.commit_interval,
+        };
+        tracing::info!(
+            pindex = wanted.pindex,
+            index = wanted.index,
+            "PIndex started"
+        );
+        self.failures.remove(&wanted.pindex);
+        self.hosted.insert(
+            wanted.pindex.clone(),
+            Hosted {
+                index: wanted.index,
+                definition: wanted.definition,
+                partitions: wanted.partitions,
+                role: wanted.role,
+                feed: Feed::start(pindex, config),
+                caught_up: false,
+            },
+        );
+    }
+
+    fn fail(&mut self, wanted: Wanted, error: String) {
+        let attempts = self.failures.get(&wanted.pindex).map_or(0, |f| f.attempts) + 1;
+        let backoff_ms = (1000u64 << attempts.min(6)).min(60_000);
+        tracing::warn!(
+            pindex = wanted.pindex,
+            attempts,
+            error,
+            "PIndex failed to start; retrying later"
+        );
+        if let Ok(mut board) = self.board.lock() {
+            let entry = board.entry(wanted.pindex.clone()).or_default();
+            entry.index = wanted.index.clone();
+            entry.attempts = attempts;
+            entry.last_error = Some(error);
+        }
+        self.failures.insert(
+            wanted.pindex.clone(),
+            Failure {
+                attempts,
+                retry_at_ms: unix_ms() + backoff_ms,
+                wanted,
+            },
+        );
+    }
+
+    async fn publish(&self) {
+        let Ok(mut board) = self.board.lock() else {
+            return;
+        };
+        for (name, hosted) in &self.hosted {
+            let entry = board.entry(name.clone()).or_default();
+            entry.index = hosted.index.clone();
+            entry.role = Some(hosted.role);
+            entry.live = Some(hosted.feed.status_handle());
+            entry.attempts = 0;
+            entry.last_error = None;
+        }
+    }
+}
+
+impl ExecutorOptions {
+    fn source_url(&self, def: &IndexDef) -> String {
+        def.source
+            .params
+            .get("url")
+            .and_then(|u| u.as_str())
+            .map_or_else(|| self.default_source_url.clone(), str::to_string)
+    }
+}
+
+async fn source_highs(url: &str, source: &str) -> Option<BTreeMap<u32, u64>> {
+    let mut client = tessera_proto::v1::source_client::SourceClient::connect(url.to_string())
+        .await
+        .ok()?;
+    let request = tessera_proto::v1::ListPartitionsRequest {
+        source: source.to_string(),
+    };
+    let partitions = client
+        .list_partitions(request)
+        .await
+        .ok()?
+        .into_inner()
+        .partitions;
+    Some(partitions.into_iter().map(|p| (p.id, p.high_seq)).collect())
+}
+
+async fn next_event(watch: &mut Option<tessera_cfg::WatchStream>) -> Option<WatchEvent> {
+    match watch {
+        Some(w) => match w.next().await {
+            Some(WatchEvent::Compacted { .. }) | None => None,
+            Some(event) => Some(event),
+        },
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,270 @@
+//! The index REST API: create/update (CAS on `prev_index_uuid`), read, delete, count, status,
+//! and the plan. Errors are 4xx with a JSON body naming the problem (and the field, when one
+//! is at fault).
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tessera_cfg::schema::{self, Document, IndexDef, IndexPlan, NodeTag, PlanParams, SourceDef};
+use tessera_cfg::CfgError;
+
+use super::rest::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/index", get(list))
+        .route("/api/index/{name}", get(read).put(upsert).delete(remove))
+        .route("/api/index/{name}/count", get(count))
+        .route("/api/index/{name}/status", get(status))
+        .route("/api/plan", get(plan))
+}
+
+/// The body of `PUT /api/index/{name}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IndexRequest {
+    #[serde(rename = "type")]
+    index_type: String,
+    source: SourceDef,
+    #[serde(default)]
+    plan: Option<PlanParams>,
+    #[serde(default)]
+    params: Value,
+    /// Required to update: the uuid of the definition being replaced.
+    #[serde(default)]
+    prev_index_uuid: Option<String>,
+}
+
+pub fn problem(status: StatusCode, message: impl Into<String>, field: Option<&str>) -> Response {
+    let mut body = json!({"error": message.into()});
+    if let Some(field) = field {
+        body["field"] = json!(field);
+    }
+    (status, Json(body)).into_response()
+}
+
+pub fn cfg_problem(e: CfgError) -> Response {
+    match &e {
+        CfgError::Invalid { field, .. } => {
+            problem(StatusCode::BAD_REQUEST, e.to_string(), Some(field))
+        }
+        CfgError::NotFound { .. } => problem(StatusCode::NOT_FOUND, e.to_string(), None),
+        CfgError::CasMismatch { .. } | CfgError::AlreadyExists { .. } => {
+            problem(StatusCode::CONFLICT, e.to_string(), None)
+        }
+        CfgError::Unavailable { .. } => {
+            problem(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), None)
+        }
+        _ => problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None),
+    }
+}
+
+fn unknown_index(name: &str) -> Response {
+    problem(StatusCode::NOT_FOUND, format!("no index `{name}`"), None)
+}
+
+async fn list(State(state): State<AppState>) -> Response {
+    match state.cfg.index_defs().await {
+        Ok(defs) => {
+            Json(json!({"indexes": defs.items.into_iter().map(|d| d.value).collect::<Vec<_>>()}))
+                .into_response()
+        }
+        Err(e) => cfg_problem(e),
+    }
+}
+
+async fn read(State(state): State<AppState>, Path(name): Path<String>) -> Response {
+    match state.cfg.index_def(&name).await {
+        Ok(Some(def)) => {
+            Json(json!({"index": def.value, "revision": def.revision})).into_response()
+        }
+        Ok(None) => unknown_index(&name),
+        Err(e) => cfg_problem(e),
+    }
+}
+
+async fn upsert(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> Response {
+    let mut de = serde_json::Deserializer::from_slice(&body);
+    let request: IndexRequest = match serde_path_to_error::deserialize(&mut de) {
+        Ok(r) => r,
+        Err(e) => {
+            let field = e.path().to_string();
+            return problem(
+                StatusCode::BAD_REQUEST,
+                format!("`{field}`: {}", e.inner()),
+                Some(&field),
+            );
+        }
+    };
+    let key = state.cfg.keys().index_def(&name);
+    let def = IndexDef {
+        format_version: IndexDef::FORMAT_VERSION,
+        name: name.clone(),
+        uuid: uuid::Uuid::new_v4().simple().to_string(),
+        index_type: request.index_type,
+        source: request.source,
+        plan: request.plan.unwrap_or_default(),
+        params: request.params,
+    };
+    if let Err(e) = schema::check(&key, &def) {
+        return cfg_problem(e);
+    }
+    if def.index_type == "fulltext" {
+        if let Err(tessera_index::IndexError::Mapping { field, reason }) =
+            tessera_index::mapping::Mapping::from_params(&def.params)
+        {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                format!("`{field}`: {reason}"),
+                Some(&field),
+            );
+        }
+    }
+    match state.cfg.node_defs().await {
+        Ok(nodes) => {
+            let holders = nodes
+                .items
+                .iter()
+                .filter(|n| n.value.wanted && n.value.tags.contains(&NodeTag::Pindex))
+                .count();
+            if def.plan.replicas as usize + 1 > holders {
+                return problem(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "{} replicas need {} nodes that hold PIndexes; the cluster has {holders}",
+                        def.plan.replicas,
+                        def.plan.replicas + 1
+                    ),
+                    Some("plan.replicas"),
+                );
+            }
+        }
+        Err(e) => return cfg_problem(e),
+    }
+    let current = match state.cfg.index_def(&name).await {
+        Ok(current) => current,
+        Err(e) => return cfg_problem(e),
+    };
+    let cas = match (&current, &request.prev_index_uuid) {
+        (None, None) => 0,
+        (None, Some(_)) => return unknown_index(&name),
+        (Some(_), None) => {
+            return problem(
+                StatusCode::CONFLICT,
+                format!("index `{name}` exists; pass its uuid as `prev_index_uuid` to update it"),
+                Some("prev_index_uuid"),
+            )
+        }
+        (Some(c), Some(prev)) if &c.value.uuid != prev => {
+            return problem(
+                StatusCode::CONFLICT,
+                format!(
+                    "`prev_index_uuid` {prev} is stale: the index is now at {}",
+                    c.value.uuid
+                ),
+                Some("prev_index_uuid"),
+            )
+        }
+        (Some(c), Some(_)) => c.revision,
+    };
+    match state.cfg.put_index_def(&def, cas).await {
+        Ok(revision) => Json(json!({"index": def, "revision": revision})).into_response(),
+        Err(e) => cfg_problem(e),
+    }
+}
+
+async fn remove(State(state): State<AppState>, Path(name): Path<String>) -> Response {
+    let key = state.cfg.keys().index_def(&name);
+    match state.cfg.store().delete(&key, 0).await {
+        Ok(_) => Json(json!({"deleted": name})).into_response(),
+        Err(CfgError::NotFound { .. }) => unknown_index(&name),
+        Err(e) => cfg_problem(e),
+    }
+}
+
+/// Documents in the index, summed over the primaries this node hosts. (Counting copies on
+/// other nodes needs the node-to-node query service; until then `pindexes_counted` says how
+/// much of the index the count covers.)
+async fn count(State(state): State<AppState>, Path(name): Path<String>) -> Response {
+    let plan = match planned(&state, &name).await {
+        Ok(plan) => plan,
+        Err(response) => return response,
+    };
+    let board = local_snapshot(&state);
+    let mut count = 0;
+    let mut counted = 0;
+    for p in &plan.pindexes {
+        let primary_here = p
+            .copies
+            .iter()
+            .any(|c| c.node == state.node_uuid && c.role == tessera_cfg::schema::CopyRole::Primary);
+        if let (true, Some(local)) = (primary_here, board.get(&p.name)) {
+            count += local.docs;
+            counted += 1;
+        }
+    }
+    Json(
+        json!({"count": count, "pindexes_counted": counted, "pindexes_total": plan.pindexes.len()}),
+    )
+    .into_response()
+}
+
+async fn status(State(state): State<AppState>, Path(name): Path<String>) -> Response {
+    let plan = match planned(&state, &name).await {
+        Ok(plan) => plan,
+        Err(response) => return response,
+    };
+    let board = local_snapshot(&state);
+    let pindexes: Vec<Value> = plan
+        .pindexes
+        .iter()
+        .map(|p| json!({"name": p.name, "source_partitions": p.source_partitions, "copies": p.copies, "local": board.get(&p.name)}))
+        .collect();
+    Json(json!({"index": name, "warnings": plan.warnings, "pindexes": pindexes})).into_response()
+}
+
+/// The local PIndexes' status as of now.
+fn local_snapshot(
+    state: &AppState,
+) -> std::collections::BTreeMap<String, tessera_janitor::executor::LocalStatus> {
+    state
+        .board
+        .lock()
+        .map(|b| b.iter().map(|(k, v)| (k.clone(), v.snapshot())).collect())
+        .unwrap_or_default()
+}
+
+/// The index's plan; an index not planned yet has an empty one; an unknown index is a 404.
+async fn planned(state: &AppState, name: &str) -> Result<IndexPlan, Response> {
+    match state.cfg.plan(name).await {
+        Ok(Some(plan)) => return Ok(plan.value),
+        Ok(None) => {}
+        Err(e) => return Err(cfg_problem(e)),
+    }
+    match state.cfg.index_def(name).await {
+        Ok(Some(def)) => Ok(IndexPlan {
+            format_version: IndexPlan::FORMAT_VERSION,
+            index: name.to_string(),
+            index_uuid: def.value.uuid,
+            pindexes: Vec::new(),
+            warnings: vec!["not planned yet".into()],
+        }),
+        Ok(None) => Err(unknown_index(name)),
+        Err(e) => Err(cfg_problem(e)),
+    }
+}
+
+async fn plan(State(state): State<AppState>) -> Response {
+    match state.cfg.plans().await {
+        Ok(plans) => {
+            Json(json!({"plans": plans.items.into_iter().map(|p| p.value).collect::<Vec<_>>()}))
+                .into_response()
+        }
+        Err(e) => cfg_problem(e),
+    }
+}

@@ -1,0 +1,194 @@
+//! One node hosting an index end to end: the index API creates it, the planner plans it, the
+//! janitor opens its PIndexes and feeds them from the embedded source; counts follow inserts,
+//! updates and deletes; a restart resumes from checkpoints; bad requests are refused.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{free_port, http, wait_for, wait_listening, Proc, BIN};
+
+fn start_node(dir: &std::path::Path, address: &str) -> Proc {
+    let child = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir)
+        .args([
+            "node",
+            "--bind",
+            address,
+            "--source-partitions",
+            "16",
+            "--lease-ttl-ms",
+            "2000",
+        ])
+        .env("TESSERA_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start node");
+    wait_listening(address);
+    Proc(child)
+}
+
+const INDEX: &str = r#"{"type": "fulltext",
+  "source": {"type": "tessera", "name": "docs", "partitions": 16},
+  "plan": {"max_partitions_per_pindex": 4, "replicas": 0},
+  "params": {"mapping": {"default_analyzer": "en", "fields": {"title": {"type": "text"}, "year": {"type": "i64"}}}}}"#;
+
+fn count(address: &str) -> (u64, u64) {
+    let (status, body) = http(address, "GET", "/api/index/books/count", "");
+    assert_eq!(status, 200, "{body}");
+    (
+        body["count"].as_u64().unwrap(),
+        body["pindexes_counted"].as_u64().unwrap(),
+    )
+}
+
+fn wait_count(address: &str, want: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let last = count(address);
+        if last == (want, 4) {
+            return;
+        }
+        if std::time::Instant::now() > deadline {
+            let (_, status) = http(address, "GET", "/api/index/books/status", "");
+            panic!("count {want} not reached: last {last:?}; status {status}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_single_node_hosts_an_index_from_its_embedded_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let address = format!("127.0.0.1:{}", free_port());
+    let mut node = start_node(dir.path(), &address);
+
+    // Bad requests first: nothing is created by them.
+    let bad_mapping = INDEX.replace(
+        r#""year": {"type": "i64"}"#,
+        r#""year": {"type": "integer"}"#,
+    );
+    let (status, body) = http(&address, "PUT", "/api/index/books", &bad_mapping);
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (400, Some("params.mapping.fields.year.type")),
+        "{body}"
+    );
+    let too_many = INDEX.replace(r#""replicas": 0"#, r#""replicas": 1"#);
+    let (status, body) = http(&address, "PUT", "/api/index/books", &too_many);
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (400, Some("plan.replicas")),
+        "{body}"
+    );
+    let (status, body) = http(&address, "PUT", "/api/index/9bad", INDEX);
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (400, Some("name")),
+        "{body}"
+    );
+    let (status, body) = http(
+        &address,
+        "PUT",
+        "/api/index/books",
+        r#"{"type": "fulltext", "sauce": 1}"#,
+    );
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(http(&address, "GET", "/api/index/books", "").0, 404);
+
+    let (status, body) = http(&address, "PUT", "/api/index/books", INDEX);
+    assert_eq!(status, 200, "{body}");
+    let uuid = body["index"]["uuid"].as_str().unwrap().to_string();
+    let (status, _) = http(&address, "PUT", "/api/index/books", INDEX);
+    assert_eq!(status, 409, "creating twice needs prev_index_uuid");
+
+    let lines: String = (0..2000)
+        .map(|i| {
+            format!(
+                "{{\"key\":\"b{i}\",\"doc\":{{\"title\":\"book number {i}\",\"year\":{}}}}}\n",
+                1900 + i % 120
+            )
+        })
+        .collect();
+    let (status, body) = http(&address, "POST", "/api/source/docs/bulk", &lines);
+    assert_eq!(
+        (status, body["accepted"].as_u64()),
+        (200, Some(2000)),
+        "{body}"
+    );
+    wait_count(&address, 2000);
+
+    // Updates keep the count; deletes lower it.
+    http(
+        &address,
+        "PUT",
+        "/api/source/docs/doc/b1",
+        r#"{"title": "renamed", "year": 2024}"#,
+    );
+    for i in 0..10 {
+        http(
+            &address,
+            "DELETE",
+            &format!("/api/source/docs/doc/b{}", 100 + i),
+            "",
+        );
+    }
+    wait_count(&address, 1990);
+
+    let (status, body) = http(&address, "GET", "/api/index/books/status", "");
+    assert_eq!(status, 200);
+    let pindexes = body["pindexes"].as_array().unwrap();
+    assert_eq!(pindexes.len(), 4);
+    assert!(
+        pindexes.iter().all(|p| p["local"]["feed"]["partitions"]
+            .as_object()
+            .is_some_and(|m| m.len() == 4)),
+        "{body}"
+    );
+
+    // Update under CAS: stale uuid refused, current accepted.
+    let with_prev =
+        |prev: &str| INDEX.replacen('{', &format!("{{\"prev_index_uuid\": \"{prev}\", "), 1);
+    assert_eq!(
+        http(&address, "PUT", "/api/index/books", &with_prev("stale")).0,
+        409
+    );
+    assert_eq!(
+        http(&address, "PUT", "/api/index/books", &with_prev(&uuid)).0,
+        200
+    );
+
+    // A clean stop commits; the restarted node serves the same count from its checkpoints.
+    assert_eq!(node.terminate(Duration::from_secs(20)), 0);
+    drop(node);
+    let node = start_node(dir.path(), &address);
+    wait_count(&address, 1990);
+    let (_, body) = http(&address, "GET", "/api/index/books/status", "");
+    let applied: u64 = body["pindexes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["local"]["feed"]["applied"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(
+        applied, 0,
+        "resumed from checkpoints: no change applied again"
+    );
+
+    assert_eq!(http(&address, "DELETE", "/api/index/books", "").0, 200);
+    wait_for(
+        "the PIndex directories to go",
+        Duration::from_secs(30),
+        || {
+            let left = std::fs::read_dir(dir.path().join("pindexes"))
+                .map(|d| d.count())
+                .unwrap_or(0);
+            (left == 0).then_some(())
+        },
+    );
+    drop(node);
+}
