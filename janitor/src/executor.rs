@@ -257,8 +257,25 @@ impl Executor {
                 }
             }
         }
+        self.sync_ingest(&defs).await;
         self.publish().await;
         Ok(())
+    }
+
+    /// Pauses or resumes feeds to match each index's ingest switch.
+    async fn sync_ingest(&self, defs: &BTreeMap<String, IndexDef>) {
+        for hosted in self.hosted.values() {
+            let paused = defs
+                .get(&hosted.index)
+                .is_some_and(|d| d.controls.ingest_paused);
+            if paused != hosted.feed.status().paused {
+                if paused {
+                    hosted.feed.pause().await;
+                } else {
+                    hosted.feed.resume().await;
+                }
+            }
+        }
     }
 
     /// Marks hosted PIndexes whose feeds reached the source's high seqs (as of now).

@@ -162,11 +162,86 @@ fn a_single_node_hosts_an_index_from_its_embedded_source() {
         200
     );
 
+    // Operator switches: a paused ingest keeps its position; a disallowed index answers 403.
+    assert_eq!(
+        http(&address, "POST", "/api/index/books/ingestControl/pause", "").0,
+        200
+    );
+    wait_for("feeds to pause", Duration::from_secs(20), || {
+        let (_, body) = http(&address, "GET", "/api/index/books/status", "");
+        body["pindexes"]
+            .as_array()?
+            .iter()
+            .all(|p| p["local"]["feed"]["paused"] == true)
+            .then_some(())
+    });
+    let more: String = (2000..2100)
+        .map(|i| format!("{{\"key\":\"b{i}\",\"doc\":{{\"title\":\"late {i}\"}}}}\n"))
+        .collect();
+    assert_eq!(
+        http(&address, "POST", "/api/source/docs/bulk", &more).0,
+        200
+    );
+    std::thread::sleep(Duration::from_millis(1500)); // give a wrongly running feed time to show
+    assert_eq!(count(&address).0, 1990, "a paused index took in changes");
+    assert_eq!(
+        http(
+            &address,
+            "POST",
+            "/api/index/books/ingestControl/resume",
+            ""
+        )
+        .0,
+        200
+    );
+    wait_count(&address, 2090);
+    assert_eq!(
+        http(
+            &address,
+            "POST",
+            "/api/index/books/queryControl/disallow",
+            ""
+        )
+        .0,
+        200
+    );
+    assert_eq!(http(&address, "GET", "/api/index/books/count", "").0, 403);
+    assert_eq!(
+        http(&address, "POST", "/api/index/books/queryControl/allow", "").0,
+        200
+    );
+    assert_eq!(
+        http(
+            &address,
+            "POST",
+            "/api/index/books/planFreezeControl/freeze",
+            ""
+        )
+        .0,
+        200
+    );
+    let (_, body) = http(&address, "GET", "/api/index/books", "");
+    assert_eq!(body["index"]["plan"]["frozen"], true);
+    assert_eq!(
+        http(
+            &address,
+            "POST",
+            "/api/index/books/planFreezeControl/unfreeze",
+            ""
+        )
+        .0,
+        200
+    );
+    assert_eq!(
+        http(&address, "POST", "/api/index/books/bogusControl/on", "").0,
+        404
+    );
+
     // A clean stop commits; the restarted node serves the same count from its checkpoints.
     assert_eq!(node.terminate(Duration::from_secs(20)), 0);
     drop(node);
     let node = start_node(dir.path(), &address);
-    wait_count(&address, 1990);
+    wait_count(&address, 2090);
     let (_, body) = http(&address, "GET", "/api/index/books/status", "");
     let applied: u64 = body["pindexes"]
         .as_array()

@@ -62,6 +62,7 @@ fn index(name: &str, replicas: u32) -> IndexDef {
             ..Default::default()
         },
         params: serde_json::Value::Null,
+        controls: Default::default(),
     }
 }
 

@@ -27,6 +27,27 @@ pub struct IndexDef {
     /// Type-specific parameters (for `fulltext`, the field mapping). `null`: defaults.
     #[serde(default)]
     pub params: serde_json::Value,
+    /// Operator switches that do not change what the index is.
+    #[serde(default, skip_serializing_if = "Controls::is_default")]
+    pub controls: Controls,
+}
+
+/// Operator switches of an index (`.../ingestControl/...`, `.../queryControl/...`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Controls {
+    /// Feeds stop where they are; nothing is lost, resume continues from there.
+    #[serde(default)]
+    pub ingest_paused: bool,
+    /// Queries (and counts) are refused.
+    #[serde(default)]
+    pub query_disallowed: bool,
+}
+
+impl Controls {
+    pub fn is_default(&self) -> bool {
+        self == &Controls::default()
+    }
 }
 
 /// Where an index's documents come from.

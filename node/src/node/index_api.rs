@@ -22,6 +22,10 @@ pub fn router() -> Router<AppState> {
         .route("/api/index/{name}/count", get(count))
         .route("/api/index/{name}/status", get(status))
         .route("/api/plan", get(plan))
+        .route(
+            "/api/index/{name}/{control}/{action}",
+            axum::routing::post(control),
+        )
 }
 
 /// The body of `PUT /api/index/{name}`.
@@ -110,6 +114,7 @@ async fn upsert(State(state): State<AppState>, Path(name): Path<String>, body: B
         source: request.source,
         plan: request.plan.unwrap_or_default(),
         params: request.params,
+        controls: Default::default(),
     };
     if let Err(e) = schema::check(&key, &def) {
         return cfg_problem(e);
@@ -172,6 +177,11 @@ async fn upsert(State(state): State<AppState>, Path(name): Path<String>, body: B
         }
         (Some(c), Some(_)) => c.revision,
     };
+    // An update keeps the operator's switches.
+    let mut def = def;
+    if let Some(c) = &current {
+        def.controls = c.value.controls.clone();
+    }
     match state.cfg.put_index_def(&def, cas).await {
         Ok(revision) => Json(json!({"index": def, "revision": revision})).into_response(),
         Err(e) => cfg_problem(e),
@@ -191,6 +201,17 @@ async fn remove(State(state): State<AppState>, Path(name): Path<String>) -> Resp
 /// other nodes needs the node-to-node query service; until then `pindexes_counted` says how
 /// much of the index the count covers.)
 async fn count(State(state): State<AppState>, Path(name): Path<String>) -> Response {
+    match state.cfg.index_def(&name).await {
+        Ok(Some(def)) if def.value.controls.query_disallowed => {
+            return problem(
+                StatusCode::FORBIDDEN,
+                format!("queries are disallowed on index `{name}` (queryControl/allow)"),
+                None,
+            )
+        }
+        Ok(_) => {}
+        Err(e) => return cfg_problem(e),
+    }
     let plan = match planned(&state, &name).await {
         Ok(plan) => plan,
         Err(response) => return response,
@@ -226,6 +247,52 @@ async fn status(State(state): State<AppState>, Path(name): Path<String>) -> Resp
         .map(|p| json!({"name": p.name, "source_partitions": p.source_partitions, "copies": p.copies, "local": board.get(&p.name)}))
         .collect();
     Json(json!({"index": name, "warnings": plan.warnings, "pindexes": pindexes})).into_response()
+}
+
+/// `POST /api/index/{name}/{ingestControl|queryControl|planFreezeControl}/{action}`.
+async fn control(
+    State(state): State<AppState>,
+    Path((name, control, action)): Path<(String, String, String)>,
+) -> Response {
+    type Switch = fn(&mut IndexDef);
+    let switch: Switch = match (control.as_str(), action.as_str()) {
+        ("ingestControl", "pause") => |d| d.controls.ingest_paused = true,
+        ("ingestControl", "resume") => |d| d.controls.ingest_paused = false,
+        ("queryControl", "disallow") => |d| d.controls.query_disallowed = true,
+        ("queryControl", "allow") => |d| d.controls.query_disallowed = false,
+        ("planFreezeControl", "freeze") => |d| d.plan.frozen = true,
+        ("planFreezeControl", "unfreeze") => |d| d.plan.frozen = false,
+        _ => {
+            return problem(
+                StatusCode::NOT_FOUND,
+                format!("unknown control `{control}/{action}` (ingestControl/pause|resume, queryControl/allow|disallow, planFreezeControl/freeze|unfreeze)"),
+                None,
+            )
+        }
+    };
+    // Retry on a concurrent change: a switch applies to whatever the definition is now.
+    for _ in 0..5 {
+        let current = match state.cfg.index_def(&name).await {
+            Ok(Some(current)) => current,
+            Ok(None) => return unknown_index(&name),
+            Err(e) => return cfg_problem(e),
+        };
+        let mut def = current.value.clone();
+        switch(&mut def);
+        if def == current.value {
+            return Json(json!({"index": def})).into_response();
+        }
+        match state.cfg.put_index_def(&def, current.revision).await {
+            Ok(_) => return Json(json!({"index": def})).into_response(),
+            Err(CfgError::CasMismatch { .. }) => continue,
+            Err(e) => return cfg_problem(e),
+        }
+    }
+    problem(
+        StatusCode::CONFLICT,
+        format!("index `{name}` kept changing; try again"),
+        None,
+    )
 }
 
 /// The local PIndexes' status as of now.

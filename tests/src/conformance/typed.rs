@@ -32,6 +32,7 @@ pub async fn typed_cfg_validates_and_reports_corrupt(store: Arc<dyn Store>) {
             ..Default::default()
         },
         params: serde_json::Value::Null,
+        controls: Default::default(),
     };
     let rev = cfg.put_index_def(&def, 0).await.unwrap();
     def.plan.replicas = 5;
