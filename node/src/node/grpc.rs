@@ -1,8 +1,11 @@
 //! The node's gRPC services, served on the same port as REST: requests are routed by path
 //! (`/tessera.v1.Node/...`), so a REST path never reaches gRPC and vice versa.
 
+use tessera_janitor::executor::StatusBoard;
 use tessera_proto::v1::node_server::{Node, NodeServer};
-use tessera_proto::v1::{PingRequest, PingResponse};
+use tessera_proto::v1::{
+    LocalPIndex, LocalPIndexesRequest, LocalPIndexesResponse, PingRequest, PingResponse,
+};
 use tonic::{Request, Response, Status};
 
 /// Who this node is, as `Ping` reports it.
@@ -12,6 +15,7 @@ pub struct NodeService {
     pub incarnation: String,
     pub cluster_uuid: String,
     pub cluster_name: String,
+    pub board: StatusBoard,
 }
 
 #[tonic::async_trait]
@@ -24,6 +28,37 @@ impl Node for NodeService {
             cluster_name: self.cluster_name.clone(),
         }))
     }
+
+    async fn local_p_indexes(
+        &self,
+        request: Request<LocalPIndexesRequest>,
+    ) -> Result<Response<LocalPIndexesResponse>, Status> {
+        let index = request.into_inner().index;
+        Ok(Response::new(LocalPIndexesResponse {
+            pindexes: local_pindexes(&self.board, &index),
+        }))
+    }
+}
+
+/// This node's PIndexes of `index`, as of now.
+pub fn local_pindexes(board: &StatusBoard, index: &str) -> Vec<LocalPIndex> {
+    let Ok(board) = board.lock() else {
+        return Vec::new();
+    };
+    board
+        .iter()
+        .filter(|(_, s)| s.index == index)
+        .map(|(name, s)| {
+            let s = s.snapshot();
+            let feed = s.feed.unwrap_or_default();
+            LocalPIndex {
+                name: name.clone(),
+                docs: s.docs,
+                paused: feed.paused,
+                seqs: feed.partitions.iter().map(|(p, st)| (*p, st.seq)).collect(),
+            }
+        })
+        .collect()
 }
 
 /// The gRPC services as an axum router without a fallback, to merge with the REST one (whose

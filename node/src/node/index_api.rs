@@ -197,9 +197,10 @@ async fn remove(State(state): State<AppState>, Path(name): Path<String>) -> Resp
     }
 }
 
-/// Documents in the index, summed over the primaries this node hosts. (Counting copies on
-/// other nodes needs the node-to-node query service; until then `pindexes_counted` says how
-/// much of the index the count covers.)
+/// Documents in the index: per PIndex, the count of its primary copy (any copy when it has no
+/// primary), asked of the node hosting it (this node directly, others over gRPC).
+/// `pindexes_counted` below `pindexes_total` means part of the index could not be counted; the
+/// reasons are in `errors`.
 async fn count(State(state): State<AppState>, Path(name): Path<String>) -> Response {
     match state.cfg.index_def(&name).await {
         Ok(Some(def)) if def.value.controls.query_disallowed => {
@@ -216,23 +217,85 @@ async fn count(State(state): State<AppState>, Path(name): Path<String>) -> Respo
         Ok(plan) => plan,
         Err(response) => return response,
     };
-    let board = local_snapshot(&state);
-    let mut count = 0;
-    let mut counted = 0;
+    let addresses: std::collections::BTreeMap<String, String> = match state.cfg.node_defs().await {
+        Ok(nodes) => nodes
+            .items
+            .into_iter()
+            .map(|n| (n.value.uuid, n.value.host_port))
+            .collect(),
+        Err(e) => return cfg_problem(e),
+    };
+    let mut by_node: std::collections::BTreeMap<String, Vec<String>> =
+        std::collections::BTreeMap::new();
     for p in &plan.pindexes {
-        let primary_here = p
+        let copy = p
             .copies
             .iter()
-            .any(|c| c.node == state.node_uuid && c.role == tessera_cfg::schema::CopyRole::Primary);
-        if let (true, Some(local)) = (primary_here, board.get(&p.name)) {
-            count += local.docs;
-            counted += 1;
+            .find(|c| c.role == tessera_cfg::schema::CopyRole::Primary)
+            .or(p.copies.first());
+        if let Some(copy) = copy {
+            by_node
+                .entry(copy.node.clone())
+                .or_default()
+                .push(p.name.clone());
         }
     }
-    Json(
-        json!({"count": count, "pindexes_counted": counted, "pindexes_total": plan.pindexes.len()}),
-    )
-    .into_response()
+    let (mut count, mut counted) = (0u64, 0usize);
+    let mut errors = serde_json::Map::new();
+    for (node, names) in by_node {
+        let local = if node == state.node_uuid {
+            Ok(super::grpc::local_pindexes(&state.board, &name))
+        } else {
+            match addresses.get(&node) {
+                Some(address) => remote_pindexes(address, &name).await,
+                None => Err(format!("node {node} is not defined")),
+            }
+        };
+        match local {
+            Ok(list) => {
+                let docs: std::collections::BTreeMap<String, u64> =
+                    list.into_iter().map(|p| (p.name, p.docs)).collect();
+                for n in names {
+                    match docs.get(&n) {
+                        Some(d) => {
+                            count += d;
+                            counted += 1;
+                        }
+                        None => {
+                            errors.insert(n, json!(format!("not open on node {node} yet")));
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                errors.insert(node, json!(e));
+            }
+        }
+    }
+    Json(json!({"count": count, "pindexes_counted": counted, "pindexes_total": plan.pindexes.len(), "errors": errors})).into_response()
+}
+
+async fn remote_pindexes(
+    address: &str,
+    index: &str,
+) -> Result<Vec<tessera_proto::v1::LocalPIndex>, String> {
+    let call = async {
+        let mut client =
+            tessera_proto::v1::node_client::NodeClient::connect(format!("http://{address}"))
+                .await
+                .map_err(|e| e.to_string())?;
+        let request = tessera_proto::v1::LocalPIndexesRequest {
+            index: index.to_string(),
+        };
+        client
+            .local_p_indexes(request)
+            .await
+            .map(|r| r.into_inner().pindexes)
+            .map_err(|e| e.message().to_string())
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(5), call)
+        .await
+        .unwrap_or_else(|_| Err(format!("{address}: no answer within 5 s")))
 }
 
 async fn status(State(state): State<AppState>, Path(name): Path<String>) -> Response {

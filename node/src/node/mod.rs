@@ -75,13 +75,14 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
         cfg: cfg.clone(),
         node_uuid: identity.node_uuid.clone(),
         incarnation: incarnation.clone(),
-        board,
+        board: board.clone(),
     })
     .merge(grpc::router(grpc::NodeService {
         node_uuid: identity.node_uuid.clone(),
         incarnation: incarnation.clone(),
         cluster_uuid: meta.cluster_uuid.clone(),
         cluster_name: meta.name.clone(),
+        board: board.clone(),
     }))
     .merge(crate::source_cmd::routes(source));
     let (stop_planner, planner_stopped) = tokio::sync::watch::channel(false);
