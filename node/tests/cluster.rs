@@ -77,17 +77,15 @@ fn source_docs(source: &str) -> u64 {
 
 fn wait_exact(node: &str, source: &str, what: &str) -> u64 {
     let want = source_docs(source);
-    let mut last = serde_json::Value::Null;
     let deadline = Instant::now() + Duration::from_secs(240);
     loop {
         let (status, body) = http(node, "GET", "/api/index/books/count", "");
         if status == 200 && body["count"].as_u64() == Some(want) && body["pindexes_counted"] == 16 {
             return want;
         }
-        last = body;
         assert!(
             Instant::now() < deadline,
-            "{what}: count never reached {want}; last answer {last}"
+            "{what}: count never reached {want}; last answer {body}"
         );
         std::thread::sleep(Duration::from_millis(250));
     }
