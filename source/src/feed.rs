@@ -104,8 +104,12 @@ impl Feed {
     pub fn start(pindex: Box<dyn PIndex>, config: FeedConfig) -> Feed {
         let status = Arc::new(Mutex::new(FeedStatus::default()));
         let (commands, rx) = mpsc::channel(8);
+        let channel = tonic::transport::Endpoint::from_shared(config.source_url.clone())
+            .ok()
+            .map(|e| e.connect_timeout(Duration::from_secs(2)).connect_lazy());
         let applier = Applier {
             config,
+            channel,
             status: status.clone(),
             readers: BTreeMap::new(),
             items: mpsc::channel(4096),
@@ -148,6 +152,9 @@ impl Feed {
 
 struct Applier {
     config: FeedConfig,
+    /// One HTTP/2 connection shared by the partition readers (connected lazily, re-dialled by
+    /// tonic when it breaks).
+    channel: Option<tonic::transport::Channel>,
     status: Arc<Mutex<FeedStatus>>,
     readers: BTreeMap<u32, JoinHandle<()>>,
     items: (mpsc::Sender<Item>, mpsc::Receiver<Item>),
@@ -166,6 +173,7 @@ impl Applier {
         }
         let reader = Reader {
             url: self.config.source_url.clone(),
+            channel: self.channel.clone(),
             source: self.config.source.clone(),
             partition,
             items: self.items.0.clone(),
@@ -344,6 +352,7 @@ async fn blocking<T: Send + 'static>(
 /// Streams one partition into the applier, reconnecting as needed.
 struct Reader {
     url: String,
+    channel: Option<tonic::transport::Channel>,
     source: String,
     partition: u32,
     items: mpsc::Sender<Item>,
@@ -382,9 +391,10 @@ impl Reader {
     }
 
     async fn session(&self, seq: &mut u64, uuid: &mut String) -> Result<SessionEnd, String> {
-        let mut client = SourceClient::connect(self.url.clone())
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut client = match &self.channel {
+            Some(channel) => SourceClient::new(channel.clone()),
+            None => return Err(format!("bad source url `{}`", self.url)),
+        };
         let request = StreamRequest {
             source: self.source.clone(),
             partition: self.partition,

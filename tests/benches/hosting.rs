@@ -1,0 +1,228 @@
+//! Index hosting figures: documents per second indexed end to end (source log → gRPC stream →
+//! feed → fulltext PIndex, committed) against plain tantivy indexing the same documents with
+//! the same schema and memory; and the janitor's reaction time from a plan write to the PIndex
+//! serving (opened, its feed connected), p50/p99.
+//!
+//! `cargo bench -p tessera-tests --bench hosting` (`HOSTING_BENCH_DOCS` to change the count).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tessera_cfg::local::LocalStore;
+use tessera_cfg::schema::{
+    CopyPlan, CopyRole, CopyState, Document, IndexDef, IndexPlan, PIndexPlan, PlanParams, SourceDef,
+};
+use tessera_cfg::{Cfg, KeySpace};
+use tessera_index::mapping::Mapping;
+use tessera_index::PIndex;
+use tessera_janitor::executor::{Executor, ExecutorOptions};
+use tessera_source::feed::{Feed, FeedConfig};
+use tessera_source::grpc::SourceService;
+use tessera_source::{Append, SourceLog};
+
+const PARTITIONS: u32 = 16;
+
+fn params() -> serde_json::Value {
+    serde_json::json!({"mapping": {"default_analyzer": "en", "fields": {
+        "title": {"type": "text"}, "body": {"type": "text"}, "year": {"type": "i64"}, "tag": {"type": "keyword"}}}})
+}
+
+fn doc(i: usize) -> Vec<u8> {
+    format!(
+        r#"{{"title": "Book number {i} about rust and search", "body": "A longer text body for document {i}, with words that repeat: index partition replica plan janitor feed source", "year": {}, "tag": "t{}"}}"#,
+        1900 + i % 120,
+        i % 50
+    )
+    .into_bytes()
+}
+
+async fn serve(log: SourceLog) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    let app = SourceService::new(log).router();
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+    format!("http://{address}")
+}
+
+async fn end_to_end(docs: usize) -> f64 {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = SourceLog::open(&dir.path().join("source.redb"), PARTITIONS).expect("log");
+    let batch: Vec<Append> = (0..docs)
+        .map(|i| Append::Put {
+            key: format!("k{i}"),
+            doc: doc(i),
+        })
+        .collect();
+    for chunk in batch.chunks(10_000) {
+        log.append("docs", chunk).expect("append");
+    }
+    let url = serve(log.clone()).await;
+    let pindex = tessera_index::open("fulltext", &dir.path().join("p"), &params()).expect("pindex");
+    let started = Instant::now();
+    let feed = Feed::start(
+        pindex,
+        FeedConfig {
+            source_url: url,
+            source: "docs".into(),
+            partitions: (0..PARTITIONS).collect(),
+            commit_every: 100_000,
+            commit_interval: Duration::from_secs(5),
+        },
+    );
+    while feed.status().applied < docs as u64 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let pindex = feed.stop().await.expect("stop");
+    let elapsed = started.elapsed();
+    assert_eq!(pindex.doc_count().expect("count"), docs as u64);
+    docs as f64 / elapsed.as_secs_f64()
+}
+
+fn plain_tantivy(docs: usize) -> f64 {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mapping = Mapping::from_params(&params()).expect("mapping");
+    let index =
+        tantivy::Index::create_in_dir(dir.path(), tessera_index::fulltext::schema(&mapping))
+            .expect("index");
+    let schema = index.schema();
+    let started = Instant::now();
+    let mut writer: tantivy::IndexWriter =
+        index.writer_with_num_threads(1, 32 << 20).expect("writer");
+    for i in 0..docs {
+        let mut value: serde_json::Value = serde_json::from_slice(&doc(i)).expect("doc");
+        value["_id"] = format!("k{i}").into();
+        value["_partition"] = (i as u64 % u64::from(PARTITIONS)).into();
+        let document =
+            tantivy::TantivyDocument::parse_json(&schema, &value.to_string()).expect("parse");
+        writer.add_document(document).expect("add");
+    }
+    writer.commit().expect("commit");
+    docs as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Time from writing a plan that places a PIndex on this node to the PIndex serving.
+async fn janitor_reaction(samples: usize) -> (Duration, Duration) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = SourceLog::open(&dir.path().join("source.redb"), PARTITIONS).expect("log");
+    log.append(
+        "docs",
+        &[Append::Put {
+            key: "seed".into(),
+            doc: doc(0),
+        }],
+    )
+    .expect("seed");
+    let url = serve(log).await;
+    let cfg = Cfg::new(
+        Arc::new(LocalStore::open_memory().expect("store")),
+        KeySpace::new("bench").expect("keys"),
+    );
+    let executor = Executor::new(
+        cfg.clone(),
+        "n1",
+        ExecutorOptions {
+            pindex_dir: dir.path().join("pindexes"),
+            default_source_url: url,
+            max_backfills: 4,
+            resync: Duration::from_secs(30),
+            debounce: Duration::from_millis(1),
+            commit_every: 10_000,
+            commit_interval: Duration::from_millis(200),
+        },
+    );
+    let board = executor.board();
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(executor.run(stopped));
+    let mut times = Vec::new();
+    for i in 0..samples {
+        let name = format!("idx{i}");
+        let def = IndexDef {
+            format_version: IndexDef::FORMAT_VERSION,
+            name: name.clone(),
+            uuid: format!("u{i}"),
+            index_type: "fulltext".into(),
+            source: SourceDef {
+                source_type: "tessera".into(),
+                name: "docs".into(),
+                partitions: Some(PARTITIONS),
+                params: Default::default(),
+            },
+            plan: PlanParams {
+                index_partitions: Some(1),
+                ..Default::default()
+            },
+            params: params(),
+            controls: Default::default(),
+        };
+        cfg.put_index_def(&def, 0).await.expect("def");
+        let pindex = format!("{name}_0-15");
+        let plan = IndexPlan {
+            format_version: IndexPlan::FORMAT_VERSION,
+            index: name.clone(),
+            index_uuid: def.uuid.clone(),
+            pindexes: vec![PIndexPlan {
+                name: pindex.clone(),
+                source_partitions: (0..PARTITIONS).collect(),
+                copies: vec![CopyPlan {
+                    node: "n1".into(),
+                    role: CopyRole::Primary,
+                    state: CopyState::Building,
+                    can_read: false,
+                    can_write: true,
+                }],
+            }],
+            warnings: Vec::new(),
+        };
+        let started = Instant::now();
+        cfg.put_plan(&plan, 0).await.expect("plan");
+        loop {
+            let serving = board
+                .lock()
+                .ok()
+                .and_then(|b| b.get(&pindex).map(|s| s.snapshot()))
+                .is_some_and(|s| {
+                    s.feed.is_some_and(|f| {
+                        f.partitions.len() == PARTITIONS as usize
+                            && f.partitions.values().all(|p| p.connected)
+                    })
+                });
+            if serving {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "PIndex {pindex} never served"
+            );
+            tokio::time::sleep(Duration::from_micros(500)).await;
+        }
+        times.push(started.elapsed());
+    }
+    times.sort();
+    (
+        times[times.len() / 2],
+        times[(times.len() * 99 / 100).min(times.len() - 1)],
+    )
+}
+
+fn main() {
+    let docs: usize = std::env::var("HOSTING_BENCH_DOCS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let plain = plain_tantivy(docs);
+    let e2e = runtime.block_on(end_to_end(docs));
+    println!("indexing {docs} docs: end to end {e2e:.0} docs/s, plain tantivy {plain:.0} docs/s, ratio {:.2}", e2e / plain);
+    let (p50, p99) = runtime.block_on(janitor_reaction(40));
+    println!(
+        "janitor reaction (plan write → PIndex serving, 40 samples): p50 {:.1} ms, p99 {:.1} ms",
+        p50.as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3
+    );
+}
