@@ -14,7 +14,6 @@ use tessera_cfg::schema::{
 };
 use tessera_cfg::{Cfg, KeySpace};
 use tessera_index::mapping::Mapping;
-use tessera_index::PIndex;
 use tessera_janitor::executor::{Executor, ExecutorOptions};
 use tessera_source::feed::{Feed, FeedConfig};
 use tessera_source::grpc::SourceService;
