@@ -4,7 +4,11 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=tessera");
     tonic_prost_build::configure().compile_protos(
-        &["tessera/v1/node.proto", "tessera/v1/source.proto"],
+        &[
+            "tessera/v1/node.proto",
+            "tessera/v1/source.proto",
+            "tessera/v1/index.proto",
+        ],
         &["."],
     )?;
     Ok(())

@@ -267,3 +267,95 @@ fn a_single_node_hosts_an_index_from_its_embedded_source() {
     );
     drop(node);
 }
+
+#[test]
+fn the_index_api_over_grpc_matches_rest() {
+    use tessera_proto::v1::indexes_client::IndexesClient;
+    use tessera_proto::v1::{ControlIndexRequest, IndexName, ListIndexesRequest, PutIndexRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let address = format!("127.0.0.1:{}", free_port());
+    let _node = start_node(dir.path(), &address);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut client = IndexesClient::connect(format!("http://{address}"))
+            .await
+            .unwrap();
+        let put = |name: &str, json: &str| PutIndexRequest {
+            name: name.into(),
+            definition_json: json.into(),
+        };
+        let created = client
+            .put_index(put("viagrpc", INDEX))
+            .await
+            .unwrap()
+            .into_inner();
+        let created: serde_json::Value = serde_json::from_str(&created.json).unwrap();
+        assert_eq!(created["index"]["name"], "viagrpc");
+
+        let bad = INDEX.replace(
+            r#""year": {"type": "i64"}"#,
+            r#""year": {"type": "integer"}"#,
+        );
+        let error = client.put_index(put("other", &bad)).await.unwrap_err();
+        assert_eq!(error.code(), tonic::Code::InvalidArgument);
+        assert!(
+            error.message().contains("params.mapping.fields.year.type"),
+            "{}",
+            error.message()
+        );
+        let again = client.put_index(put("viagrpc", INDEX)).await.unwrap_err();
+        assert_eq!(
+            again.code(),
+            tonic::Code::FailedPrecondition,
+            "creating twice needs prev_index_uuid"
+        );
+
+        let listed = client
+            .list_indexes(ListIndexesRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(listed.json.contains("viagrpc"));
+        let (_, rest) = http(&address, "GET", "/api/index/viagrpc", "");
+        let via_grpc: serde_json::Value = serde_json::from_str(
+            &client
+                .get_index(IndexName {
+                    name: "viagrpc".into(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .json,
+        )
+        .unwrap();
+        assert_eq!(via_grpc, rest, "gRPC answers what REST answers");
+
+        let control = ControlIndexRequest {
+            name: "viagrpc".into(),
+            control: "queryControl".into(),
+            action: "disallow".into(),
+        };
+        client.control_index(control).await.unwrap();
+        let denied = client
+            .count_index(IndexName {
+                name: "viagrpc".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+
+        client
+            .delete_index(IndexName {
+                name: "viagrpc".into(),
+            })
+            .await
+            .unwrap();
+        let gone = client
+            .get_index(IndexName {
+                name: "viagrpc".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(gone.code(), tonic::Code::NotFound);
+    });
+}

@@ -72,7 +72,7 @@ fn unknown_index(name: &str) -> Response {
     problem(StatusCode::NOT_FOUND, format!("no index `{name}`"), None)
 }
 
-async fn list(State(state): State<AppState>) -> Response {
+pub(super) async fn list(State(state): State<AppState>) -> Response {
     match state.cfg.index_defs().await {
         Ok(defs) => {
             Json(json!({"indexes": defs.items.into_iter().map(|d| d.value).collect::<Vec<_>>()}))
@@ -82,7 +82,7 @@ async fn list(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn read(State(state): State<AppState>, Path(name): Path<String>) -> Response {
+pub(super) async fn read(State(state): State<AppState>, Path(name): Path<String>) -> Response {
     match state.cfg.index_def(&name).await {
         Ok(Some(def)) => {
             Json(json!({"index": def.value, "revision": def.revision})).into_response()
@@ -92,7 +92,11 @@ async fn read(State(state): State<AppState>, Path(name): Path<String>) -> Respon
     }
 }
 
-async fn upsert(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> Response {
+pub(super) async fn upsert(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
     let mut de = serde_json::Deserializer::from_slice(&body);
     let request: IndexRequest = match serde_path_to_error::deserialize(&mut de) {
         Ok(r) => r,
@@ -188,7 +192,7 @@ async fn upsert(State(state): State<AppState>, Path(name): Path<String>, body: B
     }
 }
 
-async fn remove(State(state): State<AppState>, Path(name): Path<String>) -> Response {
+pub(super) async fn remove(State(state): State<AppState>, Path(name): Path<String>) -> Response {
     let key = state.cfg.keys().index_def(&name);
     match state.cfg.store().delete(&key, 0).await {
         Ok(_) => Json(json!({"deleted": name})).into_response(),
@@ -201,7 +205,7 @@ async fn remove(State(state): State<AppState>, Path(name): Path<String>) -> Resp
 /// primary), asked of the node hosting it (this node directly, others over gRPC).
 /// `pindexes_counted` below `pindexes_total` means part of the index could not be counted; the
 /// reasons are in `errors`.
-async fn count(State(state): State<AppState>, Path(name): Path<String>) -> Response {
+pub(super) async fn count(State(state): State<AppState>, Path(name): Path<String>) -> Response {
     match state.cfg.index_def(&name).await {
         Ok(Some(def)) if def.value.controls.query_disallowed => {
             return problem(
@@ -298,7 +302,7 @@ async fn remote_pindexes(
         .unwrap_or_else(|_| Err(format!("{address}: no answer within 5 s")))
 }
 
-async fn status(State(state): State<AppState>, Path(name): Path<String>) -> Response {
+pub(super) async fn status(State(state): State<AppState>, Path(name): Path<String>) -> Response {
     let plan = match planned(&state, &name).await {
         Ok(plan) => plan,
         Err(response) => return response,
@@ -313,7 +317,7 @@ async fn status(State(state): State<AppState>, Path(name): Path<String>) -> Resp
 }
 
 /// `POST /api/index/{name}/{ingestControl|queryControl|planFreezeControl}/{action}`.
-async fn control(
+pub(super) async fn control(
     State(state): State<AppState>,
     Path((name, control, action)): Path<(String, String, String)>,
 ) -> Response {
@@ -389,7 +393,7 @@ async fn planned(state: &AppState, name: &str) -> Result<IndexPlan, Response> {
     }
 }
 
-async fn plan(State(state): State<AppState>) -> Response {
+pub(super) async fn plan(State(state): State<AppState>) -> Response {
     match state.cfg.plans().await {
         Ok(plans) => {
             Json(json!({"plans": plans.items.into_iter().map(|p| p.value).collect::<Vec<_>>()}))

@@ -10,6 +10,7 @@
 mod grpc;
 mod identity;
 mod index_api;
+mod index_grpc;
 mod rest;
 
 pub use rest::not_found;
@@ -71,20 +72,22 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
     let janitor = (args.tags.contains(&tessera_cfg::schema::NodeTag::Janitor)
         && args.tags.contains(&tessera_cfg::schema::NodeTag::Pindex))
     .then(|| tokio::spawn(executor.run(janitor_stopped)));
-    let app = rest::router(rest::AppState {
+    let state = rest::AppState {
         cfg: cfg.clone(),
         node_uuid: identity.node_uuid.clone(),
         incarnation: incarnation.clone(),
         board: board.clone(),
-    })
-    .merge(grpc::router(grpc::NodeService {
-        node_uuid: identity.node_uuid.clone(),
-        incarnation: incarnation.clone(),
-        cluster_uuid: meta.cluster_uuid.clone(),
-        cluster_name: meta.name.clone(),
-        board: board.clone(),
-    }))
-    .merge(crate::source_cmd::routes(source));
+    };
+    let app = rest::router(state.clone())
+        .merge(index_grpc::IndexService::new(state).router())
+        .merge(grpc::router(grpc::NodeService {
+            node_uuid: identity.node_uuid.clone(),
+            incarnation: incarnation.clone(),
+            cluster_uuid: meta.cluster_uuid.clone(),
+            cluster_name: meta.name.clone(),
+            board: board.clone(),
+        }))
+        .merge(crate::source_cmd::routes(source));
     let (stop_planner, planner_stopped) = tokio::sync::watch::channel(false);
     let planner = args
         .tags

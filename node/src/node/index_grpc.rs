@@ -1,0 +1,126 @@
+//! `tessera.v1.Indexes`: the index API over gRPC. Each call runs the REST handler of the same
+//! operation and carries its JSON answer, so REST and gRPC cannot drift apart; a REST error
+//! becomes the matching gRPC status with the same message.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use tessera_proto::v1::indexes_server::{Indexes, IndexesServer};
+use tessera_proto::v1::{
+    ControlIndexRequest, IndexName, JsonReply, ListIndexesRequest, PutIndexRequest,
+};
+use tonic::{Code, Request, Status};
+
+use super::index_api;
+use super::rest::AppState;
+
+#[derive(Clone)]
+pub struct IndexService {
+    state: AppState,
+}
+
+impl IndexService {
+    pub fn new(state: AppState) -> Self {
+        Self { state }
+    }
+
+    /// As an axum router (no fallback), to merge with REST on one port.
+    pub fn router(self) -> axum::Router {
+        use tonic::server::NamedService;
+        let path = format!("/{}/{{*method}}", IndexesServer::<IndexService>::NAME);
+        axum::Router::new().route_service(&path, IndexesServer::new(self))
+    }
+}
+
+fn code(status: StatusCode) -> Code {
+    match status {
+        StatusCode::BAD_REQUEST => Code::InvalidArgument,
+        StatusCode::NOT_FOUND => Code::NotFound,
+        StatusCode::CONFLICT => Code::FailedPrecondition,
+        StatusCode::FORBIDDEN => Code::PermissionDenied,
+        StatusCode::SERVICE_UNAVAILABLE => Code::Unavailable,
+        _ => Code::Internal,
+    }
+}
+
+/// The REST answer as a gRPC reply or status.
+async fn reply(response: Response) -> Result<tonic::Response<JsonReply>, Status> {
+    let status = response.status();
+    let body = axum::body::to_bytes(response.into_body(), 64 << 20)
+        .await
+        .map_err(|e| Status::internal(format!("reading the answer: {e}")))?;
+    let json = String::from_utf8_lossy(&body).into_owned();
+    if status.is_success() {
+        return Ok(tonic::Response::new(JsonReply { json }));
+    }
+    let message = serde_json::from_str::<serde_json::Value>(&json)
+        .ok()
+        .and_then(|v| {
+            let error = v["error"].as_str()?.to_string();
+            Some(match v["field"].as_str() {
+                Some(field) => format!("{error} (field `{field}`)"),
+                None => error,
+            })
+        })
+        .unwrap_or(json);
+    Err(Status::new(code(status), message))
+}
+
+type Reply = Result<tonic::Response<JsonReply>, Status>;
+
+#[tonic::async_trait]
+impl Indexes for IndexService {
+    async fn put_index(&self, request: Request<PutIndexRequest>) -> Reply {
+        let r = request.into_inner();
+        reply(
+            index_api::upsert(
+                State(self.state.clone()),
+                Path(r.name),
+                Bytes::from(r.definition_json),
+            )
+            .await,
+        )
+        .await
+    }
+
+    async fn get_index(&self, request: Request<IndexName>) -> Reply {
+        reply(index_api::read(State(self.state.clone()), Path(request.into_inner().name)).await)
+            .await
+    }
+
+    async fn list_indexes(&self, _request: Request<ListIndexesRequest>) -> Reply {
+        reply(index_api::list(State(self.state.clone())).await).await
+    }
+
+    async fn delete_index(&self, request: Request<IndexName>) -> Reply {
+        reply(index_api::remove(State(self.state.clone()), Path(request.into_inner().name)).await)
+            .await
+    }
+
+    async fn count_index(&self, request: Request<IndexName>) -> Reply {
+        reply(index_api::count(State(self.state.clone()), Path(request.into_inner().name)).await)
+            .await
+    }
+
+    async fn index_status(&self, request: Request<IndexName>) -> Reply {
+        reply(index_api::status(State(self.state.clone()), Path(request.into_inner().name)).await)
+            .await
+    }
+
+    async fn control_index(&self, request: Request<ControlIndexRequest>) -> Reply {
+        let r = request.into_inner();
+        reply(
+            index_api::control(
+                State(self.state.clone()),
+                Path((r.name, r.control, r.action)),
+            )
+            .await,
+        )
+        .await
+    }
+
+    async fn get_plan(&self, _request: Request<ListIndexesRequest>) -> Reply {
+        reply(index_api::plan(State(self.state.clone())).await).await
+    }
+}
