@@ -10,7 +10,8 @@ use serde::Serialize;
 use crate::error::{unix_ms, CfgError, Result};
 use crate::keys::{KeyKind, KeySpace};
 use crate::schema::{
-    self, ClusterMeta, Document, IndexDef, IndexPlan, NodeDef, NodeLiveness, PlannerLeader,
+    self, ClusterMeta, CopyReport, Document, IndexDef, IndexPlan, NodeDef, NodeLiveness,
+    PlannerLeader,
 };
 use crate::store::{KeyValue, LeaseId, Revision, Store};
 
@@ -195,6 +196,7 @@ impl Cfg {
                 typed::<NodeLiveness>(key, bytes, |d| &d.uuid, "uuid", &uuid)
             }
             KeyKind::Plan(index) => typed::<IndexPlan>(key, bytes, |p| &p.index, "index", &index),
+            KeyKind::CopyReport(node) => typed::<CopyReport>(key, bytes, |r| &r.node, "node", &node),
             KeyKind::PlannerLeader => {
                 let doc: PlannerLeader = schema::decode_input(key, bytes)?;
                 Ok(schema::encode(&doc))
@@ -204,7 +206,7 @@ impl Cfg {
                 key: key.to_string(),
                 field: "(key)".into(),
                 reason: format!(
-                    "not a key of the schema (under {}: cluster, indexes/NAME, nodes/UUID, live/UUID, plans/INDEX, planner/leader); pass --raw to write it anyway",
+                    "not a key of the schema (under {}: cluster, indexes/NAME, nodes/UUID, live/UUID, plans/INDEX, planner/leader, reports/NODE); pass --raw to write it anyway",
                     self.keys.root()
                 ),
             }),

@@ -8,6 +8,7 @@
 //! | `live/<uuid>`            | [`NodeLiveness`](crate::schema::NodeLiveness), lease-bound |
 //! | `plans/<index>`          | [`IndexPlan`](crate::schema::IndexPlan) |
 //! | `planner/leader`         | [`PlannerLeader`](crate::schema::PlannerLeader), lease-bound |
+//! | `reports/<node>`         | [`CopyReport`](crate::schema::CopyReport) |
 //!
 //! Other crates ask [`KeySpace`] for keys and never format them by hand.
 
@@ -30,6 +31,7 @@ pub enum KeyKind {
     Liveness(String),
     Plan(String),
     PlannerLeader,
+    CopyReport(String),
     /// Under the cluster root but not part of the schema.
     Unknown,
     /// Not under this cluster's root.
@@ -87,6 +89,12 @@ impl KeySpace {
     pub fn planner_leader(&self) -> String {
         format!("{}planner/leader", self.root)
     }
+    pub fn reports(&self) -> String {
+        format!("{}reports/", self.root)
+    }
+    pub fn report(&self, node: &str) -> String {
+        format!("{}{node}", self.reports())
+    }
 
     /// A key given on the command line: absolute (`/tessera/...`) as is, otherwise relative
     /// to the cluster root (`indexes/books`).
@@ -120,6 +128,8 @@ impl KeySpace {
             KeyKind::Liveness(uuid)
         } else if let Some(index) = one("plans/") {
             KeyKind::Plan(index)
+        } else if let Some(node) = one("reports/") {
+            KeyKind::CopyReport(node)
         } else {
             KeyKind::Unknown
         }

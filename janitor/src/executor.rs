@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
-use tessera_cfg::schema::{CopyRole, IndexDef};
+use tessera_cfg::schema::{CopyReport, CopyRole, Document, IndexDef};
 use tessera_cfg::{unix_ms, Cfg, KeyKind, WatchEvent};
 use tessera_source::feed::{Feed, FeedConfig, FeedStatus};
 use tokio::sync::watch;
@@ -88,6 +88,8 @@ pub struct Executor {
     hosted: BTreeMap<String, Hosted>,
     failures: BTreeMap<String, Failure>,
     board: StatusBoard,
+    /// The caught-up set last written to this node's copy report.
+    reported: Option<std::collections::BTreeSet<String>>,
 }
 
 /// The fingerprint of what a PIndex is built from: a change of type, source or params
@@ -107,6 +109,7 @@ impl Executor {
             hosted: BTreeMap::new(),
             failures: BTreeMap::new(),
             board: StatusBoard::default(),
+            reported: None,
         }
     }
 
@@ -259,6 +262,34 @@ impl Executor {
         }
         self.sync_ingest(&defs).await;
         self.publish().await;
+        self.report().await
+    }
+
+    /// Tells the planner which local copies have caught up (it marks them `active`).
+    async fn report(&mut self) -> Result<(), tessera_cfg::CfgError> {
+        let caught_up: std::collections::BTreeSet<String> = self
+            .hosted
+            .iter()
+            .filter(|(_, h)| h.caught_up)
+            .map(|(n, _)| n.clone())
+            .collect();
+        if self.reported.as_ref() == Some(&caught_up) {
+            return Ok(());
+        }
+        let key = self.cfg.keys().report(&self.node);
+        let doc = CopyReport {
+            format_version: CopyReport::FORMAT_VERSION,
+            node: self.node.clone(),
+            caught_up: caught_up.clone(),
+        };
+        let cas = self
+            .cfg
+            .store()
+            .get(&key)
+            .await?
+            .map_or(0, |kv| kv.mod_revision);
+        self.cfg.put_doc(&key, &doc, cas, None).await?;
+        self.reported = Some(caught_up);
         Ok(())
     }
 

@@ -121,6 +121,25 @@ fn a_single_node_hosts_an_index_from_its_embedded_source() {
         "{body}"
     );
     wait_count(&address, 2000);
+    // Caught-up copies are reported and become readable in the plan.
+    wait_for(
+        "every copy active in the plan",
+        Duration::from_secs(30),
+        || {
+            let (_, body) = http(&address, "GET", "/api/plan", "");
+            let plan = body["plans"].as_array()?.first()?.clone();
+            plan["pindexes"]
+                .as_array()?
+                .iter()
+                .all(|p| {
+                    p["copies"].as_array().is_some_and(|c| {
+                        c.iter()
+                            .all(|c| c["state"] == "active" && c["can_read"] == true)
+                    })
+                })
+                .then_some(())
+        },
+    );
 
     // Updates keep the count; deletes lower it.
     http(

@@ -15,7 +15,7 @@ pub use index::{
     IndexDef, PlanParams, SourceDef, DEFAULT_SOURCE_PARTITIONS, INDEX_TYPES, MAX_REPLICAS,
 };
 pub use node::{NodeDef, NodeLiveness, NodeTag};
-pub use plan::{CopyPlan, CopyRole, CopyState, IndexPlan, PIndexPlan};
+pub use plan::{CopyPlan, CopyReport, CopyRole, CopyState, IndexPlan, PIndexPlan};
 pub use validate::FieldError;
 
 use serde::de::DeserializeOwned;

@@ -105,3 +105,22 @@ impl Document for IndexPlan {
         Ok(())
     }
 }
+
+/// What a node's janitor reports about its copies: the PIndexes that have caught up with their
+/// source partitions. The planner marks those copies `active` (readable) in the plans.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CopyReport {
+    pub format_version: u32,
+    pub node: String,
+    pub caught_up: std::collections::BTreeSet<String>,
+}
+
+impl Document for CopyReport {
+    const KIND: &'static str = "copy report";
+    const FORMAT_VERSION: u32 = 1;
+
+    fn validate(&self) -> Result<(), FieldError> {
+        validate::ident("node", &self.node)
+    }
+}

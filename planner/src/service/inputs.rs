@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use tessera_cfg::schema::{
-    CopyPlan, CopyState, Document, IndexDef, IndexPlan, NodeDef, PIndexPlan,
+    CopyPlan, CopyReport, CopyState, Document, IndexDef, IndexPlan, NodeDef, PIndexPlan,
 };
 use tessera_cfg::{Cfg, CfgError, Revision, Versioned};
 
@@ -18,6 +18,8 @@ pub struct Gathered {
     /// Uuids of nodes whose liveness key is present.
     pub live: BTreeSet<String>,
     pub plans: BTreeMap<String, Versioned<IndexPlan>>,
+    /// Per node, the PIndexes its janitor reports caught up.
+    pub caught_up: BTreeMap<String, BTreeSet<String>>,
     /// The store revision of the last read; watch from `revision + 1`.
     pub revision: Revision,
 }
@@ -28,10 +30,17 @@ pub async fn gather(cfg: &Cfg) -> Result<Gathered, CfgError> {
     let nodes = cfg.node_defs().await?;
     let live = cfg.live_nodes().await?;
     let plans = cfg.plans().await?;
-    let revision = [defs.revision, nodes.revision, live.revision, plans.revision]
-        .into_iter()
-        .min()
-        .unwrap_or(0);
+    let reports = cfg.list_docs::<CopyReport>(&cfg.keys().reports()).await?;
+    let revision = [
+        defs.revision,
+        nodes.revision,
+        live.revision,
+        plans.revision,
+        reports.revision,
+    ]
+    .into_iter()
+    .min()
+    .unwrap_or(0);
     Ok(Gathered {
         index_defs: defs
             .items
@@ -48,6 +57,11 @@ pub async fn gather(cfg: &Cfg) -> Result<Gathered, CfgError> {
             .items
             .into_iter()
             .map(|p| (p.value.index.clone(), p))
+            .collect(),
+        caught_up: reports
+            .items
+            .into_iter()
+            .map(|r| (r.value.node, r.value.caught_up))
             .collect(),
         revision,
     })
@@ -126,8 +140,8 @@ impl Gathered {
             .collect()
     }
 
-    /// The plan to store per defined index. A copy keeps the state it had; a new copy starts
-    /// `building` (readable once the janitor reports it caught up).
+    /// The plan to store per defined index. A copy is `active` (readable) once its node's
+    /// janitor reports it caught up, `building` until then.
     pub fn to_index_plans(&self, out: &PlanOutput) -> BTreeMap<String, IndexPlan> {
         let mut plans: BTreeMap<String, IndexPlan> = BTreeMap::new();
         for (name, def) in &self.index_defs {
@@ -152,10 +166,6 @@ impl Gathered {
             let Some(plan) = plans.get_mut(&p.index) else {
                 continue;
             };
-            let before = self
-                .plans
-                .get(&p.index)
-                .and_then(|old| old.value.pindexes.iter().find(|o| o.name == p.name));
             plan.pindexes.push(PIndexPlan {
                 name: p.name.clone(),
                 source_partitions: p.source_partitions.clone(),
@@ -163,9 +173,15 @@ impl Gathered {
                     .copies
                     .iter()
                     .map(|c| {
-                        let state = before
-                            .and_then(|b| b.copies.iter().find(|o| o.node == c.node))
-                            .map_or(CopyState::Building, |o| o.state);
+                        let reported = self
+                            .caught_up
+                            .get(&c.node)
+                            .is_some_and(|s| s.contains(&p.name));
+                        let state = if reported {
+                            CopyState::Active
+                        } else {
+                            CopyState::Building
+                        };
                         CopyPlan {
                             node: c.node.clone(),
                             role: c.role,

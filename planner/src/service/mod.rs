@@ -214,7 +214,10 @@ impl PlannerService {
         let Some(key) = event.key() else { return true };
         matches!(
             self.cfg.keys().kind(key),
-            KeyKind::IndexDef(_) | KeyKind::NodeDef(_) | KeyKind::Liveness(_)
+            KeyKind::IndexDef(_)
+                | KeyKind::NodeDef(_)
+                | KeyKind::Liveness(_)
+                | KeyKind::CopyReport(_)
         )
     }
 
