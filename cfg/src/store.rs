@@ -167,6 +167,19 @@ impl WatchStream {
     }
 }
 
+/// The next change of a watch that may not exist yet: pending forever while `watch` is `None`
+/// (so it can sit in a `select!`), `None` once the stream ended or its history was compacted
+/// (the caller re-reads and watches again).
+pub async fn next_change(watch: &mut Option<WatchStream>) -> Option<WatchEvent> {
+    match watch {
+        Some(w) => match w.next().await {
+            Some(WatchEvent::Compacted { .. }) | None => None,
+            Some(event) => Some(event),
+        },
+        None => std::future::pending().await,
+    }
+}
+
 impl Drop for WatchStream {
     fn drop(&mut self) {
         self.task.abort();

@@ -130,7 +130,7 @@ impl Executor {
             let wake = due.unwrap_or_else(|| tokio::time::Instant::now() + self.options.resync);
             tokio::select! {
                 _ = shutdown.changed() => break,
-                event = next_event(&mut changes) => match event {
+                event = tessera_cfg::store::next_change(&mut changes) => match event {
                     Some(e) if self.triggers(&e) => {
                         let soon = tokio::time::Instant::now() + self.options.debounce;
                         due = Some(due.map_or(soon, |d| d.min(soon)));
@@ -470,14 +470,4 @@ async fn source_highs(url: &str, source: &str) -> Option<BTreeMap<u32, u64>> {
         .into_inner()
         .partitions;
     Some(partitions.into_iter().map(|p| (p.id, p.high_seq)).collect())
-}
-
-async fn next_event(watch: &mut Option<tessera_cfg::WatchStream>) -> Option<WatchEvent> {
-    match watch {
-        Some(w) => match w.next().await {
-            Some(WatchEvent::Compacted { .. }) | None => None,
-            Some(event) => Some(event),
-        },
-        None => std::future::pending().await,
-    }
 }

@@ -4,52 +4,36 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, http, wait_for, wait_listening, Proc, BIN};
+use common::{free_port, http, serve, wait_for, Proc};
 use tessera_tests::etcd::EtcdCluster;
 
 const DOCS: usize = 100_000;
 
 fn node(cfg: &str, dir: &std::path::Path, address: &str, zone: &str) -> Proc {
-    let child = Command::new(BIN)
-        .args(["--cfg", cfg, "--data-dir"])
-        .arg(dir)
-        .args([
-            "node",
-            "--bind",
-            address,
-            "--group",
-            zone,
-            "--lease-ttl-ms",
-            "2000",
-            "--planner-lease-ttl-ms",
-            "2000",
-        ])
-        .env("TESSERA_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start node");
-    wait_listening(address);
-    Proc(child)
+    let args = [
+        "--cfg",
+        cfg,
+        "node",
+        "--bind",
+        address,
+        "--group",
+        zone,
+        "--lease-ttl-ms",
+        "2000",
+        "--planner-lease-ttl-ms",
+        "2000",
+    ];
+    serve(dir, &args, address)
 }
 
 fn source(dir: &std::path::Path, address: &str) -> Proc {
-    let child = Command::new(BIN)
-        .arg("--data-dir")
-        .arg(dir)
-        .args(["source", "--bind", address, "--partitions", "64"])
-        .env("TESSERA_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start source");
-    wait_listening(address);
-    Proc(child)
+    serve(
+        dir,
+        &["source", "--bind", address, "--partitions", "64"],
+        address,
+    )
 }
 
 fn bulk(source: &str, range: std::ops::Range<usize>) {

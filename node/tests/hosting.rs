@@ -4,32 +4,21 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{free_port, http, wait_for, wait_listening, Proc, BIN};
+use common::{free_port, http, serve, wait_for, Proc};
 
 fn start_node(dir: &std::path::Path, address: &str) -> Proc {
-    let child = Command::new(BIN)
-        .arg("--data-dir")
-        .arg(dir)
-        .args([
-            "node",
-            "--bind",
-            address,
-            "--source-partitions",
-            "16",
-            "--lease-ttl-ms",
-            "2000",
-        ])
-        .env("TESSERA_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start node");
-    wait_listening(address);
-    Proc(child)
+    let args = [
+        "node",
+        "--bind",
+        address,
+        "--source-partitions",
+        "16",
+        "--lease-ttl-ms",
+        "2000",
+    ];
+    serve(dir, &args, address)
 }
 
 const INDEX: &str = r#"{"type": "fulltext",

@@ -3,23 +3,14 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
-
-use common::{free_port, http, wait_listening, Proc, BIN};
+use common::{free_port, http, serve, Proc};
 
 fn start(dir: &std::path::Path, address: &str) -> Proc {
-    let child = Command::new(BIN)
-        .arg("--data-dir")
-        .arg(dir)
-        .args(["source", "--bind", address, "--partitions", "16"])
-        .env("TESSERA_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start source");
-    wait_listening(address);
-    Proc(child)
+    serve(
+        dir,
+        &["source", "--bind", address, "--partitions", "16"],
+        address,
+    )
 }
 
 #[test]

@@ -92,3 +92,19 @@ impl Proc {
         }
     }
 }
+
+/// Runs `tessera --data-dir DIR ARGS...` quietly and waits until it listens on `address`.
+pub fn serve(dir: &std::path::Path, args: &[&str], address: &str) -> Proc {
+    let child = std::process::Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .env("TESSERA_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start tessera");
+    wait_listening(address);
+    Proc(child)
+}

@@ -180,7 +180,7 @@ impl PlannerService {
                     tracing::warn!(planner = self.me.uuid, "planner lease lost; stepping down");
                     return;
                 }
-                event = next_event(&mut changes) => match event {
+                event = tessera_cfg::store::next_change(&mut changes) => match event {
                     Some(event) if self.triggers(&event) => {
                         let soon = Instant::now() + self.options.debounce;
                         due = Some(due.map_or(soon, |d| d.min(soon)));
@@ -291,14 +291,4 @@ impl PlannerService {
 /// Resolves once the flag is true (or its sender is gone).
 async fn until_true(flag: &mut watch::Receiver<bool>) {
     let _ = flag.wait_for(|v| *v).await;
-}
-
-async fn next_event(watch: &mut Option<tessera_cfg::WatchStream>) -> Option<WatchEvent> {
-    match watch {
-        Some(w) => match w.next().await {
-            Some(WatchEvent::Compacted { .. }) | None => None,
-            Some(event) => Some(event),
-        },
-        None => std::future::pending().await,
-    }
 }
