@@ -45,7 +45,9 @@ fn status(e: LogError) -> Status {
         LogError::InvalidName(_) | LogError::InvalidKey(_) => {
             Status::invalid_argument(e.to_string())
         }
-        LogError::DiskFull(_) | LogError::Storage(_) => Status::unavailable(e.to_string()),
+        LogError::DiskFull(_) | LogError::Storage(_) | LogError::NeedsReopen => {
+            Status::unavailable(e.to_string())
+        }
     }
 }
 

@@ -36,6 +36,10 @@ pub enum LogError {
     NoSuchPartition { name: String, partition: u32 },
     #[error("disk full: {0}")]
     DiskFull(String),
+    /// An earlier I/O error (a full disk) left the log file to be reopened; `SourceLog` does
+    /// that itself and retries.
+    #[error("the source log must be reopened after an I/O error")]
+    NeedsReopen,
     #[error("source storage: {0}")]
     Storage(String),
 }
@@ -43,7 +47,9 @@ pub enum LogError {
 impl LogError {
     fn storage(e: impl std::fmt::Display) -> Self {
         let text = e.to_string();
-        if text.contains("No space left") || text.contains("StorageFull") {
+        if text.contains("Previous I/O error") {
+            LogError::NeedsReopen
+        } else if text.contains("No space left") || text.contains("StorageFull") {
             LogError::DiskFull(text)
         } else {
             LogError::Storage(text)
@@ -108,7 +114,9 @@ pub struct Appended {
 }
 
 struct Inner {
-    db: Database,
+    path: std::path::PathBuf,
+    /// `None` between a failed reopen and the next try.
+    db: std::sync::RwLock<Option<Database>>,
     default_partitions: u32,
     appended: broadcast::Sender<Arc<Appended>>,
 }
@@ -174,37 +182,92 @@ fn decode_entry(seq: u64, bytes: &[u8]) -> Result<Entry, LogError> {
     Ok(Entry { seq, key, doc })
 }
 
+fn open_db(path: &Path) -> Result<Database, LogError> {
+    let db = Database::builder()
+        .set_cache_size(64 << 20)
+        .create(path)
+        .map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => {
+                LogError::Storage(format!("{} is in use by another process", path.display()))
+            }
+            other => LogError::storage(other),
+        })?;
+    let wtx = db.begin_write().map_err(LogError::storage)?;
+    {
+        wtx.open_table(SOURCES).map_err(LogError::storage)?;
+        wtx.open_table(PARTITIONS).map_err(LogError::storage)?;
+        wtx.open_table(LOG).map_err(LogError::storage)?;
+        wtx.open_table(KEYS).map_err(LogError::storage)?;
+    }
+    wtx.commit().map_err(LogError::storage)?;
+    Ok(db)
+}
+
 impl SourceLog {
     /// Opens (creating) the log file; new sources get `default_partitions` partitions.
     pub fn open(path: &Path, default_partitions: u32) -> Result<Self, LogError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(LogError::storage)?;
         }
-        let db = Database::builder()
-            .set_cache_size(64 << 20)
-            .create(path)
-            .map_err(|e| match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => {
-                    LogError::Storage(format!("{} is in use by another process", path.display()))
-                }
-                other => LogError::storage(other),
-            })?;
-        let wtx = db.begin_write().map_err(LogError::storage)?;
-        {
-            wtx.open_table(SOURCES).map_err(LogError::storage)?;
-            wtx.open_table(PARTITIONS).map_err(LogError::storage)?;
-            wtx.open_table(LOG).map_err(LogError::storage)?;
-            wtx.open_table(KEYS).map_err(LogError::storage)?;
-        }
-        wtx.commit().map_err(LogError::storage)?;
+        let db = open_db(path)?;
         let (appended, _) = broadcast::channel(4096);
         Ok(Self {
             inner: Arc::new(Inner {
-                db,
+                path: path.to_path_buf(),
+                db: std::sync::RwLock::new(Some(db)),
                 default_partitions: default_partitions.max(1),
                 appended,
             }),
         })
+    }
+
+    fn begin_write(&self) -> Result<redb::WriteTransaction, LogError> {
+        let db = self
+            .inner
+            .db
+            .read()
+            .map_err(|_| LogError::Storage("source log lock poisoned".into()))?;
+        db.as_ref()
+            .ok_or(LogError::NeedsReopen)?
+            .begin_write()
+            .map_err(LogError::storage)
+    }
+
+    fn begin_read(&self) -> Result<redb::ReadTransaction, LogError> {
+        let db = self
+            .inner
+            .db
+            .read()
+            .map_err(|_| LogError::Storage("source log lock poisoned".into()))?;
+        db.as_ref()
+            .ok_or(LogError::NeedsReopen)?
+            .begin_read()
+            .map_err(LogError::storage)
+    }
+
+    /// Closes and reopens the file (redb refuses further writes after an I/O error).
+    fn reopen(&self) -> Result<(), LogError> {
+        let mut db = self
+            .inner
+            .db
+            .write()
+            .map_err(|_| LogError::Storage("source log lock poisoned".into()))?;
+        // The old handle must be gone before the file can be opened again.
+        drop(db.take());
+        *db = Some(open_db(&self.inner.path)?);
+        tracing::info!(path = %self.inner.path.display(), "source log reopened after an I/O error");
+        Ok(())
+    }
+
+    /// Runs `f`, reopening the file and trying once more when an earlier I/O error requires it.
+    fn reopening<T>(&self, f: impl Fn() -> Result<T, LogError>) -> Result<T, LogError> {
+        match f() {
+            Err(LogError::NeedsReopen) => {
+                self.reopen()?;
+                f()
+            }
+            other => other,
+        }
     }
 
     /// Hears about every commit (after it is durable).
@@ -215,6 +278,10 @@ impl SourceLog {
     /// Logs `items` in one transaction, creating the source on first write. Returns each
     /// item's (partition, seq).
     pub fn append(&self, source: &str, items: &[Append]) -> Result<Vec<(u32, u64)>, LogError> {
+        self.reopening(|| self.append_once(source, items))
+    }
+
+    fn append_once(&self, source: &str, items: &[Append]) -> Result<Vec<(u32, u64)>, LogError> {
         check_name(source)?;
         for item in items {
             let key = item.key();
@@ -225,7 +292,7 @@ impl SourceLog {
                 )));
             }
         }
-        let wtx = self.inner.db.begin_write().map_err(LogError::storage)?;
+        let wtx = self.begin_write()?;
         let mut positions = Vec::with_capacity(items.len());
         let mut highs: BTreeMap<u32, (u64, String)> = BTreeMap::new();
         {
@@ -306,7 +373,11 @@ impl SourceLog {
 
     /// The partitions of `source`, or `None` if it does not exist.
     pub fn partitions(&self, source: &str) -> Result<Option<Vec<PartitionInfo>>, LogError> {
-        let rtx = self.inner.db.begin_read().map_err(LogError::storage)?;
+        self.reopening(|| self.partitions_once(source))
+    }
+
+    fn partitions_once(&self, source: &str) -> Result<Option<Vec<PartitionInfo>>, LogError> {
+        let rtx = self.begin_read()?;
         let sources = rtx.open_table(SOURCES).map_err(LogError::storage)?;
         if sources.get(source).map_err(LogError::storage)?.is_none() {
             return Ok(None);
@@ -336,7 +407,17 @@ impl SourceLog {
         after_seq: u64,
         limit: usize,
     ) -> Result<Vec<Entry>, LogError> {
-        let rtx = self.inner.db.begin_read().map_err(LogError::storage)?;
+        self.reopening(|| self.read_once(source, partition, after_seq, limit))
+    }
+
+    fn read_once(
+        &self,
+        source: &str,
+        partition: u32,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<Entry>, LogError> {
+        let rtx = self.begin_read()?;
         let log = rtx.open_table(LOG).map_err(LogError::storage)?;
         let mut out = Vec::new();
         let start = after_seq.saturating_add(1);
@@ -353,8 +434,12 @@ impl SourceLog {
 
     /// Every source's summary, by name.
     pub fn summaries(&self) -> Result<Vec<SourceSummary>, LogError> {
+        self.reopening(|| self.summaries_once())
+    }
+
+    fn summaries_once(&self) -> Result<Vec<SourceSummary>, LogError> {
         let names: Vec<String> = {
-            let rtx = self.inner.db.begin_read().map_err(LogError::storage)?;
+            let rtx = self.begin_read()?;
             let sources = rtx.open_table(SOURCES).map_err(LogError::storage)?;
             let mut names = Vec::new();
             for row in sources.iter().map_err(LogError::storage)? {
@@ -370,10 +455,14 @@ impl SourceLog {
 
     /// One source's summary, or `None` if it does not exist.
     pub fn summary(&self, source: &str) -> Result<Option<SourceSummary>, LogError> {
+        self.reopening(|| self.summary_once(source))
+    }
+
+    fn summary_once(&self, source: &str) -> Result<Option<SourceSummary>, LogError> {
         let Some(partitions) = self.partitions(source)? else {
             return Ok(None);
         };
-        let rtx = self.inner.db.begin_read().map_err(LogError::storage)?;
+        let rtx = self.begin_read()?;
         let keys = rtx.open_table(KEYS).map_err(LogError::storage)?;
         let docs = keys
             .range((source, "")..)

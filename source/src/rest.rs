@@ -43,7 +43,7 @@ fn log_error(e: LogError) -> Response {
         LogError::InvalidName(_) | LogError::InvalidKey(_) => StatusCode::BAD_REQUEST,
         LogError::NoSuchSource(_) | LogError::NoSuchPartition { .. } => StatusCode::NOT_FOUND,
         LogError::DiskFull(_) => StatusCode::INSUFFICIENT_STORAGE,
-        LogError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
+        LogError::Storage(_) | LogError::NeedsReopen => StatusCode::SERVICE_UNAVAILABLE,
     };
     error(status, e.to_string(), Value::Null)
 }
