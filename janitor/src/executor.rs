@@ -209,6 +209,7 @@ impl Executor {
     }
 
     async fn reconcile(&mut self) -> Result<(), tessera_cfg::CfgError> {
+        self.collect_dead_feeds().await;
         let (wanted, defs) = self.wanted().await?;
         self.refresh_caught_up(&defs).await;
         let now = unix_ms();
@@ -306,6 +307,34 @@ impl Executor {
                     hosted.feed.resume().await;
                 }
             }
+        }
+    }
+
+    /// A feed that ended by itself (its PIndex failed to apply or commit, e.g. on a full disk)
+    /// becomes a failure: the PIndex is reopened from its committed checkpoints after a backoff.
+    async fn collect_dead_feeds(&mut self) {
+        let dead: Vec<String> = self
+            .hosted
+            .iter()
+            .filter(|(_, h)| h.feed.is_finished())
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in dead {
+            let Some(hosted) = self.hosted.remove(&name) else {
+                continue;
+            };
+            let error = match hosted.feed.stop().await {
+                Err(e) => e.to_string(),
+                Ok(_) => "the feed ended".to_string(),
+            };
+            let wanted = Wanted {
+                pindex: name,
+                index: hosted.index,
+                definition: hosted.definition,
+                partitions: hosted.partitions,
+                role: hosted.role,
+            };
+            self.fail(wanted, error);
         }
     }
 

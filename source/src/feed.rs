@@ -141,6 +141,12 @@ impl Feed {
         let _ = self.commands.send(Command::Resume).await;
     }
 
+    /// True once the feed has ended by itself (its PIndex failed to apply or commit); `stop`
+    /// then returns the error.
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
     /// Stops the feed, commits, and hands the PIndex back.
     pub async fn stop(self) -> Result<Box<dyn PIndex>, FeedError> {
         let _ = self.commands.send(Command::Stop).await;

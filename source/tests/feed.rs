@@ -267,3 +267,59 @@ async fn live_changes_arrive_and_commits_happen_on_time() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A PIndex whose commits fail, as on a full disk.
+struct FailingCommits;
+
+impl tessera_index::PIndex for FailingCommits {
+    fn apply(
+        &mut self,
+        _: u32,
+        _: &str,
+        _: u64,
+        _: tessera_index::Change<'_>,
+    ) -> Result<(), tessera_index::IndexError> {
+        Ok(())
+    }
+    fn drop_partition(&mut self, _: u32) -> Result<(), tessera_index::IndexError> {
+        Ok(())
+    }
+    fn commit(&mut self) -> Result<(), tessera_index::IndexError> {
+        Err(tessera_index::IndexError::Storage(
+            "No space left on device".into(),
+        ))
+    }
+    fn committed(&self) -> &tessera_index::Checkpoints {
+        static EMPTY: std::sync::OnceLock<tessera_index::Checkpoints> = std::sync::OnceLock::new();
+        EMPTY.get_or_init(Default::default)
+    }
+    fn applied(&self) -> &tessera_index::Checkpoints {
+        self.committed()
+    }
+    fn doc_count(&self) -> Result<u64, tessera_index::IndexError> {
+        Ok(0)
+    }
+    fn stats(&self) -> tessera_index::PIndexStats {
+        Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_commit_ends_the_feed_with_the_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = SourceLog::open(&dir.path().join("source.redb"), PARTITIONS).unwrap();
+    log.append("docs", &docs(0..10)).unwrap();
+    let address = free_address();
+    let _server = serve_on(log.clone(), address).await;
+    let feed = Feed::start(Box::new(FailingCommits), config(address));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !feed.is_finished() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the feed kept running past a failed commit"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let error = feed.stop().await.err().expect("the commit error");
+    assert!(error.to_string().contains("No space left"), "{error}");
+}
