@@ -182,6 +182,34 @@ fn three_nodes_host_an_index_exactly_through_restarts() {
     }
     assert!(hosted_docs > 0, "the restarted node hosts PIndexes");
     assert!(applied < hosted_docs / 2, "restart re-applied {applied} changes for {hosted_docs} hosted docs: a rebuild, not a resume");
+
+    // Status from any node shows every copy: its docs and, per source partition, the seq it
+    // reached against the source's high seq.
+    wait_for(
+        "every copy caught up in the status",
+        Duration::from_secs(60),
+        || {
+            let (_, status) = http(&a, "GET", "/api/index/books/status", "");
+            let pindexes = status["pindexes"].as_array()?;
+            let all = pindexes.len() == 16
+                && pindexes.iter().all(|p| {
+                    p["copies"].as_array().is_some_and(|copies| {
+                        copies.len() == 2
+                            && copies.iter().all(|c| {
+                                c["docs"].as_u64().is_some_and(|d| d > 0)
+                                    && c["partitions"].as_object().is_some_and(|parts| {
+                                        parts.len() == 4
+                                            && parts.values().all(|v| {
+                                                v["seq"] == v["high_seq"]
+                                                    && v["seq"].as_u64().is_some()
+                                            })
+                                    })
+                            })
+                    })
+                });
+            all.then_some(())
+        },
+    );
     drop(nodes);
     drop(source_proc);
 }

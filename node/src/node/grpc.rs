@@ -56,6 +56,8 @@ pub fn local_pindexes(board: &StatusBoard, index: &str) -> Vec<LocalPIndex> {
                 docs: s.docs,
                 paused: feed.paused,
                 seqs: feed.partitions.iter().map(|(p, st)| (*p, st.seq)).collect(),
+                last_error: s.last_error.or(feed.last_error).unwrap_or_default(),
+                attempts: s.attempts,
             }
         })
         .collect()

@@ -302,18 +302,128 @@ async fn remote_pindexes(
         .unwrap_or_else(|_| Err(format!("{address}: no answer within 5 s")))
 }
 
+/// Per PIndex, every copy with its node, role and state, and from the node hosting it: docs,
+/// per source partition the seq reached against the source's high seq, and the last error.
 pub(super) async fn status(State(state): State<AppState>, Path(name): Path<String>) -> Response {
     let plan = match planned(&state, &name).await {
         Ok(plan) => plan,
         Err(response) => return response,
     };
+    let def = match state.cfg.index_def(&name).await {
+        Ok(Some(def)) => def.value,
+        Ok(None) => return unknown_index(&name),
+        Err(e) => return cfg_problem(e),
+    };
+    let addresses: std::collections::BTreeMap<String, String> = match state.cfg.node_defs().await {
+        Ok(nodes) => nodes
+            .items
+            .into_iter()
+            .map(|n| (n.value.uuid, n.value.host_port))
+            .collect(),
+        Err(e) => return cfg_problem(e),
+    };
+    let hosts: std::collections::BTreeSet<String> = plan
+        .pindexes
+        .iter()
+        .flat_map(|p| p.copies.iter().map(|c| c.node.clone()))
+        .collect();
+    let mut hosted: std::collections::BTreeMap<
+        String,
+        Result<std::collections::BTreeMap<String, tessera_proto::v1::LocalPIndex>, String>,
+    > = std::collections::BTreeMap::new();
+    for node in hosts {
+        let list = if node == state.node_uuid {
+            Ok(super::grpc::local_pindexes(&state.board, &name))
+        } else {
+            match addresses.get(&node) {
+                Some(address) => remote_pindexes(address, &name).await,
+                None => Err(format!("node {node} is not defined")),
+            }
+        };
+        hosted.insert(
+            node,
+            list.map(|l| l.into_iter().map(|p| (p.name.clone(), p)).collect()),
+        );
+    }
+    let source_url = def
+        .source
+        .params
+        .get("url")
+        .and_then(|u| u.as_str())
+        .map(str::to_string)
+        .or_else(|| {
+            addresses
+                .get(&state.node_uuid)
+                .map(|a| format!("http://{a}"))
+        });
+    let highs = match &source_url {
+        Some(url) => source_highs(url, &def.source.name).await,
+        None => Err("no source address".to_string()),
+    };
     let board = local_snapshot(&state);
     let pindexes: Vec<Value> = plan
         .pindexes
         .iter()
-        .map(|p| json!({"name": p.name, "source_partitions": p.source_partitions, "copies": p.copies, "local": board.get(&p.name)}))
+        .map(|p| {
+            let copies: Vec<Value> = p
+                .copies
+                .iter()
+                .map(|c| {
+                    let mut copy = json!({"node": c.node, "role": c.role, "state": c.state, "can_read": c.can_read, "can_write": c.can_write});
+                    match hosted.get(&c.node) {
+                        Some(Ok(list)) => match list.get(&p.name) {
+                            Some(local) => {
+                                let partitions: serde_json::Map<String, Value> = p
+                                    .source_partitions
+                                    .iter()
+                                    .map(|sp| {
+                                        let high = highs.as_ref().ok().and_then(|h| h.get(sp)).copied();
+                                        (sp.to_string(), json!({"seq": local.seqs.get(sp).copied().unwrap_or(0), "high_seq": high}))
+                                    })
+                                    .collect();
+                                copy["docs"] = json!(local.docs);
+                                copy["paused"] = json!(local.paused);
+                                copy["partitions"] = Value::Object(partitions);
+                                copy["last_error"] = if local.last_error.is_empty() { Value::Null } else { json!(local.last_error) };
+                                copy["attempts"] = json!(local.attempts);
+                            }
+                            None => copy["last_error"] = json!("not open on its node yet"),
+                        },
+                        Some(Err(e)) => copy["last_error"] = json!(e),
+                        None => {}
+                    }
+                    copy
+                })
+                .collect();
+            json!({"name": p.name, "source_partitions": p.source_partitions, "copies": copies, "local": board.get(&p.name)})
+        })
         .collect();
-    Json(json!({"index": name, "warnings": plan.warnings, "pindexes": pindexes})).into_response()
+    let source_error = highs.err();
+    Json(json!({"index": name, "warnings": plan.warnings, "source_error": source_error, "pindexes": pindexes})).into_response()
+}
+
+async fn source_highs(
+    url: &str,
+    source: &str,
+) -> Result<std::collections::BTreeMap<u32, u64>, String> {
+    let call = async {
+        let mut client = tessera_proto::v1::source_client::SourceClient::connect(url.to_string())
+            .await
+            .map_err(|e| e.to_string())?;
+        let request = tessera_proto::v1::ListPartitionsRequest {
+            source: source.to_string(),
+        };
+        let partitions = client
+            .list_partitions(request)
+            .await
+            .map_err(|e| e.message().to_string())?
+            .into_inner()
+            .partitions;
+        Ok(partitions.into_iter().map(|p| (p.id, p.high_seq)).collect())
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(5), call)
+        .await
+        .unwrap_or_else(|_| Err(format!("{url}: no answer within 5 s")))
 }
 
 /// `POST /api/index/{name}/{ingestControl|queryControl|planFreezeControl}/{action}`.
