@@ -186,7 +186,7 @@ impl FulltextPIndex {
     fn document(&self, key: &str, partition: u32, doc: &[u8]) -> Result<TantivyDocument, String> {
         let value: serde_json::Value =
             serde_json::from_slice(doc).map_err(|e| format!("not JSON: {e}"))?;
-        let serde_json::Value::Object(object) = value else {
+        let serde_json::Value::Object(mut object) = value else {
             return Err("not a JSON object".into());
         };
         let mut shaped = serde_json::Map::new();
@@ -196,13 +196,12 @@ impl FulltextPIndex {
             shaped.insert(DOC_FIELD.into(), serde_json::Value::Object(object));
         } else {
             for f in &self.mapping.fields {
-                if let Some(v) = object.get(&f.name).filter(|v| !v.is_null()) {
-                    shaped.insert(f.name.clone(), v.clone());
+                if let Some(v) = object.remove(&f.name).filter(|v| !v.is_null()) {
+                    shaped.insert(f.name.clone(), v);
                 }
             }
         }
-        let text = serde_json::Value::Object(shaped).to_string();
-        TantivyDocument::parse_json(&self.index.schema(), &text).map_err(|e| e.to_string())
+        TantivyDocument::from_json_object(&self.index.schema(), shaped).map_err(|e| e.to_string())
     }
 }
 

@@ -109,7 +109,7 @@ impl Source for SourceService {
                     partition: req.partition,
                 })
             })?;
-        let (tx, rx) = mpsc::channel(64);
+        let (tx, rx) = mpsc::channel(1024);
         // Another history (a different uuid, or a position without one): from the start.
         let foreign = if req.partition_uuid.is_empty() {
             req.from_seq > 0
