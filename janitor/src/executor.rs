@@ -353,7 +353,7 @@ impl Executor {
             if !highs.contains_key(&key) {
                 highs.insert(
                     key.clone(),
-                    source_highs(&url, &def.source.name)
+                    tessera_source::grpc::partition_highs(&url, &def.source.name)
                         .await
                         .unwrap_or_default(),
                 );
@@ -483,20 +483,4 @@ impl ExecutorOptions {
             .and_then(|u| u.as_str())
             .map_or_else(|| self.default_source_url.clone(), str::to_string)
     }
-}
-
-async fn source_highs(url: &str, source: &str) -> Option<BTreeMap<u32, u64>> {
-    let mut client = tessera_proto::v1::source_client::SourceClient::connect(url.to_string())
-        .await
-        .ok()?;
-    let request = tessera_proto::v1::ListPartitionsRequest {
-        source: source.to_string(),
-    };
-    let partitions = client
-        .list_partitions(request)
-        .await
-        .ok()?
-        .into_inner()
-        .partitions;
-    Some(partitions.into_iter().map(|p| (p.id, p.high_seq)).collect())
 }

@@ -225,3 +225,29 @@ impl Feeder {
         }
     }
 }
+
+/// The high seq of every partition of `source` at the source serving `url` (a client call,
+/// bounded to 5 s): how far a feed has to go to be caught up.
+pub async fn partition_highs(
+    url: &str,
+    source: &str,
+) -> Result<std::collections::BTreeMap<u32, u64>, String> {
+    let call = async {
+        let mut client = tessera_proto::v1::source_client::SourceClient::connect(url.to_string())
+            .await
+            .map_err(|e| e.to_string())?;
+        let request = ListPartitionsRequest {
+            source: source.to_string(),
+        };
+        let partitions = client
+            .list_partitions(request)
+            .await
+            .map_err(|e| e.message().to_string())?
+            .into_inner()
+            .partitions;
+        Ok(partitions.into_iter().map(|p| (p.id, p.high_seq)).collect())
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(5), call)
+        .await
+        .unwrap_or_else(|_| Err(format!("{url}: no answer within 5 s")))
+}

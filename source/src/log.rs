@@ -221,28 +221,25 @@ impl SourceLog {
         })
     }
 
-    fn begin_write(&self) -> Result<redb::WriteTransaction, LogError> {
+    /// Runs `f` on the open database (`NeedsReopen` while there is none).
+    fn with_db<T>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, redb::TransactionError>,
+    ) -> Result<T, LogError> {
         let db = self
             .inner
             .db
             .read()
             .map_err(|_| LogError::Storage("source log lock poisoned".into()))?;
-        db.as_ref()
-            .ok_or(LogError::NeedsReopen)?
-            .begin_write()
-            .map_err(LogError::storage)
+        f(db.as_ref().ok_or(LogError::NeedsReopen)?).map_err(LogError::storage)
+    }
+
+    fn begin_write(&self) -> Result<redb::WriteTransaction, LogError> {
+        self.with_db(|db| db.begin_write())
     }
 
     fn begin_read(&self) -> Result<redb::ReadTransaction, LogError> {
-        let db = self
-            .inner
-            .db
-            .read()
-            .map_err(|_| LogError::Storage("source log lock poisoned".into()))?;
-        db.as_ref()
-            .ok_or(LogError::NeedsReopen)?
-            .begin_read()
-            .map_err(LogError::storage)
+        self.with_db(|db| db.begin_read())
     }
 
     /// Closes and reopens the file (redb refuses further writes after an I/O error).

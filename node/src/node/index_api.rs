@@ -357,7 +357,7 @@ pub(super) async fn status(State(state): State<AppState>, Path(name): Path<Strin
                 .map(|a| format!("http://{a}"))
         });
     let highs = match &source_url {
-        Some(url) => source_highs(url, &def.source.name).await,
+        Some(url) => tessera_source::grpc::partition_highs(url, &def.source.name).await,
         None => Err("no source address".to_string()),
     };
     let board = local_snapshot(&state);
@@ -400,30 +400,6 @@ pub(super) async fn status(State(state): State<AppState>, Path(name): Path<Strin
         .collect();
     let source_error = highs.err();
     Json(json!({"index": name, "warnings": plan.warnings, "source_error": source_error, "pindexes": pindexes})).into_response()
-}
-
-async fn source_highs(
-    url: &str,
-    source: &str,
-) -> Result<std::collections::BTreeMap<u32, u64>, String> {
-    let call = async {
-        let mut client = tessera_proto::v1::source_client::SourceClient::connect(url.to_string())
-            .await
-            .map_err(|e| e.to_string())?;
-        let request = tessera_proto::v1::ListPartitionsRequest {
-            source: source.to_string(),
-        };
-        let partitions = client
-            .list_partitions(request)
-            .await
-            .map_err(|e| e.message().to_string())?
-            .into_inner()
-            .partitions;
-        Ok(partitions.into_iter().map(|p| (p.id, p.high_seq)).collect())
-    };
-    tokio::time::timeout(std::time::Duration::from_secs(5), call)
-        .await
-        .unwrap_or_else(|_| Err(format!("{url}: no answer within 5 s")))
 }
 
 /// `POST /api/index/{name}/{ingestControl|queryControl|planFreezeControl}/{action}`.
