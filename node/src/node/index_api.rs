@@ -221,13 +221,9 @@ pub(super) async fn count(State(state): State<AppState>, Path(name): Path<String
         Ok(plan) => plan,
         Err(response) => return response,
     };
-    let addresses: std::collections::BTreeMap<String, String> = match state.cfg.node_defs().await {
-        Ok(nodes) => nodes
-            .items
-            .into_iter()
-            .map(|n| (n.value.uuid, n.value.host_port))
-            .collect(),
-        Err(e) => return cfg_problem(e),
+    let addresses = match node_addresses(&state).await {
+        Ok(addresses) => addresses,
+        Err(response) => return response,
     };
     let mut by_node: std::collections::BTreeMap<String, Vec<String>> =
         std::collections::BTreeMap::new();
@@ -246,19 +242,15 @@ pub(super) async fn count(State(state): State<AppState>, Path(name): Path<String
     }
     let (mut count, mut counted) = (0u64, 0usize);
     let mut errors = serde_json::Map::new();
+    let mut hosted = pindexes_on(&state, &name, &addresses, by_node.keys().cloned()).await;
     for (node, names) in by_node {
-        let local = if node == state.node_uuid {
-            Ok(super::grpc::local_pindexes(&state.board, &name))
-        } else {
-            match addresses.get(&node) {
-                Some(address) => remote_pindexes(address, &name).await,
-                None => Err(format!("node {node} is not defined")),
-            }
-        };
-        match local {
+        match hosted
+            .remove(&node)
+            .unwrap_or_else(|| Ok(Default::default()))
+        {
             Ok(list) => {
                 let docs: std::collections::BTreeMap<String, u64> =
-                    list.into_iter().map(|p| (p.name, p.docs)).collect();
+                    list.into_iter().map(|(n, p)| (n, p.docs)).collect();
                 for n in names {
                     match docs.get(&n) {
                         Some(d) => {
@@ -277,6 +269,49 @@ pub(super) async fn count(State(state): State<AppState>, Path(name): Path<String
         }
     }
     Json(json!({"count": count, "pindexes_counted": counted, "pindexes_total": plan.pindexes.len(), "errors": errors})).into_response()
+}
+
+/// Node uuid → `host:port`, from the node definitions.
+async fn node_addresses(
+    state: &AppState,
+) -> Result<std::collections::BTreeMap<String, String>, Response> {
+    match state.cfg.node_defs().await {
+        Ok(nodes) => Ok(nodes
+            .items
+            .into_iter()
+            .map(|n| (n.value.uuid, n.value.host_port))
+            .collect()),
+        Err(e) => Err(cfg_problem(e)),
+    }
+}
+
+/// Per node, its PIndexes of `index` by name: this node's from the board, the others' over
+/// gRPC (`tessera.v1.Node/LocalPIndexes`), or why they could not be asked.
+async fn pindexes_on(
+    state: &AppState,
+    index: &str,
+    addresses: &std::collections::BTreeMap<String, String>,
+    nodes: impl IntoIterator<Item = String>,
+) -> std::collections::BTreeMap<
+    String,
+    Result<std::collections::BTreeMap<String, tessera_proto::v1::LocalPIndex>, String>,
+> {
+    let mut out = std::collections::BTreeMap::new();
+    for node in nodes {
+        let list = if node == state.node_uuid {
+            Ok(super::grpc::local_pindexes(&state.board, index))
+        } else {
+            match addresses.get(&node) {
+                Some(address) => remote_pindexes(address, index).await,
+                None => Err(format!("node {node} is not defined")),
+            }
+        };
+        out.insert(
+            node,
+            list.map(|l| l.into_iter().map(|p| (p.name.clone(), p)).collect()),
+        );
+    }
+    out
 }
 
 async fn remote_pindexes(
@@ -314,37 +349,16 @@ pub(super) async fn status(State(state): State<AppState>, Path(name): Path<Strin
         Ok(None) => return unknown_index(&name),
         Err(e) => return cfg_problem(e),
     };
-    let addresses: std::collections::BTreeMap<String, String> = match state.cfg.node_defs().await {
-        Ok(nodes) => nodes
-            .items
-            .into_iter()
-            .map(|n| (n.value.uuid, n.value.host_port))
-            .collect(),
-        Err(e) => return cfg_problem(e),
+    let addresses = match node_addresses(&state).await {
+        Ok(addresses) => addresses,
+        Err(response) => return response,
     };
     let hosts: std::collections::BTreeSet<String> = plan
         .pindexes
         .iter()
         .flat_map(|p| p.copies.iter().map(|c| c.node.clone()))
         .collect();
-    let mut hosted: std::collections::BTreeMap<
-        String,
-        Result<std::collections::BTreeMap<String, tessera_proto::v1::LocalPIndex>, String>,
-    > = std::collections::BTreeMap::new();
-    for node in hosts {
-        let list = if node == state.node_uuid {
-            Ok(super::grpc::local_pindexes(&state.board, &name))
-        } else {
-            match addresses.get(&node) {
-                Some(address) => remote_pindexes(address, &name).await,
-                None => Err(format!("node {node} is not defined")),
-            }
-        };
-        hosted.insert(
-            node,
-            list.map(|l| l.into_iter().map(|p| (p.name.clone(), p)).collect()),
-        );
-    }
+    let hosted = pindexes_on(&state, &name, &addresses, hosts).await;
     let source_url = def
         .source
         .params
