@@ -32,6 +32,16 @@ fn cluster(nodes: usize, groups: usize, indexes: usize) -> PlanInput {
     }
 }
 
+/// Copies a plan puts on `node`.
+fn copies_on(out: &PlanOutput, node: &str) -> usize {
+    out.plan
+        .pindexes
+        .iter()
+        .flat_map(|p| &p.copies)
+        .filter(|c| c.node == node)
+        .count()
+}
+
 fn replan(mut input: PlanInput, previous: &PlanOutput) -> PlanOutput {
     input.previous_plan = Some(previous.plan.clone());
     plan(&input)
@@ -62,13 +72,7 @@ fn adding_a_node_moves_about_its_share() {
     let grown = cluster(21, 4, 10);
     let out = replan(grown.clone(), &first);
     assert_near_minimum("add", &out);
-    let on_new = out
-        .plan
-        .pindexes
-        .iter()
-        .flat_map(|p| &p.copies)
-        .filter(|c| c.node == "n020")
-        .count();
+    let on_new = copies_on(&out, "n020");
     assert_eq!(
         on_new, out.stats.copies_added,
         "every added copy lands on the new node"
@@ -80,13 +84,7 @@ fn adding_a_node_moves_about_its_share() {
 fn removing_a_node_moves_only_its_copies() {
     let base = cluster(20, 4, 10);
     let first = plan(&base);
-    let held = first
-        .plan
-        .pindexes
-        .iter()
-        .flat_map(|p| &p.copies)
-        .filter(|c| c.node == "n007")
-        .count();
+    let held = copies_on(&first, "n007");
     let mut shrunk = base.clone();
     shrunk.nodes.retain(|n| n.uuid != "n007");
     let out = replan(shrunk.clone(), &first);
@@ -102,13 +100,7 @@ fn removing_a_node_moves_only_its_copies() {
 fn swapping_a_node_moves_about_one_nodes_worth() {
     let base = cluster(20, 4, 10);
     let first = plan(&base);
-    let held = first
-        .plan
-        .pindexes
-        .iter()
-        .flat_map(|p| &p.copies)
-        .filter(|c| c.node == "n003")
-        .count();
+    let held = copies_on(&first, "n003");
     let mut swapped = base.clone();
     swapped.nodes.retain(|n| n.uuid != "n003");
     swapped.nodes.push(NodeSpec {
