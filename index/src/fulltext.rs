@@ -35,6 +35,8 @@ pub struct FulltextPIndex {
     committed: Checkpoints,
     applied: Checkpoints,
     stats: PIndexStats,
+    /// What the reader shows, for searchers waiting on a seq.
+    visible: tokio::sync::watch::Sender<Checkpoints>,
 }
 
 /// The tantivy schema of a mapping.
@@ -168,6 +170,7 @@ impl FulltextPIndex {
             partition,
             mapping: mapping.clone(),
             applied: committed.clone(),
+            visible: tokio::sync::watch::Sender::new(committed.clone()),
             committed,
             stats: PIndexStats::default(),
         })
@@ -253,6 +256,7 @@ impl PIndex for FulltextPIndex {
         prepared.commit().map_err(IndexError::storage)?;
         self.reader.reload().map_err(IndexError::storage)?;
         self.committed = self.applied.clone();
+        self.visible.send_replace(self.committed.clone());
         self.stats.commits += 1;
         Ok(())
     }
@@ -271,5 +275,14 @@ impl PIndex for FulltextPIndex {
 
     fn stats(&self) -> PIndexStats {
         self.stats.clone()
+    }
+
+    fn searchable(&self) -> Option<crate::Searchable> {
+        Some(crate::Searchable::new(
+            self.index.clone(),
+            self.reader.clone(),
+            self.mapping.clone(),
+            self.visible.subscribe(),
+        ))
     }
 }

@@ -6,15 +6,18 @@
 //! - [`fulltext`]: a tantivy index per PIndex; checkpoints in the commit payload.
 //! - [`blackhole`]: accepts and counts (tests, benchmarks); checkpoints in a small file.
 //! - [`mapping`]: the `fulltext` field mapping, validated with errors naming the field.
+//! - [`searchable`]: a handle to search a PIndex (and wait for a seq) while a feed owns it.
 
 pub mod blackhole;
 pub mod checkpoint;
 pub mod fulltext;
 pub mod mapping;
+pub mod searchable;
 
 use std::path::{Path, PathBuf};
 
 pub use checkpoint::{Checkpoint, Checkpoints};
+pub use searchable::Searchable;
 
 /// PIndex types this build can host.
 pub const TYPES: &[&str] = &["fulltext", "blackhole"];
@@ -86,6 +89,11 @@ pub trait PIndex: Send {
     /// Documents visible as of the last commit.
     fn doc_count(&self) -> Result<u64, IndexError>;
     fn stats(&self) -> PIndexStats;
+    /// A handle to search this PIndex while a feed owns it; `None` for types that cannot be
+    /// searched.
+    fn searchable(&self) -> Option<Searchable> {
+        None
+    }
 }
 
 /// Opens the PIndex of `kind` in `dir` (creating it). `params` are the index definition's
