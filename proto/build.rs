@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "tessera/v1/node.proto",
             "tessera/v1/source.proto",
             "tessera/v1/index.proto",
+            "tessera/v1/search.proto",
         ],
         &["."],
     )?;

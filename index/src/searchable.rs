@@ -17,6 +17,14 @@ pub struct Searchable {
     visible: watch::Receiver<Checkpoints>,
 }
 
+impl std::fmt::Debug for Searchable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Searchable")
+            .field("visible", &*self.visible.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Searchable {
     pub(crate) fn new(
         index: Index,

@@ -45,6 +45,9 @@ pub struct LocalStatus {
     /// The running feed's live status (read through [`LocalStatus::snapshot`]).
     #[serde(skip)]
     live: Option<Arc<Mutex<FeedStatus>>>,
+    /// A handle to search the PIndex while it runs (`None` when stopped or not searchable).
+    #[serde(skip)]
+    pub search: Option<tessera_index::Searchable>,
 }
 
 impl LocalStatus {
@@ -72,6 +75,7 @@ struct Hosted {
     partitions: Vec<u32>,
     role: CopyRole,
     feed: Feed,
+    search: Option<tessera_index::Searchable>,
     caught_up: bool,
 }
 
@@ -369,6 +373,11 @@ impl Executor {
 
     async fn stop(&mut self, pindex: &str, delete: bool) {
         self.failures.remove(pindex);
+        if let Ok(mut board) = self.board.lock() {
+            if let Some(entry) = board.get_mut(pindex) {
+                entry.search = None;
+            }
+        }
         if let Some(hosted) = self.hosted.remove(pindex) {
             if let Err(e) = hosted.feed.stop().await {
                 tracing::warn!(pindex, error = %e, "stopping a feed failed");
@@ -422,6 +431,7 @@ impl Executor {
             "PIndex started"
         );
         self.failures.remove(&wanted.pindex);
+        let search = pindex.searchable();
         self.hosted.insert(
             wanted.pindex.clone(),
             Hosted {
@@ -430,6 +440,7 @@ impl Executor {
                 partitions: wanted.partitions,
                 role: wanted.role,
                 feed: Feed::start(pindex, config),
+                search,
                 caught_up: false,
             },
         );
@@ -469,6 +480,7 @@ impl Executor {
             entry.index = hosted.index.clone();
             entry.role = Some(hosted.role);
             entry.live = Some(hosted.feed.status_handle());
+            entry.search = hosted.search.clone();
             entry.attempts = 0;
             entry.last_error = None;
         }

@@ -119,6 +119,9 @@ pub struct NodeArgs {
     /// PIndexes backfilling at once on this node; the rest wait.
     #[arg(long, default_value_t = 2)]
     pub max_backfills: usize,
+    /// Queries this node coordinates at once; past it, queries answer 429.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_concurrent_queries: u32,
     /// Partitions of a source created on first write to this node's embedded source.
     #[arg(long, default_value_t = tessera_source::DEFAULT_PARTITIONS)]
     pub source_partitions: u32,

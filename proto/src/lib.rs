@@ -1,8 +1,8 @@
 //! Tessera's gRPC services, generated from `tessera/v1/*.proto` at build time.
 //!
-//! So far: `tessera.v1.Node` (ping, local PIndexes), `tessera.v1.Source` (the source
-//! protocol) and `tessera.v1.Indexes` (the index API). The query service joins here with
-//! scatter-gather search.
+//! `tessera.v1.Node` (ping, local PIndexes), `tessera.v1.Source` (the source protocol),
+//! `tessera.v1.Indexes` (the index API) and `tessera.v1.Search` (queries, and the two phases
+//! of scatter-gather between nodes).
 
 /// Version 1 of Tessera's services.
 pub mod v1 {

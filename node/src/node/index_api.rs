@@ -474,7 +474,7 @@ fn local_snapshot(
 }
 
 /// The index's plan; an index not planned yet has an empty one; an unknown index is a 404.
-async fn planned(state: &AppState, name: &str) -> Result<IndexPlan, Response> {
+pub(super) async fn planned(state: &AppState, name: &str) -> Result<IndexPlan, Response> {
     match state.cfg.plan(name).await {
         Ok(Some(plan)) => return Ok(plan.value),
         Ok(None) => {}

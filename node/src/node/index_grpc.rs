@@ -40,12 +40,14 @@ fn code(status: StatusCode) -> Code {
         StatusCode::CONFLICT => Code::FailedPrecondition,
         StatusCode::FORBIDDEN => Code::PermissionDenied,
         StatusCode::SERVICE_UNAVAILABLE => Code::Unavailable,
+        StatusCode::TOO_MANY_REQUESTS => Code::ResourceExhausted,
+        StatusCode::GATEWAY_TIMEOUT => Code::DeadlineExceeded,
         _ => Code::Internal,
     }
 }
 
 /// The REST answer as a gRPC reply or status.
-async fn reply(response: Response) -> Result<tonic::Response<JsonReply>, Status> {
+pub(super) async fn reply(response: Response) -> Result<tonic::Response<JsonReply>, Status> {
     let status = response.status();
     let body = axum::body::to_bytes(response.into_body(), 64 << 20)
         .await

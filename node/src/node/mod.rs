@@ -11,6 +11,7 @@ mod grpc;
 mod identity;
 mod index_api;
 mod index_grpc;
+mod query;
 mod rest;
 
 pub use rest::not_found;
@@ -77,9 +78,14 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
         node_uuid: identity.node_uuid.clone(),
         incarnation: incarnation.clone(),
         board: board.clone(),
+        search: query::SearchState::new(
+            args.max_concurrent_queries as usize,
+            format!("http://{host_port}"),
+        ),
     };
     let app = rest::router(state.clone())
-        .merge(index_grpc::IndexService::new(state).router())
+        .merge(index_grpc::IndexService::new(state.clone()).router())
+        .merge(query::SearchService::new(state).router())
         .merge(grpc::router(grpc::NodeService {
             node_uuid: identity.node_uuid.clone(),
             incarnation: incarnation.clone(),

@@ -1,5 +1,5 @@
-//! The node's REST API (so far: ping, the Cfg dump and the node list). Unknown paths answer
-//! 404 with a JSON body.
+//! The node's REST API: ping, the Cfg dump and the node list here; the index API and queries
+//! merged in from their modules. Unknown paths answer 404 with a JSON body.
 
 use axum::extract::State;
 use axum::http::{StatusCode, Uri};
@@ -16,6 +16,8 @@ pub struct AppState {
     pub incarnation: String,
     /// The local PIndexes, as the janitor last saw them.
     pub board: tessera_janitor::executor::StatusBoard,
+    /// Query coordination: concurrency cap, peer connections, recently failed nodes.
+    pub search: std::sync::Arc<super::query::SearchState>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -24,6 +26,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/cfg", get(cfg_dump))
         .route("/api/nodes", get(nodes))
         .merge(super::index_api::router())
+        .merge(super::query::router())
         .fallback(not_found)
         .with_state(state)
 }

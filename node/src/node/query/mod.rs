@@ -1,0 +1,327 @@
+//! Search across the cluster: `POST /api/index/{name}/query` (and `tessera.v1.Search/Query`).
+//!
+//! The node asked coordinates: it validates the request against the index's mapping (bad
+//! queries fail here, before any node is asked), picks one readable copy per PIndex
+//! (`tessera_search::route`), runs the two phases of exact scoring over the nodes holding
+//! them ([`scatter`]; its own PIndexes are called directly, not over the network), merges
+//! the top hits and says exactly which PIndexes answered. A per-node cap on concurrent queries
+//! answers 429 past it rather than queueing without bound.
+
+mod grpc;
+mod peers;
+mod scatter;
+pub mod shard;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tessera_cfg::schema::IndexDef;
+use tessera_index::mapping::Mapping;
+use tessera_search::dsl::Target;
+use tessera_search::SearchError;
+
+pub use grpc::SearchService;
+
+use super::index_api::{cfg_problem, planned, problem};
+use super::rest::AppState;
+
+/// How long a node that failed a search call is asked only as a last resort.
+const SUSPECT_FOR: Duration = Duration::from_secs(10);
+
+/// The node's search-wide state: the concurrency cap, peer connections, and recently failed
+/// nodes.
+pub struct SearchState {
+    slots: Arc<tokio::sync::Semaphore>,
+    max_concurrent: usize,
+    turn: AtomicU64,
+    suspects: Mutex<HashMap<String, Instant>>,
+    peers: peers::Peers,
+    /// Where this node's own source answers (for indexes without a source `url`).
+    default_source_url: String,
+}
+
+impl SearchState {
+    pub fn new(max_concurrent: usize, default_source_url: String) -> Arc<Self> {
+        Arc::new(Self {
+            slots: Arc::new(tokio::sync::Semaphore::new(max_concurrent)),
+            max_concurrent,
+            turn: AtomicU64::new(0),
+            suspects: Mutex::new(HashMap::new()),
+            peers: peers::Peers::default(),
+            default_source_url,
+        })
+    }
+
+    fn suspect(&self, node: &str) {
+        if let Ok(mut s) = self.suspects.lock() {
+            s.insert(node.to_string(), Instant::now() + SUSPECT_FOR);
+        }
+    }
+
+    fn suspects(&self) -> std::collections::BTreeSet<String> {
+        let now = Instant::now();
+        self.suspects
+            .lock()
+            .map(|mut s| {
+                s.retain(|_, until| *until > now);
+                s.keys().cloned().collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/index/{name}/query", post(query))
+}
+
+fn bad_query(e: SearchError) -> Response {
+    match e {
+        SearchError::BadQuery {
+            field,
+            message,
+            position,
+        } => {
+            let mut body = json!({"error": format!("`{field}`: {message}"), "field": field});
+            if let Some(position) = position {
+                body["position"] = json!(position);
+            }
+            (StatusCode::BAD_REQUEST, Json(body)).into_response()
+        }
+        SearchError::Engine(e) => problem(StatusCode::INTERNAL_SERVER_ERROR, e, None),
+    }
+}
+
+/// The index definition, if it can be queried now.
+async fn queryable(state: &AppState, name: &str) -> Result<IndexDef, Response> {
+    let def = match state.cfg.index_def(name).await {
+        Ok(Some(def)) => def.value,
+        Ok(None) => {
+            return Err(problem(
+                StatusCode::NOT_FOUND,
+                format!("no index `{name}`"),
+                None,
+            ))
+        }
+        Err(e) => return Err(cfg_problem(e)),
+    };
+    if def.controls.query_disallowed {
+        return Err(problem(
+            StatusCode::FORBIDDEN,
+            format!("queries are disallowed on index `{name}` (queryControl/allow)"),
+            None,
+        ));
+    }
+    if def.index_type != "fulltext" {
+        return Err(problem(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "index `{name}` is of type `{}`, which cannot be searched",
+                def.index_type
+            ),
+            None,
+        ));
+    }
+    Ok(def)
+}
+
+/// The seqs an `at_plus` query waits for, by source partition.
+async fn wanted_seqs(
+    state: &AppState,
+    def: &IndexDef,
+    parsed: &tessera_search::request::Parsed,
+) -> Result<BTreeMap<u32, u64>, Response> {
+    let Some(vectors) = &parsed.at_plus else {
+        return Ok(BTreeMap::new());
+    };
+    if let Some(p) = vectors.keys().find(|p| **p >= def.source.partitions()) {
+        return Err(problem(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "source `{}` has partitions 0..{}; there is no partition {p}",
+                def.source.name, def.source.partitions()
+            ),
+            Some(&format!("consistency.vectors.{p}")),
+        ));
+    }
+    if !parsed.wait_for_source {
+        return Ok(vectors.clone());
+    }
+    let url = def
+        .source
+        .params
+        .get("url")
+        .and_then(Value::as_str)
+        .map_or_else(|| state.search.default_source_url.clone(), str::to_string);
+    tessera_source::grpc::partition_highs(&url, &def.source.name)
+        .await
+        .map_err(|e| {
+            problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("at_plus: cannot read the high seqs of source `{}` at {url}: {e}", def.source.name),
+                None,
+            )
+        })
+}
+
+pub(super) async fn query(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    let started = Instant::now();
+    let Ok(_permit) = state.search.slots.clone().try_acquire_owned() else {
+        let body = json!({"error": format!(
+            "this node is running its limit of {} concurrent queries; retry shortly or ask another node",
+            state.search.max_concurrent
+        )});
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, "1")],
+            Json(body),
+        )
+            .into_response();
+    };
+    let parsed = match tessera_search::request::parse(&body) {
+        Ok(parsed) => parsed,
+        Err(e) => return bad_query(e),
+    };
+    let def = match queryable(&state, &name).await {
+        Ok(def) => def,
+        Err(response) => return response,
+    };
+    let mapping = match Mapping::from_params(&def.params) {
+        Ok(mapping) => mapping,
+        Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None),
+    };
+    if let Err(e) = Target::for_mapping(&mapping).build(&parsed.request.query, "query") {
+        return bad_query(e);
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(parsed.request.timeout_ms);
+    let plan = match planned(&state, &name).await {
+        Ok(plan) => plan,
+        Err(response) => return response,
+    };
+    let at_plus = match wanted_seqs(&state, &def, &parsed).await {
+        Ok(seqs) => seqs,
+        Err(response) => return response,
+    };
+    let addresses = match state.cfg.node_defs().await {
+        Ok(nodes) => nodes
+            .items
+            .into_iter()
+            .map(|n| (n.value.uuid, n.value.host_port))
+            .collect(),
+        Err(e) => return cfg_problem(e),
+    };
+    let live = match state.cfg.live_nodes().await {
+        Ok(live) => live.items.into_iter().map(|l| l.value.uuid).collect(),
+        Err(e) => return cfg_problem(e),
+    };
+    let request = &parsed.request;
+    let mut scatter = scatter::Scatter {
+        state: &state,
+        plan: &plan,
+        addresses,
+        live,
+        avoid: state.search.suspects(),
+        prefer: request.prefer,
+        turn: state.search.turn.fetch_add(1, Ordering::Relaxed),
+        query_json: serde_json::to_string(&request.query).unwrap_or_default(),
+        at_plus,
+        deadline,
+    };
+    let mut outcome = scatter::Outcome::default();
+    let (stats, assigned) = scatter.stats(&name, &mut outcome).await;
+    let window = request.from + request.size;
+    scatter
+        .search(
+            &name,
+            &stats,
+            assigned,
+            window,
+            request.fields.as_deref(),
+            &mut outcome,
+        )
+        .await;
+    answer(&parsed, plan.pindexes.len(), outcome, started)
+}
+
+/// The JSON answer, and its status: 200 unless PIndexes failed and the request did not allow
+/// partial results (504 when they only fell short of `at_plus` seqs, 503 otherwise).
+fn answer(
+    parsed: &tessera_search::request::Parsed,
+    total: usize,
+    outcome: scatter::Outcome,
+    started: Instant,
+) -> Response {
+    let request = &parsed.request;
+    let failed = outcome.errors.len();
+    let hits = tessera_search::merge::merge(vec![outcome.hits], request.from, request.size);
+    let max_score = hits.first().map(|h| h.score);
+    let errors: serde_json::Map<String, Value> = outcome
+        .errors
+        .iter()
+        .map(|(p, e)| (p.clone(), json!(e.message)))
+        .collect();
+    let mut body = json!({
+        "total_hits": outcome.total_hits,
+        "max_score": max_score,
+        "hits": hits.iter().map(|h| json!({"id": h.id, "score": h.score, "fields": h.fields, "pindex": h.pindex})).collect::<Vec<_>>(),
+        "status": {"total": total, "successful": total - failed, "failed": failed, "errors": errors},
+        "took_ms": started.elapsed().as_secs_f64() * 1000.0,
+    });
+    if !parsed.warnings.is_empty() {
+        body["warnings"] = json!(parsed.warnings);
+    }
+    if failed == 0 || request.allow_partial_results {
+        return (StatusCode::OK, Json(body)).into_response();
+    }
+    let behind: BTreeMap<String, Value> = outcome
+        .errors
+        .values()
+        .flat_map(|e| e.behind.iter())
+        .map(|b| {
+            (
+                b.partition.to_string(),
+                json!({"reached": b.reached, "wanted": b.wanted}),
+            )
+        })
+        .collect();
+    let only_behind = outcome.errors.values().all(|e| !e.behind.is_empty());
+    let (status, message) = if only_behind {
+        let partitions: Vec<&String> = behind.keys().collect();
+        (
+            StatusCode::GATEWAY_TIMEOUT,
+            format!(
+                "at_plus: source partitions {partitions:?} did not reach the wanted seqs within timeout_ms"
+            ),
+        )
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "{failed} of {total} PIndexes could not answer (set allow_partial_results to get the rest)"
+            ),
+        )
+    };
+    // An error answer carries no hits: incomplete data must not pass for an answer.
+    if let Some(body) = body.as_object_mut() {
+        for key in ["hits", "total_hits", "max_score"] {
+            body.remove(key);
+        }
+    }
+    body["error"] = json!(message);
+    if !behind.is_empty() {
+        body["behind"] = json!(behind);
+    }
+    (status, Json(body)).into_response()
+}

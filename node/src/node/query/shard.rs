@@ -1,0 +1,234 @@
+//! The hosting side of a query: for the PIndexes a coordinator chose on this node, wait until
+//! they show the wanted seqs, then answer phase one (term statistics, summed over them) or
+//! phase two (top hits under the index-wide statistics). The coordinator calls these directly
+//! for its own PIndexes and over gRPC (`tessera.v1.Search/Shard*`) for other nodes'.
+
+use std::collections::BTreeMap;
+
+use tessera_index::Searchable;
+use tessera_janitor::executor::StatusBoard;
+use tessera_proto::v1::{
+    Behind, ShardError, ShardHit, ShardRequest, ShardSearchReply, ShardSearchRequest,
+    ShardStatsReply, TermFreq,
+};
+use tessera_search::dsl::QuerySpec;
+use tessera_search::stats::TermStats;
+
+/// A PIndex ready to answer, or why it is not.
+type Ready = Result<(String, Searchable), (String, ShardError)>;
+
+fn failure(message: impl Into<String>, retryable: bool) -> ShardError {
+    ShardError {
+        message: message.into(),
+        behind: Vec::new(),
+        retryable,
+    }
+}
+
+/// The request's PIndexes on this node, once each shows its `at_plus` seqs (or the deadline
+/// passed).
+async fn ready(board: &StatusBoard, request: &ShardRequest) -> Vec<Ready> {
+    let deadline = tokio::time::Instant::now()
+        + std::time::Duration::from_millis(request.timeout_ms.max(1));
+    let handles: Vec<(String, Option<Searchable>, Vec<(u32, u64)>)> = {
+        let board = board.lock().ok();
+        request
+            .pindexes
+            .iter()
+            .map(|t| {
+                let search = board
+                    .as_ref()
+                    .and_then(|b| b.get(&t.pindex))
+                    .filter(|s| s.index == request.index)
+                    .and_then(|s| s.search.clone());
+                let wanted = t.at_plus.iter().map(|(p, s)| (*p, *s)).collect();
+                (t.pindex.clone(), search, wanted)
+            })
+            .collect()
+    };
+    let waits = handles.into_iter().map(|(name, search, wanted)| async move {
+        let Some(search) = search else {
+            return Err((name, failure("not open on this node", true)));
+        };
+        match search.wait_visible(&wanted, deadline).await {
+            Ok(()) => Ok((name, search)),
+            Err(behind) => {
+                let parts: Vec<String> = behind
+                    .iter()
+                    .map(|(p, r, w)| format!("partition {p} at seq {r} < {w}"))
+                    .collect();
+                let error = ShardError {
+                    message: format!("behind the wanted seqs: {}", parts.join(", ")),
+                    behind: behind
+                        .into_iter()
+                        .map(|(partition, reached, wanted)| Behind {
+                            partition,
+                            reached,
+                            wanted,
+                        })
+                        .collect(),
+                    retryable: false,
+                };
+                Err((name, error))
+            }
+        }
+    });
+    futures::future::join_all(waits).await
+}
+
+fn query_spec(request: &ShardRequest) -> Result<QuerySpec, String> {
+    serde_json::from_str(&request.query_json).map_err(|e| format!("unreadable query: {e}"))
+}
+
+/// Every PIndex of the request failing with `message`.
+fn all_failed(request: &ShardRequest, message: &str) -> BTreeMap<String, ShardError> {
+    request
+        .pindexes
+        .iter()
+        .map(|t| (t.pindex.clone(), failure(message, false)))
+        .collect()
+}
+
+/// Phase one.
+pub async fn stats(board: &StatusBoard, request: ShardRequest) -> ShardStatsReply {
+    let spec = match query_spec(&request) {
+        Ok(spec) => spec,
+        Err(e) => {
+            return ShardStatsReply {
+                stats: None,
+                errors: all_failed(&request, &e).into_iter().collect(),
+            }
+        }
+    };
+    let mut errors = std::collections::HashMap::new();
+    let mut ready_ones = Vec::new();
+    for r in ready(board, &request).await {
+        match r {
+            Ok(ok) => ready_ones.push(ok),
+            Err((name, e)) => {
+                errors.insert(name, e);
+            }
+        }
+    }
+    let computed = tokio::task::spawn_blocking(move || {
+        let mut sum = TermStats::default();
+        let mut errors = Vec::new();
+        for (name, search) in ready_ones {
+            match tessera_search::local::stats(&search, &spec) {
+                Ok(s) => sum.add(&s),
+                Err(e) => errors.push((name, e.to_string())),
+            }
+        }
+        (sum, errors)
+    })
+    .await;
+    match computed {
+        Ok((sum, failed)) => {
+            for (name, e) in failed {
+                errors.insert(name, failure(e, true));
+            }
+            ShardStatsReply {
+                stats: Some(to_proto(&sum)),
+                errors,
+            }
+        }
+        Err(e) => ShardStatsReply {
+            stats: None,
+            errors: all_failed(&request, &format!("statistics task failed: {e}"))
+                .into_iter()
+                .collect(),
+        },
+    }
+}
+
+/// Phase two.
+pub async fn search(board: &StatusBoard, request: ShardSearchRequest) -> ShardSearchReply {
+    let shard = request.shard.unwrap_or_default();
+    let spec = match query_spec(&shard) {
+        Ok(spec) => spec,
+        Err(e) => {
+            return ShardSearchReply {
+                hits: Vec::new(),
+                total_hits: 0,
+                errors: all_failed(&shard, &e).into_iter().collect(),
+            }
+        }
+    };
+    let stats = from_proto(&request.stats.unwrap_or_default());
+    let fields = (!request.all_fields).then_some(request.fields);
+    let window = request.window as usize;
+    let mut reply = ShardSearchReply::default();
+    let mut tasks = Vec::new();
+    for r in ready(board, &shard).await {
+        match r {
+            Ok((name, search)) => {
+                let (spec, stats, fields) = (spec.clone(), stats.clone(), fields.clone());
+                let pindex = name.clone();
+                let task = tokio::task::spawn_blocking(move || {
+                    tessera_search::local::search(
+                        &search,
+                        &pindex,
+                        &spec,
+                        &stats,
+                        window,
+                        fields.as_deref(),
+                    )
+                });
+                tasks.push((name, task));
+            }
+            Err((name, e)) => {
+                reply.errors.insert(name, e);
+            }
+        }
+    }
+    for (name, task) in tasks {
+        match task.await {
+            Ok(Ok(found)) => {
+                reply.total_hits += found.total_hits;
+                reply.hits.extend(found.hits.into_iter().map(|h| ShardHit {
+                    id: h.id,
+                    score: h.score,
+                    fields_json: serde_json::Value::Object(h.fields).to_string(),
+                    pindex: h.pindex,
+                }));
+            }
+            Ok(Err(e)) => {
+                reply.errors.insert(name, failure(e.to_string(), true));
+            }
+            Err(e) => {
+                reply
+                    .errors
+                    .insert(name, failure(format!("search task failed: {e}"), true));
+            }
+        }
+    }
+    reply
+}
+
+pub fn to_proto(stats: &TermStats) -> tessera_proto::v1::TermStats {
+    tessera_proto::v1::TermStats {
+        docs: stats.docs,
+        field_tokens: stats.field_tokens.iter().map(|(f, t)| (*f, *t)).collect(),
+        terms: stats
+            .doc_freqs
+            .iter()
+            .map(|((field, value), freq)| TermFreq {
+                field: *field,
+                value: value.clone(),
+                doc_freq: *freq,
+            })
+            .collect(),
+    }
+}
+
+pub fn from_proto(stats: &tessera_proto::v1::TermStats) -> TermStats {
+    TermStats {
+        docs: stats.docs,
+        field_tokens: stats.field_tokens.iter().map(|(f, t)| (*f, *t)).collect(),
+        doc_freqs: stats
+            .terms
+            .iter()
+            .map(|t| ((t.field, t.value.clone()), t.doc_freq))
+            .collect(),
+    }
+}
