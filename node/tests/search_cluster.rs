@@ -34,28 +34,43 @@ fn doc(i: usize) -> (String, serde_json::Value) {
     let mut words = |n: usize| {
         (0..n)
             .map(|_| {
-                state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1);
                 WORDS[(state >> 33) as usize % WORDS.len()]
             })
             .collect::<Vec<_>>()
             .join(" ")
     };
     let (title, body) = if heavy {
-        (format!("rust {}", words(3)), format!("{} rust engine {}", words(12), words(6)))
+        (
+            format!("rust {}", words(3)),
+            format!("{} rust engine {}", words(12), words(6)),
+        )
     } else if i % 50 == 0 {
         (format!("rust {}", words(2)), words(5))
     } else {
         (words(3), words(6))
     };
     let tag = WORDS[i % 4];
-    let value = serde_json::json!({"title": title, "body": body, "tag": tag, "year": 1990 + i % 35});
+    let value =
+        serde_json::json!({"title": title, "body": body, "tag": tag, "year": 1990 + i % 35});
     (key, value)
 }
 
 fn node(cfg: &str, dir: &std::path::Path, address: &str, zone: &str) -> Proc {
     let args = [
-        "--cfg", cfg, "node", "--bind", address, "--group", zone, "--lease-ttl-ms", "2000",
-        "--planner-lease-ttl-ms", "2000",
+        "--cfg",
+        cfg,
+        "node",
+        "--bind",
+        address,
+        "--group",
+        zone,
+        "--lease-ttl-ms",
+        "2000",
+        "--planner-lease-ttl-ms",
+        "2000",
     ];
     serve(dir, &args, address)
 }
@@ -87,7 +102,11 @@ fn check(answer: &Answer, want: &Expected, what: &str) {
     let scores: Vec<f32> = answer.1.iter().map(|(_, s)| *s).collect();
     assert_eq!(scores, want.top_scores, "{what}: scores in order");
     for (id, score) in &answer.1 {
-        assert_eq!(want.scores.get(id), Some(score), "{what}: the score of {id}");
+        assert_eq!(
+            want.scores.get(id),
+            Some(score),
+            "{what}: the score of {id}"
+        );
     }
 }
 
@@ -108,14 +127,23 @@ fn answer_of(body: &serde_json::Value) -> Answer {
 
 /// The answers of one tantivy index holding every document.
 fn reference(dir: &std::path::Path, size: usize) -> Vec<Expected> {
-    let params = serde_json::json!({"mapping": serde_json::from_str::<serde_json::Value>(MAPPING).unwrap()});
+    let params =
+        serde_json::json!({"mapping": serde_json::from_str::<serde_json::Value>(MAPPING).unwrap()});
     let mapping = Mapping::from_params(&params).unwrap();
     let mut all = FulltextPIndex::open(dir, &mapping).unwrap();
     for i in 0..DOCS {
         let (key, value) = doc(i);
         let bytes = serde_json::to_vec(&value).unwrap();
-        all.apply(0, "u", i as u64 + 1, Change::Put { key: &key, doc: &bytes })
-            .unwrap();
+        all.apply(
+            0,
+            "u",
+            i as u64 + 1,
+            Change::Put {
+                key: &key,
+                doc: &bytes,
+            },
+        )
+        .unwrap();
     }
     all.commit().unwrap();
     let searchable = all.searchable().unwrap();
@@ -154,7 +182,9 @@ fn three_nodes_answer_like_one_index_and_survive_a_killed_node() {
         &["source", "--bind", &source, "--partitions", "64"],
         &source,
     );
-    let addresses: Vec<String> = (0..3).map(|_| format!("127.0.0.1:{}", free_port())).collect();
+    let addresses: Vec<String> = (0..3)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
     let mut nodes: Vec<Option<Proc>> = (0..3)
         .map(|i| {
             let dir = scratch.path().join(format!("node{i}"));
@@ -179,23 +209,31 @@ fn three_nodes_answer_like_one_index_and_survive_a_killed_node() {
     assert_eq!(status, 200, "{body}");
 
     // Every copy readable (replicas caught up), and every document counted.
-    wait_for("16 PIndexes × 2 readable copies", Duration::from_secs(120), || {
-        let (_, body) = http(&a, "GET", "/api/plan", "");
-        let plan = body["plans"].as_array()?.first()?.clone();
-        let pindexes = plan["pindexes"].as_array()?;
-        let ready = pindexes.len() == 16
-            && pindexes.iter().all(|p| {
-                p["copies"].as_array().is_some_and(|c| {
-                    c.len() == 2 && c.iter().all(|c| c["can_read"] == true)
-                })
-            });
-        ready.then_some(())
-    });
+    wait_for(
+        "16 PIndexes × 2 readable copies",
+        Duration::from_secs(120),
+        || {
+            let (_, body) = http(&a, "GET", "/api/plan", "");
+            let plan = body["plans"].as_array()?.first()?.clone();
+            let pindexes = plan["pindexes"].as_array()?;
+            let ready = pindexes.len() == 16
+                && pindexes.iter().all(|p| {
+                    p["copies"]
+                        .as_array()
+                        .is_some_and(|c| c.len() == 2 && c.iter().all(|c| c["can_read"] == true))
+                });
+            ready.then_some(())
+        },
+    );
     let wanted = serde_json::json!(DOCS);
-    wait_for("every document searchable", Duration::from_secs(120), || {
-        let (status, body) = query(&a, r#"{"match_all": {}}"#, 0);
-        (status == 200 && body["total_hits"] == wanted).then_some(())
-    });
+    wait_for(
+        "every document searchable",
+        Duration::from_secs(120),
+        || {
+            let (status, body) = query(&a, r#"{"match_all": {}}"#, 0);
+            (status == 200 && body["total_hits"] == wanted).then_some(())
+        },
+    );
 
     // Same answers as one index, from every node.
     let expected = reference(&scratch.path().join("reference"), 20);
@@ -204,7 +242,10 @@ fn three_nodes_answer_like_one_index_and_survive_a_killed_node() {
             let (status, body) = query(node, q, 20);
             assert_eq!(status, 200, "{q} on {node}: {body}");
             assert_eq!(body["status"]["failed"], 0, "{body}");
-            assert!(want.total > 0, "{q} finds nothing; the check would prove nothing");
+            assert!(
+                want.total > 0,
+                "{q} finds nothing; the check would prove nothing"
+            );
             check(&answer_of(&body), want, &format!("{q} on {node}"));
         }
     }
@@ -219,15 +260,21 @@ fn three_nodes_answer_like_one_index_and_survive_a_killed_node() {
                 let (status, body) = query(&a, QUERIES[0], 20);
                 assert_eq!(status, 200, "query {answered} during the kill: {body}");
                 assert_eq!(body["status"]["failed"], 0, "{body}");
-                check(&answer_of(&body), &want, &format!("query {answered} during the kill"));
+                check(
+                    &answer_of(&body),
+                    &want,
+                    &format!("query {answered} during the kill"),
+                );
                 answered += 1;
             }
             answered
         })
     };
-    wait_for("a few queries before the kill", Duration::from_secs(10), || {
-        (!querier.is_finished()).then_some(())
-    });
+    wait_for(
+        "a few queries before the kill",
+        Duration::from_secs(10),
+        || (!querier.is_finished()).then_some(()),
+    );
     let mut victim = nodes[2].take().expect("node 2 runs");
     victim.0.kill().expect("kill -9");
     victim.0.wait().expect("reaped");
@@ -237,7 +284,9 @@ fn three_nodes_answer_like_one_index_and_survive_a_killed_node() {
         (std::time::Instant::now() >= until || querier.is_finished()).then_some(())
     });
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let answered = querier.join().expect("every query during the kill answered in full");
+    let answered = querier
+        .join()
+        .expect("every query during the kill answered in full");
     assert!(answered > 5, "only {answered} queries ran");
     for (q, want) in QUERIES.iter().zip(&expected) {
         let (status, body) = query(&a, q, 20);
@@ -246,7 +295,12 @@ fn three_nodes_answer_like_one_index_and_survive_a_killed_node() {
     }
 
     // Read your own write.
-    let (status, _) = http(&source, "PUT", "/api/source/docs/doc/fresh", r#"{"title": "zymurgy", "year": 2026}"#);
+    let (status, _) = http(
+        &source,
+        "PUT",
+        "/api/source/docs/doc/fresh",
+        r#"{"title": "zymurgy", "year": 2026}"#,
+    );
     assert_eq!(status, 200);
     let (status, body) = http(
         &addresses[1],
@@ -254,7 +308,11 @@ fn three_nodes_answer_like_one_index_and_survive_a_killed_node() {
         "/api/index/books/query",
         r#"{"query": {"match": {"field": "title", "query": "zymurgy"}}, "consistency": {"level": "at_plus"}}"#,
     );
-    assert_eq!((status, body["total_hits"].as_u64()), (200, Some(1)), "{body}");
+    assert_eq!(
+        (status, body["total_hits"].as_u64()),
+        (200, Some(1)),
+        "{body}"
+    );
     assert_eq!(body["hits"][0]["id"], "fresh");
     drop(nodes);
 }

@@ -373,13 +373,15 @@ impl Target {
         let resolved = self.resolve(&r.field, &format!("{path}.field"))?;
         match resolved {
             Resolved::Mapped(_, FieldType::I64 | FieldType::F64 | FieldType::Date) => {}
-            _ => return Err(SearchError::bad(
-                format!("{path}.field"),
-                format!(
+            _ => {
+                return Err(SearchError::bad(
+                    format!("{path}.field"),
+                    format!(
                     "range queries need an i64, f64 or date field in the mapping; `{}` is not one",
                     r.field
                 ),
-            )),
+                ))
+            }
         }
         let bound = |inclusive: &Option<serde_json::Value>,
                      exclusive: &Option<serde_json::Value>,

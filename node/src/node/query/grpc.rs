@@ -31,10 +31,7 @@ impl SearchService {
 
 #[tonic::async_trait]
 impl Search for SearchService {
-    async fn query(
-        &self,
-        request: Request<QueryRequest>,
-    ) -> Result<Response<JsonReply>, Status> {
+    async fn query(&self, request: Request<QueryRequest>) -> Result<Response<JsonReply>, Status> {
         let r = request.into_inner();
         let answer = super::query(
             State(self.state.clone()),

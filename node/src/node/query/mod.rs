@@ -147,7 +147,8 @@ async fn wanted_seqs(
             StatusCode::BAD_REQUEST,
             format!(
                 "source `{}` has partitions 0..{}; there is no partition {p}",
-                def.source.name, def.source.partitions()
+                def.source.name,
+                def.source.partitions()
             ),
             Some(&format!("consistency.vectors.{p}")),
         ));
@@ -166,7 +167,10 @@ async fn wanted_seqs(
         .map_err(|e| {
             problem(
                 StatusCode::SERVICE_UNAVAILABLE,
-                format!("at_plus: cannot read the high seqs of source `{}` at {url}: {e}", def.source.name),
+                format!(
+                    "at_plus: cannot read the high seqs of source `{}` at {url}: {e}",
+                    def.source.name
+                ),
                 None,
             )
         })

@@ -107,7 +107,11 @@ impl Scatter<'_> {
 
     /// Remembers that `node` failed a call, for this query and the next few.
     fn node_failed(&mut self, node: &str, error: &str) {
-        tracing::warn!(node, error, "a node failed a search call; asking other copies");
+        tracing::warn!(
+            node,
+            error,
+            "a node failed a search call; asking other copies"
+        );
         self.avoid.insert(node.to_string());
         self.state.search.suspect(node);
     }
@@ -247,7 +251,9 @@ impl Scatter<'_> {
                 assigned = self.routes(&retry, &mut outcome.errors);
             } else {
                 for name in retry {
-                    let e = last.remove(&name).unwrap_or_else(|| failure("no copy answered"));
+                    let e = last
+                        .remove(&name)
+                        .unwrap_or_else(|| failure("no copy answered"));
                     outcome.errors.insert(name, e);
                 }
             }
@@ -267,7 +273,11 @@ impl Scatter<'_> {
             .max(std::time::Duration::from_millis(20))
     }
 
-    async fn call_stats(&self, node: &str, request: ShardRequest) -> Result<ShardStatsReply, String> {
+    async fn call_stats(
+        &self,
+        node: &str,
+        request: ShardRequest,
+    ) -> Result<ShardStatsReply, String> {
         if node == self.state.node_uuid {
             return Ok(shard::stats(&self.state.board, request).await);
         }

@@ -28,8 +28,8 @@ fn failure(message: impl Into<String>, retryable: bool) -> ShardError {
 /// The request's PIndexes on this node, once each shows its `at_plus` seqs (or the deadline
 /// passed).
 async fn ready(board: &StatusBoard, request: &ShardRequest) -> Vec<Ready> {
-    let deadline = tokio::time::Instant::now()
-        + std::time::Duration::from_millis(request.timeout_ms.max(1));
+    let deadline =
+        tokio::time::Instant::now() + std::time::Duration::from_millis(request.timeout_ms.max(1));
     let handles: Vec<(String, Option<Searchable>, Vec<(u32, u64)>)> = {
         let board = board.lock().ok();
         request
@@ -46,33 +46,35 @@ async fn ready(board: &StatusBoard, request: &ShardRequest) -> Vec<Ready> {
             })
             .collect()
     };
-    let waits = handles.into_iter().map(|(name, search, wanted)| async move {
-        let Some(search) = search else {
-            return Err((name, failure("not open on this node", true)));
-        };
-        match search.wait_visible(&wanted, deadline).await {
-            Ok(()) => Ok((name, search)),
-            Err(behind) => {
-                let parts: Vec<String> = behind
-                    .iter()
-                    .map(|(p, r, w)| format!("partition {p} at seq {r} < {w}"))
-                    .collect();
-                let error = ShardError {
-                    message: format!("behind the wanted seqs: {}", parts.join(", ")),
-                    behind: behind
-                        .into_iter()
-                        .map(|(partition, reached, wanted)| Behind {
-                            partition,
-                            reached,
-                            wanted,
-                        })
-                        .collect(),
-                    retryable: false,
-                };
-                Err((name, error))
+    let waits = handles
+        .into_iter()
+        .map(|(name, search, wanted)| async move {
+            let Some(search) = search else {
+                return Err((name, failure("not open on this node", true)));
+            };
+            match search.wait_visible(&wanted, deadline).await {
+                Ok(()) => Ok((name, search)),
+                Err(behind) => {
+                    let parts: Vec<String> = behind
+                        .iter()
+                        .map(|(p, r, w)| format!("partition {p} at seq {r} < {w}"))
+                        .collect();
+                    let error = ShardError {
+                        message: format!("behind the wanted seqs: {}", parts.join(", ")),
+                        behind: behind
+                            .into_iter()
+                            .map(|(partition, reached, wanted)| Behind {
+                                partition,
+                                reached,
+                                wanted,
+                            })
+                            .collect(),
+                        retryable: false,
+                    };
+                    Err((name, error))
+                }
             }
-        }
-    });
+        });
     futures::future::join_all(waits).await
 }
 
