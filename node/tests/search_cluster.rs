@@ -47,7 +47,7 @@ fn doc(i: usize) -> (String, serde_json::Value) {
             format!("rust {}", words(3)),
             format!("{} rust engine {}", words(12), words(6)),
         )
-    } else if i % 50 == 0 {
+    } else if i.is_multiple_of(50) {
         (format!("rust {}", words(2)), words(5))
     } else {
         (words(3), words(6))

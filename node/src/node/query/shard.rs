@@ -17,6 +17,9 @@ use tessera_search::stats::TermStats;
 /// A PIndex ready to answer, or why it is not.
 type Ready = Result<(String, Searchable), (String, ShardError)>;
 
+/// A PIndex of the request: its name, its handle if open here, the seqs it must show.
+type Wanted = (String, Option<Searchable>, Vec<(u32, u64)>);
+
 fn failure(message: impl Into<String>, retryable: bool) -> ShardError {
     ShardError {
         message: message.into(),
@@ -30,7 +33,7 @@ fn failure(message: impl Into<String>, retryable: bool) -> ShardError {
 async fn ready(board: &StatusBoard, request: &ShardRequest) -> Vec<Ready> {
     let deadline =
         tokio::time::Instant::now() + std::time::Duration::from_millis(request.timeout_ms.max(1));
-    let handles: Vec<(String, Option<Searchable>, Vec<(u32, u64)>)> = {
+    let handles: Vec<Wanted> = {
         let board = board.lock().ok();
         request
             .pindexes
