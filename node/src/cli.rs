@@ -54,6 +54,8 @@ pub enum Command {
     Planner(PlannerArgs),
     /// Run the reference source alone (it is also embedded in every node).
     Source(SourceArgs),
+    /// Operate a running cluster through a node's REST API: indexes, loading, queries, status.
+    Ctl(crate::ctl::CtlArgs),
     /// Planning tools.
     #[command(subcommand)]
     Plan(PlanCommand),

@@ -1,8 +1,11 @@
-//! `tessera`: the one binary. Subcommands: `node` (run a node), `cfg` (operator access to the
-//! Cfg). Errors become a message on stderr and an exit code a script can act on.
+//! `tessera`: the one binary. Subcommands: `node` (run a node), `planner` and `source` (run
+//! one part alone), `cfg` (operator access to the Cfg), `plan` (what-if planning), `ctl`
+//! (operate a running cluster through a node). Errors become a message on stderr and an exit
+//! code a script can act on.
 
 mod cfg_cmd;
 mod cli;
+mod ctl;
 mod exit;
 mod node;
 mod plan_cmd;
@@ -32,6 +35,7 @@ fn main() {
             Command::Planner(args) => plan_cmd::run_planner(&cli.global, args).await,
             Command::Plan(cmd) => plan_cmd::run(&cli.global, cmd).await,
             Command::Source(args) => source_cmd::run(&cli.global, args).await,
+            Command::Ctl(args) => ctl::run(args).await,
         }
     });
     if let Err(error) = result {

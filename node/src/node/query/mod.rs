@@ -214,6 +214,13 @@ pub(super) async fn query(
         Ok(plan) => plan,
         Err(response) => return response,
     };
+    if plan.pindexes.is_empty() {
+        return problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("index `{name}` is not planned yet; retry shortly"),
+            None,
+        );
+    }
     let at_plus = match wanted_seqs(&state, &def, &parsed).await {
         Ok(seqs) => seqs,
         Err(response) => return response,

@@ -1,0 +1,318 @@
+//! `tessera ctl`: the index, load, query and status operations of the REST API from the
+//! command line, against any node (`--node`, default `127.0.0.1:9100`). Output is for people
+//! (`--json` prints the node's answers as they are); failures exit with the codes of
+//! [`crate::exit`] and the node's message.
+
+mod http;
+mod progress;
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+
+use crate::exit::{Exit, INVALID};
+use http::Http;
+
+#[derive(Args)]
+pub struct CtlArgs {
+    /// The node to ask (`host:port`).
+    #[arg(long, env = "TESSERA_NODE", default_value = "127.0.0.1:9100")]
+    pub node: String,
+    /// Print the node's JSON answers as they are.
+    #[arg(long)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: CtlCommand,
+}
+
+#[derive(Subcommand)]
+pub enum CtlCommand {
+    /// Index definitions.
+    #[command(subcommand)]
+    Index(IndexCommand),
+    /// Load an NDJSON file into a source, in batches, with a progress bar.
+    Load(LoadArgs),
+    /// Query an index.
+    Query(QueryArgs),
+    /// Every copy of every PIndex of an index: node, role, state, docs, seqs vs the source.
+    Status { index: String },
+}
+
+#[derive(Subcommand)]
+pub enum IndexCommand {
+    /// Create or update an index from a definition file (`-` for stdin).
+    Create {
+        name: String,
+        #[arg(long)]
+        file: PathBuf,
+    },
+    List,
+    Get {
+        name: String,
+    },
+    Delete {
+        name: String,
+    },
+}
+
+#[derive(Args)]
+pub struct LoadArgs {
+    /// The source to write to.
+    #[arg(long)]
+    pub source: String,
+    /// NDJSON: `{"key": .., "doc": {..}}` per line, or plain documents with `--key-field`.
+    pub file: PathBuf,
+    /// Take each line's key from this field of a plain document.
+    #[arg(long)]
+    pub key_field: Option<String>,
+    /// Lines per request.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub batch: u64,
+}
+
+#[derive(Args)]
+pub struct QueryArgs {
+    pub index: String,
+    /// A query string (`title:rust +year:>2020`); or give the whole request with `--body`.
+    #[arg(required_unless_present = "body")]
+    pub query: Option<String>,
+    /// The whole request body as JSON (see `POST /api/index/{name}/query`).
+    #[arg(long, conflicts_with = "query")]
+    pub body: Option<String>,
+    #[arg(long, default_value_t = 10)]
+    pub size: usize,
+    #[arg(long, default_value_t = 0)]
+    pub from: usize,
+    /// Wait until the answer includes everything the source had when asked.
+    #[arg(long)]
+    pub at_plus: bool,
+}
+
+pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
+    let http = Http::new(&args.node);
+    let output = match args.command {
+        CtlCommand::Index(cmd) => index(&http, cmd, args.json).await?,
+        CtlCommand::Load(load_args) => load(&http, load_args).await?,
+        CtlCommand::Query(query_args) => query(&http, query_args, args.json).await?,
+        CtlCommand::Status { index } => status(&http, &index, args.json).await?,
+    };
+    if !output.is_empty() {
+        println!("{output}");
+    }
+    Ok(())
+}
+
+fn pretty(value: &Value) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_default()
+}
+
+async fn index(http: &Http, cmd: IndexCommand, raw: bool) -> Result<String, Exit> {
+    match cmd {
+        IndexCommand::Create { name, file } => {
+            let definition = read_input(&file)?;
+            let answer = http
+                .call("PUT", &format!("/api/index/{name}"), definition)
+                .await?;
+            Ok(if raw {
+                pretty(&answer)
+            } else {
+                format!(
+                    "index `{name}` saved (uuid {})",
+                    answer["index"]["uuid"].as_str().unwrap_or("?")
+                )
+            })
+        }
+        IndexCommand::List => {
+            let answer = http.call("GET", "/api/index", "").await?;
+            if raw {
+                return Ok(pretty(&answer));
+            }
+            let mut lines = vec![format!(
+                "{:<24} {:<10} {:<16} UUID",
+                "NAME", "TYPE", "SOURCE"
+            )];
+            for def in answer["indexes"].as_array().into_iter().flatten() {
+                lines.push(format!(
+                    "{:<24} {:<10} {:<16} {}",
+                    def["name"].as_str().unwrap_or("?"),
+                    def["type"].as_str().unwrap_or("?"),
+                    def["source"]["name"].as_str().unwrap_or("?"),
+                    def["uuid"].as_str().unwrap_or("?"),
+                ));
+            }
+            Ok(lines.join("\n"))
+        }
+        IndexCommand::Get { name } => Ok(pretty(
+            &http.call("GET", &format!("/api/index/{name}"), "").await?,
+        )),
+        IndexCommand::Delete { name } => {
+            let answer = http
+                .call("DELETE", &format!("/api/index/{name}"), "")
+                .await?;
+            Ok(if raw {
+                pretty(&answer)
+            } else {
+                format!("index `{name}` deleted")
+            })
+        }
+    }
+}
+
+fn read_input(file: &PathBuf) -> Result<String, Exit> {
+    let read = if file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())
+    } else {
+        std::fs::read_to_string(file)
+    };
+    read.map_err(|e| Exit::new(INVALID, format!("{}: {e}", file.display())))
+}
+
+/// One line as a bulk line (`{"key", "doc"}`), or why not.
+fn bulk_line(line: &str, key_field: Option<&str>) -> Result<String, String> {
+    let Some(field) = key_field else {
+        return Ok(line.to_string());
+    };
+    let doc: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
+    let key = match &doc[field] {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => return Err(format!("no string or number field `{field}` for the key")),
+    };
+    Ok(json!({"key": key, "doc": doc}).to_string())
+}
+
+async fn load(http: &Http, args: LoadArgs) -> Result<String, Exit> {
+    let text = read_input(&args.file)?;
+    let lines: Vec<(usize, &str)> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .collect();
+    let mut bar = progress::Progress::new(&format!("loading {}", args.source), lines.len() as u64);
+    let path = format!("/api/source/{}/bulk", args.source);
+    let mut loaded = 0u64;
+    for batch in lines.chunks(args.batch as usize) {
+        let mut body = String::new();
+        for (number, line) in batch {
+            let line = bulk_line(line, args.key_field.as_deref()).map_err(|e| {
+                Exit::new(
+                    INVALID,
+                    format!(
+                        "{} line {}: {e} ({loaded} lines loaded before it)",
+                        args.file.display(),
+                        number + 1
+                    ),
+                )
+            })?;
+            body.push_str(&line);
+            body.push('\n');
+        }
+        let (status, answer) = http.send("POST", &path, body).await?;
+        let accepted = answer["accepted"].as_u64().unwrap_or(0);
+        loaded += accepted;
+        bar.advance(accepted);
+        if status != 200 {
+            let first = batch.first().map_or(0, |(n, _)| *n);
+            // The node numbers lines within the batch; say where that is in the file.
+            let line = answer["line"].as_u64().map(|l| first as u64 + l);
+            let message = answer["error"].as_str().unwrap_or("rejected");
+            let code = if status == 400 {
+                INVALID
+            } else {
+                crate::exit::UNAVAILABLE
+            };
+            return Err(Exit::new(
+                code,
+                format!(
+                    "{}: {status}: {message}{}; {loaded} lines loaded before it",
+                    args.file.display(),
+                    line.map(|l| format!(" (file line {l})"))
+                        .unwrap_or_default()
+                ),
+            ));
+        }
+    }
+    let seconds = bar.finish();
+    Ok(format!(
+        "loaded {loaded} documents into `{}` in {seconds:.1} s ({:.0}/s)",
+        args.source,
+        loaded as f64 / seconds.max(1e-3)
+    ))
+}
+
+async fn query(http: &Http, args: QueryArgs, raw: bool) -> Result<String, Exit> {
+    let body = match (&args.body, &args.query) {
+        (Some(body), _) => body.clone(),
+        (None, query) => {
+            let mut body = json!({"query": {"query_string": query.clone().unwrap_or_default()},
+                                  "size": args.size, "from": args.from});
+            if args.at_plus {
+                body["consistency"] = json!({"level": "at_plus"});
+            }
+            body.to_string()
+        }
+    };
+    let answer = http
+        .call("POST", &format!("/api/index/{}/query", args.index), body)
+        .await?;
+    if raw {
+        return Ok(pretty(&answer));
+    }
+    let mut lines = vec![format!(
+        "{} hits in {:.1} ms ({} of {} PIndexes answered)",
+        answer["total_hits"],
+        answer["took_ms"].as_f64().unwrap_or(0.0),
+        answer["status"]["successful"],
+        answer["status"]["total"],
+    )];
+    for warning in answer["warnings"].as_array().into_iter().flatten() {
+        lines.push(format!("warning: {}", warning.as_str().unwrap_or_default()));
+    }
+    for hit in answer["hits"].as_array().into_iter().flatten() {
+        lines.push(format!(
+            "{:>8.4}  {}  {}",
+            hit["score"].as_f64().unwrap_or(0.0),
+            hit["id"].as_str().unwrap_or("?"),
+            hit["fields"]
+        ));
+    }
+    Ok(lines.join("\n"))
+}
+
+async fn status(http: &Http, index: &str, raw: bool) -> Result<String, Exit> {
+    let answer = http
+        .call("GET", &format!("/api/index/{index}/status"), "")
+        .await?;
+    if raw {
+        return Ok(pretty(&answer));
+    }
+    let mut lines = vec![format!(
+        "{:<28} {:<34} {:<8} {:<9} {:>9} {:>10}  ERROR",
+        "PINDEX", "NODE", "ROLE", "STATE", "DOCS", "BEHIND"
+    )];
+    for pindex in answer["pindexes"].as_array().into_iter().flatten() {
+        for copy in pindex["copies"].as_array().into_iter().flatten() {
+            let behind: u64 = copy["partitions"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(_, p)| {
+                    let high = p["high_seq"].as_u64().unwrap_or(0);
+                    high.saturating_sub(p["seq"].as_u64().unwrap_or(0))
+                })
+                .sum();
+            lines.push(format!(
+                "{:<28} {:<34} {:<8} {:<9} {:>9} {:>10}  {}",
+                pindex["name"].as_str().unwrap_or("?"),
+                copy["node"].as_str().unwrap_or("?"),
+                copy["role"].as_str().unwrap_or("?"),
+                copy["state"].as_str().unwrap_or("?"),
+                copy["docs"],
+                behind,
+                copy["last_error"].as_str().unwrap_or(""),
+            ));
+        }
+    }
+    Ok(lines.join("\n"))
+}
