@@ -35,6 +35,10 @@ pub async fn run(global: &Global, args: SourceArgs) -> anyhow::Result<()> {
         )
         .fallback(crate::node::not_found);
     tracing::info!(%address, data_dir = %global.data_dir.display(), "source up");
+    // Small answers go out at once (no Nagle delay waiting for the peer's ACK).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(crate::node::shutdown_signal())
         .await

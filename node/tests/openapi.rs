@@ -14,7 +14,8 @@ fn root() -> std::path::PathBuf {
 }
 
 fn documented() -> BTreeSet<(String, String)> {
-    let text = std::fs::read_to_string(root().join("docs/openapi.json")).expect("docs/openapi.json");
+    let text =
+        std::fs::read_to_string(root().join("docs/openapi.json")).expect("docs/openapi.json");
     let doc: serde_json::Value = serde_json::from_str(&text).expect("OpenAPI document is JSON");
     let mut out = BTreeSet::new();
     for (path, ops) in doc["paths"].as_object().expect("paths") {
@@ -78,10 +79,16 @@ fn declared() -> BTreeSet<(String, String)> {
 #[test]
 fn the_document_and_the_router_agree() {
     let (documented, declared) = (documented(), declared());
-    assert!(declared.len() >= 17, "the route scan found too little: {declared:?}");
+    assert!(
+        declared.len() >= 17,
+        "the route scan found too little: {declared:?}"
+    );
     let undocumented: Vec<_> = declared.difference(&documented).collect();
     let missing: Vec<_> = documented.difference(&declared).collect();
-    assert!(undocumented.is_empty(), "routes missing from docs/openapi.json: {undocumented:?}");
+    assert!(
+        undocumented.is_empty(),
+        "routes missing from docs/openapi.json: {undocumented:?}"
+    );
     assert!(missing.is_empty(), "documented but not routed: {missing:?}");
 }
 

@@ -25,7 +25,11 @@ impl Http {
         };
         Self {
             base,
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            client: {
+                let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+                connector.set_nodelay(true);
+                Client::builder(TokioExecutor::new()).build(connector)
+            },
         }
     }
 

@@ -124,6 +124,10 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
             let _ = janitor.await;
         }
     };
+    // Small answers go out at once (no Nagle delay waiting for the peer's ACK).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(stop)
         .await
