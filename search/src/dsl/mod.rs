@@ -19,7 +19,6 @@
 
 use std::ops::Bound;
 
-use serde::{Deserialize, Serialize};
 use tantivy::query::{
     AllQuery, BooleanQuery, EmptyQuery, Occur, PhraseQuery, Query, QueryParser, RangeQuery,
     TermQuery,
@@ -33,94 +32,8 @@ use tessera_index::mapping::{FieldMapping, FieldType, Mapping};
 
 use crate::SearchError;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum QuerySpec {
-    MatchAll {},
-    Match(MatchSpec),
-    Term(TermSpec),
-    Phrase(PhraseSpec),
-    Range(RangeSpec),
-    Bool(BoolSpec),
-    QueryString(QueryStringSpec),
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MatchSpec {
-    pub field: String,
-    pub query: serde_json::Value,
-    #[serde(default)]
-    pub operator: Operator,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Operator {
-    #[default]
-    Or,
-    And,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TermSpec {
-    pub field: String,
-    pub value: serde_json::Value,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PhraseSpec {
-    pub field: String,
-    pub query: String,
-    #[serde(default)]
-    pub slop: u32,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RangeSpec {
-    pub field: String,
-    #[serde(default)]
-    pub gt: Option<serde_json::Value>,
-    #[serde(default)]
-    pub gte: Option<serde_json::Value>,
-    #[serde(default)]
-    pub lt: Option<serde_json::Value>,
-    #[serde(default)]
-    pub lte: Option<serde_json::Value>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BoolSpec {
-    #[serde(default)]
-    pub must: Vec<QuerySpec>,
-    #[serde(default)]
-    pub should: Vec<QuerySpec>,
-    #[serde(default)]
-    pub must_not: Vec<QuerySpec>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum QueryStringSpec {
-    Text(String),
-    Full(QueryStringFull),
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct QueryStringFull {
-    pub query: String,
-    /// Fields searched by terms without a field; all text fields when absent.
-    #[serde(default)]
-    pub default_fields: Option<Vec<String>>,
-    /// Terms without `+`/`-` must all match (default: any may).
-    #[serde(default)]
-    pub conjunction: bool,
-}
+mod spec;
+pub use spec::*;
 
 /// What queries are built against: an index's schema, mapping and analyzers.
 pub struct Target {
@@ -579,73 +492,4 @@ fn as_date(value: &serde_json::Value) -> Option<DateTime> {
     )
     .ok()?;
     Some(DateTime::from_utc(parsed))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn target() -> Target {
-        let params = serde_json::json!({"mapping": {"fields": {
-            "title": {"type": "text"}, "year": {"type": "i64"}, "secret": {"type": "text", "indexed": false}
-        }}});
-        Target::for_mapping(&Mapping::from_params(&params).expect("mapping"))
-    }
-
-    fn error(query: serde_json::Value) -> (String, String, Option<usize>) {
-        let spec: QuerySpec = serde_json::from_value(query).expect("parses");
-        match target().build(&spec, "query") {
-            Err(SearchError::BadQuery {
-                field,
-                message,
-                position,
-            }) => (field, message, position),
-            Err(e) => panic!("not a bad query: {e}"),
-            Ok(_) => panic!("built"),
-        }
-    }
-
-    #[test]
-    fn errors_name_the_field_and_position() {
-        let (field, message, _) = error(serde_json::json!({"bool": {"must": [
-            {"match_all": {}}, {"match": {"field": "titel", "query": "x"}}]}}));
-        assert_eq!(field, "query.bool.must[1].match.field");
-        assert!(message.contains("unknown field `titel`") && message.contains("title"));
-        let (field, _, position) = error(serde_json::json!({"query_string": "title:(rust"}));
-        assert_eq!(field, "query.query_string");
-        assert!(position.is_some());
-        let (field, ..) = error(serde_json::json!({"range": {"field": "title", "gt": 1}}));
-        assert_eq!(field, "query.range.field");
-        let (field, message, _) =
-            error(serde_json::json!({"term": {"field": "year", "value": "x"}}));
-        assert_eq!(field, "query.term.value");
-        assert!(message.contains("integer"), "{message}");
-        let (_, message, _) =
-            error(serde_json::json!({"match": {"field": "secret", "query": "x"}}));
-        assert!(message.contains("not indexed"), "{message}");
-        let (field, ..) = error(serde_json::json!({"query_string": "nope:1"}));
-        assert_eq!(field, "query.query_string");
-        let (field, ..) = error(serde_json::json!({"bool": {}}));
-        assert_eq!(field, "query.bool");
-    }
-
-    #[test]
-    fn dynamic_mapping_searches_document_paths() {
-        let t = Target::for_mapping(&Mapping::dynamic());
-        for q in [
-            serde_json::json!({"match": {"field": "title", "query": "rust"}}),
-            serde_json::json!({"query_string": "title:rust author.name:ann"}),
-            serde_json::json!({"term": {"field": "year", "value": 2020}}),
-        ] {
-            let spec: QuerySpec = serde_json::from_value(q.clone()).expect("parses");
-            assert!(t.build(&spec, "query").is_ok(), "{q}");
-        }
-        let spec: QuerySpec =
-            serde_json::from_value(serde_json::json!({"query_string": "year:>2020"}))
-                .expect("parses");
-        assert!(matches!(
-            t.build(&spec, "query"),
-            Err(SearchError::BadQuery { .. })
-        ));
-    }
 }
