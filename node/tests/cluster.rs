@@ -6,27 +6,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{free_port, http, serve, wait_for, Proc};
+use common::{cluster_node as node, free_port, http, serve, wait_for, Proc};
 use tessera_tests::etcd::EtcdCluster;
 
 const DOCS: usize = 100_000;
-
-fn node(cfg: &str, dir: &std::path::Path, address: &str, zone: &str) -> Proc {
-    let args = [
-        "--cfg",
-        cfg,
-        "node",
-        "--bind",
-        address,
-        "--group",
-        zone,
-        "--lease-ttl-ms",
-        "2000",
-        "--planner-lease-ttl-ms",
-        "2000",
-    ];
-    serve(dir, &args, address)
-}
 
 fn source(dir: &std::path::Path, address: &str) -> Proc {
     serve(

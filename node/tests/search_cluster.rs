@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{free_port, http, serve, wait_for, Proc};
+use common::{cluster_node as node, free_port, http, serve, wait_for, Proc};
 use tessera_index::fulltext::FulltextPIndex;
 use tessera_index::mapping::Mapping;
 use tessera_index::{Change, PIndex};
@@ -56,23 +56,6 @@ fn doc(i: usize) -> (String, serde_json::Value) {
     let value =
         serde_json::json!({"title": title, "body": body, "tag": tag, "year": 1990 + i % 35});
     (key, value)
-}
-
-fn node(cfg: &str, dir: &std::path::Path, address: &str, zone: &str) -> Proc {
-    let args = [
-        "--cfg",
-        cfg,
-        "node",
-        "--bind",
-        address,
-        "--group",
-        zone,
-        "--lease-ttl-ms",
-        "2000",
-        "--planner-lease-ttl-ms",
-        "2000",
-    ];
-    serve(dir, &args, address)
 }
 
 const QUERIES: &[&str] = &[

@@ -108,3 +108,22 @@ pub fn serve(dir: &std::path::Path, args: &[&str], address: &str) -> Proc {
     wait_listening(address);
     Proc(child)
 }
+
+/// A node of a test cluster on the Cfg `cfg`, in server group `zone`, with short liveness and
+/// planner leases (2 s) so that failures show quickly.
+pub fn cluster_node(cfg: &str, dir: &std::path::Path, address: &str, zone: &str) -> Proc {
+    let args = [
+        "--cfg",
+        cfg,
+        "node",
+        "--bind",
+        address,
+        "--group",
+        zone,
+        "--lease-ttl-ms",
+        "2000",
+        "--planner-lease-ttl-ms",
+        "2000",
+    ];
+    serve(dir, &args, address)
+}
