@@ -67,9 +67,19 @@ pub struct PlannerArgs {
     /// TTL of the planner's leader lease in milliseconds.
     #[arg(long, default_value_t = 5000)]
     pub planner_lease_ttl_ms: u64,
-    /// How long a node must be absent before it counts as failed, in milliseconds.
-    #[arg(long, default_value_t = 60_000)]
+    /// How long a node must be absent before it counts as failed, in milliseconds (0: at
+    /// once).
+    #[arg(long, default_value_t = 30_000)]
     pub failover_delay_ms: u64,
+    /// Copies one node builds at once because of moves.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_moves_in_per_node: u32,
+    /// Copies one node hands over at once because of moves.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_moves_out_per_node: u32,
+    /// Moves under way in the whole cluster.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_moves: u32,
     /// Re-plan at least this often, in milliseconds.
     #[arg(long, default_value_t = 30_000)]
     pub resync_ms: u64,

@@ -16,6 +16,11 @@ impl PlannerArgs {
             lease_ttl: Duration::from_millis(self.planner_lease_ttl_ms.max(1000)),
             failover_delay: Duration::from_millis(self.failover_delay_ms),
             resync: Duration::from_millis(self.resync_ms.max(100)),
+            move_limits: tessera_planner::orchestrate::Limits {
+                incoming_per_node: self.max_moves_in_per_node as usize,
+                outgoing_per_node: self.max_moves_out_per_node as usize,
+                cluster: self.max_moves as usize,
+            },
             ..PlannerOptions::default()
         }
     }

@@ -8,6 +8,7 @@
 mod chain;
 pub mod diff;
 pub mod model;
+pub mod orchestrate;
 mod place;
 mod roles;
 pub mod service;

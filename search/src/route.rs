@@ -120,6 +120,7 @@ mod tests {
             },
             can_read,
             can_write: true,
+            target_role: None,
         }
     }
 

@@ -170,6 +170,7 @@ async fn janitor_reaction(samples: usize) -> (Duration, Duration) {
                     state: CopyState::Building,
                     can_read: false,
                     can_write: true,
+                    target_role: None,
                 }],
             }],
             warnings: Vec::new(),

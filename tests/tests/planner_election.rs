@@ -72,6 +72,7 @@ fn options() -> PlannerOptions {
         debounce: Duration::from_millis(50),
         resync: Duration::from_secs(30),
         failover_delay: Duration::from_secs(60),
+        ..PlannerOptions::default()
     }
 }
 

@@ -39,6 +39,17 @@ pub struct CopyPlan {
     pub state: CopyState,
     pub can_read: bool,
     pub can_write: bool,
+    /// The role this copy takes once the move under way completes (a new primary is
+    /// `replica` with target role `primary` until it has caught up). `None`: its role stays.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_role: Option<CopyRole>,
+}
+
+impl CopyPlan {
+    /// The role the plan is heading for.
+    pub fn planned_role(&self) -> CopyRole {
+        self.target_role.unwrap_or(self.role)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -91,15 +102,12 @@ impl Document for IndexPlan {
                 if !nodes.insert(copy.node.as_str()) {
                     return Err(FieldError::new(copy_field, "two copies on one node"));
                 }
-                if copy.role == CopyRole::Primary && copy.state != CopyState::Dropping {
+                if copy.role == CopyRole::Primary {
                     primaries += 1;
                 }
             }
             if primaries > 1 {
-                return Err(FieldError::new(
-                    field("copies"),
-                    "more than one primary that is not dropping",
-                ));
+                return Err(FieldError::new(field("copies"), "more than one primary"));
             }
         }
         Ok(())

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use tessera_cfg::schema::{
-    CopyPlan, CopyReport, CopyState, Document, IndexDef, IndexPlan, NodeDef, PIndexPlan,
+    CopyReport, CopyState, Document, IndexDef, IndexPlan, NodeDef, PIndexPlan,
 };
 use tessera_cfg::{Cfg, CfgError, Revision, Versioned};
 
@@ -117,12 +117,15 @@ impl Gathered {
                         name: pi.name.clone(),
                         index: index.clone(),
                         source_partitions: pi.source_partitions.clone(),
+                        // Where the plan is heading: copies on their way out are left out, and
+                        // copies take the role they are moving to.
                         copies: pi
                             .copies
                             .iter()
+                            .filter(|c| c.state != CopyState::Dropping)
                             .map(|c| PlannedCopy {
                                 node: c.node.clone(),
-                                role: c.role,
+                                role: c.planned_role(),
                             })
                             .collect(),
                     })
@@ -140,9 +143,16 @@ impl Gathered {
             .collect()
     }
 
-    /// The plan to store per defined index. A copy is `active` (readable) once its node's
-    /// janitor reports it caught up, `building` until then.
-    pub fn to_index_plans(&self, out: &PlanOutput) -> BTreeMap<String, IndexPlan> {
+    /// The plans to store per defined index: the planner's output reached through
+    /// transitions (`orchestrate`): moves start within `limits`, a replaced copy serves
+    /// (`dropping`) until its replacement has caught up, and a copy is `active` (readable) once
+    /// its node's janitor reports it caught up. Copies on `failed` or undefined nodes go at once.
+    pub fn to_index_plans(
+        &self,
+        out: &PlanOutput,
+        failed: &BTreeSet<String>,
+        limits: crate::orchestrate::Limits,
+    ) -> (BTreeMap<String, IndexPlan>, crate::orchestrate::Progress) {
         let mut plans: BTreeMap<String, IndexPlan> = BTreeMap::new();
         for (name, def) in &self.index_defs {
             let warnings = out
@@ -162,37 +172,38 @@ impl Gathered {
                 },
             );
         }
-        for p in &out.plan.pindexes {
-            let Some(plan) = plans.get_mut(&p.index) else {
-                continue;
-            };
-            plan.pindexes.push(PIndexPlan {
-                name: p.name.clone(),
-                source_partitions: p.source_partitions.clone(),
-                copies: p
-                    .copies
+        let current: BTreeMap<String, PIndexPlan> = self
+            .plans
+            .values()
+            .filter(|p| {
+                self.index_defs
+                    .get(&p.value.index)
+                    .is_some_and(|d| d.value.uuid == p.value.index_uuid)
+            })
+            .flat_map(|p| {
+                p.value
+                    .pindexes
                     .iter()
-                    .map(|c| {
-                        let reported = self
-                            .caught_up
-                            .get(&c.node)
-                            .is_some_and(|s| s.contains(&p.name));
-                        let state = if reported {
-                            CopyState::Active
-                        } else {
-                            CopyState::Building
-                        };
-                        CopyPlan {
-                            node: c.node.clone(),
-                            role: c.role,
-                            state,
-                            can_read: state == CopyState::Active,
-                            can_write: true,
-                        }
-                    })
-                    .collect(),
-            });
+                    .map(|pi| (pi.name.clone(), pi.clone()))
+            })
+            .collect();
+        let gone: BTreeSet<String> = current
+            .values()
+            .flat_map(|p| p.copies.iter().map(|c| c.node.clone()))
+            .filter(|n| failed.contains(n) || !self.node_defs.contains_key(n))
+            .collect();
+        let moved = crate::orchestrate::transition(&crate::orchestrate::TransitionInput {
+            target: &out.plan,
+            current: &current,
+            caught_up: &self.caught_up,
+            gone: &gone,
+            limits,
+        });
+        for (index, pindexes) in moved.plans {
+            if let Some(plan) = plans.get_mut(&index) {
+                plan.pindexes = pindexes;
+            }
         }
-        plans
+        (plans, moved.progress)
     }
 }

@@ -44,6 +44,8 @@ pub struct PlannerOptions {
     pub resync: Duration,
     /// A node absent this long counts as failed (a restart within it is not a failover).
     pub failover_delay: Duration,
+    /// How many moves may be under way (per node in and out, and cluster-wide).
+    pub move_limits: crate::orchestrate::Limits,
 }
 
 impl Default for PlannerOptions {
@@ -52,7 +54,8 @@ impl Default for PlannerOptions {
             lease_ttl: Duration::from_secs(5),
             debounce: Duration::from_millis(200),
             resync: Duration::from_secs(30),
-            failover_delay: Duration::from_secs(60),
+            failover_delay: Duration::from_secs(30),
+            move_limits: crate::orchestrate::Limits::default(),
         }
     }
 }
@@ -84,6 +87,8 @@ pub struct RoundReport {
     pub copies_added: usize,
     /// When the next node absence turns into a failure (a reason to plan again then).
     pub next_failover: Option<Instant>,
+    /// How far the stored plans are from the planner's target.
+    pub progress: crate::orchestrate::Progress,
 }
 
 impl PlannerService {
@@ -251,7 +256,8 @@ impl PlannerService {
             next_failover,
             ..RoundReport::default()
         };
-        let wanted = gathered.to_index_plans(&out);
+        let (wanted, progress) = gathered.to_index_plans(&out, &failed, self.options.move_limits);
+        report.progress = progress;
         for (index, plan) in &wanted {
             let current = gathered.plans.get(index);
             if current.is_some_and(|c| &c.value == plan) {
@@ -279,6 +285,9 @@ impl PlannerService {
                 written = report.plans_written,
                 deleted = report.plans_deleted,
                 copies_added = out.stats.copies_added,
+                moving = report.progress.moving,
+                waiting = report.progress.waiting,
+                dropping = report.progress.dropping,
                 warnings = out.warnings.len(),
                 elapsed_ms = out.stats.elapsed_ms,
                 "plans updated"

@@ -1,0 +1,355 @@
+//! Moves as transitions (make before break). The planner's target says where copies should
+//! be; this says what to store *now* so that the cluster gets there without ever serving
+//! less: a copy that moves is first added `building` on its new node, and the copy it
+//! replaces is marked `dropping` and keeps serving until every copy the PIndex keeps is
+//! caught up; a new primary takes the role only once it has caught up. Moves start within
+//! throttles (per node incoming and outgoing, and cluster-wide), restoring missing copies
+//! first and then unloading the busiest nodes first. Pure: the planner service calls it every
+//! round with what the Cfg says, so a new leader resumes a move exactly where the Cfg shows it.
+//! See README.md, "Transitions".
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use tessera_cfg::schema::{CopyPlan, CopyRole, CopyState, PIndexPlan};
+
+use crate::model::{Plan, PlannedPIndex};
+
+/// How many moves may be under way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Copies being built on one node because of a move.
+    pub incoming_per_node: usize,
+    /// Copies of one node dropping because of a move.
+    pub outgoing_per_node: usize,
+    /// Moves under way in the whole cluster.
+    pub cluster: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            incoming_per_node: 2,
+            outgoing_per_node: 2,
+            cluster: 64,
+        }
+    }
+}
+
+/// What a round sees.
+pub struct TransitionInput<'a> {
+    /// Where the planner wants copies.
+    pub target: &'a Plan,
+    /// The stored copies per PIndex (what serves now).
+    pub current: &'a BTreeMap<String, PIndexPlan>,
+    /// Per node, the PIndexes its janitor reports caught up.
+    pub caught_up: &'a BTreeMap<String, BTreeSet<String>>,
+    /// Nodes whose copies are gone at once: failed over or no longer defined.
+    pub gone: &'a BTreeSet<String>,
+    pub limits: Limits,
+}
+
+/// How far the transition to the target is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Progress {
+    /// Copies being built to replace or restore a copy (moves under way).
+    pub moving: usize,
+    /// Copies the target wants that wait for a free slot.
+    pub waiting: usize,
+    /// Copies serving until their replacements catch up.
+    pub dropping: usize,
+    /// Per node: (copies incoming, copies outgoing) under way.
+    pub per_node: BTreeMap<String, (usize, usize)>,
+}
+
+impl Progress {
+    /// Moves not finished (started or not).
+    pub fn remaining(&self) -> usize {
+        self.moving + self.waiting
+    }
+}
+
+pub struct TransitionOutput {
+    /// Per index, the PIndexes to store.
+    pub plans: BTreeMap<String, Vec<PIndexPlan>>,
+    pub progress: Progress,
+}
+
+/// A copy the target wants that is not stored yet.
+struct Candidate {
+    pindex: usize,
+    node: String,
+    /// The stored copy it replaces, if any.
+    replaces: Option<String>,
+    /// Readable copies of its PIndex now: fewer goes first.
+    readable: usize,
+    /// Copies on the node it unloads: more goes first.
+    unloads: usize,
+}
+
+fn copy(node: &str, role: CopyRole, caught_up: bool) -> CopyPlan {
+    let state = if caught_up {
+        CopyState::Active
+    } else {
+        CopyState::Building
+    };
+    CopyPlan {
+        node: node.to_string(),
+        role,
+        state,
+        can_read: caught_up,
+        can_write: true,
+        target_role: None,
+    }
+}
+
+/// The copies to store this round.
+pub fn transition(input: &TransitionInput<'_>) -> TransitionOutput {
+    let reported = |node: &str, pindex: &str| {
+        input
+            .caught_up
+            .get(node)
+            .is_some_and(|s| s.contains(pindex))
+    };
+    // Copies per node now, for "unload the busiest first", and moves already under way.
+    let mut load: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut incoming: BTreeMap<String, usize> = BTreeMap::new();
+    let mut outgoing: BTreeMap<String, usize> = BTreeMap::new();
+    let mut under_way = 0;
+    for p in input.current.values() {
+        let serving = p
+            .copies
+            .iter()
+            .any(|c| c.can_read && !input.gone.contains(&c.node));
+        for c in p.copies.iter().filter(|c| !input.gone.contains(&c.node)) {
+            *load.entry(&c.node).or_default() += 1;
+            if c.state == CopyState::Dropping {
+                *outgoing.entry(c.node.clone()).or_default() += 1;
+            } else if serving && !reported(&c.node, &p.name) {
+                // Building while another copy serves: a move under way.
+                *incoming.entry(c.node.clone()).or_default() += 1;
+                under_way += 1;
+            }
+        }
+    }
+
+    // Per target PIndex: the stored copies it keeps, and what it still needs.
+    let mut next: Vec<(usize, Vec<CopyPlan>)> = Vec::new();
+    let mut candidates = Vec::new();
+    for (i, target) in input.target.pindexes.iter().enumerate() {
+        let stored: Vec<&CopyPlan> = input
+            .current
+            .get(&target.name)
+            .map(|p| {
+                p.copies
+                    .iter()
+                    .filter(|c| !input.gone.contains(&c.node))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let wanted: BTreeSet<&str> = target.copies.iter().map(|c| c.node.as_str()).collect();
+        let readable = stored.iter().filter(|c| c.can_read).count();
+        let mut copies = Vec::new();
+        // Stored copies the target no longer wants, not yet dropping: each can be replaced.
+        let mut replaceable: Vec<String> = Vec::new();
+        for c in &stored {
+            let mut c = (*c).clone();
+            let caught_up = reported(&c.node, &target.name);
+            if !wanted.contains(c.node.as_str()) && !caught_up {
+                // Not wanted and serving nothing: it goes at once.
+                continue;
+            }
+            c.can_read = caught_up;
+            if wanted.contains(c.node.as_str()) {
+                c.state = if caught_up {
+                    CopyState::Active
+                } else {
+                    CopyState::Building
+                };
+            } else if c.state != CopyState::Dropping {
+                replaceable.push(c.node.clone());
+                c.state = if caught_up {
+                    CopyState::Active
+                } else {
+                    CopyState::Building
+                };
+            }
+            copies.push(c);
+        }
+        let missing: Vec<&str> = target
+            .copies
+            .iter()
+            .map(|c| c.node.as_str())
+            .filter(|n| !stored.iter().any(|c| c.node == *n))
+            .collect();
+        if readable == 0 {
+            // Nothing serves (a new PIndex, or every copy lost): build everything now.
+            for node in missing {
+                copies.push(copy(node, CopyRole::Replica, reported(node, &target.name)));
+            }
+            for c in copies.iter_mut() {
+                if !wanted.contains(c.node.as_str()) {
+                    c.state = CopyState::Dropping;
+                }
+            }
+        } else {
+            // Busiest replaced node first.
+            replaceable
+                .sort_by_key(|n| std::cmp::Reverse(load.get(n.as_str()).copied().unwrap_or(0)));
+            let mut replaceable = replaceable.into_iter();
+            for node in missing {
+                let replaces = replaceable.next();
+                let unloads = replaces
+                    .as_deref()
+                    .and_then(|r| load.get(r).copied())
+                    .unwrap_or(0);
+                candidates.push(Candidate {
+                    pindex: i,
+                    node: node.to_string(),
+                    replaces,
+                    readable,
+                    unloads,
+                });
+            }
+            // Copies no longer wanted and not replaced by anything (fewer replicas): they
+            // just go, once the rest has caught up.
+            let unpaired: BTreeSet<String> = replaceable.collect();
+            for c in copies.iter_mut() {
+                if unpaired.contains(&c.node) {
+                    c.state = CopyState::Dropping;
+                }
+            }
+        }
+        next.push((i, copies));
+    }
+
+    // Start what the throttles allow: restore missing copies first, then unload the busiest.
+    candidates.sort_by(|a, b| {
+        a.readable
+            .cmp(&b.readable)
+            .then(b.unloads.cmp(&a.unloads))
+            .then(a.pindex.cmp(&b.pindex))
+            .then(a.node.cmp(&b.node))
+    });
+    let mut waiting = 0;
+    for cand in candidates {
+        let free_in =
+            incoming.get(&cand.node).copied().unwrap_or(0) < input.limits.incoming_per_node;
+        let free_out = cand
+            .replaces
+            .as_ref()
+            .is_none_or(|r| outgoing.get(r).copied().unwrap_or(0) < input.limits.outgoing_per_node);
+        if !(free_in && free_out && under_way < input.limits.cluster) {
+            waiting += 1;
+            continue;
+        }
+        under_way += 1;
+        *incoming.entry(cand.node.clone()).or_default() += 1;
+        let name = &input.target.pindexes[cand.pindex].name;
+        let copies = &mut next[cand.pindex].1;
+        copies.push(copy(
+            &cand.node,
+            CopyRole::Replica,
+            reported(&cand.node, name),
+        ));
+        if let Some(r) = &cand.replaces {
+            *outgoing.entry(r.clone()).or_default() += 1;
+            if let Some(c) = copies.iter_mut().find(|c| &c.node == r) {
+                c.state = CopyState::Dropping;
+            }
+        }
+    }
+
+    let mut plans: BTreeMap<String, Vec<PIndexPlan>> = BTreeMap::new();
+    let mut progress = Progress {
+        waiting,
+        ..Progress::default()
+    };
+    for (i, mut copies) in next {
+        let target = &input.target.pindexes[i];
+        finish_pindex(target, &mut copies);
+        for c in &copies {
+            let entry = progress.per_node.entry(c.node.clone()).or_default();
+            if c.state == CopyState::Dropping {
+                progress.dropping += 1;
+                entry.1 += 1;
+            } else if c.state == CopyState::Building && copies.iter().any(|o| o.can_read) {
+                progress.moving += 1;
+                entry.0 += 1;
+            }
+        }
+        progress.per_node.retain(|_, v| *v != (0, 0));
+        plans
+            .entry(target.index.clone())
+            .or_default()
+            .push(PIndexPlan {
+                name: target.name.clone(),
+                source_partitions: target.source_partitions.clone(),
+                copies,
+            });
+    }
+    TransitionOutput { plans, progress }
+}
+
+/// Drops what may go and settles roles: one primary, the target's once it has caught up.
+fn finish_pindex(target: &PlannedPIndex, copies: &mut Vec<CopyPlan>) {
+    // Dropping copies go once every copy staying has caught up (or nothing stays readable
+    // anyway, e.g. the index shrank to copies not built yet: then they keep serving).
+    let staying_ready = copies
+        .iter()
+        .filter(|c| c.state != CopyState::Dropping)
+        .all(|c| c.can_read);
+    if staying_ready {
+        copies.retain(|c| c.state != CopyState::Dropping);
+    }
+    let target_role = |node: &str| {
+        target
+            .copies
+            .iter()
+            .find(|c| c.node == node)
+            .map(|c| c.role)
+    };
+    let wanted_primary = target
+        .copies
+        .iter()
+        .find(|c| c.role == CopyRole::Primary)
+        .map(|c| c.node.clone());
+    let current_primary = copies
+        .iter()
+        .find(|c| c.role == CopyRole::Primary && c.can_read)
+        .map(|c| c.node.clone());
+    let ready = wanted_primary
+        .as_ref()
+        .is_some_and(|w| copies.iter().any(|c| &c.node == w && c.can_read));
+    // The target's primary once it can serve; until then the serving primary, or failing that
+    // any copy that can serve (staying copies first), so reads always have a primary.
+    let interim = || {
+        let readable = |dropping: bool| {
+            copies
+                .iter()
+                .find(|c| c.can_read && (c.state == CopyState::Dropping) == dropping)
+                .map(|c| c.node.clone())
+        };
+        readable(false).or_else(|| readable(true))
+    };
+    let primary = if ready {
+        wanted_primary
+    } else {
+        current_primary.or_else(interim).or(wanted_primary)
+    };
+    for c in copies.iter_mut() {
+        c.role = if Some(&c.node) == primary.as_ref() {
+            CopyRole::Primary
+        } else {
+            CopyRole::Replica
+        };
+        let heading = if c.state == CopyState::Dropping {
+            None
+        } else {
+            target_role(&c.node)
+        };
+        c.target_role = heading.filter(|r| *r != c.role);
+    }
+    copies.sort_by(|a, b| {
+        (a.role != CopyRole::Primary, &a.node).cmp(&(b.role != CopyRole::Primary, &b.node))
+    });
+}
