@@ -8,6 +8,7 @@
 //! PIndexes and the janitor join this process in later work.
 
 mod grpc;
+mod health;
 mod identity;
 mod index_api;
 mod index_grpc;

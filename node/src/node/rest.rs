@@ -25,6 +25,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/ping", get(ping))
         .route("/api/cfg", get(cfg_dump))
         .route("/api/nodes", get(nodes))
+        .route("/api/cluster/health", get(super::health::cluster_health))
         .merge(super::index_api::router())
         .merge(super::query::router())
         .fallback(not_found)

@@ -1,0 +1,203 @@
+//! `GET /api/cluster/health`: green when every planned copy is active on a live node; yellow
+//! when copies are missing, down, or moves are under way; red when some PIndex has no copy
+//! that can serve reads. `reasons` say why, counted per kind with a few examples, so the
+//! answer stays small on a big cluster.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+use tessera_cfg::schema::{CopyState, IndexDef, IndexPlan};
+
+use super::index_api::cfg_problem;
+use super::rest::AppState;
+
+/// Examples listed per kind of reason.
+const EXAMPLES: usize = 5;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Status {
+    Green,
+    Yellow,
+    Red,
+}
+
+impl Status {
+    fn as_str(self) -> &'static str {
+        match self {
+            Status::Green => "green",
+            Status::Yellow => "yellow",
+            Status::Red => "red",
+        }
+    }
+}
+
+/// Collects reasons by kind: the status each implies, how many, and a few examples.
+#[derive(Default)]
+struct Reasons(BTreeMap<&'static str, (Status, usize, Vec<String>)>);
+
+impl Reasons {
+    fn add(&mut self, kind: &'static str, status: Status, example: String) {
+        let entry = self.0.entry(kind).or_insert((status, 0, Vec::new()));
+        entry.1 += 1;
+        if entry.2.len() < EXAMPLES {
+            entry.2.push(example);
+        }
+    }
+}
+
+/// The health of the indexes `defs` given their `plans` and the `live` nodes.
+pub fn health(
+    defs: &[IndexDef],
+    plans: &BTreeMap<String, IndexPlan>,
+    live: &BTreeSet<String>,
+) -> (Status, Vec<String>) {
+    let mut reasons = Reasons::default();
+    for def in defs {
+        let Some(plan) = plans.get(&def.name).filter(|p| p.index_uuid == def.uuid) else {
+            reasons.add("not planned", Status::Yellow, def.name.clone());
+            continue;
+        };
+        let wanted = 1 + def.plan.replicas as usize;
+        for p in &plan.pindexes {
+            let readable = p
+                .copies
+                .iter()
+                .filter(|c| c.can_read && live.contains(&c.node))
+                .count();
+            if readable == 0 {
+                reasons.add("no readable copy", Status::Red, p.name.clone());
+            }
+            let staying = p
+                .copies
+                .iter()
+                .filter(|c| c.state != CopyState::Dropping)
+                .count();
+            if staying < wanted {
+                reasons.add(
+                    "missing copies",
+                    Status::Yellow,
+                    format!("{} has {staying} of {wanted}", p.name),
+                );
+            }
+            for c in &p.copies {
+                if !live.contains(&c.node) {
+                    reasons.add(
+                        "copy on a down node",
+                        Status::Yellow,
+                        format!("{} on {}", p.name, c.node),
+                    );
+                } else if c.state == CopyState::Building && readable > 0 {
+                    reasons.add(
+                        "copy moving in",
+                        Status::Yellow,
+                        format!("{} to {}", p.name, c.node),
+                    );
+                } else if c.state == CopyState::Building {
+                    reasons.add(
+                        "copy building",
+                        Status::Yellow,
+                        format!("{} on {}", p.name, c.node),
+                    );
+                } else if c.state == CopyState::Dropping {
+                    reasons.add(
+                        "copy moving out",
+                        Status::Yellow,
+                        format!("{} from {}", p.name, c.node),
+                    );
+                }
+            }
+        }
+    }
+    let status = reasons
+        .0
+        .values()
+        .map(|(s, ..)| *s)
+        .max()
+        .unwrap_or(Status::Green);
+    let lines = reasons
+        .0
+        .into_iter()
+        .map(|(kind, (_, count, examples))| {
+            let more = if count > examples.len() { ", ..." } else { "" };
+            format!("{kind}: {count} ({}{more})", examples.join(", "))
+        })
+        .collect();
+    (status, lines)
+}
+
+pub(super) async fn cluster_health(State(state): State<AppState>) -> Response {
+    let (defs, plans, live) = match tokio::try_join!(
+        state.cfg.index_defs(),
+        state.cfg.plans(),
+        state.cfg.live_nodes()
+    ) {
+        Ok(read) => read,
+        Err(e) => return cfg_problem(e),
+    };
+    let defs: Vec<IndexDef> = defs.items.into_iter().map(|d| d.value).collect();
+    let plans = plans
+        .items
+        .into_iter()
+        .map(|p| (p.value.index.clone(), p.value))
+        .collect();
+    let live = live.items.into_iter().map(|l| l.value.uuid).collect();
+    let (status, reasons) = health(&defs, &plans, &live);
+    Json(json!({"status": status.as_str(), "reasons": reasons})).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn def(replicas: u32) -> IndexDef {
+        serde_json::from_value(
+            json!({"format_version": 1, "name": "i", "uuid": "u", "type": "fulltext",
+            "source": {"type": "tessera", "name": "s"}, "plan": {"replicas": replicas}}),
+        )
+        .expect("a definition")
+    }
+
+    fn plan(copies: &[(&str, &str, bool)]) -> BTreeMap<String, IndexPlan> {
+        let copies: Vec<_> = copies
+            .iter()
+            .enumerate()
+            .map(|(i, (node, state, can_read))| {
+                json!({"node": node, "role": if i == 0 {"primary"} else {"replica"},
+                       "state": state, "can_read": can_read, "can_write": true})
+            })
+            .collect();
+        let plan =
+            serde_json::from_value(json!({"format_version": 1, "index": "i", "index_uuid": "u",
+            "pindexes": [{"name": "i_0-1", "source_partitions": [0, 1], "copies": copies}]}))
+            .expect("a plan");
+        BTreeMap::from([("i".to_string(), plan)])
+    }
+
+    fn live(nodes: &[&str]) -> BTreeSet<String> {
+        nodes.iter().map(|n| n.to_string()).collect()
+    }
+
+    #[test]
+    fn green_yellow_red() {
+        let all = live(&["a", "b"]);
+        let ok = plan(&[("a", "active", true), ("b", "active", true)]);
+        assert_eq!(health(&[def(1)], &ok, &all).0, Status::Green);
+        let (status, reasons) = health(&[def(2)], &ok, &all);
+        assert_eq!(status, Status::Yellow);
+        assert!(reasons[0].starts_with("missing copies: 1"), "{reasons:?}");
+        let moving = plan(&[("a", "dropping", true), ("b", "building", false)]);
+        assert_eq!(health(&[def(0)], &moving, &all).0, Status::Yellow);
+        let (status, reasons) = health(&[def(1)], &ok, &live(&[]));
+        assert_eq!(status, Status::Red);
+        assert!(
+            reasons
+                .iter()
+                .any(|r| r.starts_with("no readable copy: 1 (i_0-1)")),
+            "{reasons:?}"
+        );
+        assert_eq!(health(&[def(0)], &BTreeMap::new(), &all).0, Status::Yellow);
+    }
+}
