@@ -11,7 +11,7 @@ use crate::error::{unix_ms, CfgError, Result};
 use crate::keys::{KeyKind, KeySpace};
 use crate::schema::{
     self, ClusterMeta, CopyReport, Document, IndexDef, IndexPlan, NodeDef, NodeLiveness,
-    PlannerLeader,
+    PlannerLeader, TopologyLock, TopologyTask,
 };
 use crate::store::{KeyValue, LeaseId, Revision, Store};
 
@@ -201,12 +201,17 @@ impl Cfg {
                 let doc: PlannerLeader = schema::decode_input(key, bytes)?;
                 Ok(schema::encode(&doc))
             }
+            KeyKind::Task(id) => typed::<TopologyTask>(key, bytes, |t| &t.id, "id", &id),
+            KeyKind::TopologyLock => {
+                let doc: TopologyLock = schema::decode_input(key, bytes)?;
+                Ok(schema::encode(&doc))
+            }
             KeyKind::Unknown | KeyKind::Foreign if allow_unknown => Ok(bytes.to_vec()),
             KeyKind::Unknown | KeyKind::Foreign => Err(CfgError::Invalid {
                 key: key.to_string(),
                 field: "(key)".into(),
                 reason: format!(
-                    "not a key of the schema (under {}: cluster, indexes/NAME, nodes/UUID, live/UUID, plans/INDEX, planner/leader, reports/NODE); pass --raw to write it anyway",
+                    "not a key of the schema (under {}: cluster, indexes/NAME, nodes/UUID, live/UUID, plans/INDEX, planner/leader, reports/NODE, tasks/ID, topology/lock); pass --raw to write it anyway",
                     self.keys.root()
                 ),
             }),

@@ -9,6 +9,8 @@
 //! | `plans/<index>`          | [`IndexPlan`](crate::schema::IndexPlan) |
 //! | `planner/leader`         | [`PlannerLeader`](crate::schema::PlannerLeader), lease-bound |
 //! | `reports/<node>`         | [`CopyReport`](crate::schema::CopyReport) |
+//! | `tasks/<id>`             | [`TopologyTask`](crate::schema::TopologyTask) |
+//! | `topology/lock`          | [`TopologyLock`](crate::schema::TopologyLock): the running task |
 //!
 //! Other crates ask [`KeySpace`] for keys and never format them by hand.
 
@@ -32,6 +34,8 @@ pub enum KeyKind {
     Plan(String),
     PlannerLeader,
     CopyReport(String),
+    Task(String),
+    TopologyLock,
     /// Under the cluster root but not part of the schema.
     Unknown,
     /// Not under this cluster's root.
@@ -96,6 +100,18 @@ impl KeySpace {
         format!("{}{node}", self.reports())
     }
 
+    pub fn tasks(&self) -> String {
+        format!("{}tasks/", self.root)
+    }
+
+    pub fn task(&self, id: &str) -> String {
+        format!("{}{id}", self.tasks())
+    }
+
+    pub fn topology_lock(&self) -> String {
+        format!("{}topology/lock", self.root)
+    }
+
     /// A key given on the command line: absolute (`/tessera/...`) as is, otherwise relative
     /// to the cluster root (`indexes/books`).
     pub fn resolve(&self, key: &str) -> String {
@@ -120,6 +136,8 @@ impl KeySpace {
             KeyKind::ClusterMeta
         } else if rest == "planner/leader" {
             KeyKind::PlannerLeader
+        } else if rest == "topology/lock" {
+            KeyKind::TopologyLock
         } else if let Some(name) = one("indexes/") {
             KeyKind::IndexDef(name)
         } else if let Some(uuid) = one("nodes/") {
@@ -130,6 +148,8 @@ impl KeySpace {
             KeyKind::Plan(index)
         } else if let Some(node) = one("reports/") {
             KeyKind::CopyReport(node)
+        } else if let Some(id) = one("tasks/") {
+            KeyKind::Task(id)
         } else {
             KeyKind::Unknown
         }
@@ -153,6 +173,8 @@ mod tests {
         assert_eq!(ks.kind(&ks.plan("books")), KeyKind::Plan("books".into()));
         assert_eq!(ks.kind(&ks.cluster_meta()), KeyKind::ClusterMeta);
         assert_eq!(ks.kind(&ks.planner_leader()), KeyKind::PlannerLeader);
+        assert_eq!(ks.kind(&ks.task("t1")), KeyKind::Task("t1".into()));
+        assert_eq!(ks.kind(&ks.topology_lock()), KeyKind::TopologyLock);
         assert_eq!(ks.kind("/tessera/prod/indexes/a/b"), KeyKind::Unknown);
         assert_eq!(ks.kind("/tessera/other/cluster"), KeyKind::Foreign);
         assert_eq!(ks.resolve("indexes/x"), "/tessera/prod/indexes/x");

@@ -131,6 +131,10 @@ pub struct NodeArgs {
     /// PIndexes backfilling at once on this node; the rest wait.
     #[arg(long, default_value_t = 2)]
     pub max_backfills: usize,
+    /// Managed mode (a supervisor drives membership): the node joins as known, not wanted,
+    /// and only the supervisor API (`/api/ctl/topology-change`) makes it wanted.
+    #[arg(long)]
+    pub managed: bool,
     /// Queries this node coordinates at once; past it, queries answer 429.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_concurrent_queries: u32,

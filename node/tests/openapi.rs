@@ -68,6 +68,7 @@ fn declared() -> BTreeSet<(String, String)> {
         "node/src/node/rest.rs",
         "node/src/node/index_api.rs",
         "node/src/node/query/mod.rs",
+        "node/src/node/ctl_api/mod.rs",
         "source/src/rest.rs",
     ];
     files
@@ -102,7 +103,8 @@ fn a_node_serves_every_documented_operation() {
             .replace("{name}", "probe")
             .replace("{key}", "k1")
             .replace("{control}", "queryControl")
-            .replace("{action}", "allow");
+            .replace("{action}", "allow")
+            .replace("{id}", "t-probe");
         let (status, body) = http(&address, &method, &concrete, "{}");
         assert_ne!(status, 405, "{method} {path}: method not allowed");
         assert!(

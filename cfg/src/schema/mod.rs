@@ -8,6 +8,7 @@ mod cluster;
 mod index;
 mod node;
 mod plan;
+mod task;
 pub mod validate;
 
 pub use cluster::{ClusterMeta, PlannerLeader};
@@ -16,6 +17,7 @@ pub use index::{
 };
 pub use node::{NodeDef, NodeLiveness, NodeTag};
 pub use plan::{CopyPlan, CopyReport, CopyRole, CopyState, IndexPlan, PIndexPlan};
+pub use task::{NodeBefore, TaskKind, TaskProgress, TaskStatus, TopologyLock, TopologyTask};
 pub use validate::FieldError;
 
 use serde::de::DeserializeOwned;

@@ -48,6 +48,13 @@ pub struct NodeDef {
     /// `false`: the operator is draining the node; the planner moves all its copies away.
     #[serde(default = "wanted_default")]
     pub wanted: bool,
+    /// Failed over by a supervisor (or a failover task): its copies are gone and it gets none
+    /// until it is wanted again (it rejoins by itself in self-managed mode).
+    #[serde(default)]
+    pub failed_over: bool,
+    /// `false`: queries avoid its copies (a graceful failover is under way).
+    #[serde(default = "wanted_default")]
+    pub reads: bool,
     /// Free-form extras (build version, disk size, ...).
     #[serde(default)]
     pub extras: serde_json::Map<String, serde_json::Value>,

@@ -7,6 +7,7 @@
 //! A node tagged `planner` also runs the planner service (one of them leads the cluster).
 //! PIndexes and the janitor join this process in later work.
 
+mod ctl_api;
 mod grpc;
 mod health;
 mod identity;
@@ -162,8 +163,14 @@ async fn register(
             tags: args.tags.iter().copied().collect(),
             group: args.group.clone(),
             weight: args.weight,
-            // An operator's drain outlives restarts.
-            wanted: current.as_ref().is_none_or(|c| c.value.wanted),
+            // An operator's drain outlives restarts. Managed nodes join as known only: the
+            // supervisor decides when they are wanted.
+            wanted: current.as_ref().map_or(!args.managed, |c| c.value.wanted),
+            // A failed-over node that comes back rejoins by itself when self-managed (its
+            // PIndex files are reused where their checkpoints still hold); a managed one
+            // waits for the supervisor.
+            failed_over: args.managed && current.as_ref().is_some_and(|c| c.value.failed_over),
+            reads: !args.managed || current.as_ref().is_none_or(|c| c.value.reads),
             extras: current
                 .as_ref()
                 .map(|c| c.value.extras.clone())

@@ -28,6 +28,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/cluster/health", get(super::health::cluster_health))
         .merge(super::index_api::router())
         .merge(super::query::router())
+        .merge(super::ctl_api::router())
         .fallback(not_found)
         .with_state(state)
 }

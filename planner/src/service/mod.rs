@@ -6,6 +6,7 @@
 
 pub mod fence;
 pub mod inputs;
+pub mod tasks;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -223,6 +224,8 @@ impl PlannerService {
                 | KeyKind::NodeDef(_)
                 | KeyKind::Liveness(_)
                 | KeyKind::CopyReport(_)
+                | KeyKind::Task(_)
+                | KeyKind::TopologyLock
         )
     }
 
@@ -249,7 +252,15 @@ impl PlannerService {
     pub async fn round(&mut self, fence: &Fence) -> Result<RoundReport, PlannerError> {
         self.stats.rounds.fetch_add(1, Ordering::Relaxed);
         let gathered = inputs::gather(&self.cfg).await?;
-        let (failed, next_failover) = self.failed_nodes(&gathered);
+        let (mut failed, mut next_failover) = self.failed_nodes(&gathered);
+        // Nodes a supervisor failed over are failed whatever their liveness.
+        failed.extend(
+            gathered
+                .node_defs
+                .values()
+                .filter(|d| d.value.failed_over)
+                .map(|d| d.value.uuid.clone()),
+        );
         let out = crate::plan_timed(&gathered.to_input(&failed));
         let mut report = RoundReport {
             copies_added: out.stats.copies_added,
@@ -279,6 +290,21 @@ impl PlannerService {
                 fence::write_plan(&self.cfg, fence, index, None, stale.revision).await?;
                 report.plans_deleted += 1;
             }
+        }
+        if let Some(task) = tasks::running(&self.cfg).await? {
+            let now = tessera_cfg::unix_ms();
+            let nodes = gathered
+                .node_defs
+                .iter()
+                .map(|(k, v)| (k.clone(), v.value.clone()))
+                .collect();
+            let decision = tasks::advance(&task.value, &report.progress, &wanted, &nodes, now);
+            if let Some(at) = decision.wake_at_ms {
+                let wake = Instant::now() + Duration::from_millis(at.saturating_sub(now));
+                next_failover = Some(next_failover.map_or(wake, |n| n.min(wake)));
+                report.next_failover = next_failover;
+            }
+            tasks::run(&self.cfg, &task, decision, now).await?;
         }
         if report.plans_written + report.plans_deleted > 0 {
             tracing::info!(

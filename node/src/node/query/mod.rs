@@ -225,14 +225,22 @@ pub(super) async fn query(
         Ok(seqs) => seqs,
         Err(response) => return response,
     };
-    let addresses = match state.cfg.node_defs().await {
-        Ok(nodes) => nodes
-            .items
-            .into_iter()
-            .map(|n| (n.value.uuid, n.value.host_port))
-            .collect(),
+    let nodes = match state.cfg.node_defs().await {
+        Ok(nodes) => nodes.items,
         Err(e) => return cfg_problem(e),
     };
+    // Nodes being failed over gracefully serve only when nothing else can.
+    let mut avoid = state.search.suspects();
+    avoid.extend(
+        nodes
+            .iter()
+            .filter(|n| !n.value.reads)
+            .map(|n| n.value.uuid.clone()),
+    );
+    let addresses = nodes
+        .into_iter()
+        .map(|n| (n.value.uuid, n.value.host_port))
+        .collect();
     let live = match state.cfg.live_nodes().await {
         Ok(live) => live.items.into_iter().map(|l| l.value.uuid).collect(),
         Err(e) => return cfg_problem(e),
@@ -243,7 +251,7 @@ pub(super) async fn query(
         plan: &plan,
         addresses,
         live,
-        avoid: state.search.suspects(),
+        avoid,
         prefer: request.prefer,
         turn: state.search.turn.fetch_add(1, Ordering::Relaxed),
         query_json: serde_json::to_string(&request.query).unwrap_or_default(),

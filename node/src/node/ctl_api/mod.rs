@@ -1,0 +1,352 @@
+//! The supervisor API: `GET /api/ctl/topology`, `POST /api/ctl/topology-change` (rebalance,
+//! failover-hard, failover-graceful, drain, swap; `dry_run` answers what would move), `GET
+//! /api/ctl/tasks[/{id}]` and `POST /api/ctl/tasks/{id}/cancel`. A change is accepted by
+//! writing, in one transaction, the task, the lock naming it (a second change is refused while
+//! it runs) and the node definitions it changes; the planner leader carries it out and reports
+//! progress in the task. Cancelling puts the node definitions back, so moves under way roll
+//! back to where they came from.
+
+mod change;
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tessera_cfg::schema::Document;
+use tessera_cfg::schema::{
+    self, CopyRole, NodeDef, TaskProgress, TaskStatus, TopologyLock, TopologyTask,
+};
+use tessera_cfg::store::{Compare, Op, Txn};
+
+use super::index_api::{cfg_problem, problem};
+use super::rest::AppState;
+use change::ChangeRequest;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/ctl/topology", get(topology))
+        .route("/api/ctl/topology-change", post(topology_change))
+        .route("/api/ctl/tasks", get(tasks))
+        .route("/api/ctl/tasks/{id}", get(task))
+        .route("/api/ctl/tasks/{id}/cancel", post(cancel))
+}
+
+/// `known` (defined, not wanted), `wanted`, or `failed` (failed over, or not live).
+fn node_state(def: &NodeDef, live: bool) -> &'static str {
+    if def.failed_over || !live {
+        "failed"
+    } else if def.wanted {
+        "wanted"
+    } else {
+        "known"
+    }
+}
+
+pub(super) async fn topology(State(state): State<AppState>) -> Response {
+    let (nodes, live, plans) = match tokio::try_join!(
+        state.cfg.node_defs(),
+        state.cfg.live_nodes(),
+        state.cfg.plans()
+    ) {
+        Ok(read) => read,
+        Err(e) => return cfg_problem(e),
+    };
+    let live: std::collections::BTreeSet<String> =
+        live.items.iter().map(|l| l.value.uuid.clone()).collect();
+    let mut copies: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    for plan in &plans.items {
+        for p in &plan.value.pindexes {
+            for c in &p.copies {
+                let entry = copies.entry(c.node.as_str()).or_default();
+                entry.0 += 1;
+                if c.role == CopyRole::Primary {
+                    entry.1 += 1;
+                }
+            }
+        }
+    }
+    let rev = nodes.revision.max(plans.revision);
+    let list: Vec<Value> = nodes
+        .items
+        .iter()
+        .map(|n| {
+            let d = &n.value;
+            let (held, primaries) = copies.get(d.uuid.as_str()).copied().unwrap_or_default();
+            json!({"uuid": d.uuid, "host_port": d.host_port, "state": node_state(d, live.contains(&d.uuid)),
+                   "live": live.contains(&d.uuid), "wanted": d.wanted, "failed_over": d.failed_over,
+                   "reads": d.reads, "group": d.group, "weight": d.weight, "tags": d.tags,
+                   "copies": held, "primaries": primaries})
+        })
+        .collect();
+    Json(json!({"rev": rev, "nodes": list})).into_response()
+}
+
+fn refused(r: change::Refusal) -> Response {
+    problem(
+        StatusCode::BAD_REQUEST,
+        format!("`{}`: {}", r.field, r.message),
+        Some(&r.field),
+    )
+}
+
+pub(super) async fn topology_change(State(state): State<AppState>, body: Bytes) -> Response {
+    let mut de = serde_json::Deserializer::from_slice(&body);
+    let request: ChangeRequest = match serde_path_to_error::deserialize(&mut de) {
+        Ok(r) => r,
+        Err(e) => {
+            let field = e.path().to_string();
+            return problem(
+                StatusCode::BAD_REQUEST,
+                format!("`{field}`: {}", e.inner()),
+                Some(&field),
+            );
+        }
+    };
+    let lock_key = state.cfg.keys().topology_lock();
+    let (nodes, indexes, lock) = match tokio::try_join!(
+        state.cfg.node_defs(),
+        state.cfg.index_defs(),
+        state.cfg.get_doc::<TopologyLock>(&lock_key)
+    ) {
+        Ok(read) => read,
+        Err(e) => return cfg_problem(e),
+    };
+    if let Some(lock) = &lock {
+        return problem(
+            StatusCode::CONFLICT,
+            format!(
+                "topology task `{}` is running; wait for it or cancel it first",
+                lock.value.task
+            ),
+            None,
+        );
+    }
+    let revisions: BTreeMap<String, tessera_cfg::Revision> = nodes
+        .items
+        .iter()
+        .map(|n| (n.value.uuid.clone(), n.revision))
+        .collect();
+    let defs: BTreeMap<String, NodeDef> = nodes
+        .items
+        .into_iter()
+        .map(|n| (n.value.uuid.clone(), n.value))
+        .collect();
+    let index_defs: Vec<_> = indexes.items.into_iter().map(|d| d.value).collect();
+    let changed = match change::apply(&request, &defs, &index_defs) {
+        Ok(changed) => changed,
+        Err(r) => return refused(r),
+    };
+    if request.dry_run {
+        return dry_run(&state, &changed).await;
+    }
+    let now = tessera_cfg::unix_ms();
+    let task = TopologyTask {
+        format_version: TopologyTask::FORMAT_VERSION,
+        id: format!("t{now}-{}", &uuid::Uuid::new_v4().simple().to_string()[..6]),
+        kind: request.kind,
+        status: TaskStatus::Running,
+        keep_nodes: request.keep_nodes.clone(),
+        eject_nodes: request.eject_nodes.clone(),
+        before: changed
+            .keys()
+            .map(|u| (u.clone(), change::before(&defs[u])))
+            .collect(),
+        created_ms: now,
+        updated_ms: now,
+        progress: TaskProgress::default(),
+        errors: Vec::new(),
+        summary: None,
+    };
+    let keys = state.cfg.keys();
+    let lock = TopologyLock {
+        format_version: TopologyLock::FORMAT_VERSION,
+        task: task.id.clone(),
+    };
+    let mut txn = Txn::new()
+        .when(Compare::ModRevision {
+            key: keys.topology_lock(),
+            revision: 0,
+        })
+        .then(Op::Put {
+            key: keys.topology_lock(),
+            value: schema::encode(&lock),
+            lease: None,
+        })
+        .then(Op::Put {
+            key: keys.task(&task.id),
+            value: schema::encode(&task),
+            lease: None,
+        });
+    for (uuid, def) in &changed {
+        let key = keys.node_def(uuid);
+        txn = txn
+            .when(Compare::ModRevision {
+                key: key.clone(),
+                revision: revisions[uuid],
+            })
+            .then(Op::Put {
+                key,
+                value: schema::encode(def),
+                lease: None,
+            });
+    }
+    match state.cfg.store().txn(txn).await {
+        Ok(outcome) if outcome.succeeded => {
+            tracing::info!(task = task.id, kind = ?task.kind, "topology change accepted");
+            (StatusCode::ACCEPTED, Json(json!({"task": task.id, "status": "running"}))).into_response()
+        }
+        Ok(_) => problem(
+            StatusCode::CONFLICT,
+            "the topology changed while the request was checked (another change, or a node restarted); try again",
+            None,
+        ),
+        Err(e) => cfg_problem(e),
+    }
+}
+
+/// What the change would move: the planner's target with the changed nodes against the
+/// current plans, per node.
+async fn dry_run(state: &AppState, changed: &BTreeMap<String, NodeDef>) -> Response {
+    let mut gathered = match tessera_planner::service::inputs::gather(&state.cfg).await {
+        Ok(g) => g,
+        Err(e) => return cfg_problem(e),
+    };
+    for (uuid, def) in changed {
+        if let Some(current) = gathered.node_defs.get_mut(uuid) {
+            current.value = def.clone();
+        }
+    }
+    let mut failed = gathered.absent_nodes();
+    failed.extend(
+        gathered
+            .node_defs
+            .values()
+            .filter(|d| d.value.failed_over)
+            .map(|d| d.value.uuid.clone()),
+    );
+    let before = gathered.previous_plan();
+    let out = tessera_planner::plan(&gathered.to_input(&failed));
+    let holders =
+        |plan: &tessera_planner::model::Plan| -> std::collections::BTreeSet<(String, String)> {
+            plan.pindexes
+                .iter()
+                .flat_map(|p| p.copies.iter().map(|c| (p.name.clone(), c.node.clone())))
+                .collect()
+        };
+    let (old, new) = (holders(&before), holders(&out.plan));
+    let mut per_node: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for (_, node) in new.difference(&old) {
+        per_node.entry(node.clone()).or_default().0 += 1;
+    }
+    for (_, node) in old.difference(&new) {
+        per_node.entry(node.clone()).or_default().1 += 1;
+    }
+    let moves = new.difference(&old).count();
+    let per_node: BTreeMap<String, Value> = per_node
+        .into_iter()
+        .map(|(n, (i, o))| (n, json!({"in": i, "out": o})))
+        .collect();
+    let warnings: Vec<&str> = out.warnings.iter().map(|w| w.message.as_str()).collect();
+    Json(
+        json!({"dry_run": true, "possible": true, "copies_to_build": moves, "per_node": per_node,
+                "nodes": changed, "warnings": warnings}),
+    )
+    .into_response()
+}
+
+pub(super) async fn tasks(State(state): State<AppState>) -> Response {
+    match state
+        .cfg
+        .list_docs::<TopologyTask>(&state.cfg.keys().tasks())
+        .await
+    {
+        Ok(list) => {
+            let mut tasks: Vec<TopologyTask> = list.items.into_iter().map(|t| t.value).collect();
+            tasks.sort_by(|a, b| b.created_ms.cmp(&a.created_ms));
+            Json(json!({"tasks": tasks})).into_response()
+        }
+        Err(e) => cfg_problem(e),
+    }
+}
+
+pub(super) async fn task(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    match state
+        .cfg
+        .get_doc::<TopologyTask>(&state.cfg.keys().task(&id))
+        .await
+    {
+        Ok(Some(task)) => Json(json!({"task": task.value})).into_response(),
+        Ok(None) => problem(StatusCode::NOT_FOUND, format!("no task `{id}`"), None),
+        Err(e) => cfg_problem(e),
+    }
+}
+
+/// Puts the node definitions back as the task found them, then closes the task and frees the
+/// lock. Copies being built for the change are dropped; copies being replaced serve on.
+pub(super) async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    let key = state.cfg.keys().task(&id);
+    let current = match state.cfg.get_doc::<TopologyTask>(&key).await {
+        Ok(Some(t)) => t,
+        Ok(None) => return problem(StatusCode::NOT_FOUND, format!("no task `{id}`"), None),
+        Err(e) => return cfg_problem(e),
+    };
+    if current.value.status != TaskStatus::Running {
+        return problem(
+            StatusCode::CONFLICT,
+            format!("task `{id}` is {:?}, not running", current.value.status).to_lowercase(),
+            None,
+        );
+    }
+    for (uuid, before) in &current.value.before {
+        loop {
+            let def = match state.cfg.node_def(uuid).await {
+                Ok(Some(d)) => d,
+                Ok(None) => break,
+                Err(e) => return cfg_problem(e),
+            };
+            let mut node = def.value.clone();
+            node.wanted = before.wanted;
+            node.failed_over = before.failed_over;
+            node.reads = before.reads;
+            match state.cfg.put_node_def(&node, def.revision).await {
+                Ok(_) => break,
+                Err(tessera_cfg::CfgError::CasMismatch { .. }) => continue,
+                Err(e) => return cfg_problem(e),
+            }
+        }
+    }
+    let mut task = current.value.clone();
+    task.status = TaskStatus::Cancelled;
+    task.updated_ms = tessera_cfg::unix_ms();
+    task.summary = Some(format!(
+        "cancelled at {:.0}%: node definitions restored; moves under way roll back",
+        task.progress.percent
+    ));
+    let txn = Txn::new()
+        .when(Compare::ModRevision {
+            key: key.clone(),
+            revision: current.revision,
+        })
+        .then(Op::Put {
+            key,
+            value: schema::encode(&task),
+            lease: None,
+        })
+        .then(Op::Delete {
+            key: state.cfg.keys().topology_lock(),
+        });
+    match state.cfg.store().txn(txn).await {
+        Ok(outcome) if outcome.succeeded => Json(json!({"task": task})).into_response(),
+        Ok(_) => problem(
+            StatusCode::CONFLICT,
+            format!("task `{id}` changed meanwhile; try again"),
+            None,
+        ),
+        Err(e) => cfg_problem(e),
+    }
+}

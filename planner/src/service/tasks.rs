@@ -1,0 +1,176 @@
+//! The planner leader's side of topology tasks: each round it reports the running task's
+//! progress (moves done of total, pace, time left, per node), carries out the delayed step of
+//! a graceful failover (after the grace period, the nodes are failed over), and completes the
+//! task once the stored plans have reached the target and ejected nodes hold nothing. The
+//! decisions are plain functions ([`advance`]); [`run`] does the Cfg writes.
+
+use std::collections::BTreeMap;
+
+use tessera_cfg::schema::{
+    self, CopyState, IndexPlan, NodeDef, TaskKind, TaskStatus, TopologyTask,
+};
+use tessera_cfg::store::{Compare, Op, Txn};
+use tessera_cfg::{Cfg, CfgError, Versioned};
+
+use crate::orchestrate::Progress;
+
+/// How long queries have to finish on a node being failed over gracefully.
+pub const GRACE_MS: u64 = 2_000;
+
+/// What a round decides for the running task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Advance {
+    pub task: TopologyTask,
+    pub done: bool,
+    /// Nodes to fail over now (graceful failover, grace over).
+    pub fail_over: Vec<String>,
+    /// When to look again even without changes (unix ms).
+    pub wake_at_ms: Option<u64>,
+}
+
+/// The task as of this round.
+pub fn advance(
+    task: &TopologyTask,
+    progress: &Progress,
+    plans: &BTreeMap<String, IndexPlan>,
+    nodes: &BTreeMap<String, NodeDef>,
+    now_ms: u64,
+) -> Advance {
+    let mut next = task.clone();
+    let mut fail_over = Vec::new();
+    let mut wake_at_ms = None;
+    if task.kind == TaskKind::FailoverGraceful {
+        let pending: Vec<String> = task
+            .eject_nodes
+            .iter()
+            .filter(|n| nodes.get(*n).is_some_and(|d| !d.failed_over))
+            .cloned()
+            .collect();
+        if !pending.is_empty() {
+            let at = task.created_ms + GRACE_MS;
+            if now_ms >= at {
+                fail_over = pending;
+            } else {
+                wake_at_ms = Some(at);
+            }
+        }
+    }
+    let outstanding = (progress.moving + progress.waiting) as u64;
+    let p = &mut next.progress;
+    p.moves_total = p.moves_total.max(outstanding + p.moves_done);
+    p.moves_done = p.moves_total - outstanding;
+    p.moving = progress.moving as u64;
+    p.waiting = progress.waiting as u64;
+    p.dropping = progress.dropping as u64;
+    p.percent = if p.moves_total == 0 {
+        100.0
+    } else {
+        (p.moves_done as f64 * 100.0 / p.moves_total as f64 * 10.0).round() / 10.0
+    };
+    let elapsed_s = now_ms.saturating_sub(task.created_ms) as f64 / 1000.0;
+    p.eta_s = (p.moves_done > 0)
+        .then(|| (elapsed_s / p.moves_done as f64 * outstanding as f64 * 10.0).round() / 10.0);
+    p.per_node = progress
+        .per_node
+        .iter()
+        .map(|(n, (i, o))| (n.clone(), (*i as u64, *o as u64)))
+        .collect();
+    let ejected_hold = plans
+        .values()
+        .flat_map(|p| &p.pindexes)
+        .any(|p| p.copies.iter().any(|c| task.eject_nodes.contains(&c.node)));
+    let settled = outstanding == 0 && progress.dropping == 0;
+    let waiting_for_failover =
+        task.kind == TaskKind::FailoverGraceful && (!fail_over.is_empty() || wake_at_ms.is_some());
+    let done = settled && !ejected_hold && !waiting_for_failover;
+    if done {
+        next.status = TaskStatus::Completed;
+        next.summary = Some(format!(
+            "{} copies moved in {elapsed_s:.1} s",
+            next.progress.moves_total
+        ));
+        next.progress.percent = 100.0;
+        next.progress.eta_s = Some(0.0);
+    }
+    // Building copies on ejected nodes never finish a drain: say so instead of waiting.
+    let stuck = plans.values().flat_map(|p| &p.pindexes).any(|p| {
+        p.copies.len() == 1
+            && p.copies[0].state != CopyState::Dropping
+            && task.eject_nodes.contains(&p.copies[0].node)
+            && task.kind != TaskKind::FailoverHard
+    });
+    if stuck && settled {
+        let message = "some PIndexes have no other node to go to".to_string();
+        if !next.errors.contains(&message) {
+            next.errors.push(message);
+        }
+    }
+    Advance {
+        task: next,
+        done,
+        fail_over,
+        wake_at_ms,
+    }
+}
+
+/// Reads the running task, if any.
+pub async fn running(cfg: &Cfg) -> Result<Option<Versioned<TopologyTask>>, CfgError> {
+    let Some(lock) = cfg
+        .get_doc::<schema::TopologyLock>(&cfg.keys().topology_lock())
+        .await?
+    else {
+        return Ok(None);
+    };
+    cfg.get_doc::<TopologyTask>(&cfg.keys().task(&lock.value.task))
+        .await
+}
+
+/// Applies a round's decision: fails nodes over, writes the task, releases the lock when done.
+/// A lost race (the task was cancelled meanwhile) is left to the next round.
+pub async fn run(
+    cfg: &Cfg,
+    current: &Versioned<TopologyTask>,
+    decision: Advance,
+    now_ms: u64,
+) -> Result<(), CfgError> {
+    for uuid in &decision.fail_over {
+        if let Some(def) = cfg.node_def(uuid).await? {
+            let mut node = def.value;
+            node.failed_over = true;
+            node.wanted = false;
+            match cfg.put_node_def(&node, def.revision).await {
+                Ok(_) | Err(CfgError::CasMismatch { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            tracing::info!(
+                node = uuid,
+                task = current.value.id,
+                "graceful failover: node failed over"
+            );
+        }
+    }
+    let mut task = decision.task;
+    if task == current.value && !decision.done {
+        return Ok(());
+    }
+    task.updated_ms = now_ms;
+    let key = cfg.keys().task(&task.id);
+    let mut txn = Txn::new()
+        .when(Compare::ModRevision {
+            key: key.clone(),
+            revision: current.revision,
+        })
+        .then(Op::Put {
+            key,
+            value: schema::encode(&task),
+            lease: None,
+        });
+    if decision.done {
+        txn = txn.then(Op::Delete {
+            key: cfg.keys().topology_lock(),
+        });
+        tracing::info!(task = task.id, summary = ?task.summary, "topology task completed");
+    }
+    cfg.store().txn(txn).await?;
+    Ok(())
+}
