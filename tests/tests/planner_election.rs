@@ -36,6 +36,8 @@ async fn setup() -> (EtcdCluster, Cfg) {
             group: format!("zone-{i}"),
             weight: 1,
             wanted: true,
+            failed_over: false,
+            reads: true,
             extras: Default::default(),
         };
         cfg.put_node_def(&def, 0).await.unwrap();

@@ -267,7 +267,7 @@ pub(super) async fn tasks(State(state): State<AppState>) -> Response {
     {
         Ok(list) => {
             let mut tasks: Vec<TopologyTask> = list.items.into_iter().map(|t| t.value).collect();
-            tasks.sort_by(|a, b| b.created_ms.cmp(&a.created_ms));
+            tasks.sort_by_key(|t| std::cmp::Reverse(t.created_ms));
             Json(json!({"tasks": tasks})).into_response()
         }
         Err(e) => cfg_problem(e),
