@@ -5,6 +5,7 @@
 
 mod http;
 mod progress;
+mod topology;
 
 use std::path::PathBuf;
 
@@ -37,6 +38,16 @@ pub enum CtlCommand {
     Query(QueryArgs),
     /// Every copy of every PIndex of an index: node, role, state, docs, seqs vs the source.
     Status { index: String },
+    /// Nodes: state (known, wanted, failed), liveness, copies, primaries.
+    Topology,
+    /// Change the topology (a task): rebalance, drain, swap, failover-hard, failover-graceful.
+    Rebalance(topology::ChangeArgs),
+    /// Topology tasks, newest first.
+    Tasks,
+    /// Cancel a running task (node definitions restored; moves under way roll back).
+    Cancel { task: String },
+    /// Cluster health: green, yellow or red, with reasons.
+    Health,
 }
 
 #[derive(Subcommand)]
@@ -96,6 +107,11 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
         CtlCommand::Load(load_args) => load(&http, load_args).await?,
         CtlCommand::Query(query_args) => query(&http, query_args, args.json).await?,
         CtlCommand::Status { index } => status(&http, &index, args.json).await?,
+        CtlCommand::Topology => topology::topology(&http, args.json).await?,
+        CtlCommand::Rebalance(change) => topology::change(&http, change, args.json).await?,
+        CtlCommand::Tasks => topology::tasks(&http, args.json).await?,
+        CtlCommand::Cancel { task } => topology::cancel(&http, &task, args.json).await?,
+        CtlCommand::Health => topology::health(&http, args.json).await?,
     };
     if !output.is_empty() {
         println!("{output}");
