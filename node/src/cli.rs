@@ -51,7 +51,7 @@ pub enum Command {
     #[command(subcommand)]
     Cfg(CfgCommand),
     /// Run the planner alone (it also runs inside every node tagged `planner`).
-    Planner(PlannerArgs),
+    Planner(StandalonePlannerArgs),
     /// Run the reference source alone (it is also embedded in every node).
     Source(SourceArgs),
     /// Operate a running cluster through a node's REST API: indexes, loading, queries, status.
@@ -59,6 +59,17 @@ pub enum Command {
     /// Planning tools.
     #[command(subcommand)]
     Plan(PlanCommand),
+}
+
+/// `tessera planner`.
+#[derive(Args, Clone)]
+pub struct StandalonePlannerArgs {
+    /// A stable name for this planner (its leader record says `planner-<name>`); random when
+    /// absent.
+    #[arg(long)]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub planner: PlannerArgs,
 }
 
 /// Planner timings (shared by `tessera planner` and nodes tagged `planner`).

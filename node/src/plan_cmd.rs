@@ -7,7 +7,7 @@ use anyhow::Context;
 use tessera_planner::model::{NodeSpec, NodeTag, PlanInput};
 use tessera_planner::service::{inputs, PlannerOptions, PlannerService};
 
-use crate::cli::{Global, PlanCommand, PlannerArgs, WhatIfArgs};
+use crate::cli::{Global, PlanCommand, PlannerArgs, StandalonePlannerArgs, WhatIfArgs};
 use crate::exit::{Exit, INVALID};
 
 impl PlannerArgs {
@@ -27,10 +27,17 @@ impl PlannerArgs {
 }
 
 /// `tessera planner`: campaigns and plans until SIGTERM / Ctrl-C.
-pub async fn run_planner(global: &Global, args: PlannerArgs) -> anyhow::Result<()> {
+pub async fn run_planner(global: &Global, args: StandalonePlannerArgs) -> anyhow::Result<()> {
     let cfg = global.cfg.open(&global.data_dir).await?;
     cfg.ensure_cluster_meta().await?;
-    let uuid = format!("planner-{}", uuid::Uuid::new_v4().simple());
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let uuid = format!("planner-{name}");
+    tessera_cfg::schema::validate::ident("--name", &uuid)
+        .map_err(|e| Exit::new(INVALID, format!("`{}`: {}", e.field, e.reason)))?;
+    let args = args.planner;
     let incarnation = uuid::Uuid::new_v4().simple().to_string();
     tracing::info!(
         planner = uuid,

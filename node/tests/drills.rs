@@ -4,7 +4,12 @@
 //!
 //! - add a node: copies move to it within the throttles, make before break;
 //! - hard failover: a node with copies killed -9 (failover delay 0): survivors serve at once,
-//!   lost copies are rebuilt on the remaining nodes.
+//!   lost copies are rebuilt on the remaining nodes;
+//! - through the supervisor API: refusals that change nothing, a dry run, drain with
+//!   `tessera ctl rebalance --wait`, a second change refused while one runs, swap (a managed
+//!   node in, one out), cancel (node definitions restored), graceful failover;
+//! - the planner leader (a standalone `tessera planner`) killed mid-rebalance: the other
+//!   planner takes over and finishes the task.
 
 mod common;
 
@@ -12,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{free_port, http, serve, wait_for, Proc};
+use common::{free_port, http, serve, wait_for, Proc, BIN};
 use tessera_tests::etcd::EtcdCluster;
 
 struct Drill {
@@ -24,10 +29,16 @@ struct Drill {
     addresses: Vec<String>,
     nodes: Vec<Option<Proc>>,
     failover_delay_ms: u64,
+    /// Standalone planners (then nodes do not plan).
+    planners: Vec<Option<Proc>>,
 }
 
 impl Drill {
     fn start(nodes: usize, failover_delay_ms: u64) -> Self {
+        Self::start_with(nodes, failover_delay_ms, 0)
+    }
+
+    fn start_with(nodes: usize, failover_delay_ms: u64, planners: usize) -> Self {
         let etcd = EtcdCluster::single();
         let cfg = etcd.cfg_spec("drill");
         let scratch = tempfile::tempdir().unwrap();
@@ -46,20 +57,52 @@ impl Drill {
             addresses: Vec::new(),
             nodes: Vec::new(),
             failover_delay_ms,
+            planners: Vec::new(),
         };
+        for i in 0..planners {
+            drill.start_planner(i);
+        }
         for _ in 0..nodes {
             drill.add_node();
         }
         drill
     }
 
+    fn start_planner(&mut self, i: usize) {
+        let child = std::process::Command::new(BIN)
+            .arg("--data-dir")
+            .arg(self.scratch.path().join(format!("planner{i}")))
+            .args(["--cfg", &self.cfg, "planner", "--name", &format!("p{i}")])
+            .args(["--planner-lease-ttl-ms", "2000", "--failover-delay-ms"])
+            .arg(self.failover_delay_ms.to_string())
+            .env("TESSERA_LOG", "warn")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start a planner");
+        self.planners.push(Some(Proc(child)));
+    }
+
+    /// The standalone planner leading now (`p<i>` → i).
+    fn planner_leader(&self) -> Option<usize> {
+        let (_, dump) = http(self.a_live_node(), "GET", "/api/cfg", "");
+        let key = "/tessera/drill/planner/leader";
+        let uuid = dump["keys"][key]["value"]["uuid"].as_str()?;
+        uuid.strip_prefix("planner-p")?.parse().ok()
+    }
+
     fn add_node(&mut self) -> usize {
+        self.add_node_with(&[])
+    }
+
+    fn add_node_with(&mut self, extra: &[&str]) -> usize {
         let i = self.addresses.len();
         let address = format!("127.0.0.1:{}", free_port());
         let dir = self.scratch.path().join(format!("node{i}"));
         let delay = self.failover_delay_ms.to_string();
         let zone = format!("zone-{i}");
-        let args = [
+        let mut args = vec![
             "--cfg",
             &self.cfg,
             "node",
@@ -74,6 +117,10 @@ impl Drill {
             "--failover-delay-ms",
             &delay,
         ];
+        if !self.planners.is_empty() {
+            args.extend(["--tags", "feed,janitor,pindex,queryer"]);
+        }
+        args.extend_from_slice(extra);
         self.nodes.push(Some(serve(&dir, &args, &address)));
         self.addresses.push(address);
         i
@@ -336,4 +383,275 @@ fn drill_hard_failover_of_a_node_with_one_replica() {
         promoted.as_secs_f64(),
         rebuilt.as_secs_f64()
     );
+}
+
+fn change(node: &str, body: &str) -> (u16, serde_json::Value) {
+    http(node, "POST", "/api/ctl/topology-change", body)
+}
+
+fn task_of(node: &str, id: &str) -> serde_json::Value {
+    http(node, "GET", &format!("/api/ctl/tasks/{id}"), "").1["task"].clone()
+}
+
+fn wait_task(node: &str, id: &str, timeout: Duration) -> serde_json::Value {
+    wait_for(&format!("task {id} to end"), timeout, || {
+        let task = task_of(node, id);
+        (task["status"] != "running" && task["status"].is_string()).then_some(task)
+    })
+}
+
+fn ctl(node: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(BIN)
+        .args(["ctl", "--node", node])
+        .args(args)
+        .output()
+        .expect("run tessera ctl")
+}
+
+#[test]
+fn drill_supervisor_api_drain_swap_cancel_graceful() {
+    let mut drill = Drill::start(3, 30_000);
+    drill.create_index();
+    drill.wait_green("the index built on three nodes", Duration::from_secs(60));
+    let a = drill.addresses[0].clone();
+    let uuids: Vec<String> = (0..3).map(|i| drill.uuid_of(i)).collect();
+
+    // Refusals change nothing.
+    let topology_before = http(&a, "GET", "/api/ctl/topology", "").1["nodes"].clone();
+    for (body, field) in [
+        (
+            r#"{"type": "drain", "eject_nodes": ["nope"]}"#.to_string(),
+            "eject_nodes[0]",
+        ),
+        (
+            format!(r#"{{"type": "drain", "eject_nodes": {:?}}}"#, uuids),
+            "eject_nodes",
+        ),
+        (
+            format!(
+                r#"{{"type": "failover-hard", "eject_nodes": ["{}", "{}"]}}"#,
+                uuids[0], uuids[1]
+            ),
+            "eject_nodes",
+        ),
+        (r#"{"type": "teleport"}"#.to_string(), "type"),
+        (
+            r#"{"type": "rebalance", "force": true}"#.to_string(),
+            "force",
+        ),
+    ] {
+        let (status, answer) = change(&a, &body);
+        assert_eq!(
+            (status, answer["field"].as_str()),
+            (400, Some(field)),
+            "{body}: {answer}"
+        );
+    }
+    let (status, dry) = change(
+        &a,
+        &format!(
+            r#"{{"type": "drain", "eject_nodes": ["{}"], "dry_run": true}}"#,
+            uuids[0]
+        ),
+    );
+    assert_eq!(status, 200, "{dry}");
+    assert!(dry["copies_to_build"].as_u64() > Some(0), "{dry}");
+    assert_eq!(
+        http(&a, "GET", "/api/ctl/topology", "").1["nodes"],
+        topology_before,
+        "a refusal or dry run changed nodes"
+    );
+
+    let nodes = Arc::new(Mutex::new(drill.addresses.clone()));
+    let load = Load::start(drill.source.clone(), nodes.clone());
+
+    // Drain node 0 with ctl --wait; a second change meanwhile is refused.
+    let drain = {
+        let (a, u) = (a.clone(), uuids[0].clone());
+        std::thread::spawn(move || {
+            ctl(
+                &a,
+                &[
+                    "rebalance",
+                    "--type",
+                    "drain",
+                    "--eject",
+                    &u,
+                    "--wait",
+                    "--timeout-s",
+                    "120",
+                ],
+            )
+        })
+    };
+    // (The probe is refused either way: 409 while the drain runs, 400 before.)
+    let lock = wait_for("the drain running", Duration::from_secs(10), || {
+        let (status, answer) = change(&a, r#"{"type": "drain", "eject_nodes": ["nope"]}"#);
+        (status == 409).then_some(answer)
+    });
+    assert!(
+        lock["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("is running"),
+        "{lock}"
+    );
+    let out = drain.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("completed"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(drill.copies_on(&uuids[0]), 0);
+
+    // Swap: a managed node comes in (known, not wanted: it gets nothing by itself), node 1 goes.
+    let new = drill.add_node_with(&["--managed"]);
+    let new_uuid = drill.uuid_of(new);
+    let (_, topology) = http(&a, "GET", "/api/ctl/topology", "");
+    let state = |t: &serde_json::Value, u: &str| {
+        t["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|n| n["uuid"] == u)
+            .map(|n| n["state"].clone())
+    };
+    assert_eq!(
+        state(&topology, &new_uuid),
+        Some(serde_json::json!("known")),
+        "{topology}"
+    );
+    let (status, started) = change(
+        &a,
+        &format!(
+            r#"{{"type": "swap", "keep_nodes": ["{new_uuid}"], "eject_nodes": ["{}"]}}"#,
+            uuids[1]
+        ),
+    );
+    assert_eq!(status, 202, "{started}");
+    let task = wait_task(
+        &a,
+        started["task"].as_str().unwrap(),
+        Duration::from_secs(120),
+    );
+    assert_eq!(task["status"], "completed", "{task}");
+    assert_eq!(task["progress"]["percent"], 100.0, "{task}");
+    assert_eq!(drill.copies_on(&uuids[1]), 0);
+    assert!(drill.copies_on(&new_uuid) > 0);
+    nodes.lock().unwrap().push(drill.addresses[new].clone());
+
+    // Cancel: bring node 0 back, cancel at once: node 0 is unwanted again and ends with nothing.
+    let (status, started) = change(
+        &a,
+        &format!(r#"{{"type": "rebalance", "keep_nodes": ["{}"]}}"#, uuids[0]),
+    );
+    assert_eq!(status, 202, "{started}");
+    let id = started["task"].as_str().unwrap().to_string();
+    let (status, cancelled) = http(&a, "POST", &format!("/api/ctl/tasks/{id}/cancel"), "");
+    assert_eq!(
+        (status, cancelled["task"]["status"].as_str()),
+        (200, Some("cancelled")),
+        "{cancelled}"
+    );
+    let (status, _) = http(&a, "POST", &format!("/api/ctl/tasks/{id}/cancel"), "");
+    assert_eq!(status, 409, "cancelling twice");
+    drill.wait_green("settled after the cancel", Duration::from_secs(60));
+    wait_for(
+        "node 0 empty after the cancel",
+        Duration::from_secs(60),
+        || (drill.copies_on(&uuids[0]) == 0).then_some(()),
+    );
+
+    // Node 0 back for good (a rebalance that runs to the end).
+    let (status, started) = change(
+        &a,
+        &format!(r#"{{"type": "rebalance", "keep_nodes": ["{}"]}}"#, uuids[0]),
+    );
+    assert_eq!(status, 202, "{started}");
+    let task = wait_task(
+        &a,
+        started["task"].as_str().unwrap(),
+        Duration::from_secs(120),
+    );
+    assert_eq!(task["status"], "completed", "{task}");
+    assert!(drill.copies_on(&uuids[0]) > 0);
+
+    // Graceful failover of node 2: reads leave it, then it is failed over; queries never fail.
+    let (status, started) = change(
+        &a,
+        &format!(
+            r#"{{"type": "failover-graceful", "eject_nodes": ["{}"]}}"#,
+            uuids[2]
+        ),
+    );
+    assert_eq!(status, 202, "{started}");
+    let task = wait_task(
+        &a,
+        started["task"].as_str().unwrap(),
+        Duration::from_secs(120),
+    );
+    assert_eq!(task["status"], "completed", "{task}");
+    assert_eq!(drill.copies_on(&uuids[2]), 0);
+    let (_, topology) = http(&a, "GET", "/api/ctl/topology", "");
+    assert_eq!(
+        state(&topology, &uuids[2]),
+        Some(serde_json::json!("failed"))
+    );
+    drill.wait_green(
+        "copies rebuilt after the graceful failover",
+        Duration::from_secs(90),
+    );
+
+    let (written, queries, failures) = load.stop();
+    assert!(
+        failures.is_empty(),
+        "{} of {queries} queries failed: {failures:?}",
+        failures.len()
+    );
+    assert_exact(&a, written);
+    let (_, tasks) = http(&a, "GET", "/api/ctl/tasks", "");
+    assert_eq!(tasks["tasks"].as_array().map(Vec::len), Some(5), "{tasks}");
+}
+
+#[test]
+fn drill_kill_the_planner_leader_mid_rebalance() {
+    let mut drill = Drill::start_with(3, 30_000, 2);
+    drill.create_index();
+    drill.wait_green("the index built on three nodes", Duration::from_secs(60));
+    let a = drill.addresses[0].clone();
+    let nodes = Arc::new(Mutex::new(drill.addresses.clone()));
+    let load = Load::start(drill.source.clone(), nodes);
+    let victim = drill.uuid_of(2);
+    let (status, started) = change(
+        &a,
+        &format!(r#"{{"type": "drain", "eject_nodes": ["{victim}"]}}"#),
+    );
+    assert_eq!(status, 202, "{started}");
+    let id = started["task"].as_str().unwrap().to_string();
+    let leader = wait_for("a planner leading", Duration::from_secs(10), || {
+        drill.planner_leader()
+    });
+    let mut proc = drill.planners[leader].take().expect("the leader runs");
+    proc.0.kill().expect("kill -9 the planner leader");
+    proc.0.wait().expect("reaped");
+    let task = wait_task(&a, &id, Duration::from_secs(120));
+    assert_eq!(task["status"], "completed", "{task}");
+    let now = drill.planner_leader();
+    assert!(
+        now.is_some_and(|l| l != leader),
+        "the other planner did not take over: {now:?}"
+    );
+    assert_eq!(drill.copies_on(&victim), 0);
+    let (written, queries, failures) = load.stop();
+    assert!(
+        failures.is_empty(),
+        "{} of {queries} queries failed: {failures:?}",
+        failures.len()
+    );
+    assert_exact(&a, written);
 }

@@ -71,7 +71,10 @@ pub async fn change(http: &Http, args: ChangeArgs, raw: bool) -> Result<String, 
             answer["copies_to_build"]
         )];
         for (node, moves) in answer["per_node"].as_object().into_iter().flatten() {
-            lines.push(format!("  {node}: {} in, {} out", moves["in"], moves["out"]));
+            lines.push(format!(
+                "  {node}: {} in, {} out",
+                moves["in"], moves["out"]
+            ));
         }
         for w in answer["warnings"].as_array().into_iter().flatten() {
             lines.push(format!("warning: {}", w.as_str().unwrap_or_default()));
