@@ -206,12 +206,16 @@ impl Cfg {
                 let doc: TopologyLock = schema::decode_input(key, bytes)?;
                 Ok(schema::encode(&doc))
             }
+            KeyKind::Control => {
+                let doc: schema::ClusterControl = schema::decode_input(key, bytes)?;
+                Ok(schema::encode(&doc))
+            }
             KeyKind::Unknown | KeyKind::Foreign if allow_unknown => Ok(bytes.to_vec()),
             KeyKind::Unknown | KeyKind::Foreign => Err(CfgError::Invalid {
                 key: key.to_string(),
                 field: "(key)".into(),
                 reason: format!(
-                    "not a key of the schema (under {}: cluster, indexes/NAME, nodes/UUID, live/UUID, plans/INDEX, planner/leader, reports/NODE, tasks/ID, topology/lock); pass --raw to write it anyway",
+                    "not a key of the schema (under {}: cluster, indexes/NAME, nodes/UUID, live/UUID, plans/INDEX, planner/leader, reports/NODE, tasks/ID, topology/lock, control); pass --raw to write it anyway",
                     self.keys.root()
                 ),
             }),

@@ -11,6 +11,7 @@
 //! | `reports/<node>`         | [`CopyReport`](crate::schema::CopyReport) |
 //! | `tasks/<id>`             | [`TopologyTask`](crate::schema::TopologyTask) |
 //! | `topology/lock`          | [`TopologyLock`](crate::schema::TopologyLock): the running task |
+//! | `control`                | [`ClusterControl`](crate::schema::ClusterControl): freeze, failover count |
 //!
 //! Other crates ask [`KeySpace`] for keys and never format them by hand.
 
@@ -36,6 +37,7 @@ pub enum KeyKind {
     CopyReport(String),
     Task(String),
     TopologyLock,
+    Control,
     /// Under the cluster root but not part of the schema.
     Unknown,
     /// Not under this cluster's root.
@@ -112,6 +114,10 @@ impl KeySpace {
         format!("{}topology/lock", self.root)
     }
 
+    pub fn control(&self) -> String {
+        format!("{}control", self.root)
+    }
+
     /// A key given on the command line: absolute (`/tessera/...`) as is, otherwise relative
     /// to the cluster root (`indexes/books`).
     pub fn resolve(&self, key: &str) -> String {
@@ -138,6 +144,8 @@ impl KeySpace {
             KeyKind::PlannerLeader
         } else if rest == "topology/lock" {
             KeyKind::TopologyLock
+        } else if rest == "control" {
+            KeyKind::Control
         } else if let Some(name) = one("indexes/") {
             KeyKind::IndexDef(name)
         } else if let Some(uuid) = one("nodes/") {
@@ -175,6 +183,7 @@ mod tests {
         assert_eq!(ks.kind(&ks.planner_leader()), KeyKind::PlannerLeader);
         assert_eq!(ks.kind(&ks.task("t1")), KeyKind::Task("t1".into()));
         assert_eq!(ks.kind(&ks.topology_lock()), KeyKind::TopologyLock);
+        assert_eq!(ks.kind(&ks.control()), KeyKind::Control);
         assert_eq!(ks.kind("/tessera/prod/indexes/a/b"), KeyKind::Unknown);
         assert_eq!(ks.kind("/tessera/other/cluster"), KeyKind::Foreign);
         assert_eq!(ks.resolve("indexes/x"), "/tessera/prod/indexes/x");

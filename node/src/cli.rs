@@ -91,6 +91,10 @@ pub struct PlannerArgs {
     /// Moves under way in the whole cluster.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_moves: u32,
+    /// Automatic failovers before an operator must acknowledge them
+    /// (`POST /api/ctl/failover/ack`); 0 disables automatic failover.
+    #[arg(long, default_value_t = 1)]
+    pub max_auto_failovers: u32,
     /// Re-plan at least this often, in milliseconds.
     #[arg(long, default_value_t = 30_000)]
     pub resync_ms: u64,

@@ -21,6 +21,7 @@ impl PlannerArgs {
                 outgoing_per_node: self.max_moves_out_per_node as usize,
                 cluster: self.max_moves as usize,
             },
+            max_auto_failovers: self.max_auto_failovers,
             ..PlannerOptions::default()
         }
     }

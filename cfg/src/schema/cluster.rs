@@ -46,3 +46,34 @@ impl Document for PlannerLeader {
         validate::ident("incarnation", &self.incarnation)
     }
 }
+
+/// Cluster-wide switches and counters an operator acts on: a freeze of planning and moves
+/// (maintenance), and automatic failovers done since the operator last acknowledged them
+/// (past the planner's cap, absent nodes are not failed over automatically).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterControl {
+    pub format_version: u32,
+    /// No new targets and no new moves; moves under way finish.
+    #[serde(default)]
+    pub frozen: bool,
+    #[serde(default)]
+    pub frozen_reason: String,
+    /// Automatic failovers since the last acknowledgement.
+    #[serde(default)]
+    pub auto_failovers: u32,
+    /// The nodes those failovers took out.
+    #[serde(default)]
+    pub auto_failed_nodes: Vec<String>,
+}
+
+impl Document for ClusterControl {
+    const KIND: &'static str = "cluster control";
+    const FORMAT_VERSION: u32 = 1;
+    fn validate(&self) -> Result<(), FieldError> {
+        for (i, n) in self.auto_failed_nodes.iter().enumerate() {
+            validate::ident(&format!("auto_failed_nodes[{i}]"), n)?;
+        }
+        Ok(())
+    }
+}

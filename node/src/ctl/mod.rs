@@ -48,6 +48,15 @@ pub enum CtlCommand {
     Cancel { task: String },
     /// Cluster health: green, yellow or red, with reasons.
     Health,
+    /// Maintenance: freeze planning and moves (moves under way finish).
+    Freeze {
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// End the freeze.
+    Unfreeze,
+    /// Acknowledge the automatic failovers so far (the cap counts again from zero).
+    AckFailovers,
 }
 
 #[derive(Subcommand)]
@@ -112,6 +121,12 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
         CtlCommand::Tasks => topology::tasks(&http, args.json).await?,
         CtlCommand::Cancel { task } => topology::cancel(&http, &task, args.json).await?,
         CtlCommand::Health => topology::health(&http, args.json).await?,
+        CtlCommand::Freeze { reason } => {
+            let body = json!({"reason": reason}).to_string();
+            pretty(&http.call("POST", "/api/ctl/freeze", body).await?)
+        }
+        CtlCommand::Unfreeze => pretty(&http.call("POST", "/api/ctl/unfreeze", "").await?),
+        CtlCommand::AckFailovers => pretty(&http.call("POST", "/api/ctl/failover/ack", "").await?),
     };
     if !output.is_empty() {
         println!("{output}");

@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
-use tessera_cfg::schema::{CopyState, IndexDef, IndexPlan};
+use tessera_cfg::schema::{ClusterControl, CopyState, IndexDef, IndexPlan};
 
 use super::index_api::cfg_problem;
 use super::rest::AppState;
@@ -53,8 +53,23 @@ pub fn health(
     defs: &[IndexDef],
     plans: &BTreeMap<String, IndexPlan>,
     live: &BTreeSet<String>,
+    control: &ClusterControl,
 ) -> (Status, Vec<String>) {
     let mut reasons = Reasons::default();
+    if control.frozen {
+        reasons.add(
+            "cluster frozen",
+            Status::Yellow,
+            control.frozen_reason.clone(),
+        );
+    }
+    for node in &control.auto_failed_nodes {
+        reasons.add(
+            "automatic failovers to acknowledge (POST /api/ctl/failover/ack)",
+            Status::Yellow,
+            node.clone(),
+        );
+    }
     for def in defs {
         let Some(plan) = plans.get(&def.name).filter(|p| p.index_uuid == def.uuid) else {
             reasons.add("not planned", Status::Yellow, def.name.clone());
@@ -144,7 +159,15 @@ pub(super) async fn cluster_health(State(state): State<AppState>) -> Response {
         .map(|p| (p.value.index.clone(), p.value))
         .collect();
     let live = live.items.into_iter().map(|l| l.value.uuid).collect();
-    let (status, reasons) = health(&defs, &plans, &live);
+    let control = match state
+        .cfg
+        .get_doc::<ClusterControl>(&state.cfg.keys().control())
+        .await
+    {
+        Ok(c) => c.map(|c| c.value).unwrap_or_default(),
+        Err(e) => return cfg_problem(e),
+    };
+    let (status, reasons) = health(&defs, &plans, &live, &control);
     Json(json!({"status": status.as_str(), "reasons": reasons})).into_response()
 }
 
@@ -182,15 +205,16 @@ mod tests {
 
     #[test]
     fn green_yellow_red() {
+        let none = ClusterControl::default();
         let all = live(&["a", "b"]);
         let ok = plan(&[("a", "active", true), ("b", "active", true)]);
-        assert_eq!(health(&[def(1)], &ok, &all).0, Status::Green);
-        let (status, reasons) = health(&[def(2)], &ok, &all);
+        assert_eq!(health(&[def(1)], &ok, &all, &none).0, Status::Green);
+        let (status, reasons) = health(&[def(2)], &ok, &all, &none);
         assert_eq!(status, Status::Yellow);
         assert!(reasons[0].starts_with("missing copies: 1"), "{reasons:?}");
         let moving = plan(&[("a", "dropping", true), ("b", "building", false)]);
-        assert_eq!(health(&[def(0)], &moving, &all).0, Status::Yellow);
-        let (status, reasons) = health(&[def(1)], &ok, &live(&[]));
+        assert_eq!(health(&[def(0)], &moving, &all, &none).0, Status::Yellow);
+        let (status, reasons) = health(&[def(1)], &ok, &live(&[]), &none);
         assert_eq!(status, Status::Red);
         assert!(
             reasons
@@ -198,6 +222,14 @@ mod tests {
                 .any(|r| r.starts_with("no readable copy: 1 (i_0-1)")),
             "{reasons:?}"
         );
-        assert_eq!(health(&[def(0)], &BTreeMap::new(), &all).0, Status::Yellow);
+        assert_eq!(
+            health(&[def(0)], &BTreeMap::new(), &all, &none).0,
+            Status::Yellow
+        );
+        let frozen = ClusterControl {
+            frozen: true,
+            ..ClusterControl::default()
+        };
+        assert_eq!(health(&[def(1)], &ok, &all, &frozen).0, Status::Yellow);
     }
 }

@@ -4,6 +4,7 @@
 //! failover delay, and on a periodic resync; it writes only the per-index plans that changed,
 //! each in a transaction fenced on its leadership.
 
+pub mod control;
 pub mod fence;
 pub mod inputs;
 pub mod tasks;
@@ -47,6 +48,8 @@ pub struct PlannerOptions {
     pub failover_delay: Duration,
     /// How many moves may be under way (per node in and out, and cluster-wide).
     pub move_limits: crate::orchestrate::Limits,
+    /// Automatic failovers allowed before an operator acknowledges them (0: none).
+    pub max_auto_failovers: u32,
 }
 
 impl Default for PlannerOptions {
@@ -57,6 +60,7 @@ impl Default for PlannerOptions {
             resync: Duration::from_secs(30),
             failover_delay: Duration::from_secs(30),
             move_limits: crate::orchestrate::Limits::default(),
+            max_auto_failovers: 1,
         }
     }
 }
@@ -252,8 +256,36 @@ impl PlannerService {
     pub async fn round(&mut self, fence: &Fence) -> Result<RoundReport, PlannerError> {
         self.stats.rounds.fetch_add(1, Ordering::Relaxed);
         let gathered = inputs::gather(&self.cfg).await?;
-        let (mut failed, mut next_failover) = self.failed_nodes(&gathered);
-        // Nodes a supervisor failed over are failed whatever their liveness.
+        let (absent, mut next_failover) = self.failed_nodes(&gathered);
+        let control = control::read(&self.cfg).await?;
+        let settings = control
+            .as_ref()
+            .map(|c| c.value.clone())
+            .unwrap_or_default();
+        // Absent past the delay: failed over automatically, up to the cap.
+        let candidates: std::collections::BTreeSet<String> = absent
+            .into_iter()
+            .filter(|u| {
+                gathered
+                    .node_defs
+                    .get(u)
+                    .is_some_and(|d| !d.value.failed_over)
+            })
+            .collect();
+        let accepted = control::allowed(&settings, &candidates, self.options.max_auto_failovers);
+        if accepted.len() < candidates.len() {
+            tracing::warn!(
+                nodes = ?candidates.difference(&accepted).collect::<Vec<_>>(),
+                done = settings.auto_failovers,
+                cap = self.options.max_auto_failovers,
+                "absent nodes not failed over: the automatic failover cap is reached; acknowledge with POST /api/ctl/failover/ack"
+            );
+        }
+        if !accepted.is_empty() {
+            control::fail_over(&self.cfg, control.as_ref(), &accepted).await?;
+        }
+        // Failed: failed over by a supervisor or automatically (now or before).
+        let mut failed = accepted;
         failed.extend(
             gathered
                 .node_defs
@@ -261,13 +293,22 @@ impl PlannerService {
                 .filter(|d| d.value.failed_over)
                 .map(|d| d.value.uuid.clone()),
         );
-        let out = crate::plan_timed(&gathered.to_input(&failed));
+        let mut input = gathered.to_input(&failed);
+        let mut limits = self.options.move_limits;
+        if settings.frozen {
+            // Maintenance: targets stay as stored, no move starts; moves under way finish.
+            for index in &mut input.indexes {
+                index.frozen = true;
+            }
+            limits.cluster = 0;
+        }
+        let out = crate::plan_timed(&input);
         let mut report = RoundReport {
             copies_added: out.stats.copies_added,
             next_failover,
             ..RoundReport::default()
         };
-        let (wanted, progress) = gathered.to_index_plans(&out, &failed, self.options.move_limits);
+        let (wanted, progress) = gathered.to_index_plans(&out, &failed, limits);
         report.progress = progress;
         for (index, plan) in &wanted {
             let current = gathered.plans.get(index);

@@ -19,7 +19,7 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use tessera_cfg::schema::Document;
 use tessera_cfg::schema::{
-    self, CopyRole, NodeDef, TaskProgress, TaskStatus, TopologyLock, TopologyTask,
+    self, ClusterControl, CopyRole, NodeDef, TaskProgress, TaskStatus, TopologyLock, TopologyTask,
 };
 use tessera_cfg::store::{Compare, Op, Txn};
 
@@ -34,6 +34,9 @@ pub fn router() -> Router<AppState> {
         .route("/api/ctl/tasks", get(tasks))
         .route("/api/ctl/tasks/{id}", get(task))
         .route("/api/ctl/tasks/{id}/cancel", post(cancel))
+        .route("/api/ctl/freeze", post(freeze))
+        .route("/api/ctl/unfreeze", post(unfreeze))
+        .route("/api/ctl/failover/ack", post(acknowledge))
 }
 
 /// `known` (defined, not wanted), `wanted`, or `failed` (failed over, or not live).
@@ -70,6 +73,14 @@ pub(super) async fn topology(State(state): State<AppState>) -> Response {
             }
         }
     }
+    let control = match state
+        .cfg
+        .get_doc::<ClusterControl>(&state.cfg.keys().control())
+        .await
+    {
+        Ok(c) => c.map(|c| c.value).unwrap_or_default(),
+        Err(e) => return cfg_problem(e),
+    };
     let rev = nodes.revision.max(plans.revision);
     let list: Vec<Value> = nodes
         .items
@@ -83,7 +94,86 @@ pub(super) async fn topology(State(state): State<AppState>) -> Response {
                    "copies": held, "primaries": primaries})
         })
         .collect();
-    Json(json!({"rev": rev, "nodes": list})).into_response()
+    Json(json!({"rev": rev, "nodes": list, "frozen": control.frozen, "frozen_reason": control.frozen_reason,
+                "auto_failovers": control.auto_failovers, "auto_failed_nodes": control.auto_failed_nodes}))
+    .into_response()
+}
+
+/// Changes the cluster control document under CAS (retrying a lost race).
+async fn update_control(state: &AppState, change: impl Fn(&mut ClusterControl)) -> Response {
+    let key = state.cfg.keys().control();
+    loop {
+        let current = match state.cfg.get_doc::<ClusterControl>(&key).await {
+            Ok(c) => c,
+            Err(e) => return cfg_problem(e),
+        };
+        let mut next = current
+            .as_ref()
+            .map(|c| c.value.clone())
+            .unwrap_or(ClusterControl {
+                format_version: ClusterControl::FORMAT_VERSION,
+                ..ClusterControl::default()
+            });
+        change(&mut next);
+        let cas = current.as_ref().map_or(0, |c| c.revision);
+        match state.cfg.put_doc(&key, &next, cas, None).await {
+            Ok(_) => return Json(json!({"control": next})).into_response(),
+            Err(
+                tessera_cfg::CfgError::CasMismatch { .. }
+                | tessera_cfg::CfgError::AlreadyExists { .. },
+            ) => continue,
+            Err(e) => return cfg_problem(e),
+        }
+    }
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FreezeRequest {
+    #[serde(default)]
+    reason: String,
+}
+
+/// Maintenance: no new targets and no new moves; moves under way finish.
+pub(super) async fn freeze(State(state): State<AppState>, body: Bytes) -> Response {
+    let request: FreezeRequest = if body.is_empty() {
+        FreezeRequest::default()
+    } else {
+        let mut de = serde_json::Deserializer::from_slice(&body);
+        match serde_path_to_error::deserialize(&mut de) {
+            Ok(r) => r,
+            Err(e) => {
+                let field = e.path().to_string();
+                return problem(
+                    StatusCode::BAD_REQUEST,
+                    format!("`{field}`: {}", e.inner()),
+                    Some(&field),
+                );
+            }
+        }
+    };
+    update_control(&state, |c| {
+        c.frozen = true;
+        c.frozen_reason = request.reason.clone();
+    })
+    .await
+}
+
+pub(super) async fn unfreeze(State(state): State<AppState>) -> Response {
+    update_control(&state, |c| {
+        c.frozen = false;
+        c.frozen_reason.clear();
+    })
+    .await
+}
+
+/// Acknowledges the automatic failovers so far: the count starts again from zero.
+pub(super) async fn acknowledge(State(state): State<AppState>) -> Response {
+    update_control(&state, |c| {
+        c.auto_failovers = 0;
+        c.auto_failed_nodes.clear();
+    })
+    .await
 }
 
 fn refused(r: change::Refusal) -> Response {

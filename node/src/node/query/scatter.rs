@@ -127,7 +127,8 @@ impl Scatter<'_> {
         let mut assigned: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut sum = TermStats::default();
         let mut last: BTreeMap<String, ShardError> = BTreeMap::new();
-        for _ in 0..ROUNDS {
+        for round in 0..ROUNDS {
+            let budget = self.call_budget(round);
             if pending.is_empty() || Instant::now() >= self.deadline {
                 break;
             }
@@ -137,7 +138,7 @@ impl Scatter<'_> {
             let calls = routes.into_iter().map(|(node, names)| {
                 let request = this.request(index, &names, 0.8);
                 async move {
-                    let reply = this.call_stats(&node, request).await;
+                    let reply = this.call_stats(&node, request, budget).await;
                     (node, names, reply)
                 }
             });
@@ -197,6 +198,7 @@ impl Scatter<'_> {
         let stats = shard::to_proto(stats);
         let mut last: BTreeMap<String, ShardError> = BTreeMap::new();
         for round in 0..ROUNDS {
+            let budget = self.call_budget(round);
             // The first round always runs: phase one reserved time for it.
             if assigned.is_empty() || (round > 0 && Instant::now() >= self.deadline) {
                 break;
@@ -213,7 +215,7 @@ impl Scatter<'_> {
                         all_fields: fields.is_none(),
                     };
                     async move {
-                        let reply = this.call_search(&node, request).await;
+                        let reply = this.call_search(&node, request, budget).await;
                         (node, names, reply)
                     }
                 });
@@ -273,20 +275,32 @@ impl Scatter<'_> {
             .max(std::time::Duration::from_millis(20))
     }
 
+    /// How long one call of `round` may take: half the time left before the last round, so
+    /// that a node that hangs (rather than refusing) leaves time to ask another copy; all of
+    /// it when waiting for `at_plus` seqs (the wait itself needs the time).
+    fn call_budget(&self, round: usize) -> std::time::Duration {
+        if round + 1 < ROUNDS && self.at_plus.is_empty() {
+            (self.remaining() / 2).max(std::time::Duration::from_millis(200))
+        } else {
+            self.remaining()
+        }
+    }
+
     async fn call_stats(
         &self,
         node: &str,
         request: ShardRequest,
+        budget: std::time::Duration,
     ) -> Result<ShardStatsReply, String> {
         if node == self.state.node_uuid {
             return Ok(shard::stats(&self.state.board, request).await);
         }
         let mut client = self.client(node)?;
         let call = client.shard_stats(request);
-        match tokio::time::timeout(self.remaining(), call).await {
+        match tokio::time::timeout(budget, call).await {
             Ok(Ok(reply)) => Ok(reply.into_inner()),
             Ok(Err(status)) => Err(status.message().to_string()),
-            Err(_) => Err("no answer before the query's deadline".into()),
+            Err(_) => Err(format!("no answer within {} ms", budget.as_millis())),
         }
     }
 
@@ -294,16 +308,17 @@ impl Scatter<'_> {
         &self,
         node: &str,
         request: ShardSearchRequest,
+        budget: std::time::Duration,
     ) -> Result<ShardSearchReply, String> {
         if node == self.state.node_uuid {
             return Ok(shard::search(&self.state.board, request).await);
         }
         let mut client = self.client(node)?;
         let call = client.shard_search(request);
-        match tokio::time::timeout(self.remaining(), call).await {
+        match tokio::time::timeout(budget, call).await {
             Ok(Ok(reply)) => Ok(reply.into_inner()),
             Ok(Err(status)) => Err(status.message().to_string()),
-            Err(_) => Err("no answer before the query's deadline".into()),
+            Err(_) => Err(format!("no answer within {} ms", budget.as_millis())),
         }
     }
 
