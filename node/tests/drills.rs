@@ -162,6 +162,20 @@ impl Drill {
         });
     }
 
+    /// Green but for automatic failovers waiting to be acknowledged.
+    fn wait_settled(&self, what: &str, timeout: Duration) {
+        wait_for(what, timeout, || {
+            let health = self.health();
+            let only_ack = health["reasons"].as_array().is_some_and(|r| {
+                r.iter().all(|r| {
+                    r.as_str()
+                        .is_some_and(|r| r.starts_with("automatic failovers"))
+                })
+            });
+            (health["status"] == "green" || only_ack).then_some(())
+        });
+    }
+
     fn plan(&self) -> serde_json::Value {
         let (_, body) = http(self.a_live_node(), "GET", "/api/plan", "");
         body["plans"][0].clone()
@@ -647,6 +661,149 @@ fn drill_kill_the_planner_leader_mid_rebalance() {
         "the other planner did not take over: {now:?}"
     );
     assert_eq!(drill.copies_on(&victim), 0);
+    let (written, queries, failures) = load.stop();
+    assert!(
+        failures.is_empty(),
+        "{} of {queries} queries failed: {failures:?}",
+        failures.len()
+    );
+    assert_exact(&a, written);
+}
+
+#[test]
+fn drill_freeze_holds_moves_and_the_failover_cap_waits_for_an_acknowledgement() {
+    let mut drill = Drill::start(4, 0);
+    drill.create_index();
+    drill.wait_green("the index built on four nodes", Duration::from_secs(60));
+    let a = drill.addresses[0].clone();
+    let nodes = Arc::new(Mutex::new(drill.addresses[..2].to_vec()));
+    let load = Load::start(drill.source.clone(), nodes);
+
+    // Frozen: a new node gets nothing (observed over a few planner rounds' worth of time).
+    let (status, _) = http(&a, "POST", "/api/ctl/freeze", r#"{"reason": "disk swap"}"#);
+    assert_eq!(status, 200);
+    let new = drill.add_node();
+    let new_uuid = drill.uuid_of(new);
+    let health = drill.health();
+    assert!(
+        health["reasons"].to_string().contains("cluster frozen"),
+        "{health}"
+    );
+    let until = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < until {
+        assert_eq!(drill.copies_on(&new_uuid), 0, "a copy moved while frozen");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (status, _) = http(&a, "POST", "/api/ctl/unfreeze", "");
+    assert_eq!(status, 200);
+    wait_for(
+        "copies moving to the new node after unfreezing",
+        Duration::from_secs(30),
+        || (drill.copies_on(&new_uuid) > 0).then_some(()),
+    );
+    drill.wait_green("settled after unfreezing", Duration::from_secs(90));
+
+    // The first absent node is failed over automatically (cap 1, delay 0); the second waits.
+    let (first, second) = (drill.uuid_of(3), drill.uuid_of(2));
+    drill.kill(3);
+    wait_for("the first failover", Duration::from_secs(30), || {
+        (drill.copies_on(&first) == 0).then_some(())
+    });
+    drill.wait_settled(
+        "copies rebuilt after the first failover",
+        Duration::from_secs(90),
+    );
+    drill.kill(2);
+    wait_for(
+        "health naming the failover to acknowledge",
+        Duration::from_secs(30),
+        || {
+            let h = drill.health();
+            (h["reasons"].to_string().contains("copy on a down node")).then_some(h)
+        },
+    );
+    // Not failed over while the count is unacknowledged (observed for a while).
+    let until = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < until {
+        assert!(drill.copies_on(&second) > 0, "failed over past the cap");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (status, _) = http(&a, "POST", "/api/ctl/failover/ack", "");
+    assert_eq!(status, 200);
+    wait_for(
+        "the second failover after the acknowledgement",
+        Duration::from_secs(30),
+        || (drill.copies_on(&second) == 0).then_some(()),
+    );
+    let (written, queries, failures) = load.stop();
+    assert!(
+        failures.is_empty(),
+        "{} of {queries} queries failed: {failures:?}",
+        failures.len()
+    );
+    assert_exact(&a, written);
+}
+
+#[test]
+fn drill_sigstop_past_the_failover_delay_then_sigcont() {
+    let mut drill = Drill::start(3, 0);
+    drill.create_index();
+    drill.wait_green("the index built on three nodes", Duration::from_secs(60));
+    let a = drill.addresses[0].clone();
+    let victim = drill.uuid_of(2);
+    let nodes = Arc::new(Mutex::new(drill.addresses[..2].to_vec()));
+    let load = Load::start(drill.source.clone(), nodes);
+    let pid = drill.nodes[2].as_ref().expect("runs").0.id().to_string();
+    let signal = |sig: &str| {
+        let status = std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    };
+    signal("-STOP");
+    wait_for(
+        "the stopped node failed over",
+        Duration::from_secs(30),
+        || (drill.copies_on(&victim) == 0).then_some(()),
+    );
+    let (status, _) = http(&a, "POST", "/api/ctl/failover/ack", "");
+    assert_eq!(status, 200);
+    signal("-CONT");
+    // It finds its lease gone and exits non-zero (fenced), for its supervisor to restart it.
+    let code = wait_for("the fenced node to exit", Duration::from_secs(30), || {
+        drill.nodes[2]
+            .as_mut()
+            .and_then(|p| p.0.try_wait().ok().flatten())
+    });
+    assert!(!code.success(), "a fenced node must exit non-zero");
+    drill.nodes[2] = None;
+    // Restarted with its data dir, it rejoins and gets copies again.
+    let address = drill.addresses[2].clone();
+    let dir = drill.scratch.path().join("node2");
+    let delay = drill.failover_delay_ms.to_string();
+    let args = [
+        "--cfg",
+        &drill.cfg,
+        "node",
+        "--bind",
+        &address,
+        "--group",
+        "zone-2",
+        "--lease-ttl-ms",
+        "2000",
+        "--planner-lease-ttl-ms",
+        "2000",
+        "--failover-delay-ms",
+        &delay,
+    ];
+    drill.nodes[2] = Some(serve(&dir, &args, &address));
+    wait_for(
+        "the node rejoined with copies",
+        Duration::from_secs(60),
+        || (drill.copies_on(&victim) > 0).then_some(()),
+    );
+    drill.wait_green("settled after the rejoin", Duration::from_secs(90));
     let (written, queries, failures) = load.stop();
     assert!(
         failures.is_empty(),
