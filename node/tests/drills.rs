@@ -21,7 +21,7 @@ use common::{free_port, http, serve, wait_for, Proc, BIN};
 use tessera_tests::etcd::EtcdCluster;
 
 struct Drill {
-    _etcd: EtcdCluster,
+    etcd: EtcdCluster,
     cfg: String,
     scratch: tempfile::TempDir,
     source: String,
@@ -39,7 +39,10 @@ impl Drill {
     }
 
     fn start_with(nodes: usize, failover_delay_ms: u64, planners: usize) -> Self {
-        let etcd = EtcdCluster::single();
+        Self::start_on(EtcdCluster::single(), nodes, failover_delay_ms, planners)
+    }
+
+    fn start_on(etcd: EtcdCluster, nodes: usize, failover_delay_ms: u64, planners: usize) -> Self {
         let cfg = etcd.cfg_spec("drill");
         let scratch = tempfile::tempdir().unwrap();
         let source = format!("127.0.0.1:{}", free_port());
@@ -49,7 +52,7 @@ impl Drill {
             &source,
         );
         let mut drill = Self {
-            _etcd: etcd,
+            etcd,
             cfg,
             scratch,
             source,
@@ -804,6 +807,77 @@ fn drill_sigstop_past_the_failover_delay_then_sigcont() {
         || (drill.copies_on(&victim) > 0).then_some(()),
     );
     drill.wait_green("settled after the rejoin", Duration::from_secs(90));
+    let (written, queries, failures) = load.stop();
+    assert!(
+        failures.is_empty(),
+        "{} of {queries} queries failed: {failures:?}",
+        failures.len()
+    );
+    assert_exact(&a, written);
+}
+
+/// Drains node 0 and waits until the task has moved some copies but not all.
+fn start_drain_and_wait_midway(drill: &Drill) -> String {
+    let a = drill.addresses[0].clone();
+    let ejected = drill.uuid_of(0);
+    let (status, started) = change(
+        &a,
+        &format!(r#"{{"type": "drain", "eject_nodes": ["{ejected}"]}}"#),
+    );
+    assert_eq!(status, 202, "{started}");
+    let id = started["task"].as_str().unwrap().to_string();
+    wait_for("the drain under way", Duration::from_secs(30), || {
+        let t = task_of(&a, &id);
+        (t["status"] == "running" && t["progress"]["moves_total"].as_u64() > Some(0)).then_some(())
+    });
+    id
+}
+
+#[test]
+fn drill_kill_a_node_mid_rebalance() {
+    let mut drill = Drill::start(4, 0);
+    drill.create_index();
+    drill.wait_green("the index built on four nodes", Duration::from_secs(60));
+    let a = drill.addresses[0].clone();
+    let nodes = Arc::new(Mutex::new(drill.addresses[..2].to_vec()));
+    let load = Load::start(drill.source.clone(), nodes);
+    let id = start_drain_and_wait_midway(&drill);
+    let victim = drill.uuid_of(3);
+    drill.kill(3);
+    let task = wait_task(&a, &id, Duration::from_secs(120));
+    assert_eq!(task["status"], "completed", "{task}");
+    wait_for(
+        "the killed node failed over",
+        Duration::from_secs(30),
+        || (drill.copies_on(&victim) == 0).then_some(()),
+    );
+    drill.wait_settled(
+        "copies rebuilt on the two nodes left",
+        Duration::from_secs(90),
+    );
+    assert_eq!(drill.copies_on(&drill.uuid_of(0)), 0);
+    let (written, queries, failures) = load.stop();
+    assert!(
+        failures.is_empty(),
+        "{} of {queries} queries failed: {failures:?}",
+        failures.len()
+    );
+    assert_exact(&a, written);
+}
+
+#[test]
+fn drill_one_etcd_member_of_three_killed_mid_rebalance() {
+    let mut drill = Drill::start_on(EtcdCluster::start(3), 3, 30_000, 0);
+    drill.create_index();
+    drill.wait_green("the index built on three nodes", Duration::from_secs(60));
+    let a = drill.addresses[1].clone();
+    let nodes = Arc::new(Mutex::new(drill.addresses[1..].to_vec()));
+    let load = Load::start(drill.source.clone(), nodes);
+    let id = start_drain_and_wait_midway(&drill);
+    drill.etcd.kill(0);
+    let task = wait_task(&a, &id, Duration::from_secs(120));
+    assert_eq!(task["status"], "completed", "{task}");
+    assert_eq!(drill.copies_on(&drill.uuid_of(0)), 0);
     let (written, queries, failures) = load.stop();
     assert!(
         failures.is_empty(),
