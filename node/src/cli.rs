@@ -56,6 +56,9 @@ pub enum Command {
     Source(SourceArgs),
     /// Operate a running cluster through a node's REST API: indexes, loading, queries, status.
     Ctl(crate::ctl::CtlArgs),
+    /// Run a drill (drain, failover-graceful, failover-hard, rebalance) against a running
+    /// cluster under ingest and queries, and print a report.
+    Drill(crate::drill_cmd::DrillArgs),
     /// Planning tools.
     #[command(subcommand)]
     Plan(PlanCommand),

@@ -6,6 +6,7 @@
 mod cfg_cmd;
 mod cli;
 mod ctl;
+mod drill_cmd;
 mod exit;
 mod node;
 mod plan_cmd;
@@ -36,6 +37,7 @@ fn main() {
             Command::Plan(cmd) => plan_cmd::run(&cli.global, cmd).await,
             Command::Source(args) => source_cmd::run(&cli.global, args).await,
             Command::Ctl(args) => ctl::run(args).await,
+            Command::Drill(args) => drill_cmd::run(args).await,
         }
     });
     if let Err(error) = result {

@@ -886,3 +886,42 @@ fn drill_one_etcd_member_of_three_killed_mid_rebalance() {
     );
     assert_exact(&a, written);
 }
+
+#[test]
+fn tessera_drill_against_a_running_cluster_reports_nothing_lost() {
+    let drill = Drill::start(3, 30_000);
+    let out = std::process::Command::new(BIN)
+        .args([
+            "drill",
+            "drain",
+            "--cluster",
+            &drill.addresses[0],
+            "--source",
+            &drill.source,
+            "--timeout-s",
+            "120",
+        ])
+        .output()
+        .expect("run tessera drill");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        report.contains("lost 0") && report.contains("failed 0"),
+        "{report}"
+    );
+    assert!(
+        report.contains("drain: ") && report.contains("node back: "),
+        "{report}"
+    );
+    // The scratch index is gone.
+    let (_, indexes) = http(&drill.addresses[0], "GET", "/api/index", "");
+    assert_eq!(
+        indexes["indexes"].as_array().map(Vec::len),
+        Some(0),
+        "{indexes}"
+    );
+}

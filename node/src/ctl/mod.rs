@@ -3,7 +3,7 @@
 //! (`--json` prints the node's answers as they are); failures exit with the codes of
 //! [`crate::exit`] and the node's message.
 
-mod http;
+pub mod http;
 mod progress;
 mod topology;
 
