@@ -332,7 +332,12 @@ impl PlannerService {
                 report.plans_deleted += 1;
             }
         }
-        if let Some(task) = tasks::running(&self.cfg).await? {
+        // A task newer than what this round read waits for the next round (which its own
+        // write triggers): judged on older data, a change could look finished before it began.
+        if let Some(task) = tasks::running(&self.cfg)
+            .await?
+            .filter(|t| t.revision <= gathered.revision)
+        {
             let now = tessera_cfg::unix_ms();
             let nodes = gathered
                 .node_defs
