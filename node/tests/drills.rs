@@ -337,6 +337,39 @@ fn drill_add_a_node() {
         "the new node holds {} copies",
         drill.copies_on(&uuid)
     );
+    // Explain says why each copy is where it is.
+    let pindex = drill.plan()["pindexes"][0]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, why) = http(
+        &drill.addresses[0],
+        "GET",
+        &format!("/api/plan/explain?pindex={pindex}"),
+        "",
+    );
+    assert_eq!(status, 200, "{why}");
+    assert_eq!(why["copies"].as_array().map(Vec::len), Some(2), "{why}");
+    assert!(
+        why["copies"][0]["why"]
+            .as_array()
+            .is_some_and(|w| w.len() >= 3),
+        "{why}"
+    );
+    assert_eq!(
+        why["other_nodes"].as_array().map(Vec::len),
+        Some(2),
+        "{why}"
+    );
+    let (status, _) = http(
+        &drill.addresses[0],
+        "GET",
+        "/api/plan/explain?pindex=nope",
+        "",
+    );
+    assert_eq!(status, 404);
+    let (status, _) = http(&drill.addresses[0], "GET", "/api/plan/explain", "");
+    assert_eq!(status, 400);
     eprintln!(
         "add a node: rebalanced in {:.1} s, {} copies moved, {written} documents written, {queries} queries, 0 failed",
         started.elapsed().as_secs_f64(),

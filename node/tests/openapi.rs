@@ -105,6 +105,11 @@ fn a_node_serves_every_documented_operation() {
             .replace("{control}", "queryControl")
             .replace("{action}", "allow")
             .replace("{id}", "t-probe");
+        let concrete = if path == "/api/plan/explain" {
+            format!("{concrete}?pindex=probe")
+        } else {
+            concrete
+        };
         let (status, body) = http(&address, &method, &concrete, "{}");
         assert_ne!(status, 405, "{method} {path}: method not allowed");
         assert!(

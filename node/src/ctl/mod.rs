@@ -57,6 +57,8 @@ pub enum CtlCommand {
     Unfreeze,
     /// Acknowledge the automatic failovers so far (the cap counts again from zero).
     AckFailovers,
+    /// Why a PIndex's copies are where they are.
+    Explain { pindex: String },
 }
 
 #[derive(Subcommand)]
@@ -127,6 +129,11 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
         }
         CtlCommand::Unfreeze => pretty(&http.call("POST", "/api/ctl/unfreeze", "").await?),
         CtlCommand::AckFailovers => pretty(&http.call("POST", "/api/ctl/failover/ack", "").await?),
+        CtlCommand::Explain { pindex } => pretty(
+            &http
+                .call("GET", &format!("/api/plan/explain?pindex={pindex}"), "")
+                .await?,
+        ),
     };
     if !output.is_empty() {
         println!("{output}");

@@ -8,6 +8,7 @@
 //! PIndexes and the janitor join this process in later work.
 
 mod ctl_api;
+mod explain;
 mod grpc;
 mod health;
 mod identity;

@@ -26,6 +26,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/cfg", get(cfg_dump))
         .route("/api/nodes", get(nodes))
         .route("/api/cluster/health", get(super::health::cluster_health))
+        .route("/api/plan/explain", get(super::explain::plan_explain))
         .merge(super::index_api::router())
         .merge(super::query::router())
         .merge(super::ctl_api::router())
