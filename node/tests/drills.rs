@@ -512,6 +512,47 @@ fn drill_supervisor_api_drain_swap_cancel_graceful() {
         "a refusal or dry run changed nodes"
     );
 
+    // The same API over gRPC answers the same JSON and maps refusals to statuses.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        use tessera_proto::v1::supervisor_client::SupervisorClient;
+        use tessera_proto::v1::{JsonRequest, SupervisorEmpty, TaskId};
+        let mut client = SupervisorClient::connect(format!("http://{a}"))
+            .await
+            .unwrap();
+        let topology = client
+            .topology(SupervisorEmpty {})
+            .await
+            .unwrap()
+            .into_inner();
+        let topology: serde_json::Value = serde_json::from_str(&topology.json).unwrap();
+        assert_eq!(topology["nodes"], topology_before);
+        let refused = client
+            .topology_change(JsonRequest {
+                json: r#"{"type": "drain", "eject_nodes": ["nope"]}"#.into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+        let missing = client
+            .get_task(TaskId {
+                id: "t-nope".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(missing.code(), tonic::Code::NotFound);
+        let health = client
+            .health(SupervisorEmpty {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(
+            health.json.contains("\"status\":\"green\""),
+            "{}",
+            health.json
+        );
+    });
+
     let nodes = Arc::new(Mutex::new(drill.addresses.clone()));
     let load = Load::start(drill.source.clone(), nodes.clone());
 

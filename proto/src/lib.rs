@@ -1,8 +1,9 @@
 //! Tessera's gRPC services, generated from `tessera/v1/*.proto` at build time.
 //!
 //! `tessera.v1.Node` (ping, local PIndexes), `tessera.v1.Source` (the source protocol),
-//! `tessera.v1.Indexes` (the index API) and `tessera.v1.Search` (queries, and the two phases
-//! of scatter-gather between nodes).
+//! `tessera.v1.Indexes` (the index API), `tessera.v1.Search` (queries, and the two phases
+//! of scatter-gather between nodes) and `tessera.v1.Supervisor` (topology changes, tasks,
+//! health, explain).
 
 /// Version 1 of Tessera's services.
 pub mod v1 {

@@ -153,7 +153,7 @@ pub fn explain(
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ExplainQuery {
-    pindex: String,
+    pub(super) pindex: String,
 }
 
 pub(super) async fn plan_explain(

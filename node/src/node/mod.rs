@@ -88,7 +88,8 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
     };
     let app = rest::router(state.clone())
         .merge(index_grpc::IndexService::new(state.clone()).router())
-        .merge(query::SearchService::new(state).router())
+        .merge(query::SearchService::new(state.clone()).router())
+        .merge(ctl_api::SupervisorService::new(state).router())
         .merge(grpc::router(grpc::NodeService {
             node_uuid: identity.node_uuid.clone(),
             incarnation: incarnation.clone(),

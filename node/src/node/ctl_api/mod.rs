@@ -7,6 +7,9 @@
 //! back to where they came from.
 
 mod change;
+mod grpc;
+
+pub use grpc::SupervisorService;
 
 use std::collections::BTreeMap;
 
