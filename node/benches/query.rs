@@ -3,13 +3,14 @@
 //! Prints p50/p99 per query kind (term, phrase, bool) for both, and queries per second at
 //! saturation through one node. Run: `cargo bench -p tessera-node --bench query`.
 
-use std::process::{Child, Command, Stdio};
+#[path = "support/mod.rs"]
+mod support;
+
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Bytes;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use support::{free_port, post, HttpClient, Proc};
 use tantivy::collector::{Count, TopDocs};
 use tantivy::TantivyDocument;
 use tessera_index::fulltext::FulltextPIndex;
@@ -24,39 +25,6 @@ const CONCURRENCY: usize = 16;
 const SATURATION: Duration = Duration::from_secs(5);
 const MAPPING: &str =
     r#"{"fields": {"title": {"type": "text"}, "body": {"type": "text"}, "n": {"type": "i64"}}}"#;
-
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn spawn(dir: &std::path::Path, args: &[&str], address: &str) -> Proc {
-    let child = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .arg("--data-dir")
-        .arg(dir)
-        .args(args)
-        .env("TESSERA_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start tessera");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(address).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {address}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Proc(child)
-}
 
 /// A Zipf-ish vocabulary: word `w17` is more common than `w1700`.
 fn words(state: &mut u64, n: usize) -> String {
@@ -91,24 +59,6 @@ const QUERIES: &[(&str, &str)] = &[
     ),
 ];
 
-type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
-
-async fn post(client: &HttpClient, url: &str, body: String) -> (u16, serde_json::Value) {
-    let request = hyper::Request::post(url)
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body)))
-        .expect("request");
-    let response = client.request(request).await.expect("answer");
-    let status = response.status().as_u16();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap_or_default())
-}
-
 fn percentiles(mut samples: Vec<f64>) -> (f64, f64) {
     samples.sort_by(f64::total_cmp);
     let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
@@ -120,10 +70,10 @@ fn main() {
     let etcd = EtcdCluster::single();
     let cfg = etcd.cfg_spec("bench");
     let source = format!("127.0.0.1:{}", free_port());
-    let _source = spawn(
+    let _source = support::spawn(
         &scratch.path().join("source"),
         &["source", "--bind", &source, "--partitions", "64"],
-        &source,
+        Some(&source),
     );
     let nodes: Vec<String> = (0..3)
         .map(|_| format!("127.0.0.1:{}", free_port()))
@@ -133,7 +83,7 @@ fn main() {
         .enumerate()
         .map(|(i, address)| {
             let dir = scratch.path().join(format!("node{i}"));
-            spawn(
+            support::spawn(
                 &dir,
                 &[
                     "--cfg",
@@ -144,14 +94,12 @@ fn main() {
                     "--group",
                     &format!("zone-{i}"),
                 ],
-                address,
+                Some(address),
             )
         })
         .collect();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    connector.set_nodelay(true);
-    let client: HttpClient = Client::builder(TokioExecutor::new()).build(connector);
+    let client: HttpClient = support::client();
     let base = format!("http://{}", nodes[0]);
 
     // The index and its documents.

@@ -1,0 +1,236 @@
+//! Rebalance time: three nodes host 1M documents in 16 PIndexes with one replica each; a fourth
+//! (managed) node is added with `rebalance`, for per-node move limits 1, 2 and 4 (a standalone
+//! planner restarted with each limit; between runs the fourth node is drained again). Prints
+//! the time from the change to the task's completion, copies moved, documents rebuilt per
+//! second, and the failover time (kill -9 → replicas promoted, delay 0). Run:
+//! `cargo bench -p tessera-node --bench rebalance` (`REBALANCE_DOCS` to change the size).
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{free_port, request, spawn, HttpClient, Proc};
+use tessera_tests::etcd::EtcdCluster;
+
+const LIMITS: &[u32] = &[1, 2, 4];
+
+struct Cluster {
+    runtime: tokio::runtime::Runtime,
+    client: HttpClient,
+    node: String,
+}
+
+impl Cluster {
+    fn call(&self, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+        let url = format!("http://{}{path}", self.node);
+        self.runtime
+            .block_on(request(&self.client, method, &url, body.to_string()))
+    }
+
+    fn wait<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut check: impl FnMut(&Self) -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(v) = check(self) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Runs a topology change to completion; returns seconds and copies moved.
+    fn change(&self, body: &str) -> (f64, u64) {
+        let started = Instant::now();
+        let (status, answer) = self.call("POST", "/api/ctl/topology-change", body);
+        assert_eq!(status, 202, "{answer}");
+        let id = answer["task"].as_str().expect("task id").to_string();
+        let task = self.wait("the task", Duration::from_secs(1800), |c| {
+            let task = c.call("GET", &format!("/api/ctl/tasks/{id}"), "").1["task"].clone();
+            (task["status"] != "running").then_some(task)
+        });
+        assert_eq!(task["status"], "completed", "{task}");
+        (
+            started.elapsed().as_secs_f64(),
+            task["progress"]["moves_total"].as_u64().unwrap_or(0),
+        )
+    }
+}
+
+fn main() {
+    let docs: usize = std::env::var("REBALANCE_DOCS")
+        .ok()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(1_000_000);
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let etcd = EtcdCluster::single();
+    let cfg = etcd.cfg_spec("bench");
+    let source = format!("127.0.0.1:{}", free_port());
+    let _source = spawn(
+        &scratch.path().join("source"),
+        &["source", "--bind", &source, "--partitions", "64"],
+        Some(&source),
+    );
+    let planner = |limit: u32, i: usize| {
+        let limit = limit.to_string();
+        spawn(
+            &scratch.path().join(format!("planner{i}")),
+            &[
+                "--cfg",
+                &cfg,
+                "planner",
+                "--name",
+                &format!("bench{i}"),
+                "--max-moves-in-per-node",
+                &limit,
+                "--max-moves-out-per-node",
+                &limit,
+                "--failover-delay-ms",
+                "0",
+            ],
+            None,
+        )
+    };
+    let mut current_planner = planner(LIMITS[0], 0);
+    let addresses: Vec<String> = (0..4)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let mut nodes: Vec<Option<Proc>> = addresses
+        .iter()
+        .enumerate()
+        .map(|(i, address)| {
+            let dir = scratch.path().join(format!("node{i}"));
+            let zone = format!("zone-{i}");
+            let mut args = vec![
+                "--cfg",
+                &cfg,
+                "node",
+                "--bind",
+                address,
+                "--group",
+                &zone,
+                "--tags",
+                "feed,janitor,pindex,queryer",
+                "--max-backfills",
+                "8",
+                "--lease-ttl-ms",
+                "2000",
+            ];
+            if i == 3 {
+                args.push("--managed");
+            }
+            Some(spawn(&dir, &args, Some(address)))
+        })
+        .collect();
+    let cluster = Cluster {
+        runtime: tokio::runtime::Runtime::new().expect("runtime"),
+        client: support::client(),
+        node: addresses[0].clone(),
+    };
+    let uuid = |i: usize| -> String {
+        let url = format!("http://{}/api/ping", addresses[i]);
+        let (_, ping) =
+            cluster
+                .runtime
+                .block_on(request(&cluster.client, "GET", &url, String::new()));
+        ping["node"].as_str().expect("ping").to_string()
+    };
+    let fourth = uuid(3);
+
+    let definition = format!(
+        r#"{{"type": "fulltext", "source": {{"type": "tessera", "name": "docs", "partitions": 64, "params": {{"url": "http://{source}"}}}},
+            "plan": {{"index_partitions": 16, "replicas": 1}},
+            "params": {{"mapping": {{"fields": {{"title": {{"type": "text"}}, "n": {{"type": "i64"}}}}}}}}}}"#
+    );
+    let (status, answer) = cluster.call("PUT", "/api/index/docs", &definition);
+    assert_eq!(status, 200, "{answer}");
+    let loading = Instant::now();
+    for start in (0..docs).step_by(50_000) {
+        let body: String = (start..(start + 50_000).min(docs))
+            .map(|i| format!("{{\"key\":\"d{i}\",\"doc\":{{\"title\":\"document number {i} of the rebalance benchmark\",\"n\":{i}}}}}\n"))
+            .collect();
+        let url = format!("http://{source}/api/source/docs/bulk");
+        let (status, answer) =
+            cluster
+                .runtime
+                .block_on(request(&cluster.client, "POST", &url, body));
+        assert_eq!(status, 200, "{answer}");
+    }
+    cluster.wait("every copy built", Duration::from_secs(1800), |c| {
+        (c.call("GET", "/api/cluster/health", "").1["status"] == "green").then_some(())
+    });
+    println!(
+        "{docs} documents, 16 PIndexes × 2 copies on 3 nodes, built in {:.1} s",
+        loading.elapsed().as_secs_f64()
+    );
+
+    println!(
+        "{:<22} {:>10} {:>13} {:>16}",
+        "move limit per node", "seconds", "copies moved", "docs rebuilt/s"
+    );
+    for (i, limit) in LIMITS.iter().enumerate() {
+        if i > 0 {
+            // SIGTERM: the planner resigns (revokes its lease), so the next leads at once.
+            let pid = current_planner.0.id().to_string();
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid])
+                .status();
+            let _ = current_planner.0.wait();
+            current_planner = planner(*limit, i);
+            let name = format!("planner-bench{i}");
+            cluster.wait("the new planner leading", Duration::from_secs(60), |c| {
+                let (_, dump) = c.call("GET", "/api/cfg", "");
+                let leader = &dump["keys"]["/tessera/bench/planner/leader"]["value"]["uuid"];
+                (leader == name.as_str()).then_some(())
+            });
+        }
+        let (seconds, moved) = cluster.change(&format!(
+            r#"{{"type": "rebalance", "keep_nodes": ["{fourth}"]}}"#
+        ));
+        let rebuilt = moved as f64 * docs as f64 / 16.0;
+        println!(
+            "{limit:<22} {seconds:>10.1} {moved:>13} {:>16.0}",
+            rebuilt / seconds
+        );
+        if i + 1 < LIMITS.len() {
+            cluster.change(&format!(
+                r#"{{"type": "drain", "eject_nodes": ["{fourth}"]}}"#
+            ));
+        }
+    }
+
+    // Failover: kill -9 a node holding primaries, delay 0: time until its copies are gone and
+    // every PIndex has a readable primary again.
+    let victim = uuid(2);
+    let killed = Instant::now();
+    if let Some(mut p) = nodes[2].take() {
+        let _ = p.0.kill();
+        let _ = p.0.wait();
+    }
+    cluster.wait("replicas promoted", Duration::from_secs(120), |c| {
+        let (_, plans) = c.call("GET", "/api/plan", "");
+        let pindexes = plans["plans"][0]["pindexes"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let promoted = !pindexes.is_empty()
+            && pindexes.iter().all(|p| {
+                let copies = p["copies"].as_array().cloned().unwrap_or_default();
+                copies.iter().all(|c| c["node"] != victim.as_str())
+                    && copies
+                        .iter()
+                        .any(|c| c["role"] == "primary" && c["can_read"] == true)
+            });
+        promoted.then_some(())
+    });
+    println!(
+        "kill -9 → replicas promoted (lease TTL 2 s, failover delay 0): {:.2} s",
+        killed.elapsed().as_secs_f64()
+    );
+    drop(current_planner);
+}
