@@ -45,8 +45,10 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
             .to_string(),
     };
     let incarnation = uuid::Uuid::new_v4().simple().to_string();
-    register(&cfg, &identity.node_uuid, &incarnation, &host_port, &args).await?;
+    // Live first, then defined: a defined node without a liveness key counts as absent, and
+    // with a failover delay of 0 the planner would fail it over in between.
     let lease = go_live(&cfg, &identity.node_uuid, &incarnation, &host_port, &args).await?;
+    register(&cfg, &identity.node_uuid, &incarnation, &host_port, &args).await?;
     tracing::info!(
         node = identity.node_uuid,
         incarnation,

@@ -2,6 +2,8 @@
 //! child process killed on drop.
 #![allow(dead_code)]
 
+pub mod drill;
+
 use std::io::{Read, Write};
 use std::process::Child;
 use std::time::{Duration, Instant};

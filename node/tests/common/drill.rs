@@ -1,0 +1,340 @@
+//! The drill harness: a cluster of real processes (etcd, a standalone source, `tessera` nodes,
+//! optionally standalone planners) and continuous ingest, queries and plan checks while a
+//! drill runs; helpers for the supervisor API.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::{free_port, http, serve, wait_for, Proc, BIN};
+use tessera_tests::etcd::EtcdCluster;
+
+pub struct Drill {
+    pub etcd: EtcdCluster,
+    pub cfg: String,
+    pub scratch: tempfile::TempDir,
+    pub source: String,
+    pub _source_proc: Proc,
+    pub addresses: Vec<String>,
+    pub nodes: Vec<Option<Proc>>,
+    pub failover_delay_ms: u64,
+    /// Standalone planners (then nodes do not plan).
+    pub planners: Vec<Option<Proc>>,
+}
+
+impl Drill {
+    pub fn start(nodes: usize, failover_delay_ms: u64) -> Self {
+        Self::start_with(nodes, failover_delay_ms, 0)
+    }
+
+    pub fn start_with(nodes: usize, failover_delay_ms: u64, planners: usize) -> Self {
+        Self::start_on(EtcdCluster::single(), nodes, failover_delay_ms, planners)
+    }
+
+    pub fn start_on(
+        etcd: EtcdCluster,
+        nodes: usize,
+        failover_delay_ms: u64,
+        planners: usize,
+    ) -> Self {
+        let cfg = etcd.cfg_spec("drill");
+        let scratch = tempfile::tempdir().unwrap();
+        let source = format!("127.0.0.1:{}", free_port());
+        let source_proc = serve(
+            &scratch.path().join("source"),
+            &["source", "--bind", &source, "--partitions", "64"],
+            &source,
+        );
+        let mut drill = Self {
+            etcd,
+            cfg,
+            scratch,
+            source,
+            _source_proc: source_proc,
+            addresses: Vec::new(),
+            nodes: Vec::new(),
+            failover_delay_ms,
+            planners: Vec::new(),
+        };
+        for i in 0..planners {
+            drill.start_planner(i);
+        }
+        for _ in 0..nodes {
+            drill.add_node();
+        }
+        drill
+    }
+
+    pub fn start_planner(&mut self, i: usize) {
+        let child = std::process::Command::new(BIN)
+            .arg("--data-dir")
+            .arg(self.scratch.path().join(format!("planner{i}")))
+            .args(["--cfg", &self.cfg, "planner", "--name", &format!("p{i}")])
+            .args(["--planner-lease-ttl-ms", "2000", "--failover-delay-ms"])
+            .arg(self.failover_delay_ms.to_string())
+            .env("TESSERA_LOG", "warn")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start a planner");
+        self.planners.push(Some(Proc(child)));
+    }
+
+    /// The standalone planner leading now (`p<i>` → i).
+    pub fn planner_leader(&self) -> Option<usize> {
+        let (_, dump) = http(self.a_live_node(), "GET", "/api/cfg", "");
+        let key = "/tessera/drill/planner/leader";
+        let uuid = dump["keys"][key]["value"]["uuid"].as_str()?;
+        uuid.strip_prefix("planner-p")?.parse().ok()
+    }
+
+    pub fn add_node(&mut self) -> usize {
+        self.add_node_with(&[])
+    }
+
+    pub fn add_node_with(&mut self, extra: &[&str]) -> usize {
+        let i = self.addresses.len();
+        let address = format!("127.0.0.1:{}", free_port());
+        let dir = self.scratch.path().join(format!("node{i}"));
+        let delay = self.failover_delay_ms.to_string();
+        let zone = format!("zone-{i}");
+        let mut args = vec![
+            "--cfg",
+            &self.cfg,
+            "node",
+            "--bind",
+            &address,
+            "--group",
+            &zone,
+            "--lease-ttl-ms",
+            "2000",
+            "--planner-lease-ttl-ms",
+            "2000",
+            "--failover-delay-ms",
+            &delay,
+        ];
+        if !self.planners.is_empty() {
+            args.extend(["--tags", "feed,janitor,pindex,queryer"]);
+        }
+        args.extend_from_slice(extra);
+        self.nodes.push(Some(serve(&dir, &args, &address)));
+        self.addresses.push(address);
+        i
+    }
+
+    pub fn kill(&mut self, i: usize) {
+        let mut proc = self.nodes[i].take().expect("the node runs");
+        proc.0.kill().expect("kill -9");
+        proc.0.wait().expect("reaped");
+    }
+
+    pub fn a_live_node(&self) -> &str {
+        let i = self
+            .nodes
+            .iter()
+            .position(Option::is_some)
+            .expect("a node runs");
+        &self.addresses[i]
+    }
+
+    pub fn create_index(&self) {
+        let index = format!(
+            r#"{{"type": "fulltext", "source": {{"type": "tessera", "name": "docs", "partitions": 64, "params": {{"url": "http://{}"}}}},
+                "plan": {{"index_partitions": 16, "replicas": 1}},
+                "params": {{"mapping": {{"fields": {{"title": {{"type": "text"}}, "n": {{"type": "i64"}}}}}}}}}}"#,
+            self.source
+        );
+        let (status, body) = http(self.a_live_node(), "PUT", "/api/index/books", &index);
+        assert_eq!(status, 200, "{body}");
+    }
+
+    pub fn health(&self) -> serde_json::Value {
+        http(self.a_live_node(), "GET", "/api/cluster/health", "").1
+    }
+
+    pub fn wait_green(&self, what: &str, timeout: Duration) {
+        wait_for(what, timeout, || {
+            (self.health()["status"] == "green").then_some(())
+        });
+    }
+
+    /// Green but for automatic failovers waiting to be acknowledged.
+    pub fn wait_settled(&self, what: &str, timeout: Duration) {
+        wait_for(what, timeout, || {
+            let health = self.health();
+            let only_ack = health["reasons"].as_array().is_some_and(|r| {
+                r.iter().all(|r| {
+                    r.as_str()
+                        .is_some_and(|r| r.starts_with("automatic failovers"))
+                })
+            });
+            (health["status"] == "green" || only_ack).then_some(())
+        });
+    }
+
+    pub fn plan(&self) -> serde_json::Value {
+        let (_, body) = http(self.a_live_node(), "GET", "/api/plan", "");
+        body["plans"][0].clone()
+    }
+
+    pub fn copies_on(&self, node_uuid: &str) -> usize {
+        self.plan()["pindexes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|p| p["copies"].as_array().cloned().unwrap_or_default())
+            .filter(|c| c["node"] == node_uuid)
+            .count()
+    }
+
+    pub fn uuid_of(&self, i: usize) -> String {
+        let (_, body) = http(&self.addresses[i], "GET", "/api/ping", "");
+        body["node"]
+            .as_str()
+            .expect("ping names the node")
+            .to_string()
+    }
+}
+
+/// Continuous ingest, queries and plan checks while a drill runs.
+pub struct Load {
+    pub stop: Arc<AtomicBool>,
+    pub written: Arc<AtomicU64>,
+    pub queries: Arc<AtomicU64>,
+    pub failures: Arc<Mutex<Vec<String>>>,
+    pub threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    pub fn start(source: String, nodes: Arc<Mutex<Vec<String>>>) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let written = Arc::new(AtomicU64::new(0));
+        let queries = Arc::new(AtomicU64::new(0));
+        let failures = Arc::new(Mutex::new(Vec::new()));
+        let mut threads = Vec::new();
+        {
+            let (stop, written) = (stop.clone(), written.clone());
+            threads.push(std::thread::spawn(move || {
+                let mut next = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let body: String = (next..next + 200)
+                        .map(|i| format!("{{\"key\":\"d{i}\",\"doc\":{{\"title\":\"document {i}\",\"n\":{i}}}}}\n"))
+                        .collect();
+                    let (status, answer) = http(&source, "POST", "/api/source/docs/bulk", &body);
+                    assert_eq!(status, 200, "ingest: {answer}");
+                    next += 200;
+                    written.store(next, Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }));
+        }
+        {
+            let (stop, queries, failures) = (stop.clone(), queries.clone(), failures.clone());
+            threads.push(std::thread::spawn(move || {
+                let mut turn = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    let list = nodes.lock().unwrap().clone();
+                    let node = &list[turn % list.len()];
+                    turn += 1;
+                    let (status, body) = http(
+                        node,
+                        "POST",
+                        "/api/index/books/query",
+                        r#"{"query": {"match": {"field": "title", "query": "document"}}, "size": 3}"#,
+                    );
+                    queries.fetch_add(1, Ordering::Relaxed);
+                    if status != 200 || body["status"]["failed"] != 0 {
+                        failures.lock().unwrap().push(format!("{node}: {status} {body}"));
+                    }
+                    // Every plan seen has at most one primary per PIndex.
+                    let (_, plans) = http(node, "GET", "/api/plan", "");
+                    for p in plans["plans"][0]["pindexes"].as_array().into_iter().flatten() {
+                        let primaries = p["copies"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter(|c| c["role"] == "primary")
+                            .count();
+                        if primaries > 1 {
+                            failures.lock().unwrap().push(format!("two primaries: {p}"));
+                        }
+                    }
+                }
+            }));
+        }
+        Self {
+            stop,
+            written,
+            queries,
+            failures,
+            threads,
+        }
+    }
+
+    /// Stops the load; returns (documents written, queries run, failures).
+    pub fn stop(self) -> (u64, u64, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            t.join().expect("load thread");
+        }
+        let failures = self.failures.lock().unwrap().clone();
+        (
+            self.written.load(Ordering::Relaxed),
+            self.queries.load(Ordering::Relaxed),
+            failures,
+        )
+    }
+}
+
+/// Every written document is searchable from `node`, exactly.
+pub fn assert_exact(node: &str, written: u64) {
+    let body = r#"{"query": {"match_all": {}}, "size": 0, "consistency": {"level": "at_plus"}, "timeout_ms": 30000}"#;
+    let (status, answer) = http(node, "POST", "/api/index/books/query", body);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["total_hits"].as_u64(),
+        Some(written),
+        "documents lost or doubled: {answer}"
+    );
+}
+
+pub fn change(node: &str, body: &str) -> (u16, serde_json::Value) {
+    http(node, "POST", "/api/ctl/topology-change", body)
+}
+
+pub fn task_of(node: &str, id: &str) -> serde_json::Value {
+    http(node, "GET", &format!("/api/ctl/tasks/{id}"), "").1["task"].clone()
+}
+
+pub fn wait_task(node: &str, id: &str, timeout: Duration) -> serde_json::Value {
+    wait_for(&format!("task {id} to end"), timeout, || {
+        let task = task_of(node, id);
+        (task["status"] != "running" && task["status"].is_string()).then_some(task)
+    })
+}
+
+pub fn ctl(node: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(BIN)
+        .args(["ctl", "--node", node])
+        .args(args)
+        .output()
+        .expect("run tessera ctl")
+}
+
+/// Drains node 0 and waits until the task has moved some copies but not all.
+pub fn start_drain_and_wait_midway(drill: &Drill) -> String {
+    let a = drill.addresses[0].clone();
+    let ejected = drill.uuid_of(0);
+    let (status, started) = change(
+        &a,
+        &format!(r#"{{"type": "drain", "eject_nodes": ["{ejected}"]}}"#),
+    );
+    assert_eq!(status, 202, "{started}");
+    let id = started["task"].as_str().unwrap().to_string();
+    wait_for("the drain under way", Duration::from_secs(30), || {
+        let t = task_of(&a, &id);
+        (t["status"] == "running" && t["progress"]["moves_total"].as_u64() > Some(0)).then_some(())
+    });
+    id
+}
