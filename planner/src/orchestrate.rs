@@ -35,6 +35,26 @@ impl Default for Limits {
     }
 }
 
+/// A stored PIndex as the planner's previous plan: where it is heading. Copies on their way
+/// out are left out and copies take the role they are moving to, so the target stays put while
+/// moves run.
+pub fn heading(index: &str, stored: &PIndexPlan) -> PlannedPIndex {
+    PlannedPIndex {
+        name: stored.name.clone(),
+        index: index.to_string(),
+        source_partitions: stored.source_partitions.clone(),
+        copies: stored
+            .copies
+            .iter()
+            .filter(|c| c.state != CopyState::Dropping)
+            .map(|c| crate::model::PlannedCopy {
+                node: c.node.clone(),
+                role: c.planned_role(),
+            })
+            .collect(),
+    }
+}
+
 /// What a round sees.
 pub struct TransitionInput<'a> {
     /// Where the planner wants copies.

@@ -8,10 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
 use tessera_cfg::schema::{CopyPlan, CopyRole, CopyState, PIndexPlan};
-use tessera_planner::model::{
-    IndexSpec, NodeSpec, NodeTag, Plan, PlanInput, PlannedCopy, PlannedPIndex,
-};
-use tessera_planner::orchestrate::{transition, Limits, TransitionInput};
+use tessera_planner::model::{IndexSpec, NodeSpec, NodeTag, Plan, PlanInput};
+use tessera_planner::orchestrate::{heading, transition, Limits, TransitionInput};
 use tessera_planner::plan;
 
 fn node(i: usize) -> NodeSpec {
@@ -69,20 +67,7 @@ impl Cluster {
             pindexes: self
                 .stored
                 .values()
-                .map(|p| PlannedPIndex {
-                    name: p.name.clone(),
-                    index: p.name.split('_').next().unwrap_or_default().to_string(),
-                    source_partitions: p.source_partitions.clone(),
-                    copies: p
-                        .copies
-                        .iter()
-                        .filter(|c| c.state != CopyState::Dropping)
-                        .map(|c| PlannedCopy {
-                            node: c.node.clone(),
-                            role: c.planned_role(),
-                        })
-                        .collect(),
-                })
+                .map(|p| heading(p.name.split('_').next().unwrap_or_default(), p))
                 .collect(),
         }
     }

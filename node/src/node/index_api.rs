@@ -52,6 +52,21 @@ pub fn problem(status: StatusCode, message: impl Into<String>, field: Option<&st
     (status, Json(body)).into_response()
 }
 
+/// A JSON request body, or a 400 naming the field at fault. (The error is the handler's own
+/// answer, returned as is, so its size does not matter.)
+#[allow(clippy::result_large_err)]
+pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let field = e.path().to_string();
+        problem(
+            StatusCode::BAD_REQUEST,
+            format!("`{field}`: {}", e.inner()),
+            Some(&field),
+        )
+    })
+}
+
 pub fn cfg_problem(e: CfgError) -> Response {
     match &e {
         CfgError::Invalid { field, .. } => {
@@ -97,17 +112,9 @@ pub(super) async fn upsert(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Response {
-    let mut de = serde_json::Deserializer::from_slice(&body);
-    let request: IndexRequest = match serde_path_to_error::deserialize(&mut de) {
+    let request: IndexRequest = match parse_body(&body) {
         Ok(r) => r,
-        Err(e) => {
-            let field = e.path().to_string();
-            return problem(
-                StatusCode::BAD_REQUEST,
-                format!("`{field}`: {}", e.inner()),
-                Some(&field),
-            );
-        }
+        Err(response) => return response,
     };
     let key = state.cfg.keys().index_def(&name);
     let def = IndexDef {

@@ -272,6 +272,19 @@ impl Load {
         }
     }
 
+    /// Stops the load and checks the drill's outcome: no failed query, and every written
+    /// document searchable from `node`, exactly. Returns (documents written, queries run).
+    pub fn finish(self, node: &str) -> (u64, u64) {
+        let (written, queries, failures) = self.stop();
+        assert!(
+            failures.is_empty(),
+            "{} of {queries} queries failed: {failures:?}",
+            failures.len()
+        );
+        assert_exact(node, written);
+        (written, queries)
+    }
+
     /// Stops the load; returns (documents written, queries run, failures).
     pub fn stop(self) -> (u64, u64, Vec<String>) {
         self.stop.store(true, Ordering::Relaxed);

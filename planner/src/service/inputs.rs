@@ -3,12 +3,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use tessera_cfg::schema::{
-    CopyReport, CopyState, Document, IndexDef, IndexPlan, NodeDef, PIndexPlan,
-};
+use tessera_cfg::schema::{CopyReport, Document, IndexDef, IndexPlan, NodeDef, PIndexPlan};
 use tessera_cfg::{Cfg, CfgError, Revision, Versioned};
 
-use crate::model::{IndexSpec, NodeSpec, Plan, PlanInput, PlanOutput, PlannedCopy, PlannedPIndex};
+use crate::model::{IndexSpec, NodeSpec, Plan, PlanInput, PlanOutput};
 
 /// What planning reads from the Cfg, as of one moment.
 #[derive(Debug, Clone, Default)]
@@ -112,23 +110,10 @@ impl Gathered {
                 .plans
                 .values()
                 .flat_map(|p| {
-                    let index = p.value.index.clone();
-                    p.value.pindexes.iter().map(move |pi| PlannedPIndex {
-                        name: pi.name.clone(),
-                        index: index.clone(),
-                        source_partitions: pi.source_partitions.clone(),
-                        // Where the plan is heading: copies on their way out are left out, and
-                        // copies take the role they are moving to.
-                        copies: pi
-                            .copies
-                            .iter()
-                            .filter(|c| c.state != CopyState::Dropping)
-                            .map(|c| PlannedCopy {
-                                node: c.node.clone(),
-                                role: c.planned_role(),
-                            })
-                            .collect(),
-                    })
+                    p.value
+                        .pindexes
+                        .iter()
+                        .map(|pi| crate::orchestrate::heading(&p.value.index, pi))
                 })
                 .collect(),
         }

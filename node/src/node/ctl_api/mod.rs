@@ -26,7 +26,7 @@ use tessera_cfg::schema::{
 };
 use tessera_cfg::store::{Compare, Op, Txn};
 
-use super::index_api::{cfg_problem, problem};
+use super::index_api::{cfg_problem, parse_body, problem};
 use super::rest::AppState;
 use change::ChangeRequest;
 
@@ -142,17 +142,9 @@ pub(super) async fn freeze(State(state): State<AppState>, body: Bytes) -> Respon
     let request: FreezeRequest = if body.is_empty() {
         FreezeRequest::default()
     } else {
-        let mut de = serde_json::Deserializer::from_slice(&body);
-        match serde_path_to_error::deserialize(&mut de) {
+        match parse_body(&body) {
             Ok(r) => r,
-            Err(e) => {
-                let field = e.path().to_string();
-                return problem(
-                    StatusCode::BAD_REQUEST,
-                    format!("`{field}`: {}", e.inner()),
-                    Some(&field),
-                );
-            }
+            Err(response) => return response,
         }
     };
     update_control(&state, |c| {
@@ -188,17 +180,9 @@ fn refused(r: change::Refusal) -> Response {
 }
 
 pub(super) async fn topology_change(State(state): State<AppState>, body: Bytes) -> Response {
-    let mut de = serde_json::Deserializer::from_slice(&body);
-    let request: ChangeRequest = match serde_path_to_error::deserialize(&mut de) {
+    let request: ChangeRequest = match parse_body(&body) {
         Ok(r) => r,
-        Err(e) => {
-            let field = e.path().to_string();
-            return problem(
-                StatusCode::BAD_REQUEST,
-                format!("`{field}`: {}", e.inner()),
-                Some(&field),
-            );
-        }
+        Err(response) => return response,
     };
     let lock_key = state.cfg.keys().topology_lock();
     let (nodes, indexes, lock) = match tokio::try_join!(
