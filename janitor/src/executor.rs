@@ -282,10 +282,18 @@ impl Executor {
             return Ok(());
         }
         let key = self.cfg.keys().report(&self.node);
+        let docs = caught_up
+            .iter()
+            .filter_map(|n| {
+                let feed = self.hosted.get(n)?.feed.status();
+                Some((n.clone(), feed.docs))
+            })
+            .collect();
         let doc = CopyReport {
             format_version: CopyReport::FORMAT_VERSION,
             node: self.node.clone(),
             caught_up: caught_up.clone(),
+            docs,
         };
         let cas = self
             .cfg

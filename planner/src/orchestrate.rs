@@ -79,6 +79,9 @@ pub struct Progress {
     pub dropping: usize,
     /// Per node: (copies incoming, copies outgoing) under way.
     pub per_node: BTreeMap<String, (usize, usize)>,
+    /// Moves finished this round: (PIndex, node) of copies that were building while another
+    /// copy served and have now caught up.
+    pub completed: Vec<(String, String)>,
 }
 
 impl Progress {
@@ -286,6 +289,20 @@ pub fn transition(input: &TransitionInput<'_>) -> TransitionOutput {
     };
     for (i, mut copies) in next {
         let target = &input.target.pindexes[i];
+        if let Some(before) = input.current.get(&target.name) {
+            let serving = before.copies.iter().any(|c| c.can_read);
+            for c in &copies {
+                let was_building = before
+                    .copies
+                    .iter()
+                    .any(|b| b.node == c.node && b.state == CopyState::Building);
+                if serving && was_building && c.can_read {
+                    progress
+                        .completed
+                        .push((target.name.clone(), c.node.clone()));
+                }
+            }
+        }
         finish_pindex(target, &mut copies);
         for c in &copies {
             let entry = progress.per_node.entry(c.node.clone()).or_default();

@@ -122,6 +122,9 @@ pub struct CopyReport {
     pub format_version: u32,
     pub node: String,
     pub caught_up: std::collections::BTreeSet<String>,
+    /// Documents in each caught-up PIndex when the report was written (for progress figures).
+    #[serde(default)]
+    pub docs: std::collections::BTreeMap<String, u64>,
 }
 
 impl Document for CopyReport {

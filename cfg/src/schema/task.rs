@@ -52,6 +52,9 @@ pub struct TaskProgress {
     /// Copies the change needs built (the largest count of outstanding moves seen).
     pub moves_total: u64,
     pub moves_done: u64,
+    /// Documents in the copies the change has built so far (as their janitors reported them).
+    #[serde(default)]
+    pub docs_moved: u64,
     /// Copies building now, waiting for a slot, and serving until replaced.
     pub moving: u64,
     pub waiting: u64,

@@ -18,6 +18,8 @@ pub struct Gathered {
     pub plans: BTreeMap<String, Versioned<IndexPlan>>,
     /// Per node, the PIndexes its janitor reports caught up.
     pub caught_up: BTreeMap<String, BTreeSet<String>>,
+    /// Per (node, PIndex), the documents its janitor last reported.
+    pub docs: BTreeMap<(String, String), u64>,
     /// The store revision of the last read; watch from `revision + 1`.
     pub revision: Revision,
 }
@@ -55,6 +57,16 @@ pub async fn gather(cfg: &Cfg) -> Result<Gathered, CfgError> {
             .items
             .into_iter()
             .map(|p| (p.value.index.clone(), p))
+            .collect(),
+        docs: reports
+            .items
+            .iter()
+            .flat_map(|r| {
+                r.value
+                    .docs
+                    .iter()
+                    .map(|(p, d)| ((r.value.node.clone(), p.clone()), *d))
+            })
             .collect(),
         caught_up: reports
             .items

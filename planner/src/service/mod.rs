@@ -344,7 +344,20 @@ impl PlannerService {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.value.clone()))
                 .collect();
-            let decision = tasks::advance(&task.value, &report.progress, &wanted, &nodes, now);
+            let docs_done = report
+                .progress
+                .completed
+                .iter()
+                .filter_map(|(pindex, node)| gathered.docs.get(&(node.clone(), pindex.clone())))
+                .sum();
+            let decision = tasks::advance(
+                &task.value,
+                &report.progress,
+                docs_done,
+                &wanted,
+                &nodes,
+                now,
+            );
             if let Some(at) = decision.wake_at_ms {
                 let wake = Instant::now() + Duration::from_millis(at.saturating_sub(now));
                 next_failover = Some(next_failover.map_or(wake, |n| n.min(wake)));

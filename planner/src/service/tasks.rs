@@ -32,6 +32,7 @@ pub struct Advance {
 pub fn advance(
     task: &TopologyTask,
     progress: &Progress,
+    docs_done: u64,
     plans: &BTreeMap<String, IndexPlan>,
     nodes: &BTreeMap<String, NodeDef>,
     now_ms: u64,
@@ -59,6 +60,7 @@ pub fn advance(
     let p = &mut next.progress;
     p.moves_total = p.moves_total.max(outstanding + p.moves_done);
     p.moves_done = p.moves_total - outstanding;
+    p.docs_moved += docs_done;
     p.moving = progress.moving as u64;
     p.waiting = progress.waiting as u64;
     p.dropping = progress.dropping as u64;
@@ -173,4 +175,97 @@ pub async fn run(
     }
     cfg.store().txn(txn).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tessera_cfg::schema::{TaskProgress, TopologyTask};
+
+    fn task(kind: TaskKind) -> TopologyTask {
+        TopologyTask {
+            format_version: 1,
+            id: "t1".into(),
+            kind,
+            status: TaskStatus::Running,
+            keep_nodes: vec![],
+            eject_nodes: vec!["n1".into()],
+            before: Default::default(),
+            created_ms: 1_000,
+            updated_ms: 1_000,
+            progress: TaskProgress::default(),
+            errors: vec![],
+            summary: None,
+        }
+    }
+
+    fn moving(moving: usize, waiting: usize, dropping: usize) -> Progress {
+        Progress {
+            moving,
+            waiting,
+            dropping,
+            ..Progress::default()
+        }
+    }
+
+    #[test]
+    fn progress_counts_up_and_the_task_completes_when_settled() {
+        let plans = BTreeMap::new();
+        let nodes = BTreeMap::new();
+        let first = advance(
+            &task(TaskKind::Drain),
+            &moving(2, 6, 2),
+            0,
+            &plans,
+            &nodes,
+            2_000,
+        );
+        assert_eq!(
+            (
+                first.task.progress.moves_total,
+                first.task.progress.moves_done
+            ),
+            (8, 0)
+        );
+        assert!(!first.done);
+        let second = advance(&first.task, &moving(2, 2, 2), 500, &plans, &nodes, 6_000);
+        assert_eq!(second.task.progress.moves_done, 4);
+        assert_eq!(second.task.progress.percent, 50.0);
+        assert_eq!(second.task.progress.docs_moved, 500);
+        assert_eq!(second.task.progress.eta_s, Some(5.0));
+        let last = advance(&second.task, &moving(0, 0, 0), 500, &plans, &nodes, 9_000);
+        assert!(last.done);
+        assert_eq!(last.task.status, TaskStatus::Completed);
+        assert_eq!(last.task.progress.docs_moved, 1000);
+    }
+
+    #[test]
+    fn a_graceful_failover_waits_for_the_grace_period() {
+        let plans = BTreeMap::new();
+        let node: NodeDef =
+            serde_json::from_value(serde_json::json!({"format_version": 1, "uuid": "n1",
+            "incarnation": "i", "host_port": "127.0.0.1:1", "tags": ["pindex"], "weight": 1}))
+            .expect("a node");
+        let nodes = BTreeMap::from([("n1".to_string(), node)]);
+        let early = advance(
+            &task(TaskKind::FailoverGraceful),
+            &moving(0, 0, 0),
+            0,
+            &plans,
+            &nodes,
+            1_500,
+        );
+        assert!(early.fail_over.is_empty() && !early.done);
+        assert_eq!(early.wake_at_ms, Some(1_000 + GRACE_MS));
+        let later = advance(
+            &task(TaskKind::FailoverGraceful),
+            &moving(0, 0, 0),
+            0,
+            &plans,
+            &nodes,
+            1_000 + GRACE_MS,
+        );
+        assert_eq!(later.fail_over, vec!["n1".to_string()]);
+        assert!(!later.done, "done only once the node is failed over");
+    }
 }
