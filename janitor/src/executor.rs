@@ -92,8 +92,12 @@ pub struct Executor {
     hosted: BTreeMap<String, Hosted>,
     failures: BTreeMap<String, Failure>,
     board: StatusBoard,
-    /// The caught-up set last written to this node's copy report.
-    reported: Option<std::collections::BTreeSet<String>>,
+    /// The caught-up set and the unhosted PIndexes on disk last written to this node's copy
+    /// report.
+    reported: Option<(
+        std::collections::BTreeSet<String>,
+        std::collections::BTreeSet<String>,
+    )>,
 }
 
 /// The fingerprint of what a PIndex is built from: a change of type, source or params
@@ -278,7 +282,9 @@ impl Executor {
             .filter(|(_, h)| h.caught_up)
             .map(|(n, _)| n.clone())
             .collect();
-        if self.reported.as_ref() == Some(&caught_up) {
+        let on_disk = self.on_disk();
+        let state = (caught_up.clone(), on_disk.clone());
+        if self.reported.as_ref() == Some(&state) {
             return Ok(());
         }
         let key = self.cfg.keys().report(&self.node);
@@ -294,6 +300,7 @@ impl Executor {
             node: self.node.clone(),
             caught_up: caught_up.clone(),
             docs,
+            on_disk,
         };
         let cas = self
             .cfg
@@ -302,8 +309,19 @@ impl Executor {
             .await?
             .map_or(0, |kv| kv.mod_revision);
         self.cfg.put_doc(&key, &doc, cas, None).await?;
-        self.reported = Some(caught_up);
+        self.reported = Some(state);
         Ok(())
+    }
+
+    /// PIndex directories on disk that this node does not host (left from before a failover).
+    fn on_disk(&self) -> std::collections::BTreeSet<String> {
+        let Ok(entries) = std::fs::read_dir(&self.options.pindex_dir) else {
+            return Default::default();
+        };
+        entries
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|name| !name.contains(".corrupt-") && !self.hosted.contains_key(name))
+            .collect()
     }
 
     /// Pauses or resumes feeds to match each index's ingest switch.

@@ -78,6 +78,7 @@ pub fn plan(input: &PlanInput) -> PlanOutput {
                     copies: copies_of(p, &topo, true),
                     established: BTreeSet::new(),
                     promoted: false,
+                    warm: BTreeSet::new(),
                 });
             }
             continue;
@@ -112,6 +113,13 @@ pub fn plan(input: &PlanInput) -> PlanOutput {
                 }
                 _ => Vec::new(),
             };
+            let warm = input
+                .on_disk
+                .get(&part.name)
+                .into_iter()
+                .flatten()
+                .filter_map(|uuid| topo.index_of(uuid))
+                .collect();
             works.push(Work {
                 name: part.name,
                 index: index.name.clone(),
@@ -122,6 +130,7 @@ pub fn plan(input: &PlanInput) -> PlanOutput {
                 copies,
                 established: BTreeSet::new(),
                 promoted: false,
+                warm,
             });
         }
     }

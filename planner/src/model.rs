@@ -23,6 +23,10 @@ pub struct PlanInput {
     /// replica to promote when a primary is lost.
     #[serde(default)]
     pub progress: BTreeMap<String, BTreeMap<String, u64>>,
+    /// PIndex → nodes that still hold its files without hosting it (a failed-over node that
+    /// came back): among equally good choices, copies go there, streaming only the delta.
+    #[serde(default)]
+    pub on_disk: BTreeMap<String, std::collections::BTreeSet<String>>,
 }
 
 /// A node as the planner sees it.

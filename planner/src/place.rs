@@ -24,6 +24,8 @@ pub(crate) struct Work {
     /// Its primary was lost and a surviving replica promoted this round: that replica stays
     /// primary (balancing does not hand the role to a copy still being built).
     pub promoted: bool,
+    /// Nodes holding its files from before: preferred when placing a copy, all else equal.
+    pub warm: BTreeSet<usize>,
 }
 
 pub(crate) struct Placement {
@@ -218,7 +220,14 @@ impl Placement {
                     .copied()
                     .filter(|&n| !self.holdings[n].contains(&w))
                     .filter(|&n| self.group_load(w, self.topo.group(level, n)) < bound)
-                    .min_by(|&a, &b| self.topo.lighter((a, self.count[a]), (b, self.count[b])));
+                    .min_by(|&a, &b| {
+                        self.topo
+                            .lighter((a, self.count[a]), (b, self.count[b]))
+                            .then_with(|| {
+                                let warm = &self.works[w].warm;
+                                warm.contains(&b).cmp(&warm.contains(&a))
+                            })
+                    });
                 let Some(node) = best else { break };
                 self.add(w, node, Role::Replica);
             }
@@ -287,11 +296,17 @@ impl Placement {
         if from == to {
             return None;
         }
+        // Works whose files `to` still has first: moving them there streams only the delta.
+        let held: Vec<usize> = self.holdings[from].iter().copied().collect();
         for pass in [Role::Replica, Role::Primary] {
-            let held: Vec<usize> = self.holdings[from].iter().copied().collect();
-            for w in held {
-                if self.role_of(w, from) == Some(pass) && self.can_move(w, from, to) {
-                    return Some(w);
+            for warm_only in [true, false] {
+                for &w in &held {
+                    if warm_only && !self.works[w].warm.contains(&to) {
+                        continue;
+                    }
+                    if self.role_of(w, from) == Some(pass) && self.can_move(w, from, to) {
+                        return Some(w);
+                    }
                 }
             }
         }

@@ -225,3 +225,60 @@ fn the_most_caught_up_replica_is_promoted() {
         );
     }
 }
+
+/// A node that comes back with PIndex files on its disk gets those PIndexes back when the
+/// balance sends copies its way (delta recovery streams only what it missed).
+#[test]
+fn a_returning_node_gets_back_the_pindexes_it_still_has() {
+    let mut input = cluster(2, 1, 1);
+    input.indexes[0].replicas = 0;
+    let before = plan(&input);
+    let on_node1: Vec<String> = before
+        .plan
+        .pindexes
+        .iter()
+        .filter(|p| p.copies.iter().any(|c| c.node == "n001"))
+        .map(|p| p.name.clone())
+        .collect();
+    let on_node0: Vec<String> = before
+        .plan
+        .pindexes
+        .iter()
+        .filter(|p| p.copies.iter().any(|c| c.node == "n000"))
+        .map(|p| p.name.clone())
+        .collect();
+    // n002 comes back holding files of two PIndexes of each node.
+    let warm: Vec<String> = on_node0
+        .iter()
+        .rev()
+        .take(2)
+        .chain(on_node1.iter().rev().take(2))
+        .cloned()
+        .collect();
+    let mut grown = cluster(3, 1, 1);
+    grown.indexes[0].replicas = 0;
+    for p in &warm {
+        grown
+            .on_disk
+            .entry(p.clone())
+            .or_default()
+            .insert("n002".into());
+    }
+    let after = replan(grown, &before);
+    let moved: Vec<&str> = after
+        .plan
+        .pindexes
+        .iter()
+        .filter(|p| p.copies.iter().any(|c| c.node == "n002"))
+        .map(|p| p.name.as_str())
+        .collect();
+    assert!(moved.len() >= 4, "only {moved:?} moved");
+    let warm_moved = moved
+        .iter()
+        .filter(|m| warm.iter().any(|w| w == *m))
+        .count();
+    assert_eq!(
+        warm_moved, 4,
+        "the PIndexes with files on n002 ({warm:?}) should go there first; moved {moved:?}"
+    );
+}

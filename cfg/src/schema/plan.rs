@@ -125,6 +125,10 @@ pub struct CopyReport {
     /// Documents in each caught-up PIndex when the report was written (for progress figures).
     #[serde(default)]
     pub docs: std::collections::BTreeMap<String, u64>,
+    /// PIndexes whose files are on this node's disk though it does not host them (it was failed
+    /// over and came back): the planner prefers to place their copies here again.
+    #[serde(default)]
+    pub on_disk: std::collections::BTreeSet<String>,
 }
 
 impl Document for CopyReport {

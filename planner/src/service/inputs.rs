@@ -20,6 +20,8 @@ pub struct Gathered {
     pub caught_up: BTreeMap<String, BTreeSet<String>>,
     /// Per (node, PIndex), the documents its janitor last reported.
     pub docs: BTreeMap<(String, String), u64>,
+    /// PIndex → nodes holding its files without hosting it.
+    pub on_disk: BTreeMap<String, BTreeSet<String>>,
     /// The store revision of the last read; watch from `revision + 1`.
     pub revision: Revision,
 }
@@ -58,6 +60,18 @@ pub async fn gather(cfg: &Cfg) -> Result<Gathered, CfgError> {
             .into_iter()
             .map(|p| (p.value.index.clone(), p))
             .collect(),
+        on_disk: {
+            let mut on_disk: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+            for r in &reports.items {
+                for p in &r.value.on_disk {
+                    on_disk
+                        .entry(p.clone())
+                        .or_default()
+                        .insert(r.value.node.clone());
+                }
+            }
+            on_disk
+        },
         docs: reports
             .items
             .iter()
@@ -112,6 +126,7 @@ impl Gathered {
             failed_nodes: failed.iter().cloned().collect(),
             previous_plan: Some(self.previous_plan()),
             progress: BTreeMap::new(),
+            on_disk: self.on_disk.clone(),
         }
     }
 
