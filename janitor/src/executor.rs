@@ -31,6 +31,13 @@ pub struct ExecutorOptions {
     pub commit_interval: Duration,
 }
 
+/// This node's wanted copies, the index definitions, and every PIndex name in any plan.
+type WantedView = (
+    Vec<Wanted>,
+    BTreeMap<String, IndexDef>,
+    std::collections::BTreeSet<String>,
+);
+
 /// What the node shows about one local PIndex.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct LocalStatus {
@@ -185,9 +192,9 @@ impl Executor {
     }
 
     /// The copies the plan puts on this node.
-    async fn wanted(
-        &self,
-    ) -> Result<(Vec<Wanted>, BTreeMap<String, IndexDef>), tessera_cfg::CfgError> {
+    /// This node's wanted copies, the index definitions, and every PIndex name planned anywhere
+    /// (for cleaning up files no plan can use any more).
+    async fn wanted(&self) -> Result<WantedView, tessera_cfg::CfgError> {
         let defs: BTreeMap<String, IndexDef> = self
             .cfg
             .index_defs()
@@ -197,11 +204,13 @@ impl Executor {
             .map(|d| (d.value.name.clone(), d.value))
             .collect();
         let mut wanted = Vec::new();
+        let mut planned = std::collections::BTreeSet::new();
         for plan in self.cfg.plans().await?.items {
             let Some(def) = defs.get(&plan.value.index) else {
                 continue;
             };
             for p in &plan.value.pindexes {
+                planned.insert(p.name.clone());
                 if let Some(copy) = p.copies.iter().find(|c| c.node == self.node) {
                     wanted.push(Wanted {
                         pindex: p.name.clone(),
@@ -213,12 +222,12 @@ impl Executor {
                 }
             }
         }
-        Ok((wanted, defs))
+        Ok((wanted, defs, planned))
     }
 
     async fn reconcile(&mut self) -> Result<(), tessera_cfg::CfgError> {
         self.collect_dead_feeds().await;
-        let (wanted, defs) = self.wanted().await?;
+        let (wanted, defs, planned) = self.wanted().await?;
         self.refresh_caught_up(&defs).await;
         let now = unix_ms();
         let mut local: Vec<Local> = self
@@ -271,7 +280,26 @@ impl Executor {
         }
         self.sync_ingest(&defs).await;
         self.publish().await;
+        self.remove_unplanned(&planned);
         self.report().await
+    }
+
+    /// Deletes PIndex directories this node does not host and no plan names any more (their
+    /// index was deleted or re-split while the node was away). Directories of PIndexes still
+    /// planned elsewhere stay: the planner may place them here again (delta recovery).
+    fn remove_unplanned(&self, planned: &std::collections::BTreeSet<String>) {
+        for name in self.on_disk() {
+            if planned.contains(&name) || self.failures.contains_key(&name) {
+                continue;
+            }
+            let dir = self.options.pindex_dir.join(&name);
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => tracing::info!(pindex = name, "removed files of a PIndex no plan names"),
+                Err(e) => {
+                    tracing::warn!(pindex = name, error = %e, "removing an unplanned PIndex directory failed")
+                }
+            }
+        }
     }
 
     /// Tells the planner which local copies have caught up (it marks them `active`).

@@ -367,3 +367,18 @@ fn the_index_api_over_grpc_matches_rest() {
         assert_eq!(gone.code(), tonic::Code::NotFound);
     });
 }
+
+#[test]
+fn pindex_files_no_plan_names_are_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let ghost = dir.path().join("pindexes").join("ghost_0-3");
+    std::fs::create_dir_all(&ghost).unwrap();
+    std::fs::write(ghost.join("meta.json"), "{}").unwrap();
+    let address = format!("127.0.0.1:{}", free_port());
+    let _node = start_node(dir.path(), &address);
+    wait_for(
+        "the unplanned PIndex directory removed",
+        Duration::from_secs(30),
+        || (!ghost.exists()).then_some(()),
+    );
+}
