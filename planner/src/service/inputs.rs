@@ -146,6 +146,15 @@ impl Gathered {
         }
     }
 
+    /// Nodes failed over (by a supervisor or automatically), whatever their liveness.
+    pub fn failed_over_nodes(&self) -> BTreeSet<String> {
+        self.node_defs
+            .values()
+            .filter(|d| d.value.failed_over)
+            .map(|d| d.value.uuid.clone())
+            .collect()
+    }
+
     /// Defined nodes without a liveness key.
     pub fn absent_nodes(&self) -> BTreeSet<String> {
         self.node_defs

@@ -286,13 +286,7 @@ impl PlannerService {
         }
         // Failed: failed over by a supervisor or automatically (now or before).
         let mut failed = accepted;
-        failed.extend(
-            gathered
-                .node_defs
-                .values()
-                .filter(|d| d.value.failed_over)
-                .map(|d| d.value.uuid.clone()),
-        );
+        failed.extend(gathered.failed_over_nodes());
         let mut input = gathered.to_input(&failed);
         let mut limits = self.options.move_limits;
         if settings.frozen {

@@ -299,13 +299,7 @@ async fn dry_run(state: &AppState, changed: &BTreeMap<String, NodeDef>) -> Respo
         }
     }
     let mut failed = gathered.absent_nodes();
-    failed.extend(
-        gathered
-            .node_defs
-            .values()
-            .filter(|d| d.value.failed_over)
-            .map(|d| d.value.uuid.clone()),
-    );
+    failed.extend(gathered.failed_over_nodes());
     let before = gathered.previous_plan();
     let out = tessera_planner::plan(&gathered.to_input(&failed));
     let holders =
