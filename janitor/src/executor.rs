@@ -544,9 +544,7 @@ impl Executor {
 impl ExecutorOptions {
     fn source_url(&self, def: &IndexDef) -> String {
         def.source
-            .params
-            .get("url")
-            .and_then(|u| u.as_str())
+            .url()
             .map_or_else(|| self.default_source_url.clone(), str::to_string)
     }
 }

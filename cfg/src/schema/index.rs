@@ -68,6 +68,12 @@ pub struct SourceDef {
 pub const DEFAULT_SOURCE_PARTITIONS: u32 = 1024;
 
 impl SourceDef {
+    /// Where the source answers (`params.url`), when the definition names it; otherwise the
+    /// reading node's own embedded source is meant.
+    pub fn url(&self) -> Option<&str> {
+        self.params.get("url").and_then(|u| u.as_str())
+    }
+
     pub fn partitions(&self) -> u32 {
         self.partitions.unwrap_or(DEFAULT_SOURCE_PARTITIONS)
     }

@@ -366,17 +366,11 @@ pub(super) async fn status(State(state): State<AppState>, Path(name): Path<Strin
         .flat_map(|p| p.copies.iter().map(|c| c.node.clone()))
         .collect();
     let hosted = pindexes_on(&state, &name, &addresses, hosts).await;
-    let source_url = def
-        .source
-        .params
-        .get("url")
-        .and_then(|u| u.as_str())
-        .map(str::to_string)
-        .or_else(|| {
-            addresses
-                .get(&state.node_uuid)
-                .map(|a| format!("http://{a}"))
-        });
+    let source_url = def.source.url().map(str::to_string).or_else(|| {
+        addresses
+            .get(&state.node_uuid)
+            .map(|a| format!("http://{a}"))
+    });
     let highs = match &source_url {
         Some(url) => tessera_source::grpc::partition_highs(url, &def.source.name).await,
         None => Err("no source address".to_string()),

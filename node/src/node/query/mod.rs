@@ -158,9 +158,7 @@ async fn wanted_seqs(
     }
     let url = def
         .source
-        .params
-        .get("url")
-        .and_then(Value::as_str)
+        .url()
         .map_or_else(|| state.search.default_source_url.clone(), str::to_string);
     tessera_source::grpc::partition_highs(&url, &def.source.name)
         .await
