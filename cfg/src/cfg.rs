@@ -163,6 +163,30 @@ impl Cfg {
             .await
     }
 
+    /// Writes a topology task under CAS on the revision it was read at; a task that has ended
+    /// (not `running`) releases the topology lock in the same transaction. `false`: the task
+    /// changed meanwhile and nothing was written.
+    pub async fn put_task(&self, task: &TopologyTask, cas: Revision) -> Result<bool> {
+        schema::check(&self.keys.task(&task.id), task)?;
+        let key = self.keys.task(&task.id);
+        let mut txn = crate::store::Txn::new()
+            .when(crate::store::Compare::ModRevision {
+                key: key.clone(),
+                revision: cas,
+            })
+            .then(crate::store::Op::Put {
+                key,
+                value: schema::encode(task),
+                lease: None,
+            });
+        if task.status != schema::TaskStatus::Running {
+            txn = txn.then(crate::store::Op::Delete {
+                key: self.keys.topology_lock(),
+            });
+        }
+        Ok(self.store.txn(txn).await?.succeeded)
+    }
+
     /// Checks bytes a user offers for `key` against the schema of that key and returns what
     /// to store: the document must decode and validate, and name the same object as the key;
     /// it is stored re-encoded (with its `format_version`). Keys outside the schema are

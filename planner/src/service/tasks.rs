@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use tessera_cfg::schema::{
     self, CopyState, IndexPlan, NodeDef, TaskKind, TaskStatus, TopologyTask,
 };
-use tessera_cfg::store::{Compare, Op, Txn};
 use tessera_cfg::{Cfg, CfgError, Versioned};
 
 use crate::orchestrate::Progress;
@@ -56,7 +55,7 @@ pub fn advance(
             }
         }
     }
-    let outstanding = (progress.moving + progress.waiting) as u64;
+    let outstanding = progress.remaining() as u64;
     let p = &mut next.progress;
     p.moves_total = p.moves_total.max(outstanding + p.moves_done);
     p.moves_done = p.moves_total - outstanding;
@@ -94,7 +93,8 @@ pub fn advance(
         next.progress.percent = 100.0;
         next.progress.eta_s = Some(0.0);
     }
-    // Building copies on ejected nodes never finish a drain: say so instead of waiting.
+    // A PIndex whose only copy sits on an ejected node has nowhere to go: say so instead of
+    // leaving the task waiting without a reason.
     let stuck = plans.values().flat_map(|p| &p.pindexes).any(|p| {
         p.copies.len() == 1
             && p.copies[0].state != CopyState::Dropping
@@ -156,24 +156,11 @@ pub async fn run(
         return Ok(());
     }
     task.updated_ms = now_ms;
-    let key = cfg.keys().task(&task.id);
-    let mut txn = Txn::new()
-        .when(Compare::ModRevision {
-            key: key.clone(),
-            revision: current.revision,
-        })
-        .then(Op::Put {
-            key,
-            value: schema::encode(&task),
-            lease: None,
-        });
     if decision.done {
-        txn = txn.then(Op::Delete {
-            key: cfg.keys().topology_lock(),
-        });
         tracing::info!(task = task.id, summary = ?task.summary, "topology task completed");
     }
-    cfg.store().txn(txn).await?;
+    // A lost race (the task was cancelled meanwhile) is left to the next round.
+    cfg.put_task(&task, current.revision).await?;
     Ok(())
 }
 

@@ -398,22 +398,9 @@ pub(super) async fn cancel(State(state): State<AppState>, Path(id): Path<String>
         "cancelled at {:.0}%: node definitions restored; moves under way roll back",
         task.progress.percent
     ));
-    let txn = Txn::new()
-        .when(Compare::ModRevision {
-            key: key.clone(),
-            revision: current.revision,
-        })
-        .then(Op::Put {
-            key,
-            value: schema::encode(&task),
-            lease: None,
-        })
-        .then(Op::Delete {
-            key: state.cfg.keys().topology_lock(),
-        });
-    match state.cfg.store().txn(txn).await {
-        Ok(outcome) if outcome.succeeded => Json(json!({"task": task})).into_response(),
-        Ok(_) => problem(
+    match state.cfg.put_task(&task, current.revision).await {
+        Ok(true) => Json(json!({"task": task})).into_response(),
+        Ok(false) => problem(
             StatusCode::CONFLICT,
             format!("task `{id}` changed meanwhile; try again"),
             None,
