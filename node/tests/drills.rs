@@ -18,9 +18,7 @@ use tessera_tests::etcd::EtcdCluster;
 
 #[test]
 fn drill_add_a_node() {
-    let mut drill = Drill::start(3, 30_000);
-    drill.create_index();
-    drill.wait_green("the index built on three nodes", Duration::from_secs(60));
+    let mut drill = Drill::start(3, 30_000).with_index();
     let nodes = Arc::new(Mutex::new(drill.addresses.clone()));
     let load = Load::start(drill.source.clone(), nodes.clone());
     wait_for("some load", Duration::from_secs(10), || {
@@ -88,9 +86,7 @@ fn drill_add_a_node() {
 
 #[test]
 fn drill_hard_failover_of_a_node_with_one_replica() {
-    let mut drill = Drill::start(3, 0);
-    drill.create_index();
-    drill.wait_green("the index built on three nodes", Duration::from_secs(60));
+    let mut drill = Drill::start(3, 0).with_index();
     let victim_uuid = drill.uuid_of(2);
     let survivors: Vec<String> = drill.addresses[..2].to_vec();
     let nodes = Arc::new(Mutex::new(survivors.clone()));
@@ -136,9 +132,7 @@ fn drill_hard_failover_of_a_node_with_one_replica() {
 
 #[test]
 fn drill_kill_a_node_mid_rebalance() {
-    let mut drill = Drill::start(4, 0);
-    drill.create_index();
-    drill.wait_green("the index built on four nodes", Duration::from_secs(60));
+    let mut drill = Drill::start(4, 0).with_index();
     let a = drill.addresses[0].clone();
     let nodes = Arc::new(Mutex::new(drill.addresses[..2].to_vec()));
     let load = Load::start(drill.source.clone(), nodes);
@@ -162,9 +156,7 @@ fn drill_kill_a_node_mid_rebalance() {
 
 #[test]
 fn drill_kill_the_planner_leader_mid_rebalance() {
-    let mut drill = Drill::start_with(3, 30_000, 2);
-    drill.create_index();
-    drill.wait_green("the index built on three nodes", Duration::from_secs(60));
+    let mut drill = Drill::start_with(3, 30_000, 2).with_index();
     let a = drill.addresses[0].clone();
     let nodes = Arc::new(Mutex::new(drill.addresses.clone()));
     let load = Load::start(drill.source.clone(), nodes);
@@ -194,9 +186,7 @@ fn drill_kill_the_planner_leader_mid_rebalance() {
 
 #[test]
 fn drill_one_etcd_member_of_three_killed_mid_rebalance() {
-    let mut drill = Drill::start_on(EtcdCluster::start(3), 3, 30_000, 0);
-    drill.create_index();
-    drill.wait_green("the index built on three nodes", Duration::from_secs(60));
+    let mut drill = Drill::start_on(EtcdCluster::start(3), 3, 30_000, 0).with_index();
     let a = drill.addresses[1].clone();
     let nodes = Arc::new(Mutex::new(drill.addresses[1..].to_vec()));
     let load = Load::start(drill.source.clone(), nodes);
@@ -210,9 +200,7 @@ fn drill_one_etcd_member_of_three_killed_mid_rebalance() {
 
 #[test]
 fn drill_sigstop_past_the_failover_delay_then_sigcont() {
-    let mut drill = Drill::start(3, 0);
-    drill.create_index();
-    drill.wait_green("the index built on three nodes", Duration::from_secs(60));
+    let mut drill = Drill::start(3, 0).with_index();
     let a = drill.addresses[0].clone();
     let victim = drill.uuid_of(2);
     let nodes = Arc::new(Mutex::new(drill.addresses[..2].to_vec()));

@@ -13,9 +13,7 @@ use common::{http, wait_for, BIN};
 
 #[test]
 fn drill_supervisor_api_drain_swap_cancel_graceful() {
-    let mut drill = Drill::start(3, 30_000);
-    drill.create_index();
-    drill.wait_green("the index built on three nodes", Duration::from_secs(60));
+    let mut drill = Drill::start(3, 30_000).with_index();
     let a = drill.addresses[0].clone();
     let uuids: Vec<String> = (0..3).map(|i| drill.uuid_of(i)).collect();
 
@@ -170,20 +168,13 @@ fn drill_supervisor_api_drain_swap_cancel_graceful() {
         Some(serde_json::json!("known")),
         "{topology}"
     );
-    let (status, started) = change(
+    let task = run_change(
         &a,
         &format!(
             r#"{{"type": "swap", "keep_nodes": ["{new_uuid}"], "eject_nodes": ["{}"]}}"#,
             uuids[1]
         ),
     );
-    assert_eq!(status, 202, "{started}");
-    let task = wait_task(
-        &a,
-        started["task"].as_str().unwrap(),
-        Duration::from_secs(120),
-    );
-    assert_eq!(task["status"], "completed", "{task}");
     assert_eq!(task["progress"]["percent"], 100.0, "{task}");
     assert!(task["progress"]["docs_moved"].as_u64() > Some(0), "{task}");
     assert_eq!(drill.copies_on(&uuids[1]), 0);
@@ -213,34 +204,20 @@ fn drill_supervisor_api_drain_swap_cancel_graceful() {
     );
 
     // Node 0 back for good (a rebalance that runs to the end).
-    let (status, started) = change(
+    run_change(
         &a,
         &format!(r#"{{"type": "rebalance", "keep_nodes": ["{}"]}}"#, uuids[0]),
     );
-    assert_eq!(status, 202, "{started}");
-    let task = wait_task(
-        &a,
-        started["task"].as_str().unwrap(),
-        Duration::from_secs(120),
-    );
-    assert_eq!(task["status"], "completed", "{task}");
     assert!(drill.copies_on(&uuids[0]) > 0);
 
     // Graceful failover of node 2: reads leave it, then it is failed over; queries never fail.
-    let (status, started) = change(
+    run_change(
         &a,
         &format!(
             r#"{{"type": "failover-graceful", "eject_nodes": ["{}"]}}"#,
             uuids[2]
         ),
     );
-    assert_eq!(status, 202, "{started}");
-    let task = wait_task(
-        &a,
-        started["task"].as_str().unwrap(),
-        Duration::from_secs(120),
-    );
-    assert_eq!(task["status"], "completed", "{task}");
     assert_eq!(drill.copies_on(&uuids[2]), 0);
     let (_, topology) = http(&a, "GET", "/api/ctl/topology", "");
     assert_eq!(
@@ -259,9 +236,7 @@ fn drill_supervisor_api_drain_swap_cancel_graceful() {
 
 #[test]
 fn drill_freeze_holds_moves_and_the_failover_cap_waits_for_an_acknowledgement() {
-    let mut drill = Drill::start(4, 0);
-    drill.create_index();
-    drill.wait_green("the index built on four nodes", Duration::from_secs(60));
+    let mut drill = Drill::start(4, 0).with_index();
     let a = drill.addresses[0].clone();
     let nodes = Arc::new(Mutex::new(drill.addresses[..2].to_vec()));
     let load = Load::start(drill.source.clone(), nodes);

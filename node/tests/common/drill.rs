@@ -149,6 +149,14 @@ impl Drill {
         assert_eq!(status, 200, "{body}");
     }
 
+    /// Creates the drill index and waits until every copy is built.
+    pub fn with_index(self) -> Self {
+        self.create_index();
+        let what = format!("the index built on {} nodes", self.addresses.len());
+        self.wait_green(&what, Duration::from_secs(60));
+        self
+    }
+
     pub fn health(&self) -> serde_json::Value {
         http(self.a_live_node(), "GET", "/api/cluster/health", "").1
     }
@@ -318,6 +326,16 @@ pub fn change(node: &str, body: &str) -> (u16, serde_json::Value) {
 
 pub fn task_of(node: &str, id: &str) -> serde_json::Value {
     http(node, "GET", &format!("/api/ctl/tasks/{id}"), "").1["task"].clone()
+}
+
+/// Runs a topology change to completion through `node`; returns the finished task.
+pub fn run_change(node: &str, body: &str) -> serde_json::Value {
+    let (status, started) = change(node, body);
+    assert_eq!(status, 202, "{body}: {started}");
+    let id = started["task"].as_str().expect("a task id");
+    let task = wait_task(node, id, Duration::from_secs(120));
+    assert_eq!(task["status"], "completed", "{task}");
+    task
 }
 
 pub fn wait_task(node: &str, id: &str, timeout: Duration) -> serde_json::Value {
