@@ -280,37 +280,47 @@ impl Executor {
         }
         self.sync_ingest(&defs).await;
         self.publish().await;
-        self.remove_unplanned(&planned);
-        self.report().await
+        let on_disk = self.remove_unplanned(&planned);
+        self.report(on_disk).await
     }
 
     /// Deletes PIndex directories this node does not host and no plan names any more (their
     /// index was deleted or re-split while the node was away). Directories of PIndexes still
     /// planned elsewhere stay: the planner may place them here again (delta recovery).
-    fn remove_unplanned(&self, planned: &std::collections::BTreeSet<String>) {
+    /// Returns the unhosted PIndex directories that stay.
+    fn remove_unplanned(
+        &self,
+        planned: &std::collections::BTreeSet<String>,
+    ) -> std::collections::BTreeSet<String> {
+        let mut kept = std::collections::BTreeSet::new();
         for name in self.on_disk() {
             if planned.contains(&name) || self.failures.contains_key(&name) {
+                kept.insert(name);
                 continue;
             }
             let dir = self.options.pindex_dir.join(&name);
             match std::fs::remove_dir_all(&dir) {
                 Ok(()) => tracing::info!(pindex = name, "removed files of a PIndex no plan names"),
                 Err(e) => {
-                    tracing::warn!(pindex = name, error = %e, "removing an unplanned PIndex directory failed")
+                    tracing::warn!(pindex = name, error = %e, "removing an unplanned PIndex directory failed");
+                    kept.insert(name);
                 }
             }
         }
+        kept
     }
 
     /// Tells the planner which local copies have caught up (it marks them `active`).
-    async fn report(&mut self) -> Result<(), tessera_cfg::CfgError> {
+    async fn report(
+        &mut self,
+        on_disk: std::collections::BTreeSet<String>,
+    ) -> Result<(), tessera_cfg::CfgError> {
         let caught_up: std::collections::BTreeSet<String> = self
             .hosted
             .iter()
             .filter(|(_, h)| h.caught_up)
             .map(|(n, _)| n.clone())
             .collect();
-        let on_disk = self.on_disk();
         let state = (caught_up.clone(), on_disk.clone());
         if self.reported.as_ref() == Some(&state) {
             return Ok(());
