@@ -84,7 +84,16 @@ struct Hosted {
     feed: Feed,
     search: Option<tessera_index::Searchable>,
     caught_up: bool,
+    /// Changes applied when progress was last seen, and when.
+    progress: (u64, tokio::time::Instant),
+    /// Why the feed is not catching up, once it has made no progress for [`STALL_AFTER`]
+    /// while behind the source.
+    stalled: Option<String>,
 }
+
+/// How long a feed behind its source may apply nothing before it is reported stalled (in the
+/// PIndex's status, the node's copy report and the cluster's health).
+pub const STALL_AFTER: Duration = Duration::from_secs(20);
 
 struct Failure {
     attempts: u32,
@@ -95,6 +104,8 @@ struct Failure {
 pub struct Executor {
     cfg: Cfg,
     node: String,
+    /// This run of the node (written into the copy report).
+    incarnation: String,
     options: ExecutorOptions,
     hosted: BTreeMap<String, Hosted>,
     failures: BTreeMap<String, Failure>,
@@ -104,6 +115,7 @@ pub struct Executor {
     reported: Option<(
         std::collections::BTreeSet<String>,
         std::collections::BTreeSet<String>,
+        BTreeMap<String, String>,
     )>,
 }
 
@@ -116,10 +128,11 @@ pub fn definition_fingerprint(def: &IndexDef) -> String {
 }
 
 impl Executor {
-    pub fn new(cfg: Cfg, node: &str, options: ExecutorOptions) -> Self {
+    pub fn new(cfg: Cfg, node: &str, incarnation: &str, options: ExecutorOptions) -> Self {
         Self {
             cfg,
             node: node.to_string(),
+            incarnation: incarnation.to_string(),
             options,
             hosted: BTreeMap::new(),
             failures: BTreeMap::new(),
@@ -321,7 +334,12 @@ impl Executor {
             .filter(|(_, h)| h.caught_up)
             .map(|(n, _)| n.clone())
             .collect();
-        let state = (caught_up.clone(), on_disk.clone());
+        let stalled: BTreeMap<String, String> = self
+            .hosted
+            .iter()
+            .filter_map(|(n, h)| Some((n.clone(), h.stalled.clone()?)))
+            .collect();
+        let state = (caught_up.clone(), on_disk.clone(), stalled.clone());
         if self.reported.as_ref() == Some(&state) {
             return Ok(());
         }
@@ -336,9 +354,11 @@ impl Executor {
         let doc = CopyReport {
             format_version: CopyReport::FORMAT_VERSION,
             node: self.node.clone(),
+            incarnation: self.incarnation.clone(),
             caught_up: caught_up.clone(),
             docs,
             on_disk,
+            stalled,
         };
         let cas = self
             .cfg
@@ -428,10 +448,17 @@ impl Executor {
             }
             let status = h.feed.status();
             let high = &highs[&key];
-            h.caught_up = h.partitions.iter().all(|p| {
-                let want = high.get(p).copied().unwrap_or(0);
-                want == 0 || status.partitions.get(p).is_some_and(|s| s.seq >= want)
-            });
+            let behind: Vec<u32> = h
+                .partitions
+                .iter()
+                .copied()
+                .filter(|p| {
+                    let want = high.get(p).copied().unwrap_or(0);
+                    want > 0 && status.partitions.get(p).is_none_or(|s| s.seq < want)
+                })
+                .collect();
+            h.caught_up = behind.is_empty();
+            h.stalled = stall(h, &status, &behind, tokio::time::Instant::now());
         }
     }
 
@@ -506,6 +533,8 @@ impl Executor {
                 feed: Feed::start(pindex, config),
                 search,
                 caught_up: false,
+                progress: (0, tokio::time::Instant::now()),
+                stalled: None,
             },
         );
     }
@@ -546,9 +575,41 @@ impl Executor {
             entry.live = Some(hosted.feed.status_handle());
             entry.search = hosted.search.clone();
             entry.attempts = 0;
-            entry.last_error = None;
+            entry.last_error = hosted.stalled.clone();
         }
     }
+}
+
+/// Whether a feed that is `behind` on some partitions has stalled: it applied nothing for
+/// [`STALL_AFTER`] (paused feeds never stall). Updates the feed's progress mark.
+fn stall(
+    hosted: &mut Hosted,
+    status: &FeedStatus,
+    behind: &[u32],
+    now: tokio::time::Instant,
+) -> Option<String> {
+    if behind.is_empty() || status.paused || status.applied != hosted.progress.0 {
+        hosted.progress = (status.applied, now);
+        return None;
+    }
+    let idle = now.duration_since(hosted.progress.1);
+    if idle < STALL_AFTER {
+        return None;
+    }
+    let unconnected = behind
+        .iter()
+        .filter(|p| !status.partitions.get(p).is_some_and(|s| s.connected))
+        .count();
+    let mut reason = format!(
+        "feed stalled: {} of {} source partitions behind the source, nothing applied for {} s ({unconnected} of them not streaming)",
+        behind.len(),
+        hosted.partitions.len(),
+        idle.as_secs()
+    );
+    if let Some(e) = &status.last_error {
+        reason.push_str(&format!("; last error: {e}"));
+    }
+    Some(reason)
 }
 
 impl ExecutorOptions {

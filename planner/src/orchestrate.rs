@@ -109,6 +109,9 @@ struct Candidate {
     unloads: usize,
 }
 
+/// A copy added this round starts `building` whatever the node's report says: the report was
+/// written before the copy was placed there, so it cannot show the copy open (it can only be
+/// left over from an earlier hosting); a later round marks it active from a fresh report.
 fn copy(node: &str, role: CopyRole, caught_up: bool) -> CopyPlan {
     let state = if caught_up {
         CopyState::Active
@@ -207,7 +210,7 @@ pub fn transition(input: &TransitionInput<'_>) -> TransitionOutput {
         if readable == 0 {
             // Nothing serves (a new PIndex, or every copy lost): build everything now.
             for node in missing {
-                copies.push(copy(node, CopyRole::Replica, reported(node, &target.name)));
+                copies.push(copy(node, CopyRole::Replica, false));
             }
             for c in copies.iter_mut() {
                 if !wanted.contains(c.node.as_str()) {
@@ -267,13 +270,8 @@ pub fn transition(input: &TransitionInput<'_>) -> TransitionOutput {
         }
         under_way += 1;
         *incoming.entry(cand.node.clone()).or_default() += 1;
-        let name = &input.target.pindexes[cand.pindex].name;
         let copies = &mut next[cand.pindex].1;
-        copies.push(copy(
-            &cand.node,
-            CopyRole::Replica,
-            reported(&cand.node, name),
-        ));
+        copies.push(copy(&cand.node, CopyRole::Replica, false));
         if let Some(r) = &cand.replaces {
             *outgoing.entry(r.clone()).or_default() += 1;
             if let Some(c) = copies.iter_mut().find(|c| &c.node == r) {

@@ -21,6 +21,14 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Changes applied per blocking batch.
 const BATCH: usize = 1024;
+/// Partition streams per HTTP/2 connection. Every stream of a feed stays open (it follows live
+/// changes), and a server admits only so many concurrent streams per connection (hyper's
+/// default is 200; HTTP/2 asks for at least 100): streams past that limit wait forever for a
+/// slot, so a PIndex over more partitions spreads them over more connections.
+pub const STREAMS_PER_CONNECTION: usize = 64;
+/// How long opening one partition stream may take before it counts as failed (and is retried
+/// with backoff, the reason shown in the feed's status).
+const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where a feed reads from and how often it commits.
 #[derive(Debug, Clone)]
@@ -104,12 +112,21 @@ impl Feed {
     pub fn start(pindex: Box<dyn PIndex>, config: FeedConfig) -> Feed {
         let status = Arc::new(Mutex::new(FeedStatus::default()));
         let (commands, rx) = mpsc::channel(8);
-        let channel = tonic::transport::Endpoint::from_shared(config.source_url.clone())
+        let connections = config
+            .partitions
+            .len()
+            .div_ceil(STREAMS_PER_CONNECTION)
+            .max(1);
+        let channels = tonic::transport::Endpoint::from_shared(config.source_url.clone())
             .ok()
-            .map(|e| e.connect_timeout(Duration::from_secs(2)).connect_lazy());
+            .map(|e| {
+                let e = e.connect_timeout(Duration::from_secs(2));
+                (0..connections).map(|_| e.connect_lazy()).collect()
+            })
+            .unwrap_or_default();
         let applier = Applier {
             config,
-            channel,
+            channels,
             status: status.clone(),
             readers: BTreeMap::new(),
             items: mpsc::channel(4096),
@@ -158,9 +175,10 @@ impl Feed {
 
 struct Applier {
     config: FeedConfig,
-    /// One HTTP/2 connection shared by the partition readers (connected lazily, re-dialled by
-    /// tonic when it breaks).
-    channel: Option<tonic::transport::Channel>,
+    /// HTTP/2 connections shared by the partition readers, at most
+    /// [`STREAMS_PER_CONNECTION`] partitions each (connected lazily, re-dialled by tonic when
+    /// one breaks). Empty when the source url is unusable.
+    channels: Vec<tonic::transport::Channel>,
     status: Arc<Mutex<FeedStatus>>,
     readers: BTreeMap<u32, JoinHandle<()>>,
     items: (mpsc::Sender<Item>, mpsc::Receiver<Item>),
@@ -177,9 +195,18 @@ impl Applier {
         if let Some(old) = self.readers.remove(&partition) {
             old.abort();
         }
+        // A partition's connection follows from its place in the PIndex's partition list, so
+        // a reader started again (after a rollback) shares the same connection.
+        let slot = self
+            .config
+            .partitions
+            .iter()
+            .position(|p| *p == partition)
+            .unwrap_or(0)
+            / STREAMS_PER_CONNECTION;
         let reader = Reader {
             url: self.config.source_url.clone(),
-            channel: self.channel.clone(),
+            channel: self.channels.get(slot).cloned(),
             source: self.config.source.clone(),
             partition,
             items: self.items.0.clone(),
@@ -407,11 +434,16 @@ impl Reader {
             from_seq: *seq,
             partition_uuid: uuid.clone(),
         };
-        let mut stream = client
-            .stream(request)
-            .await
-            .map_err(|e| e.message().to_string())?
-            .into_inner();
+        let mut stream = match tokio::time::timeout(OPEN_TIMEOUT, client.stream(request)).await {
+            Ok(Ok(response)) => response.into_inner(),
+            Ok(Err(e)) => return Err(e.message().to_string()),
+            Err(_) => {
+                return Err(format!(
+                    "the source did not open the stream within {} s",
+                    OPEN_TIMEOUT.as_secs()
+                ))
+            }
+        };
         let partition = self.partition;
         self.update(|s| s.partitions.entry(partition).or_default().connected = true);
         let mut progressed = false;

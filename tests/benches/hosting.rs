@@ -121,6 +121,7 @@ async fn janitor_reaction(samples: usize) -> (Duration, Duration) {
     let executor = Executor::new(
         cfg.clone(),
         "n1",
+        "i1",
         ExecutorOptions {
             pindex_dir: dir.path().join("pindexes"),
             default_source_url: url,

@@ -121,6 +121,10 @@ impl Document for IndexPlan {
 pub struct CopyReport {
     pub format_version: u32,
     pub node: String,
+    /// The node's incarnation that wrote the report: a report left by an earlier run of the
+    /// node (killed before it could write again) says nothing about what it hosts now.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub incarnation: String,
     pub caught_up: std::collections::BTreeSet<String>,
     /// Documents in each caught-up PIndex when the report was written (for progress figures).
     #[serde(default)]
@@ -129,6 +133,10 @@ pub struct CopyReport {
     /// over and came back): the planner prefers to place their copies here again.
     #[serde(default)]
     pub on_disk: std::collections::BTreeSet<String>,
+    /// PIndexes whose feed is behind the source and has made no progress for a while, with
+    /// why (shown in health).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub stalled: std::collections::BTreeMap<String, String>,
 }
 
 impl Document for CopyReport {

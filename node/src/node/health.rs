@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
-use tessera_cfg::schema::{ClusterControl, CopyState, IndexDef, IndexPlan};
+use tessera_cfg::schema::{ClusterControl, CopyReport, CopyState, IndexDef, IndexPlan};
 
 use super::index_api::cfg_problem;
 use super::rest::AppState;
@@ -48,12 +48,17 @@ impl Reasons {
     }
 }
 
-/// The health of the indexes `defs` given their `plans` and the `live` nodes.
+/// Per node, its feeds that stalled (PIndex → why), from the nodes' copy reports.
+pub type Stalled = BTreeMap<String, BTreeMap<String, String>>;
+
+/// The health of the indexes `defs` given their `plans`, the `live` nodes and the feeds the
+/// nodes report `stalled`.
 pub fn health(
     defs: &[IndexDef],
     plans: &BTreeMap<String, IndexPlan>,
     live: &BTreeSet<String>,
     control: &ClusterControl,
+    stalled: &Stalled,
 ) -> (Status, Vec<String>) {
     let mut reasons = Reasons::default();
     if control.frozen {
@@ -98,6 +103,13 @@ pub fn health(
                 );
             }
             for c in &p.copies {
+                if let Some(why) = stalled.get(&c.node).and_then(|s| s.get(&p.name)) {
+                    reasons.add(
+                        "feed stalled",
+                        Status::Yellow,
+                        format!("{} on {} ({why})", p.name, c.node),
+                    );
+                }
                 if !live.contains(&c.node) {
                     reasons.add(
                         "copy on a down node",
@@ -167,7 +179,19 @@ pub(super) async fn cluster_health(State(state): State<AppState>) -> Response {
         Ok(c) => c.map(|c| c.value).unwrap_or_default(),
         Err(e) => return cfg_problem(e),
     };
-    let (status, reasons) = health(&defs, &plans, &live, &control);
+    let stalled = match state
+        .cfg
+        .list_docs::<CopyReport>(&state.cfg.keys().reports())
+        .await
+    {
+        Ok(reports) => reports
+            .items
+            .into_iter()
+            .map(|r| (r.value.node, r.value.stalled))
+            .collect(),
+        Err(e) => return cfg_problem(e),
+    };
+    let (status, reasons) = health(&defs, &plans, &live, &control, &stalled);
     Json(json!({"status": status.as_str(), "reasons": reasons})).into_response()
 }
 
@@ -208,13 +232,19 @@ mod tests {
         let none = ClusterControl::default();
         let all = live(&["a", "b"]);
         let ok = plan(&[("a", "active", true), ("b", "active", true)]);
-        assert_eq!(health(&[def(1)], &ok, &all, &none).0, Status::Green);
-        let (status, reasons) = health(&[def(2)], &ok, &all, &none);
+        assert_eq!(
+            health(&[def(1)], &ok, &all, &none, &Stalled::new()).0,
+            Status::Green
+        );
+        let (status, reasons) = health(&[def(2)], &ok, &all, &none, &Stalled::new());
         assert_eq!(status, Status::Yellow);
         assert!(reasons[0].starts_with("missing copies: 1"), "{reasons:?}");
         let moving = plan(&[("a", "dropping", true), ("b", "building", false)]);
-        assert_eq!(health(&[def(0)], &moving, &all, &none).0, Status::Yellow);
-        let (status, reasons) = health(&[def(1)], &ok, &live(&[]), &none);
+        assert_eq!(
+            health(&[def(0)], &moving, &all, &none, &Stalled::new()).0,
+            Status::Yellow
+        );
+        let (status, reasons) = health(&[def(1)], &ok, &live(&[]), &none, &Stalled::new());
         assert_eq!(status, Status::Red);
         assert!(
             reasons
@@ -223,13 +253,28 @@ mod tests {
             "{reasons:?}"
         );
         assert_eq!(
-            health(&[def(0)], &BTreeMap::new(), &all, &none).0,
+            health(&[def(0)], &BTreeMap::new(), &all, &none, &Stalled::new()).0,
             Status::Yellow
         );
         let frozen = ClusterControl {
             frozen: true,
             ..ClusterControl::default()
         };
-        assert_eq!(health(&[def(1)], &ok, &all, &frozen).0, Status::Yellow);
+        assert_eq!(
+            health(&[def(1)], &ok, &all, &frozen, &Stalled::new()).0,
+            Status::Yellow
+        );
+        let stalled = Stalled::from([(
+            "b".to_string(),
+            BTreeMap::from([("i_0-1".to_string(), "feed stalled: ...".to_string())]),
+        )]);
+        let (status, reasons) = health(&[def(1)], &ok, &all, &none, &stalled);
+        assert_eq!(status, Status::Yellow);
+        assert!(
+            reasons
+                .iter()
+                .any(|r| r.starts_with("feed stalled: 1 (i_0-1 on b")),
+            "{reasons:?}"
+        );
     }
 }

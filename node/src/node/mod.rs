@@ -64,6 +64,7 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
     let executor = tessera_janitor::executor::Executor::new(
         cfg.clone(),
         &identity.node_uuid,
+        &incarnation,
         tessera_janitor::executor::ExecutorOptions {
             pindex_dir: global.data_dir.join("pindexes"),
             default_source_url: format!("http://{host_port}"),

@@ -43,6 +43,11 @@ pub async fn gather(cfg: &Cfg) -> Result<Gathered, CfgError> {
     .into_iter()
     .min()
     .unwrap_or(0);
+    let incarnations: BTreeMap<String, String> = live
+        .items
+        .iter()
+        .map(|l| (l.value.uuid.clone(), l.value.incarnation.clone()))
+        .collect();
     Ok(Gathered {
         index_defs: defs
             .items
@@ -82,9 +87,15 @@ pub async fn gather(cfg: &Cfg) -> Result<Gathered, CfgError> {
                     .map(|(p, d)| ((r.value.node.clone(), p.clone()), *d))
             })
             .collect(),
+        // Only the running incarnation's word counts: a node killed and restarted has hosted
+        // nothing yet, whatever its last run reported.
         caught_up: reports
             .items
             .into_iter()
+            .filter(|r| {
+                r.value.incarnation.is_empty()
+                    || incarnations.get(&r.value.node) == Some(&r.value.incarnation)
+            })
             .map(|r| (r.value.node, r.value.caught_up))
             .collect(),
         revision,

@@ -31,7 +31,7 @@ use tessera_search::SearchError;
 
 pub use grpc::SearchService;
 
-use super::index_api::{cfg_problem, planned, problem};
+use super::index_api::{cfg_problem, problem};
 use super::rest::AppState;
 
 /// How long a node that failed a search call is asked only as a last resort.
@@ -174,6 +174,30 @@ async fn wanted_seqs(
         })
 }
 
+/// The index's view. An `at_plus` query waits (within its deadline) until the index is planned
+/// and every PIndex has a copy that can serve: "wait until what was written is searchable"
+/// includes an index created a moment ago whose copies are still being built.
+async fn settled_view(
+    state: &AppState,
+    name: &str,
+    wait: bool,
+    deadline: tokio::time::Instant,
+) -> Result<scatter::View, Response> {
+    let mut pause = Duration::from_millis(20);
+    loop {
+        let view = match scatter::View::load(state, name).await {
+            Ok(view) => view,
+            Err(scatter::ViewError::Answer(response)) => return Err(response),
+            Err(scatter::ViewError::Cfg(e)) => return Err(cfg_problem(e)),
+        };
+        if !wait || view.covers_all() || tokio::time::Instant::now() + pause >= deadline {
+            return Ok(view);
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(250));
+    }
+}
+
 pub(super) async fn query(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -208,47 +232,30 @@ pub(super) async fn query(
         return bad_query(e);
     }
     let deadline = tokio::time::Instant::now() + Duration::from_millis(parsed.request.timeout_ms);
-    let plan = match planned(&state, &name).await {
-        Ok(plan) => plan,
+    // The seqs first: `at_plus` means "what the source has now", whatever the wait below takes.
+    let at_plus = match wanted_seqs(&state, &def, &parsed).await {
+        Ok(seqs) => seqs,
         Err(response) => return response,
     };
-    if plan.pindexes.is_empty() {
+    let view = match settled_view(&state, &name, parsed.at_plus.is_some(), deadline).await {
+        Ok(view) => view,
+        Err(response) => return response,
+    };
+    if view.plan.pindexes.is_empty() {
         return problem(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("index `{name}` is not planned yet; retry shortly"),
             None,
         );
     }
-    let at_plus = match wanted_seqs(&state, &def, &parsed).await {
-        Ok(seqs) => seqs,
-        Err(response) => return response,
-    };
-    let nodes = match state.cfg.node_defs().await {
-        Ok(nodes) => nodes.items,
-        Err(e) => return cfg_problem(e),
-    };
     // Nodes being failed over gracefully serve only when nothing else can.
     let mut avoid = state.search.suspects();
-    avoid.extend(
-        nodes
-            .iter()
-            .filter(|n| !n.value.reads)
-            .map(|n| n.value.uuid.clone()),
-    );
-    let addresses = nodes
-        .into_iter()
-        .map(|n| (n.value.uuid, n.value.host_port))
-        .collect();
-    let live = match state.cfg.live_nodes().await {
-        Ok(live) => live.items.into_iter().map(|l| l.value.uuid).collect(),
-        Err(e) => return cfg_problem(e),
-    };
+    avoid.extend(view.no_reads.iter().cloned());
+    let total = view.plan.pindexes.len();
     let request = &parsed.request;
     let mut scatter = scatter::Scatter {
         state: &state,
-        plan: &plan,
-        addresses,
-        live,
+        view,
         avoid,
         prefer: request.prefer,
         turn: state.search.turn.fetch_add(1, Ordering::Relaxed),
@@ -269,7 +276,7 @@ pub(super) async fn query(
             &mut outcome,
         )
         .await;
-    answer(&parsed, plan.pindexes.len(), outcome, started)
+    answer(&parsed, total, outcome, started)
 }
 
 /// The JSON answer, and its status: 200 unless PIndexes failed and the request did not allow
@@ -342,3 +349,6 @@ fn answer(
     }
     (status, Json(body)).into_response()
 }
+
+#[cfg(test)]
+mod tests;

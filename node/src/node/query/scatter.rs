@@ -23,9 +23,10 @@ const ROUNDS: usize = 3;
 
 pub struct Scatter<'a> {
     pub state: &'a AppState,
-    pub plan: &'a IndexPlan,
-    pub addresses: BTreeMap<String, String>,
-    pub live: BTreeSet<String>,
+    /// The cluster as this query sees it; re-read when a copy turns out not to be where the
+    /// view said (the plan moved on after the query read it).
+    pub view: View,
+    /// Nodes this query (or recent ones) saw failing: asked only as a last resort.
     pub avoid: BTreeSet<String>,
     pub prefer: Prefer,
     pub turn: u64,
@@ -41,6 +42,70 @@ pub struct Outcome {
     pub hits: Vec<Hit>,
     /// PIndex → why it did not answer.
     pub errors: BTreeMap<String, ShardError>,
+}
+
+/// What routing needs to know of the cluster: the index's plan, node addresses, live nodes,
+/// and the nodes that serve reads only as a last resort (a graceful failover is under way).
+#[derive(Debug, Clone)]
+pub struct View {
+    pub plan: IndexPlan,
+    pub addresses: BTreeMap<String, String>,
+    pub live: BTreeSet<String>,
+    pub no_reads: BTreeSet<String>,
+}
+
+impl View {
+    /// Reads the view of index `name` from the Cfg; `None` plan when the index has none yet.
+    pub async fn load(state: &AppState, name: &str) -> Result<View, ViewError> {
+        let plan = super::super::index_api::planned(state, name)
+            .await
+            .map_err(ViewError::Answer)?;
+        let nodes = state.cfg.node_defs().await.map_err(ViewError::Cfg)?.items;
+        let no_reads = nodes
+            .iter()
+            .filter(|n| !n.value.reads)
+            .map(|n| n.value.uuid.clone())
+            .collect();
+        let addresses = nodes
+            .into_iter()
+            .map(|n| (n.value.uuid, n.value.host_port))
+            .collect();
+        let live = state
+            .cfg
+            .live_nodes()
+            .await
+            .map_err(ViewError::Cfg)?
+            .items
+            .into_iter()
+            .map(|l| l.value.uuid)
+            .collect();
+        Ok(View {
+            plan,
+            addresses,
+            live,
+            no_reads,
+        })
+    }
+
+    /// True when every PIndex has a readable copy on a live node.
+    pub fn covers_all(&self) -> bool {
+        let none = BTreeSet::new();
+        let cluster = Cluster {
+            live: &self.live,
+            avoid: &none,
+        };
+        !self.plan.pindexes.is_empty()
+            && route(&self.plan, None, &cluster, Prefer::Primary, 0)
+                .uncovered
+                .is_empty()
+    }
+}
+
+/// Why the view could not be read.
+pub enum ViewError {
+    /// An answer to give as it is (unknown index, Cfg unavailable).
+    Answer(axum::response::Response),
+    Cfg(tessera_cfg::CfgError),
 }
 
 fn failure(message: impl Into<String>) -> ShardError {
@@ -59,6 +124,7 @@ impl Scatter<'_> {
             .iter()
             .map(|name| {
                 let partitions = self
+                    .view
                     .plan
                     .pindexes
                     .iter()
@@ -89,10 +155,16 @@ impl Scatter<'_> {
         errors: &mut BTreeMap<String, ShardError>,
     ) -> BTreeMap<String, Vec<String>> {
         let cluster = Cluster {
-            live: &self.live,
+            live: &self.view.live,
             avoid: &self.avoid,
         };
-        let routing = route(self.plan, Some(pending), &cluster, self.prefer, self.turn);
+        let routing = route(
+            &self.view.plan,
+            Some(pending),
+            &cluster,
+            self.prefer,
+            self.turn,
+        );
         for (pindex, reason) in routing.uncovered {
             errors.insert(
                 pindex,
@@ -103,6 +175,21 @@ impl Scatter<'_> {
             );
         }
         routing.by_node
+    }
+
+    /// Re-reads the view before asking other copies: a copy that was not open where the view
+    /// said has usually moved (the plan dropped it, or replaced it, after this query read the
+    /// plan), and the plan now names where it went. A view of another incarnation of the index
+    /// (deleted and re-created meanwhile) is not taken: its PIndexes are not this query's.
+    async fn refresh(&mut self, index: &str) {
+        match View::load(self.state, index).await {
+            Ok(view) if view.plan.index_uuid == self.view.plan.index_uuid => {
+                self.avoid.extend(view.no_reads.iter().cloned());
+                self.view = view;
+            }
+            Ok(_) => {}
+            Err(_) => tracing::debug!(index, "re-reading the plan for a retry failed"),
+        }
     }
 
     /// Remembers that `node` failed a call, for this query and the next few.
@@ -122,8 +209,13 @@ impl Scatter<'_> {
         index: &str,
         outcome: &mut Outcome,
     ) -> (TermStats, BTreeMap<String, Vec<String>>) {
-        let mut pending: BTreeSet<String> =
-            self.plan.pindexes.iter().map(|p| p.name.clone()).collect();
+        let mut pending: BTreeSet<String> = self
+            .view
+            .plan
+            .pindexes
+            .iter()
+            .map(|p| p.name.clone())
+            .collect();
         let mut assigned: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut sum = TermStats::default();
         let mut last: BTreeMap<String, ShardError> = BTreeMap::new();
@@ -131,6 +223,9 @@ impl Scatter<'_> {
             let budget = self.call_budget(round);
             if pending.is_empty() || Instant::now() >= self.deadline {
                 break;
+            }
+            if round > 0 {
+                self.refresh(index).await;
             }
             let routes = self.routes(&pending, &mut outcome.errors);
             pending.retain(|p| !outcome.errors.contains_key(p));
@@ -250,6 +345,9 @@ impl Scatter<'_> {
                 }
             }
             if round + 1 < ROUNDS {
+                if !retry.is_empty() {
+                    self.refresh(index).await;
+                }
                 assigned = self.routes(&retry, &mut outcome.errors);
             } else {
                 for name in retry {
@@ -328,6 +426,7 @@ impl Scatter<'_> {
     ) -> Result<tessera_proto::v1::search_client::SearchClient<tonic::transport::Channel>, String>
     {
         let address = self
+            .view
             .addresses
             .get(node)
             .ok_or_else(|| format!("node {node} is not defined"))?;
