@@ -458,7 +458,8 @@ impl Executor {
                 })
                 .collect();
             h.caught_up = behind.is_empty();
-            h.stalled = stall(h, &status, &behind, tokio::time::Instant::now());
+            let now = tokio::time::Instant::now();
+            h.stalled = stall(&mut h.progress, h.partitions.len(), &status, &behind, now);
         }
     }
 
@@ -583,16 +584,17 @@ impl Executor {
 /// Whether a feed that is `behind` on some partitions has stalled: it applied nothing for
 /// [`STALL_AFTER`] (paused feeds never stall). Updates the feed's progress mark.
 fn stall(
-    hosted: &mut Hosted,
+    mark: &mut (u64, tokio::time::Instant),
+    partitions: usize,
     status: &FeedStatus,
     behind: &[u32],
     now: tokio::time::Instant,
 ) -> Option<String> {
-    if behind.is_empty() || status.paused || status.applied != hosted.progress.0 {
-        hosted.progress = (status.applied, now);
+    if behind.is_empty() || status.paused || status.applied != mark.0 {
+        *mark = (status.applied, now);
         return None;
     }
-    let idle = now.duration_since(hosted.progress.1);
+    let idle = now.duration_since(mark.1);
     if idle < STALL_AFTER {
         return None;
     }
@@ -603,7 +605,7 @@ fn stall(
     let mut reason = format!(
         "feed stalled: {} of {} source partitions behind the source, nothing applied for {} s ({unconnected} of them not streaming)",
         behind.len(),
-        hosted.partitions.len(),
+        partitions,
         idle.as_secs()
     );
     if let Some(e) = &status.last_error {
@@ -617,5 +619,41 @@ impl ExecutorOptions {
         def.source
             .url()
             .map_or_else(|| self.default_source_url.clone(), str::to_string)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_feed_behind_that_applies_nothing_for_a_while_is_stalled() {
+        let start = tokio::time::Instant::now();
+        let mut mark = (0, start);
+        let mut status = FeedStatus::default();
+        status.last_error = Some("partition 3: the source did not open the stream".into());
+        // Progress moves the mark; being caught up or paused never stalls.
+        status.applied = 10;
+        assert_eq!(stall(&mut mark, 4, &status, &[3], start), None);
+        assert_eq!(mark, (10, start));
+        let late = start + STALL_AFTER + Duration::from_secs(1);
+        assert_eq!(stall(&mut mark.clone(), 4, &status, &[], late), None);
+        status.paused = true;
+        assert_eq!(stall(&mut mark.clone(), 4, &status, &[3], late), None);
+        status.paused = false;
+        // Not long enough yet.
+        let soon = start + STALL_AFTER / 2;
+        assert_eq!(stall(&mut mark, 4, &status, &[3], soon), None);
+        // Long enough: the reason says how many partitions, for how long, and the last error.
+        let why = stall(&mut mark, 4, &status, &[3], late).expect("stalled");
+        assert!(
+            why.starts_with("feed stalled: 1 of 4 source partitions behind"),
+            "{why}"
+        );
+        assert!(why.contains("1 of them not streaming"), "{why}");
+        assert!(why.contains("did not open the stream"), "{why}");
+        // Progress again clears it.
+        status.applied = 11;
+        assert_eq!(stall(&mut mark, 4, &status, &[3], late), None);
     }
 }

@@ -86,7 +86,11 @@ fn highs(log: &SourceLog) -> BTreeMap<u32, u64> {
 
 /// Waits until the feed has applied every partition up to the source's high seqs.
 async fn caught_up(feed: &Feed, log: &SourceLog, what: &str) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    caught_up_within(feed, log, what, Duration::from_secs(20)).await
+}
+
+async fn caught_up_within(feed: &Feed, log: &SourceLog, what: &str, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
     loop {
         let want = highs(log);
         let status = feed.status();
@@ -188,7 +192,17 @@ async fn pause_keeps_the_position_and_resume_continues() {
     }
     let before = feed.status().applied;
     log.append("docs", &docs(100..200)).unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await; // nothing may arrive while paused
+    // A witness feed over the same partitions sees the new changes arrive: had the paused feed
+    // been reading, it would have had them by then too.
+    let witness = tessera_index::open(
+        "blackhole",
+        &dir.path().join("witness"),
+        &serde_json::Value::Null,
+    )
+    .unwrap();
+    let witness = Feed::start(witness, config(address));
+    caught_up(&witness, &log, "witness").await;
+    witness.stop().await.unwrap();
     assert_eq!(
         feed.status().applied,
         before,
@@ -322,4 +336,36 @@ async fn a_failing_commit_ends_the_feed_with_the_error() {
     }
     let error = feed.stop().await.err().expect("the commit error");
     assert!(error.to_string().contains("No space left"), "{error}");
+}
+
+/// One PIndex over every partition of a 1024-partition source (the default, and the most a
+/// PIndex covers): every partition streams at once, more than one HTTP/2 connection admits
+/// (the server's concurrent-stream limit is 200), and the feed still catches up with all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_pindex_over_1024_partitions_catches_up_with_every_one() {
+    const ALL: u32 = 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let log = SourceLog::open(&dir.path().join("source.redb"), ALL).unwrap();
+    log.append("docs", &docs(0..3000)).unwrap();
+    let address = free_address();
+    let _server = serve_on(log.clone(), address).await;
+    let pindex = tessera_index::open(
+        "blackhole",
+        &dir.path().join("bh"),
+        &serde_json::Value::Null,
+    )
+    .unwrap();
+    let feed = Feed::start(
+        pindex,
+        FeedConfig {
+            partitions: (0..ALL).collect(),
+            ..config(address)
+        },
+    );
+    caught_up_within(&feed, &log, "1024 partitions", Duration::from_secs(60)).await;
+    // And live changes on every connection keep arriving.
+    log.append("docs", &docs(3000..4000)).unwrap();
+    caught_up_within(&feed, &log, "live changes", Duration::from_secs(60)).await;
+    let pindex = feed.stop().await.unwrap();
+    assert_eq!(pindex.doc_count().unwrap(), 4000);
 }
