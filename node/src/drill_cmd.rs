@@ -291,21 +291,23 @@ async fn drill(
         lines.push(format!("node back: {summary} ({seconds:.1} s)"));
     }
     let (written, queries, failures) = load.stop().await;
-    let body = json!({"query": {"match_all": {}}, "size": 0, "consistency": {"level": "at_plus"}, "timeout_ms": 60000});
-    let found = http
-        .call(
-            "POST",
-            &format!("/api/index/{index}/query"),
-            body.to_string(),
-        )
-        .await?["total_hits"]
-        .as_u64()
-        .unwrap_or(0);
-    let lost = written.saturating_sub(found);
+    let tally = tally(http, index, written).await?;
+    let bad = tally.missing > 0 || tally.duplicated > 0;
     lines.push(format!(
-        "documents written {written}, searchable {found}, lost {lost}{}",
-        if lost > 0 { " — LOST" } else { "" }
+        "documents written {written}, searchable {}, missing {}, duplicated {}{}{}",
+        tally.found,
+        tally.missing,
+        tally.duplicated,
+        if tally.extra > 0 {
+            format!(", {} more from writes that failed but landed", tally.extra)
+        } else {
+            String::new()
+        },
+        if bad { " — LOST" } else { "" }
     ));
+    for example in tally.examples.iter().take(5) {
+        lines.push(format!("  {example}"));
+    }
     lines.push(format!(
         "queries {queries}, failed {}{}",
         failures.len(),
@@ -319,4 +321,69 @@ async fn drill(
         lines.push(format!("  {f}"));
     }
     Ok(lines.join("\n"))
+}
+
+/// What the index holds of the documents the drill wrote (`d0`..`d{written-1}`, field `n` the
+/// number): read back by windows of `n`, each small enough to come back whole, so a document
+/// missing and one answered twice are each seen (a count alone hides one behind the other).
+#[derive(Debug, Default)]
+struct Tally {
+    found: u64,
+    missing: u64,
+    duplicated: u64,
+    /// Documents past `written`: a write that failed (and was not counted) may still have landed.
+    extra: u64,
+    examples: Vec<String>,
+}
+
+/// Documents per window read back.
+const WINDOW: u64 = 5_000;
+
+async fn tally(http: &Http, index: &str, written: u64) -> anyhow::Result<Tally> {
+    let mut tally = Tally::default();
+    // Writes go in batches of 100: one failed batch can have landed past `written`.
+    let end = written + 100;
+    let mut start = 0;
+    while start < end {
+        let body = json!({"query": {"range": {"field": "n", "gte": start, "lt": start + WINDOW}},
+            "size": WINDOW, "fields": [], "consistency": {"level": "at_plus"}, "timeout_ms": 60000});
+        let answer = http
+            .call("POST", &format!("/api/index/{index}/query"), body.to_string())
+            .await?;
+        if answer["status"]["failed"] != 0 {
+            bail!("reading documents back failed: {answer}");
+        }
+        let mut seen = std::collections::BTreeMap::<u64, u64>::new();
+        for hit in answer["hits"].as_array().into_iter().flatten() {
+            let n = hit["id"]
+                .as_str()
+                .and_then(|id| id.strip_prefix('d'))
+                .and_then(|n| n.parse().ok())
+                .with_context(|| format!("a document the drill did not write: {hit}"))?;
+            *seen.entry(n).or_default() += 1;
+        }
+        let total = answer["total_hits"].as_u64().unwrap_or(0);
+        let returned: u64 = seen.values().sum();
+        // Hits past the window's size would hide repeats: a window holds at most WINDOW
+        // distinct documents, so more hits than that are duplicates too.
+        tally.duplicated += total.saturating_sub(returned);
+        for (&n, &times) in &seen {
+            if times > 1 {
+                tally.duplicated += times - 1;
+                tally.examples.push(format!("d{n} answered {times} times"));
+            }
+            if n >= written {
+                tally.extra += 1;
+            }
+        }
+        for n in start..(start + WINDOW).min(written) {
+            if !seen.contains_key(&n) {
+                tally.missing += 1;
+                tally.examples.push(format!("d{n} missing"));
+            }
+        }
+        tally.found += total;
+        start += WINDOW;
+    }
+    Ok(tally)
 }

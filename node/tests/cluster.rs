@@ -1,9 +1,13 @@
 //! Three nodes on real etcd and a standalone source: an index of 16 PIndexes with one replica
-//! fed 100k documents; counts exact through updates, deletes, a source restart mid-stream and
-//! a node killed with -9 and restarted (which resumes from its checkpoints, no rebuild).
+//! fed 100k documents; counts exact through updates, deletes, the source killed with -9 while
+//! writes are in flight (every acknowledged write kept, revised documents show their new
+//! content) and a node killed with -9 and restarted (which resumes from its checkpoints, no
+//! rebuild).
 
 mod common;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{cluster_node as node, free_port, http, serve, wait_for, Proc};
@@ -34,6 +38,75 @@ fn bulk(source: &str, range: std::ops::Range<usize>) {
             "{answer}"
         );
     }
+}
+
+/// Batches the writer sends while the source is killed: each adds new documents and revises
+/// existing ones.
+const BATCHES: usize = 60;
+const NEW_PER_BATCH: usize = 300;
+const REVISED_PER_BATCH: usize = 50;
+const BATCH_LINES: usize = NEW_PER_BATCH + REVISED_PER_BATCH;
+/// Revised documents are `d{REVISED_FROM + k}` (none of them deleted before).
+const REVISED_FROM: usize = 1_000;
+
+fn batch_body(batch: usize) -> String {
+    let new = (0..NEW_PER_BATCH).map(|k| {
+        let i = DOCS + batch * NEW_PER_BATCH + k;
+        format!("{{\"key\":\"d{i}\",\"doc\":{{\"title\":\"document {i}\",\"n\":{i}}}}}\n")
+    });
+    let revised = (0..REVISED_PER_BATCH).map(|k| {
+        let i = REVISED_FROM + batch * REVISED_PER_BATCH + k;
+        format!("{{\"key\":\"d{i}\",\"doc\":{{\"title\":\"revised {i}\",\"n\":{i}}}}}\n")
+    });
+    new.chain(revised).collect()
+}
+
+/// Every revised document is searchable with its new content, and nothing else says `revised`.
+fn check_revised(node: &str) {
+    let want = BATCHES * REVISED_PER_BATCH;
+    let body = format!(
+        r#"{{"query": {{"match": {{"field": "title", "query": "revised"}}}}, "size": {want}, "fields": ["title"]}}"#
+    );
+    let (status, answer) = http(node, "POST", "/api/index/books/query", &body);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["total_hits"].as_u64(), Some(want as u64), "{}", answer["status"]);
+    let hits = answer["hits"].as_array().expect("hits");
+    let mut seen = std::collections::BTreeSet::new();
+    for hit in hits {
+        let id = hit["id"].as_str().expect("an id");
+        let i: usize = id.trim_start_matches('d').parse().expect("a numbered id");
+        assert!(
+            (REVISED_FROM..REVISED_FROM + want).contains(&i),
+            "{id} was never revised: {hit}"
+        );
+        assert_eq!(hit["fields"]["title"], format!("revised {i}"), "{hit}");
+        seen.insert(i);
+    }
+    assert_eq!(seen.len(), want, "a revised document is missing or doubled");
+}
+
+/// One HTTP request that reports a refused or cut-off connection as status 0 instead of
+/// panicking (the source is being killed).
+fn try_http(address: &str, method: &str, path: &str, body: &str) -> Option<(u16, serde_json::Value)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut answer = String::new();
+    if stream.read_to_string(&mut answer).is_err() {
+        return Some((0, serde_json::Value::Null));
+    }
+    let status = answer.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let json = answer
+        .split("\r\n\r\n")
+        .nth(1)
+        .and_then(|b| serde_json::from_str(b).ok())
+        .unwrap_or_default();
+    Some((status, json))
 }
 
 fn source_docs(source: &str) -> u64 {
@@ -126,30 +199,74 @@ fn three_nodes_host_an_index_exactly_through_restarts() {
         );
     }
 
-    // The source dies mid-load and comes back: nothing lost, nothing doubled.
+    // The source dies with -9 while writes are in flight and comes back: every write it
+    // acknowledged is kept (the writer retries the ones that failed, as a client would),
+    // nothing is lost or doubled, and updated documents show their new content.
+    let acknowledged = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(AtomicUsize::new(0));
     let writer = {
         let source_address = source_address.clone();
-        std::thread::spawn(move || bulk(&source_address, DOCS..DOCS + 20_000))
+        let (acknowledged, failed) = (acknowledged.clone(), failed.clone());
+        std::thread::spawn(move || {
+            for batch in 0..BATCHES {
+                let body = batch_body(batch);
+                loop {
+                    match try_http(&source_address, "POST", "/api/source/docs/bulk", &body) {
+                        Some((200, answer)) => {
+                            assert_eq!(
+                                answer["accepted"].as_u64(),
+                                Some(BATCH_LINES as u64),
+                                "batch {batch}: {answer}"
+                            );
+                            acknowledged.fetch_add(1, Ordering::SeqCst);
+                            break;
+                        }
+                        Some((status, answer)) if status != 0 => {
+                            panic!("batch {batch}: the source answered {status} {answer}")
+                        }
+                        // Cut off or refused: the source is down; try again.
+                        _ => {
+                            failed.fetch_add(1, Ordering::SeqCst);
+                            std::thread::sleep(Duration::from_millis(50));
+                        }
+                    }
+                }
+            }
+        })
     };
-    writer.join().unwrap();
+    wait_for("some batches written", Duration::from_secs(60), || {
+        (acknowledged.load(Ordering::SeqCst) >= 5).then_some(())
+    });
     source_proc.0.kill().unwrap();
     let _ = source_proc.0.wait();
+    wait_for(
+        "a write refused while the source is down",
+        Duration::from_secs(30),
+        || (failed.load(Ordering::SeqCst) > 0).then_some(()),
+    );
+    assert!(
+        acknowledged.load(Ordering::SeqCst) < BATCHES,
+        "the writer finished before the source was killed"
+    );
     source_proc = source(&scratch.path().join("source"), &source_address);
-    bulk(&source_address, DOCS + 20_000..DOCS + 30_000);
+    writer.join().unwrap();
+    assert_eq!(acknowledged.load(Ordering::SeqCst), BATCHES);
     assert_eq!(
         wait_exact(&a, &source_address, "after the source restart"),
-        DOCS as u64 - 100 + 30_000
+        DOCS as u64 - 100 + (BATCHES * NEW_PER_BATCH) as u64
     );
+    check_revised(&a);
 
     // A node killed with -9 and restarted (within the failover delay: no re-plan) resumes
     // every PIndex from its checkpoints: it re-applies only what it had not committed.
     let victim = 2;
     nodes[victim].0.kill().unwrap();
     let _ = nodes[victim].0.wait();
-    bulk(&source_address, DOCS + 30_000..DOCS + 31_000);
+    let written = DOCS + BATCHES * NEW_PER_BATCH;
+    bulk(&source_address, written..written + 1_000);
     nodes[victim] = node(&cfg, &dirs[victim], &addresses[victim], "zone-2");
     let total = wait_exact(&a, &source_address, "after the node restart");
-    assert_eq!(total, DOCS as u64 - 100 + 31_000);
+    assert_eq!(total, DOCS as u64 - 100 + (BATCHES * NEW_PER_BATCH) as u64 + 1_000);
     let (_, status) = http(&addresses[victim], "GET", "/api/index/books/status", "");
     let mut hosted_docs = 0;
     let mut applied = 0;

@@ -161,12 +161,7 @@ fn drill_kill_the_planner_leader_mid_rebalance() {
     let nodes = Arc::new(Mutex::new(drill.addresses.clone()));
     let load = Load::start(drill.source.clone(), nodes);
     let victim = drill.uuid_of(2);
-    let (status, started) = change(
-        &a,
-        &format!(r#"{{"type": "drain", "eject_nodes": ["{victim}"]}}"#),
-    );
-    assert_eq!(status, 202, "{started}");
-    let id = started["task"].as_str().unwrap().to_string();
+    let id = start_drain_of_and_wait_midway(&drill, 2);
     let leader = wait_for("a planner leading", Duration::from_secs(10), || {
         drill.planner_leader()
     });
@@ -191,7 +186,10 @@ fn drill_one_etcd_member_of_three_killed_mid_rebalance() {
     let nodes = Arc::new(Mutex::new(drill.addresses[1..].to_vec()));
     let load = Load::start(drill.source.clone(), nodes);
     let id = start_drain_and_wait_midway(&drill);
-    drill.etcd.kill(0);
+    let leader = wait_for("an etcd leader", Duration::from_secs(10), || {
+        drill.etcd.leader()
+    });
+    drill.etcd.kill(leader);
     let task = wait_task(&a, &id, Duration::from_secs(120));
     assert_eq!(task["status"], "completed", "{task}");
     assert_eq!(drill.copies_on(&drill.uuid_of(0)), 0);

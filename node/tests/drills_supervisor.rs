@@ -251,11 +251,16 @@ fn drill_freeze_holds_moves_and_the_failover_cap_waits_for_an_acknowledgement() 
         health["reasons"].to_string().contains("cluster frozen"),
         "{health}"
     );
-    let until = std::time::Instant::now() + Duration::from_secs(3);
-    while std::time::Instant::now() < until {
-        assert_eq!(drill.copies_on(&new_uuid), 0, "a copy moved while frozen");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    // The planner has seen the new node and holds what it would build there.
+    wait_for(
+        "the planner holding moves while frozen",
+        Duration::from_secs(30),
+        || {
+            let h = drill.health();
+            h["reasons"].to_string().contains("copies frozen out").then_some(())
+        },
+    );
+    assert_eq!(drill.copies_on(&new_uuid), 0, "a copy moved while frozen");
     let (status, _) = http(&a, "POST", "/api/ctl/unfreeze", "");
     assert_eq!(status, 200);
     wait_for(
@@ -284,12 +289,17 @@ fn drill_freeze_holds_moves_and_the_failover_cap_waits_for_an_acknowledgement() 
             (h["reasons"].to_string().contains("copy on a down node")).then_some(h)
         },
     );
-    // Not failed over while the count is unacknowledged (observed for a while).
-    let until = std::time::Instant::now() + Duration::from_secs(3);
-    while std::time::Instant::now() < until {
-        assert!(drill.copies_on(&second) > 0, "failed over past the cap");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    // Not failed over while the count is unacknowledged: the planner says it holds it.
+    wait_for(
+        "the planner holding the second failover at the cap",
+        Duration::from_secs(30),
+        || {
+            let h = drill.health();
+            let reasons = h["reasons"].to_string();
+            (reasons.contains("the failover cap holds") && reasons.contains(&second)).then_some(())
+        },
+    );
+    assert!(drill.copies_on(&second) > 0, "failed over past the cap");
     let (status, _) = http(&a, "POST", "/api/ctl/failover/ack", "");
     assert_eq!(status, 200);
     wait_for(

@@ -171,6 +171,20 @@ fn a_single_node_hosts_an_index_from_its_embedded_source() {
     );
 
     // Operator switches: a paused ingest keeps its position; a disallowed index answers 403.
+    // A witness index over the same source shows what the paused one would have taken in.
+    let (status, body) = http(&address, "PUT", "/api/index/witness", INDEX);
+    assert_eq!(status, 200, "{body}");
+    let witness_count = |want: u64| {
+        wait_for(
+            &format!("the witness index at {want} documents"),
+            Duration::from_secs(60),
+            || {
+                let (status, body) = http(&address, "GET", "/api/index/witness/count", "");
+                (status == 200 && body["count"].as_u64() == Some(want)).then_some(())
+            },
+        )
+    };
+    witness_count(1990);
     assert_eq!(
         http(&address, "POST", "/api/index/books/ingestControl/pause", "").0,
         200
@@ -190,8 +204,9 @@ fn a_single_node_hosts_an_index_from_its_embedded_source() {
         http(&address, "POST", "/api/source/docs/bulk", &more).0,
         200
     );
-    std::thread::sleep(Duration::from_millis(1500)); // give a wrongly running feed time to show
+    witness_count(2090);
     assert_eq!(count(&address).0, 1990, "a paused index took in changes");
+    assert_eq!(http(&address, "DELETE", "/api/index/witness", "").0, 200);
     assert_eq!(
         http(
             &address,

@@ -235,8 +235,11 @@ fn three_nodes_answer_like_one_index_and_survive_a_killed_node() {
 
     // Kill the third node while node a answers queries: every answer stays complete.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let answered_so_far = || count.load(std::sync::atomic::Ordering::SeqCst);
     let querier = {
         let (a, stop, want) = (a.clone(), stop.clone(), expected[0].clone());
+        let count = count.clone();
         std::thread::spawn(move || {
             let mut answered = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -249,22 +252,30 @@ fn three_nodes_answer_like_one_index_and_survive_a_killed_node() {
                     &format!("query {answered} during the kill"),
                 );
                 answered += 1;
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             }
             answered
         })
     };
-    wait_for(
-        "a few queries before the kill",
-        Duration::from_secs(10),
-        || (!querier.is_finished()).then_some(()),
-    );
+    wait_for("a few queries before the kill", Duration::from_secs(10), || {
+        (answered_so_far() >= 3 || querier.is_finished()).then_some(())
+    });
     let mut victim = nodes[2].take().expect("node 2 runs");
     victim.0.kill().expect("kill -9");
     victim.0.wait().expect("reaped");
-    // Across the liveness lease running out (2 s) and beyond.
-    let until = std::time::Instant::now() + Duration::from_secs(4);
-    wait_for("queries across the kill", Duration::from_secs(10), || {
-        (std::time::Instant::now() >= until || querier.is_finished()).then_some(())
+    // Across the liveness lease running out (2 s, health then shows a copy on a down node)
+    // and beyond.
+    wait_for("the killed node's lease gone", Duration::from_secs(15), || {
+        let (_, health) = http(&a, "GET", "/api/cluster/health", "");
+        let down = health["reasons"]
+            .as_array()?
+            .iter()
+            .any(|r| r.as_str().is_some_and(|r| r.starts_with("copy on a down node")));
+        (down || querier.is_finished()).then_some(())
+    });
+    let after_lease = answered_so_far();
+    wait_for("queries after the lease ran out", Duration::from_secs(15), || {
+        (answered_so_far() >= after_lease + 5 || querier.is_finished()).then_some(())
     });
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let answered = querier

@@ -206,6 +206,30 @@ impl EtcdCluster {
         self.wait_healthy(i);
     }
 
+    /// The member that is the raft leader now, as the running members say (etcd's
+    /// `/v3/maintenance/status`: a member's id and the leader's id); `None` while they do not
+    /// agree on one.
+    pub fn leader(&mut self) -> Option<usize> {
+        let mut leader_id = None;
+        let mut ids = Vec::new();
+        for i in 0..self.members.len() {
+            if !self.is_running(i) {
+                continue;
+            }
+            let status = maintenance_status(self.members[i].client_port)?;
+            let id = status["header"]["member_id"].as_str()?.to_string();
+            let leader = status["leader"].as_str()?.to_string();
+            if leader_id.get_or_insert_with(|| leader.clone()) != &leader {
+                return None;
+            }
+            ids.push((i, id));
+        }
+        let leader_id = leader_id?;
+        ids.into_iter()
+            .find(|(_, id)| *id == leader_id)
+            .map(|(i, _)| i)
+    }
+
     /// Whether member `i` is running.
     pub fn is_running(&mut self, i: usize) -> bool {
         self.members[i]
@@ -243,4 +267,19 @@ fn health_ok(port: u16) -> bool {
     let mut answer = String::new();
     let _ = stream.read_to_string(&mut answer);
     answer.contains("\"health\":\"true\"")
+}
+
+/// One blocking `POST /v3/maintenance/status` (etcd's JSON gateway).
+fn maintenance_status(port: u16) -> Option<serde_json::Value> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    let request = format!(
+        "POST /v3/maintenance/status HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+    );
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    let body = answer.split("\r\n\r\n").nth(1)?;
+    serde_json::from_str(body).ok()
 }

@@ -173,10 +173,10 @@ async fn a_killed_leader_is_replaced_within_the_ttl_plus_a_second() {
     })
     .await;
     let b = start(&cfg, "planner-b");
-    // Give b time to see a as leader and start waiting.
-    until(Duration::from_secs(5), "planner-b to be running", || {
-        let task_alive = !b.task.is_finished();
-        async move { task_alive.then_some(()) }
+    // b has seen a leading and stands by, waiting for the seat.
+    until(Duration::from_secs(5), "planner-b standing by", || {
+        let standing_by = b.stats.standbys.load(Ordering::Relaxed) > 0;
+        async move { standing_by.then_some(()) }
     })
     .await;
     // Kill a: no resignation, its lease must run out.

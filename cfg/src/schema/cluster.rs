@@ -65,6 +65,33 @@ pub struct ClusterControl {
     /// The nodes those failovers took out.
     #[serde(default)]
     pub auto_failed_nodes: Vec<String>,
+    /// What the planner leader holds back, as of its last round: written when it changes, so
+    /// operators (and tests) see a decision not to act, not only the absence of action.
+    #[serde(default, skip_serializing_if = "Held::is_empty")]
+    pub held: Held,
+}
+
+/// What the planner holds back and why.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Held {
+    /// Nodes absent past the failover delay that the automatic failover cap keeps from being
+    /// failed over until an acknowledgement.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failovers: Vec<String>,
+    /// Moves the planner would start were the cluster not frozen.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub moves_frozen: u64,
+}
+
+impl Held {
+    pub fn is_empty(&self) -> bool {
+        self == &Held::default()
+    }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Document for ClusterControl {

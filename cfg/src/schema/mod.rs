@@ -11,7 +11,7 @@ mod plan;
 mod task;
 pub mod validate;
 
-pub use cluster::{ClusterControl, ClusterMeta, PlannerLeader};
+pub use cluster::{ClusterControl, ClusterMeta, Held, PlannerLeader};
 pub use index::{
     IndexDef, PlanParams, SourceDef, DEFAULT_SOURCE_PARTITIONS, INDEX_TYPES, MAX_REPLICAS,
 };

@@ -68,6 +68,20 @@ pub fn health(
             control.frozen_reason.clone(),
         );
     }
+    for node in &control.held.failovers {
+        reasons.add(
+            "absent nodes the failover cap holds (acknowledge with POST /api/ctl/failover/ack)",
+            Status::Yellow,
+            node.clone(),
+        );
+    }
+    if control.frozen && control.held.moves_frozen > 0 {
+        reasons.add(
+            "copies frozen out",
+            Status::Yellow,
+            format!("{} copies to build once unfrozen", control.held.moves_frozen),
+        );
+    }
     for node in &control.auto_failed_nodes {
         reasons.add(
             "automatic failovers to acknowledge (POST /api/ctl/failover/ack)",

@@ -355,17 +355,33 @@ pub fn ctl(node: &str, args: &[&str]) -> std::process::Output {
 
 /// Drains node 0 and waits until the task has moved some copies but not all.
 pub fn start_drain_and_wait_midway(drill: &Drill) -> String {
-    let a = drill.addresses[0].clone();
-    let ejected = drill.uuid_of(0);
+    start_drain_of_and_wait_midway(drill, 0)
+}
+
+/// Drains node `i` (asking node 0; a node being drained still answers) and waits until the
+/// task has finished some moves but not all: the fault that follows lands mid-change.
+pub fn start_drain_of_and_wait_midway(drill: &Drill, i: usize) -> String {
+    let asked = drill.addresses[0].clone();
+    let ejected = drill.uuid_of(i);
     let (status, started) = change(
-        &a,
+        &asked,
         &format!(r#"{{"type": "drain", "eject_nodes": ["{ejected}"]}}"#),
     );
     assert_eq!(status, 202, "{started}");
     let id = started["task"].as_str().unwrap().to_string();
-    wait_for("the drain under way", Duration::from_secs(30), || {
-        let t = task_of(&a, &id);
-        (t["status"] == "running" && t["progress"]["moves_total"].as_u64() > Some(0)).then_some(())
-    });
+    wait_for(
+        "the drain midway (some moves done, not all)",
+        Duration::from_secs(60),
+        || {
+            let t = task_of(&asked, &id);
+            let done = t["progress"]["moves_done"].as_u64().unwrap_or(0);
+            let total = t["progress"]["moves_total"].as_u64().unwrap_or(0);
+            assert_ne!(
+                t["status"], "completed",
+                "the drain completed before it was seen midway: {t}"
+            );
+            (t["status"] == "running" && done > 0 && done < total).then_some(())
+        },
+    );
     id
 }

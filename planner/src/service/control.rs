@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 
-use tessera_cfg::schema::{ClusterControl, Document};
+use tessera_cfg::schema::{ClusterControl, Document, Held};
 use tessera_cfg::{Cfg, CfgError, Versioned};
 
 /// Which of `candidates` (absent past the delay, not failed over yet) may be failed over now.
@@ -60,6 +60,25 @@ pub async fn fail_over(
     )
     .await?;
     Ok(())
+}
+
+/// Records what the leader holds back (see [`Held`]) when it differs from what the control
+/// document says; a concurrent change of the document is left to the next round.
+pub async fn record_held(cfg: &Cfg, held: Held) -> Result<(), CfgError> {
+    let control = read(cfg).await?;
+    if control.as_ref().map_or(held.is_empty(), |c| c.value.held == held) {
+        return Ok(());
+    }
+    let mut next = control.as_ref().map(|c| c.value.clone()).unwrap_or(ClusterControl {
+        format_version: ClusterControl::FORMAT_VERSION,
+        ..ClusterControl::default()
+    });
+    next.held = held;
+    let cas = control.map_or(0, |c| c.revision);
+    match cfg.put_doc(&cfg.keys().control(), &next, cas, None).await {
+        Ok(_) | Err(CfgError::CasMismatch { .. }) | Err(CfgError::AlreadyExists { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]

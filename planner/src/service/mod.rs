@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tessera_cfg::schema::PlannerLeader;
+use tessera_cfg::schema::{Held, PlannerLeader};
 use tessera_cfg::{Cfg, CfgError, KeyKind, WatchEvent};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -72,6 +72,8 @@ pub struct PlannerStats {
     pub rounds: AtomicU64,
     pub plans_written: AtomicU64,
     pub terms: AtomicU64,
+    /// Campaigns lost to a sitting leader (each followed by waiting for the seat to free).
+    pub standbys: AtomicU64,
 }
 
 /// One planner: campaigns, and plans while it leads.
@@ -137,6 +139,7 @@ impl PlannerService {
                     self.stats.is_leader.store(false, Ordering::Relaxed);
                 }
                 Ok(None) => {
+                    self.stats.standbys.fetch_add(1, Ordering::Relaxed);
                     tokio::select! {
                         r = fence::wait_for_vacancy(&self.cfg) => {
                             if let Err(e) = r {
@@ -284,11 +287,26 @@ impl PlannerService {
         if !accepted.is_empty() {
             control::fail_over(&self.cfg, control.as_ref(), &accepted).await?;
         }
+        let held_failovers: Vec<String> = candidates.difference(&accepted).cloned().collect();
         // Failed: failed over by a supervisor or automatically (now or before).
         let mut failed = accepted;
         failed.extend(gathered.failed_over_nodes());
         let mut input = gathered.to_input(&failed);
         let mut limits = self.options.move_limits;
+        // While frozen, what an unfrozen round would build is worth saying (it is held).
+        let moves_frozen = if settings.frozen {
+            crate::plan(&input).stats.copies_added as u64
+        } else {
+            0
+        };
+        control::record_held(
+            &self.cfg,
+            Held {
+                failovers: held_failovers,
+                moves_frozen,
+            },
+        )
+        .await?;
         if settings.frozen {
             // Maintenance: targets stay as stored, no move starts; moves under way finish.
             for index in &mut input.indexes {
