@@ -17,6 +17,14 @@ use tokio::sync::watch;
 
 use crate::diff::{diff, Action, Local, LocalState, Wanted};
 
+/// What a copy report said, to write it again only when it changes: the caught-up PIndexes,
+/// the unhosted ones on disk, the stalled ones with why.
+type Reported = (
+    std::collections::BTreeSet<String>,
+    std::collections::BTreeSet<String>,
+    BTreeMap<String, String>,
+);
+
 /// How the executor runs.
 #[derive(Debug, Clone)]
 pub struct ExecutorOptions {
@@ -112,11 +120,7 @@ pub struct Executor {
     board: StatusBoard,
     /// The caught-up set and the unhosted PIndexes on disk last written to this node's copy
     /// report.
-    reported: Option<(
-        std::collections::BTreeSet<String>,
-        std::collections::BTreeSet<String>,
-        BTreeMap<String, String>,
-    )>,
+    reported: Option<Reported>,
 }
 
 /// The fingerprint of what a PIndex is built from: a change of type, source or params
@@ -630,10 +634,12 @@ mod tests {
     fn a_feed_behind_that_applies_nothing_for_a_while_is_stalled() {
         let start = tokio::time::Instant::now();
         let mut mark = (0, start);
-        let mut status = FeedStatus::default();
-        status.last_error = Some("partition 3: the source did not open the stream".into());
+        let mut status = FeedStatus {
+            last_error: Some("partition 3: the source did not open the stream".into()),
+            applied: 10,
+            ..FeedStatus::default()
+        };
         // Progress moves the mark; being caught up or paused never stalls.
-        status.applied = 10;
         assert_eq!(stall(&mut mark, 4, &status, &[3], start), None);
         assert_eq!(mark, (10, start));
         let late = start + STALL_AFTER + Duration::from_secs(1);

@@ -348,7 +348,11 @@ async fn tally(http: &Http, index: &str, written: u64) -> anyhow::Result<Tally> 
         let body = json!({"query": {"range": {"field": "n", "gte": start, "lt": start + WINDOW}},
             "size": WINDOW, "fields": [], "consistency": {"level": "at_plus"}, "timeout_ms": 60000});
         let answer = http
-            .call("POST", &format!("/api/index/{index}/query"), body.to_string())
+            .call(
+                "POST",
+                &format!("/api/index/{index}/query"),
+                body.to_string(),
+            )
             .await?;
         if answer["status"]["failed"] != 0 {
             bail!("reading documents back failed: {answer}");

@@ -69,7 +69,12 @@ fn check_revised(node: &str) {
     );
     let (status, answer) = http(node, "POST", "/api/index/books/query", &body);
     assert_eq!(status, 200, "{answer}");
-    assert_eq!(answer["total_hits"].as_u64(), Some(want as u64), "{}", answer["status"]);
+    assert_eq!(
+        answer["total_hits"].as_u64(),
+        Some(want as u64),
+        "{}",
+        answer["status"]
+    );
     let hits = answer["hits"].as_array().expect("hits");
     let mut seen = std::collections::BTreeSet::new();
     for hit in hits {
@@ -87,10 +92,17 @@ fn check_revised(node: &str) {
 
 /// One HTTP request that reports a refused or cut-off connection as status 0 instead of
 /// panicking (the source is being killed).
-fn try_http(address: &str, method: &str, path: &str, body: &str) -> Option<(u16, serde_json::Value)> {
+fn try_http(
+    address: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> Option<(u16, serde_json::Value)> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(address).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .ok()?;
     let request = format!(
         "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
@@ -266,7 +278,10 @@ fn three_nodes_host_an_index_exactly_through_restarts() {
     bulk(&source_address, written..written + 1_000);
     nodes[victim] = node(&cfg, &dirs[victim], &addresses[victim], "zone-2");
     let total = wait_exact(&a, &source_address, "after the node restart");
-    assert_eq!(total, DOCS as u64 - 100 + (BATCHES * NEW_PER_BATCH) as u64 + 1_000);
+    assert_eq!(
+        total,
+        DOCS as u64 - 100 + (BATCHES * NEW_PER_BATCH) as u64 + 1_000
+    );
     let (_, status) = http(&addresses[victim], "GET", "/api/index/books/status", "");
     let mut hosted_docs = 0;
     let mut applied = 0;

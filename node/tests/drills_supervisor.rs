@@ -257,7 +257,10 @@ fn drill_freeze_holds_moves_and_the_failover_cap_waits_for_an_acknowledgement() 
         Duration::from_secs(30),
         || {
             let h = drill.health();
-            h["reasons"].to_string().contains("copies frozen out").then_some(())
+            h["reasons"]
+                .to_string()
+                .contains("copies frozen out")
+                .then_some(())
         },
     );
     assert_eq!(drill.copies_on(&new_uuid), 0, "a copy moved while frozen");

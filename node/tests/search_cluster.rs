@@ -257,26 +257,34 @@ fn three_nodes_answer_like_one_index_and_survive_a_killed_node() {
             answered
         })
     };
-    wait_for("a few queries before the kill", Duration::from_secs(10), || {
-        (answered_so_far() >= 3 || querier.is_finished()).then_some(())
-    });
+    wait_for(
+        "a few queries before the kill",
+        Duration::from_secs(10),
+        || (answered_so_far() >= 3 || querier.is_finished()).then_some(()),
+    );
     let mut victim = nodes[2].take().expect("node 2 runs");
     victim.0.kill().expect("kill -9");
     victim.0.wait().expect("reaped");
     // Across the liveness lease running out (2 s, health then shows a copy on a down node)
     // and beyond.
-    wait_for("the killed node's lease gone", Duration::from_secs(15), || {
-        let (_, health) = http(&a, "GET", "/api/cluster/health", "");
-        let down = health["reasons"]
-            .as_array()?
-            .iter()
-            .any(|r| r.as_str().is_some_and(|r| r.starts_with("copy on a down node")));
-        (down || querier.is_finished()).then_some(())
-    });
+    wait_for(
+        "the killed node's lease gone",
+        Duration::from_secs(15),
+        || {
+            let (_, health) = http(&a, "GET", "/api/cluster/health", "");
+            let down = health["reasons"].as_array()?.iter().any(|r| {
+                r.as_str()
+                    .is_some_and(|r| r.starts_with("copy on a down node"))
+            });
+            (down || querier.is_finished()).then_some(())
+        },
+    );
     let after_lease = answered_so_far();
-    wait_for("queries after the lease ran out", Duration::from_secs(15), || {
-        (answered_so_far() >= after_lease + 5 || querier.is_finished()).then_some(())
-    });
+    wait_for(
+        "queries after the lease ran out",
+        Duration::from_secs(15),
+        || (answered_so_far() >= after_lease + 5 || querier.is_finished()).then_some(()),
+    );
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let answered = querier
         .join()

@@ -79,7 +79,10 @@ pub fn health(
         reasons.add(
             "copies frozen out",
             Status::Yellow,
-            format!("{} copies to build once unfrozen", control.held.moves_frozen),
+            format!(
+                "{} copies to build once unfrozen",
+                control.held.moves_frozen
+            ),
         );
     }
     for node in &control.auto_failed_nodes {

@@ -66,13 +66,19 @@ pub async fn fail_over(
 /// document says; a concurrent change of the document is left to the next round.
 pub async fn record_held(cfg: &Cfg, held: Held) -> Result<(), CfgError> {
     let control = read(cfg).await?;
-    if control.as_ref().map_or(held.is_empty(), |c| c.value.held == held) {
+    if control
+        .as_ref()
+        .map_or(held.is_empty(), |c| c.value.held == held)
+    {
         return Ok(());
     }
-    let mut next = control.as_ref().map(|c| c.value.clone()).unwrap_or(ClusterControl {
-        format_version: ClusterControl::FORMAT_VERSION,
-        ..ClusterControl::default()
-    });
+    let mut next = control
+        .as_ref()
+        .map(|c| c.value.clone())
+        .unwrap_or(ClusterControl {
+            format_version: ClusterControl::FORMAT_VERSION,
+            ..ClusterControl::default()
+        });
     next.held = held;
     let cas = control.map_or(0, |c| c.revision);
     match cfg.put_doc(&cfg.keys().control(), &next, cas, None).await {
