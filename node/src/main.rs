@@ -8,6 +8,7 @@ mod cli;
 mod ctl;
 mod drill_cmd;
 mod exit;
+mod limits;
 mod node;
 mod plan_cmd;
 mod source_cmd;

@@ -29,6 +29,13 @@ use crate::cli::{Global, NodeArgs};
 use crate::exit::{Exit, CONFLICT, INVALID};
 
 pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
+    match crate::limits::raise_open_files() {
+        Ok((before, after)) if before != after => {
+            tracing::info!(?before, ?after, "open-files limit raised")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = e, "keeping the open-files limit"),
+    }
     let mut identity = identity::load_or_create(&global.data_dir)?;
     let cfg = global.cfg.open(&global.data_dir).await?;
     let meta = cfg.ensure_cluster_meta().await?;
