@@ -9,10 +9,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::feed::{Feed, FeedConfig, FeedStatus};
 use serde::Serialize;
 use tessera_cfg::schema::{CopyReport, CopyRole, Document, IndexDef};
 use tessera_cfg::{unix_ms, Cfg, KeyKind, WatchEvent};
-use tessera_source::feed::{Feed, FeedConfig, FeedStatus};
 use tokio::sync::watch;
 
 use crate::diff::{diff, Action, Local, LocalState, Wanted};
@@ -37,6 +37,8 @@ pub struct ExecutorOptions {
     pub debounce: Duration,
     pub commit_every: usize,
     pub commit_interval: Duration,
+    /// The node's pooled peer channels (for the sources' high seqs).
+    pub peers: tessera_proto::peers::Peers,
 }
 
 /// This node's wanted copies, the index definitions, and every PIndex name in any plan.
@@ -445,9 +447,13 @@ impl Executor {
             if !highs.contains_key(&key) {
                 highs.insert(
                     key.clone(),
-                    tessera_source::grpc::partition_highs(&url, &def.source.name)
-                        .await
-                        .unwrap_or_default(),
+                    tessera_source::grpc::partition_highs(
+                        &self.options.peers,
+                        &url,
+                        &def.source.name,
+                    )
+                    .await
+                    .unwrap_or_default(),
                 );
             }
             let status = h.feed.status();

@@ -33,7 +33,7 @@ pub async fn run(global: &Global, args: SourceArgs) -> anyhow::Result<()> {
             "/api/ping",
             get(|| async { Json(serde_json::json!({"ok": true, "role": "source"})) }),
         )
-        .fallback(crate::node::not_found);
+        .fallback(tessera_api::not_found);
     tracing::info!(%address, data_dir = %global.data_dir.display(), "source up");
     // Small answers go out at once (no Nagle delay waiting for the peer's ACK).
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {

@@ -3,7 +3,10 @@
 //! `tessera.v1.Node` (ping, local PIndexes), `tessera.v1.Source` (the source protocol),
 //! `tessera.v1.Indexes` (the index API), `tessera.v1.Search` (queries, and the two phases
 //! of scatter-gather between nodes) and `tessera.v1.Supervisor` (topology changes, tasks,
-//! health, explain).
+//! health, explain). Beside the generated code, [`peers`]: the one pooled channel per peer that
+//! every node-to-node call goes through.
+
+pub mod peers;
 
 /// Version 1 of Tessera's services.
 pub mod v1 {

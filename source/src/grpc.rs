@@ -229,13 +229,12 @@ impl Feeder {
 /// The high seq of every partition of `source` at the source serving `url` (a client call,
 /// bounded to 5 s): how far a feed has to go to be caught up.
 pub async fn partition_highs(
+    peers: &tessera_proto::peers::Peers,
     url: &str,
     source: &str,
 ) -> Result<std::collections::BTreeMap<u32, u64>, String> {
     let call = async {
-        let mut client = tessera_proto::v1::source_client::SourceClient::connect(url.to_string())
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut client = peers.source(url)?;
         let request = ListPartitionsRequest {
             source: source.to_string(),
         };

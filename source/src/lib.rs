@@ -6,9 +6,9 @@
 //!
 //! - [`log`]: the durable logs (one redb file) and live notifications.
 //! - [`routing`]: key → partition.
-//! - [`feed`]: the client side, streaming source partitions into a PIndex.
+//!
+//! The client side (a feed streaming source partitions into a PIndex) is the janitor's.
 
-pub mod feed;
 pub mod grpc;
 pub mod log;
 pub mod rest;

@@ -15,7 +15,7 @@ use tessera_cfg::schema::{
 use tessera_cfg::{Cfg, KeySpace};
 use tessera_index::mapping::Mapping;
 use tessera_janitor::executor::{Executor, ExecutorOptions};
-use tessera_source::feed::{Feed, FeedConfig};
+use tessera_janitor::feed::{Feed, FeedConfig};
 use tessera_source::grpc::SourceService;
 use tessera_source::{Append, SourceLog};
 
@@ -130,6 +130,7 @@ async fn janitor_reaction(samples: usize) -> (Duration, Duration) {
             debounce: Duration::from_millis(1),
             commit_every: 10_000,
             commit_interval: Duration::from_millis(200),
+            peers: Default::default(),
         },
     );
     let board = executor.board();

@@ -1,23 +1,15 @@
-//! `tessera node`: joins the cluster named by `--cfg` and stays in it until SIGTERM.
+//! `tessera node`: joins the cluster named by `--cfg` and stays in it until SIGTERM. This
+//! module only wires: the behaviour lives in the crates it starts.
 //!
 //! Start-up: identity from the data dir → cluster meta (created on first use, and the data
-//! dir must belong to it) → node definition registered under CAS → liveness key created
-//! under a lease (refused while another incarnation of the same uuid keeps it alive) → REST
-//! served with gRPC (`tessera.v1.Node`) on the same port. Shutdown revokes the lease so the node is gone at once, not after the TTL.
-//! A node tagged `planner` also runs the planner service (one of them leads the cluster).
-//! PIndexes and the janitor join this process in later work.
+//! dir must belong to it) → liveness key created under a lease (refused while another
+//! incarnation of the same uuid keeps it alive) → node definition registered under CAS → the
+//! janitor (`tessera-janitor`), the planner service when tagged `planner`
+//! (`tessera-planner`), and the API (`tessera-api`: REST and gRPC on one port, with the
+//! embedded source's routes). Shutdown stops the planner and the janitor (feeds commit), then
+//! the server, and revokes the lease so the node is gone at once, not after the TTL.
 
-mod ctl_api;
-mod explain;
-mod grpc;
-mod health;
 mod identity;
-mod index_api;
-mod index_grpc;
-mod query;
-mod rest;
-
-pub use rest::not_found;
 
 use std::time::Duration;
 
@@ -67,6 +59,8 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
     );
 
     let source = crate::source_cmd::open_log(&global.data_dir, args.source_partitions)?;
+    // One pooled channel per peer for every node-to-node call of this process.
+    let peers = tessera_coord::Peers::default();
     let (stop_janitor, janitor_stopped) = tokio::sync::watch::channel(false);
     let executor = tessera_janitor::executor::Executor::new(
         cfg.clone(),
@@ -80,34 +74,35 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
             debounce: std::time::Duration::from_millis(100),
             commit_every: 10_000,
             commit_interval: std::time::Duration::from_millis(500),
+            peers: peers.clone(),
         },
     );
     let board = executor.board();
     let janitor = (args.tags.contains(&tessera_cfg::schema::NodeTag::Janitor)
         && args.tags.contains(&tessera_cfg::schema::NodeTag::Pindex))
     .then(|| tokio::spawn(executor.run(janitor_stopped)));
-    let state = rest::AppState {
+    let search = tessera_coord::SearchState::new(
+        args.max_concurrent_queries as usize,
+        format!("http://{host_port}"),
+        peers,
+    );
+    let state = tessera_api::AppState {
         cfg: cfg.clone(),
         node_uuid: identity.node_uuid.clone(),
         incarnation: incarnation.clone(),
+        cluster_uuid: meta.cluster_uuid.clone(),
+        cluster_name: meta.name.clone(),
         board: board.clone(),
-        search: query::SearchState::new(
-            args.max_concurrent_queries as usize,
-            format!("http://{host_port}"),
-        ),
-    };
-    let app = rest::router(state.clone())
-        .merge(index_grpc::IndexService::new(state.clone()).router())
-        .merge(query::SearchService::new(state.clone()).router())
-        .merge(ctl_api::SupervisorService::new(state).router())
-        .merge(grpc::router(grpc::NodeService {
+        coord: tessera_coord::Coordinator {
+            cfg: cfg.clone(),
             node_uuid: identity.node_uuid.clone(),
-            incarnation: incarnation.clone(),
-            cluster_uuid: meta.cluster_uuid.clone(),
-            cluster_name: meta.name.clone(),
             board: board.clone(),
-        }))
-        .merge(crate::source_cmd::routes(source));
+            search,
+        },
+    };
+    let app = tessera_api::app(state)
+        .merge(crate::source_cmd::routes(source))
+        .fallback(tessera_api::not_found);
     let (stop_planner, planner_stopped) = tokio::sync::watch::channel(false);
     let planner = args
         .tags

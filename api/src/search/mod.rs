@@ -7,14 +7,9 @@
 //! the top hits and says exactly which PIndexes answered. A per-node cap on concurrent queries
 //! answers 429 past it rather than queueing without bound.
 
-mod grpc;
-mod peers;
-mod scatter;
-pub mod shard;
+pub mod grpc;
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
@@ -25,59 +20,13 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use tessera_cfg::schema::IndexDef;
+use tessera_coord::{scatter, View};
 use tessera_index::mapping::Mapping;
 use tessera_search::dsl::Target;
 use tessera_search::SearchError;
 
-pub use grpc::SearchService;
-
-use super::index_api::{cfg_problem, problem};
-use super::rest::AppState;
-
-/// How long a node that failed a search call is asked only as a last resort.
-const SUSPECT_FOR: Duration = Duration::from_secs(10);
-
-/// The node's search-wide state: the concurrency cap, peer connections, and recently failed
-/// nodes.
-pub struct SearchState {
-    slots: Arc<tokio::sync::Semaphore>,
-    max_concurrent: usize,
-    turn: AtomicU64,
-    suspects: Mutex<HashMap<String, Instant>>,
-    peers: peers::Peers,
-    /// Where this node's own source answers (for indexes without a source `url`).
-    default_source_url: String,
-}
-
-impl SearchState {
-    pub fn new(max_concurrent: usize, default_source_url: String) -> Arc<Self> {
-        Arc::new(Self {
-            slots: Arc::new(tokio::sync::Semaphore::new(max_concurrent)),
-            max_concurrent,
-            turn: AtomicU64::new(0),
-            suspects: Mutex::new(HashMap::new()),
-            peers: peers::Peers::default(),
-            default_source_url,
-        })
-    }
-
-    fn suspect(&self, node: &str) {
-        if let Ok(mut s) = self.suspects.lock() {
-            s.insert(node.to_string(), Instant::now() + SUSPECT_FOR);
-        }
-    }
-
-    fn suspects(&self) -> std::collections::BTreeSet<String> {
-        let now = Instant::now();
-        self.suspects
-            .lock()
-            .map(|mut s| {
-                s.retain(|_, until| *until > now);
-                s.keys().cloned().collect()
-            })
-            .unwrap_or_default()
-    }
-}
+use crate::problem::{cfg_problem, problem, view_problem};
+use crate::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/index/{name}/query", post(query))
@@ -156,11 +105,11 @@ async fn wanted_seqs(
     if !parsed.wait_for_source {
         return Ok(vectors.clone());
     }
-    let url = def
-        .source
-        .url()
-        .map_or_else(|| state.search.default_source_url.clone(), str::to_string);
-    tessera_source::grpc::partition_highs(&url, &def.source.name)
+    let url = def.source.url().map_or_else(
+        || state.coord.search.default_source_url.clone(),
+        str::to_string,
+    );
+    tessera_source::grpc::partition_highs(&state.coord.search.peers, &url, &def.source.name)
         .await
         .map_err(|e| {
             problem(
@@ -182,14 +131,10 @@ async fn settled_view(
     name: &str,
     wait: bool,
     deadline: tokio::time::Instant,
-) -> Result<scatter::View, Response> {
+) -> Result<View, Response> {
     let mut pause = Duration::from_millis(20);
     loop {
-        let view = match scatter::View::load(state, name).await {
-            Ok(view) => view,
-            Err(scatter::ViewError::Answer(response)) => return Err(response),
-            Err(scatter::ViewError::Cfg(e)) => return Err(cfg_problem(e)),
-        };
+        let view = View::load(&state.cfg, name).await.map_err(view_problem)?;
         if !wait || view.covers_all() || tokio::time::Instant::now() + pause >= deadline {
             return Ok(view);
         }
@@ -198,16 +143,16 @@ async fn settled_view(
     }
 }
 
-pub(super) async fn query(
+pub async fn query(
     State(state): State<AppState>,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Response {
     let started = Instant::now();
-    let Ok(_permit) = state.search.slots.clone().try_acquire_owned() else {
+    let Some(_permit) = state.coord.search.try_slot() else {
         let body = json!({"error": format!(
             "this node is running its limit of {} concurrent queries; retry shortly or ask another node",
-            state.search.max_concurrent
+            state.coord.search.max_concurrent()
         )});
         return (
             StatusCode::TOO_MANY_REQUESTS,
@@ -249,16 +194,16 @@ pub(super) async fn query(
         );
     }
     // Nodes being failed over gracefully serve only when nothing else can.
-    let mut avoid = state.search.suspects();
+    let mut avoid = state.coord.search.suspects();
     avoid.extend(view.no_reads.iter().cloned());
     let total = view.plan.pindexes.len();
     let request = &parsed.request;
     let mut scatter = scatter::Scatter {
-        state: &state,
+        coord: &state.coord,
         view,
         avoid,
         prefer: request.prefer,
-        turn: state.search.turn.fetch_add(1, Ordering::Relaxed),
+        turn: state.coord.search.next_turn(),
         query_json: serde_json::to_string(&request.query).unwrap_or_default(),
         at_plus,
         deadline,

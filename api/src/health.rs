@@ -11,8 +11,8 @@ use axum::Json;
 use serde_json::json;
 use tessera_cfg::schema::{ClusterControl, CopyReport, CopyState, IndexDef, IndexPlan};
 
-use super::index_api::cfg_problem;
-use super::rest::AppState;
+use crate::problem::cfg_problem;
+use crate::AppState;
 
 /// Examples listed per kind of reason.
 const EXAMPLES: usize = 5;
@@ -172,7 +172,7 @@ pub fn health(
     (status, lines)
 }
 
-pub(super) async fn cluster_health(State(state): State<AppState>) -> Response {
+pub async fn cluster_health(State(state): State<AppState>) -> Response {
     let (defs, plans, live) = match tokio::try_join!(
         state.cfg.index_defs(),
         state.cfg.plans(),

@@ -4,16 +4,15 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::Response;
 use tessera_proto::v1::indexes_server::{Indexes, IndexesServer};
 use tessera_proto::v1::{
     ControlIndexRequest, IndexName, JsonReply, ListIndexesRequest, PutIndexRequest,
 };
-use tonic::{Code, Request, Status};
+use tonic::{Request, Status};
 
-use super::index_api;
-use super::rest::AppState;
+use crate::index as index_api;
+use crate::problem::reply;
+use crate::AppState;
 
 #[derive(Clone)]
 pub struct IndexService {
@@ -31,42 +30,6 @@ impl IndexService {
         let path = format!("/{}/{{*method}}", IndexesServer::<IndexService>::NAME);
         axum::Router::new().route_service(&path, IndexesServer::new(self))
     }
-}
-
-fn code(status: StatusCode) -> Code {
-    match status {
-        StatusCode::BAD_REQUEST => Code::InvalidArgument,
-        StatusCode::NOT_FOUND => Code::NotFound,
-        StatusCode::CONFLICT => Code::FailedPrecondition,
-        StatusCode::FORBIDDEN => Code::PermissionDenied,
-        StatusCode::SERVICE_UNAVAILABLE => Code::Unavailable,
-        StatusCode::TOO_MANY_REQUESTS => Code::ResourceExhausted,
-        StatusCode::GATEWAY_TIMEOUT => Code::DeadlineExceeded,
-        _ => Code::Internal,
-    }
-}
-
-/// The REST answer as a gRPC reply or status.
-pub(super) async fn reply(response: Response) -> Result<tonic::Response<JsonReply>, Status> {
-    let status = response.status();
-    let body = axum::body::to_bytes(response.into_body(), 64 << 20)
-        .await
-        .map_err(|e| Status::internal(format!("reading the answer: {e}")))?;
-    let json = String::from_utf8_lossy(&body).into_owned();
-    if status.is_success() {
-        return Ok(tonic::Response::new(JsonReply { json }));
-    }
-    let message = serde_json::from_str::<serde_json::Value>(&json)
-        .ok()
-        .and_then(|v| {
-            let error = v["error"].as_str()?.to_string();
-            Some(match v["field"].as_str() {
-                Some(field) => format!("{error} (field `{field}`)"),
-                None => error,
-            })
-        })
-        .unwrap_or(json);
-    Err(Status::new(code(status), message))
 }
 
 type Reply = Result<tonic::Response<JsonReply>, Status>;

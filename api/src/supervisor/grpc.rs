@@ -7,8 +7,8 @@ use tessera_proto::v1::supervisor_server::{Supervisor, SupervisorServer};
 use tessera_proto::v1::{JsonReply, JsonRequest, PIndexName, SupervisorEmpty, TaskId};
 use tonic::{Request, Status};
 
-use crate::node::index_grpc::reply;
-use crate::node::rest::AppState;
+use crate::problem::reply;
+use crate::AppState;
 
 #[derive(Clone)]
 pub struct SupervisorService {
@@ -61,7 +61,7 @@ impl Supervisor for SupervisorService {
     }
 
     async fn health(&self, _: Request<SupervisorEmpty>) -> Reply {
-        reply(crate::node::health::cluster_health(self.state()).await).await
+        reply(crate::health::cluster_health(self.state()).await).await
     }
 
     async fn freeze(&self, request: Request<JsonRequest>) -> Reply {
@@ -78,9 +78,9 @@ impl Supervisor for SupervisorService {
     }
 
     async fn explain_p_index(&self, request: Request<PIndexName>) -> Reply {
-        let query = crate::node::explain::ExplainQuery {
+        let query = crate::explain::ExplainQuery {
             pindex: request.into_inner().pindex,
         };
-        reply(crate::node::explain::plan_explain(self.state(), Ok(Query(query))).await).await
+        reply(crate::explain::plan_explain(self.state(), Ok(Query(query))).await).await
     }
 }

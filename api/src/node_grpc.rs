@@ -1,4 +1,4 @@
-//! The node's gRPC services, served on the same port as REST: requests are routed by path
+//! `tessera.v1.Node`, served on the same port as REST: requests are routed by path
 //! (`/tessera.v1.Node/...`), so a REST path never reaches gRPC and vice versa.
 
 use tessera_janitor::executor::StatusBoard;
@@ -16,6 +16,18 @@ pub struct NodeService {
     pub cluster_uuid: String,
     pub cluster_name: String,
     pub board: StatusBoard,
+}
+
+impl NodeService {
+    pub fn new(state: crate::AppState) -> Self {
+        Self {
+            node_uuid: state.node_uuid,
+            incarnation: state.incarnation,
+            cluster_uuid: state.cluster_uuid,
+            cluster_name: state.cluster_name,
+            board: state.board,
+        }
+    }
 }
 
 #[tonic::async_trait]

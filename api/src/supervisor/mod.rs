@@ -26,8 +26,8 @@ use tessera_cfg::schema::{
 };
 use tessera_cfg::store::{Compare, Op, Txn};
 
-use super::index_api::{cfg_problem, parse_body, problem};
-use super::rest::AppState;
+use crate::problem::{cfg_problem, parse_body, problem};
+use crate::AppState;
 use change::ChangeRequest;
 
 pub fn router() -> Router<AppState> {
@@ -53,7 +53,7 @@ fn node_state(def: &NodeDef, live: bool) -> &'static str {
     }
 }
 
-pub(super) async fn topology(State(state): State<AppState>) -> Response {
+pub async fn topology(State(state): State<AppState>) -> Response {
     let (nodes, live, plans) = match tokio::try_join!(
         state.cfg.node_defs(),
         state.cfg.live_nodes(),
@@ -138,7 +138,7 @@ struct FreezeRequest {
 }
 
 /// Maintenance: no new targets and no new moves; moves under way finish.
-pub(super) async fn freeze(State(state): State<AppState>, body: Bytes) -> Response {
+pub async fn freeze(State(state): State<AppState>, body: Bytes) -> Response {
     let request: FreezeRequest = if body.is_empty() {
         FreezeRequest::default()
     } else {
@@ -154,7 +154,7 @@ pub(super) async fn freeze(State(state): State<AppState>, body: Bytes) -> Respon
     .await
 }
 
-pub(super) async fn unfreeze(State(state): State<AppState>) -> Response {
+pub async fn unfreeze(State(state): State<AppState>) -> Response {
     update_control(&state, |c| {
         c.frozen = false;
         c.frozen_reason.clear();
@@ -163,7 +163,7 @@ pub(super) async fn unfreeze(State(state): State<AppState>) -> Response {
 }
 
 /// Acknowledges the automatic failovers so far: the count starts again from zero.
-pub(super) async fn acknowledge(State(state): State<AppState>) -> Response {
+pub async fn acknowledge(State(state): State<AppState>) -> Response {
     update_control(&state, |c| {
         c.auto_failovers = 0;
         c.auto_failed_nodes.clear();
@@ -179,7 +179,7 @@ fn refused(r: change::Refusal) -> Response {
     )
 }
 
-pub(super) async fn topology_change(State(state): State<AppState>, body: Bytes) -> Response {
+pub async fn topology_change(State(state): State<AppState>, body: Bytes) -> Response {
     let request: ChangeRequest = match parse_body(&body) {
         Ok(r) => r,
         Err(response) => return response,
@@ -330,7 +330,7 @@ async fn dry_run(state: &AppState, changed: &BTreeMap<String, NodeDef>) -> Respo
     .into_response()
 }
 
-pub(super) async fn tasks(State(state): State<AppState>) -> Response {
+pub async fn tasks(State(state): State<AppState>) -> Response {
     match state
         .cfg
         .list_docs::<TopologyTask>(&state.cfg.keys().tasks())
@@ -345,7 +345,7 @@ pub(super) async fn tasks(State(state): State<AppState>) -> Response {
     }
 }
 
-pub(super) async fn task(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+pub async fn task(State(state): State<AppState>, Path(id): Path<String>) -> Response {
     match state
         .cfg
         .get_doc::<TopologyTask>(&state.cfg.keys().task(&id))
@@ -359,7 +359,7 @@ pub(super) async fn task(State(state): State<AppState>, Path(id): Path<String>) 
 
 /// Puts the node definitions back as the task found them, then closes the task and frees the
 /// lock. Copies being built for the change are dropped; copies being replaced serve on.
-pub(super) async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+pub async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Response {
     let key = state.cfg.keys().task(&id);
     let current = match state.cfg.get_doc::<TopologyTask>(&key).await {
         Ok(Some(t)) => t,

@@ -9,7 +9,7 @@ use tessera_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::node::rest::AppState;
+use crate::AppState;
 
 #[derive(Clone)]
 pub struct SearchService {
@@ -39,7 +39,7 @@ impl Search for SearchService {
             Bytes::from(r.body_json),
         )
         .await;
-        crate::node::index_grpc::reply(answer).await
+        crate::problem::reply(answer).await
     }
 
     async fn shard_stats(
@@ -47,7 +47,7 @@ impl Search for SearchService {
         request: Request<ShardRequest>,
     ) -> Result<Response<ShardStatsReply>, Status> {
         Ok(Response::new(
-            super::shard::stats(&self.state.board, request.into_inner()).await,
+            tessera_coord::shard::stats(&self.state.board, request.into_inner()).await,
         ))
     }
 
@@ -56,7 +56,7 @@ impl Search for SearchService {
         request: Request<ShardSearchRequest>,
     ) -> Result<Response<ShardSearchReply>, Status> {
         Ok(Response::new(
-            super::shard::search(&self.state.board, request.into_inner()).await,
+            tessera_coord::shard::search(&self.state.board, request.into_inner()).await,
         ))
     }
 }

@@ -13,7 +13,10 @@ use serde_json::{json, Value};
 use tessera_cfg::schema::{self, Document, IndexDef, IndexPlan, NodeTag, PlanParams, SourceDef};
 use tessera_cfg::CfgError;
 
-use super::rest::AppState;
+pub mod grpc;
+
+use crate::problem::{cfg_problem, parse_body, problem, unknown_index, view_problem};
+use crate::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -44,50 +47,7 @@ struct IndexRequest {
     prev_index_uuid: Option<String>,
 }
 
-pub fn problem(status: StatusCode, message: impl Into<String>, field: Option<&str>) -> Response {
-    let mut body = json!({"error": message.into()});
-    if let Some(field) = field {
-        body["field"] = json!(field);
-    }
-    (status, Json(body)).into_response()
-}
-
-/// A JSON request body, or a 400 naming the field at fault. (The error is the handler's own
-/// answer, returned as is, so its size does not matter.)
-#[allow(clippy::result_large_err)]
-pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let field = e.path().to_string();
-        problem(
-            StatusCode::BAD_REQUEST,
-            format!("`{field}`: {}", e.inner()),
-            Some(&field),
-        )
-    })
-}
-
-pub fn cfg_problem(e: CfgError) -> Response {
-    match &e {
-        CfgError::Invalid { field, .. } => {
-            problem(StatusCode::BAD_REQUEST, e.to_string(), Some(field))
-        }
-        CfgError::NotFound { .. } => problem(StatusCode::NOT_FOUND, e.to_string(), None),
-        CfgError::CasMismatch { .. } | CfgError::AlreadyExists { .. } => {
-            problem(StatusCode::CONFLICT, e.to_string(), None)
-        }
-        CfgError::Unavailable { .. } => {
-            problem(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), None)
-        }
-        _ => problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None),
-    }
-}
-
-fn unknown_index(name: &str) -> Response {
-    problem(StatusCode::NOT_FOUND, format!("no index `{name}`"), None)
-}
-
-pub(super) async fn list(State(state): State<AppState>) -> Response {
+pub async fn list(State(state): State<AppState>) -> Response {
     match state.cfg.index_defs().await {
         Ok(defs) => {
             Json(json!({"indexes": defs.items.into_iter().map(|d| d.value).collect::<Vec<_>>()}))
@@ -97,7 +57,7 @@ pub(super) async fn list(State(state): State<AppState>) -> Response {
     }
 }
 
-pub(super) async fn read(State(state): State<AppState>, Path(name): Path<String>) -> Response {
+pub async fn read(State(state): State<AppState>, Path(name): Path<String>) -> Response {
     match state.cfg.index_def(&name).await {
         Ok(Some(def)) => {
             Json(json!({"index": def.value, "revision": def.revision})).into_response()
@@ -107,7 +67,7 @@ pub(super) async fn read(State(state): State<AppState>, Path(name): Path<String>
     }
 }
 
-pub(super) async fn upsert(
+pub async fn upsert(
     State(state): State<AppState>,
     Path(name): Path<String>,
     body: Bytes,
@@ -199,7 +159,7 @@ pub(super) async fn upsert(
     }
 }
 
-pub(super) async fn remove(State(state): State<AppState>, Path(name): Path<String>) -> Response {
+pub async fn remove(State(state): State<AppState>, Path(name): Path<String>) -> Response {
     let key = state.cfg.keys().index_def(&name);
     match state.cfg.store().delete(&key, 0).await {
         Ok(_) => Json(json!({"deleted": name})).into_response(),
@@ -212,7 +172,7 @@ pub(super) async fn remove(State(state): State<AppState>, Path(name): Path<Strin
 /// primary), asked of the node hosting it (this node directly, others over gRPC).
 /// `pindexes_counted` below `pindexes_total` means part of the index could not be counted; the
 /// reasons are in `errors`.
-pub(super) async fn count(State(state): State<AppState>, Path(name): Path<String>) -> Response {
+pub async fn count(State(state): State<AppState>, Path(name): Path<String>) -> Response {
     match state.cfg.index_def(&name).await {
         Ok(Some(def)) if def.value.controls.query_disallowed => {
             return problem(
@@ -306,10 +266,10 @@ async fn pindexes_on(
     let mut out = std::collections::BTreeMap::new();
     for node in nodes {
         let list = if node == state.node_uuid {
-            Ok(super::grpc::local_pindexes(&state.board, index))
+            Ok(crate::node_grpc::local_pindexes(&state.board, index))
         } else {
             match addresses.get(&node) {
-                Some(address) => remote_pindexes(address, index).await,
+                Some(address) => remote_pindexes(&state.coord.search.peers, address, index).await,
                 None => Err(format!("node {node} is not defined")),
             }
         };
@@ -322,14 +282,12 @@ async fn pindexes_on(
 }
 
 async fn remote_pindexes(
+    peers: &tessera_coord::Peers,
     address: &str,
     index: &str,
 ) -> Result<Vec<tessera_proto::v1::LocalPIndex>, String> {
     let call = async {
-        let mut client =
-            tessera_proto::v1::node_client::NodeClient::connect(format!("http://{address}"))
-                .await
-                .map_err(|e| e.to_string())?;
+        let mut client = peers.node(address)?;
         let request = tessera_proto::v1::LocalPIndexesRequest {
             index: index.to_string(),
         };
@@ -346,7 +304,7 @@ async fn remote_pindexes(
 
 /// Per PIndex, every copy with its node, role and state, and from the node hosting it: docs,
 /// per source partition the seq reached against the source's high seq, and the last error.
-pub(super) async fn status(State(state): State<AppState>, Path(name): Path<String>) -> Response {
+pub async fn status(State(state): State<AppState>, Path(name): Path<String>) -> Response {
     let plan = match planned(&state, &name).await {
         Ok(plan) => plan,
         Err(response) => return response,
@@ -372,7 +330,10 @@ pub(super) async fn status(State(state): State<AppState>, Path(name): Path<Strin
             .map(|a| format!("http://{a}"))
     });
     let highs = match &source_url {
-        Some(url) => tessera_source::grpc::partition_highs(url, &def.source.name).await,
+        Some(url) => {
+            tessera_source::grpc::partition_highs(&state.coord.search.peers, url, &def.source.name)
+                .await
+        }
         None => Err("no source address".to_string()),
     };
     let board = local_snapshot(&state);
@@ -418,7 +379,7 @@ pub(super) async fn status(State(state): State<AppState>, Path(name): Path<Strin
 }
 
 /// `POST /api/index/{name}/{ingestControl|queryControl|planFreezeControl}/{action}`.
-pub(super) async fn control(
+pub async fn control(
     State(state): State<AppState>,
     Path((name, control, action)): Path<(String, String, String)>,
 ) -> Response {
@@ -475,26 +436,14 @@ fn local_snapshot(
 }
 
 /// The index's plan; an index not planned yet has an empty one; an unknown index is a 404.
-pub(super) async fn planned(state: &AppState, name: &str) -> Result<IndexPlan, Response> {
-    match state.cfg.plan(name).await {
-        Ok(Some(plan)) => return Ok(plan.value),
-        Ok(None) => {}
-        Err(e) => return Err(cfg_problem(e)),
-    }
-    match state.cfg.index_def(name).await {
-        Ok(Some(def)) => Ok(IndexPlan {
-            format_version: IndexPlan::FORMAT_VERSION,
-            index: name.to_string(),
-            index_uuid: def.value.uuid,
-            pindexes: Vec::new(),
-            warnings: vec!["not planned yet".into()],
-        }),
-        Ok(None) => Err(unknown_index(name)),
-        Err(e) => Err(cfg_problem(e)),
-    }
+#[allow(clippy::result_large_err)]
+pub async fn planned(state: &AppState, name: &str) -> Result<IndexPlan, Response> {
+    tessera_coord::view::planned(&state.cfg, name)
+        .await
+        .map_err(view_problem)
 }
 
-pub(super) async fn plan(State(state): State<AppState>) -> Response {
+pub async fn plan(State(state): State<AppState>) -> Response {
     match state.cfg.plans().await {
         Ok(plans) => {
             Json(json!({"plans": plans.items.into_iter().map(|p| p.value).collect::<Vec<_>>()}))

@@ -5,7 +5,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use tessera_cfg::schema::IndexPlan;
 use tessera_proto::v1::{
     ShardError, ShardRequest, ShardSearchReply, ShardSearchRequest, ShardStatsReply, ShardTarget,
 };
@@ -15,14 +14,15 @@ use tessera_search::route::{route, Cluster};
 use tessera_search::stats::TermStats;
 use tokio::time::Instant;
 
-use super::shard;
-use crate::node::rest::AppState;
+use crate::shard;
+use crate::view::View;
+use crate::Coordinator;
 
 /// Retry rounds per phase: the first choice, then up to two other copies.
 const ROUNDS: usize = 3;
 
 pub struct Scatter<'a> {
-    pub state: &'a AppState,
+    pub coord: &'a Coordinator,
     /// The cluster as this query sees it; re-read when a copy turns out not to be where the
     /// view said (the plan moved on after the query read it).
     pub view: View,
@@ -42,70 +42,6 @@ pub struct Outcome {
     pub hits: Vec<Hit>,
     /// PIndex → why it did not answer.
     pub errors: BTreeMap<String, ShardError>,
-}
-
-/// What routing needs to know of the cluster: the index's plan, node addresses, live nodes,
-/// and the nodes that serve reads only as a last resort (a graceful failover is under way).
-#[derive(Debug, Clone)]
-pub struct View {
-    pub plan: IndexPlan,
-    pub addresses: BTreeMap<String, String>,
-    pub live: BTreeSet<String>,
-    pub no_reads: BTreeSet<String>,
-}
-
-impl View {
-    /// Reads the view of index `name` from the Cfg; `None` plan when the index has none yet.
-    pub async fn load(state: &AppState, name: &str) -> Result<View, ViewError> {
-        let plan = super::super::index_api::planned(state, name)
-            .await
-            .map_err(ViewError::Answer)?;
-        let nodes = state.cfg.node_defs().await.map_err(ViewError::Cfg)?.items;
-        let no_reads = nodes
-            .iter()
-            .filter(|n| !n.value.reads)
-            .map(|n| n.value.uuid.clone())
-            .collect();
-        let addresses = nodes
-            .into_iter()
-            .map(|n| (n.value.uuid, n.value.host_port))
-            .collect();
-        let live = state
-            .cfg
-            .live_nodes()
-            .await
-            .map_err(ViewError::Cfg)?
-            .items
-            .into_iter()
-            .map(|l| l.value.uuid)
-            .collect();
-        Ok(View {
-            plan,
-            addresses,
-            live,
-            no_reads,
-        })
-    }
-
-    /// True when every PIndex has a readable copy on a live node.
-    pub fn covers_all(&self) -> bool {
-        let none = BTreeSet::new();
-        let cluster = Cluster {
-            live: &self.live,
-            avoid: &none,
-        };
-        !self.plan.pindexes.is_empty()
-            && route(&self.plan, None, &cluster, Prefer::Primary, 0)
-                .uncovered
-                .is_empty()
-    }
-}
-
-/// Why the view could not be read.
-pub enum ViewError {
-    /// An answer to give as it is (unknown index, Cfg unavailable).
-    Answer(axum::response::Response),
-    Cfg(tessera_cfg::CfgError),
 }
 
 fn failure(message: impl Into<String>) -> ShardError {
@@ -182,7 +118,7 @@ impl Scatter<'_> {
     /// plan), and the plan now names where it went. A view of another incarnation of the index
     /// (deleted and re-created meanwhile) is not taken: its PIndexes are not this query's.
     async fn refresh(&mut self, index: &str) {
-        match View::load(self.state, index).await {
+        match View::load(&self.coord.cfg, index).await {
             Ok(view) if view.plan.index_uuid == self.view.plan.index_uuid => {
                 self.avoid.extend(view.no_reads.iter().cloned());
                 self.view = view;
@@ -200,7 +136,7 @@ impl Scatter<'_> {
             "a node failed a search call; asking other copies"
         );
         self.avoid.insert(node.to_string());
-        self.state.search.suspect(node);
+        self.coord.search.suspect(node);
     }
 
     /// Phase one: the index-wide statistics, and which node answers for which PIndex.
@@ -390,8 +326,8 @@ impl Scatter<'_> {
         request: ShardRequest,
         budget: std::time::Duration,
     ) -> Result<ShardStatsReply, String> {
-        if node == self.state.node_uuid {
-            return Ok(shard::stats(&self.state.board, request).await);
+        if node == self.coord.node_uuid {
+            return Ok(shard::stats(&self.coord.board, request).await);
         }
         let mut client = self.client(node)?;
         let call = client.shard_stats(request);
@@ -408,8 +344,8 @@ impl Scatter<'_> {
         request: ShardSearchRequest,
         budget: std::time::Duration,
     ) -> Result<ShardSearchReply, String> {
-        if node == self.state.node_uuid {
-            return Ok(shard::search(&self.state.board, request).await);
+        if node == self.coord.node_uuid {
+            return Ok(shard::search(&self.coord.board, request).await);
         }
         let mut client = self.client(node)?;
         let call = client.shard_search(request);
@@ -430,6 +366,6 @@ impl Scatter<'_> {
             .addresses
             .get(node)
             .ok_or_else(|| format!("node {node} is not defined"))?;
-        self.state.search.peers.client(address)
+        self.coord.search.peers.search(address)
     }
 }

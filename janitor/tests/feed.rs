@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use tessera_source::feed::{Feed, FeedConfig};
+use tessera_janitor::feed::{Feed, FeedConfig};
 use tessera_source::grpc::SourceService;
 use tessera_source::{Append, SourceLog};
 

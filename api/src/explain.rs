@@ -12,8 +12,8 @@ use axum::Json;
 use serde_json::{json, Value};
 use tessera_cfg::schema::{CopyRole, CopyState, IndexDef, IndexPlan, NodeDef, NodeTag};
 
-use super::index_api::{cfg_problem, problem};
-use super::rest::AppState;
+use crate::problem::{cfg_problem, problem};
+use crate::AppState;
 
 /// Copies per node over every plan.
 fn load(plans: &[IndexPlan]) -> BTreeMap<String, usize> {
@@ -152,11 +152,11 @@ pub fn explain(
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct ExplainQuery {
-    pub(super) pindex: String,
+pub struct ExplainQuery {
+    pub pindex: String,
 }
 
-pub(super) async fn plan_explain(
+pub async fn plan_explain(
     State(state): State<AppState>,
     query: Result<Query<ExplainQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {

@@ -1,0 +1,38 @@
+//! A node's API surface: every REST route and gRPC service a node serves on its one port,
+//! over one shared [`state::AppState`], with one error mapping ([`problem`]). Handlers read and
+//! write the Cfg and call the crates that own the behaviour (planning rules are the
+//! planner's, query coordination `tessera-coord`'s); they hold no rule of their own. REST and
+//! gRPC serve the same handlers, so they cannot drift apart.
+//!
+//! Routers per area: [`cluster`] (ping, Cfg dump, nodes, 404), [`index`] (the index API, count,
+//! status, plan), [`search`] (queries), [`supervisor`] (topology changes, tasks, freeze,
+//! failover acknowledgement), [`health`], [`explain`]; gRPC: [`node_grpc`] and the `grpc`
+//! module of each area.
+
+pub mod cluster;
+pub mod explain;
+pub mod health;
+pub mod index;
+pub mod node_grpc;
+pub mod problem;
+pub mod search;
+pub mod state;
+pub mod supervisor;
+
+pub use cluster::not_found;
+pub use state::AppState;
+
+/// Every REST route and gRPC service of a node (without a fallback: the node adds the source's
+/// routes, then the JSON 404).
+pub fn app(state: AppState) -> axum::Router {
+    let rest = axum::Router::new()
+        .merge(cluster::router())
+        .merge(index::router())
+        .merge(search::router())
+        .merge(supervisor::router())
+        .with_state(state.clone());
+    rest.merge(index::grpc::IndexService::new(state.clone()).router())
+        .merge(search::grpc::SearchService::new(state.clone()).router())
+        .merge(supervisor::SupervisorService::new(state.clone()).router())
+        .merge(node_grpc::router(node_grpc::NodeService::new(state)))
+}
