@@ -3,9 +3,7 @@
 
 use tessera_janitor::executor::StatusBoard;
 use tessera_proto::v1::node_server::{Node, NodeServer};
-use tessera_proto::v1::{
-    LocalPIndex, LocalPIndexesRequest, LocalPIndexesResponse, PingRequest, PingResponse,
-};
+use tessera_proto::v1::{LocalPIndexesRequest, LocalPIndexesResponse, PingRequest, PingResponse};
 use tonic::{Request, Response, Status};
 
 /// Who this node is, as `Ping` reports it.
@@ -47,32 +45,9 @@ impl Node for NodeService {
     ) -> Result<Response<LocalPIndexesResponse>, Status> {
         let index = request.into_inner().index;
         Ok(Response::new(LocalPIndexesResponse {
-            pindexes: local_pindexes(&self.board, &index),
+            pindexes: tessera_coord::shard::local_pindexes(&self.board, &index),
         }))
     }
-}
-
-/// This node's PIndexes of `index`, as of now.
-pub fn local_pindexes(board: &StatusBoard, index: &str) -> Vec<LocalPIndex> {
-    let Ok(board) = board.lock() else {
-        return Vec::new();
-    };
-    board
-        .iter()
-        .filter(|(_, s)| s.index == index)
-        .map(|(name, s)| {
-            let s = s.snapshot();
-            let feed = s.feed.unwrap_or_default();
-            LocalPIndex {
-                name: name.clone(),
-                docs: s.docs,
-                paused: feed.paused,
-                seqs: feed.partitions.iter().map(|(p, st)| (*p, st.seq)).collect(),
-                last_error: s.last_error.or(feed.last_error).unwrap_or_default(),
-                attempts: s.attempts,
-            }
-        })
-        .collect()
 }
 
 /// The gRPC services as an axum router without a fallback, to merge with the REST one (whose

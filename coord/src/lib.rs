@@ -7,6 +7,7 @@
 //! around them. It must not know about HTTP: the API crate turns its outcomes into answers.
 //! `README.md` beside this crate explains the method.
 
+pub mod count;
 pub mod scatter;
 pub mod shard;
 pub mod view;

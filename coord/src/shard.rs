@@ -237,3 +237,26 @@ pub fn from_proto(stats: &tessera_proto::v1::TermStats) -> TermStats {
             .collect(),
     }
 }
+
+/// This node's PIndexes of `index`, as of now.
+pub fn local_pindexes(board: &StatusBoard, index: &str) -> Vec<tessera_proto::v1::LocalPIndex> {
+    let Ok(board) = board.lock() else {
+        return Vec::new();
+    };
+    board
+        .iter()
+        .filter(|(_, s)| s.index == index)
+        .map(|(name, s)| {
+            let s = s.snapshot();
+            let feed = s.feed.unwrap_or_default();
+            tessera_proto::v1::LocalPIndex {
+                name: name.clone(),
+                docs: s.docs,
+                paused: feed.paused,
+                seqs: feed.partitions.iter().map(|(p, st)| (*p, st.seq)).collect(),
+                last_error: s.last_error.or(feed.last_error).unwrap_or_default(),
+                attempts: s.attempts,
+            }
+        })
+        .collect()
+}

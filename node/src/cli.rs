@@ -121,6 +121,10 @@ pub struct WhatIfArgs {
     /// With the live cluster: remove a node by uuid (repeatable).
     #[arg(long, conflicts_with = "input")]
     pub remove_node: Vec<String>,
+    /// With the live cluster: drain a node by uuid, as a `drain` topology change does
+    /// (repeatable); the answer's moves are those its dry run shows.
+    #[arg(long, conflicts_with = "input")]
+    pub drain_node: Vec<String>,
 }
 
 #[derive(Args)]

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tessera_planner::model::{NodeSpec, NodeTag, PlanInput};
-use tessera_planner::service::{inputs, PlannerOptions, PlannerService};
+use tessera_planner::service::{inputs, what_if, PlannerOptions, PlannerService};
 
 use crate::cli::{Global, PlanCommand, PlannerArgs, StandalonePlannerArgs, WhatIfArgs};
 use crate::exit::{Exit, INVALID};
@@ -91,17 +91,23 @@ fn read_input(path: &std::path::Path) -> anyhow::Result<PlanInput> {
     })
 }
 
-/// The live cluster as planner input (absent nodes count as failed), with the asked changes.
+/// The live cluster as planner input, with the asked changes, by the leader's rules (the
+/// planner's what-if: only failed-over nodes lose their copies).
 async fn live_input(global: &Global, args: &WhatIfArgs) -> anyhow::Result<PlanInput> {
     let cfg = global.cfg.open(&global.data_dir).await?;
     let gathered = inputs::gather(&cfg).await?;
-    let mut input = gathered.to_input(&gathered.absent_nodes());
-    for uuid in &args.remove_node {
-        let before = input.nodes.len();
-        input.nodes.retain(|n| &n.uuid != uuid);
-        if input.nodes.len() == before {
-            return Err(Exit::new(INVALID, format!("--remove-node {uuid}: no such node")).into());
-        }
+    let mut change = what_if::Change {
+        removed: args.remove_node.clone(),
+        ..what_if::Change::default()
+    };
+    for uuid in &args.drain_node {
+        let mut def = gathered
+            .node_defs
+            .get(uuid)
+            .map(|d| d.value.clone())
+            .ok_or_else(|| Exit::new(INVALID, format!("--drain-node {uuid}: no such node")))?;
+        def.wanted = false;
+        change.changed.insert(uuid.clone(), def);
     }
     for spec in &args.add_node {
         let mut parts = spec.splitn(3, ':');
@@ -116,7 +122,7 @@ async fn live_input(global: &Global, args: &WhatIfArgs) -> anyhow::Result<PlanIn
             })?,
             None => 1,
         };
-        input.nodes.push(NodeSpec {
+        change.added.push(NodeSpec {
             uuid,
             group,
             weight,
@@ -124,5 +130,6 @@ async fn live_input(global: &Global, args: &WhatIfArgs) -> anyhow::Result<PlanIn
             wanted: true,
         });
     }
-    Ok(input)
+    what_if::input(&gathered, &change)
+        .map_err(|e| Exit::new(INVALID, format!("--remove-node: {e}")).into())
 }

@@ -57,6 +57,37 @@ fn drill_supervisor_api_drain_swap_cancel_graceful() {
     );
     assert_eq!(status, 200, "{dry}");
     assert!(dry["copies_to_build"].as_u64() > Some(0), "{dry}");
+    // The planner's what-if for the same change answers exactly the same moves.
+    let out = std::process::Command::new(BIN)
+        .arg("--data-dir")
+        .arg(drill.scratch.path().join("what-if"))
+        .args([
+            "--cfg",
+            &drill.cfg,
+            "plan",
+            "what-if",
+            "--drain-node",
+            &uuids[0],
+        ])
+        .env("TESSERA_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run tessera plan what-if");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let what_if: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert!(
+        dry["moves"].as_array().is_some_and(|m| !m.is_empty()),
+        "{dry}"
+    );
+    assert_eq!(
+        dry["moves"], what_if["moves"],
+        "dry run and what-if disagree"
+    );
+    assert_eq!(dry["copies_to_build"], what_if["stats"]["copies_added"]);
     assert_eq!(
         http(&a, "GET", "/api/ctl/topology", "").1["nodes"],
         topology_before,
@@ -336,7 +367,7 @@ fn tessera_drill_against_a_running_cluster_reports_nothing_lost() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        report.contains("lost 0") && report.contains("failed 0"),
+        report.contains("missing 0, duplicated 0") && report.contains("failed 0"),
         "{report}"
     );
     assert!(

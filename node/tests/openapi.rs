@@ -64,17 +64,20 @@ fn declared_in(file: &Path) -> Vec<(String, String)> {
 }
 
 fn declared() -> BTreeSet<(String, String)> {
-    let files = [
-        "node/src/node/rest.rs",
-        "node/src/node/index_api.rs",
-        "node/src/node/query/mod.rs",
-        "node/src/node/ctl_api/mod.rs",
-        "source/src/rest.rs",
-    ];
-    files
-        .iter()
-        .flat_map(|f| declared_in(&root().join(f)))
-        .collect()
+    // Every router of the API crate, and the source's ingest routes a node embeds.
+    let mut files = vec![root().join("source/src/rest.rs")];
+    let mut dirs = vec![root().join("api/src")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("api sources") {
+            let path = entry.expect("a directory entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    files.iter().flat_map(|f| declared_in(f)).collect()
 }
 
 #[test]

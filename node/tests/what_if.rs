@@ -137,7 +137,7 @@ fn what_if_against_a_live_cluster_with_an_added_node() {
     };
     for (uuid, zone) in [("n1", "zone-a"), ("n2", "zone-b")] {
         let def = format!(
-            r#"{{"uuid":"{uuid}","incarnation":"i1","host_port":"127.0.0.1:9100","tags":["pindex"],"group":"{zone}","weight":1}}"#
+            r#"{{"uuid":"{uuid}","incarnation":"i1","host_port":"127.0.0.1:9100","tags":["pindex"],"group":"{zone}","weight":1,"failed_over":true}}"#
         );
         let out = tessera(&["cfg", "put", &format!("nodes/{uuid}"), "--value", &def]);
         assert!(
@@ -151,7 +151,8 @@ fn what_if_against_a_live_cluster_with_an_added_node() {
         .status
         .success());
 
-    // No liveness keys: both nodes count as failed, nothing can be placed.
+    // Both nodes failed over (the leader's rule: a node loses its copies once failed over, not
+    // merely for being down): nothing can be placed.
     let out = json(&tessera(&["plan", "what-if"]));
     assert!(out["warnings"]
         .as_array()

@@ -7,6 +7,7 @@
 
 mod chain;
 pub mod diff;
+pub mod eligibility;
 pub mod model;
 pub mod orchestrate;
 mod place;

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::model::{NodeSpec, NodeTag};
+use crate::model::NodeSpec;
 
 pub(crate) struct Node {
     pub uuid: String,
@@ -44,10 +44,7 @@ impl Topology {
             .map(|s| Node {
                 uuid: s.uuid.clone(),
                 weight: u64::from(s.weight),
-                eligible: s.wanted
-                    && s.weight > 0
-                    && s.tags.contains(&NodeTag::Pindex)
-                    && !failed.contains(&s.uuid),
+                eligible: crate::eligibility::eligibility(s, failed.contains(&s.uuid)).is_ok(),
                 path: s
                     .group
                     .split('/')

@@ -168,8 +168,8 @@ pub async fn remove(State(state): State<AppState>, Path(name): Path<String>) -> 
     }
 }
 
-/// Documents in the index: per PIndex, the count of its primary copy (any copy when it has no
-/// primary), asked of the node hosting it (this node directly, others over gRPC).
+/// Documents in the index, routed like a query (`tessera_coord::count`): per PIndex one
+/// readable copy on a live node, the primary first, another copy when a node fails.
 /// `pindexes_counted` below `pindexes_total` means part of the index could not be counted; the
 /// reasons are in `errors`.
 pub async fn count(State(state): State<AppState>, Path(name): Path<String>) -> Response {
@@ -184,58 +184,16 @@ pub async fn count(State(state): State<AppState>, Path(name): Path<String>) -> R
         Ok(_) => {}
         Err(e) => return cfg_problem(e),
     }
-    let plan = match planned(&state, &name).await {
-        Ok(plan) => plan,
-        Err(response) => return response,
+    let view = match tessera_coord::View::load(&state.cfg, &name).await {
+        Ok(view) => view,
+        Err(e) => return view_problem(e),
     };
-    let addresses = match node_addresses(&state).await {
-        Ok(addresses) => addresses,
-        Err(response) => return response,
-    };
-    let mut by_node: std::collections::BTreeMap<String, Vec<String>> =
-        std::collections::BTreeMap::new();
-    for p in &plan.pindexes {
-        let copy = p
-            .copies
-            .iter()
-            .find(|c| c.role == tessera_cfg::schema::CopyRole::Primary)
-            .or(p.copies.first());
-        if let Some(copy) = copy {
-            by_node
-                .entry(copy.node.clone())
-                .or_default()
-                .push(p.name.clone());
-        }
-    }
-    let (mut count, mut counted) = (0u64, 0usize);
-    let mut errors = serde_json::Map::new();
-    let mut hosted = pindexes_on(&state, &name, &addresses, by_node.keys().cloned()).await;
-    for (node, names) in by_node {
-        match hosted
-            .remove(&node)
-            .unwrap_or_else(|| Ok(Default::default()))
-        {
-            Ok(list) => {
-                let docs: std::collections::BTreeMap<String, u64> =
-                    list.into_iter().map(|(n, p)| (n, p.docs)).collect();
-                for n in names {
-                    match docs.get(&n) {
-                        Some(d) => {
-                            count += d;
-                            counted += 1;
-                        }
-                        None => {
-                            errors.insert(n, json!(format!("not open on node {node} yet")));
-                        }
-                    }
-                }
-            }
-            Err(e) => {
-                errors.insert(node, json!(e));
-            }
-        }
-    }
-    Json(json!({"count": count, "pindexes_counted": counted, "pindexes_total": plan.pindexes.len(), "errors": errors})).into_response()
+    let counted = tessera_coord::count::count(&state.coord, &name, &view).await;
+    Json(
+        json!({"count": counted.count, "pindexes_counted": counted.counted,
+                "pindexes_total": counted.total, "errors": counted.errors}),
+    )
+    .into_response()
 }
 
 /// Node uuid → `host:port`, from the node definitions.
@@ -266,7 +224,7 @@ async fn pindexes_on(
     let mut out = std::collections::BTreeMap::new();
     for node in nodes {
         let list = if node == state.node_uuid {
-            Ok(crate::node_grpc::local_pindexes(&state.board, index))
+            Ok(tessera_coord::shard::local_pindexes(&state.board, index))
         } else {
             match addresses.get(&node) {
                 Some(address) => remote_pindexes(&state.coord.search.peers, address, index).await,

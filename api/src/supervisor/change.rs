@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
-use tessera_cfg::schema::{IndexDef, NodeBefore, NodeDef, NodeTag, TaskKind};
+use tessera_cfg::schema::{IndexDef, NodeBefore, NodeDef, TaskKind};
 
 /// The body of `POST /api/ctl/topology-change`.
 #[derive(Debug, Clone, Deserialize)]
@@ -113,7 +113,7 @@ pub fn apply(
     let remaining = nodes
         .values()
         .map(|d| changed.get(&d.uuid).unwrap_or(d))
-        .filter(|d| d.wanted && !d.failed_over && d.tags.contains(&NodeTag::Pindex))
+        .filter(|d| tessera_planner::service::inputs::eligible(d))
         .count();
     if remaining == 0 {
         return Err(refuse(

@@ -286,46 +286,31 @@ pub async fn topology_change(State(state): State<AppState>, body: Bytes) -> Resp
     }
 }
 
-/// What the change would move: the planner's target with the changed nodes against the
-/// current plans, per node.
+/// What the change would move: the planner's what-if (the leader's inputs and failed-node
+/// rule, the planner's moves), per node.
 async fn dry_run(state: &AppState, changed: &BTreeMap<String, NodeDef>) -> Response {
-    let mut gathered = match tessera_planner::service::inputs::gather(&state.cfg).await {
+    use tessera_planner::service::what_if;
+    let gathered = match tessera_planner::service::inputs::gather(&state.cfg).await {
         Ok(g) => g,
         Err(e) => return cfg_problem(e),
     };
-    for (uuid, def) in changed {
-        if let Some(current) = gathered.node_defs.get_mut(uuid) {
-            current.value = def.clone();
-        }
-    }
-    let mut failed = gathered.absent_nodes();
-    failed.extend(gathered.failed_over_nodes());
-    let before = gathered.previous_plan();
-    let out = tessera_planner::plan(&gathered.to_input(&failed));
-    let holders =
-        |plan: &tessera_planner::model::Plan| -> std::collections::BTreeSet<(String, String)> {
-            plan.pindexes
-                .iter()
-                .flat_map(|p| p.copies.iter().map(|c| (p.name.clone(), c.node.clone())))
-                .collect()
-        };
-    let (old, new) = (holders(&before), holders(&out.plan));
-    let mut per_node: BTreeMap<String, (usize, usize)> = BTreeMap::new();
-    for (_, node) in new.difference(&old) {
-        per_node.entry(node.clone()).or_default().0 += 1;
-    }
-    for (_, node) in old.difference(&new) {
-        per_node.entry(node.clone()).or_default().1 += 1;
-    }
-    let moves = new.difference(&old).count();
-    let per_node: BTreeMap<String, Value> = per_node
+    let change = what_if::Change {
+        changed: changed.clone(),
+        ..what_if::Change::default()
+    };
+    let out = match what_if::what_if(&gathered, &change) {
+        Ok(out) => out,
+        Err(e) => return problem(StatusCode::CONFLICT, e.to_string(), None),
+    };
+    let per_node: BTreeMap<String, Value> = what_if::per_node(&out.moves)
         .into_iter()
         .map(|(n, (i, o))| (n, json!({"in": i, "out": o})))
         .collect();
     let warnings: Vec<&str> = out.warnings.iter().map(|w| w.message.as_str()).collect();
     Json(
-        json!({"dry_run": true, "possible": true, "copies_to_build": moves, "per_node": per_node,
-                "nodes": changed, "warnings": warnings}),
+        json!({"dry_run": true, "possible": true, "copies_to_build": out.stats.copies_added,
+                "per_node": per_node, "moves": out.moves, "nodes": changed,
+                "warnings": warnings}),
     )
     .into_response()
 }

@@ -102,6 +102,23 @@ pub async fn gather(cfg: &Cfg) -> Result<Gathered, CfgError> {
     })
 }
 
+/// A node definition as the planner sees it.
+pub fn node_spec(def: &NodeDef) -> NodeSpec {
+    NodeSpec {
+        uuid: def.uuid.clone(),
+        group: def.group.clone(),
+        weight: def.weight,
+        tags: def.tags.iter().copied().collect(),
+        wanted: def.wanted,
+    }
+}
+
+/// Whether a node definition may hold copies, by the planner's rule (failed over or not is
+/// in the definition).
+pub fn eligible(def: &NodeDef) -> bool {
+    crate::eligibility::eligibility(&node_spec(def), def.failed_over).is_ok()
+}
+
 impl Gathered {
     /// The planner input: nodes as defined (wanted flag, tags, group, weight), `failed` nodes,
     /// every index definition, and the stored plans as the previous plan.
@@ -110,13 +127,7 @@ impl Gathered {
             nodes: self
                 .node_defs
                 .values()
-                .map(|d| NodeSpec {
-                    uuid: d.value.uuid.clone(),
-                    group: d.value.group.clone(),
-                    weight: d.value.weight,
-                    tags: d.value.tags.iter().copied().collect(),
-                    wanted: d.value.wanted,
-                })
+                .map(|d| node_spec(&d.value))
                 .collect(),
             indexes: self
                 .index_defs

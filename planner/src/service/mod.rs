@@ -8,6 +8,7 @@ pub mod control;
 pub mod fence;
 pub mod inputs;
 pub mod tasks;
+pub mod what_if;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -233,6 +234,9 @@ impl PlannerService {
                 | KeyKind::CopyReport(_)
                 | KeyKind::Task(_)
                 | KeyKind::TopologyLock
+                // Freeze, unfreeze and a failover acknowledgement take effect at once (the
+                // leader's own `held` record triggers one more round, which writes nothing).
+                | KeyKind::Control
         )
     }
 

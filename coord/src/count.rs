@@ -1,0 +1,107 @@
+//! Documents in an index, routed like a query: per PIndex one readable copy on a live node
+//! (the primary first), asked of its node (this node directly, others through the pooled peer
+//! channel); a node that fails the call is avoided and its PIndexes asked of another copy.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use tessera_proto::v1::{LocalPIndex, LocalPIndexesRequest};
+use tessera_search::request::Prefer;
+use tessera_search::route::{route, Cluster};
+
+use crate::view::View;
+use crate::Coordinator;
+
+/// Rounds: the first choice, then up to two other copies.
+const ROUNDS: usize = 3;
+
+/// What a count found.
+#[derive(Debug, Default)]
+pub struct Counted {
+    pub count: u64,
+    pub counted: usize,
+    pub total: usize,
+    /// PIndex → why it was not counted.
+    pub errors: BTreeMap<String, String>,
+}
+
+/// Counts the documents of the index `view` shows.
+pub async fn count(coord: &Coordinator, index: &str, view: &View) -> Counted {
+    let mut out = Counted {
+        total: view.plan.pindexes.len(),
+        ..Counted::default()
+    };
+    let mut avoid: BTreeSet<String> = coord.search.suspects();
+    avoid.extend(view.no_reads.iter().cloned());
+    let mut pending: BTreeSet<String> = view.plan.pindexes.iter().map(|p| p.name.clone()).collect();
+    for _ in 0..ROUNDS {
+        if pending.is_empty() {
+            break;
+        }
+        let cluster = Cluster {
+            live: &view.live,
+            avoid: &avoid,
+        };
+        let routing = route(&view.plan, Some(&pending), &cluster, Prefer::Primary, 0);
+        for (pindex, why) in routing.uncovered {
+            pending.remove(&pindex);
+            out.errors.insert(pindex, why);
+        }
+        for (node, names) in routing.by_node {
+            match local_pindexes(coord, view, &node, index).await {
+                Ok(docs) => {
+                    for name in names {
+                        match docs.get(&name) {
+                            Some(d) => {
+                                out.count += d;
+                                out.counted += 1;
+                                pending.remove(&name);
+                                out.errors.remove(&name);
+                            }
+                            None => {
+                                out.errors
+                                    .insert(name, format!("not open on node {node} yet"));
+                            }
+                        }
+                    }
+                    avoid.insert(node);
+                }
+                Err(e) => {
+                    coord.search.suspect(&node);
+                    for name in names {
+                        out.errors.insert(name, format!("node {node}: {e}"));
+                    }
+                    avoid.insert(node);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The documents per PIndex of `index` on `node`.
+async fn local_pindexes(
+    coord: &Coordinator,
+    view: &View,
+    node: &str,
+    index: &str,
+) -> Result<BTreeMap<String, u64>, String> {
+    let list: Vec<LocalPIndex> = if node == coord.node_uuid {
+        crate::shard::local_pindexes(&coord.board, index)
+    } else {
+        let address = view
+            .addresses
+            .get(node)
+            .ok_or_else(|| format!("node {node} is not defined"))?;
+        let mut client = coord.search.peers.node(address)?;
+        let request = LocalPIndexesRequest {
+            index: index.to_string(),
+        };
+        let call = client.local_p_indexes(request);
+        match tokio::time::timeout(std::time::Duration::from_secs(5), call).await {
+            Ok(Ok(reply)) => reply.into_inner().pindexes,
+            Ok(Err(status)) => return Err(status.message().to_string()),
+            Err(_) => return Err(format!("{address}: no answer within 5 s")),
+        }
+    };
+    Ok(list.into_iter().map(|p| (p.name, p.docs)).collect())
+}
