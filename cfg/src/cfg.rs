@@ -139,6 +139,23 @@ impl Cfg {
             .await
     }
 
+    /// Writes that node `uuid` is failed over (its copies go, it gets none until it is wanted
+    /// again): the one writer of that decision for the planner's automatic failover and a
+    /// graceful failover's last step. `Ok(false)`: the node is not defined, or its definition
+    /// changed since it was read (a restart, an operator): the caller's next round looks again.
+    pub async fn fail_over_node(&self, uuid: &str) -> Result<bool> {
+        let Some(def) = self.node_def(uuid).await? else {
+            return Ok(false);
+        };
+        let mut node = def.value;
+        node.set_failed_over(true);
+        match self.put_node_def(&node, def.revision).await {
+            Ok(_) => Ok(true),
+            Err(CfgError::CasMismatch { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     pub async fn liveness(&self, uuid: &str) -> Result<Option<Versioned<NodeLiveness>>> {
         self.get_doc(&self.keys.liveness(uuid)).await
     }

@@ -1,6 +1,6 @@
 //! The Cfg error type: every failure a caller can act on is its own variant.
 
-use crate::store::{LeaseId, Revision};
+use crate::revision::{LeaseId, Revision};
 
 /// Result alias for Cfg operations.
 pub type Result<T, E = CfgError> = std::result::Result<T, E>;

@@ -15,6 +15,7 @@ pub mod etcd;
 pub mod keys;
 pub mod lease_keeper;
 pub mod local;
+pub mod revision;
 pub mod schema;
 pub mod spec;
 pub mod store;

@@ -21,11 +21,7 @@ use tokio::task::JoinHandle;
 
 use crate::error::Result;
 
-/// A store revision (etcd's `mod_revision`). 0 means "absent" in CAS positions.
-pub type Revision = i64;
-
-/// A lease id, as granted by the store.
-pub type LeaseId = i64;
+pub use crate::revision::{LeaseId, Revision};
 
 /// One stored key with its value and revisions.
 #[derive(Debug, Clone, PartialEq, Eq)]

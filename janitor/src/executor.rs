@@ -6,16 +6,17 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::feed::{Feed, FeedConfig, FeedStatus};
-use serde::Serialize;
 use tessera_cfg::schema::{CopyReport, CopyRole, Document, IndexDef};
 use tessera_cfg::{unix_ms, Cfg, KeyKind, WatchEvent};
 use tokio::sync::watch;
 
+pub use crate::board::{LocalStatus, StatusBoard};
 use crate::diff::{diff, Action, Local, LocalState, Wanted};
+use crate::feed::{Feed, FeedConfig};
+use crate::stall::stall;
+pub use crate::stall::STALL_AFTER;
 
 /// What a copy report said, to write it again only when it changes: the caught-up PIndexes,
 /// the unhosted ones on disk, the stalled ones with why.
@@ -24,6 +25,21 @@ type Reported = (
     std::collections::BTreeSet<String>,
     BTreeMap<String, String>,
 );
+
+/// The janitor's defaults, in one place (the node's flags and `ExecutorOptions::new`).
+pub mod defaults {
+    use std::time::Duration;
+
+    pub const MAX_BACKFILLS: usize = 2;
+    /// Reconcile at least this often, whatever the watch delivered.
+    pub const RESYNC: Duration = Duration::from_secs(10);
+    /// Plan changes arriving together are handled in one round.
+    pub const DEBOUNCE: Duration = Duration::from_millis(100);
+    /// A feed commits after this many changes...
+    pub const COMMIT_EVERY: usize = 10_000;
+    /// ...or this long after the first uncommitted one.
+    pub const COMMIT_INTERVAL: Duration = Duration::from_millis(500);
+}
 
 /// How the executor runs.
 #[derive(Debug, Clone)]
@@ -48,44 +64,6 @@ type WantedView = (
     std::collections::BTreeSet<String>,
 );
 
-/// What the node shows about one local PIndex.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct LocalStatus {
-    pub index: String,
-    pub role: Option<CopyRole>,
-    pub docs: u64,
-    pub feed: Option<FeedStatus>,
-    pub attempts: u32,
-    pub last_error: Option<String>,
-    /// Where a corrupt copy of this PIndex was moved, if it was.
-    pub rebuilt_from: Option<String>,
-    /// The running feed's live status (read through [`LocalStatus::snapshot`]).
-    #[serde(skip)]
-    live: Option<Arc<Mutex<FeedStatus>>>,
-    /// A handle to search the PIndex while it runs (`None` when stopped or not searchable).
-    #[serde(skip)]
-    pub search: Option<tessera_index::Searchable>,
-}
-
-impl LocalStatus {
-    /// This status with the feed's figures as of now.
-    pub fn snapshot(&self) -> LocalStatus {
-        let mut out = self.clone();
-        if let Some(feed) = self
-            .live
-            .as_ref()
-            .and_then(|l| l.lock().ok().map(|s| s.clone()))
-        {
-            out.docs = feed.docs;
-            out.feed = Some(feed);
-        }
-        out
-    }
-}
-
-/// Shared view of the local PIndexes, for the REST API.
-pub type StatusBoard = Arc<Mutex<BTreeMap<String, LocalStatus>>>;
-
 struct Hosted {
     index: String,
     definition: String,
@@ -100,10 +78,6 @@ struct Hosted {
     /// while behind the source.
     stalled: Option<String>,
 }
-
-/// How long a feed behind its source may apply nothing before it is reported stalled (in the
-/// PIndex's status, the node's copy report and the cluster's health).
-pub const STALL_AFTER: Duration = Duration::from_secs(20);
 
 struct Failure {
     attempts: u32,
@@ -591,81 +565,29 @@ impl Executor {
     }
 }
 
-/// Whether a feed that is `behind` on some partitions has stalled: it applied nothing for
-/// [`STALL_AFTER`] (paused feeds never stall). Updates the feed's progress mark.
-fn stall(
-    mark: &mut (u64, tokio::time::Instant),
-    partitions: usize,
-    status: &FeedStatus,
-    behind: &[u32],
-    now: tokio::time::Instant,
-) -> Option<String> {
-    if behind.is_empty() || status.paused || status.applied != mark.0 {
-        *mark = (status.applied, now);
-        return None;
-    }
-    let idle = now.duration_since(mark.1);
-    if idle < STALL_AFTER {
-        return None;
-    }
-    let unconnected = behind
-        .iter()
-        .filter(|p| !status.partitions.get(p).is_some_and(|s| s.connected))
-        .count();
-    let mut reason = format!(
-        "feed stalled: {} of {} source partitions behind the source, nothing applied for {} s ({unconnected} of them not streaming)",
-        behind.len(),
-        partitions,
-        idle.as_secs()
-    );
-    if let Some(e) = &status.last_error {
-        reason.push_str(&format!("; last error: {e}"));
-    }
-    Some(reason)
-}
-
 impl ExecutorOptions {
+    /// Options with the defaults for everything but where PIndexes live, the source to read
+    /// when a definition names none, and the node's peer channels.
+    pub fn new(
+        pindex_dir: PathBuf,
+        default_source_url: String,
+        peers: tessera_proto::peers::Peers,
+    ) -> Self {
+        Self {
+            pindex_dir,
+            default_source_url,
+            max_backfills: defaults::MAX_BACKFILLS,
+            resync: defaults::RESYNC,
+            debounce: defaults::DEBOUNCE,
+            commit_every: defaults::COMMIT_EVERY,
+            commit_interval: defaults::COMMIT_INTERVAL,
+            peers,
+        }
+    }
+
     fn source_url(&self, def: &IndexDef) -> String {
         def.source
             .url()
             .map_or_else(|| self.default_source_url.clone(), str::to_string)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_feed_behind_that_applies_nothing_for_a_while_is_stalled() {
-        let start = tokio::time::Instant::now();
-        let mut mark = (0, start);
-        let mut status = FeedStatus {
-            last_error: Some("partition 3: the source did not open the stream".into()),
-            applied: 10,
-            ..FeedStatus::default()
-        };
-        // Progress moves the mark; being caught up or paused never stalls.
-        assert_eq!(stall(&mut mark, 4, &status, &[3], start), None);
-        assert_eq!(mark, (10, start));
-        let late = start + STALL_AFTER + Duration::from_secs(1);
-        assert_eq!(stall(&mut mark.clone(), 4, &status, &[], late), None);
-        status.paused = true;
-        assert_eq!(stall(&mut mark.clone(), 4, &status, &[3], late), None);
-        status.paused = false;
-        // Not long enough yet.
-        let soon = start + STALL_AFTER / 2;
-        assert_eq!(stall(&mut mark, 4, &status, &[3], soon), None);
-        // Long enough: the reason says how many partitions, for how long, and the last error.
-        let why = stall(&mut mark, 4, &status, &[3], late).expect("stalled");
-        assert!(
-            why.starts_with("feed stalled: 1 of 4 source partitions behind"),
-            "{why}"
-        );
-        assert!(why.contains("1 of them not streaming"), "{why}");
-        assert!(why.contains("did not open the stream"), "{why}");
-        // Progress again clears it.
-        status.applied = 11;
-        assert_eq!(stall(&mut mark, 4, &status, &[3], late), None);
     }
 }

@@ -3,11 +3,14 @@
 //! [`diff`] is the pure core: (the plan's copies for this node, the local PIndexes, the time,
 //! the backfill limit) → the actions to take, with no I/O. `janitor/README.md` explains the
 //! rules. [`executor`] is the I/O around it: it watches the Cfg, opens PIndexes, runs their
-//! feeds, and retries failures with backoff. [`feed`] streams a PIndex's source partitions into
+//! feeds, keeps the status board ([`board`]), detects stalled feeds, and retries failures with
+//! backoff. [`feed`] streams a PIndex's source partitions into
 //! it (the client side of the source protocol).
 
+pub mod board;
 pub mod diff;
 pub mod executor;
 pub mod feed;
+mod stall;
 
 pub use diff::{diff, Action, Diff, Local, LocalState, Wanted};

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use tessera_cfg::schema::NodeTag;
 use tessera_cfg::CfgSpec;
+use tessera_planner::service::defaults;
 
 #[derive(Parser)]
 #[command(
@@ -79,27 +80,27 @@ pub struct StandalonePlannerArgs {
 #[derive(Args, Clone)]
 pub struct PlannerArgs {
     /// TTL of the planner's leader lease in milliseconds.
-    #[arg(long, default_value_t = 5000)]
+    #[arg(long, default_value_t = defaults::LEASE_TTL_MS)]
     pub planner_lease_ttl_ms: u64,
     /// How long a node must be absent before it counts as failed, in milliseconds (0: at
     /// once).
-    #[arg(long, default_value_t = 30_000)]
+    #[arg(long, default_value_t = defaults::FAILOVER_DELAY_MS)]
     pub failover_delay_ms: u64,
     /// Copies one node builds at once because of moves.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[arg(long, default_value_t = defaults::MOVES_IN_PER_NODE, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub max_moves_in_per_node: u32,
     /// Copies one node hands over at once because of moves.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[arg(long, default_value_t = defaults::MOVES_OUT_PER_NODE, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub max_moves_out_per_node: u32,
     /// Moves under way in the whole cluster.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    #[arg(long, default_value_t = defaults::MOVES, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_moves: u32,
     /// Automatic failovers before an operator must acknowledge them
     /// (`POST /api/ctl/failover/ack`); 0 disables automatic failover.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = defaults::MAX_AUTO_FAILOVERS)]
     pub max_auto_failovers: u32,
     /// Re-plan at least this often, in milliseconds.
-    #[arg(long, default_value_t = 30_000)]
+    #[arg(long, default_value_t = defaults::RESYNC_MS)]
     pub resync_ms: u64,
 }
 
@@ -151,7 +152,7 @@ pub struct NodeArgs {
     #[command(flatten)]
     pub planner: PlannerArgs,
     /// PIndexes backfilling at once on this node; the rest wait.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = tessera_janitor::executor::defaults::MAX_BACKFILLS)]
     pub max_backfills: usize,
     /// Managed mode (a supervisor drives membership): the node joins as known, not wanted,
     /// and only the supervisor API (`/api/ctl/topology-change`) makes it wanted.

@@ -27,10 +27,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
+        use crate::service::defaults;
         Self {
-            incoming_per_node: 2,
-            outgoing_per_node: 2,
-            cluster: 64,
+            incoming_per_node: defaults::MOVES_IN_PER_NODE as usize,
+            outgoing_per_node: defaults::MOVES_OUT_PER_NODE as usize,
+            cluster: defaults::MOVES as usize,
         }
     }
 }

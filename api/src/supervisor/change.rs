@@ -95,7 +95,7 @@ pub fn apply(
     for uuid in &request.keep_nodes {
         let mut def = nodes[uuid].clone();
         def.wanted = true;
-        def.failed_over = false;
+        def.set_failed_over(false);
         def.reads = true;
         changed.insert(uuid.clone(), def);
     }
@@ -103,7 +103,7 @@ pub fn apply(
         let mut def = nodes[uuid].clone();
         def.wanted = false;
         match request.kind {
-            TaskKind::FailoverHard => def.failed_over = true,
+            TaskKind::FailoverHard => def.set_failed_over(true),
             TaskKind::FailoverGraceful => def.reads = false,
             TaskKind::Rebalance | TaskKind::Drain | TaskKind::Swap => {}
         }

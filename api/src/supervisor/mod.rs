@@ -367,7 +367,7 @@ pub async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Re
             };
             let mut node = def.value.clone();
             node.wanted = before.wanted;
-            node.failed_over = before.failed_over;
+            node.set_failed_over(before.failed_over);
             node.reads = before.reads;
             match state.cfg.put_node_def(&node, def.revision).await {
                 Ok(_) => break,

@@ -64,6 +64,14 @@ fn wanted_default() -> bool {
     true
 }
 
+impl NodeDef {
+    /// The one assignment of `failed_over`, whoever decides it (the planner, a topology
+    /// change, a cancel restoring the node, a managed node re-registering).
+    pub fn set_failed_over(&mut self, failed_over: bool) {
+        self.failed_over = failed_over;
+    }
+}
+
 /// Highest node weight accepted.
 pub const MAX_WEIGHT: u32 = 100;
 

@@ -67,14 +67,12 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
         &identity.node_uuid,
         &incarnation,
         tessera_janitor::executor::ExecutorOptions {
-            pindex_dir: global.data_dir.join("pindexes"),
-            default_source_url: format!("http://{host_port}"),
             max_backfills: args.max_backfills,
-            resync: std::time::Duration::from_secs(10),
-            debounce: std::time::Duration::from_millis(100),
-            commit_every: 10_000,
-            commit_interval: std::time::Duration::from_millis(500),
-            peers: peers.clone(),
+            ..tessera_janitor::executor::ExecutorOptions::new(
+                global.data_dir.join("pindexes"),
+                format!("http://{host_port}"),
+                peers.clone(),
+            )
         },
     );
     let board = executor.board();

@@ -31,19 +31,13 @@ pub async fn fail_over(
     nodes: &BTreeSet<String>,
 ) -> Result<(), CfgError> {
     for uuid in nodes {
-        let Some(def) = cfg.node_def(uuid).await? else {
-            continue;
-        };
-        let mut node = def.value;
-        node.failed_over = true;
-        match cfg.put_node_def(&node, def.revision).await {
-            Ok(_) => tracing::warn!(
+        // Lost to a concurrent change (it came back, or an operator acted): the next round
+        // looks again.
+        if cfg.fail_over_node(uuid).await? {
+            tracing::warn!(
                 node = uuid,
                 "node absent past the failover delay: failed over"
-            ),
-            // It came back (or changed) meanwhile: the next round looks again.
-            Err(CfgError::CasMismatch { .. }) => continue,
-            Err(e) => return Err(e),
+            );
         }
     }
     let mut next = control.map(|c| c.value.clone()).unwrap_or(ClusterControl {

@@ -53,15 +53,28 @@ pub struct PlannerOptions {
     pub max_auto_failovers: u32,
 }
 
+/// The planner's defaults, in one place: `PlannerOptions::default` and the command line's
+/// defaults both read them.
+pub mod defaults {
+    pub const LEASE_TTL_MS: u64 = 5_000;
+    pub const DEBOUNCE_MS: u64 = 200;
+    pub const RESYNC_MS: u64 = 30_000;
+    pub const FAILOVER_DELAY_MS: u64 = 30_000;
+    pub const MAX_AUTO_FAILOVERS: u32 = 1;
+    pub const MOVES_IN_PER_NODE: u32 = 2;
+    pub const MOVES_OUT_PER_NODE: u32 = 2;
+    pub const MOVES: u32 = 64;
+}
+
 impl Default for PlannerOptions {
     fn default() -> Self {
         Self {
-            lease_ttl: Duration::from_secs(5),
-            debounce: Duration::from_millis(200),
-            resync: Duration::from_secs(30),
-            failover_delay: Duration::from_secs(30),
+            lease_ttl: Duration::from_millis(defaults::LEASE_TTL_MS),
+            debounce: Duration::from_millis(defaults::DEBOUNCE_MS),
+            resync: Duration::from_millis(defaults::RESYNC_MS),
+            failover_delay: Duration::from_millis(defaults::FAILOVER_DELAY_MS),
             move_limits: crate::orchestrate::Limits::default(),
-            max_auto_failovers: 1,
+            max_auto_failovers: defaults::MAX_AUTO_FAILOVERS,
         }
     }
 }

@@ -136,14 +136,8 @@ pub async fn run(
     now_ms: u64,
 ) -> Result<(), CfgError> {
     for uuid in &decision.fail_over {
-        if let Some(def) = cfg.node_def(uuid).await? {
-            let mut node = def.value;
-            node.failed_over = true;
-            node.wanted = false;
-            match cfg.put_node_def(&node, def.revision).await {
-                Ok(_) | Err(CfgError::CasMismatch { .. }) => {}
-                Err(e) => return Err(e),
-            }
+        // The change made the node unwanted already; a lost race is left to the next round.
+        if cfg.fail_over_node(uuid).await? {
             tracing::info!(
                 node = uuid,
                 task = current.value.id,

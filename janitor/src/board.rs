@@ -1,0 +1,49 @@
+//! The status board: what a node shows about its local PIndexes (role, documents, the live
+//! feed figures, the last error) and the handle queries search them through. The executor
+//! writes it; the API and query coordination read it.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use tessera_cfg::schema::CopyRole;
+
+use crate::feed::FeedStatus;
+
+/// What the node shows about one local PIndex.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LocalStatus {
+    pub index: String,
+    pub role: Option<CopyRole>,
+    pub docs: u64,
+    pub feed: Option<FeedStatus>,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    /// Where a corrupt copy of this PIndex was moved, if it was.
+    pub rebuilt_from: Option<String>,
+    /// The running feed's live status (read through [`LocalStatus::snapshot`]).
+    #[serde(skip)]
+    pub(crate) live: Option<Arc<Mutex<FeedStatus>>>,
+    /// A handle to search the PIndex while it runs (`None` when stopped or not searchable).
+    #[serde(skip)]
+    pub search: Option<tessera_index::Searchable>,
+}
+
+impl LocalStatus {
+    /// This status with the feed's figures as of now.
+    pub fn snapshot(&self) -> LocalStatus {
+        let mut out = self.clone();
+        if let Some(feed) = self
+            .live
+            .as_ref()
+            .and_then(|l| l.lock().ok().map(|s| s.clone()))
+        {
+            out.docs = feed.docs;
+            out.feed = Some(feed);
+        }
+        out
+    }
+}
+
+/// Shared view of the local PIndexes, for the REST API.
+pub type StatusBoard = Arc<Mutex<BTreeMap<String, LocalStatus>>>;
