@@ -11,6 +11,7 @@ mod exit;
 mod limits;
 mod node;
 mod plan_cmd;
+mod signals;
 mod source_cmd;
 
 use clap::Parser;

@@ -48,7 +48,7 @@ pub async fn run_planner(global: &Global, args: StandalonePlannerArgs) -> anyhow
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let service = PlannerService::new(cfg, &uuid, &incarnation, args.options());
     let task = tokio::spawn(service.run(stopped));
-    crate::node::shutdown_signal().await;
+    crate::signals::shutdown_signal().await;
     let _ = stop.send(true);
     task.await.context("planner task")?;
     tracing::info!("planner stopped");

@@ -40,7 +40,7 @@ pub async fn run(global: &Global, args: SourceArgs) -> anyhow::Result<()> {
         let _ = tcp.set_nodelay(true);
     });
     axum::serve(listener, app)
-        .with_graceful_shutdown(crate::node::shutdown_signal())
+        .with_graceful_shutdown(crate::signals::shutdown_signal())
         .await
         .context("serving the source")?;
     tracing::info!("source stopped");

@@ -4,47 +4,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::model::{NodeSpec, NodeTag};
+use crate::model::NodeSpec;
 use crate::topology::Topology;
 
-/// Why a node may not hold copies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ineligible {
-    NotTaggedPindex,
-    FailedOver,
-    NotWanted,
-    ZeroWeight,
-}
-
-impl Ineligible {
-    pub fn reason(self) -> &'static str {
-        match self {
-            Ineligible::NotTaggedPindex => "not tagged `pindex`",
-            Ineligible::FailedOver => "failed over",
-            Ineligible::NotWanted => {
-                "not wanted (drained, ejected or a managed node not added yet)"
-            }
-            Ineligible::ZeroWeight => "of weight 0",
-        }
-    }
-}
-
-/// Whether `node` may hold copies; `failed`: it is failed over (by a supervisor, or by the
-/// planner after the failover delay). A node that is merely down stays eligible: its copies
-/// stay until it is failed over.
-pub fn eligibility(node: &NodeSpec, failed: bool) -> Result<(), Ineligible> {
-    if !node.tags.contains(&NodeTag::Pindex) {
-        Err(Ineligible::NotTaggedPindex)
-    } else if failed {
-        Err(Ineligible::FailedOver)
-    } else if !node.wanted {
-        Err(Ineligible::NotWanted)
-    } else if node.weight == 0 {
-        Err(Ineligible::ZeroWeight)
-    } else {
-        Ok(())
-    }
-}
+pub use crate::topology::{eligibility, Ineligible};
 
 /// Per eligible node, its `[lo, hi]` share of `total` copies by weight (the ideal share
 /// rounded down and up), as placement balances them.
@@ -65,6 +28,7 @@ pub fn shares(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::NodeTag;
 
     fn node(uuid: &str, weight: u32) -> NodeSpec {
         NodeSpec {

@@ -6,6 +6,7 @@
 //! writes its plans lives in [`service`].
 
 mod chain;
+pub mod defaults;
 pub mod diff;
 pub mod eligibility;
 pub mod model;

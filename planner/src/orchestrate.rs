@@ -27,7 +27,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        use crate::service::defaults;
+        use crate::defaults;
         Self {
             incoming_per_node: defaults::MOVES_IN_PER_NODE as usize,
             outgoing_per_node: defaults::MOVES_OUT_PER_NODE as usize,

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::model::NodeSpec;
+use crate::model::{NodeSpec, NodeTag};
 
 pub(crate) struct Node {
     pub uuid: String,
@@ -44,7 +44,7 @@ impl Topology {
             .map(|s| Node {
                 uuid: s.uuid.clone(),
                 weight: u64::from(s.weight),
-                eligible: crate::eligibility::eligibility(s, failed.contains(&s.uuid)).is_ok(),
+                eligible: eligibility(s, failed.contains(&s.uuid)).is_ok(),
                 path: s
                     .group
                     .split('/')
@@ -166,5 +166,44 @@ impl Topology {
         let left = (ca as u64 + 1) * self.nodes[nb].weight;
         let right = (cb as u64 + 1) * self.nodes[na].weight;
         left.cmp(&right).then(na.cmp(&nb))
+    }
+}
+
+/// Why a node may not hold copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ineligible {
+    NotTaggedPindex,
+    FailedOver,
+    NotWanted,
+    ZeroWeight,
+}
+
+impl Ineligible {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Ineligible::NotTaggedPindex => "not tagged `pindex`",
+            Ineligible::FailedOver => "failed over",
+            Ineligible::NotWanted => {
+                "not wanted (drained, ejected or a managed node not added yet)"
+            }
+            Ineligible::ZeroWeight => "of weight 0",
+        }
+    }
+}
+
+/// Whether `node` may hold copies; `failed`: it is failed over (by a supervisor, or by the
+/// planner after the failover delay). A node that is merely down stays eligible: its copies
+/// stay until it is failed over.
+pub fn eligibility(node: &NodeSpec, failed: bool) -> Result<(), Ineligible> {
+    if !node.tags.contains(&NodeTag::Pindex) {
+        Err(Ineligible::NotTaggedPindex)
+    } else if failed {
+        Err(Ineligible::FailedOver)
+    } else if !node.wanted {
+        Err(Ineligible::NotWanted)
+    } else if node.weight == 0 {
+        Err(Ineligible::ZeroWeight)
+    } else {
+        Ok(())
     }
 }

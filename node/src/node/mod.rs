@@ -119,7 +119,7 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
     // streams to this node's own source close, so the server can finish), then the server.
     let stop = async move {
         tokio::select! {
-            () = shutdown_signal() => tracing::info!("shutting down"),
+            () = crate::signals::shutdown_signal() => tracing::info!("shutting down"),
             () = until_true(&mut lost) => tracing::error!("liveness lease lost; stopping so a supervisor can restart the node"),
         }
         let _ = stop_planner.send(true);
@@ -243,28 +243,4 @@ async fn go_live(
 
 async fn until_true(flag: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = flag.wait_for(|v| *v).await;
-}
-
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
 }
