@@ -7,9 +7,9 @@
 
 mod chain;
 pub mod defaults;
-pub mod diff;
 pub mod eligibility;
 pub mod model;
+pub mod moves;
 pub mod orchestrate;
 mod place;
 mod roles;
@@ -20,8 +20,8 @@ pub mod validate;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use model::{Plan, PlanInput, PlanOutput, PlannedCopy, PlannedPIndex, Stats, Warning};
-use place::{Placement, Work};
+use model::{Plan, PlanInput, PlanOutput, Stats, TargetCopy, TargetPIndex, Warning};
+use place::{Draft, Placement};
 use topology::Topology;
 
 /// Plans `input`. Never fails: what cannot be met becomes a warning and the best plan possible.
@@ -45,7 +45,7 @@ pub fn plan(input: &PlanInput) -> PlanOutput {
     let topo = Topology::new(&input.nodes, &input.failed_nodes, unknown.iter().cloned());
     let eligible = topo.eligible.len();
 
-    let by_name: HashMap<&str, &PlannedPIndex> = previous
+    let by_name: HashMap<&str, &TargetPIndex> = previous
         .pindexes
         .iter()
         .map(|p| (p.name.as_str(), p))
@@ -54,11 +54,11 @@ pub fn plan(input: &PlanInput) -> PlanOutput {
     indexes.sort_by(|a, b| a.name.cmp(&b.name));
     indexes.dedup_by(|a, b| a.name == b.name);
 
-    let mut works = Vec::new();
+    let mut drafts = Vec::new();
     let mut lost_to_unknown: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for index in indexes {
         if index.frozen {
-            let kept: Vec<&PlannedPIndex> = previous
+            let kept: Vec<&TargetPIndex> = previous
                 .pindexes
                 .iter()
                 .filter(|p| p.index == index.name)
@@ -70,7 +70,7 @@ pub fn plan(input: &PlanInput) -> PlanOutput {
                 );
             }
             for p in kept {
-                works.push(Work {
+                drafts.push(Draft {
                     name: p.name.clone(),
                     index: index.name.clone(),
                     partitions: p.source_partitions.clone(),
@@ -80,7 +80,7 @@ pub fn plan(input: &PlanInput) -> PlanOutput {
                     copies: copies_of(p, &topo, true),
                     established: BTreeSet::new(),
                     promoted: false,
-                    warm: BTreeSet::new(),
+                    on_disk: BTreeSet::new(),
                 });
             }
             continue;
@@ -115,14 +115,14 @@ pub fn plan(input: &PlanInput) -> PlanOutput {
                 }
                 _ => Vec::new(),
             };
-            let warm = input
+            let on_disk = input
                 .on_disk
                 .get(&part.name)
                 .into_iter()
                 .flatten()
                 .filter_map(|uuid| topo.index_of(uuid))
                 .collect();
-            works.push(Work {
+            drafts.push(Draft {
                 name: part.name,
                 index: index.name.clone(),
                 partitions: part.partitions,
@@ -132,7 +132,7 @@ pub fn plan(input: &PlanInput) -> PlanOutput {
                 copies,
                 established: BTreeSet::new(),
                 promoted: false,
-                warm,
+                on_disk,
             });
         }
     }
@@ -148,7 +148,7 @@ pub fn plan(input: &PlanInput) -> PlanOutput {
         );
     }
 
-    let mut placement = Placement::new(topo, works);
+    let mut placement = Placement::new(topo, drafts);
     let kept_before = kept_counts(&placement);
     placement.settle_primaries(&input.progress);
     placement.trim();
@@ -160,9 +160,9 @@ pub fn plan(input: &PlanInput) -> PlanOutput {
     spread_warnings(&mut placement, &mut warnings);
 
     let next = to_plan(&placement);
-    let moves = diff::moves(previous, &next);
+    let moves = moves::moves(previous, &next);
     let stats = Stats {
-        copies_added: diff::copies_added(&moves),
+        copies_added: moves::copies_added(&moves),
         min_copies_added: min_copies_added(&placement, &kept_before),
         elapsed_ms: 0.0,
     };
@@ -183,7 +183,7 @@ pub fn plan_timed(input: &PlanInput) -> PlanOutput {
 }
 
 /// A previous PIndex's copies as node indexes; only eligible nodes unless frozen.
-fn copies_of(p: &PlannedPIndex, topo: &Topology, frozen: bool) -> Vec<(usize, model::Role)> {
+fn copies_of(p: &TargetPIndex, topo: &Topology, frozen: bool) -> Vec<(usize, model::CopyRole)> {
     p.copies
         .iter()
         .filter_map(|c| topo.index_of(&c.node).map(|n| (n, c.role)))
@@ -192,7 +192,7 @@ fn copies_of(p: &PlannedPIndex, topo: &Topology, frozen: bool) -> Vec<(usize, mo
 }
 
 /// Per work, copies kept from the previous plan (before any phase ran), and per node, the
-/// copies it held of works that still exist.
+/// copies it held of drafts that still exist.
 struct KeptBefore {
     per_work: Vec<usize>,
     per_node: Vec<usize>,
@@ -201,7 +201,7 @@ struct KeptBefore {
 fn kept_counts(placement: &Placement) -> KeptBefore {
     KeptBefore {
         per_work: placement
-            .works
+            .drafts
             .iter()
             .map(|w| w.copies.len().min(w.want))
             .collect(),
@@ -213,7 +213,7 @@ fn kept_counts(placement: &Placement) -> KeptBefore {
 /// shortfall below its share.
 fn min_copies_added(placement: &Placement, kept: &KeptBefore) -> usize {
     let missing: usize = placement
-        .works
+        .drafts
         .iter()
         .zip(&kept.per_work)
         .filter(|(w, _)| !w.frozen)
@@ -236,8 +236,8 @@ fn min_copies_added(placement: &Placement, kept: &KeptBefore) -> usize {
 }
 
 fn spread_warnings(placement: &mut Placement, warnings: &mut Warnings) {
-    for w in 0..placement.works.len() {
-        let work = &placement.works[w];
+    for w in 0..placement.drafts.len() {
+        let work = &placement.drafts[w];
         if work.frozen || work.want < 2 {
             continue;
         }
@@ -255,23 +255,23 @@ fn spread_warnings(placement: &mut Placement, warnings: &mut Warnings) {
 fn to_plan(placement: &Placement) -> Plan {
     Plan {
         pindexes: placement
-            .works
+            .drafts
             .iter()
             .map(|w| {
-                let mut copies: Vec<PlannedCopy> = w
+                let mut copies: Vec<TargetCopy> = w
                     .copies
                     .iter()
-                    .map(|&(n, role)| PlannedCopy {
+                    .map(|&(n, role)| TargetCopy {
                         node: placement.topo.nodes[n].uuid.clone(),
                         role,
                     })
                     .collect();
                 // Primary first, then by node: a stable, readable order.
                 copies.sort_by(|a, b| {
-                    (a.role != model::Role::Primary, &a.node)
-                        .cmp(&(b.role != model::Role::Primary, &b.node))
+                    (a.role != model::CopyRole::Primary, &a.node)
+                        .cmp(&(b.role != model::CopyRole::Primary, &b.node))
                 });
-                PlannedPIndex {
+                TargetPIndex {
                     name: w.name.clone(),
                     index: w.index.clone(),
                     source_partitions: w.partitions.clone(),

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-pub use tessera_cfg::schema::{CopyRole as Role, NodeTag};
+pub use tessera_cfg::schema::{CopyRole, NodeTag};
 
 /// Everything one planning round looks at.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -79,27 +79,32 @@ pub struct IndexSpec {
     pub spread_level: Option<u32>,
 }
 
-/// A plan: every PIndex with its copies.
+/// A target plan: every PIndex with the copies the planner wants it to have. The stored plan
+/// (`tessera_cfg::schema::IndexPlan`, with copy states) moves towards it through transitions
+/// (`orchestrate`); read back as the planner's previous plan, it is what the stored plan is
+/// heading for.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Plan {
-    pub pindexes: Vec<PlannedPIndex>,
+    pub pindexes: Vec<TargetPIndex>,
 }
 
+/// One PIndex of a target plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PlannedPIndex {
+pub struct TargetPIndex {
     pub name: String,
     pub index: String,
     pub source_partitions: Vec<u32>,
-    pub copies: Vec<PlannedCopy>,
+    pub copies: Vec<TargetCopy>,
 }
 
+/// One copy a target plan wants: where, and in which role.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PlannedCopy {
+pub struct TargetCopy {
     pub node: String,
-    pub role: Role,
+    pub role: CopyRole,
 }
 
 /// What a planning round answers.
@@ -119,7 +124,7 @@ pub struct Move {
     pub node: String,
     pub action: Action,
     /// The copy's role after an add, promote or demote; before a remove.
-    pub role: Role,
+    pub role: CopyRole,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

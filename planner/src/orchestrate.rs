@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use tessera_cfg::schema::{CopyPlan, CopyRole, CopyState, PIndexPlan};
 
-use crate::model::{Plan, PlannedPIndex};
+use crate::model::{Plan, TargetPIndex};
 
 /// How many moves may be under way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,8 +39,8 @@ impl Default for Limits {
 /// A stored PIndex as the planner's previous plan: where it is heading. Copies on their way
 /// out are left out and copies take the role they are moving to, so the target stays put while
 /// moves run.
-pub fn heading(index: &str, stored: &PIndexPlan) -> PlannedPIndex {
-    PlannedPIndex {
+pub fn heading(index: &str, stored: &PIndexPlan) -> TargetPIndex {
+    TargetPIndex {
         name: stored.name.clone(),
         index: index.to_string(),
         source_partitions: stored.source_partitions.clone(),
@@ -48,7 +48,7 @@ pub fn heading(index: &str, stored: &PIndexPlan) -> PlannedPIndex {
             .copies
             .iter()
             .filter(|c| c.state != CopyState::Dropping)
-            .map(|c| crate::model::PlannedCopy {
+            .map(|c| crate::model::TargetCopy {
                 node: c.node.clone(),
                 role: c.planned_role(),
             })
@@ -327,7 +327,7 @@ pub fn transition(input: &TransitionInput<'_>) -> TransitionOutput {
 }
 
 /// Drops what may go and settles roles: one primary, the target's once it has caught up.
-fn finish_pindex(target: &PlannedPIndex, copies: &mut Vec<CopyPlan>) {
+fn finish_pindex(target: &TargetPIndex, copies: &mut Vec<CopyPlan>) {
     // Dropping copies go once every copy staying has caught up (or nothing stays readable
     // anyway, e.g. the index shrank to copies not built yet: then they keep serving).
     let staying_ready = copies

@@ -4,11 +4,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::chain::{shortest_chain, Step};
-use crate::model::Role;
+use crate::model::CopyRole;
 use crate::topology::Topology;
 
-/// One PIndex being placed.
-pub(crate) struct Work {
+/// The draft placement of one PIndex: its copies as this round places them (`w` indexes
+/// drafts in the placement code).
+pub(crate) struct Draft {
     pub name: String,
     pub index: String,
     pub partitions: Vec<u32>,
@@ -16,7 +17,7 @@ pub(crate) struct Work {
     pub want: usize,
     pub frozen: bool,
     pub level: Option<u32>,
-    pub copies: Vec<(usize, Role)>,
+    pub copies: Vec<(usize, CopyRole)>,
     /// Nodes whose copy was already in the previous plan (filled in by `Placement::new`).
     /// Only these take over as primary while any of them is left: a new copy is still
     /// being built.
@@ -25,16 +26,16 @@ pub(crate) struct Work {
     /// primary (balancing does not hand the role to a copy still being built).
     pub promoted: bool,
     /// Nodes holding its files from before: preferred when placing a copy, all else equal.
-    pub warm: BTreeSet<usize>,
+    pub on_disk: BTreeSet<usize>,
 }
 
 pub(crate) struct Placement {
     pub topo: Topology,
-    pub works: Vec<Work>,
-    /// Copies and primaries per node (all works, frozen ones included).
+    pub drafts: Vec<Draft>,
+    /// Copies and primaries per node (all drafts, frozen ones included).
     pub count: Vec<usize>,
     pub primaries: Vec<usize>,
-    /// Works each node holds a copy of.
+    /// Drafts each node holds a copy of.
     pub holdings: Vec<BTreeSet<usize>>,
     /// While set, `can_move` keeps a built primary in place when its PIndex is being rebuilt
     /// and no other built copy could take over. Balancing clears it only when nothing else
@@ -43,64 +44,64 @@ pub(crate) struct Placement {
 }
 
 impl Placement {
-    pub fn new(topo: Topology, works: Vec<Work>) -> Self {
+    pub fn new(topo: Topology, drafts: Vec<Draft>) -> Self {
         let n = topo.nodes.len();
         let mut placement = Self {
             topo,
-            works: Vec::new(),
+            drafts: Vec::new(),
             count: vec![0; n],
             primaries: vec![0; n],
             holdings: vec![BTreeSet::new(); n],
             strict: true,
         };
-        for (w, mut work) in works.into_iter().enumerate() {
+        for (w, mut work) in drafts.into_iter().enumerate() {
             let copies = std::mem::take(&mut work.copies);
             placement.topo.add_level(work.level);
-            placement.works.push(work);
+            placement.drafts.push(work);
             for (node, role) in copies {
                 if !placement.holdings[node].contains(&w) {
                     placement.add(w, node, role);
-                    placement.works[w].established.insert(node);
+                    placement.drafts[w].established.insert(node);
                 }
             }
         }
         placement
     }
 
-    pub fn add(&mut self, w: usize, node: usize, role: Role) {
-        self.works[w].copies.push((node, role));
+    pub fn add(&mut self, w: usize, node: usize, role: CopyRole) {
+        self.drafts[w].copies.push((node, role));
         self.count[node] += 1;
-        if role == Role::Primary {
+        if role == CopyRole::Primary {
             self.primaries[node] += 1;
         }
         self.holdings[node].insert(w);
     }
 
-    pub fn remove(&mut self, w: usize, node: usize) -> Option<Role> {
-        let at = self.works[w].copies.iter().position(|&(n, _)| n == node)?;
-        let (_, role) = self.works[w].copies.remove(at);
+    pub fn remove(&mut self, w: usize, node: usize) -> Option<CopyRole> {
+        let at = self.drafts[w].copies.iter().position(|&(n, _)| n == node)?;
+        let (_, role) = self.drafts[w].copies.remove(at);
         self.count[node] -= 1;
-        if role == Role::Primary {
+        if role == CopyRole::Primary {
             self.primaries[node] -= 1;
         }
         self.holdings[node].remove(&w);
         Some(role)
     }
 
-    pub fn set_role(&mut self, w: usize, node: usize, role: Role) {
-        if let Some(copy) = self.works[w].copies.iter_mut().find(|(n, _)| *n == node) {
+    pub fn set_role(&mut self, w: usize, node: usize, role: CopyRole) {
+        if let Some(copy) = self.drafts[w].copies.iter_mut().find(|(n, _)| *n == node) {
             if copy.1 != role {
                 match role {
-                    Role::Primary => self.primaries[node] += 1,
-                    Role::Replica => self.primaries[node] -= 1,
+                    CopyRole::Primary => self.primaries[node] += 1,
+                    CopyRole::Replica => self.primaries[node] -= 1,
                 }
                 copy.1 = role;
             }
         }
     }
 
-    pub fn role_of(&self, w: usize, node: usize) -> Option<Role> {
-        self.works[w]
+    pub fn role_of(&self, w: usize, node: usize) -> Option<CopyRole> {
+        self.drafts[w]
             .copies
             .iter()
             .find(|(n, _)| *n == node)
@@ -108,8 +109,8 @@ impl Placement {
     }
 
     fn group_load(&self, w: usize, group: usize) -> usize {
-        let level = self.works[w].level;
-        self.works[w]
+        let level = self.drafts[w].level;
+        self.drafts[w]
             .copies
             .iter()
             .filter(|&&(n, _)| self.topo.group(level, n) == group)
@@ -117,7 +118,7 @@ impl Placement {
     }
 
     fn bound(&mut self, w: usize) -> usize {
-        let (level, want) = (self.works[w].level, self.works[w].want);
+        let (level, want) = (self.drafts[w].level, self.drafts[w].want);
         self.topo.bound(level, want)
     }
 
@@ -125,7 +126,7 @@ impl Placement {
     /// what remains, so that fewer copies have to move afterwards to even out.
     pub fn trim(&mut self) {
         let remaining: usize = self
-            .works
+            .drafts
             .iter()
             .map(|w| {
                 let on_eligible = w
@@ -141,18 +142,18 @@ impl Placement {
             })
             .sum();
         let targets = self.topo.targets(remaining);
-        for w in 0..self.works.len() {
-            if self.works[w].frozen {
+        for w in 0..self.drafts.len() {
+            if self.drafts[w].frozen {
                 continue;
             }
-            while self.works[w].copies.len() > self.works[w].want {
-                let drop = self.works[w]
+            while self.drafts[w].copies.len() > self.drafts[w].want {
+                let drop = self.drafts[w]
                     .copies
                     .iter()
                     .max_by(|&&(a, ra), &&(b, rb)| {
                         let excess = |n: usize| self.count[n] as i64 - targets[n].1 as i64;
-                        (ra == Role::Replica)
-                            .cmp(&(rb == Role::Replica))
+                        (ra == CopyRole::Replica)
+                            .cmp(&(rb == CopyRole::Replica))
                             .then(excess(a).cmp(&excess(b)))
                             .then(b.cmp(&a))
                     })
@@ -165,15 +166,15 @@ impl Placement {
 
     /// Drops copies that crowd a group beyond its bound; `fill` puts them back elsewhere.
     pub fn spread(&mut self) {
-        for w in 0..self.works.len() {
-            if self.works[w].frozen {
+        for w in 0..self.drafts.len() {
+            if self.drafts[w].frozen {
                 continue;
             }
             let bound = self.bound(w);
-            let level = self.works[w].level;
+            let level = self.drafts[w].level;
             loop {
                 let mut loads: BTreeMap<usize, usize> = BTreeMap::new();
-                for &(n, _) in &self.works[w].copies {
+                for &(n, _) in &self.drafts[w].copies {
                     *loads.entry(self.topo.group(level, n)).or_default() += 1;
                 }
                 let Some((&crowded, _)) = loads.iter().find(|&(_, &load)| load > bound) else {
@@ -191,13 +192,13 @@ impl Placement {
     /// The copy of `w` (among nodes passing `filter`) to give up first: a replica before the
     /// primary, then the most loaded node by weight, then the highest uuid.
     fn heaviest_copy(&self, w: usize, filter: impl Fn(usize) -> bool) -> Option<usize> {
-        self.works[w]
+        self.drafts[w]
             .copies
             .iter()
             .filter(|&&(n, _)| filter(n))
             .max_by(|&&(a, ra), &&(b, rb)| {
-                (ra == Role::Replica)
-                    .cmp(&(rb == Role::Replica))
+                (ra == CopyRole::Replica)
+                    .cmp(&(rb == CopyRole::Replica))
                     .then_with(|| self.topo.lighter((a, self.count[a]), (b, self.count[b])))
             })
             .map(|&(n, _)| n)
@@ -206,13 +207,13 @@ impl Placement {
     /// Adds missing copies: each to the eligible node that keeps the spread, then has the
     /// lowest load by weight. A PIndex left without a primary gets one among its copies.
     pub fn fill(&mut self) {
-        for w in 0..self.works.len() {
-            if self.works[w].frozen {
+        for w in 0..self.drafts.len() {
+            if self.drafts[w].frozen {
                 continue;
             }
             let bound = self.bound(w);
-            let level = self.works[w].level;
-            while self.works[w].copies.len() < self.works[w].want {
+            let level = self.drafts[w].level;
+            while self.drafts[w].copies.len() < self.drafts[w].want {
                 let best = self
                     .topo
                     .eligible
@@ -224,12 +225,12 @@ impl Placement {
                         self.topo
                             .lighter((a, self.count[a]), (b, self.count[b]))
                             .then_with(|| {
-                                let warm = &self.works[w].warm;
-                                warm.contains(&b).cmp(&warm.contains(&a))
+                                let on_disk = &self.drafts[w].on_disk;
+                                on_disk.contains(&b).cmp(&on_disk.contains(&a))
                             })
                     });
                 let Some(node) = best else { break };
-                self.add(w, node, Role::Replica);
+                self.add(w, node, CopyRole::Replica);
             }
         }
     }
@@ -271,21 +272,23 @@ impl Placement {
     /// Moves the copy of `w` on `from` to `to`. A moved primary hands its role to an
     /// established replica when there is one, since the new copy still has to be built.
     pub fn move_copy(&mut self, w: usize, from: usize, to: usize) {
-        let role = self.remove(w, from).unwrap_or(Role::Replica);
+        let role = self.remove(w, from).unwrap_or(CopyRole::Replica);
         self.add(w, to, role);
-        if role == Role::Primary {
-            let heir = self.works[w]
+        if role == CopyRole::Primary {
+            let heir = self.drafts[w]
                 .copies
                 .iter()
-                .filter(|&&(n, r)| r == Role::Replica && self.works[w].established.contains(&n))
+                .filter(|&&(n, r)| {
+                    r == CopyRole::Replica && self.drafts[w].established.contains(&n)
+                })
                 .map(|&(n, _)| n)
                 .min_by(|&a, &b| {
                     self.topo
                         .lighter((a, self.primaries[a]), (b, self.primaries[b]))
                 });
             if let Some(heir) = heir {
-                self.set_role(w, to, Role::Replica);
-                self.set_role(w, heir, Role::Primary);
+                self.set_role(w, to, CopyRole::Replica);
+                self.set_role(w, heir, CopyRole::Primary);
             }
         }
     }
@@ -298,10 +301,10 @@ impl Placement {
         }
         // Works whose files `to` still has first: moving them there streams only the delta.
         let held: Vec<usize> = self.holdings[from].iter().copied().collect();
-        for pass in [Role::Replica, Role::Primary] {
-            for warm_only in [true, false] {
+        for pass in [CopyRole::Replica, CopyRole::Primary] {
+            for on_disk_only in [true, false] {
                 for &w in &held {
-                    if warm_only && !self.works[w].warm.contains(&to) {
+                    if on_disk_only && !self.drafts[w].on_disk.contains(&to) {
                         continue;
                     }
                     if self.role_of(w, from) == Some(pass) && self.can_move(w, from, to) {
@@ -317,15 +320,15 @@ impl Placement {
     /// and the spread holds after the move.
     pub fn can_move(&mut self, w: usize, from: usize, to: usize) -> bool {
         if from == to
-            || self.works[w].frozen
+            || self.drafts[w].frozen
             || self.holdings[to].contains(&w)
             || !self.holdings[from].contains(&w)
         {
             return false;
         }
-        let work = &self.works[w];
+        let work = &self.drafts[w];
         if self.strict
-            && self.role_of(w, from) == Some(Role::Primary)
+            && self.role_of(w, from) == Some(CopyRole::Primary)
             && work.established.contains(&from)
         {
             // Keep a built primary in place while its PIndex is being rebuilt around it and no
@@ -374,8 +377,8 @@ impl Placement {
                 .collect()
         })?;
         // Two steps moving copies of one work could crowd a group together.
-        let works: BTreeSet<usize> = chain.iter().map(|&(w, _, _)| w).collect();
-        (works.len() == chain.len()).then_some(chain)
+        let drafts: BTreeSet<usize> = chain.iter().map(|&(w, _, _)| w).collect();
+        (drafts.len() == chain.len()).then_some(chain)
     }
 }
 

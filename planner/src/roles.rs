@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::chain::{shortest_chain, Step};
-use crate::model::Role;
+use crate::model::CopyRole;
 use crate::place::{tiers, Placement};
 
 /// Progress of copies: PIndex name → node uuid → how far it got.
@@ -27,36 +27,36 @@ impl Placement {
     /// replica that is most caught up (when known), then on the node with the fewest primaries
     /// by weight, is promoted. With several, the one on the lightest node stays.
     pub fn settle_primaries(&mut self, progress: &Progress) {
-        for w in 0..self.works.len() {
-            if self.works[w].frozen || self.works[w].copies.is_empty() {
+        for w in 0..self.drafts.len() {
+            if self.drafts[w].frozen || self.drafts[w].copies.is_empty() {
                 continue;
             }
-            let primaries: Vec<usize> = self.works[w]
+            let primaries: Vec<usize> = self.drafts[w]
                 .copies
                 .iter()
-                .filter(|&&(_, r)| r == Role::Primary)
+                .filter(|&&(_, r)| r == CopyRole::Primary)
                 .map(|&(n, _)| n)
                 .collect();
             if primaries.len() == 1 {
                 continue;
             }
             let candidates: Vec<usize> = if primaries.is_empty() {
-                let all: Vec<usize> = self.works[w].copies.iter().map(|&(n, _)| n).collect();
+                let all: Vec<usize> = self.drafts[w].copies.iter().map(|&(n, _)| n).collect();
                 let established: Vec<usize> = all
                     .iter()
                     .copied()
-                    .filter(|n| self.works[w].established.contains(n))
+                    .filter(|n| self.drafts[w].established.contains(n))
                     .collect();
                 if established.is_empty() {
                     all
                 } else {
-                    self.works[w].promoted = true;
+                    self.drafts[w].promoted = true;
                     established
                 }
             } else {
                 primaries
             };
-            let seen = progress.get(&self.works[w].name);
+            let seen = progress.get(&self.drafts[w].name);
             let caught_up = |n: usize| {
                 seen.and_then(|p| p.get(&self.topo.nodes[n].uuid))
                     .copied()
@@ -72,9 +72,9 @@ impl Placement {
             };
             for n in candidates {
                 let role = if n == keep {
-                    Role::Primary
+                    CopyRole::Primary
                 } else {
-                    Role::Replica
+                    CopyRole::Replica
                 };
                 self.set_role(w, n, role);
             }
@@ -130,8 +130,8 @@ impl Placement {
 
     fn swap_along(&mut self, chain: Vec<Step>) {
         for (w, from, to) in chain {
-            self.set_role(w, from, Role::Replica);
-            self.set_role(w, to, Role::Primary);
+            self.set_role(w, from, CopyRole::Replica);
+            self.set_role(w, to, CopyRole::Primary);
         }
     }
 
@@ -148,10 +148,10 @@ impl Placement {
         shortest_chain(self.topo.nodes.len(), donors, receivers, |x, seen| {
             let mut out = Vec::new();
             for &w in &self.holdings[x] {
-                let work = &self.works[w];
+                let work = &self.drafts[w];
                 if work.frozen
                     || (work.promoted && handover == Handover::Unpromoted)
-                    || self.role_of(w, x) != Some(Role::Primary)
+                    || self.role_of(w, x) != Some(CopyRole::Primary)
                 {
                     continue;
                 }
@@ -159,7 +159,7 @@ impl Placement {
                     let built = !work.promoted
                         || handover == Handover::Any
                         || work.established.contains(&y);
-                    if role == Role::Replica && !seen[y] && built {
+                    if role == CopyRole::Replica && !seen[y] && built {
                         out.push((y, w));
                     }
                 }
@@ -190,10 +190,10 @@ impl Placement {
                     .iter()
                     .copied()
                     .filter(|&u| {
-                        let work = &self.works[u];
+                        let work = &self.drafts[u];
                         !work.frozen
                             && !work.promoted
-                            && self.role_of(u, from) == Some(Role::Primary)
+                            && self.role_of(u, from) == Some(CopyRole::Primary)
                             && (work.copies.len() == 1 || work.established.is_empty())
                     })
                     .collect();
@@ -206,7 +206,7 @@ impl Placement {
                 let back: Vec<usize> = self.holdings[to]
                     .iter()
                     .copied()
-                    .filter(|&v| self.role_of(v, to) == Some(Role::Replica))
+                    .filter(|&v| self.role_of(v, to) == Some(CopyRole::Replica))
                     .collect();
                 for v in back {
                     if v != u && self.can_move(v, to, from) {

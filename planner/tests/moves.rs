@@ -185,7 +185,7 @@ fn the_most_caught_up_replica_is_promoted() {
     let primary = pindex
         .copies
         .iter()
-        .find(|c| c.role == tessera_planner::model::Role::Primary)
+        .find(|c| c.role == tessera_planner::model::CopyRole::Primary)
         .unwrap()
         .node
         .clone();
@@ -212,7 +212,7 @@ fn the_most_caught_up_replica_is_promoted() {
         let new_primary = out.plan.pindexes[0]
             .copies
             .iter()
-            .find(|c| c.role == tessera_planner::model::Role::Primary)
+            .find(|c| c.role == tessera_planner::model::CopyRole::Primary)
             .unwrap();
         assert_eq!(
             new_primary.node, replicas[ahead],

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use proptest::prelude::*;
 use tessera_cfg::schema::{CopyPlan, CopyState, PIndexPlan};
 use tessera_planner::model::{
-    Action, IndexSpec, NodeSpec, NodeTag, Plan, PlanInput, PlanOutput, Role,
+    Action, CopyRole, IndexSpec, NodeSpec, NodeTag, Plan, PlanInput, PlanOutput,
 };
 use tessera_planner::orchestrate::{transition, Limits, TransitionInput};
 use tessera_planner::plan;
@@ -143,7 +143,11 @@ fn check_valid(c: &Cluster, failed: &[String], out: &PlanOutput) -> Result<(), T
                 &copy.node
             );
         }
-        let primaries = p.copies.iter().filter(|c| c.role == Role::Primary).count();
+        let primaries = p
+            .copies
+            .iter()
+            .filter(|c| c.role == CopyRole::Primary)
+            .count();
         prop_assert_eq!(primaries, usize::from(want > 0), "{}: primaries", &p.name);
         let mut per_zone: BTreeMap<&str, usize> = BTreeMap::new();
         for copy in &p.copies {
@@ -178,7 +182,11 @@ fn check_valid(c: &Cluster, failed: &[String], out: &PlanOutput) -> Result<(), T
 }
 
 /// Counts per node within [floor, ceil] of the weighted share, when no per-node capacity binds.
-fn check_balanced(c: &Cluster, out: &PlanOutput, role: Option<Role>) -> Result<(), TestCaseError> {
+fn check_balanced(
+    c: &Cluster,
+    out: &PlanOutput,
+    role: Option<CopyRole>,
+) -> Result<(), TestCaseError> {
     let elig = eligible(c, &[]);
     let mut counts: BTreeMap<&str, u64> = elig.keys().map(|k| (k.as_str(), 0)).collect();
     for p in &out.plan.pindexes {
@@ -346,7 +354,7 @@ fn check_lost_primaries_taken_over(
         let lost_primary = old
             .copies
             .iter()
-            .any(|c| c.node == victim && c.role == Role::Primary);
+            .any(|c| c.node == victim && c.role == CopyRole::Primary);
         let survivors: Vec<&str> = old
             .copies
             .iter()
@@ -360,7 +368,7 @@ fn check_lost_primaries_taken_over(
         let primary = stored.get(&old.name).and_then(|p| {
             p.copies
                 .iter()
-                .find(|c| c.role == Role::Primary && c.can_read)
+                .find(|c| c.role == CopyRole::Primary && c.can_read)
                 .map(|c| c.node.as_str())
         });
         if !primary.is_some_and(|p| survivors.contains(&p)) {
@@ -403,7 +411,7 @@ proptest! {
     fn copies_and_primaries_are_balanced_without_group_constraints(c in cluster_strategy(1, false, true)) {
         let out = plan(&input(&c));
         check_balanced(&c, &out, None)?;
-        check_balanced(&c, &out, Some(Role::Primary))?;
+        check_balanced(&c, &out, Some(CopyRole::Primary))?;
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::model::{Action, Move, Plan, Role};
+use crate::model::{Action, CopyRole, Move, Plan};
 
 /// Moves from `previous` to `next`, ordered so that promotions come first (a lost primary is
 /// replaced before anything else), then adds, demotions and finally removes (make before
@@ -18,8 +18,8 @@ pub fn moves(previous: &Plan, next: &Plan) -> Vec<Move> {
                 None => out.push(mv(pindex, node, Action::Add, role)),
                 Some(&old) if old != role => {
                     let action = match role {
-                        Role::Primary => Action::Promote,
-                        Role::Replica => Action::Demote,
+                        CopyRole::Primary => Action::Promote,
+                        CopyRole::Replica => Action::Demote,
                     };
                     out.push(mv(pindex, node, action, role));
                 }
@@ -44,7 +44,7 @@ pub fn copies_added(moves: &[Move]) -> usize {
     moves.iter().filter(|m| m.action == Action::Add).count()
 }
 
-fn copies_by_pindex(plan: &Plan) -> BTreeMap<&str, BTreeMap<&str, Role>> {
+fn copies_by_pindex(plan: &Plan) -> BTreeMap<&str, BTreeMap<&str, CopyRole>> {
     plan.pindexes
         .iter()
         .map(|p| {
@@ -56,7 +56,7 @@ fn copies_by_pindex(plan: &Plan) -> BTreeMap<&str, BTreeMap<&str, Role>> {
         .collect()
 }
 
-fn mv(pindex: &str, node: &str, action: Action, role: Role) -> Move {
+fn mv(pindex: &str, node: &str, action: Action, role: CopyRole) -> Move {
     Move {
         pindex: pindex.to_string(),
         node: node.to_string(),
