@@ -7,6 +7,7 @@
 
 mod chain;
 pub mod defaults;
+mod drafts;
 pub mod eligibility;
 pub mod model;
 pub mod moves;
@@ -18,10 +19,10 @@ pub mod split;
 mod topology;
 pub mod validate;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeMap;
 
 use model::{Plan, PlanInput, PlanOutput, Stats, TargetCopy, TargetPIndex, Warning};
-use place::{Draft, Placement};
+use place::Placement;
 use topology::Topology;
 
 /// Plans `input`. Never fails: what cannot be met becomes a warning and the best plan possible.
@@ -31,122 +32,9 @@ pub fn plan(input: &PlanInput) -> PlanOutput {
     let empty = Plan::default();
     let previous = input.previous_plan.as_ref().unwrap_or(&empty);
     let mut warnings = Warnings::default();
-
-    let mut known: BTreeSet<&str> = input.nodes.iter().map(|n| n.uuid.as_str()).collect();
-    let mut unknown = BTreeSet::new();
-    for pindex in &previous.pindexes {
-        for copy in &pindex.copies {
-            if !known.contains(copy.node.as_str()) {
-                unknown.insert(copy.node.clone());
-            }
-        }
-    }
-    known.extend(unknown.iter().map(String::as_str));
+    let unknown = drafts::unknown_nodes(input, previous);
     let topo = Topology::new(&input.nodes, &input.failed_nodes, unknown.iter().cloned());
-    let eligible = topo.eligible.len();
-
-    let by_name: HashMap<&str, &TargetPIndex> = previous
-        .pindexes
-        .iter()
-        .map(|p| (p.name.as_str(), p))
-        .collect();
-    let mut indexes: Vec<&model::IndexSpec> = input.indexes.iter().collect();
-    indexes.sort_by(|a, b| a.name.cmp(&b.name));
-    indexes.dedup_by(|a, b| a.name == b.name);
-
-    let mut drafts = Vec::new();
-    let mut lost_to_unknown: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for index in indexes {
-        if index.frozen {
-            let kept: Vec<&TargetPIndex> = previous
-                .pindexes
-                .iter()
-                .filter(|p| p.index == index.name)
-                .collect();
-            if kept.is_empty() {
-                warnings.add(
-                    &index.name,
-                    "frozen index has no plan yet: nothing is planned until it is unfrozen".into(),
-                );
-            }
-            for p in kept {
-                drafts.push(Draft {
-                    name: p.name.clone(),
-                    index: index.name.clone(),
-                    partitions: p.source_partitions.clone(),
-                    want: p.copies.len(),
-                    frozen: true,
-                    level: index.spread_level,
-                    copies: copies_of(p, &topo, true),
-                    established: BTreeSet::new(),
-                    promoted: false,
-                    on_disk: BTreeSet::new(),
-                });
-            }
-            continue;
-        }
-        let wanted = 1 + index.replicas as usize;
-        let want = wanted.min(eligible);
-        if eligible == 0 {
-            warnings.add(
-                &index.name,
-                "no node can hold copies (none is tagged pindex, wanted and alive)".into(),
-            );
-        } else if want < wanted {
-            warnings.add(
-                &index.name,
-                format!(
-                    "{} replicas wanted, {eligible} nodes can hold copies: planning {} replicas",
-                    index.replicas,
-                    want - 1
-                ),
-            );
-        }
-        for part in split::split(index) {
-            let copies = match by_name.get(part.name.as_str()) {
-                Some(p) if p.index == index.name => {
-                    for c in p.copies.iter().filter(|c| unknown.contains(&c.node)) {
-                        lost_to_unknown
-                            .entry(index.name.clone())
-                            .or_default()
-                            .insert(c.node.clone());
-                    }
-                    copies_of(p, &topo, false)
-                }
-                _ => Vec::new(),
-            };
-            let on_disk = input
-                .on_disk
-                .get(&part.name)
-                .into_iter()
-                .flatten()
-                .filter_map(|uuid| topo.index_of(uuid))
-                .collect();
-            drafts.push(Draft {
-                name: part.name,
-                index: index.name.clone(),
-                partitions: part.partitions,
-                want,
-                frozen: false,
-                level: index.spread_level,
-                copies,
-                established: BTreeSet::new(),
-                promoted: false,
-                on_disk,
-            });
-        }
-    }
-
-    for (index, nodes) in lost_to_unknown {
-        let nodes: Vec<String> = nodes.into_iter().collect();
-        warnings.add(
-            &index,
-            format!(
-                "previous plan has copies on unknown nodes {}: they are re-placed",
-                nodes.join(", ")
-            ),
-        );
-    }
+    let drafts = drafts::drafts(input, previous, &topo, &unknown, &mut warnings);
 
     let mut placement = Placement::new(topo, drafts);
     let kept_before = kept_counts(&placement);
@@ -182,16 +70,7 @@ pub fn plan_timed(input: &PlanInput) -> PlanOutput {
     out
 }
 
-/// A previous PIndex's copies as node indexes; only eligible nodes unless frozen.
-fn copies_of(p: &TargetPIndex, topo: &Topology, frozen: bool) -> Vec<(usize, model::CopyRole)> {
-    p.copies
-        .iter()
-        .filter_map(|c| topo.index_of(&c.node).map(|n| (n, c.role)))
-        .filter(|&(n, _)| frozen || topo.nodes[n].eligible)
-        .collect()
-}
-
-/// Per work, copies kept from the previous plan (before any phase ran), and per node, the
+/// Per draft, copies kept from the previous plan (before any phase ran), and per node, the
 /// copies it held of drafts that still exist.
 struct KeptBefore {
     per_work: Vec<usize>,
@@ -284,10 +163,10 @@ fn to_plan(placement: &Placement) -> Plan {
 
 /// Warnings once per (index, message), in index order.
 #[derive(Default)]
-struct Warnings(BTreeMap<(String, String), ()>);
+pub(crate) struct Warnings(BTreeMap<(String, String), ()>);
 
 impl Warnings {
-    fn add(&mut self, index: &str, message: String) {
+    pub(crate) fn add(&mut self, index: &str, message: String) {
         self.0.insert((index.to_string(), message), ());
     }
     fn into_vec(self) -> Vec<Warning> {

@@ -129,127 +129,168 @@ fn copy(node: &str, role: CopyRole, caught_up: bool) -> CopyPlan {
     }
 }
 
-/// The copies to store this round.
+/// Moves under way now, and copies per node (for "unload the busiest first").
+struct UnderWay<'a> {
+    load: BTreeMap<&'a str, usize>,
+    incoming: BTreeMap<String, usize>,
+    outgoing: BTreeMap<String, usize>,
+    moves: usize,
+}
+
+impl TransitionInput<'_> {
+    fn reported(&self, node: &str, pindex: &str) -> bool {
+        self.caught_up.get(node).is_some_and(|s| s.contains(pindex))
+    }
+
+    /// The stored copies of `pindex` that are not gone.
+    fn stored(&self, pindex: &str) -> Vec<&CopyPlan> {
+        self.current
+            .get(pindex)
+            .map(|p| {
+                p.copies
+                    .iter()
+                    .filter(|c| !self.gone.contains(&c.node))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// The copies to store this round: the stored copies each target PIndex keeps, the moves the
+/// throttles let start, then dropped copies and roles settled per PIndex.
 pub fn transition(input: &TransitionInput<'_>) -> TransitionOutput {
-    let reported = |node: &str, pindex: &str| {
-        input
-            .caught_up
-            .get(node)
-            .is_some_and(|s| s.contains(pindex))
+    let mut under_way = under_way(input);
+    let mut next = Vec::new();
+    let mut candidates = Vec::new();
+    for (i, target) in input.target.pindexes.iter().enumerate() {
+        let (copies, wanted) = keep(input, i, target, &under_way.load);
+        next.push((i, copies));
+        candidates.extend(wanted);
+    }
+    let waiting = start_moves(input, candidates, &mut next, &mut under_way);
+    assemble(input, next, waiting)
+}
+
+fn under_way<'a>(input: &TransitionInput<'a>) -> UnderWay<'a> {
+    let mut out = UnderWay {
+        load: BTreeMap::new(),
+        incoming: BTreeMap::new(),
+        outgoing: BTreeMap::new(),
+        moves: 0,
     };
-    // Copies per node now, for "unload the busiest first", and moves already under way.
-    let mut load: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut incoming: BTreeMap<String, usize> = BTreeMap::new();
-    let mut outgoing: BTreeMap<String, usize> = BTreeMap::new();
-    let mut under_way = 0;
     for p in input.current.values() {
         let serving = p
             .copies
             .iter()
             .any(|c| c.can_read && !input.gone.contains(&c.node));
         for c in p.copies.iter().filter(|c| !input.gone.contains(&c.node)) {
-            *load.entry(&c.node).or_default() += 1;
+            *out.load.entry(&c.node).or_default() += 1;
             if c.state == CopyState::Dropping {
-                *outgoing.entry(c.node.clone()).or_default() += 1;
-            } else if serving && !reported(&c.node, &p.name) {
+                *out.outgoing.entry(c.node.clone()).or_default() += 1;
+            } else if serving && !input.reported(&c.node, &p.name) {
                 // Building while another copy serves: a move under way.
-                *incoming.entry(c.node.clone()).or_default() += 1;
-                under_way += 1;
+                *out.incoming.entry(c.node.clone()).or_default() += 1;
+                out.moves += 1;
             }
         }
     }
+    out
+}
 
-    // Per target PIndex: the stored copies it keeps, and what it still needs.
-    let mut next: Vec<(usize, Vec<CopyPlan>)> = Vec::new();
+/// For target PIndex `i`: the stored copies it keeps (states from the janitors' reports; those
+/// not wanted and serving nothing go at once), and the copies it still needs as candidate
+/// moves — or, when nothing serves, every missing copy built at once.
+fn keep(
+    input: &TransitionInput<'_>,
+    i: usize,
+    target: &TargetPIndex,
+    load: &BTreeMap<&str, usize>,
+) -> (Vec<CopyPlan>, Vec<Candidate>) {
+    let stored = input.stored(&target.name);
+    let wanted: BTreeSet<&str> = target.copies.iter().map(|c| c.node.as_str()).collect();
+    let readable = stored.iter().filter(|c| c.can_read).count();
+    let mut copies = Vec::new();
+    // Stored copies the target no longer wants, not yet dropping: each can be replaced.
+    let mut replaceable: Vec<String> = Vec::new();
+    for c in &stored {
+        let mut c = (*c).clone();
+        let caught_up = input.reported(&c.node, &target.name);
+        if !wanted.contains(c.node.as_str()) && !caught_up {
+            // Not wanted and serving nothing: it goes at once.
+            continue;
+        }
+        c.can_read = caught_up;
+        if wanted.contains(c.node.as_str()) {
+            c.state = if caught_up {
+                CopyState::Active
+            } else {
+                CopyState::Building
+            };
+        } else if c.state != CopyState::Dropping {
+            replaceable.push(c.node.clone());
+            c.state = if caught_up {
+                CopyState::Active
+            } else {
+                CopyState::Building
+            };
+        }
+        copies.push(c);
+    }
+    let missing: Vec<&str> = target
+        .copies
+        .iter()
+        .map(|c| c.node.as_str())
+        .filter(|n| !stored.iter().any(|c| c.node == *n))
+        .collect();
     let mut candidates = Vec::new();
-    for (i, target) in input.target.pindexes.iter().enumerate() {
-        let stored: Vec<&CopyPlan> = input
-            .current
-            .get(&target.name)
-            .map(|p| {
-                p.copies
-                    .iter()
-                    .filter(|c| !input.gone.contains(&c.node))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let wanted: BTreeSet<&str> = target.copies.iter().map(|c| c.node.as_str()).collect();
-        let readable = stored.iter().filter(|c| c.can_read).count();
-        let mut copies = Vec::new();
-        // Stored copies the target no longer wants, not yet dropping: each can be replaced.
-        let mut replaceable: Vec<String> = Vec::new();
-        for c in &stored {
-            let mut c = (*c).clone();
-            let caught_up = reported(&c.node, &target.name);
-            if !wanted.contains(c.node.as_str()) && !caught_up {
-                // Not wanted and serving nothing: it goes at once.
-                continue;
-            }
-            c.can_read = caught_up;
-            if wanted.contains(c.node.as_str()) {
-                c.state = if caught_up {
-                    CopyState::Active
-                } else {
-                    CopyState::Building
-                };
-            } else if c.state != CopyState::Dropping {
-                replaceable.push(c.node.clone());
-                c.state = if caught_up {
-                    CopyState::Active
-                } else {
-                    CopyState::Building
-                };
-            }
-            copies.push(c);
+    if readable == 0 {
+        // Nothing serves (a new PIndex, or every copy lost): build everything now.
+        for node in missing {
+            copies.push(copy(node, CopyRole::Replica, false));
         }
-        let missing: Vec<&str> = target
-            .copies
-            .iter()
-            .map(|c| c.node.as_str())
-            .filter(|n| !stored.iter().any(|c| c.node == *n))
-            .collect();
-        if readable == 0 {
-            // Nothing serves (a new PIndex, or every copy lost): build everything now.
-            for node in missing {
-                copies.push(copy(node, CopyRole::Replica, false));
-            }
-            for c in copies.iter_mut() {
-                if !wanted.contains(c.node.as_str()) {
-                    c.state = CopyState::Dropping;
-                }
-            }
-        } else {
-            // Busiest replaced node first.
-            replaceable
-                .sort_by_key(|n| std::cmp::Reverse(load.get(n.as_str()).copied().unwrap_or(0)));
-            let mut replaceable = replaceable.into_iter();
-            for node in missing {
-                let replaces = replaceable.next();
-                let unloads = replaces
-                    .as_deref()
-                    .and_then(|r| load.get(r).copied())
-                    .unwrap_or(0);
-                candidates.push(Candidate {
-                    pindex: i,
-                    node: node.to_string(),
-                    replaces,
-                    readable,
-                    unloads,
-                });
-            }
-            // Copies no longer wanted and not replaced by anything (fewer replicas): they
-            // just go, once the rest has caught up.
-            let unpaired: BTreeSet<String> = replaceable.collect();
-            for c in copies.iter_mut() {
-                if unpaired.contains(&c.node) {
-                    c.state = CopyState::Dropping;
-                }
+        for c in copies.iter_mut() {
+            if !wanted.contains(c.node.as_str()) {
+                c.state = CopyState::Dropping;
             }
         }
-        next.push((i, copies));
+        return (copies, candidates);
     }
+    // Busiest replaced node first.
+    replaceable.sort_by_key(|n| std::cmp::Reverse(load.get(n.as_str()).copied().unwrap_or(0)));
+    let mut replaceable = replaceable.into_iter();
+    for node in missing {
+        let replaces = replaceable.next();
+        let unloads = replaces
+            .as_deref()
+            .and_then(|r| load.get(r).copied())
+            .unwrap_or(0);
+        candidates.push(Candidate {
+            pindex: i,
+            node: node.to_string(),
+            replaces,
+            readable,
+            unloads,
+        });
+    }
+    // Copies no longer wanted and not replaced by anything (fewer replicas): they just go,
+    // once the rest has caught up.
+    let unpaired: BTreeSet<String> = replaceable.collect();
+    for c in copies.iter_mut() {
+        if unpaired.contains(&c.node) {
+            c.state = CopyState::Dropping;
+        }
+    }
+    (copies, candidates)
+}
 
-    // Start what the throttles allow: restore missing copies first, then unload the busiest.
+/// Starts what the throttles allow — restoring missing copies first, then unloading the
+/// busiest nodes — and returns how many candidates wait for a slot.
+fn start_moves(
+    input: &TransitionInput<'_>,
+    mut candidates: Vec<Candidate>,
+    next: &mut [(usize, Vec<CopyPlan>)],
+    under_way: &mut UnderWay<'_>,
+) -> usize {
     candidates.sort_by(|a, b| {
         a.readable
             .cmp(&b.readable)
@@ -259,28 +300,36 @@ pub fn transition(input: &TransitionInput<'_>) -> TransitionOutput {
     });
     let mut waiting = 0;
     for cand in candidates {
-        let free_in =
-            incoming.get(&cand.node).copied().unwrap_or(0) < input.limits.incoming_per_node;
-        let free_out = cand
-            .replaces
-            .as_ref()
-            .is_none_or(|r| outgoing.get(r).copied().unwrap_or(0) < input.limits.outgoing_per_node);
-        if !(free_in && free_out && under_way < input.limits.cluster) {
+        let free_in = under_way.incoming.get(&cand.node).copied().unwrap_or(0)
+            < input.limits.incoming_per_node;
+        let free_out = cand.replaces.as_ref().is_none_or(|r| {
+            under_way.outgoing.get(r).copied().unwrap_or(0) < input.limits.outgoing_per_node
+        });
+        if !(free_in && free_out && under_way.moves < input.limits.cluster) {
             waiting += 1;
             continue;
         }
-        under_way += 1;
-        *incoming.entry(cand.node.clone()).or_default() += 1;
+        under_way.moves += 1;
+        *under_way.incoming.entry(cand.node.clone()).or_default() += 1;
         let copies = &mut next[cand.pindex].1;
         copies.push(copy(&cand.node, CopyRole::Replica, false));
         if let Some(r) = &cand.replaces {
-            *outgoing.entry(r.clone()).or_default() += 1;
+            *under_way.outgoing.entry(r.clone()).or_default() += 1;
             if let Some(c) = copies.iter_mut().find(|c| &c.node == r) {
                 c.state = CopyState::Dropping;
             }
         }
     }
+    waiting
+}
 
+/// The PIndexes to store per index, each finished (dropped copies gone, roles settled), and
+/// the progress figures.
+fn assemble(
+    input: &TransitionInput<'_>,
+    next: Vec<(usize, Vec<CopyPlan>)>,
+    waiting: usize,
+) -> TransitionOutput {
     let mut plans: BTreeMap<String, Vec<PIndexPlan>> = BTreeMap::new();
     let mut progress = Progress {
         waiting,
