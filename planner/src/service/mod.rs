@@ -23,6 +23,9 @@ use tokio::time::Instant;
 pub use fence::Fence;
 use inputs::Gathered;
 
+use crate::model::PlanOutput;
+use crate::orchestrate;
+
 /// Why a planning round or the service stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum PlannerError {
@@ -54,6 +57,13 @@ pub struct PlannerOptions {
 }
 
 pub use crate::defaults;
+
+/// The plans a round wants per index, with how many it wrote and deleted.
+type Written = (
+    BTreeMap<String, tessera_cfg::schema::IndexPlan>,
+    usize,
+    usize,
+);
 
 impl Default for PlannerOptions {
     fn default() -> Self {
@@ -261,18 +271,66 @@ impl PlannerService {
         (failed, next)
     }
 
-    /// One planning round: read, plan, write the plans that changed (fenced).
+    /// One planning round: read, fail over absent nodes (up to the cap), plan, write the plans
+    /// that changed (fenced), advance the running topology task.
     pub async fn round(&mut self, fence: &Fence) -> Result<RoundReport, PlannerError> {
         self.stats.rounds.fetch_add(1, Ordering::Relaxed);
         let gathered = inputs::gather(&self.cfg).await?;
-        let (absent, mut next_failover) = self.failed_nodes(&gathered);
+        let (absent, next_failover) = self.failed_nodes(&gathered);
         let control = control::read(&self.cfg).await?;
         let settings = control
             .as_ref()
             .map(|c| c.value.clone())
             .unwrap_or_default();
-        // Absent past the delay: failed over automatically, up to the cap.
-        let candidates: std::collections::BTreeSet<String> = absent
+        let (accepted, held_failovers) = self
+            .automatic_failovers(&gathered, absent, control.as_ref(), &settings)
+            .await?;
+        // Failed: failed over by a supervisor or automatically (now or before).
+        let mut failed = accepted;
+        failed.extend(gathered.failed_over_nodes());
+        let (out, wanted, progress) = self
+            .plan_and_write(fence, &gathered, &failed, &settings, held_failovers)
+            .await?;
+        let mut report = RoundReport {
+            copies_added: out.stats.copies_added,
+            next_failover,
+            progress,
+            ..RoundReport::default()
+        };
+        report.plans_written = wanted.1;
+        report.plans_deleted = wanted.2;
+        if let Some(wake) = self
+            .advance_task(&gathered, &report.progress, &wanted.0)
+            .await?
+        {
+            report.next_failover = Some(report.next_failover.map_or(wake, |n| n.min(wake)));
+        }
+        if report.plans_written + report.plans_deleted > 0 {
+            tracing::info!(
+                written = report.plans_written,
+                deleted = report.plans_deleted,
+                copies_added = out.stats.copies_added,
+                moving = report.progress.moving,
+                waiting = report.progress.waiting,
+                dropping = report.progress.dropping,
+                warnings = out.warnings.len(),
+                elapsed_ms = out.stats.elapsed_ms,
+                "plans updated"
+            );
+        }
+        Ok(report)
+    }
+
+    /// Nodes absent past the delay and not failed over yet: failed over now, up to the cap;
+    /// returns those failed over and those the cap holds.
+    async fn automatic_failovers(
+        &self,
+        gathered: &Gathered,
+        absent: BTreeSet<String>,
+        control: Option<&tessera_cfg::Versioned<tessera_cfg::schema::ClusterControl>>,
+        settings: &tessera_cfg::schema::ClusterControl,
+    ) -> Result<(BTreeSet<String>, Vec<String>), PlannerError> {
+        let candidates: BTreeSet<String> = absent
             .into_iter()
             .filter(|u| {
                 gathered
@@ -281,7 +339,7 @@ impl PlannerService {
                     .is_some_and(|d| !d.value.failed_over)
             })
             .collect();
-        let accepted = control::allowed(&settings, &candidates, self.options.max_auto_failovers);
+        let accepted = control::allowed(settings, &candidates, self.options.max_auto_failovers);
         if accepted.len() < candidates.len() {
             tracing::warn!(
                 nodes = ?candidates.difference(&accepted).collect::<Vec<_>>(),
@@ -291,13 +349,24 @@ impl PlannerService {
             );
         }
         if !accepted.is_empty() {
-            control::fail_over(&self.cfg, control.as_ref(), &accepted).await?;
+            control::fail_over(&self.cfg, control, &accepted).await?;
         }
-        let held_failovers: Vec<String> = candidates.difference(&accepted).cloned().collect();
-        // Failed: failed over by a supervisor or automatically (now or before).
-        let mut failed = accepted;
-        failed.extend(gathered.failed_over_nodes());
-        let mut input = gathered.to_input(&failed);
+        let held = candidates.difference(&accepted).cloned().collect();
+        Ok((accepted, held))
+    }
+
+    /// Plans (frozen: targets stay, no move starts), records what is held, and writes the
+    /// plans that changed; returns the planner's output, the plans wanted with the counts
+    /// written and deleted, and the transition's progress.
+    async fn plan_and_write(
+        &self,
+        fence: &Fence,
+        gathered: &Gathered,
+        failed: &BTreeSet<String>,
+        settings: &tessera_cfg::schema::ClusterControl,
+        held_failovers: Vec<String>,
+    ) -> Result<(PlanOutput, Written, orchestrate::Progress), PlannerError> {
+        let mut input = gathered.to_input(failed);
         let mut limits = self.options.move_limits;
         // While frozen, what an unfrozen round would build is worth saying (it is held).
         let moves_frozen = if settings.frozen {
@@ -321,13 +390,8 @@ impl PlannerService {
             limits.cluster = 0;
         }
         let out = crate::plan_timed(&input);
-        let mut report = RoundReport {
-            copies_added: out.stats.copies_added,
-            next_failover,
-            ..RoundReport::default()
-        };
-        let (wanted, progress) = gathered.to_index_plans(&out, &failed, limits);
-        report.progress = progress;
+        let (wanted, progress) = gathered.to_index_plans(&out, failed, limits);
+        let (mut written, mut deleted) = (0, 0);
         for (index, plan) in &wanted {
             let current = gathered.plans.get(index);
             if current.is_some_and(|c| &c.value == plan) {
@@ -341,62 +405,51 @@ impl PlannerService {
                 current.map_or(0, |c| c.revision),
             )
             .await?;
-            report.plans_written += 1;
+            written += 1;
             self.stats.plans_written.fetch_add(1, Ordering::Relaxed);
         }
         for (index, stale) in &gathered.plans {
             if !wanted.contains_key(index) {
                 fence::write_plan(&self.cfg, fence, index, None, stale.revision).await?;
-                report.plans_deleted += 1;
+                deleted += 1;
             }
         }
-        // A task newer than what this round read waits for the next round (which its own
-        // write triggers): judged on older data, a change could look finished before it began.
-        if let Some(task) = tasks::running(&self.cfg)
+        Ok((out, (wanted, written, deleted), progress))
+    }
+
+    /// Advances the running topology task, if any; returns when to look again (a graceful
+    /// failover's delayed step). A task newer than what this round read waits for the next
+    /// round (which its own write triggers): judged on older data, a change could look
+    /// finished before it began.
+    async fn advance_task(
+        &self,
+        gathered: &Gathered,
+        progress: &orchestrate::Progress,
+        wanted: &BTreeMap<String, tessera_cfg::schema::IndexPlan>,
+    ) -> Result<Option<Instant>, PlannerError> {
+        let Some(task) = tasks::running(&self.cfg)
             .await?
             .filter(|t| t.revision <= gathered.revision)
-        {
-            let now = tessera_cfg::unix_ms();
-            let nodes = gathered
-                .node_defs
-                .iter()
-                .map(|(k, v)| (k.clone(), v.value.clone()))
-                .collect();
-            let docs_done = report
-                .progress
-                .completed
-                .iter()
-                .filter_map(|(pindex, node)| gathered.docs.get(&(node.clone(), pindex.clone())))
-                .sum();
-            let decision = tasks::advance(
-                &task.value,
-                &report.progress,
-                docs_done,
-                &wanted,
-                &nodes,
-                now,
-            );
-            if let Some(at) = decision.wake_at_ms {
-                let wake = Instant::now() + Duration::from_millis(at.saturating_sub(now));
-                next_failover = Some(next_failover.map_or(wake, |n| n.min(wake)));
-                report.next_failover = next_failover;
-            }
-            tasks::run(&self.cfg, &task, decision, now).await?;
-        }
-        if report.plans_written + report.plans_deleted > 0 {
-            tracing::info!(
-                written = report.plans_written,
-                deleted = report.plans_deleted,
-                copies_added = out.stats.copies_added,
-                moving = report.progress.moving,
-                waiting = report.progress.waiting,
-                dropping = report.progress.dropping,
-                warnings = out.warnings.len(),
-                elapsed_ms = out.stats.elapsed_ms,
-                "plans updated"
-            );
-        }
-        Ok(report)
+        else {
+            return Ok(None);
+        };
+        let now = tessera_cfg::unix_ms();
+        let nodes = gathered
+            .node_defs
+            .iter()
+            .map(|(k, v)| (k.clone(), v.value.clone()))
+            .collect();
+        let docs_done = progress
+            .completed
+            .iter()
+            .filter_map(|(pindex, node)| gathered.docs.get(&(node.clone(), pindex.clone())))
+            .sum();
+        let decision = tasks::advance(&task.value, progress, docs_done, wanted, &nodes, now);
+        let wake = decision
+            .wake_at_ms
+            .map(|at| Instant::now() + Duration::from_millis(at.saturating_sub(now)));
+        tasks::run(&self.cfg, &task, decision, now).await?;
+        Ok(wake)
     }
 }
 
