@@ -14,7 +14,7 @@ mod identity;
 use std::time::Duration;
 
 use anyhow::Context;
-use tessera_cfg::schema::{Document, NodeDef, NodeLiveness};
+use tessera_cfg::schema::{Document, NodeDef, NodeLiveness, NodeTag};
 use tessera_cfg::{Cfg, CfgError, LeaseKeeper};
 
 use crate::cli::{Global, NodeArgs};
@@ -43,17 +43,21 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
             .context("reading the bound address")?
             .to_string(),
     };
-    let incarnation = uuid::Uuid::new_v4().simple().to_string();
+    let me = Me {
+        uuid: identity.node_uuid.clone(),
+        incarnation: uuid::Uuid::new_v4().simple().to_string(),
+        host_port,
+    };
     // Live first, then defined: a defined node without a liveness key counts as absent, and
     // with a failover delay of 0 the planner would fail it over in between.
-    let lease = go_live(&cfg, &identity.node_uuid, &incarnation, &host_port, &args).await?;
-    register(&cfg, &identity.node_uuid, &incarnation, &host_port, &args).await?;
+    let lease = go_live(&cfg, &me.uuid, &me.incarnation, &me.host_port, &args).await?;
+    register(&cfg, &me.uuid, &me.incarnation, &me.host_port, &args).await?;
     tracing::info!(
-        node = identity.node_uuid,
-        incarnation,
+        node = me.uuid,
+        incarnation = me.incarnation,
         cluster = meta.name,
         cluster_uuid = meta.cluster_uuid,
-        address = host_port,
+        address = me.host_port,
         cfg = cfg.store().backend(),
         "node up"
     );
@@ -61,59 +65,12 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
     let source = crate::source_cmd::open_log(&global.data_dir, args.source_partitions)?;
     // One pooled channel per peer for every node-to-node call of this process.
     let peers = tessera_coord::Peers::default();
-    let (stop_janitor, janitor_stopped) = tokio::sync::watch::channel(false);
-    let executor = tessera_janitor::executor::Executor::new(
-        cfg.clone(),
-        &identity.node_uuid,
-        &incarnation,
-        tessera_janitor::executor::ExecutorOptions {
-            max_backfills: args.max_backfills,
-            ..tessera_janitor::executor::ExecutorOptions::new(
-                global.data_dir.join("pindexes"),
-                format!("http://{host_port}"),
-                peers.clone(),
-            )
-        },
-    );
-    let board = executor.board();
-    let janitor = (args.tags.contains(&tessera_cfg::schema::NodeTag::Janitor)
-        && args.tags.contains(&tessera_cfg::schema::NodeTag::Pindex))
-    .then(|| tokio::spawn(executor.run(janitor_stopped)));
-    let search = tessera_coord::SearchState::new(
-        args.max_concurrent_queries as usize,
-        format!("http://{host_port}"),
-        peers,
-    );
-    let state = tessera_api::AppState {
-        cfg: cfg.clone(),
-        node_uuid: identity.node_uuid.clone(),
-        incarnation: incarnation.clone(),
-        cluster_uuid: meta.cluster_uuid.clone(),
-        cluster_name: meta.name.clone(),
-        board: board.clone(),
-        coord: tessera_coord::Coordinator {
-            cfg: cfg.clone(),
-            node_uuid: identity.node_uuid.clone(),
-            board: board.clone(),
-            search,
-        },
-    };
+    let (janitor, board) = start_janitor(&cfg, &me, global, &args, peers.clone());
+    let planner = start_planner(&cfg, &me, &args);
+    let state = api_state(&cfg, &me, &meta, board, &args, peers);
     let app = tessera_api::app(state)
         .merge(crate::source_cmd::routes(source))
         .fallback(tessera_api::not_found);
-    let (stop_planner, planner_stopped) = tokio::sync::watch::channel(false);
-    let planner = args
-        .tags
-        .contains(&tessera_cfg::schema::NodeTag::Planner)
-        .then(|| {
-            let service = tessera_planner::service::PlannerService::new(
-                cfg.clone(),
-                &identity.node_uuid,
-                &incarnation,
-                args.planner.options(),
-            );
-            tokio::spawn(service.run(planner_stopped))
-        });
     let mut lost = lease.lost();
     // On the way out: planner and janitor first (feeds stop, PIndexes commit, and the feeds'
     // streams to this node's own source close, so the server can finish), then the server.
@@ -122,14 +79,8 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
             () = crate::signals::shutdown_signal() => tracing::info!("shutting down"),
             () = until_true(&mut lost) => tracing::error!("liveness lease lost; stopping so a supervisor can restart the node"),
         }
-        let _ = stop_planner.send(true);
-        if let Some(planner) = planner {
-            let _ = planner.await;
-        }
-        let _ = stop_janitor.send(true);
-        if let Some(janitor) = janitor {
-            let _ = janitor.await;
-        }
+        planner.stop().await;
+        janitor.stop().await;
     };
     // Small answers go out at once (no Nagle delay waiting for the peer's ACK).
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
@@ -148,6 +99,101 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
     }
     tracing::info!("node stopped");
     Ok(())
+}
+
+/// Who this process is in the cluster.
+struct Me {
+    uuid: String,
+    incarnation: String,
+    host_port: String,
+}
+
+/// A background part of the node (janitor, planner) that stops on a signal, if it runs here.
+struct Part {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Part {
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task {
+            let _ = task.await;
+        }
+    }
+}
+
+/// The janitor, when the node hosts PIndexes; its status board either way (empty without it).
+fn start_janitor(
+    cfg: &Cfg,
+    me: &Me,
+    global: &Global,
+    args: &NodeArgs,
+    peers: tessera_coord::Peers,
+) -> (Part, tessera_janitor::executor::StatusBoard) {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let executor = tessera_janitor::executor::Executor::new(
+        cfg.clone(),
+        &me.uuid,
+        &me.incarnation,
+        tessera_janitor::executor::ExecutorOptions {
+            max_backfills: args.max_backfills,
+            ..tessera_janitor::executor::ExecutorOptions::new(
+                global.data_dir.join("pindexes"),
+                format!("http://{}", me.host_port),
+                peers,
+            )
+        },
+    );
+    let board = executor.board();
+    let task = (args.tags.contains(&NodeTag::Janitor) && args.tags.contains(&NodeTag::Pindex))
+        .then(|| tokio::spawn(executor.run(stopped)));
+    (Part { stop, task }, board)
+}
+
+/// The planner service, when the node is tagged `planner` (one of them leads the cluster).
+fn start_planner(cfg: &Cfg, me: &Me, args: &NodeArgs) -> Part {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = args.tags.contains(&NodeTag::Planner).then(|| {
+        let service = tessera_planner::service::PlannerService::new(
+            cfg.clone(),
+            &me.uuid,
+            &me.incarnation,
+            args.planner.options(),
+        );
+        tokio::spawn(service.run(stopped))
+    });
+    Part { stop, task }
+}
+
+/// What the API's handlers share.
+fn api_state(
+    cfg: &Cfg,
+    me: &Me,
+    meta: &tessera_cfg::schema::ClusterMeta,
+    board: tessera_janitor::executor::StatusBoard,
+    args: &NodeArgs,
+    peers: tessera_coord::Peers,
+) -> tessera_api::AppState {
+    let search = tessera_coord::SearchState::new(
+        args.max_concurrent_queries as usize,
+        format!("http://{}", me.host_port),
+        peers,
+    );
+    tessera_api::AppState {
+        cfg: cfg.clone(),
+        node_uuid: me.uuid.clone(),
+        incarnation: me.incarnation.clone(),
+        cluster_uuid: meta.cluster_uuid.clone(),
+        cluster_name: meta.name.clone(),
+        board: board.clone(),
+        coord: tessera_coord::Coordinator {
+            cfg: cfg.clone(),
+            node_uuid: me.uuid.clone(),
+            board,
+            search,
+        },
+    }
 }
 
 /// Writes the node definition, replacing the previous one of this uuid under CAS.
