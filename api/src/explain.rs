@@ -1,7 +1,8 @@
 //! `GET /api/plan/explain?pindex=NAME`: why each copy of a PIndex is where it is, in the state
 //! it is in, why other nodes hold none, and why copies are missing. The facts come from the
 //! stored plans, the index definition and the node definitions (`explain` is a plain function
-//! over them); the planner's rules they reflect are in planner/README.md.
+//! over them); eligibility and weighted shares are the planner's own (`planner::eligibility`),
+//! so explain says what the planner decides. The rules are in planner/README.md.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -10,7 +11,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
-use tessera_cfg::schema::{CopyRole, CopyState, IndexDef, IndexPlan, NodeDef, NodeTag};
+use tessera_cfg::schema::{CopyRole, CopyState, IndexDef, IndexPlan, NodeDef};
 
 use crate::problem::{cfg_problem, problem};
 use crate::AppState;
@@ -26,19 +27,40 @@ fn load(plans: &[IndexPlan]) -> BTreeMap<String, usize> {
     load
 }
 
-/// Why a node cannot hold a copy, if it cannot.
-fn ineligible(node: &NodeDef, live: &BTreeSet<String>) -> Option<&'static str> {
-    if !node.tags.contains(&NodeTag::Pindex) {
-        Some("not tagged `pindex`")
-    } else if node.failed_over {
-        Some("failed over")
-    } else if !node.wanted {
-        Some("not wanted (drained, ejected or a managed node not added yet)")
-    } else if !live.contains(&node.uuid) {
-        Some("down (no liveness key); its copies stay until the failover delay runs out")
-    } else {
-        None
+/// Why a node cannot hold a copy, if it cannot: the planner's rule, and for an eligible node
+/// that is down, that it keeps its copies but serves none until it is back or failed over.
+fn ineligible(node: &NodeDef, live: &BTreeSet<String>) -> Option<String> {
+    let spec = tessera_planner::service::inputs::node_spec(node);
+    match tessera_planner::eligibility::eligibility(&spec, node.failed_over) {
+        Err(why) => Some(why.reason().to_string()),
+        Ok(()) if !live.contains(&node.uuid) => {
+            Some("down (no liveness key); its copies stay until the failover delay runs out".into())
+        }
+        Ok(()) => None,
     }
+}
+
+/// Each eligible node's `[lo, hi]` share of the copies the eligible nodes hold, by the
+/// planner's rule.
+fn shares(
+    nodes: &BTreeMap<String, NodeDef>,
+    load: &BTreeMap<String, usize>,
+) -> BTreeMap<String, (usize, usize)> {
+    let specs: Vec<_> = nodes
+        .values()
+        .map(tessera_planner::service::inputs::node_spec)
+        .collect();
+    let failed: BTreeSet<String> = nodes
+        .values()
+        .filter(|n| n.failed_over)
+        .map(|n| n.uuid.clone())
+        .collect();
+    let eligible = tessera_planner::eligibility::shares(&specs, &failed, 0);
+    let total = eligible
+        .keys()
+        .map(|n| load.get(n).copied().unwrap_or(0))
+        .sum();
+    tessera_planner::eligibility::shares(&specs, &failed, total)
 }
 
 pub fn explain(
@@ -55,12 +77,12 @@ pub fn explain(
         .values()
         .filter(|n| ineligible(n, live).is_none())
         .collect();
-    let total_weight: u32 = eligible.iter().map(|n| n.weight).sum::<u32>().max(1);
-    let total_copies: usize = eligible
-        .iter()
-        .map(|n| load.get(&n.uuid).copied().unwrap_or(0))
-        .sum();
-    let share = |n: &NodeDef| total_copies as f64 * f64::from(n.weight) / f64::from(total_weight);
+    let shares = shares(nodes, &load);
+    let share = |n: &NodeDef| match shares.get(&n.uuid) {
+        Some((lo, hi)) if lo == hi => format!("{lo}"),
+        Some((lo, hi)) => format!("{lo}–{hi}"),
+        None => "0 (it cannot hold copies)".to_string(),
+    };
     let groups_used: BTreeSet<&str> = p
         .copies
         .iter()
@@ -80,7 +102,7 @@ pub fn explain(
                     }
                     let held = load.get(&n.uuid).copied().unwrap_or(0);
                     why.push(format!(
-                        "its node holds {held} copies against a weighted share of {:.1} (weight {}, group `{}`); the planner keeps copies where they are unless balance or spread needs a move",
+                        "its node holds {held} copies against a weighted share of {} (weight {}, group `{}`); the planner keeps copies where they are unless balance or spread needs a move",
                         share(n), n.weight, n.group
                     ));
                 }
@@ -107,13 +129,13 @@ pub fn explain(
         .filter(|n| !holders.contains(n.uuid.as_str()))
         .map(|n| {
             let why = match ineligible(n, live) {
-                Some(reason) => reason.to_string(),
+                Some(reason) => reason,
                 None if groups_used.contains(n.group.as_str()) && !n.group.is_empty() => format!(
                     "group `{}` already holds a copy; copies spread over groups first",
                     n.group
                 ),
                 None => format!(
-                    "holds {} copies against a weighted share of {:.1}; copies go to the least loaded nodes",
+                    "holds {} copies against a weighted share of {}; copies go to the least loaded nodes",
                     load.get(&n.uuid).copied().unwrap_or(0),
                     share(n)
                 ),
