@@ -169,20 +169,43 @@ async fn feed_catches_up_survives_a_source_restart_and_resumes_from_checkpoints(
     drop(server);
 }
 
+/// A source of `partitions` holding documents `0..docs`, served on loopback.
+struct Served {
+    dir: tempfile::TempDir,
+    log: SourceLog,
+    address: std::net::SocketAddr,
+    _server: Server,
+}
+
+async fn served(partitions: u32, docs_written: u32) -> Served {
+    let dir = tempfile::tempdir().unwrap();
+    let log = SourceLog::open(&dir.path().join("source.redb"), partitions).unwrap();
+    log.append("docs", &docs(0..docs_written)).unwrap();
+    let address = free_address();
+    let server = serve_on(log.clone(), address).await;
+    Served {
+        dir,
+        log,
+        address,
+        _server: server,
+    }
+}
+
+/// A blackhole PIndex in `name` under `dir`.
+fn blackhole(dir: &std::path::Path, name: &str) -> Box<dyn tessera_index::PIndex> {
+    tessera_index::open("blackhole", &dir.join(name), &serde_json::Value::Null).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_keeps_the_position_and_resume_continues() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = SourceLog::open(&dir.path().join("source.redb"), PARTITIONS).unwrap();
-    log.append("docs", &docs(0..100)).unwrap();
-    let address = free_address();
-    let _server = serve_on(log.clone(), address).await;
-    let pindex = tessera_index::open(
-        "blackhole",
-        &dir.path().join("bh"),
-        &serde_json::Value::Null,
-    )
-    .unwrap();
-    let feed = Feed::start(pindex, config(address));
+    // Bound by name (not `..`), so the server lives to the end of the test.
+    let Served {
+        dir,
+        log,
+        address,
+        _server,
+    } = served(PARTITIONS, 100).await;
+    let feed = Feed::start(blackhole(dir.path(), "bh"), config(address));
     caught_up(&feed, &log, "catch-up").await;
     feed.pause().await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -194,13 +217,7 @@ async fn pause_keeps_the_position_and_resume_continues() {
     log.append("docs", &docs(100..200)).unwrap();
     // A witness feed over the same partitions sees the new changes arrive: had the paused feed
     // been reading, it would have had them by then too.
-    let witness = tessera_index::open(
-        "blackhole",
-        &dir.path().join("witness"),
-        &serde_json::Value::Null,
-    )
-    .unwrap();
-    let witness = Feed::start(witness, config(address));
+    let witness = Feed::start(blackhole(dir.path(), "witness"), config(address));
     caught_up(&witness, &log, "witness").await;
     witness.stop().await.unwrap();
     assert_eq!(
@@ -344,19 +361,15 @@ async fn a_failing_commit_ends_the_feed_with_the_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_pindex_over_1024_partitions_catches_up_with_every_one() {
     const ALL: u32 = 1024;
-    let dir = tempfile::tempdir().unwrap();
-    let log = SourceLog::open(&dir.path().join("source.redb"), ALL).unwrap();
-    log.append("docs", &docs(0..3000)).unwrap();
-    let address = free_address();
-    let _server = serve_on(log.clone(), address).await;
-    let pindex = tessera_index::open(
-        "blackhole",
-        &dir.path().join("bh"),
-        &serde_json::Value::Null,
-    )
-    .unwrap();
+    // Bound by name (not `..`), so the server lives to the end of the test.
+    let Served {
+        dir,
+        log,
+        address,
+        _server,
+    } = served(ALL, 3000).await;
     let feed = Feed::start(
-        pindex,
+        blackhole(dir.path(), "bh"),
         FeedConfig {
             partitions: (0..ALL).collect(),
             ..config(address)

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{cluster_node as node, free_port, http, serve, wait_for, Proc};
+use common::{cluster_node as node, free_port, http, serve, try_http, wait_for, Proc};
 use tessera_tests::etcd::EtcdCluster;
 
 const DOCS: usize = 100_000;
@@ -88,37 +88,6 @@ fn check_revised(node: &str) {
         seen.insert(i);
     }
     assert_eq!(seen.len(), want, "a revised document is missing or doubled");
-}
-
-/// One HTTP request that reports a refused or cut-off connection as status 0 instead of
-/// panicking (the source is being killed).
-fn try_http(
-    address: &str,
-    method: &str,
-    path: &str,
-    body: &str,
-) -> Option<(u16, serde_json::Value)> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(address).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .ok()?;
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).ok()?;
-    let mut answer = String::new();
-    if stream.read_to_string(&mut answer).is_err() {
-        return Some((0, serde_json::Value::Null));
-    }
-    let status = answer.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let json = answer
-        .split("\r\n\r\n")
-        .nth(1)
-        .and_then(|b| serde_json::from_str(b).ok())
-        .unwrap_or_default();
-    Some((status, json))
 }
 
 fn source_docs(source: &str) -> u64 {

@@ -20,24 +20,39 @@ pub fn free_port() -> u16 {
 
 /// One HTTP/1.1 request; returns the status and the JSON body (null if not JSON).
 pub fn http(address: &str, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
-    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    try_http(address, method, path, body).expect("connect")
+}
+
+/// One HTTP/1.1 request that reports a refused connection as `None` and a connection cut off
+/// before an answer as status 0, instead of panicking (for peers that are being killed).
+pub fn try_http(
+    address: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> Option<(u16, serde_json::Value)> {
+    let mut stream = std::net::TcpStream::connect(address).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
+        .ok()?;
     let request = format!(
         "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    stream.write_all(request.as_bytes()).unwrap();
+    if stream.write_all(request.as_bytes()).is_err() {
+        return Some((0, serde_json::Value::Null));
+    }
     let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
+    if stream.read_to_string(&mut answer).is_err() {
+        return Some((0, serde_json::Value::Null));
+    }
     let status = answer.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
     let json = answer
         .split("\r\n\r\n")
         .nth(1)
         .and_then(|b| serde_json::from_str(b).ok())
         .unwrap_or_default();
-    (status, json)
+    Some((status, json))
 }
 
 /// Waits until something listens on `address`.
