@@ -217,16 +217,18 @@ async fn register(
             // An operator's drain outlives restarts. Managed nodes join as known only: the
             // supervisor decides when they are wanted.
             wanted: current.as_ref().map_or(!args.managed, |c| c.value.wanted),
-            // A failed-over node that comes back rejoins by itself when self-managed (its
-            // PIndex files are reused where their checkpoints still hold); a managed one
-            // waits for the supervisor.
-            failed_over: args.managed && current.as_ref().is_some_and(|c| c.value.failed_over),
+            failed_over: false,
             reads: !args.managed || current.as_ref().is_none_or(|c| c.value.reads),
             extras: current
                 .as_ref()
                 .map(|c| c.value.extras.clone())
                 .unwrap_or_default(),
         };
+        // A failed-over node that comes back rejoins by itself when self-managed (its PIndex
+        // files are reused where their checkpoints still hold); a managed one waits for the
+        // supervisor.
+        let mut def = def;
+        def.set_failed_over(args.managed && current.as_ref().is_some_and(|c| c.value.failed_over));
         match cfg
             .put_node_def(&def, current.map_or(0, |c| c.revision))
             .await
