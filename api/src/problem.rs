@@ -9,6 +9,7 @@ use serde_json::json;
 use tessera_cfg::CfgError;
 use tessera_coord::ViewError;
 use tessera_proto::v1::JsonReply;
+use tessera_search::SearchError;
 use tonic::{Code, Status};
 
 /// A JSON error answer.
@@ -64,6 +65,34 @@ pub fn view_problem(e: ViewError) -> Response {
         ViewError::UnknownIndex(name) => unknown_index(&name),
         ViewError::Cfg(e) => cfg_problem(e),
     }
+}
+
+/// A query that cannot be run: 400 naming the field (and the position in a query string), or
+/// 500 when the engine failed.
+pub fn search_problem(e: SearchError) -> Response {
+    match e {
+        SearchError::BadQuery {
+            field,
+            message,
+            position,
+        } => {
+            let mut body = json!({"error": format!("`{field}`: {message}"), "field": field});
+            if let Some(position) = position {
+                body["position"] = json!(position);
+            }
+            (StatusCode::BAD_REQUEST, Json(body)).into_response()
+        }
+        SearchError::Engine(e) => problem(StatusCode::INTERNAL_SERVER_ERROR, e, None),
+    }
+}
+
+/// A refused request (a topology change that cannot be met): 400 naming the field.
+pub fn refused(field: &str, message: &str) -> Response {
+    problem(
+        StatusCode::BAD_REQUEST,
+        format!("`{field}`: {message}"),
+        Some(field),
+    )
 }
 
 /// The gRPC code of an HTTP status.

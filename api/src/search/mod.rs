@@ -23,30 +23,12 @@ use tessera_cfg::schema::IndexDef;
 use tessera_coord::{scatter, View};
 use tessera_index::mapping::Mapping;
 use tessera_search::dsl::Target;
-use tessera_search::SearchError;
 
-use crate::problem::{cfg_problem, problem, view_problem};
+use crate::problem::{cfg_problem, problem, search_problem, view_problem};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/index/{name}/query", post(query))
-}
-
-fn bad_query(e: SearchError) -> Response {
-    match e {
-        SearchError::BadQuery {
-            field,
-            message,
-            position,
-        } => {
-            let mut body = json!({"error": format!("`{field}`: {message}"), "field": field});
-            if let Some(position) = position {
-                body["position"] = json!(position);
-            }
-            (StatusCode::BAD_REQUEST, Json(body)).into_response()
-        }
-        SearchError::Engine(e) => problem(StatusCode::INTERNAL_SERVER_ERROR, e, None),
-    }
 }
 
 /// The index definition, if it can be queried now.
@@ -163,7 +145,7 @@ pub async fn query(
     };
     let parsed = match tessera_search::request::parse(&body) {
         Ok(parsed) => parsed,
-        Err(e) => return bad_query(e),
+        Err(e) => return search_problem(e),
     };
     let def = match queryable(&state, &name).await {
         Ok(def) => def,
@@ -174,7 +156,7 @@ pub async fn query(
         Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None),
     };
     if let Err(e) = Target::for_mapping(&mapping).build(&parsed.request.query, "query") {
-        return bad_query(e);
+        return search_problem(e);
     }
     let deadline = tokio::time::Instant::now() + Duration::from_millis(parsed.request.timeout_ms);
     // The seqs first: `at_plus` means "what the source has now", whatever the wait below takes.

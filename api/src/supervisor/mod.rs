@@ -26,7 +26,7 @@ use tessera_cfg::schema::{
 };
 use tessera_cfg::store::{Compare, Op, Txn};
 
-use crate::problem::{cfg_problem, parse_body, problem};
+use crate::problem::{cfg_problem, parse_body, problem, refused};
 use crate::AppState;
 use change::ChangeRequest;
 
@@ -171,14 +171,6 @@ pub async fn acknowledge(State(state): State<AppState>) -> Response {
     .await
 }
 
-fn refused(r: change::Refusal) -> Response {
-    problem(
-        StatusCode::BAD_REQUEST,
-        format!("`{}`: {}", r.field, r.message),
-        Some(&r.field),
-    )
-}
-
 pub async fn topology_change(State(state): State<AppState>, body: Bytes) -> Response {
     let request: ChangeRequest = match parse_body(&body) {
         Ok(r) => r,
@@ -216,7 +208,7 @@ pub async fn topology_change(State(state): State<AppState>, body: Bytes) -> Resp
     let index_defs: Vec<_> = indexes.items.into_iter().map(|d| d.value).collect();
     let changed = match change::apply(&request, &defs, &index_defs) {
         Ok(changed) => changed,
-        Err(r) => return refused(r),
+        Err(r) => return refused(&r.field, &r.message),
     };
     if request.dry_run {
         return dry_run(&state, &changed).await;
