@@ -19,6 +19,9 @@ pub mod search;
 pub mod state;
 pub mod supervisor;
 
+#[cfg(test)]
+mod cas_tests;
+
 pub use cluster::not_found;
 pub use state::AppState;
 

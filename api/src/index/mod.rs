@@ -10,7 +10,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tessera_cfg::schema::{self, Document, IndexDef, IndexPlan, NodeTag, PlanParams, SourceDef};
+use tessera_cfg::schema::{self, Document, IndexDef, IndexPlan, PlanParams, SourceDef};
 use tessera_cfg::CfgError;
 
 pub mod grpc;
@@ -106,7 +106,7 @@ pub async fn upsert(
             let holders = nodes
                 .items
                 .iter()
-                .filter(|n| n.value.wanted && n.value.tags.contains(&NodeTag::Pindex))
+                .filter(|n| tessera_planner::service::inputs::eligible(&n.value))
                 .count();
             if def.plan.replicas as usize + 1 > holders {
                 return problem(
