@@ -248,7 +248,7 @@ fn a_returning_node_gets_back_the_pindexes_it_still_has() {
         .map(|p| p.name.clone())
         .collect();
     // n002 comes back holding files of two PIndexes of each node.
-    let warm: Vec<String> = on_node0
+    let on_disk: Vec<String> = on_node0
         .iter()
         .rev()
         .take(2)
@@ -257,7 +257,7 @@ fn a_returning_node_gets_back_the_pindexes_it_still_has() {
         .collect();
     let mut grown = cluster(3, 1, 1);
     grown.indexes[0].replicas = 0;
-    for p in &warm {
+    for p in &on_disk {
         grown
             .on_disk
             .entry(p.clone())
@@ -275,10 +275,10 @@ fn a_returning_node_gets_back_the_pindexes_it_still_has() {
     assert!(moved.len() >= 4, "only {moved:?} moved");
     let warm_moved = moved
         .iter()
-        .filter(|m| warm.iter().any(|w| w == *m))
+        .filter(|m| on_disk.iter().any(|w| w == *m))
         .count();
     assert_eq!(
         warm_moved, 4,
-        "the PIndexes with files on n002 ({warm:?}) should go there first; moved {moved:?}"
+        "the PIndexes with files on n002 ({on_disk:?}) should go there first; moved {moved:?}"
     );
 }
