@@ -321,7 +321,10 @@ fn a_new_primary_takes_the_role_only_once_caught_up() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
+    // `PROPTEST_CASES=10000` for a long local run; CI runs 48.
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(48)
+    ))]
 
     #[test]
     fn random_changes_settle_without_losing_reads(
