@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use tessera_cfg::schema::NodeTag;
 use tessera_cfg::CfgSpec;
-use tessera_planner::service::defaults;
+use tessera_planner::defaults;
 
 #[derive(Parser)]
 #[command(

@@ -23,6 +23,7 @@ use tokio::time::Instant;
 pub use fence::Fence;
 use inputs::Gathered;
 
+use crate::defaults;
 use crate::model::PlanOutput;
 use crate::orchestrate;
 
@@ -55,8 +56,6 @@ pub struct PlannerOptions {
     /// Automatic failovers allowed before an operator acknowledges them (0: none).
     pub max_auto_failovers: u32,
 }
-
-pub use crate::defaults;
 
 /// The plans a round wants per index, with how many it wrote and deleted.
 type Written = (
