@@ -24,8 +24,10 @@ pub struct Counted {
     pub errors: BTreeMap<String, String>,
 }
 
-/// Counts the documents of the index `view` shows.
+/// Counts the documents of the index `view` shows. Like a query, a PIndex not found where the
+/// view said is looked for again in a freshly read view (the plan moved on meanwhile).
 pub async fn count(coord: &Coordinator, index: &str, view: &View) -> Counted {
+    let mut view = view.clone();
     let mut out = Counted {
         total: view.plan.pindexes.len(),
         ..Counted::default()
@@ -33,9 +35,15 @@ pub async fn count(coord: &Coordinator, index: &str, view: &View) -> Counted {
     let mut avoid: BTreeSet<String> = coord.search.suspects();
     avoid.extend(view.no_reads.iter().cloned());
     let mut pending: BTreeSet<String> = view.plan.pindexes.iter().map(|p| p.name.clone()).collect();
-    for _ in 0..ROUNDS {
+    for round in 0..ROUNDS {
         if pending.is_empty() {
             break;
+        }
+        if round > 0 {
+            match View::load(&coord.cfg, index).await {
+                Ok(fresh) if fresh.plan.index_uuid == view.plan.index_uuid => view = fresh,
+                _ => {}
+            }
         }
         let cluster = Cluster {
             live: &view.live,
@@ -47,7 +55,7 @@ pub async fn count(coord: &Coordinator, index: &str, view: &View) -> Counted {
             out.errors.insert(pindex, why);
         }
         for (node, names) in routing.by_node {
-            match local_pindexes(coord, view, &node, index).await {
+            match local_pindexes(coord, &view, &node, index).await {
                 Ok(docs) => {
                     for name in names {
                         match docs.get(&name) {
