@@ -5,7 +5,6 @@
 //! killed on drop. Members can be killed and restarted (same ports, same data) for fault tests.
 //! Short heartbeat and election timeouts keep failover and lease expiry fast.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -50,12 +49,7 @@ pub struct EtcdCluster {
     initial_cluster: String,
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("cannot find a free loopback port: {e}"))
-}
+use crate::ports::free_port;
 
 impl EtcdCluster {
     /// One member.

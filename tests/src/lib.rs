@@ -4,10 +4,12 @@
 //!   dirs, with kill/restart of a member. Every integration test that needs etcd uses it; it
 //!   fails loudly when etcd is missing, it never skips.
 //! - [`conformance`]: the one Store conformance suite, run against every backend.
+//! - [`ports`]: loopback ports for child processes, claimed across test processes.
 //! - [`wait`]: bounded waits with clear timeout messages, instead of sleeps.
 
 pub mod conformance;
 pub mod etcd;
+pub mod ports;
 pub mod wait;
 
 /// Logs to the test output once per process (`RUST_LOG` filters, default `warn`).

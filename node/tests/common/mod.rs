@@ -10,12 +10,9 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_tessera");
 
+/// A loopback port for a process the test starts (claimed across test processes).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    tessera_tests::ports::free_port()
 }
 
 /// One HTTP/1.1 request; returns the status and the JSON body (null if not JSON).
