@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use tessera_proto::v1::{LocalPIndex, LocalPIndexesRequest};
 use tessera_search::request::Prefer;
 use tessera_search::route::{route, Cluster};
 
@@ -93,23 +92,6 @@ async fn local_pindexes(
     node: &str,
     index: &str,
 ) -> Result<BTreeMap<String, u64>, String> {
-    let list: Vec<LocalPIndex> = if node == coord.node_uuid {
-        crate::shard::local_pindexes(&coord.board, index)
-    } else {
-        let address = view
-            .addresses
-            .get(node)
-            .ok_or_else(|| format!("node {node} is not defined"))?;
-        let mut client = coord.search.peers.node(address)?;
-        let request = LocalPIndexesRequest {
-            index: index.to_string(),
-        };
-        let call = client.local_p_indexes(request);
-        match tokio::time::timeout(std::time::Duration::from_secs(5), call).await {
-            Ok(Ok(reply)) => reply.into_inner().pindexes,
-            Ok(Err(status)) => return Err(status.message().to_string()),
-            Err(_) => return Err(format!("{address}: no answer within 5 s")),
-        }
-    };
+    let list = crate::shard::pindexes_on(coord, &view.addresses, node, index).await?;
     Ok(list.into_iter().map(|p| (p.name, p.docs)).collect())
 }

@@ -260,3 +260,33 @@ pub fn local_pindexes(board: &StatusBoard, index: &str) -> Vec<tessera_proto::v1
         })
         .collect()
 }
+
+/// `node`'s PIndexes of `index`: this node's from the board, another's over gRPC
+/// (`tessera.v1.Node/LocalPIndexes`, through the pooled peer channel, bounded to 5 s).
+pub async fn pindexes_on(
+    coord: &crate::Coordinator,
+    addresses: &std::collections::BTreeMap<String, String>,
+    node: &str,
+    index: &str,
+) -> Result<Vec<tessera_proto::v1::LocalPIndex>, String> {
+    if node == coord.node_uuid {
+        return Ok(local_pindexes(&coord.board, index));
+    }
+    let address = addresses
+        .get(node)
+        .ok_or_else(|| format!("node {node} is not defined"))?;
+    let mut client = coord.search.peers.node(address)?;
+    let request = tessera_proto::v1::LocalPIndexesRequest {
+        index: index.to_string(),
+    };
+    match tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        client.local_p_indexes(request),
+    )
+    .await
+    {
+        Ok(Ok(reply)) => Ok(reply.into_inner().pindexes),
+        Ok(Err(status)) => Err(status.message().to_string()),
+        Err(_) => Err(format!("{address}: no answer within 5 s")),
+    }
+}

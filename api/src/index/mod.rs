@@ -223,41 +223,13 @@ async fn pindexes_on(
 > {
     let mut out = std::collections::BTreeMap::new();
     for node in nodes {
-        let list = if node == state.node_uuid {
-            Ok(tessera_coord::shard::local_pindexes(&state.board, index))
-        } else {
-            match addresses.get(&node) {
-                Some(address) => remote_pindexes(&state.coord.search.peers, address, index).await,
-                None => Err(format!("node {node} is not defined")),
-            }
-        };
+        let list = tessera_coord::shard::pindexes_on(&state.coord, addresses, &node, index).await;
         out.insert(
             node,
             list.map(|l| l.into_iter().map(|p| (p.name.clone(), p)).collect()),
         );
     }
     out
-}
-
-async fn remote_pindexes(
-    peers: &tessera_coord::Peers,
-    address: &str,
-    index: &str,
-) -> Result<Vec<tessera_proto::v1::LocalPIndex>, String> {
-    let call = async {
-        let mut client = peers.node(address)?;
-        let request = tessera_proto::v1::LocalPIndexesRequest {
-            index: index.to_string(),
-        };
-        client
-            .local_p_indexes(request)
-            .await
-            .map(|r| r.into_inner().pindexes)
-            .map_err(|e| e.message().to_string())
-    };
-    tokio::time::timeout(std::time::Duration::from_secs(5), call)
-        .await
-        .unwrap_or_else(|_| Err(format!("{address}: no answer within 5 s")))
 }
 
 /// Per PIndex, every copy with its node, role and state, and from the node hosting it: docs,
