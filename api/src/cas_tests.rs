@@ -11,7 +11,6 @@ use axum::extract::{Path, State};
 use tessera_cfg::local::LocalStore;
 use tessera_cfg::store::{Listing, Store, Txn, TxnOutcome, WatchStream};
 use tessera_cfg::{Cfg, CfgError, KeySpace, KeyValue, LeaseId, Revision};
-use tessera_coord::{Coordinator, SearchState};
 use tessera_proto::v1::indexes_server::Indexes;
 use tessera_proto::v1::{IndexName, PutIndexRequest};
 
@@ -86,21 +85,7 @@ async fn state() -> AppState {
         .await
         .expect("the node defined");
     let cfg = Cfg::new(Arc::new(LostRace(inner)), KeySpace::new("t").expect("keys"));
-    let board = tessera_janitor::executor::StatusBoard::default();
-    AppState {
-        cfg: cfg.clone(),
-        node_uuid: "n".into(),
-        incarnation: "i".into(),
-        cluster_uuid: "c".into(),
-        cluster_name: "t".into(),
-        board: board.clone(),
-        coord: Coordinator {
-            cfg,
-            node_uuid: "n".into(),
-            board,
-            search: SearchState::new(4, "http://127.0.0.1:1".into(), Default::default()),
-        },
-    }
+    crate::state::tests::state(cfg, "n", Default::default())
 }
 
 const INDEX: &str = r#"{"type": "blackhole", "source": {"type": "tessera", "name": "s"},

@@ -23,7 +23,7 @@ pub mod supervisor;
 mod cas_tests;
 
 pub use cluster::not_found;
-pub use state::AppState;
+pub use state::{AppState, Identity};
 
 /// Every REST route and gRPC service of a node (without a fallback: the node adds the source's
 /// routes, then the JSON 404).

@@ -17,3 +17,56 @@ pub struct AppState {
     /// Query coordination: view, scatter-gather, peers, concurrency cap.
     pub coord: Coordinator,
 }
+
+/// Who the node is: its uuid and this run's incarnation, and its cluster's uuid and name.
+pub struct Identity {
+    pub node_uuid: String,
+    pub incarnation: String,
+    pub cluster_uuid: String,
+    pub cluster_name: String,
+}
+
+impl AppState {
+    /// The state of a node; its coordinator works on the same Cfg, node and board.
+    pub fn new(
+        cfg: Cfg,
+        who: Identity,
+        board: StatusBoard,
+        search: std::sync::Arc<tessera_coord::SearchState>,
+    ) -> Self {
+        let coord = Coordinator {
+            cfg: cfg.clone(),
+            node_uuid: who.node_uuid.clone(),
+            board: board.clone(),
+            search,
+        };
+        Self {
+            cfg,
+            node_uuid: who.node_uuid,
+            incarnation: who.incarnation,
+            cluster_uuid: who.cluster_uuid,
+            cluster_name: who.cluster_name,
+            board,
+            coord,
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A node `node` of cluster `t` for handler tests (its source at an address nothing
+    /// answers).
+    pub(crate) fn state(cfg: Cfg, node: &str, board: StatusBoard) -> AppState {
+        let who = Identity {
+            node_uuid: node.into(),
+            incarnation: "i".into(),
+            cluster_uuid: "c".into(),
+            cluster_name: "t".into(),
+        };
+        let search =
+            tessera_coord::SearchState::new(8, "http://127.0.0.1:1".into(), Default::default());
+        AppState::new(cfg, who, board, search)
+    }
+}

@@ -24,10 +24,6 @@ use tessera_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use tessera_coord::{Coordinator, SearchState};
-
-use crate::AppState;
-
 const PINDEX: &str = "books_0-0";
 
 fn plan_on(uuid: &str, node: &str) -> IndexPlan {
@@ -191,20 +187,7 @@ async fn a_copy_moved_after_the_query_read_the_plan_is_found_where_it_went() {
     define(&cfg, "u1", &address).await;
     cfg.put_plan(&plan_on("u1", "a"), 0).await.expect("plan");
     let board = board_with_one_document(dir.path());
-    let state = AppState {
-        cfg: cfg.clone(),
-        node_uuid: "b".into(),
-        incarnation: "i".into(),
-        cluster_uuid: "c".into(),
-        cluster_name: "t".into(),
-        board: board.clone(),
-        coord: Coordinator {
-            cfg: cfg.clone(),
-            node_uuid: "b".into(),
-            board,
-            search: SearchState::new(8, "http://127.0.0.1:1".into(), Default::default()),
-        },
-    };
+    let state = crate::state::tests::state(cfg.clone(), "b", board);
 
     let answer = super::query(
         State(state),

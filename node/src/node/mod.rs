@@ -180,20 +180,13 @@ fn api_state(
         format!("http://{}", me.host_port),
         peers,
     );
-    tessera_api::AppState {
-        cfg: cfg.clone(),
+    let who = tessera_api::Identity {
         node_uuid: me.uuid.clone(),
         incarnation: me.incarnation.clone(),
         cluster_uuid: meta.cluster_uuid.clone(),
         cluster_name: meta.name.clone(),
-        board: board.clone(),
-        coord: tessera_coord::Coordinator {
-            cfg: cfg.clone(),
-            node_uuid: me.uuid.clone(),
-            board,
-            search,
-        },
-    }
+    };
+    tessera_api::AppState::new(cfg.clone(), who, board, search)
 }
 
 /// Writes the node definition, replacing the previous one of this uuid under CAS.
