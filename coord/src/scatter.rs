@@ -330,12 +330,7 @@ impl Scatter<'_> {
             return Ok(shard::stats(&self.coord.board, request).await);
         }
         let mut client = self.client(node)?;
-        let call = client.shard_stats(request);
-        match tokio::time::timeout(budget, call).await {
-            Ok(Ok(reply)) => Ok(reply.into_inner()),
-            Ok(Err(status)) => Err(status.message().to_string()),
-            Err(_) => Err(format!("no answer within {} ms", budget.as_millis())),
-        }
+        within(budget, client.shard_stats(request)).await
     }
 
     async fn call_search(
@@ -348,12 +343,7 @@ impl Scatter<'_> {
             return Ok(shard::search(&self.coord.board, request).await);
         }
         let mut client = self.client(node)?;
-        let call = client.shard_search(request);
-        match tokio::time::timeout(budget, call).await {
-            Ok(Ok(reply)) => Ok(reply.into_inner()),
-            Ok(Err(status)) => Err(status.message().to_string()),
-            Err(_) => Err(format!("no answer within {} ms", budget.as_millis())),
-        }
+        within(budget, client.shard_search(request)).await
     }
 
     fn client(
@@ -367,5 +357,17 @@ impl Scatter<'_> {
             .get(node)
             .ok_or_else(|| format!("node {node} is not defined"))?;
         self.coord.search.peers.search(address)
+    }
+}
+
+/// A peer's answer within `budget`, or why not.
+async fn within<T>(
+    budget: std::time::Duration,
+    call: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(budget, call).await {
+        Ok(Ok(reply)) => Ok(reply.into_inner()),
+        Ok(Err(status)) => Err(status.message().to_string()),
+        Err(_) => Err(format!("no answer within {} ms", budget.as_millis())),
     }
 }
