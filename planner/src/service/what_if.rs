@@ -5,7 +5,7 @@
 //! moves. `tessera plan what-if` and the supervisor's dry run both answer from here, so they
 //! cannot disagree.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use tessera_cfg::schema::NodeDef;
 
@@ -63,20 +63,4 @@ pub fn per_node(moves: &[Move]) -> BTreeMap<String, (usize, usize)> {
         }
     }
     out
-}
-
-/// The nodes a change leaves eligible to hold copies (by the planner's rule).
-pub fn eligible_after(
-    gathered: &Gathered,
-    change: &Change,
-) -> Result<BTreeSet<String>, UnknownNode> {
-    let input = input(gathered, change)?;
-    Ok(input
-        .nodes
-        .iter()
-        .filter(|n| {
-            crate::eligibility::eligibility(n, input.failed_nodes.contains(&n.uuid)).is_ok()
-        })
-        .map(|n| n.uuid.clone())
-        .collect())
 }
