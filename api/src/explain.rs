@@ -46,19 +46,17 @@ fn shares(
     nodes: &BTreeMap<String, NodeDef>,
     load: &BTreeMap<String, usize>,
 ) -> BTreeMap<String, (usize, usize)> {
-    let specs: Vec<_> = nodes
-        .values()
-        .map(tessera_planner::service::inputs::node_spec)
-        .collect();
+    use tessera_planner::service::inputs::{eligible, node_spec};
+    let specs: Vec<_> = nodes.values().map(node_spec).collect();
     let failed: BTreeSet<String> = nodes
         .values()
         .filter(|n| n.failed_over)
         .map(|n| n.uuid.clone())
         .collect();
-    let eligible = tessera_planner::eligibility::shares(&specs, &failed, 0);
-    let total = eligible
-        .keys()
-        .map(|n| load.get(n).copied().unwrap_or(0))
+    let total = nodes
+        .values()
+        .filter(|n| eligible(n))
+        .map(|n| load.get(&n.uuid).copied().unwrap_or(0))
         .sum();
     tessera_planner::eligibility::shares(&specs, &failed, total)
 }
