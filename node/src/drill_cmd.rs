@@ -305,7 +305,7 @@ async fn drill(
         },
         if bad { " — LOST" } else { "" }
     ));
-    for example in tally.examples.iter().take(5) {
+    for example in &tally.examples {
         lines.push(format!("  {example}"));
     }
     lines.push(format!(
@@ -334,6 +334,15 @@ struct Tally {
     /// Documents past `written`: a write that failed (and was not counted) may still have landed.
     extra: u64,
     examples: Vec<String>,
+}
+
+impl Tally {
+    /// Keeps the first few examples (the report shows five).
+    fn example(&mut self, what: String) {
+        if self.examples.len() < 5 {
+            self.examples.push(what);
+        }
+    }
 }
 
 /// Documents per window read back.
@@ -374,7 +383,7 @@ async fn tally(http: &Http, index: &str, written: u64) -> anyhow::Result<Tally> 
         for (&n, &times) in &seen {
             if times > 1 {
                 tally.duplicated += times - 1;
-                tally.examples.push(format!("d{n} answered {times} times"));
+                tally.example(format!("d{n} answered {times} times"));
             }
             if n >= written {
                 tally.extra += 1;
@@ -383,7 +392,7 @@ async fn tally(http: &Http, index: &str, written: u64) -> anyhow::Result<Tally> 
         for n in start..(start + WINDOW).min(written) {
             if !seen.contains_key(&n) {
                 tally.missing += 1;
-                tally.examples.push(format!("d{n} missing"));
+                tally.example(format!("d{n} missing"));
             }
         }
         tally.found += total;
