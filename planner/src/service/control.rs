@@ -25,11 +25,12 @@ pub async fn read(cfg: &Cfg) -> Result<Option<Versioned<ClusterControl>>, CfgErr
 }
 
 /// Fails `nodes` over: their definitions first (what planning acts on), then the count.
+/// Returns the control document as written.
 pub async fn fail_over(
     cfg: &Cfg,
     control: Option<&Versioned<ClusterControl>>,
     nodes: &BTreeSet<String>,
-) -> Result<(), CfgError> {
+) -> Result<Versioned<ClusterControl>, CfgError> {
     for uuid in nodes {
         // Lost to a concurrent change (it came back, or an operator acted): the next round
         // looks again.
@@ -46,33 +47,38 @@ pub async fn fail_over(
     });
     next.auto_failovers += nodes.len() as u32;
     next.auto_failed_nodes.extend(nodes.iter().cloned());
-    cfg.put_doc(
-        &cfg.keys().control(),
-        &next,
-        control.map_or(0, |c| c.revision),
-        None,
-    )
-    .await?;
-    Ok(())
+    let revision = cfg
+        .put_doc(
+            &cfg.keys().control(),
+            &next,
+            control.map_or(0, |c| c.revision),
+            None,
+        )
+        .await?;
+    Ok(Versioned {
+        value: next,
+        revision,
+    })
 }
 
-/// Records what the leader holds back (see [`Held`]) when it differs from what the control
-/// document says; a concurrent change of the document is left to the next round.
-pub async fn record_held(cfg: &Cfg, held: Held) -> Result<(), CfgError> {
-    let control = read(cfg).await?;
+/// Records what the leader holds back (see [`Held`]) when it differs from what `control` (the
+/// document as this round last read or wrote it) says; a concurrent change of the document is
+/// left to the next round.
+pub async fn record_held(
+    cfg: &Cfg,
+    control: Option<&Versioned<ClusterControl>>,
+    held: Held,
+) -> Result<(), CfgError> {
     if control
         .as_ref()
         .map_or(held.is_empty(), |c| c.value.held == held)
     {
         return Ok(());
     }
-    let mut next = control
-        .as_ref()
-        .map(|c| c.value.clone())
-        .unwrap_or(ClusterControl {
-            format_version: ClusterControl::FORMAT_VERSION,
-            ..ClusterControl::default()
-        });
+    let mut next = control.map(|c| c.value.clone()).unwrap_or(ClusterControl {
+        format_version: ClusterControl::FORMAT_VERSION,
+        ..ClusterControl::default()
+    });
     next.held = held;
     let cas = control.map_or(0, |c| c.revision);
     match cfg.put_doc(&cfg.keys().control(), &next, cas, None).await {

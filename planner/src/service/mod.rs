@@ -57,6 +57,14 @@ pub struct PlannerOptions {
     pub max_auto_failovers: u32,
 }
 
+/// Nodes failed over this round, absent nodes the cap holds, and the control document as it
+/// is after the failovers.
+type Failovers = (
+    BTreeSet<String>,
+    Vec<String>,
+    Option<tessera_cfg::Versioned<tessera_cfg::schema::ClusterControl>>,
+);
+
 /// The plans a round wants per index, with how many it wrote and deleted.
 type Written = (
     BTreeMap<String, tessera_cfg::schema::IndexPlan>,
@@ -281,14 +289,14 @@ impl PlannerService {
             .as_ref()
             .map(|c| c.value.clone())
             .unwrap_or_default();
-        let (accepted, held_failovers) = self
-            .automatic_failovers(&gathered, absent, control.as_ref(), &settings)
+        let (accepted, held_failovers, control) = self
+            .automatic_failovers(&gathered, absent, control, &settings)
             .await?;
         // Failed: failed over by a supervisor or automatically (now or before).
         let mut failed = accepted;
         failed.extend(gathered.failed_over_nodes());
         let (out, wanted, progress) = self
-            .plan_and_write(fence, &gathered, &failed, &settings, held_failovers)
+            .plan_and_write(fence, &gathered, &failed, control.as_ref(), held_failovers)
             .await?;
         let mut report = RoundReport {
             copies_added: out.stats.copies_added,
@@ -321,14 +329,14 @@ impl PlannerService {
     }
 
     /// Nodes absent past the delay and not failed over yet: failed over now, up to the cap;
-    /// returns those failed over and those the cap holds.
+    /// returns those failed over, those the cap holds, and the control document as it is now.
     async fn automatic_failovers(
         &self,
         gathered: &Gathered,
         absent: BTreeSet<String>,
-        control: Option<&tessera_cfg::Versioned<tessera_cfg::schema::ClusterControl>>,
+        control: Option<tessera_cfg::Versioned<tessera_cfg::schema::ClusterControl>>,
         settings: &tessera_cfg::schema::ClusterControl,
-    ) -> Result<(BTreeSet<String>, Vec<String>), PlannerError> {
+    ) -> Result<Failovers, PlannerError> {
         let candidates: BTreeSet<String> = absent
             .into_iter()
             .filter(|u| {
@@ -347,11 +355,13 @@ impl PlannerService {
                 "absent nodes not failed over: the automatic failover cap is reached; acknowledge with POST /api/ctl/failover/ack"
             );
         }
-        if !accepted.is_empty() {
-            control::fail_over(&self.cfg, control, &accepted).await?;
-        }
+        let control = if accepted.is_empty() {
+            control
+        } else {
+            Some(control::fail_over(&self.cfg, control.as_ref(), &accepted).await?)
+        };
         let held = candidates.difference(&accepted).cloned().collect();
-        Ok((accepted, held))
+        Ok((accepted, held, control))
     }
 
     /// Plans (frozen: targets stay, no move starts), records what is held, and writes the
@@ -362,26 +372,28 @@ impl PlannerService {
         fence: &Fence,
         gathered: &Gathered,
         failed: &BTreeSet<String>,
-        settings: &tessera_cfg::schema::ClusterControl,
+        control: Option<&tessera_cfg::Versioned<tessera_cfg::schema::ClusterControl>>,
         held_failovers: Vec<String>,
     ) -> Result<(PlanOutput, Written, orchestrate::Progress), PlannerError> {
+        let frozen = control.is_some_and(|c| c.value.frozen);
         let mut input = gathered.to_input(failed);
         let mut limits = self.options.move_limits;
         // While frozen, what an unfrozen round would build is worth saying (it is held).
-        let moves_frozen = if settings.frozen {
+        let moves_frozen = if frozen {
             crate::plan(&input).stats.copies_added as u64
         } else {
             0
         };
         control::record_held(
             &self.cfg,
+            control,
             Held {
                 failovers: held_failovers,
                 moves_frozen,
             },
         )
         .await?;
-        if settings.frozen {
+        if frozen {
             // Maintenance: targets stay as stored, no move starts; moves under way finish.
             for index in &mut input.indexes {
                 index.frozen = true;
