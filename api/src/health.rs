@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
-use tessera_cfg::schema::{ClusterControl, CopyReport, CopyState, IndexDef, IndexPlan};
+use tessera_cfg::schema::{ClusterControl, CopyState, IndexDef, IndexPlan};
 
 use crate::problem::cfg_problem;
 use crate::AppState;
@@ -51,16 +51,34 @@ impl Reasons {
 /// Per node, its feeds that stalled (PIndex → why), from the nodes' copy reports.
 pub type Stalled = BTreeMap<String, BTreeMap<String, String>>;
 
-/// The health of the indexes `defs` given their `plans`, the `live` nodes and the feeds the
-/// nodes report `stalled`.
+/// Stored documents that cannot be read: key → why.
+pub type Unreadable = BTreeMap<String, String>;
+
+/// The health of the indexes `defs` given their `plans`, the `live` nodes, the feeds the
+/// nodes report `stalled`, and the documents no one can read.
 pub fn health(
     defs: &[IndexDef],
     plans: &BTreeMap<String, IndexPlan>,
     live: &BTreeSet<String>,
     control: &ClusterControl,
     stalled: &Stalled,
+    unreadable: &Unreadable,
 ) -> (Status, Vec<String>) {
     let mut reasons = Reasons::default();
+    for (key, why) in unreadable {
+        reasons.add(
+            "unreadable Cfg documents (skipped; repair or rewrite them)",
+            Status::Red,
+            format!("{key}: {why}"),
+        );
+    }
+    for (index, why) in &control.held.plan_errors {
+        reasons.add(
+            "plans not written (retried every round)",
+            Status::Yellow,
+            format!("{index}: {why}"),
+        );
+    }
     if control.frozen {
         reasons.add(
             "cluster frozen",
@@ -173,21 +191,11 @@ pub fn health(
 }
 
 pub async fn cluster_health(State(state): State<AppState>) -> Response {
-    let (defs, plans, live) = match tokio::try_join!(
-        state.cfg.index_defs(),
-        state.cfg.plans(),
-        state.cfg.live_nodes()
-    ) {
-        Ok(read) => read,
+    // One listing: definitions, plans, liveness and reports as of one revision.
+    let snapshot = match state.cfg.snapshot().await {
+        Ok(snapshot) => snapshot,
         Err(e) => return cfg_problem(e),
     };
-    let defs: Vec<IndexDef> = defs.items.into_iter().map(|d| d.value).collect();
-    let plans = plans
-        .items
-        .into_iter()
-        .map(|p| (p.value.index.clone(), p.value))
-        .collect();
-    let live = live.items.into_iter().map(|l| l.value.uuid).collect();
     let control = match state
         .cfg
         .get_doc::<ClusterControl>(&state.cfg.keys().control())
@@ -196,19 +204,28 @@ pub async fn cluster_health(State(state): State<AppState>) -> Response {
         Ok(c) => c.map(|c| c.value).unwrap_or_default(),
         Err(e) => return cfg_problem(e),
     };
-    let stalled = match state
-        .cfg
-        .list_docs::<CopyReport>(&state.cfg.keys().reports())
-        .await
-    {
-        Ok(reports) => reports
-            .items
-            .into_iter()
-            .map(|r| (r.value.node, r.value.stalled))
-            .collect(),
-        Err(e) => return cfg_problem(e),
-    };
-    let (status, reasons) = health(&defs, &plans, &live, &control, &stalled);
+    let defs: Vec<IndexDef> = snapshot.index_defs.into_iter().map(|d| d.value).collect();
+    let plans = snapshot
+        .plans
+        .into_iter()
+        .map(|p| (p.value.index.clone(), p.value))
+        .collect();
+    let live = snapshot
+        .liveness
+        .into_iter()
+        .map(|l| l.value.uuid)
+        .collect();
+    let stalled = snapshot
+        .reports
+        .into_iter()
+        .map(|r| (r.value.node, r.value.stalled))
+        .collect();
+    let unreadable = snapshot
+        .skipped
+        .into_iter()
+        .map(|u| (u.key, u.error.to_string()))
+        .collect();
+    let (status, reasons) = health(&defs, &plans, &live, &control, &stalled, &unreadable);
     Json(json!({"status": status.as_str(), "reasons": reasons})).into_response()
 }
 
@@ -250,18 +267,48 @@ mod tests {
         let all = live(&["a", "b"]);
         let ok = plan(&[("a", "active", true), ("b", "active", true)]);
         assert_eq!(
-            health(&[def(1)], &ok, &all, &none, &Stalled::new()).0,
+            health(
+                &[def(1)],
+                &ok,
+                &all,
+                &none,
+                &Stalled::new(),
+                &Unreadable::new()
+            )
+            .0,
             Status::Green
         );
-        let (status, reasons) = health(&[def(2)], &ok, &all, &none, &Stalled::new());
+        let (status, reasons) = health(
+            &[def(2)],
+            &ok,
+            &all,
+            &none,
+            &Stalled::new(),
+            &Unreadable::new(),
+        );
         assert_eq!(status, Status::Yellow);
         assert!(reasons[0].starts_with("missing copies: 1"), "{reasons:?}");
         let moving = plan(&[("a", "dropping", true), ("b", "building", false)]);
         assert_eq!(
-            health(&[def(0)], &moving, &all, &none, &Stalled::new()).0,
+            health(
+                &[def(0)],
+                &moving,
+                &all,
+                &none,
+                &Stalled::new(),
+                &Unreadable::new()
+            )
+            .0,
             Status::Yellow
         );
-        let (status, reasons) = health(&[def(1)], &ok, &live(&[]), &none, &Stalled::new());
+        let (status, reasons) = health(
+            &[def(1)],
+            &ok,
+            &live(&[]),
+            &none,
+            &Stalled::new(),
+            &Unreadable::new(),
+        );
         assert_eq!(status, Status::Red);
         assert!(
             reasons
@@ -270,7 +317,15 @@ mod tests {
             "{reasons:?}"
         );
         assert_eq!(
-            health(&[def(0)], &BTreeMap::new(), &all, &none, &Stalled::new()).0,
+            health(
+                &[def(0)],
+                &BTreeMap::new(),
+                &all,
+                &none,
+                &Stalled::new(),
+                &Unreadable::new()
+            )
+            .0,
             Status::Yellow
         );
         let frozen = ClusterControl {
@@ -278,19 +333,62 @@ mod tests {
             ..ClusterControl::default()
         };
         assert_eq!(
-            health(&[def(1)], &ok, &all, &frozen, &Stalled::new()).0,
+            health(
+                &[def(1)],
+                &ok,
+                &all,
+                &frozen,
+                &Stalled::new(),
+                &Unreadable::new()
+            )
+            .0,
             Status::Yellow
         );
         let stalled = Stalled::from([(
             "b".to_string(),
             BTreeMap::from([("i_0-1".to_string(), "feed stalled: ...".to_string())]),
         )]);
-        let (status, reasons) = health(&[def(1)], &ok, &all, &none, &stalled);
+        let (status, reasons) = health(&[def(1)], &ok, &all, &none, &stalled, &Unreadable::new());
         assert_eq!(status, Status::Yellow);
         assert!(
             reasons
                 .iter()
                 .any(|r| r.starts_with("feed stalled: 1 (i_0-1 on b")),
+            "{reasons:?}"
+        );
+    }
+
+    #[test]
+    fn unreadable_documents_are_red_and_plan_errors_yellow_naming_them() {
+        let all = live(&["a", "b"]);
+        let ok = plan(&[("a", "active", true), ("b", "active", true)]);
+        let mut control = ClusterControl::default();
+        control
+            .held
+            .plan_errors
+            .insert("big".into(), "value too large".into());
+        let (status, reasons) = health(
+            &[def(1)],
+            &ok,
+            &all,
+            &control,
+            &Stalled::new(),
+            &Unreadable::new(),
+        );
+        assert_eq!(status, Status::Yellow);
+        assert!(
+            reasons.iter().any(|r| r.contains("big: value too large")),
+            "{reasons:?}"
+        );
+        let unreadable = Unreadable::from([(
+            "/tessera/t/indexes/x".to_string(),
+            "corrupt value".to_string(),
+        )]);
+        let (status, reasons) =
+            health(&[def(1)], &ok, &all, &control, &Stalled::new(), &unreadable);
+        assert_eq!(status, Status::Red);
+        assert!(
+            reasons.iter().any(|r| r.contains("/tessera/t/indexes/x")),
             "{reasons:?}"
         );
     }

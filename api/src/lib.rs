@@ -11,6 +11,7 @@
 
 pub mod cluster;
 pub mod explain;
+pub mod guard;
 pub mod health;
 pub mod index;
 pub mod node_grpc;
@@ -27,15 +28,31 @@ pub use state::{AppState, Identity};
 
 /// Every REST route and gRPC service of a node (without a fallback: the node adds the source's
 /// routes, then the JSON 404).
+/// Each group of routes is under its own body and time limits ([`guard`]).
 pub fn app(state: AppState) -> axum::Router {
-    let rest = axum::Router::new()
+    use guard::{bounded, RouteLimits};
+    let admin = axum::Router::new()
         .merge(cluster::router())
         .merge(index::router())
-        .merge(search::router())
         .merge(supervisor::router())
         .with_state(state.clone());
-    rest.merge(index::grpc::IndexService::new(state.clone()).router())
-        .merge(search::grpc::SearchService::new(state.clone()).router())
-        .merge(supervisor::SupervisorService::new(state.clone()).router())
-        .merge(node_grpc::router(node_grpc::NodeService::new(state)))
+    let query = search::router().with_state(state.clone());
+    bounded(admin, RouteLimits::ADMIN)
+        .merge(bounded(query, RouteLimits::QUERY))
+        .merge(bounded(
+            index::grpc::IndexService::new(state.clone()).router(),
+            RouteLimits::ADMIN,
+        ))
+        .merge(bounded(
+            search::grpc::SearchService::new(state.clone()).router(),
+            RouteLimits::QUERY,
+        ))
+        .merge(bounded(
+            supervisor::SupervisorService::new(state.clone()).router(),
+            RouteLimits::ADMIN,
+        ))
+        .merge(bounded(
+            node_grpc::router(node_grpc::NodeService::new(state)),
+            RouteLimits::ADMIN,
+        ))
 }

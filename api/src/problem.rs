@@ -36,11 +36,13 @@ pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Resp
     })
 }
 
-/// The status a Cfg error answers with: bad input 400, missing 404, a lost compare-and-set
+/// The status a Cfg error answers with: bad input 400, a document past the store's limit 413,
+/// missing 404, a lost compare-and-set
 /// 409 (re-read and try again), the store unreachable 503, anything else 500.
 pub fn cfg_status(e: &CfgError) -> StatusCode {
     match e {
         CfgError::Invalid { .. } => StatusCode::BAD_REQUEST,
+        CfgError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         CfgError::NotFound { .. } => StatusCode::NOT_FOUND,
         CfgError::CasMismatch { .. } | CfgError::AlreadyExists { .. } => StatusCode::CONFLICT,
         CfgError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -103,7 +105,7 @@ pub fn grpc_code(status: StatusCode) -> Code {
         StatusCode::CONFLICT => Code::FailedPrecondition,
         StatusCode::FORBIDDEN => Code::PermissionDenied,
         StatusCode::SERVICE_UNAVAILABLE => Code::Unavailable,
-        StatusCode::TOO_MANY_REQUESTS => Code::ResourceExhausted,
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::PAYLOAD_TOO_LARGE => Code::ResourceExhausted,
         StatusCode::GATEWAY_TIMEOUT => Code::DeadlineExceeded,
         _ => Code::Internal,
     }

@@ -59,14 +59,31 @@ pub(crate) mod tests {
     /// A node `node` of cluster `t` for handler tests (its source at an address nothing
     /// answers).
     pub(crate) fn state(cfg: Cfg, node: &str, board: StatusBoard) -> AppState {
+        let limits = tessera_coord::SearchLimits {
+            max_concurrent_queries: 8,
+            ..Default::default()
+        };
+        state_with(cfg, node, board, limits)
+    }
+
+    /// [`state`] with the given search limits.
+    pub(crate) fn state_with(
+        cfg: Cfg,
+        node: &str,
+        board: StatusBoard,
+        limits: tessera_coord::SearchLimits,
+    ) -> AppState {
         let who = Identity {
             node_uuid: node.into(),
             incarnation: "i".into(),
             cluster_uuid: "c".into(),
             cluster_name: "t".into(),
         };
-        let search =
-            tessera_coord::SearchState::new(8, "http://127.0.0.1:1".into(), Default::default());
+        let search = tessera_coord::SearchState::new(
+            limits,
+            "http://127.0.0.1:1".into(),
+            Default::default(),
+        );
         AppState::new(cfg, who, board, search)
     }
 }

@@ -28,6 +28,39 @@ pub struct VersionedList<T> {
     pub items: Vec<Versioned<T>>,
     /// Watch from `revision + 1` to see every later change.
     pub revision: Revision,
+    /// Keys under the prefix whose documents could not be read (corrupt, or of a format
+    /// version this build does not know): left out of `items`, never fatal to the listing.
+    pub skipped: Vec<Unreadable>,
+}
+
+/// A stored document that cannot be decoded, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unreadable {
+    pub key: String,
+    pub error: CfgError,
+}
+
+/// Decodes `kvs` as documents of one kind: the readable ones, and the keys that are not (each
+/// logged once here, naming the key).
+pub(crate) fn decode_each<T: Document>(kvs: &[KeyValue]) -> (Vec<Versioned<T>>, Vec<Unreadable>) {
+    let mut items = Vec::with_capacity(kvs.len());
+    let mut skipped = Vec::new();
+    for kv in kvs {
+        match schema::decode(&kv.key, &kv.value) {
+            Ok(value) => items.push(Versioned {
+                value,
+                revision: kv.mod_revision,
+            }),
+            Err(error) => {
+                tracing::warn!(key = kv.key, error = %error, "skipping an unreadable {} in the Cfg", T::KIND);
+                skipped.push(Unreadable {
+                    key: kv.key.clone(),
+                    error,
+                });
+            }
+        }
+    }
+    (items, skipped)
 }
 
 /// A store scoped to one cluster, with typed helpers.
@@ -62,22 +95,15 @@ impl Cfg {
         }
     }
 
-    /// Reads and decodes every document under `prefix`.
+    /// Reads and decodes every document under `prefix`. A document that cannot be decoded is
+    /// left out and named in `skipped`: one bad document must not hide every other one.
     pub async fn list_docs<T: Document>(&self, prefix: &str) -> Result<VersionedList<T>> {
         let listing = self.store.list(prefix).await?;
-        let items = listing
-            .kvs
-            .iter()
-            .map(|kv| {
-                Ok(Versioned {
-                    value: schema::decode(&kv.key, &kv.value)?,
-                    revision: kv.mod_revision,
-                })
-            })
-            .collect::<Result<_>>()?;
+        let (items, skipped) = decode_each(&listing.kvs);
         Ok(VersionedList {
             items,
             revision: listing.revision,
+            skipped,
         })
     }
 

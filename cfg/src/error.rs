@@ -41,6 +41,13 @@ pub enum CfgError {
         field: String,
         reason: String,
     },
+    /// A value larger than the store accepts ([`crate::limits::MAX_VALUE_BYTES`]).
+    #[error("{key}: value of {bytes} bytes exceeds the Cfg's limit of {limit} bytes")]
+    TooLarge {
+        key: String,
+        bytes: usize,
+        limit: usize,
+    },
     /// The lease does not exist (never granted, revoked or expired).
     #[error("lease {0:x} not found (expired or revoked)")]
     LeaseNotFound(LeaseId),

@@ -6,21 +6,25 @@
 //! - [`schema`]: the typed, versioned documents the cluster stores, with validation.
 //! - [`keys`]: the key layout under `/tessera/<cluster>/`; no other crate builds key strings.
 //! - [`cfg`]: [`Cfg`], the typed helpers over a store that other crates use.
+//! - [`snapshot`]: the whole cluster's documents at one revision (what planning reads).
 //! - [`spec`]: parsing `--cfg etcd://...` / `embedded[:path]` / `memory` and opening the store.
 //! - [`lease_keeper`]: keeps a lease alive in the background.
+//! - [`limits`]: upper bounds on documents and on what an index definition may ask for.
 
 pub mod cfg;
 pub mod error;
 pub mod etcd;
 pub mod keys;
 pub mod lease_keeper;
+pub mod limits;
 pub mod local;
 pub mod revision;
 pub mod schema;
+pub mod snapshot;
 pub mod spec;
 pub mod store;
 
-pub use cfg::{Cfg, Versioned};
+pub use cfg::{Cfg, Unreadable, Versioned, VersionedList};
 pub use error::{unix_ms, CfgError, Result};
 pub use keys::{KeyKind, KeySpace};
 pub use lease_keeper::LeaseKeeper;

@@ -85,12 +85,17 @@ impl Txn {
         self
     }
 
-    /// etcd refuses a transaction that writes one key twice; so does every backend.
-    pub(crate) fn check_unique_keys(&self) -> Result<()> {
+    /// etcd refuses a transaction that writes one key twice; so does every backend. No value
+    /// may exceed [`crate::limits::MAX_VALUE_BYTES`].
+    pub(crate) fn check_writable(&self) -> Result<()> {
         let mut seen = std::collections::HashSet::new();
         for op in &self.ops {
             let key = match op {
-                Op::Put { key, .. } | Op::Delete { key } => key,
+                Op::Put { key, value, .. } => {
+                    crate::limits::check_value_size(key, value.len())?;
+                    key
+                }
+                Op::Delete { key } => key,
             };
             if !seen.insert(key.as_str()) {
                 return Err(crate::error::CfgError::Invalid {

@@ -34,6 +34,7 @@ pub async fn count(coord: &Coordinator, index: &str, view: &View) -> Counted {
     let mut avoid: BTreeSet<String> = coord.search.suspects();
     avoid.extend(view.no_reads.iter().cloned());
     let mut pending: BTreeSet<String> = view.plan.pindexes.iter().map(|p| p.name.clone()).collect();
+    let deadline = tokio::time::Instant::now() + crate::shard::PEER_LIST_BUDGET;
     for round in 0..ROUNDS {
         if pending.is_empty() {
             break;
@@ -53,8 +54,16 @@ pub async fn count(coord: &Coordinator, index: &str, view: &View) -> Counted {
             pending.remove(&pindex);
             out.errors.insert(pindex, why);
         }
-        for (node, names) in routing.by_node {
-            match local_pindexes(coord, &view, &node, index).await {
+        // Every node of the round at once, under the count's one deadline.
+        let asked = routing.by_node.into_iter().map(|(node, names)| {
+            let view = &view;
+            async move {
+                let docs = local_pindexes(coord, view, &node, index, deadline).await;
+                (node, names, docs)
+            }
+        });
+        for (node, names, docs) in futures::future::join_all(asked).await {
+            match docs {
                 Ok(docs) => {
                     for name in names {
                         match docs.get(&name) {
@@ -91,7 +100,8 @@ async fn local_pindexes(
     view: &View,
     node: &str,
     index: &str,
+    deadline: tokio::time::Instant,
 ) -> Result<BTreeMap<String, u64>, String> {
-    let list = crate::shard::pindexes_on(coord, &view.addresses, node, index).await?;
+    let list = crate::shard::pindexes_on(coord, &view.addresses, node, index, deadline).await?;
     Ok(list.into_iter().map(|p| (p.name, p.docs)).collect())
 }

@@ -38,11 +38,36 @@ pub struct Coordinator {
     pub search: Arc<SearchState>,
 }
 
-/// The node's search-wide state: the concurrency cap, peer connections, recently failed
+/// The node's bounds on search work. Queries it coordinates and shard calls from its peers
+/// have caps of their own, so a burst of one cannot starve the other.
+#[derive(Debug, Clone, Copy)]
+pub struct SearchLimits {
+    /// Queries this node coordinates at once (429 past it).
+    pub max_concurrent_queries: usize,
+    /// Shard calls (`tessera.v1.Search/Shard*`) from other nodes served at once
+    /// (`ResourceExhausted` past it).
+    pub max_concurrent_shard_calls: usize,
+    /// The longest a shard call may wait, whatever timeout its caller asked for (it bounds
+    /// `at_plus` waits on this node).
+    pub max_shard_wait: Duration,
+}
+
+impl Default for SearchLimits {
+    fn default() -> Self {
+        Self {
+            max_concurrent_queries: 64,
+            max_concurrent_shard_calls: 256,
+            max_shard_wait: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The node's search-wide state: the concurrency caps, peer connections, recently failed
 /// nodes.
 pub struct SearchState {
     slots: Arc<tokio::sync::Semaphore>,
-    max_concurrent: usize,
+    shard_slots: Arc<tokio::sync::Semaphore>,
+    limits: SearchLimits,
     turn: AtomicU64,
     suspects: Mutex<HashMap<String, Instant>>,
     /// One channel per peer, for every node-to-node call.
@@ -52,10 +77,13 @@ pub struct SearchState {
 }
 
 impl SearchState {
-    pub fn new(max_concurrent: usize, default_source_url: String, peers: Peers) -> Arc<Self> {
+    pub fn new(limits: SearchLimits, default_source_url: String, peers: Peers) -> Arc<Self> {
         Arc::new(Self {
-            slots: Arc::new(tokio::sync::Semaphore::new(max_concurrent)),
-            max_concurrent,
+            slots: Arc::new(tokio::sync::Semaphore::new(limits.max_concurrent_queries)),
+            shard_slots: Arc::new(tokio::sync::Semaphore::new(
+                limits.max_concurrent_shard_calls,
+            )),
+            limits,
             turn: AtomicU64::new(0),
             suspects: Mutex::new(HashMap::new()),
             peers,
@@ -68,8 +96,17 @@ impl SearchState {
         self.slots.clone().try_acquire_owned().ok()
     }
 
+    /// A slot of the shard-call cap, or `None` when every slot is taken.
+    pub fn try_shard_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.shard_slots.clone().try_acquire_owned().ok()
+    }
+
+    pub fn limits(&self) -> SearchLimits {
+        self.limits
+    }
+
     pub fn max_concurrent(&self) -> usize {
-        self.max_concurrent
+        self.limits.max_concurrent_queries
     }
 
     /// The next turn, for spreading reads over replicas.

@@ -327,7 +327,12 @@ impl Scatter<'_> {
         budget: std::time::Duration,
     ) -> Result<ShardStatsReply, String> {
         if node == self.coord.node_uuid {
-            return Ok(shard::stats(&self.coord.board, request).await);
+            return Ok(shard::stats(
+                &self.coord.board,
+                request,
+                self.coord.search.limits().max_shard_wait,
+            )
+            .await);
         }
         let mut client = self.client(node)?;
         within(budget, client.shard_stats(request)).await
@@ -340,7 +345,12 @@ impl Scatter<'_> {
         budget: std::time::Duration,
     ) -> Result<ShardSearchReply, String> {
         if node == self.coord.node_uuid {
-            return Ok(shard::search(&self.coord.board, request).await);
+            return Ok(shard::search(
+                &self.coord.board,
+                request,
+                self.coord.search.limits().max_shard_wait,
+            )
+            .await);
         }
         let mut client = self.client(node)?;
         within(budget, client.shard_search(request)).await

@@ -4,6 +4,7 @@
 //! for its own PIndexes and over gRPC (`tessera.v1.Search/Shard*`) for other nodes'.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use tessera_index::Searchable;
 use tessera_janitor::executor::StatusBoard;
@@ -12,6 +13,7 @@ use tessera_proto::v1::{
     ShardStatsReply, TermFreq,
 };
 use tessera_search::dsl::QuerySpec;
+use tessera_search::request::MAX_WINDOW;
 use tessera_search::stats::TermStats;
 
 /// A PIndex ready to answer, or why it is not.
@@ -28,11 +30,37 @@ fn failure(message: impl Into<String>, retryable: bool) -> ShardError {
     }
 }
 
+/// Why a shard request cannot be served at all, naming the field (a peer's bug or a hostile
+/// caller: the window goes straight into a top-docs collector that preallocates it).
+pub fn check(request: &ShardSearchRequest) -> Result<(), String> {
+    if request.window as usize > MAX_WINDOW {
+        return Err(format!(
+            "window {} exceeds the deepest hit a query can reach ({MAX_WINDOW})",
+            request.window
+        ));
+    }
+    request.shard.as_ref().map_or(Ok(()), check_shard)
+}
+
+/// [`check`] for the part both phases share.
+pub fn check_shard(request: &ShardRequest) -> Result<(), String> {
+    if request.pindexes.len() > MAX_PINDEXES_PER_CALL {
+        return Err(format!(
+            "pindexes: {} in one call; at most {MAX_PINDEXES_PER_CALL}",
+            request.pindexes.len()
+        ));
+    }
+    Ok(())
+}
+
+/// The most PIndexes one shard call names: every PIndex of the largest index.
+pub const MAX_PINDEXES_PER_CALL: usize = tessera_cfg::limits::MAX_PINDEXES_PER_INDEX as usize;
+
 /// The request's PIndexes on this node, once each shows its `at_plus` seqs (or the deadline
-/// passed).
-async fn ready(board: &StatusBoard, request: &ShardRequest) -> Vec<Ready> {
-    let deadline =
-        tokio::time::Instant::now() + std::time::Duration::from_millis(request.timeout_ms.max(1));
+/// passed). The wait is the caller's `timeout_ms`, never more than `max_wait`.
+async fn ready(board: &StatusBoard, request: &ShardRequest, max_wait: Duration) -> Vec<Ready> {
+    let wait = Duration::from_millis(request.timeout_ms.max(1)).min(max_wait);
+    let deadline = tokio::time::Instant::now() + wait;
     let handles: Vec<Wanted> = {
         let board = board.lock().ok();
         request
@@ -95,8 +123,12 @@ fn all_failed(request: &ShardRequest, message: &str) -> BTreeMap<String, ShardEr
 }
 
 /// Phase one.
-pub async fn stats(board: &StatusBoard, request: ShardRequest) -> ShardStatsReply {
-    let spec = match query_spec(&request) {
+pub async fn stats(
+    board: &StatusBoard,
+    request: ShardRequest,
+    max_wait: Duration,
+) -> ShardStatsReply {
+    let spec = match check_shard(&request).and_then(|()| query_spec(&request)) {
         Ok(spec) => spec,
         Err(e) => {
             return ShardStatsReply {
@@ -107,7 +139,7 @@ pub async fn stats(board: &StatusBoard, request: ShardRequest) -> ShardStatsRepl
     };
     let mut errors = std::collections::HashMap::new();
     let mut ready_ones = Vec::new();
-    for r in ready(board, &request).await {
+    for r in ready(board, &request, max_wait).await {
         match r {
             Ok(ok) => ready_ones.push(ok),
             Err((name, e)) => {
@@ -147,9 +179,14 @@ pub async fn stats(board: &StatusBoard, request: ShardRequest) -> ShardStatsRepl
 }
 
 /// Phase two.
-pub async fn search(board: &StatusBoard, request: ShardSearchRequest) -> ShardSearchReply {
+pub async fn search(
+    board: &StatusBoard,
+    request: ShardSearchRequest,
+    max_wait: Duration,
+) -> ShardSearchReply {
+    let checked = check(&request);
     let shard = request.shard.unwrap_or_default();
-    let spec = match query_spec(&shard) {
+    let spec = match checked.and_then(|()| query_spec(&shard)) {
         Ok(spec) => spec,
         Err(e) => {
             return ShardSearchReply {
@@ -164,7 +201,7 @@ pub async fn search(board: &StatusBoard, request: ShardSearchRequest) -> ShardSe
     let window = request.window as usize;
     let mut reply = ShardSearchReply::default();
     let mut tasks = Vec::new();
-    for r in ready(board, &shard).await {
+    for r in ready(board, &shard, max_wait).await {
         match r {
             Ok((name, search)) => {
                 let (spec, stats, fields) = (spec.clone(), stats.clone(), fields.clone());
@@ -261,13 +298,18 @@ pub fn local_pindexes(board: &StatusBoard, index: &str) -> Vec<tessera_proto::v1
         .collect()
 }
 
+/// How long a caller of [`pindexes_on`] gives all the nodes it asks together.
+pub const PEER_LIST_BUDGET: Duration = Duration::from_secs(5);
+
 /// `node`'s PIndexes of `index`: this node's from the board, another's over gRPC
-/// (`tessera.v1.Node/LocalPIndexes`, through the pooled peer channel, bounded to 5 s).
+/// (`tessera.v1.Node/LocalPIndexes`, through the pooled peer channel), answered before
+/// `deadline` (callers asking several nodes ask them at once, under one deadline).
 pub async fn pindexes_on(
     coord: &crate::Coordinator,
     addresses: &std::collections::BTreeMap<String, String>,
     node: &str,
     index: &str,
+    deadline: tokio::time::Instant,
 ) -> Result<Vec<tessera_proto::v1::LocalPIndex>, String> {
     if node == coord.node_uuid {
         return Ok(local_pindexes(&coord.board, index));
@@ -279,14 +321,9 @@ pub async fn pindexes_on(
     let request = tessera_proto::v1::LocalPIndexesRequest {
         index: index.to_string(),
     };
-    match tokio::time::timeout(
-        std::time::Duration::from_secs(5),
-        client.local_p_indexes(request),
-    )
-    .await
-    {
+    match tokio::time::timeout_at(deadline, client.local_p_indexes(request)).await {
         Ok(Ok(reply)) => Ok(reply.into_inner().pindexes),
         Ok(Err(status)) => Err(status.message().to_string()),
-        Err(_) => Err(format!("{address}: no answer within 5 s")),
+        Err(_) => Err(format!("{address}: no answer before the deadline")),
     }
 }

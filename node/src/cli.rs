@@ -161,9 +161,20 @@ pub struct NodeArgs {
     /// Queries this node coordinates at once; past it, queries answer 429.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_concurrent_queries: u32,
+    /// Shard calls from other nodes this node serves at once; past it, they answer
+    /// `ResourceExhausted` and the coordinator asks another copy.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_concurrent_shard_calls: u32,
+    /// The longest a shard call waits (for `at_plus` seqs, say), whatever its caller asked.
+    #[arg(long, default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub max_shard_wait_ms: u64,
     /// Partitions of a source created on first write to this node's embedded source.
     #[arg(long, default_value_t = tessera_source::DEFAULT_PARTITIONS)]
     pub source_partitions: u32,
+    /// Writes to the embedded source (documents and bulks) in flight at once; past it, they
+    /// answer 429 with `Retry-After`.
+    #[arg(long, default_value_t = tessera_source::rest::DEFAULT_MAX_CONCURRENT_WRITES, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_concurrent_writes: u32,
 }
 
 #[derive(Args)]
@@ -174,6 +185,9 @@ pub struct SourceArgs {
     /// Partitions of a source created on first write.
     #[arg(long, default_value_t = tessera_source::DEFAULT_PARTITIONS)]
     pub partitions: u32,
+    /// Writes (documents and bulks) in flight at once; past it, they answer 429.
+    #[arg(long, default_value_t = tessera_source::rest::DEFAULT_MAX_CONCURRENT_WRITES, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_concurrent_writes: u32,
 }
 
 fn parse_tag(s: &str) -> Result<NodeTag, String> {

@@ -4,15 +4,24 @@
 use anyhow::Context;
 use axum::routing::get;
 use axum::Json;
+use tessera_api::guard::{bounded, RouteLimits};
 use tessera_source::grpc::SourceService;
 use tessera_source::{rest, SourceLog};
 
 use crate::cli::{Global, SourceArgs};
 use crate::exit::{Exit, INVALID};
 
-/// The source's routes (REST + gRPC), for a node or the standalone source.
-pub fn routes(log: SourceLog) -> axum::Router {
-    rest::router(log.clone()).merge(SourceService::new(log).router())
+/// The source's routes (REST + gRPC), for a node or the standalone source, each group under
+/// its body and time limits.
+pub fn routes(log: SourceLog, max_concurrent_writes: usize) -> axum::Router {
+    let ingest = rest::Ingest::new(log.clone(), max_concurrent_writes);
+    bounded(rest::read_routes(ingest.clone()), RouteLimits::ADMIN)
+        .merge(bounded(
+            rest::document_routes(ingest.clone()),
+            RouteLimits::DOCUMENT,
+        ))
+        .merge(bounded(rest::bulk_routes(ingest), RouteLimits::BULK))
+        .merge(SourceService::new(log).router())
 }
 
 /// Opens the source log kept in a data dir.
@@ -28,12 +37,13 @@ pub async fn run(global: &Global, args: SourceArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| Exit::new(INVALID, format!("cannot listen on {}: {e}", args.bind)))?;
     let address = listener.local_addr().context("reading the bound address")?;
-    let app = routes(log)
+    let app = routes(log, args.max_concurrent_writes as usize)
         .route(
             "/api/ping",
             get(|| async { Json(serde_json::json!({"ok": true, "role": "source"})) }),
         )
-        .fallback(tessera_api::not_found);
+        .fallback(tessera_api::not_found)
+        .layer(axum::middleware::from_fn(tessera_api::guard::json_errors));
     tracing::info!(%address, data_dir = %global.data_dir.display(), "source up");
     // Small answers go out at once (no Nagle delay waiting for the peer's ACK).
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {

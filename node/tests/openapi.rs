@@ -29,8 +29,10 @@ fn documented() -> BTreeSet<(String, String)> {
 /// The `(METHOD, path)` pairs of every `.route("path", get(..).put(..))` in `file`.
 fn declared_in(file: &Path) -> Vec<(String, String)> {
     let text = std::fs::read_to_string(file).expect("router source");
+    // Routers built by unit tests are not the API's.
+    let text = text.split("#[cfg(test)]").next().unwrap_or_default();
     let mut out = Vec::new();
-    let mut rest = text.as_str();
+    let mut rest = text;
     while let Some(at) = rest.find(".route(") {
         rest = &rest[at + ".route(".len()..];
         // The arguments, up to the matching parenthesis.

@@ -7,10 +7,8 @@ use tessera_cfg::schema::validate as rules;
 
 use crate::model::PlanInput;
 
-/// Most replicas an index may ask for.
-pub const MAX_REPLICAS: u32 = 3;
-/// Highest node weight.
-pub const MAX_WEIGHT: u32 = 100;
+use tessera_cfg::limits::{pindex_count, MAX_PINDEXES_PER_INDEX, MAX_SOURCE_PARTITIONS};
+pub use tessera_cfg::schema::{MAX_REPLICAS, MAX_WEIGHT};
 
 /// A bad input item, e.g. `nodes[2].uuid: duplicate node uuid "n1"`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,8 +63,14 @@ pub fn validate(input: &PlanInput) -> Result<(), InputError> {
                 format!("duplicate index `{}`", index.name),
             ));
         }
-        if index.source_partitions == 0 {
-            return Err(err(item("source_partitions"), "must be greater than 0"));
+        if !(1..=MAX_SOURCE_PARTITIONS).contains(&index.source_partitions) {
+            return Err(err(
+                item("source_partitions"),
+                format!(
+                    "{} is out of range 1..={MAX_SOURCE_PARTITIONS}",
+                    index.source_partitions
+                ),
+            ));
         }
         if index.max_partitions_per_pindex == Some(0) {
             return Err(err(
@@ -76,6 +80,17 @@ pub fn validate(input: &PlanInput) -> Result<(), InputError> {
         }
         if index.index_partitions == Some(0) {
             return Err(err(item("index_partitions"), "must be greater than 0"));
+        }
+        let pindexes = pindex_count(
+            index.source_partitions,
+            index.max_partitions_per_pindex,
+            index.index_partitions,
+        );
+        if pindexes > MAX_PINDEXES_PER_INDEX {
+            return Err(err(
+                item("max_partitions_per_pindex"),
+                format!("makes {pindexes} PIndexes; at most {MAX_PINDEXES_PER_INDEX}"),
+            ));
         }
         if index.replicas > MAX_REPLICAS {
             return Err(err(

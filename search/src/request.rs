@@ -115,7 +115,17 @@ pub fn parse(body: &[u8]) -> Result<Parsed, SearchError> {
             ),
         ));
     }
-    if request.from + request.size > MAX_WINDOW {
+    // Checked: `size` is the caller's, and `usize::MAX` must not wrap past the cap.
+    let Some(window) = request.from.checked_add(request.size) else {
+        return Err(SearchError::bad(
+            "size",
+            format!(
+                "from + size overflows; size {} is far past the deepest hit a query can reach ({MAX_WINDOW})",
+                request.size
+            ),
+        ));
+    };
+    if window > MAX_WINDOW {
         let capped = MAX_WINDOW - request.from;
         warnings.push(format!(
             "size {} capped to {capped}: from + size may not exceed {MAX_WINDOW}",
@@ -217,6 +227,10 @@ mod tests {
         assert_eq!(
             bad(r#"{"query": {"match_all": {}}, "from": 20000}"#).0,
             "from"
+        );
+        assert_eq!(
+            bad(r#"{"query": {"match_all": {}}, "from": 5, "size": 18446744073709551615}"#).0,
+            "size"
         );
         assert_eq!(bad(r#"{"query": "#).0, "query");
     }

@@ -283,10 +283,10 @@ impl SourceLog {
         for item in items {
             let key = item.key();
             if key.is_empty() || key.len() > MAX_KEY_BYTES {
-                return Err(LogError::InvalidKey(format!(
-                    "{:?}",
-                    &key[..key.len().min(40)]
-                )));
+                // The first characters only, cut on a character boundary (a byte cut can
+                // fall inside a multibyte character).
+                let shown: String = key.chars().take(40).collect();
+                return Err(LogError::InvalidKey(format!("{shown:?}")));
             }
         }
         let wtx = self.begin_write()?;
@@ -558,6 +558,12 @@ mod tests {
         assert!(matches!(
             log.append("docs", &[put("ok", "{}"), put(&long, "{}")]),
             Err(LogError::InvalidKey(_))
+        ));
+        // A multibyte character across byte 40 of a key too long to take.
+        let multibyte = format!("{}é{}", "k".repeat(39), "k".repeat(MAX_KEY_BYTES));
+        assert!(matches!(
+            log.append("docs", &[put(&multibyte, "{}")]),
+            Err(LogError::InvalidKey(shown)) if shown.contains('é')
         ));
         assert_eq!(
             log.summary("docs").unwrap(),

@@ -84,6 +84,61 @@ async fn rest_ingest_single_bulk_and_bad_input() {
     assert!(body["error"].as_str().unwrap().contains("nope"));
 }
 
+#[tokio::test]
+async fn keys_past_the_limit_are_400_whatever_their_characters() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(&dir, 8);
+    // A multibyte character across the bytes an error message shows of the key.
+    let key = format!(
+        "{}é{}",
+        "k".repeat(39),
+        "k".repeat(tessera_source::log::MAX_KEY_BYTES)
+    );
+    let line = serde_json::json!({"key": key, "doc": {}}).to_string();
+    let (status, body) = call(&log, Method::POST, "/api/source/docs/bulk", &line).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"].as_str().is_some_and(|e| e.contains("key")),
+        "{body}"
+    );
+    let uri = format!("/api/source/docs/doc/{}", key.replace('é', "%C3%A9"));
+    let (status, body) = call(&log, Method::PUT, &uri, "{}").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(log.summary("docs").unwrap(), None, "nothing was written");
+}
+
+#[tokio::test]
+async fn writes_past_the_cap_answer_429_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(&dir, 8);
+    // A cap of zero: every write is past it; reads are not capped.
+    let ingest = rest::Ingest::new(log.clone(), 0);
+    let app = rest::document_routes(ingest.clone())
+        .merge(rest::bulk_routes(ingest.clone()))
+        .merge(rest::read_routes(ingest));
+    for (method, uri, body) in [
+        (Method::PUT, "/api/source/docs/doc/a", "{}"),
+        (
+            Method::POST,
+            "/api/source/docs/bulk",
+            "{\"key\":\"a\",\"doc\":{}}",
+        ),
+    ] {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Body::from(body))
+            .unwrap();
+        let response = app.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS, "{uri}");
+        assert_eq!(response.headers()["retry-after"], "1", "{uri}");
+    }
+    let request = Request::get("/api/source").body(Body::empty()).unwrap();
+    let response = app.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(log.summary("docs").unwrap(), None, "nothing was written");
+}
+
 async fn serve(log: SourceLog) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();

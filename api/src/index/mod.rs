@@ -211,7 +211,7 @@ async fn node_addresses(
 }
 
 /// Per node, its PIndexes of `index` by name: this node's from the board, the others' over
-/// gRPC (`tessera.v1.Node/LocalPIndexes`), or why they could not be asked.
+/// gRPC (`tessera.v1.Node/LocalPIndexes`, all at once), or why they could not be asked.
 async fn pindexes_on(
     state: &AppState,
     index: &str,
@@ -221,15 +221,16 @@ async fn pindexes_on(
     String,
     Result<std::collections::BTreeMap<String, tessera_proto::v1::LocalPIndex>, String>,
 > {
-    let mut out = std::collections::BTreeMap::new();
-    for node in nodes {
-        let list = tessera_coord::shard::pindexes_on(&state.coord, addresses, &node, index).await;
-        out.insert(
-            node,
-            list.map(|l| l.into_iter().map(|p| (p.name.clone(), p)).collect()),
-        );
-    }
-    out
+    // Every node at once, under one deadline: a node that hangs costs the budget once.
+    let deadline = tokio::time::Instant::now() + tessera_coord::shard::PEER_LIST_BUDGET;
+    let asked = nodes.into_iter().map(|node| async move {
+        let list =
+            tessera_coord::shard::pindexes_on(&state.coord, addresses, &node, index, deadline)
+                .await;
+        let list = list.map(|l| l.into_iter().map(|p| (p.name.clone(), p)).collect());
+        (node, list)
+    });
+    futures::future::join_all(asked).await.into_iter().collect()
 }
 
 /// Per PIndex, every copy with its node, role and state, and from the node hosting it: docs,

@@ -1,8 +1,12 @@
 //! `tessera.v1.Search` over gRPC: `Query` runs the REST handler (same JSON in and out), the
-//! shard phases run [`super::shard`] on this node's PIndexes.
+//! shard phases run `tessera_coord::shard` on this node's PIndexes. Shard calls come from
+//! peers and are bounded here like any input: a request that cannot be served answers
+//! `InvalidArgument` naming the field, and past the node's shard-call cap `ResourceExhausted`
+//! (the coordinator then asks another copy).
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
+use tessera_coord::shard;
 use tessera_proto::v1::search_server::{Search, SearchServer};
 use tessera_proto::v1::{
     JsonReply, QueryRequest, ShardRequest, ShardSearchReply, ShardSearchRequest, ShardStatsReply,
@@ -29,6 +33,17 @@ impl SearchService {
     }
 }
 
+impl SearchService {
+    fn shard_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Status> {
+        self.state.coord.search.try_shard_slot().ok_or_else(|| {
+            Status::resource_exhausted(format!(
+                "this node is serving its limit of {} concurrent shard calls",
+                self.state.coord.search.limits().max_concurrent_shard_calls
+            ))
+        })
+    }
+}
+
 #[tonic::async_trait]
 impl Search for SearchService {
     async fn query(&self, request: Request<QueryRequest>) -> Result<Response<JsonReply>, Status> {
@@ -46,8 +61,12 @@ impl Search for SearchService {
         &self,
         request: Request<ShardRequest>,
     ) -> Result<Response<ShardStatsReply>, Status> {
+        let request = request.into_inner();
+        shard::check_shard(&request).map_err(Status::invalid_argument)?;
+        let _slot = self.shard_slot()?;
+        let max_wait = self.state.coord.search.limits().max_shard_wait;
         Ok(Response::new(
-            tessera_coord::shard::stats(&self.state.board, request.into_inner()).await,
+            shard::stats(&self.state.board, request, max_wait).await,
         ))
     }
 
@@ -55,8 +74,12 @@ impl Search for SearchService {
         &self,
         request: Request<ShardSearchRequest>,
     ) -> Result<Response<ShardSearchReply>, Status> {
+        let request = request.into_inner();
+        shard::check(&request).map_err(Status::invalid_argument)?;
+        let _slot = self.shard_slot()?;
+        let max_wait = self.state.coord.search.limits().max_shard_wait;
         Ok(Response::new(
-            tessera_coord::shard::search(&self.state.board, request.into_inner()).await,
+            shard::search(&self.state.board, request, max_wait).await,
         ))
     }
 }

@@ -279,3 +279,5 @@ fn answer(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_bounds;

@@ -24,7 +24,7 @@ use tessera_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
-const PINDEX: &str = "books_0-0";
+pub(super) const PINDEX: &str = "books_0-0";
 
 fn plan_on(uuid: &str, node: &str) -> IndexPlan {
     IndexPlan {
@@ -140,7 +140,15 @@ async fn define(cfg: &Cfg, uuid: &str, address: &str) {
 }
 
 /// Node `b`'s board: the PIndex open, holding one document.
-fn board_with_one_document(dir: &std::path::Path) -> StatusBoard {
+pub(super) fn board_with_one_document(dir: &std::path::Path) -> StatusBoard {
+    open_with_one_document(dir).0
+}
+
+/// [`board_with_one_document`], and the PIndex itself: while it is held, waits for seqs it has
+/// not reached last until their deadline (dropped, they end at once).
+pub(super) fn open_with_one_document(
+    dir: &std::path::Path,
+) -> (StatusBoard, Box<dyn tessera_index::PIndex>) {
     let mut pindex =
         tessera_index::open("fulltext", &dir.join(PINDEX), &serde_json::Value::Null).expect("open");
     pindex
@@ -160,7 +168,7 @@ fn board_with_one_document(dir: &std::path::Path) -> StatusBoard {
     status.index = "books".into();
     status.search = pindex.searchable();
     board.lock().expect("board").insert(PINDEX.into(), status);
-    board
+    (board, pindex)
 }
 
 #[tokio::test]

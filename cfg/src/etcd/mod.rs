@@ -250,6 +250,7 @@ impl Store for EtcdStore {
         cas: Revision,
         lease: Option<LeaseId>,
     ) -> Result<Revision> {
+        crate::limits::check_value_size(key, value.len())?;
         let options = lease.map(|l| PutOptions::new().with_lease(l));
         let compare = if cas == 0 {
             etcd_client::Compare::create_revision(key, CompareOp::Equal, 0)
@@ -293,7 +294,7 @@ impl Store for EtcdStore {
     }
 
     async fn txn(&self, txn: Txn) -> Result<TxnOutcome> {
-        txn.check_unique_keys()?;
+        txn.check_writable()?;
         let compares: Vec<etcd_client::Compare> = txn
             .compares
             .iter()

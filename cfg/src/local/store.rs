@@ -69,6 +69,7 @@ impl Store for LocalStore {
         cas: Revision,
         lease: Option<LeaseId>,
     ) -> Result<Revision> {
+        crate::limits::check_value_size(key, value.len())?;
         let key = key.to_string();
         self.blocking(move |inner| {
             let ((), revision) = inner.write(|w| {
@@ -102,7 +103,7 @@ impl Store for LocalStore {
     }
 
     async fn txn(&self, txn: Txn) -> Result<TxnOutcome> {
-        txn.check_unique_keys()?;
+        txn.check_writable()?;
         self.blocking(move |inner| {
             let (succeeded, revision) = inner.write(|w| {
                 for compare in &txn.compares {

@@ -1,5 +1,7 @@
 //! Cluster-wide records: the cluster's identity and the planner's leader key.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::validate::{self, FieldError};
@@ -82,6 +84,11 @@ pub struct Held {
     /// Moves the planner would start were the cluster not frozen.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub moves_frozen: u64,
+    /// Indexes whose plans the planner could not write (or holds back) and why: a plan past
+    /// the Cfg's size limit, an unreadable definition, a store error. The other indexes are
+    /// planned; these are retried every round.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub plan_errors: BTreeMap<String, String>,
 }
 
 impl Held {

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::validate::{self, FieldError};
 use super::Document;
+use crate::limits::{pindex_count, MAX_PINDEXES_PER_INDEX, MAX_SOURCE_PARTITIONS};
 
 /// The index types this build knows.
 pub const INDEX_TYPES: &[&str] = &["fulltext", "blackhole"];
@@ -134,11 +135,13 @@ impl Document for IndexDef {
             return Err(FieldError::new("source.type", "must not be empty"));
         }
         validate::name("source.name", &self.source.name)?;
-        if self.source.partitions == Some(0) {
-            return Err(FieldError::new(
-                "source.partitions",
-                "must be greater than 0",
-            ));
+        if let Some(partitions) = self.source.partitions {
+            if !(1..=MAX_SOURCE_PARTITIONS).contains(&partitions) {
+                return Err(FieldError::new(
+                    "source.partitions",
+                    format!("{partitions} is out of range 1..={MAX_SOURCE_PARTITIONS}"),
+                ));
+            }
         }
         let plan = &self.plan;
         if plan.max_partitions_per_pindex == Some(0) {
@@ -147,16 +150,32 @@ impl Document for IndexDef {
                 "must be greater than 0",
             ));
         }
-        if plan.index_partitions == Some(0) {
-            return Err(FieldError::new(
-                "plan.index_partitions",
-                "must be greater than 0",
-            ));
+        if let Some(n) = plan.index_partitions {
+            if !(1..=MAX_PINDEXES_PER_INDEX).contains(&n) {
+                return Err(FieldError::new(
+                    "plan.index_partitions",
+                    format!("{n} is out of range 1..={MAX_PINDEXES_PER_INDEX}"),
+                ));
+            }
         }
         if plan.max_partitions_per_pindex.is_none() && plan.index_partitions.is_none() {
             return Err(FieldError::new(
                 "plan.max_partitions_per_pindex",
                 "one of max_partitions_per_pindex or index_partitions is required",
+            ));
+        }
+        let pindexes = pindex_count(
+            self.source.partitions(),
+            plan.max_partitions_per_pindex,
+            plan.index_partitions,
+        );
+        if pindexes > MAX_PINDEXES_PER_INDEX {
+            return Err(FieldError::new(
+                "plan.max_partitions_per_pindex",
+                format!(
+                    "splits {} source partitions into {pindexes} PIndexes; an index may have at most {MAX_PINDEXES_PER_INDEX} (raise max_partitions_per_pindex or set index_partitions)",
+                    self.source.partitions()
+                ),
             ));
         }
         if plan.replicas > MAX_REPLICAS {

@@ -15,7 +15,7 @@ pub use cluster::{ClusterControl, ClusterMeta, Held, PlannerLeader};
 pub use index::{
     IndexDef, PlanParams, SourceDef, DEFAULT_SOURCE_PARTITIONS, INDEX_TYPES, MAX_REPLICAS,
 };
-pub use node::{NodeDef, NodeLiveness, NodeTag};
+pub use node::{NodeDef, NodeLiveness, NodeTag, MAX_WEIGHT};
 pub use plan::{CopyPlan, CopyReport, CopyRole, CopyState, IndexPlan, PIndexPlan};
 pub use task::{NodeBefore, TaskKind, TaskProgress, TaskStatus, TopologyLock, TopologyTask};
 pub use validate::FieldError;

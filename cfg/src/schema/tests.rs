@@ -165,3 +165,69 @@ fn plan_rejects_two_copies_on_one_node_and_double_coverage() {
         }
     }
 }
+
+#[test]
+fn index_def_bounds_partitions_and_pindexes() {
+    let base = json!({"name": "books", "uuid": "u1", "type": "fulltext",
+                      "source": {"type": "tessera", "name": "books"}});
+    let with = |edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut v = base.clone();
+        edit(&mut v);
+        decode_input::<IndexDef>("k", &serde_json::to_vec(&v).unwrap())
+    };
+    with(&|v| v["source"]["partitions"] = json!(crate::limits::MAX_SOURCE_PARTITIONS))
+        .expect("the largest source is allowed (64 per PIndex: 256 PIndexes)");
+    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    let cases: Vec<(&str, Edit)> = vec![
+        (
+            "source.partitions",
+            Box::new(|v| v["source"]["partitions"] = json!(4_000_000_000u32)),
+        ),
+        (
+            "plan.index_partitions",
+            Box::new(|v| v["plan"] = json!({"index_partitions": 1_000_000})),
+        ),
+        (
+            "plan.max_partitions_per_pindex",
+            Box::new(|v| {
+                v["source"]["partitions"] = json!(4096);
+                v["plan"] = json!({"max_partitions_per_pindex": 1});
+            }),
+        ),
+    ];
+    for (field, edit) in cases {
+        match with(&*edit) {
+            Err(CfgError::Invalid {
+                field: got, reason, ..
+            }) => {
+                assert_eq!(got, field, "{reason}")
+            }
+            other => panic!("{field}: expected Invalid, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_value_past_the_store_limit_is_refused_before_writing() {
+    let cfg = crate::Cfg::new(
+        std::sync::Arc::new(crate::local::LocalStore::open_memory().unwrap()),
+        crate::KeySpace::new("t").unwrap(),
+    );
+    let big = vec![b'x'; crate::limits::MAX_VALUE_BYTES + 1];
+    let refused = cfg.store().put("/tessera/t/x", big.clone(), 0, None).await;
+    assert!(
+        matches!(refused, Err(CfgError::TooLarge { .. })),
+        "{refused:?}"
+    );
+    let txn = crate::Txn::default().then(crate::Op::Put {
+        key: "/tessera/t/y".into(),
+        value: big,
+        lease: None,
+    });
+    let refused = cfg.store().txn(txn).await;
+    assert!(
+        matches!(refused, Err(CfgError::TooLarge { .. })),
+        "{refused:?}"
+    );
+    assert!(cfg.store().get("/tessera/t/x").await.unwrap().is_none());
+}

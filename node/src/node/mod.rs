@@ -69,8 +69,12 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
     let planner = start_planner(&cfg, &me, &args);
     let state = api_state(&cfg, &me, &meta, board, &args, peers);
     let app = tessera_api::app(state)
-        .merge(crate::source_cmd::routes(source))
-        .fallback(tessera_api::not_found);
+        .merge(crate::source_cmd::routes(
+            source,
+            args.max_concurrent_writes as usize,
+        ))
+        .fallback(tessera_api::not_found)
+        .layer(axum::middleware::from_fn(tessera_api::guard::json_errors));
     let mut lost = lease.lost();
     // On the way out: planner and janitor first (feeds stop, PIndexes commit, and the feeds'
     // streams to this node's own source close, so the server can finish), then the server.
@@ -175,11 +179,12 @@ fn api_state(
     args: &NodeArgs,
     peers: tessera_coord::Peers,
 ) -> tessera_api::AppState {
-    let search = tessera_coord::SearchState::new(
-        args.max_concurrent_queries as usize,
-        format!("http://{}", me.host_port),
-        peers,
-    );
+    let limits = tessera_coord::SearchLimits {
+        max_concurrent_queries: args.max_concurrent_queries as usize,
+        max_concurrent_shard_calls: args.max_concurrent_shard_calls as usize,
+        max_shard_wait: std::time::Duration::from_millis(args.max_shard_wait_ms),
+    };
+    let search = tessera_coord::SearchState::new(limits, format!("http://{}", me.host_port), peers);
     let who = tessera_api::Identity {
         node_uuid: me.uuid.clone(),
         incarnation: me.incarnation.clone(),

@@ -3,12 +3,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use tessera_cfg::schema::{CopyReport, Document, IndexDef, IndexPlan, NodeDef, PIndexPlan};
-use tessera_cfg::{Cfg, CfgError, Revision, Versioned};
+use tessera_cfg::schema::{Document, IndexDef, IndexPlan, NodeDef, PIndexPlan};
+use tessera_cfg::{Cfg, CfgError, KeyKind, Revision, Versioned};
 
 use crate::model::{IndexSpec, NodeSpec, Plan, PlanInput, PlanOutput};
 
-/// What planning reads from the Cfg, as of one moment.
+/// What planning reads from the Cfg, as of one store revision.
 #[derive(Debug, Clone, Default)]
 pub struct Gathered {
     pub index_defs: BTreeMap<String, Versioned<IndexDef>>,
@@ -22,52 +22,95 @@ pub struct Gathered {
     pub docs: BTreeMap<(String, String), u64>,
     /// PIndex → nodes holding its files without hosting it.
     pub on_disk: BTreeMap<String, BTreeSet<String>>,
-    /// The store revision of the last read; watch from `revision + 1`.
+    /// The store revision everything above was read at; watch from `revision + 1`.
     pub revision: Revision,
+    /// Documents that could not be read, by key, and why.
+    pub unreadable: BTreeMap<String, String>,
+    /// Indexes whose plans this round must neither write nor delete, and why: their
+    /// definition or stored plan is unreadable, or a node holding their copies has an
+    /// unreadable definition (planning without it would move its copies away).
+    pub held_indexes: BTreeMap<String, String>,
 }
 
-/// Reads index definitions, nodes, liveness and plans.
+/// Reads index definitions, nodes, liveness, plans and copy reports in one listing (one
+/// revision). Unreadable documents are skipped and named; what depends on them is held.
 pub async fn gather(cfg: &Cfg) -> Result<Gathered, CfgError> {
-    let defs = cfg.index_defs().await?;
-    let nodes = cfg.node_defs().await?;
-    let live = cfg.live_nodes().await?;
-    let plans = cfg.plans().await?;
-    let reports = cfg.list_docs::<CopyReport>(&cfg.keys().reports()).await?;
-    let revision = [
-        defs.revision,
-        nodes.revision,
-        live.revision,
-        plans.revision,
-        reports.revision,
-    ]
-    .into_iter()
-    .min()
-    .unwrap_or(0);
-    let incarnations: BTreeMap<String, String> = live
-        .items
+    let snapshot = cfg.snapshot().await?;
+    let revision = snapshot.revision;
+    let reports = snapshot.reports;
+    let mut unreadable = BTreeMap::new();
+    let mut held_indexes = BTreeMap::new();
+    let mut unreadable_nodes = BTreeSet::new();
+    let mut live: BTreeSet<String> = snapshot
+        .liveness
+        .iter()
+        .map(|l| l.value.uuid.clone())
+        .collect();
+    for u in &snapshot.skipped {
+        let reason = u.error.to_string();
+        match cfg.keys().kind(&u.key) {
+            KeyKind::IndexDef(name) => {
+                held_indexes.insert(name, format!("its definition is unreadable: {reason}"));
+            }
+            KeyKind::Plan(name) => {
+                held_indexes.insert(name, format!("its stored plan is unreadable: {reason}"));
+            }
+            KeyKind::NodeDef(uuid) => {
+                unreadable_nodes.insert(uuid);
+            }
+            // The key exists, so the node holds its lease: an unreadable record is not absence.
+            KeyKind::Liveness(uuid) => {
+                live.insert(uuid);
+            }
+            _ => {}
+        }
+        unreadable.insert(u.key.clone(), reason);
+    }
+    for plan in &snapshot.plans {
+        let on = plan
+            .value
+            .pindexes
+            .iter()
+            .flat_map(|p| p.copies.iter())
+            .find(|c| unreadable_nodes.contains(&c.node));
+        if let Some(copy) = on {
+            held_indexes
+                .entry(plan.value.index.clone())
+                .or_insert_with(|| {
+                    format!(
+                        "node {} holds its copies and its definition is unreadable",
+                        copy.node
+                    )
+                });
+        }
+    }
+    let incarnations: BTreeMap<String, String> = snapshot
+        .liveness
         .iter()
         .map(|l| (l.value.uuid.clone(), l.value.incarnation.clone()))
         .collect();
     Ok(Gathered {
-        index_defs: defs
-            .items
+        index_defs: snapshot
+            .index_defs
             .into_iter()
             .map(|d| (d.value.name.clone(), d))
             .collect(),
-        node_defs: nodes
-            .items
+        node_defs: snapshot
+            .node_defs
             .into_iter()
             .map(|d| (d.value.uuid.clone(), d))
             .collect(),
-        live: live.items.into_iter().map(|l| l.value.uuid).collect(),
-        plans: plans
-            .items
+        live,
+        plans: snapshot
+            .plans
             .into_iter()
             .map(|p| (p.value.index.clone(), p))
             .collect(),
+        unreadable,
+        held_indexes,
         on_disk: {
             let mut on_disk: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-            for r in &reports.items {
+            for r in &reports {
                 for p in &r.value.on_disk {
                     on_disk
                         .entry(p.clone())
@@ -78,7 +121,6 @@ pub async fn gather(cfg: &Cfg) -> Result<Gathered, CfgError> {
             on_disk
         },
         docs: reports
-            .items
             .iter()
             .flat_map(|r| {
                 r.value
@@ -90,7 +132,6 @@ pub async fn gather(cfg: &Cfg) -> Result<Gathered, CfgError> {
         // Only the running incarnation's word counts: a node killed and restarted has hosted
         // nothing yet, whatever its last run reported.
         caught_up: reports
-            .items
             .into_iter()
             .filter(|r| {
                 r.value.incarnation.is_empty()

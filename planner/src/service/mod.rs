@@ -27,6 +27,9 @@ use crate::defaults;
 use crate::model::PlanOutput;
 use crate::orchestrate;
 
+/// How soon a round that could not write some plans is retried.
+const PLAN_RETRY: Duration = Duration::from_secs(1);
+
 /// Why a planning round or the service stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum PlannerError {
@@ -65,12 +68,15 @@ type Failovers = (
     Option<tessera_cfg::Versioned<tessera_cfg::schema::ClusterControl>>,
 );
 
-/// The plans a round wants per index, with how many it wrote and deleted.
-type Written = (
-    BTreeMap<String, tessera_cfg::schema::IndexPlan>,
-    usize,
-    usize,
-);
+/// What a round's writing did: the plans wanted per index, how many it wrote and deleted,
+/// and the indexes it could not write (or held back), with why.
+#[derive(Debug, Default)]
+struct Written {
+    wanted: BTreeMap<String, tessera_cfg::schema::IndexPlan>,
+    written: usize,
+    deleted: usize,
+    failed: BTreeMap<String, String>,
+}
 
 impl Default for PlannerOptions {
     fn default() -> Self {
@@ -116,6 +122,9 @@ pub struct RoundReport {
     pub next_failover: Option<Instant>,
     /// How far the stored plans are from the planner's target.
     pub progress: crate::orchestrate::Progress,
+    /// Indexes whose plans could not be written (or were held back) this round, and why;
+    /// the round is retried soon while any are.
+    pub plan_errors: BTreeMap<String, String>,
 }
 
 impl PlannerService {
@@ -304,13 +313,20 @@ impl PlannerService {
             progress,
             ..RoundReport::default()
         };
-        report.plans_written = wanted.1;
-        report.plans_deleted = wanted.2;
+        report.plans_written = wanted.written;
+        report.plans_deleted = wanted.deleted;
+        report.plan_errors = wanted.failed;
         if let Some(wake) = self
-            .advance_task(&gathered, &report.progress, &wanted.0)
+            .advance_task(&gathered, &report.progress, &wanted.wanted)
             .await?
         {
             report.next_failover = Some(report.next_failover.map_or(wake, |n| n.min(wake)));
+        }
+        if !report.plan_errors.is_empty() {
+            // One index failing does not stop the others; it is retried soon, not only at the
+            // next change or resync.
+            let retry = Instant::now() + PLAN_RETRY;
+            report.next_failover = Some(report.next_failover.map_or(retry, |n| n.min(retry)));
         }
         if report.plans_written + report.plans_deleted > 0 {
             tracing::info!(
@@ -384,15 +400,6 @@ impl PlannerService {
         } else {
             0
         };
-        control::record_held(
-            &self.cfg,
-            control,
-            Held {
-                failovers: held_failovers,
-                moves_frozen,
-            },
-        )
-        .await?;
         if frozen {
             // Maintenance: targets stay as stored, no move starts; moves under way finish.
             for index in &mut input.indexes {
@@ -402,30 +409,67 @@ impl PlannerService {
         }
         let out = crate::plan_timed(&input);
         let (wanted, progress) = gathered.to_index_plans(&out, failed, limits);
-        let (mut written, mut deleted) = (0, 0);
+        let mut done = self.write_plans(fence, gathered, wanted).await?;
+        for (index, why) in &gathered.held_indexes {
+            done.failed.insert(index.clone(), format!("held: {why}"));
+        }
+        control::record_held(
+            &self.cfg,
+            control,
+            Held {
+                failovers: held_failovers,
+                moves_frozen,
+                plan_errors: done.failed.clone(),
+            },
+        )
+        .await?;
+        Ok((out, done, progress))
+    }
+
+    /// Writes the plans that changed and deletes those of indexes gone. A failure is the
+    /// index's alone (a plan past the size limit, a concurrent write, a store error): it is
+    /// named in the result and the rest are written. Only losing the leadership stops it.
+    async fn write_plans(
+        &self,
+        fence: &Fence,
+        gathered: &Gathered,
+        wanted: BTreeMap<String, tessera_cfg::schema::IndexPlan>,
+    ) -> Result<Written, PlannerError> {
+        let mut done = Written::default();
+        let held = &gathered.held_indexes;
         for (index, plan) in &wanted {
             let current = gathered.plans.get(index);
-            if current.is_some_and(|c| &c.value == plan) {
+            if held.contains_key(index) || current.is_some_and(|c| &c.value == plan) {
                 continue;
             }
-            fence::write_plan(
-                &self.cfg,
-                fence,
-                index,
-                Some(plan),
-                current.map_or(0, |c| c.revision),
-            )
-            .await?;
-            written += 1;
-            self.stats.plans_written.fetch_add(1, Ordering::Relaxed);
-        }
-        for (index, stale) in &gathered.plans {
-            if !wanted.contains_key(index) {
-                fence::write_plan(&self.cfg, fence, index, None, stale.revision).await?;
-                deleted += 1;
+            let cas = current.map_or(0, |c| c.revision);
+            match fence::write_plan(&self.cfg, fence, index, Some(plan), cas).await {
+                Ok(()) => {
+                    done.written += 1;
+                    self.stats.plans_written.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(PlannerError::Deposed) => return Err(PlannerError::Deposed),
+                Err(e) => {
+                    tracing::warn!(index, error = %e, "could not write the plan; the other indexes are planned, this one is retried");
+                    done.failed.insert(index.clone(), e.to_string());
+                }
             }
         }
-        Ok((out, (wanted, written, deleted), progress))
+        for (index, stale) in &gathered.plans {
+            if wanted.contains_key(index) || held.contains_key(index) {
+                continue;
+            }
+            match fence::write_plan(&self.cfg, fence, index, None, stale.revision).await {
+                Ok(()) => done.deleted += 1,
+                Err(PlannerError::Deposed) => return Err(PlannerError::Deposed),
+                Err(e) => {
+                    tracing::warn!(index, error = %e, "could not delete the plan of a deleted index; retried");
+                    done.failed.insert(index.clone(), e.to_string());
+                }
+            }
+        }
+        done.wanted = wanted;
+        Ok(done)
     }
 
     /// Advances the running topology task, if any; returns when to look again (a graceful

@@ -64,12 +64,27 @@ pub async fn typed_cfg_validates_and_reports_corrupt(store: Arc<dyn Store>) {
         .unwrap();
     match cfg.index_def("future").await {
         Err(CfgError::UnknownFormatVersion { key, found, .. }) => {
-            assert_eq!((key, found), (future_key, 9))
+            assert_eq!((key, found), (future_key.clone(), 9))
         }
         other => panic!("future format: {other:?}"),
     }
-    match cfg.index_defs().await {
-        Err(CfgError::Corrupt { key, .. }) => assert_eq!(key, bad_key, "list names the bad key"),
-        other => panic!("list over a corrupt value: {other:?}"),
-    }
+    // A listing skips what it cannot read, naming each key, and returns the rest.
+    let listed = cfg.index_defs().await.unwrap();
+    assert_eq!(
+        listed
+            .items
+            .iter()
+            .map(|d| d.value.name.as_str())
+            .collect::<Vec<_>>(),
+        ["books"],
+        "the readable definition is listed"
+    );
+    let mut skipped: Vec<&str> = listed.skipped.iter().map(|u| u.key.as_str()).collect();
+    skipped.sort_unstable();
+    let mut expected = [bad_key.as_str(), future_key.as_str()];
+    expected.sort_unstable();
+    assert_eq!(skipped, expected, "the listing names every unreadable key");
+    let snapshot = cfg.snapshot().await.unwrap();
+    assert_eq!(snapshot.index_defs.len(), 1);
+    assert_eq!(snapshot.skipped.len(), 2, "{:?}", snapshot.skipped);
 }

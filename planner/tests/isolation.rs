@@ -1,0 +1,178 @@
+//! One bad thing stops one thing: a planning round over a Cfg holding an unreadable plan, an
+//! unreadable index definition and an unreadable node definition still plans every other
+//! index, leaves what depends on the unreadable documents exactly as stored, and names each
+//! in the control document (which health shows).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tessera_cfg::local::LocalStore;
+use tessera_cfg::schema::{
+    ClusterControl, CopyPlan, CopyRole, CopyState, Document, IndexDef, IndexPlan, NodeDef,
+    NodeLiveness, NodeTag, PIndexPlan, PlanParams, SourceDef,
+};
+use tessera_cfg::{Cfg, KeySpace};
+use tessera_planner::service::{fence, PlannerOptions, PlannerService};
+
+fn index(name: &str) -> IndexDef {
+    IndexDef {
+        format_version: IndexDef::FORMAT_VERSION,
+        name: name.into(),
+        uuid: format!("{name}-uuid"),
+        index_type: "fulltext".into(),
+        source: SourceDef {
+            source_type: "tessera".into(),
+            name: "docs".into(),
+            partitions: Some(4),
+            params: Default::default(),
+        },
+        plan: PlanParams {
+            max_partitions_per_pindex: Some(4),
+            ..Default::default()
+        },
+        params: serde_json::Value::Null,
+        controls: Default::default(),
+    }
+}
+
+fn plan_on(index: &str, node: &str) -> IndexPlan {
+    IndexPlan {
+        format_version: IndexPlan::FORMAT_VERSION,
+        index: index.into(),
+        index_uuid: format!("{index}-uuid"),
+        pindexes: vec![PIndexPlan {
+            name: format!("{index}_0-3"),
+            source_partitions: vec![0, 1, 2, 3],
+            copies: vec![CopyPlan {
+                node: node.into(),
+                role: CopyRole::Primary,
+                state: CopyState::Active,
+                can_read: true,
+                can_write: true,
+                target_role: None,
+            }],
+        }],
+        warnings: Vec::new(),
+    }
+}
+
+#[tokio::test]
+async fn unreadable_documents_hold_only_what_depends_on_them() {
+    let store = Arc::new(LocalStore::open_memory().expect("store"));
+    let cfg = Cfg::new(store.clone(), KeySpace::new("iso").expect("keys"));
+    let lease = cfg
+        .store()
+        .grant_lease(Duration::from_secs(60))
+        .await
+        .expect("lease");
+    for uuid in ["n1", "n2"] {
+        let def = NodeDef {
+            format_version: NodeDef::FORMAT_VERSION,
+            uuid: uuid.into(),
+            incarnation: "i".into(),
+            host_port: "127.0.0.1:9100".into(),
+            tags: [NodeTag::Pindex].into(),
+            group: String::new(),
+            weight: 1,
+            wanted: true,
+            failed_over: false,
+            reads: true,
+            extras: Default::default(),
+        };
+        cfg.put_node_def(&def, 0).await.expect("node");
+        let live = NodeLiveness {
+            format_version: NodeLiveness::FORMAT_VERSION,
+            uuid: uuid.into(),
+            incarnation: "i".into(),
+            host_port: "127.0.0.1:9100".into(),
+            started_at_unix_ms: 0,
+        };
+        cfg.create_liveness(&live, lease).await.expect("liveness");
+    }
+    for name in ["good", "badplan", "onbadnode"] {
+        cfg.put_index_def(&index(name), 0).await.expect("index");
+    }
+    // `lost`'s definition is unreadable but its plan is not: the plan must not be deleted.
+    cfg.put_plan(&plan_on("lost", "n1"), 0).await.expect("plan");
+    cfg.store()
+        .put(&cfg.keys().index_def("lost"), b"{oops".to_vec(), 0, None)
+        .await
+        .expect("raw");
+    // `badplan`'s stored plan is unreadable: neither rewritten nor deleted.
+    cfg.store()
+        .put(&cfg.keys().plan("badplan"), b"\xff".to_vec(), 0, None)
+        .await
+        .expect("raw");
+    // Node `n9`'s definition (format 99) is unreadable and `onbadnode` has a copy there.
+    cfg.put_plan(&plan_on("onbadnode", "n9"), 0)
+        .await
+        .expect("plan");
+    cfg.store()
+        .put(
+            &cfg.keys().node_def("n9"),
+            br#"{"format_version": 99}"#.to_vec(),
+            0,
+            None,
+        )
+        .await
+        .expect("raw");
+    let before = |key: String| {
+        let store = store.clone();
+        async move {
+            use tessera_cfg::Store;
+            store
+                .get(&key)
+                .await
+                .expect("get")
+                .map(|kv| kv.mod_revision)
+        }
+    };
+    let held_revisions = (
+        before(cfg.keys().plan("lost")).await,
+        before(cfg.keys().plan("badplan")).await,
+        before(cfg.keys().plan("onbadnode")).await,
+    );
+
+    let me = fence::leader_record("p", "boot");
+    let (_lease, fence) = fence::campaign(&cfg, &me, Duration::from_secs(10))
+        .await
+        .expect("campaign")
+        .expect("the only planner leads");
+    let mut service = PlannerService::new(cfg.clone(), "p", "boot", PlannerOptions::default());
+    let report = service.round(&fence).await.expect("the round completes");
+
+    let good = cfg
+        .plan("good")
+        .await
+        .expect("read")
+        .expect("good is planned");
+    assert_eq!(good.value.pindexes.len(), 1);
+    assert_eq!(
+        (
+            before(cfg.keys().plan("lost")).await,
+            before(cfg.keys().plan("badplan")).await,
+            before(cfg.keys().plan("onbadnode")).await,
+        ),
+        held_revisions,
+        "plans that depend on unreadable documents are left as stored"
+    );
+    let mut held: Vec<&str> = report.plan_errors.keys().map(String::as_str).collect();
+    held.sort_unstable();
+    assert_eq!(
+        held,
+        ["badplan", "lost", "onbadnode"],
+        "{:?}",
+        report.plan_errors
+    );
+    assert!(
+        report.plan_errors["onbadnode"].contains("n9"),
+        "{:?}",
+        report.plan_errors
+    );
+    let control = cfg
+        .get_doc::<ClusterControl>(&cfg.keys().control())
+        .await
+        .expect("read")
+        .expect("the planner recorded what it holds");
+    assert_eq!(control.value.held.plan_errors, report.plan_errors);
+}
