@@ -17,13 +17,15 @@ use crate::diff::{diff, Action, Local, LocalState, Wanted};
 use crate::feed::{Feed, FeedConfig};
 use crate::stall::stall;
 pub use crate::stall::STALL_AFTER;
+use crate::wanted::{wanted_copies, WantedView};
 
 /// What a copy report said, to write it again only when it changes: the caught-up PIndexes,
-/// the unhosted ones on disk, the stalled ones with why.
+/// the unhosted ones on disk, the stalled ones with why, the newest plan acted on.
 type Reported = (
     std::collections::BTreeSet<String>,
     std::collections::BTreeSet<String>,
     BTreeMap<String, String>,
+    tessera_cfg::Revision,
 );
 
 /// The janitor's defaults, in one place (the node's flags and `ExecutorOptions::new`).
@@ -56,13 +58,6 @@ pub struct ExecutorOptions {
     /// The node's pooled peer channels (for the sources' high seqs).
     pub peers: tessera_proto::peers::Peers,
 }
-
-/// This node's wanted copies, the index definitions, and every PIndex name in any plan.
-type WantedView = (
-    Vec<Wanted>,
-    BTreeMap<String, IndexDef>,
-    std::collections::BTreeSet<String>,
-);
 
 struct Hosted {
     index: String,
@@ -184,45 +179,21 @@ impl Executor {
         })
     }
 
-    /// The copies the plan puts on this node.
-    /// This node's wanted copies, the index definitions, and every PIndex name planned anywhere
-    /// (for cleaning up files no plan can use any more).
+    /// What this node should host, from the definitions and plans as read now.
     async fn wanted(&self) -> Result<WantedView, tessera_cfg::CfgError> {
-        let defs: BTreeMap<String, IndexDef> = self
-            .cfg
-            .index_defs()
-            .await?
-            .items
-            .into_iter()
-            .map(|d| (d.value.name.clone(), d.value))
-            .collect();
-        let mut wanted = Vec::new();
-        let mut planned = std::collections::BTreeSet::new();
-        for plan in self.cfg.plans().await?.items {
-            let Some(def) = defs.get(&plan.value.index) else {
-                continue;
-            };
-            for p in &plan.value.pindexes {
-                planned.insert(p.name.clone());
-                if let Some(copy) = p.copies.iter().find(|c| c.node == self.node) {
-                    wanted.push(Wanted {
-                        pindex: p.name.clone(),
-                        index: def.name.clone(),
-                        definition: definition_fingerprint(def),
-                        partitions: p.source_partitions.clone(),
-                        role: copy.role,
-                    });
-                }
-            }
-        }
-        Ok((wanted, defs, planned))
+        let defs = self.cfg.index_defs().await?;
+        let plans = self.cfg.plans().await?;
+        Ok(wanted_copies(
+            &self.node,
+            self.cfg.keys(),
+            defs,
+            plans,
+            &self.locals(),
+        ))
     }
 
-    async fn reconcile(&mut self) -> Result<(), tessera_cfg::CfgError> {
-        self.collect_dead_feeds().await;
-        let (wanted, defs, planned) = self.wanted().await?;
-        self.refresh_caught_up(&defs).await;
-        let now = unix_ms();
+    /// The PIndexes this node has: hosted ones, and failed ones waiting to retry.
+    fn locals(&self) -> Vec<Local> {
         let mut local: Vec<Local> = self
             .hosted
             .iter()
@@ -252,6 +223,19 @@ impl Executor {
                 },
             });
         }
+        local
+    }
+
+    async fn reconcile(&mut self) -> Result<(), tessera_cfg::CfgError> {
+        self.collect_dead_feeds().await;
+        let view = self.wanted().await?;
+        for (index, why) in &view.held {
+            tracing::debug!(index, why, "index held: its PIndexes here stay as they are");
+        }
+        let (wanted, defs) = (view.wanted, view.defs);
+        self.refresh_caught_up(&defs).await;
+        let now = unix_ms();
+        let local = self.locals();
         let plan = diff(&wanted, &local, now, self.options.max_backfills);
         let by_name: BTreeMap<&str, &Wanted> =
             wanted.iter().map(|w| (w.pindex.as_str(), w)).collect();
@@ -273,8 +257,11 @@ impl Executor {
         }
         self.sync_ingest(&defs).await;
         self.publish().await;
-        let on_disk = self.remove_unplanned(&planned);
-        self.report(on_disk).await
+        let on_disk = match &view.planned {
+            Some(planned) => self.remove_unplanned(planned),
+            None => self.on_disk().into_iter().collect(),
+        };
+        self.report(on_disk, view.plans_seen).await
     }
 
     /// Deletes PIndex directories this node does not host and no plan names any more (their
@@ -307,6 +294,7 @@ impl Executor {
     async fn report(
         &mut self,
         on_disk: std::collections::BTreeSet<String>,
+        plans_seen: tessera_cfg::Revision,
     ) -> Result<(), tessera_cfg::CfgError> {
         let caught_up: std::collections::BTreeSet<String> = self
             .hosted
@@ -319,7 +307,14 @@ impl Executor {
             .iter()
             .filter_map(|(n, h)| Some((n.clone(), h.stalled.clone()?)))
             .collect();
-        let state = (caught_up.clone(), on_disk.clone(), stalled.clone());
+        // Written again when what it says changes, and when a newer plan of an index hosted
+        // here was acted on (the planner trusts "caught up" only for plans it has seen).
+        let state = (
+            caught_up.clone(),
+            on_disk.clone(),
+            stalled.clone(),
+            plans_seen,
+        );
         if self.reported.as_ref() == Some(&state) {
             return Ok(());
         }
@@ -339,6 +334,7 @@ impl Executor {
             docs,
             on_disk,
             stalled,
+            plans_seen,
         };
         let cas = self
             .cfg

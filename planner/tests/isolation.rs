@@ -1,7 +1,8 @@
-//! One bad thing stops one thing: a planning round over a Cfg holding an unreadable plan, an
-//! unreadable index definition and an unreadable node definition still plans every other
-//! index, leaves what depends on the unreadable documents exactly as stored, and names each
-//! in the control document (which health shows).
+//! Planning rounds against a store, for the rules that keep data safe. One bad thing stops
+//! one thing: a round over a Cfg holding an unreadable plan, an unreadable index definition
+//! and an unreadable node definition still plans every other index, leaves what depends on the
+//! unreadable documents exactly as stored, and names each in the control document (which
+//! health shows). And a copy report older than the plan cannot make a building copy readable.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,10 +57,8 @@ fn plan_on(index: &str, node: &str) -> IndexPlan {
     }
 }
 
-#[tokio::test]
-async fn unreadable_documents_hold_only_what_depends_on_them() {
-    let store = Arc::new(LocalStore::open_memory().expect("store"));
-    let cfg = Cfg::new(store.clone(), KeySpace::new("iso").expect("keys"));
+/// Nodes `n1` and `n2`, defined and live (incarnation `i`).
+async fn two_nodes(cfg: &Cfg) {
     let lease = cfg
         .store()
         .grant_lease(Duration::from_secs(60))
@@ -89,6 +88,23 @@ async fn unreadable_documents_hold_only_what_depends_on_them() {
         };
         cfg.create_liveness(&live, lease).await.expect("liveness");
     }
+}
+
+async fn leading(cfg: &Cfg) -> (tessera_cfg::LeaseKeeper, fence::Fence, PlannerService) {
+    let me = fence::leader_record("p", "boot");
+    let (lease, fence) = fence::campaign(cfg, &me, Duration::from_secs(10))
+        .await
+        .expect("campaign")
+        .expect("the only planner leads");
+    let service = PlannerService::new(cfg.clone(), "p", "boot", PlannerOptions::default());
+    (lease, fence, service)
+}
+
+#[tokio::test]
+async fn unreadable_documents_hold_only_what_depends_on_them() {
+    let store = Arc::new(LocalStore::open_memory().expect("store"));
+    let cfg = Cfg::new(store.clone(), KeySpace::new("iso").expect("keys"));
+    two_nodes(&cfg).await;
     for name in ["good", "badplan", "onbadnode"] {
         cfg.put_index_def(&index(name), 0).await.expect("index");
     }
@@ -133,12 +149,7 @@ async fn unreadable_documents_hold_only_what_depends_on_them() {
         before(cfg.keys().plan("onbadnode")).await,
     );
 
-    let me = fence::leader_record("p", "boot");
-    let (_lease, fence) = fence::campaign(&cfg, &me, Duration::from_secs(10))
-        .await
-        .expect("campaign")
-        .expect("the only planner leads");
-    let mut service = PlannerService::new(cfg.clone(), "p", "boot", PlannerOptions::default());
+    let (_lease, fence, mut service) = leading(&cfg).await;
     let report = service.round(&fence).await.expect("the round completes");
 
     let good = cfg
@@ -175,4 +186,52 @@ async fn unreadable_documents_hold_only_what_depends_on_them() {
         .expect("read")
         .expect("the planner recorded what it holds");
     assert_eq!(control.value.held.plan_errors, report.plan_errors);
+}
+
+#[tokio::test]
+async fn a_report_older_than_the_plan_cannot_make_a_building_copy_readable() {
+    let store = Arc::new(LocalStore::open_memory().expect("store"));
+    let cfg = Cfg::new(store, KeySpace::new("fresh").expect("keys"));
+    two_nodes(&cfg).await;
+    cfg.put_index_def(&index("books"), 0).await.expect("index");
+    let (_lease, fence, mut service) = leading(&cfg).await;
+    service.round(&fence).await.expect("round");
+    let plan = cfg.plan("books").await.expect("read").expect("planned");
+    let copy = &plan.value.pindexes[0].copies[0];
+    assert_eq!(
+        copy.state,
+        CopyState::Building,
+        "a new copy starts building"
+    );
+    let report = |plans_seen| tessera_cfg::schema::CopyReport {
+        format_version: 1,
+        node: copy.node.clone(),
+        incarnation: "i".into(),
+        caught_up: ["books_0-3".to_string()].into(),
+        docs: Default::default(),
+        on_disk: Default::default(),
+        stalled: Default::default(),
+        plans_seen,
+    };
+    // The node's report says "caught up", but about a plan older than the stored one (the
+    // copy it had before this one was added).
+    let key = cfg.keys().report(&copy.node);
+    let written = cfg
+        .put_doc(&key, &report(plan.revision - 1), 0, None)
+        .await
+        .expect("report");
+    service.round(&fence).await.expect("round");
+    let after = cfg.plan("books").await.expect("read").expect("planned");
+    assert_eq!(
+        after.value.pindexes[0].copies[0].state,
+        CopyState::Building,
+        "a stale report made the copy readable"
+    );
+    // Once the node has acted on the stored plan, its word counts.
+    cfg.put_doc(&key, &report(after.revision), written, None)
+        .await
+        .expect("report");
+    service.round(&fence).await.expect("round");
+    let after = cfg.plan("books").await.expect("read").expect("planned");
+    assert_eq!(after.value.pindexes[0].copies[0].state, CopyState::Active);
 }

@@ -137,6 +137,12 @@ pub struct CopyReport {
     /// why (shown in health).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub stalled: std::collections::BTreeMap<String, String>,
+    /// The newest plan revision (among plans of indexes with copies on the node) the janitor
+    /// had acted on when it wrote the report. "Caught up" counts only for plans no newer: a
+    /// copy dropped and added again is not readable on the word of a report about the copy
+    /// it replaced.
+    #[serde(default)]
+    pub plans_seen: crate::Revision,
 }
 
 impl Document for CopyReport {

@@ -84,10 +84,49 @@ pub async fn gather(cfg: &Cfg) -> Result<Gathered, CfgError> {
                 });
         }
     }
-    let incarnations: BTreeMap<String, String> = snapshot
+    // For a copy the stored plan has `building` on a node, that node's "caught up" counts
+    // only if its janitor had acted on the plan as stored now (or newer): a copy dropped and
+    // added back is not readable on the word of a report about the copy it replaced. (Copies
+    // already readable keep their state as before.)
+    let building_since: BTreeMap<(&str, &str), Revision> = snapshot
+        .plans
+        .iter()
+        .flat_map(|p| {
+            p.value.pindexes.iter().flat_map(move |pi| {
+                pi.copies
+                    .iter()
+                    .filter(|c| c.state == tessera_cfg::schema::CopyState::Building)
+                    .map(move |c| ((c.node.as_str(), pi.name.as_str()), p.revision))
+            })
+        })
+        .collect();
+    let fresh = |node: &str, plans_seen: Revision, pindex: &String| {
+        building_since
+            .get(&(node, pindex.as_str()))
+            .is_none_or(|r| *r <= plans_seen)
+    };
+    let incarnations: BTreeMap<&str, &str> = snapshot
         .liveness
         .iter()
-        .map(|l| (l.value.uuid.clone(), l.value.incarnation.clone()))
+        .map(|l| (l.value.uuid.as_str(), l.value.incarnation.as_str()))
+        .collect();
+    let caught_up = reports
+        .iter()
+        .filter(|r| {
+            r.value.incarnation.is_empty()
+                || incarnations.get(r.value.node.as_str()) == Some(&r.value.incarnation.as_str())
+        })
+        .map(|r| {
+            let seen = r.value.plans_seen;
+            let fresh_ones = r
+                .value
+                .caught_up
+                .iter()
+                .filter(|p| fresh(&r.value.node, seen, p))
+                .cloned()
+                .collect();
+            (r.value.node.clone(), fresh_ones)
+        })
         .collect();
     Ok(Gathered {
         index_defs: snapshot
@@ -131,14 +170,7 @@ pub async fn gather(cfg: &Cfg) -> Result<Gathered, CfgError> {
             .collect(),
         // Only the running incarnation's word counts: a node killed and restarted has hosted
         // nothing yet, whatever its last run reported.
-        caught_up: reports
-            .into_iter()
-            .filter(|r| {
-                r.value.incarnation.is_empty()
-                    || incarnations.get(&r.value.node) == Some(&r.value.incarnation)
-            })
-            .map(|r| (r.value.node, r.value.caught_up))
-            .collect(),
+        caught_up,
         revision,
     })
 }
