@@ -166,20 +166,20 @@ impl Cfg {
     }
 
     /// Writes that node `uuid` is failed over (its copies go, it gets none until it is wanted
-    /// again): the one writer of that decision for the planner's automatic failover and a
-    /// graceful failover's last step. `Ok(false)`: the node is not defined, or its definition
-    /// changed since it was read (a restart, an operator): the caller's next round looks again.
-    pub async fn fail_over_node(&self, uuid: &str) -> Result<bool> {
-        let Some(def) = self.node_def(uuid).await? else {
-            return Ok(false);
-        };
-        let mut node = def.value;
+    /// again), on the definition as `read`: the one writer of that decision for a graceful
+    /// failover's last step. `also` must hold too (the task still running). `Ok(false)`: the
+    /// definition or `also` changed since read (a restart, an operator, a cancel): the caller's
+    /// next round looks again.
+    pub async fn fail_over_node(
+        &self,
+        read: &Versioned<NodeDef>,
+        also: crate::fenced::FencedWrite,
+    ) -> Result<bool> {
+        let mut node = read.value.clone();
         node.set_failed_over(true);
-        match self.put_node_def(&node, def.revision).await {
-            Ok(_) => Ok(true),
-            Err(CfgError::CasMismatch { .. }) => Ok(false),
-            Err(e) => Err(e),
-        }
+        also.put(&self.keys.node_def(&node.uuid), &node, read.revision)?
+            .commit(self)
+            .await
     }
 
     pub async fn liveness(&self, uuid: &str) -> Result<Option<Versioned<NodeLiveness>>> {
@@ -207,27 +207,16 @@ impl Cfg {
     }
 
     /// Writes a topology task under CAS on the revision it was read at; a task that has ended
-    /// (not `running`) releases the topology lock in the same transaction. `false`: the task
-    /// changed meanwhile and nothing was written.
+    /// (not `running`) releases the topology lock in the same transaction, if the lock is
+    /// still this task's. `false`: the task changed meanwhile and nothing was written.
     pub async fn put_task(&self, task: &TopologyTask, cas: Revision) -> Result<bool> {
-        schema::check(&self.keys.task(&task.id), task)?;
-        let key = self.keys.task(&task.id);
-        let mut txn = crate::store::Txn::new()
-            .when(crate::store::Compare::ModRevision {
-                key: key.clone(),
-                revision: cas,
-            })
-            .then(crate::store::Op::Put {
-                key,
-                value: schema::encode(task),
-                lease: None,
-            });
-        if task.status != schema::TaskStatus::Running {
-            txn = txn.then(crate::store::Op::Delete {
-                key: self.keys.topology_lock(),
-            });
-        }
-        Ok(self.store.txn(txn).await?.succeeded)
+        let write = self.fenced().put(&self.keys.task(&task.id), task, cas)?;
+        let write = if task.status != schema::TaskStatus::Running {
+            self.releasing_lock(write, &task.id).await?
+        } else {
+            write
+        };
+        write.commit(self).await
     }
 
     /// Checks bytes a user offers for `key` against the schema of that key and returns what

@@ -6,6 +6,9 @@
 //! - [`schema`]: the typed, versioned documents the cluster stores, with validation.
 //! - [`keys`]: the key layout under `/tessera/<cluster>/`; no other crate builds key strings.
 //! - [`cfg`]: [`Cfg`], the typed helpers over a store that other crates use.
+//! - [`fenced`]: several writes that land together or not at all, on the revisions read.
+//! - [`interleave`]: a store that runs another party's write just before the next
+//!   transaction, for deterministic tests of races.
 //! - [`snapshot`]: the whole cluster's documents at one revision (what planning reads).
 //! - [`spec`]: parsing `--cfg etcd://...` / `embedded[:path]` / `memory` and opening the store.
 //! - [`lease_keeper`]: keeps a lease alive in the background.
@@ -14,6 +17,8 @@
 pub mod cfg;
 pub mod error;
 pub mod etcd;
+pub mod fenced;
+pub mod interleave;
 pub mod keys;
 pub mod lease_keeper;
 pub mod limits;

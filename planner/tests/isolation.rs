@@ -235,3 +235,154 @@ async fn a_report_older_than_the_plan_cannot_make_a_building_copy_readable() {
     let after = cfg.plan("books").await.expect("read").expect("planned");
     assert_eq!(after.value.pindexes[0].copies[0].state, CopyState::Active);
 }
+
+#[tokio::test]
+async fn a_node_that_returns_while_being_failed_over_keeps_its_copies_and_is_not_counted() {
+    use tessera_cfg::interleave::Interleaved;
+    let inner: Arc<dyn tessera_cfg::Store> = Arc::new(LocalStore::open_memory().expect("store"));
+    let store = Interleaved::new(inner);
+    let cfg = Cfg::new(store.clone(), KeySpace::new("race").expect("keys"));
+    two_nodes(&cfg).await;
+    // n3 is defined but absent (no liveness), and holds the only copy of `books`.
+    let n3 = NodeDef {
+        format_version: NodeDef::FORMAT_VERSION,
+        uuid: "n3".into(),
+        incarnation: "old".into(),
+        host_port: "127.0.0.1:9103".into(),
+        tags: [NodeTag::Pindex].into(),
+        group: String::new(),
+        weight: 1,
+        wanted: true,
+        failed_over: false,
+        reads: true,
+        extras: Default::default(),
+    };
+    cfg.put_node_def(&n3, 0).await.expect("n3");
+    cfg.put_index_def(&index("books"), 0).await.expect("index");
+    cfg.put_plan(&plan_on("books", "n3"), 0)
+        .await
+        .expect("plan");
+    // n3 restarts (a new definition) after the round read it, before its failover is written.
+    store.before_next_txn(Box::new(move |inner| {
+        Box::pin(async move {
+            let cfg = Cfg::new(inner, KeySpace::new("race").expect("keys"));
+            let current = cfg.node_def("n3").await.expect("read").expect("n3");
+            let mut back = current.value.clone();
+            back.incarnation = "new".into();
+            cfg.put_node_def(&back, current.revision)
+                .await
+                .expect("re-registered");
+        })
+    }));
+    let me = fence::leader_record("p", "boot");
+    let (_lease, fence) = fence::campaign(&cfg, &me, Duration::from_secs(10))
+        .await
+        .expect("campaign")
+        .expect("leads");
+    let options = PlannerOptions {
+        failover_delay: Duration::ZERO,
+        max_auto_failovers: 5,
+        ..PlannerOptions::default()
+    };
+    let mut service = PlannerService::new(cfg.clone(), "p", "boot", options);
+    service.round(&fence).await.expect("round");
+    let n3 = cfg.node_def("n3").await.expect("read").expect("n3");
+    assert!(
+        !n3.value.failed_over,
+        "the failover overwrote the node's return"
+    );
+    let control = cfg
+        .get_doc::<ClusterControl>(&cfg.keys().control())
+        .await
+        .expect("read");
+    assert_eq!(
+        control.map_or(0, |c| c.value.auto_failovers),
+        0,
+        "a failover that did not land was counted"
+    );
+    let plan = cfg.plan("books").await.expect("read").expect("plan");
+    assert!(
+        plan.value.pindexes[0].copies.iter().any(|c| c.node == "n3"),
+        "the returning node's copy was planned away: {:?}",
+        plan.value
+    );
+}
+
+#[tokio::test]
+async fn a_graceful_failover_step_never_overwrites_a_cancel() {
+    use tessera_cfg::interleave::Interleaved;
+    use tessera_cfg::schema::{NodeBefore, TaskKind, TaskStatus, TopologyLock, TopologyTask};
+    let inner: Arc<dyn tessera_cfg::Store> = Arc::new(LocalStore::open_memory().expect("store"));
+    let store = Interleaved::new(inner);
+    let keys = || KeySpace::new("step").expect("keys");
+    let cfg = Cfg::new(store.clone(), keys());
+    two_nodes(&cfg).await;
+    cfg.put_index_def(&index("books"), 0).await.expect("index");
+    // A graceful failover of n2 whose grace period is long over: n2 is unwanted, and this
+    // round's step would fail it over.
+    let n2 = cfg.node_def("n2").await.expect("read").expect("n2");
+    let mut unwanted = n2.value.clone();
+    unwanted.wanted = false;
+    cfg.put_node_def(&unwanted, n2.revision).await.expect("n2");
+    let task = TopologyTask {
+        format_version: 1,
+        id: "t1".into(),
+        kind: TaskKind::FailoverGraceful,
+        status: TaskStatus::Running,
+        keep_nodes: vec![],
+        eject_nodes: vec!["n2".into()],
+        before: [(
+            "n2".to_string(),
+            NodeBefore {
+                wanted: true,
+                failed_over: false,
+                reads: true,
+            },
+        )]
+        .into(),
+        created_ms: 1,
+        updated_ms: 1,
+        progress: Default::default(),
+        errors: vec![],
+        summary: None,
+    };
+    assert!(cfg.put_task(&task, 0).await.expect("task"));
+    let lock = TopologyLock {
+        format_version: 1,
+        task: "t1".into(),
+    };
+    cfg.put_doc(&cfg.keys().topology_lock(), &lock, 0, None)
+        .await
+        .expect("lock");
+    // The operator cancels just before the step's write: the task ends and n2 is restored.
+    store.before_txn_on(
+        &cfg.keys().node_def("n2"),
+        Box::new(move |inner| {
+            Box::pin(async move {
+                let cfg = Cfg::new(inner, keys());
+                let t = cfg
+                    .get_doc::<TopologyTask>(&cfg.keys().task("t1"))
+                    .await
+                    .expect("read")
+                    .expect("t1");
+                let mut cancelled = t.value.clone();
+                cancelled.status = TaskStatus::Cancelled;
+                assert!(cfg.put_task(&cancelled, t.revision).await.expect("cancel"));
+                let n2 = cfg.node_def("n2").await.expect("read").expect("n2");
+                let mut restored = n2.value.clone();
+                restored.wanted = true;
+                cfg.put_node_def(&restored, n2.revision)
+                    .await
+                    .expect("restore");
+            })
+        }),
+    );
+    let (_lease, fence, mut service) = leading(&cfg).await;
+    service.round(&fence).await.expect("round");
+    let n2 = cfg.node_def("n2").await.expect("read").expect("n2");
+    assert!(
+        n2.value.wanted && !n2.value.failed_over,
+        "the step overwrote the cancel: {:?}",
+        n2.value
+    );
+}

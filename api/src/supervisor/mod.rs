@@ -337,36 +337,47 @@ pub async fn task(State(state): State<AppState>, Path(id): Path<String>) -> Resp
 /// Puts the node definitions back as the task found them, then closes the task and frees the
 /// lock. Copies being built for the change are dropped; copies being replaced serve on.
 pub async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    let key = state.cfg.keys().task(&id);
-    let current = match state.cfg.get_doc::<TopologyTask>(&key).await {
+    // Read, decide, then write everything in one transaction on the revisions read: a task
+    // that completes (or a node that restarts) in between makes the write fail and the cancel
+    // look again, instead of restoring definitions after the task is over.
+    for _ in 0..CANCEL_ATTEMPTS {
+        match try_cancel(&state, &id).await {
+            Ok(Some(task)) => return Json(json!({"task": task})).into_response(),
+            Ok(None) => continue,
+            Err(response) => return response,
+        }
+    }
+    problem(
+        StatusCode::CONFLICT,
+        format!("task `{id}` kept changing while it was cancelled; try again"),
+        None,
+    )
+}
+
+/// How often a cancel re-reads after losing a race before it gives up (409).
+const CANCEL_ATTEMPTS: usize = 5;
+
+/// One attempt: the cancelled task, or `None` when something changed since it was read.
+async fn try_cancel(state: &AppState, id: &str) -> Result<Option<TopologyTask>, Response> {
+    let cfg = &state.cfg;
+    let key = cfg.keys().task(id);
+    let current = match cfg.get_doc::<TopologyTask>(&key).await {
         Ok(Some(t)) => t,
-        Ok(None) => return problem(StatusCode::NOT_FOUND, format!("no task `{id}`"), None),
-        Err(e) => return cfg_problem(e),
+        Ok(None) => {
+            return Err(problem(
+                StatusCode::NOT_FOUND,
+                format!("no task `{id}`"),
+                None,
+            ))
+        }
+        Err(e) => return Err(cfg_problem(e)),
     };
     if current.value.status != TaskStatus::Running {
-        return problem(
+        return Err(problem(
             StatusCode::CONFLICT,
             format!("task `{id}` is {:?}, not running", current.value.status).to_lowercase(),
             None,
-        );
-    }
-    for (uuid, before) in &current.value.before {
-        loop {
-            let def = match state.cfg.node_def(uuid).await {
-                Ok(Some(d)) => d,
-                Ok(None) => break,
-                Err(e) => return cfg_problem(e),
-            };
-            let mut node = def.value.clone();
-            node.wanted = before.wanted;
-            node.set_failed_over(before.failed_over);
-            node.reads = before.reads;
-            match state.cfg.put_node_def(&node, def.revision).await {
-                Ok(_) => break,
-                Err(tessera_cfg::CfgError::CasMismatch { .. }) => continue,
-                Err(e) => return cfg_problem(e),
-            }
-        }
+        ));
     }
     let mut task = current.value.clone();
     task.status = TaskStatus::Cancelled;
@@ -375,13 +386,35 @@ pub async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Re
         "cancelled at {:.0}%: node definitions restored; moves under way roll back",
         task.progress.percent
     ));
-    match state.cfg.put_task(&task, current.revision).await {
-        Ok(true) => Json(json!({"task": task})).into_response(),
-        Ok(false) => problem(
-            StatusCode::CONFLICT,
-            format!("task `{id}` changed meanwhile; try again"),
-            None,
-        ),
-        Err(e) => cfg_problem(e),
+    let mut write = match cfg.fenced().put(&key, &task, current.revision) {
+        Ok(write) => write,
+        Err(e) => return Err(cfg_problem(e)),
+    };
+    for (uuid, before) in &current.value.before {
+        let def = match cfg.node_def(uuid).await {
+            Ok(Some(d)) => d,
+            Ok(None) => continue,
+            Err(e) => return Err(cfg_problem(e)),
+        };
+        let mut node = def.value.clone();
+        node.wanted = before.wanted;
+        node.set_failed_over(before.failed_over);
+        node.reads = before.reads;
+        write = match write.put(&cfg.keys().node_def(uuid), &node, def.revision) {
+            Ok(write) => write,
+            Err(e) => return Err(cfg_problem(e)),
+        };
+    }
+    let write = match cfg.releasing_lock(write, id).await {
+        Ok(write) => write,
+        Err(e) => return Err(cfg_problem(e)),
+    };
+    match write.commit(cfg).await {
+        Ok(true) => Ok(Some(task)),
+        Ok(false) => Ok(None),
+        Err(e) => Err(cfg_problem(e)),
     }
 }
+
+#[cfg(test)]
+mod race_tests;

@@ -231,3 +231,59 @@ async fn a_value_past_the_store_limit_is_refused_before_writing() {
     );
     assert!(cfg.store().get("/tessera/t/x").await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn an_ended_task_releases_the_lock_only_if_the_lock_is_its_own() {
+    use crate::schema::{TaskKind, TaskStatus, TopologyLock, TopologyTask};
+    let cfg = crate::Cfg::new(
+        std::sync::Arc::new(crate::local::LocalStore::open_memory().unwrap()),
+        crate::KeySpace::new("t").unwrap(),
+    );
+    let task = |id: &str| TopologyTask {
+        format_version: 1,
+        id: id.into(),
+        kind: TaskKind::Rebalance,
+        status: TaskStatus::Running,
+        keep_nodes: vec![],
+        eject_nodes: vec![],
+        before: Default::default(),
+        created_ms: 1,
+        updated_ms: 1,
+        progress: Default::default(),
+        errors: vec![],
+        summary: None,
+    };
+    let lock_key = cfg.keys().topology_lock();
+    let old = task("t-old");
+    assert!(cfg.put_task(&old, 0).await.unwrap());
+    let old_rev = cfg
+        .get_doc::<TopologyTask>(&cfg.keys().task("t-old"))
+        .await
+        .unwrap()
+        .unwrap()
+        .revision;
+    // The lock is another task's by now.
+    let lock = TopologyLock {
+        format_version: 1,
+        task: "t-new".into(),
+    };
+    cfg.put_doc(&lock_key, &lock, 0, None).await.unwrap();
+    let mut ended = old.clone();
+    ended.status = TaskStatus::Completed;
+    assert!(cfg.put_task(&ended, old_rev).await.unwrap());
+    let held = cfg.get_doc::<TopologyLock>(&lock_key).await.unwrap();
+    assert_eq!(held.map(|l| l.value.task).as_deref(), Some("t-new"));
+    // Its own task ending releases it.
+    let new = task("t-new");
+    assert!(cfg.put_task(&new, 0).await.unwrap());
+    let rev = cfg
+        .get_doc::<TopologyTask>(&cfg.keys().task("t-new"))
+        .await
+        .unwrap()
+        .unwrap()
+        .revision;
+    let mut ended = new;
+    ended.status = TaskStatus::Cancelled;
+    assert!(cfg.put_task(&ended, rev).await.unwrap());
+    assert!(cfg.store().get(&lock_key).await.unwrap().is_none());
+}

@@ -5,9 +5,9 @@
 //! (`POST /api/ctl/failover/ack`), absent nodes are left as they are: their copies stay
 //! planned, replicas serve, and health says why.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use tessera_cfg::schema::{ClusterControl, Document, Held};
+use tessera_cfg::schema::{ClusterControl, Document, Held, NodeDef};
 use tessera_cfg::{Cfg, CfgError, Versioned};
 
 /// Which of `candidates` (absent past the delay, not failed over yet) may be failed over now.
@@ -24,41 +24,51 @@ pub async fn read(cfg: &Cfg) -> Result<Option<Versioned<ClusterControl>>, CfgErr
     cfg.get_doc::<ClusterControl>(&cfg.keys().control()).await
 }
 
-/// Fails `nodes` over: their definitions first (what planning acts on), then the count.
-/// Returns the control document as written.
+/// Fails `nodes` over, each in one transaction with its count: the node's definition on the
+/// revision this round read (`defs`) and the control document on its revision. A node whose
+/// definition changed since (it came back, an operator acted) is not failed over and not
+/// counted; the next round looks again. Returns the nodes failed over and the control
+/// document as it is now.
 pub async fn fail_over(
     cfg: &Cfg,
     control: Option<&Versioned<ClusterControl>>,
     nodes: &BTreeSet<String>,
-) -> Result<Versioned<ClusterControl>, CfgError> {
+    defs: &BTreeMap<String, Versioned<NodeDef>>,
+) -> Result<(BTreeSet<String>, Option<Versioned<ClusterControl>>), CfgError> {
+    let mut control = control.cloned();
+    let mut landed = BTreeSet::new();
     for uuid in nodes {
-        // Lost to a concurrent change (it came back, or an operator acted): the next round
-        // looks again.
-        if cfg.fail_over_node(uuid).await? {
-            tracing::warn!(
+        let Some(def) = defs.get(uuid) else { continue };
+        let mut next = control
+            .as_ref()
+            .map(|c| c.value.clone())
+            .unwrap_or(ClusterControl {
+                format_version: ClusterControl::FORMAT_VERSION,
+                ..ClusterControl::default()
+            });
+        next.auto_failovers += 1;
+        next.auto_failed_nodes.push(uuid.clone());
+        let key = cfg.keys().control();
+        let count = cfg
+            .fenced()
+            .put(&key, &next, control.as_ref().map_or(0, |c| c.revision))?;
+        if !cfg.fail_over_node(def, count).await? {
+            tracing::info!(
                 node = uuid,
-                "node absent past the failover delay: failed over"
+                "node changed since it was read; failover left to the next round"
             );
+            // The control document may have changed too: read it again before the next node.
+            control = read(cfg).await?;
+            continue;
         }
+        tracing::warn!(
+            node = uuid,
+            "node absent past the failover delay: failed over"
+        );
+        landed.insert(uuid.clone());
+        control = read(cfg).await?;
     }
-    let mut next = control.map(|c| c.value.clone()).unwrap_or(ClusterControl {
-        format_version: ClusterControl::FORMAT_VERSION,
-        ..ClusterControl::default()
-    });
-    next.auto_failovers += nodes.len() as u32;
-    next.auto_failed_nodes.extend(nodes.iter().cloned());
-    let revision = cfg
-        .put_doc(
-            &cfg.keys().control(),
-            &next,
-            control.map_or(0, |c| c.revision),
-            None,
-        )
-        .await?;
-    Ok(Versioned {
-        value: next,
-        revision,
-    })
+    Ok((landed, control))
 }
 
 /// Records what the leader holds back (see [`Held`]) when it differs from what `control` (the

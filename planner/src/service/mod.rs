@@ -371,13 +371,15 @@ impl PlannerService {
                 "absent nodes not failed over: the automatic failover cap is reached; acknowledge with POST /api/ctl/failover/ack"
             );
         }
-        let control = if accepted.is_empty() {
-            control
-        } else {
-            Some(control::fail_over(&self.cfg, control.as_ref(), &accepted).await?)
-        };
         let held = candidates.difference(&accepted).cloned().collect();
-        Ok((accepted, held, control))
+        if accepted.is_empty() {
+            return Ok((accepted, held, control));
+        }
+        // Only failovers whose writes landed count, and only they are planned as failed: a
+        // node that raced back keeps its copies.
+        let (landed, control) =
+            control::fail_over(&self.cfg, control.as_ref(), &accepted, &gathered.node_defs).await?;
+        Ok((landed, held, control))
     }
 
     /// Plans (frozen: targets stay, no move starts), records what is held, and writes the
@@ -503,7 +505,7 @@ impl PlannerService {
         let wake = decision
             .wake_at_ms
             .map(|at| Instant::now() + Duration::from_millis(at.saturating_sub(now)));
-        tasks::run(&self.cfg, &task, decision, now).await?;
+        tasks::run(&self.cfg, &task, decision, now, &gathered.node_defs).await?;
         Ok(wake)
     }
 }

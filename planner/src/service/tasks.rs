@@ -134,10 +134,17 @@ pub async fn run(
     current: &Versioned<TopologyTask>,
     decision: Advance,
     now_ms: u64,
+    defs: &BTreeMap<String, Versioned<NodeDef>>,
 ) -> Result<(), CfgError> {
     for uuid in &decision.fail_over {
-        // The change made the node unwanted already; a lost race is left to the next round.
-        if cfg.fail_over_node(uuid).await? {
+        let Some(def) = defs.get(uuid) else { continue };
+        // On the definition as read, and only while the task is still running as read: a
+        // cancel in between (which restores the definitions) wins. A lost race is left to the
+        // next round.
+        let still_running = cfg
+            .fenced()
+            .unchanged(&cfg.keys().task(&current.value.id), current.revision);
+        if cfg.fail_over_node(def, still_running).await? {
             tracing::info!(
                 node = uuid,
                 task = current.value.id,
