@@ -62,9 +62,19 @@ pub fn health(
     live: &BTreeSet<String>,
     control: &ClusterControl,
     stalled: &Stalled,
+    incidents: &Stalled,
     unreadable: &Unreadable,
 ) -> (Status, Vec<String>) {
     let mut reasons = Reasons::default();
+    for (node, held) in incidents {
+        for (pindex, why) in held {
+            reasons.add(
+                "source history replaced: feeds held, nothing dropped (POST /api/index/{name}/ingestControl/accept-rollback)",
+                Status::Red,
+                format!("{pindex} on {node}: {why}"),
+            );
+        }
+    }
     for (key, why) in unreadable {
         reasons.add(
             "unreadable Cfg documents (skipped; repair or rewrite them)",
@@ -215,6 +225,11 @@ pub async fn cluster_health(State(state): State<AppState>) -> Response {
         .into_iter()
         .map(|l| l.value.uuid)
         .collect();
+    let incidents = snapshot
+        .reports
+        .iter()
+        .map(|r| (r.value.node.clone(), r.value.incidents.clone()))
+        .collect();
     let stalled = snapshot
         .reports
         .into_iter()
@@ -225,7 +240,15 @@ pub async fn cluster_health(State(state): State<AppState>) -> Response {
         .into_iter()
         .map(|u| (u.key, u.error.to_string()))
         .collect();
-    let (status, reasons) = health(&defs, &plans, &live, &control, &stalled, &unreadable);
+    let (status, reasons) = health(
+        &defs,
+        &plans,
+        &live,
+        &control,
+        &stalled,
+        &incidents,
+        &unreadable,
+    );
     Json(json!({"status": status.as_str(), "reasons": reasons})).into_response()
 }
 
@@ -273,6 +296,7 @@ mod tests {
                 &all,
                 &none,
                 &Stalled::new(),
+                &Stalled::new(),
                 &Unreadable::new()
             )
             .0,
@@ -283,6 +307,7 @@ mod tests {
             &ok,
             &all,
             &none,
+            &Stalled::new(),
             &Stalled::new(),
             &Unreadable::new(),
         );
@@ -296,6 +321,7 @@ mod tests {
                 &all,
                 &none,
                 &Stalled::new(),
+                &Stalled::new(),
                 &Unreadable::new()
             )
             .0,
@@ -306,6 +332,7 @@ mod tests {
             &ok,
             &live(&[]),
             &none,
+            &Stalled::new(),
             &Stalled::new(),
             &Unreadable::new(),
         );
@@ -323,6 +350,7 @@ mod tests {
                 &all,
                 &none,
                 &Stalled::new(),
+                &Stalled::new(),
                 &Unreadable::new()
             )
             .0,
@@ -339,6 +367,7 @@ mod tests {
                 &all,
                 &frozen,
                 &Stalled::new(),
+                &Stalled::new(),
                 &Unreadable::new()
             )
             .0,
@@ -348,7 +377,15 @@ mod tests {
             "b".to_string(),
             BTreeMap::from([("i_0-1".to_string(), "feed stalled: ...".to_string())]),
         )]);
-        let (status, reasons) = health(&[def(1)], &ok, &all, &none, &stalled, &Unreadable::new());
+        let (status, reasons) = health(
+            &[def(1)],
+            &ok,
+            &all,
+            &none,
+            &stalled,
+            &Stalled::new(),
+            &Unreadable::new(),
+        );
         assert_eq!(status, Status::Yellow);
         assert!(
             reasons
@@ -373,6 +410,7 @@ mod tests {
             &all,
             &control,
             &Stalled::new(),
+            &Stalled::new(),
             &Unreadable::new(),
         );
         assert_eq!(status, Status::Yellow);
@@ -384,11 +422,42 @@ mod tests {
             "/tessera/t/indexes/x".to_string(),
             "corrupt value".to_string(),
         )]);
-        let (status, reasons) =
-            health(&[def(1)], &ok, &all, &control, &Stalled::new(), &unreadable);
+        let (status, reasons) = health(
+            &[def(1)],
+            &ok,
+            &all,
+            &control,
+            &Stalled::new(),
+            &Stalled::new(),
+            &unreadable,
+        );
         assert_eq!(status, Status::Red);
         assert!(
             reasons.iter().any(|r| r.contains("/tessera/t/indexes/x")),
+            "{reasons:?}"
+        );
+    }
+
+    #[test]
+    fn a_held_source_history_replacement_is_red_naming_the_pindex() {
+        let all = live(&["a", "b"]);
+        let ok = plan(&[("a", "active", true), ("b", "active", true)]);
+        let incidents = Stalled::from([(
+            "a".to_string(),
+            BTreeMap::from([("i_0-1".to_string(), "history replaced".to_string())]),
+        )]);
+        let (status, reasons) = health(
+            &[def(1)],
+            &ok,
+            &all,
+            &ClusterControl::default(),
+            &Stalled::new(),
+            &incidents,
+            &Unreadable::new(),
+        );
+        assert_eq!(status, Status::Red);
+        assert!(
+            reasons.iter().any(|r| r.contains("i_0-1 on a")),
             "{reasons:?}"
         );
     }

@@ -291,7 +291,12 @@ pub fn local_pindexes(board: &StatusBoard, index: &str) -> Vec<tessera_proto::v1
                 docs: s.docs,
                 paused: feed.paused,
                 seqs: feed.partitions.iter().map(|(p, st)| (*p, st.seq)).collect(),
-                last_error: s.last_error.or(feed.last_error).unwrap_or_default(),
+                last_error: feed
+                    .incident
+                    .or(feed.mismatch)
+                    .or(s.last_error)
+                    .or(feed.last_error)
+                    .unwrap_or_default(),
                 attempts: s.attempts,
             }
         })

@@ -19,14 +19,17 @@ use crate::stall::stall;
 pub use crate::stall::STALL_AFTER;
 use crate::wanted::{wanted_copies, WantedView};
 
-/// What a copy report said, to write it again only when it changes: the caught-up PIndexes,
-/// the unhosted ones on disk, the stalled ones with why, the newest plan acted on.
-type Reported = (
-    std::collections::BTreeSet<String>,
-    std::collections::BTreeSet<String>,
-    BTreeMap<String, String>,
-    tessera_cfg::Revision,
-);
+/// What a copy report said, to write it again only when it changes.
+#[derive(Debug, PartialEq)]
+struct Reported {
+    caught_up: std::collections::BTreeSet<String>,
+    /// Unhosted PIndexes whose files are on disk.
+    on_disk: std::collections::BTreeSet<String>,
+    stalled: BTreeMap<String, String>,
+    incidents: BTreeMap<String, String>,
+    /// The newest plan acted on.
+    plans_seen: tessera_cfg::Revision,
+}
 
 /// The janitor's defaults, in one place (the node's flags and `ExecutorOptions::new`).
 pub mod defaults {
@@ -61,6 +64,8 @@ pub struct ExecutorOptions {
 
 struct Hosted {
     index: String,
+    /// Where its source answers, as resolved when it started.
+    source_url: String,
     definition: String,
     partitions: Vec<u32>,
     role: CopyRole,
@@ -307,14 +312,20 @@ impl Executor {
             .iter()
             .filter_map(|(n, h)| Some((n.clone(), h.stalled.clone()?)))
             .collect();
+        let incidents: BTreeMap<String, String> = self
+            .hosted
+            .iter()
+            .filter_map(|(n, h)| Some((n.clone(), h.feed.status().incident?)))
+            .collect();
         // Written again when what it says changes, and when a newer plan of an index hosted
         // here was acted on (the planner trusts "caught up" only for plans it has seen).
-        let state = (
-            caught_up.clone(),
-            on_disk.clone(),
-            stalled.clone(),
+        let state = Reported {
+            caught_up: caught_up.clone(),
+            on_disk: on_disk.clone(),
+            stalled: stalled.clone(),
+            incidents: incidents.clone(),
             plans_seen,
-        );
+        };
         if self.reported.as_ref() == Some(&state) {
             return Ok(());
         }
@@ -335,6 +346,7 @@ impl Executor {
             on_disk,
             stalled,
             plans_seen,
+            incidents,
         };
         let cas = self
             .cfg
@@ -361,6 +373,12 @@ impl Executor {
     /// Pauses or resumes feeds to match each index's ingest switch.
     async fn sync_ingest(&self, defs: &BTreeMap<String, IndexDef>) {
         for hosted in self.hosted.values() {
+            let accepted = defs
+                .get(&hosted.index)
+                .map_or(0, |d| d.controls.rollback_accepted_ms);
+            if accepted > 0 && hosted.feed.status().incident.is_some() {
+                hosted.feed.accept_rollback(accepted).await;
+            }
             let paused = defs
                 .get(&hosted.index)
                 .is_some_and(|d| d.controls.ingest_paused);
@@ -412,7 +430,7 @@ impl Executor {
             let Some(def) = defs.get(&h.index) else {
                 continue;
             };
-            let url = self.options.source_url(def);
+            let url = h.source_url.clone();
             let key = (url.clone(), def.source.name.clone());
             if !highs.contains_key(&key) {
                 highs.insert(
@@ -490,8 +508,13 @@ impl Executor {
                 board.entry(name).or_default().rebuilt_from = Some(moved);
             }
         }
+        let source_url = match self.source_url(&def).await {
+            Ok(url) => url,
+            Err(e) => return self.fail(wanted, e),
+        };
         let config = FeedConfig {
-            source_url: self.options.source_url(&def),
+            source_url: source_url.clone(),
+            source_partitions: def.source.partitions(),
             source: def.source.name.clone(),
             partitions: wanted.partitions.clone(),
             commit_every: self.options.commit_every,
@@ -508,6 +531,7 @@ impl Executor {
             wanted.pindex.clone(),
             Hosted {
                 index: wanted.index,
+                source_url,
                 definition: wanted.definition,
                 partitions: wanted.partitions,
                 role: wanted.role,
@@ -545,6 +569,22 @@ impl Executor {
         );
     }
 
+    /// Where `def`'s source answers (see `SourceDef::resolve_url`).
+    async fn source_url(&self, def: &IndexDef) -> Result<String, String> {
+        let mut addresses = BTreeMap::new();
+        if let Some(node) = def.source.node().filter(|_| def.source.url().is_none()) {
+            match self.cfg.node_def(node).await {
+                Ok(Some(n)) => {
+                    addresses.insert(n.value.uuid, n.value.host_port);
+                }
+                Ok(None) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        def.source
+            .resolve_url(&addresses, &self.options.default_source_url)
+    }
+
     async fn publish(&self) {
         let Ok(mut board) = self.board.lock() else {
             return;
@@ -579,11 +619,5 @@ impl ExecutorOptions {
             commit_interval: defaults::COMMIT_INTERVAL,
             peers,
         }
-    }
-
-    fn source_url(&self, def: &IndexDef) -> String {
-        def.source
-            .url()
-            .map_or_else(|| self.default_source_url.clone(), str::to_string)
     }
 }

@@ -2,8 +2,10 @@
 //! from its checkpoints. Each partition has a reader task that reconnects with exponential
 //! backoff and resumes after the last seq it passed on; one applier applies changes in order,
 //! commits by count and by time, and handles rollbacks by dropping the partition's documents
-//! and streaming it again from the start. Pausing stops the readers; the position is the
-//! PIndex's applied checkpoint, so nothing is lost.
+//! and streaming it again from the start — unless the source replaced the whole history the
+//! feed has read ([`crate::incident`]): then the feed stops and holds everything until an
+//! operator accepts. Pausing stops the readers; the position is the PIndex's applied
+//! checkpoint, so nothing is lost.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -30,6 +32,23 @@ pub const STREAMS_PER_CONNECTION: usize = 64;
 /// with backoff, the reason shown in the feed's status).
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Aborts a background task when its owner ends.
+struct AbortOnDrop(Option<JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = &self.0 {
+            task.abort();
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// Where a feed reads from and how often it commits.
 #[derive(Debug, Clone)]
 pub struct FeedConfig {
@@ -41,6 +60,10 @@ pub struct FeedConfig {
     pub commit_every: usize,
     /// ...or this long after the first uncommitted one.
     pub commit_interval: Duration,
+    /// How many partitions the index definition says the source has (0: not checked). A
+    /// source with another count is reported in the status: partitions past the definition's
+    /// would never be read.
+    pub source_partitions: u32,
 }
 
 /// One source partition as the feed sees it.
@@ -63,6 +86,11 @@ pub struct FeedStatus {
     pub reconnects: u64,
     pub rollbacks: u64,
     pub last_error: Option<String>,
+    /// Why the feed is held (the source replaced its whole history), until an operator
+    /// accepts; nothing has been dropped.
+    pub incident: Option<String>,
+    /// The source's partition count differs from the definition's.
+    pub mismatch: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +105,9 @@ enum Command {
     Pause,
     Resume,
     Stop,
+    /// The operator accepted rollbacks at this time (unix ms): an incident that began before
+    /// it proceeds.
+    AcceptRollback(u64),
 }
 
 /// One change read from a partition.
@@ -130,6 +161,8 @@ impl Feed {
             status: status.clone(),
             readers: BTreeMap::new(),
             items: mpsc::channel(4096),
+            incident_since: None,
+            rollbacks_accepted: false,
         };
         let task = tokio::spawn(applier.run(pindex, rx));
         Feed {
@@ -158,6 +191,15 @@ impl Feed {
         let _ = self.commands.send(Command::Resume).await;
     }
 
+    /// Lets an incident that began before `accepted_ms` proceed: the rollback drops the
+    /// partitions' documents and they are streamed again from the new history.
+    pub async fn accept_rollback(&self, accepted_ms: u64) {
+        let _ = self
+            .commands
+            .send(Command::AcceptRollback(accepted_ms))
+            .await;
+    }
+
     /// True once the feed has ended by itself (its PIndex failed to apply or commit); `stop`
     /// then returns the error.
     pub fn is_finished(&self) -> bool {
@@ -182,9 +224,37 @@ struct Applier {
     status: Arc<Mutex<FeedStatus>>,
     readers: BTreeMap<u32, JoinHandle<()>>,
     items: (mpsc::Sender<Item>, mpsc::Receiver<Item>),
+    /// When the held incident began (unix ms), if one is held.
+    incident_since: Option<u64>,
+    /// An operator accepted an incident of this feed: later rollbacks proceed.
+    rollbacks_accepted: bool,
 }
 
 impl Applier {
+    /// Whether `batch`'s rollbacks are an incident to hold (see [`crate::incident`]).
+    async fn is_incident(
+        &self,
+        batch: &[Item],
+        checkpoints: BTreeMap<u32, String>,
+    ) -> Option<String> {
+        if self.rollbacks_accepted || !batch.iter().any(|i| matches!(i, Item::Rollback { .. })) {
+            return None;
+        }
+        crate::incident::check(
+            self.channels.first().cloned(),
+            &self.config.source,
+            &self.config.source_url,
+            &self.config.partitions,
+            &checkpoints,
+            OPEN_TIMEOUT,
+        )
+        .await
+    }
+
+    fn status(&self) -> FeedStatus {
+        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
     fn update(&self, f: impl FnOnce(&mut FeedStatus)) {
         if let Ok(mut status) = self.status.lock() {
             f(&mut status);
@@ -264,6 +334,15 @@ impl Applier {
             }
         });
         self.start_readers(pindex.as_ref());
+        let checking = (self.config.source_partitions > 0).then(|| {
+            tokio::spawn(crate::incident::watch_partition_count(
+                self.channels.first().cloned(),
+                self.config.source.clone(),
+                self.config.source_partitions,
+                self.status.clone(),
+            ))
+        });
+        let _checking = AbortOnDrop(checking);
         let mut uncommitted = 0usize;
         let mut deadline: Option<tokio::time::Instant> = None;
         loop {
@@ -277,6 +356,10 @@ impl Applier {
                         (uncommitted, deadline) = (0, None);
                         self.update(|s| s.paused = true);
                     }
+                    Some(Command::Resume) if self.incident_since.is_some() => {
+                        // Held by an incident: resuming waits for the accept.
+                        self.update(|s| s.paused = false);
+                    }
                     Some(Command::Resume) => {
                         self.update(|s| s.paused = false);
                         // Drop what paused readers left behind; positions come from the PIndex.
@@ -287,6 +370,18 @@ impl Applier {
                         self.stop_readers();
                         return self.commit(pindex).await;
                     }
+                    Some(Command::AcceptRollback(at)) => {
+                        if self.incident_since.is_some_and(|since| since <= at) {
+                            tracing::warn!(source = self.config.source, "incident accepted: rolling back to the source's new history");
+                            self.incident_since = None;
+                            self.rollbacks_accepted = true;
+                            self.update(|s| s.incident = None);
+                            while self.items.1.try_recv().is_ok() {}
+                            if !self.status().paused {
+                                self.start_readers(pindex.as_ref());
+                            }
+                        }
+                    }
                 },
                 Some(first) = self.items.1.recv() => {
                     let mut batch = vec![first];
@@ -295,6 +390,21 @@ impl Applier {
                             Ok(item) => batch.push(item),
                             Err(_) => break,
                         }
+                    }
+                    let checkpoints = pindex
+                        .applied()
+                        .iter()
+                        .map(|(p, c)| (*p, c.partition_uuid.clone()))
+                        .collect();
+                    if let Some(why) = self.is_incident(&batch, checkpoints).await {
+                        // Hold everything: what was read is read again from the checkpoints
+                        // once an operator accepts.
+                        tracing::error!(source = self.config.source, why, "source history replaced: feed held");
+                        self.stop_readers();
+                        while self.items.1.try_recv().is_ok() {}
+                        self.incident_since = Some(now_ms());
+                        self.update(|s| s.incident = Some(why));
+                        continue;
                     }
                     let applied = batch.len();
                     let (back, result) = blocking(pindex, move |p| apply_batch(p, batch)).await?;

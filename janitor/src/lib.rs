@@ -6,13 +6,15 @@
 //! feeds, keeps the status board ([`board`]), detects stalled feeds, and retries failures with
 //! backoff. [`wanted`] decides, purely, which copies the node should host from the plans and
 //! definitions read (holding an index whose plan does not match its definition or cannot be
-//! read). [`feed`] streams a PIndex's source partitions into it (the client side of the source
+//! read). [`incident`] tells a whole source history replaced (held for an operator) from a
+//! rollback. [`feed`] streams a PIndex's source partitions into it (the client side of the source
 //! protocol).
 
 pub mod board;
 pub mod diff;
 pub mod executor;
 pub mod feed;
+pub mod incident;
 mod stall;
 pub mod wanted;
 

@@ -72,6 +72,7 @@ fn config(address: std::net::SocketAddr) -> FeedConfig {
         partitions: (0..PARTITIONS).collect(),
         commit_every: 500,
         commit_interval: Duration::from_millis(100),
+        source_partitions: PARTITIONS,
     }
 }
 
@@ -232,7 +233,7 @@ async fn pause_keeps_the_position_and_resume_continues() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replaced_source_history_rolls_the_pindex_back_and_rebuilds_it() {
+async fn a_replaced_source_history_is_held_until_accepted_then_rolled_back() {
     let dir = tempfile::tempdir().unwrap();
     let address = free_address();
     let first = SourceLog::open(&dir.path().join("first.redb"), PARTITIONS).unwrap();
@@ -248,6 +249,36 @@ async fn a_replaced_source_history_rolls_the_pindex_back_and_rebuilds_it() {
     let second = SourceLog::open(&dir.path().join("second.redb"), PARTITIONS).unwrap();
     second.append("docs", &docs(1000..1050)).unwrap();
     let _server = serve_on(second.clone(), address).await;
+    // Every partition's history was replaced: an incident. The feed holds, dropping nothing.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while feed.status().incident.is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the replaced history was not held: {:?}",
+            feed.status()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let held = feed.status();
+    assert_eq!(held.rollbacks, 0, "nothing dropped while held: {held:?}");
+    assert!(
+        held.incident
+            .as_deref()
+            .is_some_and(|i| i.contains("accept-rollback")),
+        "{held:?}"
+    );
+    // An accept older than the incident does not count; one after it does.
+    feed.accept_rollback(1).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        feed.status().incident.is_some(),
+        "a stale accept released the hold"
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    feed.accept_rollback(now).await;
     caught_up(&feed, &second, "second history").await;
     let status = feed.status();
     assert!(status.rollbacks >= 1, "{status:?}");
@@ -381,4 +412,34 @@ async fn one_pindex_over_1024_partitions_catches_up_with_every_one() {
     caught_up_within(&feed, &log, "live changes", Duration::from_secs(60)).await;
     let pindex = feed.stop().await.unwrap();
     assert_eq!(pindex.doc_count().unwrap(), 4000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_with_another_partition_count_is_reported() {
+    let Served {
+        dir,
+        log: _log,
+        address,
+        _server,
+    } = served(PARTITIONS, 10).await;
+    let mut wrong = config(address);
+    wrong.source_partitions = PARTITIONS * 2;
+    let feed = Feed::start(blackhole(dir.path(), "bh"), wrong);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(why) = feed.status().mismatch {
+            assert!(
+                why.contains(&format!("has {PARTITIONS} partitions")),
+                "{why}"
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the mismatch was not reported: {:?}",
+            feed.status()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    feed.stop().await.unwrap();
 }

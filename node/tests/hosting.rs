@@ -92,6 +92,12 @@ fn a_single_node_hosts_an_index_from_its_embedded_source() {
     let (status, body) = http(&address, "PUT", "/api/index/books", INDEX);
     assert_eq!(status, 200, "{body}");
     let uuid = body["index"]["uuid"].as_str().unwrap().to_string();
+    // Without a source url, the node that accepted the create is recorded as the source.
+    let (_, ping) = http(&address, "GET", "/api/ping", "");
+    assert_eq!(
+        body["index"]["source"]["params"]["node"], ping["node"],
+        "{body} {ping}"
+    );
     let (status, _) = http(&address, "PUT", "/api/index/books", INDEX);
     assert_eq!(status, 409, "creating twice needs prev_index_uuid");
 
@@ -110,6 +116,14 @@ fn a_single_node_hosts_an_index_from_its_embedded_source() {
         "{body}"
     );
     wait_count(&address, 2000);
+    // The source exists now: a definition that disagrees on its partitions is refused.
+    let wrong = INDEX.replace(r#""partitions": 16"#, r#""partitions": 32"#);
+    let (status, body) = http(&address, "PUT", "/api/index/wrong", &wrong);
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (400, Some("source.partitions")),
+        "{body}"
+    );
     // Caught-up copies are reported and become readable in the plan.
     wait_for(
         "every copy active in the plan",

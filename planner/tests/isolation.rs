@@ -212,6 +212,7 @@ async fn a_report_older_than_the_plan_cannot_make_a_building_copy_readable() {
         on_disk: Default::default(),
         stalled: Default::default(),
         plans_seen,
+        incidents: Default::default(),
     };
     // The node's report says "caught up", but about a plan older than the stored one (the
     // copy it had before this one was added).

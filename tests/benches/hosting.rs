@@ -68,6 +68,7 @@ async fn end_to_end(docs: usize) -> f64 {
             partitions: (0..PARTITIONS).collect(),
             commit_every: 100_000,
             commit_interval: Duration::from_secs(5),
+            source_partitions: PARTITIONS,
         },
     );
     while feed.status().applied < docs as u64 {

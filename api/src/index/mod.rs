@@ -14,6 +14,7 @@ use tessera_cfg::schema::{self, Document, IndexDef, IndexPlan, PlanParams, Sourc
 use tessera_cfg::CfgError;
 
 pub mod grpc;
+mod source_of_record;
 
 use crate::problem::{cfg_problem, parse_body, problem, unknown_index, view_problem};
 use crate::AppState;
@@ -148,10 +149,15 @@ pub async fn upsert(
         }
         (Some(c), Some(_)) => c.revision,
     };
-    // An update keeps the operator's switches.
+    // An update keeps the operator's switches, and the source recorded at create.
     let mut def = def;
     if let Some(c) = &current {
         def.controls = c.value.controls.clone();
+    }
+    if let Err(response) =
+        source_of_record::record(&state, &mut def, current.as_ref().map(|c| &c.value)).await
+    {
+        return response;
     }
     match state.cfg.put_index_def(&def, cas).await {
         Ok(revision) => Json(json!({"index": def, "revision": revision})).into_response(),
@@ -255,17 +261,16 @@ pub async fn status(State(state): State<AppState>, Path(name): Path<String>) -> 
         .flat_map(|p| p.copies.iter().map(|c| c.node.clone()))
         .collect();
     let hosted = pindexes_on(&state, &name, &addresses, hosts).await;
-    let source_url = def.source.url().map(str::to_string).or_else(|| {
-        addresses
-            .get(&state.node_uuid)
-            .map(|a| format!("http://{a}"))
-    });
-    let highs = match &source_url {
-        Some(url) => {
-            tessera_source::grpc::partition_highs(&state.coord.search.peers, url, &def.source.name)
+    let own = addresses
+        .get(&state.node_uuid)
+        .map(|a| format!("http://{a}"))
+        .unwrap_or_else(|| state.coord.search.default_source_url.clone());
+    let highs = match def.source.resolve_url(&addresses, &own) {
+        Ok(url) => {
+            tessera_source::grpc::partition_highs(&state.coord.search.peers, &url, &def.source.name)
                 .await
         }
-        None => Err("no source address".to_string()),
+        Err(e) => Err(e),
     };
     let board = local_snapshot(&state);
     let pindexes: Vec<Value> = plan
@@ -318,6 +323,11 @@ pub async fn control(
     let switch: Switch = match (control.as_str(), action.as_str()) {
         ("ingestControl", "pause") => |d| d.controls.ingest_paused = true,
         ("ingestControl", "resume") => |d| d.controls.ingest_paused = false,
+        // Feeds held because their source replaced its whole history drop their documents
+        // and stream the new history.
+        ("ingestControl", "accept-rollback") => {
+            |d| d.controls.rollback_accepted_ms = tessera_cfg::unix_ms()
+        }
         ("queryControl", "disallow") => |d| d.controls.query_disallowed = true,
         ("queryControl", "allow") => |d| d.controls.query_disallowed = false,
         ("planFreezeControl", "freeze") => |d| d.plan.frozen = true,
@@ -325,7 +335,7 @@ pub async fn control(
         _ => {
             return problem(
                 StatusCode::NOT_FOUND,
-                format!("unknown control `{control}/{action}` (ingestControl/pause|resume, queryControl/allow|disallow, planFreezeControl/freeze|unfreeze)"),
+                format!("unknown control `{control}/{action}` (ingestControl/pause|resume|accept-rollback, queryControl/allow|disallow, planFreezeControl/freeze|unfreeze)"),
                 None,
             )
         }

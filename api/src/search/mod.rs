@@ -87,10 +87,13 @@ async fn wanted_seqs(
     if !parsed.wait_for_source {
         return Ok(vectors.clone());
     }
-    let url = def.source.url().map_or_else(
-        || state.coord.search.default_source_url.clone(),
-        str::to_string,
-    );
+    let url = state.source_url(def).await.map_err(|e| {
+        problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("at_plus: {e}"),
+            None,
+        )
+    })?;
     tessera_source::grpc::partition_highs(&state.coord.search.peers, &url, &def.source.name)
         .await
         .map_err(|e| {

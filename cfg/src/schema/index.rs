@@ -43,6 +43,15 @@ pub struct Controls {
     /// Queries (and counts) are refused.
     #[serde(default)]
     pub query_disallowed: bool,
+    /// When an operator last accepted a source history replacement (unix ms): feeds held by
+    /// such an incident that began before then drop their documents and stream the new
+    /// history (`ingestControl/accept-rollback`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rollback_accepted_ms: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 impl Controls {
@@ -77,6 +86,32 @@ impl SourceDef {
 
     pub fn partitions(&self) -> u32 {
         self.partitions.unwrap_or(DEFAULT_SOURCE_PARTITIONS)
+    }
+
+    /// The node whose embedded source the index reads (`params.node`), recorded at create when
+    /// the definition names no `url`: every copy, on whatever node, reads that one source.
+    pub fn node(&self) -> Option<&str> {
+        self.params.get("node").and_then(|u| u.as_str())
+    }
+
+    /// Where the source answers: `params.url`, else the recorded node's address (from
+    /// `addresses`, node uuid → `host:port`), else `default` (a definition from before sources
+    /// were recorded: the reading node's own).
+    pub fn resolve_url(
+        &self,
+        addresses: &std::collections::BTreeMap<String, String>,
+        default: &str,
+    ) -> Result<String, String> {
+        if let Some(url) = self.url() {
+            return Ok(url.to_string());
+        }
+        match self.node() {
+            Some(node) => addresses
+                .get(node)
+                .map(|a| format!("http://{a}"))
+                .ok_or_else(|| format!("the source's node {node} is not defined")),
+            None => Ok(default.to_string()),
+        }
     }
 }
 

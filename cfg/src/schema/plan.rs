@@ -143,6 +143,10 @@ pub struct CopyReport {
     /// it replaced.
     #[serde(default)]
     pub plans_seen: crate::Revision,
+    /// PIndexes whose feed holds because its source replaced its whole history, with why
+    /// (health red until an operator accepts the rollback).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub incidents: std::collections::BTreeMap<String, String>,
 }
 
 impl Document for CopyReport {

@@ -1,0 +1,150 @@
+//! When a source's history was replaced wholesale — its file lost and recreated, restored
+//! from an old copy — every partition answers with a new uuid, and following the rollback
+//! rule would drop every document of every PIndex fed from it. That is an incident, not a
+//! rollback: the feed stops, says why, and waits for an operator's explicit accept
+//! (`POST /api/index/{name}/ingestControl/accept-rollback`) before dropping anything. A
+//! history replaced for some partitions only (a partition of a replicated source failed
+//! over) is rolled back as before.
+
+use std::collections::BTreeMap;
+
+/// Whether `source` (partition → its uuid now) replaced the whole history this feed has read:
+/// every partition of `partitions` with a checkpoint (`checkpoints`: partition → uuid) now has
+/// another uuid, or is gone. False when the feed has read nothing yet.
+pub fn whole_history_replaced(
+    partitions: &[u32],
+    checkpoints: &BTreeMap<u32, String>,
+    source: &BTreeMap<u32, String>,
+) -> bool {
+    let mut read = partitions
+        .iter()
+        .filter_map(|p| checkpoints.get(p).filter(|u| !u.is_empty()).map(|u| (p, u)))
+        .peekable();
+    if read.peek().is_none() {
+        return false;
+    }
+    read.all(|(p, uuid)| source.get(p) != Some(uuid))
+}
+
+/// Asks the source (over `channel`) for its partitions' uuids and says why the feed must hold,
+/// if the whole history it has read was replaced. A source that cannot be asked holds the
+/// feed too: dropping data on a guess is what this prevents.
+pub(crate) async fn check(
+    channel: Option<tonic::transport::Channel>,
+    source: &str,
+    url: &str,
+    partitions: &[u32],
+    checkpoints: &BTreeMap<u32, String>,
+    timeout: std::time::Duration,
+) -> Option<String> {
+    let Some(channel) = channel else {
+        return Some("the source's address is unusable; cannot check its history".into());
+    };
+    let request = tessera_proto::v1::ListPartitionsRequest {
+        source: source.to_string(),
+    };
+    let mut client = tessera_proto::v1::source_client::SourceClient::new(channel);
+    let listed = tokio::time::timeout(timeout, client.list_partitions(request)).await;
+    let now: BTreeMap<u32, String> = match listed {
+        Ok(Ok(reply)) => reply
+            .into_inner()
+            .partitions
+            .into_iter()
+            .map(|p| (p.id, p.uuid))
+            .collect(),
+        Ok(Err(e)) if e.code() == tonic::Code::NotFound => BTreeMap::new(),
+        Ok(Err(e)) => {
+            return Some(format!(
+                "cannot check the source's history: {}",
+                e.message()
+            ))
+        }
+        Err(_) => return Some("cannot check the source's history: no answer".into()),
+    };
+    whole_history_replaced(partitions, checkpoints, &now).then(|| {
+        format!(
+            "source `{source}` at {url} replaced the whole history of partitions {partitions:?}; nothing was dropped: accept with POST /api/index/{{name}}/ingestControl/accept-rollback"
+        )
+    })
+}
+
+/// Asks the source how many partitions it has until it answers, and records a difference
+/// from the definition's `expected` in the feed status (`mismatch`).
+pub(crate) async fn watch_partition_count(
+    channel: Option<tonic::transport::Channel>,
+    source: String,
+    expected: u32,
+    status: std::sync::Arc<std::sync::Mutex<crate::feed::FeedStatus>>,
+) {
+    let Some(channel) = channel else { return };
+    let mut client = tessera_proto::v1::source_client::SourceClient::new(channel);
+    loop {
+        let request = tessera_proto::v1::ListPartitionsRequest {
+            source: source.clone(),
+        };
+        if let Ok(reply) = client.list_partitions(request).await {
+            let real = reply.into_inner().partitions.len() as u32;
+            if real > 0 && real != expected {
+                let why = format!(
+                    "source `{source}` has {real} partitions; the index definition says {expected}: partitions past {expected} are not read"
+                );
+                tracing::error!(
+                    source,
+                    real,
+                    expected,
+                    "source partition count differs from the definition"
+                );
+                if let Ok(mut s) = status.lock() {
+                    s.mismatch = Some(why);
+                }
+            }
+            if real > 0 {
+                return;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(u32, &str)]) -> BTreeMap<u32, String> {
+        pairs.iter().map(|(p, u)| (*p, u.to_string())).collect()
+    }
+
+    #[test]
+    fn every_partition_read_with_a_new_uuid_is_an_incident() {
+        let read = map(&[(0, "a"), (1, "b")]);
+        assert!(whole_history_replaced(
+            &[0, 1],
+            &read,
+            &map(&[(0, "x"), (1, "y")])
+        ));
+        assert!(
+            whole_history_replaced(&[0, 1], &read, &map(&[])),
+            "a source gone"
+        );
+    }
+
+    #[test]
+    fn some_partitions_replaced_or_nothing_read_is_a_rollback() {
+        let read = map(&[(0, "a"), (1, "b")]);
+        assert!(!whole_history_replaced(
+            &[0, 1],
+            &read,
+            &map(&[(0, "x"), (1, "b")])
+        ));
+        assert!(!whole_history_replaced(
+            &[0, 1],
+            &map(&[]),
+            &map(&[(0, "x")])
+        ));
+        assert!(!whole_history_replaced(
+            &[0, 1],
+            &map(&[(0, "")]),
+            &map(&[(0, "x")])
+        ));
+    }
+}
