@@ -116,8 +116,10 @@ pub fn schema(mapping: &Mapping) -> Schema {
 }
 
 impl FulltextPIndex {
-    /// Opens the index in `dir`, or creates it. An existing index that cannot be read, or
-    /// whose schema is not this mapping's, is reported `Corrupt` (the caller rebuilds it).
+    /// Opens the index in `dir`, or creates it. An existing index that cannot be read, fails
+    /// tantivy's checksum validation, cannot open its reader or writer (other than because
+    /// another writer holds it), or whose schema is not this mapping's, is reported `Corrupt`
+    /// (the caller moves it aside and rebuilds it).
     pub fn open(dir: &Path, mapping: &Mapping) -> Result<Self, IndexError> {
         let wanted = schema(mapping);
         let corrupt = |reason: String| IndexError::Corrupt {
@@ -130,6 +132,15 @@ impl FulltextPIndex {
                 return Err(corrupt(
                     "its schema is not the mapping's (the mapping changed)".into(),
                 ));
+            }
+            let damaged = index
+                .validate_checksum()
+                .map_err(|e| corrupt(format!("checksum validation failed: {e}")))?;
+            if !damaged.is_empty() {
+                let mut files: Vec<String> =
+                    damaged.iter().map(|p| p.display().to_string()).collect();
+                files.sort();
+                return Err(corrupt(format!("checksum mismatch in {}", files.join(", "))));
             }
             index
         } else {
@@ -145,14 +156,18 @@ impl FulltextPIndex {
                 .ok_or_else(|| corrupt("unreadable checkpoints in the commit payload".into()))?,
             None => Checkpoints::new(),
         };
+        // A writer lock held elsewhere is a retry, not damage: the files are someone's.
         let writer = index
             .writer_with_num_threads(1, WRITER_MEMORY)
-            .map_err(IndexError::storage)?;
+            .map_err(|e| match e {
+                tantivy::TantivyError::LockFailure(..) => IndexError::storage(e),
+                e => corrupt(format!("cannot open its writer: {e}")),
+            })?;
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
             .try_into()
-            .map_err(IndexError::storage)?;
+            .map_err(|e| corrupt(format!("cannot open its reader: {e}")))?;
         let id = index
             .schema()
             .get_field(ID_FIELD)

@@ -158,6 +158,42 @@ fn corrupt_or_remapped_directories_are_moved_aside_and_rebuilt() {
 }
 
 #[test]
+fn a_damaged_segment_file_fails_the_checksum_and_is_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p");
+    {
+        let mut p = open("fulltext", &path, &mapping()).unwrap();
+        for i in 0..50 {
+            let doc = format!(r#"{{"title": "book {i}"}}"#);
+            p.apply(0, "u", i + 1, put(&format!("k{i}"), doc.as_bytes()))
+                .unwrap();
+        }
+        p.commit().unwrap();
+    }
+    // Flip one byte in the middle of the largest segment file (as a bad disk would).
+    let victim = std::fs::read_dir(&path)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e != "json" && e != "lock"))
+        .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .expect("a segment file");
+    let mut bytes = std::fs::read(&victim).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&victim, bytes).unwrap();
+    match open("fulltext", &path, &mapping()) {
+        Err(IndexError::Corrupt { reason, .. }) => {
+            assert!(reason.contains("checksum"), "{reason}")
+        }
+        Err(other) => panic!("a damaged file is corruption, not {other:?}"),
+        Ok(_) => panic!("a damaged file opened as if whole ({})", victim.display()),
+    }
+    let (p, aside) = open_or_rebuild("fulltext", &path, &mapping()).unwrap();
+    assert!(aside.is_some(), "moved aside for inspection");
+    assert_eq!(p.doc_count().unwrap(), 0, "rebuilt empty, to be fed again");
+}
+
+#[test]
 fn blackhole_counts_and_keeps_checkpoints() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bh");
