@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure what Tessera needs to build and test is installed.
 #   scripts/deps.sh build   -> cargo, protoc (proto/ and etcd-client compile .proto files)
-#   scripts/deps.sh test    -> the above, plus etcd (tests start real etcd processes)
+#   scripts/deps.sh test    -> the above, plus etcd (tests start real etcd processes) and
+#                              schemathesis (the REST fuzzer, from PyPI, pinned)
 # As root on Debian/Ubuntu it installs what is missing with apt-get; otherwise it stops with a
 # message saying what is missing and how to get it.
 set -euo pipefail
@@ -32,5 +33,22 @@ if [ ${#missing_pkgs[@]} -gt 0 ]; then
     echo "error: missing: ${missing_desc[*]}" >&2
     echo "install them (Debian/Ubuntu: sudo apt-get install -y ${missing_pkgs[*]}) and re-run" >&2
     exit 1
+  fi
+fi
+
+# The REST API fuzzer (node/tests/api_fuzz.rs runs it against a 3-node cluster).
+SCHEMATHESIS_VERSION=4.32.5
+if [ "$need" = test ]; then
+  have=$(schemathesis --version 2>/dev/null | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' || true)
+  if [ "$have" != "$SCHEMATHESIS_VERSION" ]; then
+    if ! command -v python3 >/dev/null 2>&1; then
+      echo "error: python3 (with pip) is needed for schemathesis $SCHEMATHESIS_VERSION" >&2
+      exit 1
+    fi
+    echo "installing: schemathesis==$SCHEMATHESIS_VERSION (pip)" >&2
+    python3 -m pip install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION" >&2 || {
+      echo "error: could not install schemathesis==$SCHEMATHESIS_VERSION with pip" >&2
+      exit 1
+    }
   fi
 fi

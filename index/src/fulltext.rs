@@ -140,7 +140,10 @@ impl FulltextPIndex {
                 let mut files: Vec<String> =
                     damaged.iter().map(|p| p.display().to_string()).collect();
                 files.sort();
-                return Err(corrupt(format!("checksum mismatch in {}", files.join(", "))));
+                return Err(corrupt(format!(
+                    "checksum mismatch in {}",
+                    files.join(", ")
+                )));
             }
             index
         } else {

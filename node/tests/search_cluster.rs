@@ -175,6 +175,13 @@ fn three_nodes_answer_like_one_index_and_survive_a_killed_node() {
         })
         .collect();
     let a = addresses[0].clone();
+    // All three nodes registered before the index is created: otherwise it is first placed on
+    // two, every copy readable there, and moves to the third only after (and the node killed
+    // below may hold nothing readable yet).
+    wait_for("three nodes registered", Duration::from_secs(30), || {
+        let (_, body) = http(&a, "GET", "/api/nodes", "");
+        (body["nodes"].as_array()?.len() == 3).then_some(())
+    });
     let index = format!(
         r#"{{"type": "fulltext", "source": {{"type": "tessera", "name": "docs", "partitions": 64, "params": {{"url": "http://{source}"}}}},
             "plan": {{"index_partitions": 16, "replicas": 1}}, "params": {{"mapping": {MAPPING}}}}}"#
@@ -201,9 +208,14 @@ fn three_nodes_answer_like_one_index_and_survive_a_killed_node() {
             let pindexes = plan["pindexes"].as_array()?;
             let ready = pindexes.len() == 16
                 && pindexes.iter().all(|p| {
-                    p["copies"]
-                        .as_array()
-                        .is_some_and(|c| c.len() == 2 && c.iter().all(|c| c["can_read"] == true))
+                    p["copies"].as_array().is_some_and(|c| {
+                        c.len() == 2
+                            && c.iter().all(|c| {
+                                c["can_read"] == true
+                                    && c["state"] == "active"
+                                    && c.get("target_role").is_none()
+                            })
+                    })
                 });
             ready.then_some(())
         },

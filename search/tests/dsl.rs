@@ -34,6 +34,13 @@ fn errors_name_the_field_and_position() {
     let (field, _, position) = error(serde_json::json!({"query_string": "title:(rust"}));
     assert_eq!(field, "query.query_string");
     assert!(position.is_some());
+    // Found by the query_string fuzzer: a NUL inside a query string tripped an assertion in
+    // tantivy's parser (a panic, a 500); it is refused with the position instead.
+    let (field, message, position) =
+        error(serde_json::json!({"query_string": "year:[2000 TO 2010] t\u{0}itle:x"}));
+    assert_eq!(field, "query.query_string");
+    assert!(message.contains("U+0000"), "{message}");
+    assert_eq!(position, Some(21));
     let (field, ..) = error(serde_json::json!({"range": {"field": "title", "gt": 1}}));
     assert_eq!(field, "query.range.field");
     let (field, message, _) = error(serde_json::json!({"term": {"field": "year", "value": "x"}}));

@@ -36,6 +36,10 @@ pub fn etcd_binary() -> PathBuf {
 
 struct Member {
     name: String,
+    /// The address it listens on (`127.0.0.1`, or its host's in a network namespace).
+    host: String,
+    /// The network namespace it runs in, if any.
+    netns: Option<String>,
     client_port: u16,
     peer_port: u16,
     data_dir: PathBuf,
@@ -59,6 +63,22 @@ impl EtcdCluster {
 
     /// `size` members forming one cluster; returns once all are healthy.
     pub fn start(size: usize) -> Self {
+        let places = vec![("127.0.0.1".to_string(), None); size];
+        Self::start_at(&places)
+    }
+
+    /// One member in each of `hosts` of `net` (partition tests).
+    pub fn start_in(net: &crate::netns::Net, hosts: &[usize]) -> Self {
+        let places: Vec<(String, Option<String>)> = hosts
+            .iter()
+            .map(|&i| (net.ip(i), Some(net.ns(i))))
+            .collect();
+        Self::start_at(&places)
+    }
+
+    /// A member at each (address, network namespace).
+    fn start_at(places: &[(String, Option<String>)]) -> Self {
+        let size = places.len();
         assert!(size >= 1, "an etcd cluster needs at least one member");
         let dir = tempfile::Builder::new()
             .prefix("tessera-etcd-")
@@ -67,6 +87,8 @@ impl EtcdCluster {
         let members: Vec<Member> = (0..size)
             .map(|i| Member {
                 name: format!("m{i}"),
+                host: places[i].0.clone(),
+                netns: places[i].1.clone(),
                 client_port: free_port(),
                 peer_port: free_port(),
                 data_dir: dir.path().join(format!("m{i}")),
@@ -75,7 +97,7 @@ impl EtcdCluster {
             .collect();
         let initial_cluster = members
             .iter()
-            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
+            .map(|m| format!("{}=http://{}:{}", m.name, m.host, m.peer_port))
             .collect::<Vec<_>>()
             .join(",");
         let mut cluster = Self {
@@ -105,9 +127,17 @@ impl EtcdCluster {
         let log2 = log
             .try_clone()
             .unwrap_or_else(|e| panic!("cannot clone log handle: {e}"));
-        let client = format!("http://127.0.0.1:{}", m.client_port);
-        let peer = format!("http://127.0.0.1:{}", m.peer_port);
-        let child = Command::new(&binary)
+        let client = format!("http://{}:{}", m.host, m.client_port);
+        let peer = format!("http://{}:{}", m.host, m.peer_port);
+        let mut command = match &m.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&binary);
+                c
+            }
+            None => Command::new(&binary),
+        };
+        let child = command
             .arg("--name")
             .arg(&m.name)
             .arg("--data-dir")
@@ -134,7 +164,7 @@ impl EtcdCluster {
     fn wait_healthy(&mut self, i: usize) {
         let deadline = Instant::now() + HEALTH_TIMEOUT;
         loop {
-            if health_ok(self.members[i].client_port) {
+            if health_ok(&self.members[i].host, self.members[i].client_port) {
                 return;
             }
             if let Some(child) = self.members[i].child.as_mut() {
@@ -167,17 +197,17 @@ impl EtcdCluster {
         lines[lines.len().saturating_sub(30)..].join("\n")
     }
 
-    /// `127.0.0.1:PORT` of every member.
+    /// `HOST:PORT` of every member.
     pub fn endpoints(&self) -> Vec<String> {
         self.members
             .iter()
-            .map(|m| format!("127.0.0.1:{}", m.client_port))
+            .map(|m| format!("{}:{}", m.host, m.client_port))
             .collect()
     }
 
     /// The endpoint of member `i`.
     pub fn endpoint(&self, i: usize) -> String {
-        format!("127.0.0.1:{}", self.members[i].client_port)
+        format!("{}:{}", self.members[i].host, self.members[i].client_port)
     }
 
     /// A `--cfg` spec for this cluster: `etcd://h:p,h:p/CLUSTER`.
@@ -210,7 +240,7 @@ impl EtcdCluster {
             if !self.is_running(i) {
                 continue;
             }
-            let status = maintenance_status(self.members[i].client_port)?;
+            let status = maintenance_status(&self.members[i].host, self.members[i].client_port)?;
             let id = status["header"]["member_id"].as_str()?.to_string();
             let leader = status["leader"].as_str()?.to_string();
             if leader_id.get_or_insert_with(|| leader.clone()) != &leader {
@@ -247,14 +277,14 @@ impl Drop for EtcdCluster {
 }
 
 /// One blocking `GET /health`; true when etcd answers `"health":"true"`.
-fn health_ok(port: u16) -> bool {
+fn health_ok(host: &str, port: u16) -> bool {
     use std::io::{Read, Write};
-    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+    let Ok(mut stream) = std::net::TcpStream::connect((host, port)) else {
         return false;
     };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
     let request =
-        format!("GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+        format!("GET /health HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n");
     if stream.write_all(request.as_bytes()).is_err() {
         return false;
     }
@@ -264,12 +294,12 @@ fn health_ok(port: u16) -> bool {
 }
 
 /// One blocking `POST /v3/maintenance/status` (etcd's JSON gateway).
-fn maintenance_status(port: u16) -> Option<serde_json::Value> {
+fn maintenance_status(host: &str, port: u16) -> Option<serde_json::Value> {
     use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    let mut stream = std::net::TcpStream::connect((host, port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     let request = format!(
-        "POST /v3/maintenance/status HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+        "POST /v3/maintenance/status HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
     );
     stream.write_all(request.as_bytes()).ok()?;
     let mut answer = String::new();

@@ -4,11 +4,15 @@
 //!   dirs, with kill/restart of a member. Every integration test that needs etcd uses it; it
 //!   fails loudly when etcd is missing, it never skips.
 //! - [`conformance`]: the one Store conformance suite, run against every backend.
+//! - [`netns`]: hosts in network namespaces on a bridge, with cuts and isolation, for
+//!   partition tests (root).
 //! - [`ports`]: loopback ports for child processes, claimed across test processes.
 //! - [`wait`]: bounded waits with clear timeout messages, instead of sleeps.
 
 pub mod conformance;
 pub mod etcd;
+pub mod fuzzing;
+pub mod netns;
 pub mod ports;
 pub mod wait;
 

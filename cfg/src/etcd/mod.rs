@@ -48,6 +48,9 @@ pub struct EtcdStore {
     client: Client,
     options: EtcdOptions,
     label: String,
+    /// The TTL of each lease this store granted: a renewal must get through well within it,
+    /// so its attempts are bounded by it rather than by `attempt_timeout`.
+    ttls: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<LeaseId, Duration>>>,
 }
 
 impl EtcdStore {
@@ -73,7 +76,9 @@ impl EtcdStore {
             .collect();
         let connect = ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(2))
-            .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2))
+            // A member that stops answering without closing (isolated by the network) is
+            // given up within two seconds, so calls move to the others.
+            .with_keep_alive(Duration::from_secs(1), Duration::from_secs(1))
             .with_keep_alive_while_idle(true)
             .with_require_leader(true);
         let client = Client::connect(&endpoints, Some(connect))
@@ -85,6 +90,7 @@ impl EtcdStore {
             client,
             label: endpoints.join(","),
             options,
+            ttls: Default::default(),
         })
     }
 
@@ -105,6 +111,22 @@ impl EtcdStore {
     async fn call_or<T, F, Fut>(
         &self,
         what: &str,
+        attempt: F,
+        on_error: impl FnOnce(etcd_client::Error) -> CfgError,
+    ) -> Result<T>
+    where
+        F: FnMut(Client) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
+    {
+        let bounds = (self.options.attempt_timeout, self.options.request_deadline);
+        self.call_within(what, bounds, attempt, on_error).await
+    }
+
+    /// Like `call_or`, each attempt bounded by `bounds.0` and the whole call by `bounds.1`.
+    async fn call_within<T, F, Fut>(
+        &self,
+        what: &str,
+        bounds: (Duration, Duration),
         mut attempt: F,
         on_error: impl FnOnce(etcd_client::Error) -> CfgError,
     ) -> Result<T>
@@ -113,13 +135,9 @@ impl EtcdStore {
         Fut: std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
     {
         let client = &self.client;
-        retrying(
-            what,
-            &self.label,
-            self.options.attempt_timeout,
-            self.options.request_deadline,
-            || attempt(client.clone()),
-        )
+        retrying(what, &self.label, bounds.0, bounds.1, || {
+            attempt(client.clone())
+        })
         .await
         .map_err(|e| match e {
             RetryError::Failed(e) => on_error(e),
@@ -383,13 +401,32 @@ impl Store for EtcdStore {
                 c.lease_grant(secs, None).await
             })
             .await?;
+        if let Ok(mut ttls) = self.ttls.lock() {
+            ttls.insert(resp.id(), ttl);
+        }
         Ok(resp.id())
     }
 
     async fn keep_alive_lease(&self, lease: LeaseId) -> Result<()> {
+        // Within the lease's TTL, in short attempts: one stuck on a member that stopped
+        // answering must leave time to get through another before the lease runs out.
+        let bounds = self
+            .ttls
+            .lock()
+            .ok()
+            .and_then(|t| t.get(&lease).copied())
+            .map_or(
+                (self.options.attempt_timeout, self.options.request_deadline),
+                |ttl| {
+                    let attempt =
+                        (ttl / 4).clamp(Duration::from_millis(100), self.options.attempt_timeout);
+                    (attempt, ttl)
+                },
+            );
         let ttl = self
-            .call_or(
+            .call_within(
                 "keep lease alive",
+                bounds,
                 |mut c| async move {
                     let (mut keeper, mut stream) = c.lease_keep_alive(lease).await?;
                     keeper.keep_alive().await?;
@@ -405,6 +442,9 @@ impl Store for EtcdStore {
     }
 
     async fn revoke_lease(&self, lease: LeaseId) -> Result<()> {
+        if let Ok(mut ttls) = self.ttls.lock() {
+            ttls.remove(&lease);
+        }
         self.call_or(
             "revoke lease",
             |mut c| async move { c.lease_revoke(lease).await.map(|_| ()) },

@@ -6,10 +6,60 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{free_port, http, serve, wait_for, Proc, BIN};
+use super::{free_port, http, serve, wait_for, wait_listening, Proc, BIN};
 use tessera_tests::etcd::EtcdCluster;
+use tessera_tests::netns::Net;
+
+/// Where the log of the process with data dir `dir` goes: beside it, or under
+/// `$TESSERA_DRILL_LOGS` when set (kept after the drill, for a failure to be read).
+pub fn log_path(dir: &std::path::Path) -> std::path::PathBuf {
+    match std::env::var_os("TESSERA_DRILL_LOGS") {
+        Some(root) => {
+            let root = std::path::PathBuf::from(root);
+            let _ = std::fs::create_dir_all(&root);
+            let parent = dir
+                .parent()
+                .and_then(|p| p.file_name())
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
+            let name = dir
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
+            root.join(format!("{parent}-{name}.log"))
+        }
+        None => dir.with_extension("log"),
+    }
+}
+
+/// Starts `tessera ARGS...` quietly in host `host` of `net` and waits until it listens.
+fn serve_in(net: &Net, host: usize, dir: &std::path::Path, args: &[&str], address: &str) -> Proc {
+    // Its log goes beside its data (appended across restarts), for a failing drill to show.
+    let _ = std::fs::create_dir_all(dir);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path(dir))
+        .expect("a log file");
+    let child = net
+        .command(host, BIN)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .env("TESSERA_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start tessera in a network namespace");
+    wait_listening(address);
+    Proc(child)
+}
 
 pub struct Drill {
+    /// Hosts in network namespaces, when the drill cuts links (`Drill::partitioned`): node
+    /// `i` on host `i`, the source on host `nodes`, etcd member `m` on host `nodes + 1 + m`.
+    pub net: Option<Arc<Net>>,
     pub etcd: EtcdCluster,
     pub cfg: String,
     pub scratch: tempfile::TempDir,
@@ -37,15 +87,39 @@ impl Drill {
         failover_delay_ms: u64,
         planners: usize,
     ) -> Self {
+        Self::start_placed(None, etcd, nodes, failover_delay_ms, planners)
+    }
+
+    /// `nodes` nodes, the source and a 3-member etcd each on a host of its own, in network
+    /// namespaces, so that links between them can be cut (root only).
+    pub fn partitioned(nodes: usize, failover_delay_ms: u64) -> Self {
+        let net = Arc::new(Net::new(nodes + 4));
+        let members: Vec<usize> = (nodes + 1..nodes + 4).collect();
+        let etcd = EtcdCluster::start_in(&net, &members);
+        Self::start_placed(Some(net), etcd, nodes, failover_delay_ms, 0)
+    }
+
+    fn start_placed(
+        net: Option<Arc<Net>>,
+        etcd: EtcdCluster,
+        nodes: usize,
+        failover_delay_ms: u64,
+        planners: usize,
+    ) -> Self {
         let cfg = etcd.cfg_spec("drill");
         let scratch = tempfile::tempdir().unwrap();
-        let source = format!("127.0.0.1:{}", free_port());
-        let source_proc = serve(
-            &scratch.path().join("source"),
-            &["source", "--bind", &source, "--partitions", "64"],
-            &source,
-        );
+        let host = net
+            .as_ref()
+            .map_or("127.0.0.1".to_string(), |n| n.ip(nodes));
+        let source = format!("{host}:{}", free_port());
+        let args = ["source", "--bind", &source, "--partitions", "64"];
+        let dir = scratch.path().join("source");
+        let source_proc = match &net {
+            Some(net) => serve_in(net, nodes, &dir, &args, &source),
+            None => serve(&dir, &args, &source),
+        };
         let mut drill = Self {
+            net,
             etcd,
             cfg,
             scratch,
@@ -95,7 +169,20 @@ impl Drill {
 
     pub fn add_node_with(&mut self, extra: &[&str]) -> usize {
         let i = self.addresses.len();
-        let address = format!("127.0.0.1:{}", free_port());
+        let host = self
+            .net
+            .as_ref()
+            .map_or("127.0.0.1".to_string(), |n| n.ip(i));
+        let address = format!("{host}:{}", free_port());
+        self.addresses.push(address);
+        self.nodes.push(None);
+        self.start_node(i, extra);
+        i
+    }
+
+    /// Starts node `i` (again: same address, data dir and flags), as a supervisor would.
+    pub fn start_node(&mut self, i: usize, extra: &[&str]) {
+        let address = self.addresses[i].clone();
         let dir = self.scratch.path().join(format!("node{i}"));
         let delay = self.failover_delay_ms.to_string();
         let zone = format!("zone-{i}");
@@ -118,9 +205,11 @@ impl Drill {
             args.extend(["--tags", "feed,janitor,pindex,queryer"]);
         }
         args.extend_from_slice(extra);
-        self.nodes.push(Some(serve(&dir, &args, &address)));
-        self.addresses.push(address);
-        i
+        let proc = match &self.net {
+            Some(net) => serve_in(net, i, &dir, &args, &address),
+            None => serve(&dir, &args, &address),
+        };
+        self.nodes[i] = Some(proc);
     }
 
     pub fn kill(&mut self, i: usize) {

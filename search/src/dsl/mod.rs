@@ -115,6 +115,14 @@ impl Target {
             if name.is_empty() {
                 return Err(SearchError::bad(path, "a field name is required"));
             }
+            // tantivy ends a JSON path at a NUL byte and splits it at U+0001: a field name
+            // with either would address something else (or trip an assertion inside it).
+            if name.chars().any(|c| c == '\0' || c == '\u{1}') {
+                return Err(SearchError::bad(
+                    path,
+                    "a field name may not contain the control characters U+0000 or U+0001",
+                ));
+            }
             let field = self
                 .schema
                 .get_field(DOC_FIELD)
@@ -366,6 +374,16 @@ impl Target {
                 full.conjunction,
             ),
         };
+        // tantivy ends and splits JSON paths at U+0000 and U+0001: a query string carrying them
+        // would address something else (and trips an assertion inside tantivy's parser).
+        if let Some(at) = text.find(['\0', '\u{1}']) {
+            return Err(SearchError::BadQuery {
+                field: path.to_string(),
+                message: "a query string may not contain the control characters U+0000 or U+0001"
+                    .into(),
+                position: Some(at),
+            });
+        }
         let (mut ast, errors) = tantivy::query_grammar::parse_query_lenient(text);
         if let Some(first) = errors.first() {
             return Err(SearchError::BadQuery {
