@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{free_port, http, serve, wait_for, wait_listening, Proc, BIN};
+use super::{free_port, http, serve, try_http, wait_for, wait_listening, Proc, BIN};
 use tessera_tests::etcd::EtcdCluster;
 use tessera_tests::netns::Net;
 
@@ -334,18 +334,24 @@ impl Load {
                     let list = nodes.lock().unwrap().clone();
                     let node = &list[turn % list.len()];
                     turn += 1;
-                    let (status, body) = http(
+                    // A node that cannot be reached is a failed query (not a panic: the soak
+                    // kills nodes the load is asking).
+                    let (status, body) = try_http(
                         node,
                         "POST",
                         "/api/index/books/query",
                         r#"{"query": {"match": {"field": "title", "query": "document"}}, "size": 3}"#,
-                    );
+                    )
+                    .unwrap_or((0, serde_json::Value::Null));
                     queries.fetch_add(1, Ordering::Relaxed);
                     if status != 200 || body["status"]["failed"] != 0 {
                         failures.lock().unwrap().push(format!("{node}: {status} {body}"));
+                        continue;
                     }
                     // Every plan seen has at most one primary per PIndex.
-                    let (_, plans) = http(node, "GET", "/api/plan", "");
+                    let Some((_, plans)) = try_http(node, "GET", "/api/plan", "") else {
+                        continue;
+                    };
                     for p in plans["plans"][0]["pindexes"].as_array().into_iter().flatten() {
                         let primaries = p["copies"]
                             .as_array()
