@@ -261,8 +261,8 @@ fn a_seeded_fault_soak_loses_no_acknowledged_write() {
     }
 
     // Everything healed and running: the cluster must come back by itself.
-    for i in 0..NODES {
-        bring_back(&mut drill, i, &uuids[i]);
+    for (i, uuid) in uuids.iter().enumerate() {
+        bring_back(&mut drill, i, uuid);
     }
     drill.wait_green("green after the soak", Duration::from_secs(120));
     stop.store(true, Ordering::Relaxed);
@@ -285,10 +285,34 @@ fn a_seeded_fault_soak_loses_no_acknowledged_write() {
         query_failures.len(),
         two_primaries.len()
     );
+    let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+    for f in &query_failures {
+        let kind = f.split_whitespace().nth(1).unwrap_or("?").to_string();
+        *kinds.entry(kind).or_default() += 1;
+    }
+    eprintln!("soak: failed queries by status (0: no connection): {kinds:?}");
+    if let Some(example) = query_failures.iter().find(|f| !f.contains(" 0 ")) {
+        eprintln!("soak: e.g. {}", &example[..example.len().min(400)]);
+    }
     assert_eq!(
         found, expected,
         "documents lost or doubled (seed {seed}): {answer}"
     );
+    for k in deleted.iter().step_by((deleted.len() / 50).max(1)) {
+        assert_eq!(count_of(&node, *k), Some(0), "deleted d{k} is still found");
+    }
+    let gone: std::collections::HashSet<u64> = deleted.iter().copied().collect();
+    let kept: Vec<u64> = (0..written)
+        .filter(|i| !gone.contains(i))
+        .step_by(997)
+        .collect();
+    for k in &kept {
+        assert_eq!(
+            count_of(&node, *k),
+            Some(1),
+            "d{k} is not found exactly once"
+        );
+    }
     assert!(
         two_primaries.is_empty(),
         "a plan held two primaries (seed {seed}): {two_primaries:?}"
