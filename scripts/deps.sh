@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Makes sure what Tessera needs to build and test is installed.
 #   scripts/deps.sh build   -> cargo, protoc (proto/ and etcd-client compile .proto files)
-#   scripts/deps.sh test    -> the above, plus etcd (tests start real etcd processes) and
-#                              schemathesis (the REST fuzzer, from PyPI, pinned)
+#   scripts/deps.sh test    -> the above, plus etcd (tests start real etcd processes), iproute2
+#                              (network namespaces for partition tests) and schemathesis (the
+#                              REST fuzzer, from PyPI, pinned)
 # As root on Debian/Ubuntu it installs what is missing with apt-get; otherwise it stops with a
 # message saying what is missing and how to get it.
 set -euo pipefail
@@ -20,6 +21,10 @@ if ! command -v protoc >/dev/null 2>&1 && [ -z "${PROTOC:-}" ]; then
 fi
 if [ "$need" = test ] && ! command -v etcd >/dev/null 2>&1 && [ -z "${ETCD_BIN:-}" ]; then
   missing_pkgs+=(etcd-server); missing_desc+=("etcd >= 3.4 (package etcd-server, or set ETCD_BIN)")
+fi
+# Partition and soak tests put hosts in network namespaces.
+if [ "$need" = test ] && ! command -v ip >/dev/null 2>&1; then
+  missing_pkgs+=(iproute2); missing_desc+=("ip (package iproute2)")
 fi
 
 if [ ${#missing_pkgs[@]} -gt 0 ]; then

@@ -274,10 +274,6 @@ fn three_nodes_answer_like_one_index_and_survive_a_killed_node() {
         Duration::from_secs(10),
         || (answered_so_far() >= 3 || querier.is_finished()).then_some(()),
     );
-    let victim_uuid = http(&addresses[2], "GET", "/api/ping", "").1["node"]
-        .as_str()
-        .expect("ping names the node")
-        .to_string();
     let mut victim = nodes[2].take().expect("node 2 runs");
     victim.0.kill().expect("kill -9");
     victim.0.wait().expect("reaped");
@@ -301,24 +297,11 @@ fn three_nodes_answer_like_one_index_and_survive_a_killed_node() {
         Duration::from_secs(15),
         || (answered_so_far() >= after_lease + 5 || querier.is_finished()).then_some(()),
     );
-    // Counts route as queries do: the down node still holds primaries in the plan (not failed
-    // over before the delay), and their PIndexes are counted from replicas.
-    let (_, plan) = http(&a, "GET", "/api/plan", "");
-    let primaries_on_victim = plan["plans"][0]["pindexes"]
-        .as_array()
-        .expect("a plan")
-        .iter()
-        .filter(|p| {
-            p["copies"].as_array().is_some_and(|c| {
-                c.iter()
-                    .any(|c| c["node"] == victim_uuid.as_str() && c["role"] == "primary")
-            })
-        })
-        .count();
-    assert!(
-        primaries_on_victim > 0,
-        "the down node holds no primary: {plan}"
-    );
+    // Counts route as queries do, around the down node: its copies stay in the plan (not
+    // failed over before the delay) but are not readable once its liveness is gone, and the
+    // primary role moves to a replica that can serve. (This used to assert that the down node
+    // still held primaries here: true only until the planner's next round, so it passed or
+    // failed with the machine's load.)
     let (status, counted) = http(&a, "GET", "/api/index/books/count", "");
     assert_eq!(status, 200, "{counted}");
     assert_eq!(counted["count"].as_u64(), Some(DOCS as u64), "{counted}");

@@ -393,3 +393,6 @@ pub async fn plan(State(state): State<AppState>) -> Response {
         Err(e) => cfg_problem(e),
     }
 }
+
+#[cfg(test)]
+mod status_tests;
