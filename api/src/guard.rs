@@ -215,4 +215,33 @@ mod tests {
         let (status, body) = call(app(), request).await;
         assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{body}");
     }
+
+    #[tokio::test]
+    async fn the_node_api_bounds_each_group_of_routes() {
+        let cfg = tessera_cfg::Cfg::new(
+            std::sync::Arc::new(tessera_cfg::local::LocalStore::open_memory().expect("store")),
+            tessera_cfg::KeySpace::new("t").expect("keys"),
+        );
+        let state = crate::state::tests::state(cfg, "n", Default::default());
+        let app = crate::app(state).layer(middleware::from_fn(json_errors));
+        let big = vec![b'x'; (1 << 20) + 1];
+        for (method, path) in [
+            ("PUT", "/api/index/books"),
+            ("POST", "/api/index/books/query"),
+            ("POST", "/api/ctl/topology-change"),
+        ] {
+            let request = axum::http::Request::builder()
+                .method(method)
+                .uri(path)
+                .body(Body::from(big.clone()))
+                .expect("request");
+            let (status, body) = call(app.clone(), request).await;
+            assert_eq!(
+                status,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "{method} {path}: {body}"
+            );
+            assert_eq!(body["limit_bytes"], 1 << 20, "{method} {path}: {body}");
+        }
+    }
 }

@@ -125,6 +125,7 @@ fn partitions_of_nodes_planner_source_and_etcd() {
         planner_leader(&drill, asked).filter(|l| *l != leader)
     });
     let took = cut_at.elapsed();
+    eprintln!("partitions: planner {next} led {took:?} after the leader was cut off");
     assert!(
         took <= TTL + Duration::from_secs(1),
         "a new planner ({next}) led {took:?} after the leader was cut off; at most the TTL and a second"
