@@ -272,7 +272,15 @@ impl PIndex for FulltextPIndex {
         let mut prepared = self.writer.prepare_commit().map_err(IndexError::storage)?;
         prepared.set_payload(&payload);
         prepared.commit().map_err(IndexError::storage)?;
-        self.reader.reload().map_err(IndexError::storage)?;
+        // A committed segment whose files cannot be read is damage, not a passing failure: the
+        // caller moves the directory aside and rebuilds it from the source.
+        self.reader.reload().map_err(|e| match e {
+            tantivy::TantivyError::OpenReadError(_) => IndexError::Corrupt {
+                path: self.path.clone(),
+                reason: format!("a committed segment cannot be read: {e}"),
+            },
+            e => IndexError::storage(e),
+        })?;
         self.committed = self.applied.clone();
         self.visible.send_replace(self.committed.clone());
         self.stats.commits += 1;

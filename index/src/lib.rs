@@ -122,16 +122,21 @@ pub fn open_or_rebuild(
 ) -> Result<(Box<dyn PIndex>, Option<PathBuf>), IndexError> {
     match open(kind, dir, params) {
         Err(IndexError::Corrupt { path, reason }) => {
-            let aside = (0..)
-                .map(|n| PathBuf::from(format!("{}.corrupt-{n}", dir.display())))
-                .find(|p| !p.exists())
-                .ok_or_else(|| {
-                    IndexError::Storage("no free name to move a corrupt PIndex aside".into())
-                })?;
-            std::fs::rename(dir, &aside).map_err(IndexError::storage)?;
+            let aside = move_aside(dir)?;
             tracing::warn!(path = %path.display(), moved_to = %aside.display(), reason, "corrupt PIndex moved aside; rebuilding");
             Ok((open(kind, dir, params)?, Some(aside)))
         }
         other => other.map(|p| (p, None)),
     }
+}
+
+/// Moves a damaged PIndex directory to `<dir>.corrupt-<n>` (kept for inspection); returns
+/// where it went.
+pub fn move_aside(dir: &Path) -> Result<PathBuf, IndexError> {
+    let aside = (0..)
+        .map(|n| PathBuf::from(format!("{}.corrupt-{n}", dir.display())))
+        .find(|p| !p.exists())
+        .ok_or_else(|| IndexError::Storage("no free name to move a corrupt PIndex aside".into()))?;
+    std::fs::rename(dir, &aside).map_err(IndexError::storage)?;
+    Ok(aside)
 }

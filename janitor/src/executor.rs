@@ -406,6 +406,27 @@ impl Executor {
                 continue;
             };
             let error = match hosted.feed.stop().await {
+                // Damage found while feeding (a committed segment unreadable): the directory
+                // goes aside, and the retry rebuilds the PIndex from the source.
+                Err(crate::feed::FeedError::Index(tessera_index::IndexError::Corrupt {
+                    reason,
+                    ..
+                })) => {
+                    let dir = self.options.pindex_dir.join(&name);
+                    match tessera_index::move_aside(&dir) {
+                        Ok(aside) => {
+                            tracing::warn!(pindex = name, moved_to = %aside.display(), reason, "corrupt PIndex moved aside; rebuilding");
+                            if let Ok(mut board) = self.board.lock() {
+                                board.entry(name.clone()).or_default().rebuilt_from =
+                                    Some(aside.display().to_string());
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(pindex = name, error = %e, "moving a corrupt PIndex aside failed")
+                        }
+                    }
+                    format!("corrupt, rebuilding: {reason}")
+                }
                 Err(e) => e.to_string(),
                 Ok(_) => "the feed ended".to_string(),
             };
