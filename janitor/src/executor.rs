@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tessera_cfg::schema::{CopyReport, CopyRole, Document, IndexDef};
+use tessera_cfg::schema::{CopyRole, IndexDef};
 use tessera_cfg::{unix_ms, Cfg, KeyKind, WatchEvent};
 use tokio::sync::watch;
 
@@ -19,17 +19,8 @@ use crate::stall::stall;
 pub use crate::stall::STALL_AFTER;
 use crate::wanted::{wanted_copies, WantedView};
 
-/// What a copy report said, to write it again only when it changes.
-#[derive(Debug, PartialEq)]
-struct Reported {
-    caught_up: std::collections::BTreeSet<String>,
-    /// Unhosted PIndexes whose files are on disk.
-    on_disk: std::collections::BTreeSet<String>,
-    stalled: BTreeMap<String, String>,
-    incidents: BTreeMap<String, String>,
-    /// The newest plan acted on.
-    plans_seen: tessera_cfg::Revision,
-}
+mod report;
+use report::Reported;
 
 /// The janitor's defaults, in one place (the node's flags and `ExecutorOptions::new`).
 pub mod defaults {
@@ -293,70 +284,6 @@ impl Executor {
             }
         }
         kept
-    }
-
-    /// Tells the planner which local copies have caught up (it marks them `active`).
-    async fn report(
-        &mut self,
-        on_disk: std::collections::BTreeSet<String>,
-        plans_seen: tessera_cfg::Revision,
-    ) -> Result<(), tessera_cfg::CfgError> {
-        let caught_up: std::collections::BTreeSet<String> = self
-            .hosted
-            .iter()
-            .filter(|(_, h)| h.caught_up)
-            .map(|(n, _)| n.clone())
-            .collect();
-        let stalled: BTreeMap<String, String> = self
-            .hosted
-            .iter()
-            .filter_map(|(n, h)| Some((n.clone(), h.stalled.clone()?)))
-            .collect();
-        let incidents: BTreeMap<String, String> = self
-            .hosted
-            .iter()
-            .filter_map(|(n, h)| Some((n.clone(), h.feed.status().incident?)))
-            .collect();
-        // Written again when what it says changes, and when a newer plan of an index hosted
-        // here was acted on (the planner trusts "caught up" only for plans it has seen).
-        let state = Reported {
-            caught_up: caught_up.clone(),
-            on_disk: on_disk.clone(),
-            stalled: stalled.clone(),
-            incidents: incidents.clone(),
-            plans_seen,
-        };
-        if self.reported.as_ref() == Some(&state) {
-            return Ok(());
-        }
-        let key = self.cfg.keys().report(&self.node);
-        let docs = caught_up
-            .iter()
-            .filter_map(|n| {
-                let feed = self.hosted.get(n)?.feed.status();
-                Some((n.clone(), feed.docs))
-            })
-            .collect();
-        let doc = CopyReport {
-            format_version: CopyReport::FORMAT_VERSION,
-            node: self.node.clone(),
-            incarnation: self.incarnation.clone(),
-            caught_up: caught_up.clone(),
-            docs,
-            on_disk,
-            stalled,
-            plans_seen,
-            incidents,
-        };
-        let cas = self
-            .cfg
-            .store()
-            .get(&key)
-            .await?
-            .map_or(0, |kv| kv.mod_revision);
-        self.cfg.put_doc(&key, &doc, cas, None).await?;
-        self.reported = Some(state);
-        Ok(())
     }
 
     /// PIndex directories on disk that this node does not host (left from before a failover).
