@@ -56,14 +56,9 @@ impl AppState {
     /// Where `def`'s source answers: its `url`, the recorded source node's address, or (for a
     /// definition from before sources were recorded) this node's own.
     pub async fn source_url(&self, def: &tessera_cfg::schema::IndexDef) -> Result<String, String> {
-        let mut addresses = std::collections::BTreeMap::new();
-        if let Some(node) = def.source.node().filter(|_| def.source.url().is_none()) {
-            if let Some(n) = self.cfg.node_def(node).await.map_err(|e| e.to_string())? {
-                addresses.insert(n.value.uuid, n.value.host_port);
-            }
-        }
-        def.source
-            .resolve_url(&addresses, &self.coord.search.default_source_url)
+        self.cfg
+            .source_url(&def.source, &self.coord.search.default_source_url)
+            .await
     }
 }
 

@@ -182,6 +182,23 @@ impl Cfg {
             .await
     }
 
+    /// Where `source` answers (see `SourceDef::resolve_url`), reading the recorded source
+    /// node's definition when the definition names one; `default` for definitions from before
+    /// sources were recorded.
+    pub async fn source_url(
+        &self,
+        source: &crate::schema::SourceDef,
+        default: &str,
+    ) -> std::result::Result<String, String> {
+        let mut addresses = BTreeMap::new();
+        if let Some(node) = source.node().filter(|_| source.url().is_none()) {
+            if let Some(n) = self.node_def(node).await.map_err(|e| e.to_string())? {
+                addresses.insert(n.value.uuid, n.value.host_port);
+            }
+        }
+        source.resolve_url(&addresses, default)
+    }
+
     pub async fn liveness(&self, uuid: &str) -> Result<Option<Versioned<NodeLiveness>>> {
         self.get_doc(&self.keys.liveness(uuid)).await
     }

@@ -90,14 +90,6 @@ pub struct Executor {
     reported: Option<Reported>,
 }
 
-/// The fingerprint of what a PIndex is built from: a change of type, source or params
-/// restarts it; a change of replicas does not.
-pub fn definition_fingerprint(def: &IndexDef) -> String {
-    let basis =
-        serde_json::json!({"type": def.index_type, "source": def.source, "params": def.params});
-    format!("{:08x}", crc32fast::hash(basis.to_string().as_bytes()))
-}
-
 impl Executor {
     pub fn new(cfg: Cfg, node: &str, incarnation: &str, options: ExecutorOptions) -> Self {
         Self {
@@ -519,18 +511,9 @@ impl Executor {
 
     /// Where `def`'s source answers (see `SourceDef::resolve_url`).
     async fn source_url(&self, def: &IndexDef) -> Result<String, String> {
-        let mut addresses = BTreeMap::new();
-        if let Some(node) = def.source.node().filter(|_| def.source.url().is_none()) {
-            match self.cfg.node_def(node).await {
-                Ok(Some(n)) => {
-                    addresses.insert(n.value.uuid, n.value.host_port);
-                }
-                Ok(None) => {}
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-        def.source
-            .resolve_url(&addresses, &self.options.default_source_url)
+        self.cfg
+            .source_url(&def.source, &self.options.default_source_url)
+            .await
     }
 
     async fn publish(&self) {

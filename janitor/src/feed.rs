@@ -19,6 +19,9 @@ use tessera_proto::v1::StreamRequest;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+mod reader;
+use reader::Reader;
+
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Changes applied per blocking batch.
@@ -335,12 +338,20 @@ impl Applier {
         });
         self.start_readers(pindex.as_ref());
         let checking = (self.config.source_partitions > 0).then(|| {
-            tokio::spawn(crate::incident::watch_partition_count(
+            let check = crate::incident::partition_count_mismatch(
                 self.channels.first().cloned(),
                 self.config.source.clone(),
                 self.config.source_partitions,
-                self.status.clone(),
-            ))
+            );
+            let status = self.status.clone();
+            tokio::spawn(async move {
+                if let Some(why) = check.await {
+                    tracing::error!(why, "source partition count differs from the definition");
+                    if let Ok(mut s) = status.lock() {
+                        s.mismatch = Some(why);
+                    }
+                }
+            })
         });
         let _checking = AbortOnDrop(checking);
         let mut uncommitted = 0usize;
@@ -490,137 +501,4 @@ async fn blocking<T: Send + 'static>(
     })
     .await
     .map_err(|e| FeedError::Task(e.to_string()))
-}
-
-/// Streams one partition into the applier, reconnecting as needed.
-struct Reader {
-    url: String,
-    channel: Option<tonic::transport::Channel>,
-    source: String,
-    partition: u32,
-    items: mpsc::Sender<Item>,
-    status: Arc<Mutex<FeedStatus>>,
-}
-
-impl Reader {
-    fn update(&self, f: impl FnOnce(&mut FeedStatus)) {
-        if let Ok(mut status) = self.status.lock() {
-            f(&mut status);
-        }
-    }
-
-    async fn run(self, mut seq: u64, mut uuid: String) {
-        let mut backoff = FIRST_BACKOFF;
-        loop {
-            match self.session(&mut seq, &mut uuid).await {
-                Ok(SessionEnd::RolledBack) => return,
-                Ok(SessionEnd::Progressed) => backoff = FIRST_BACKOFF,
-                Ok(SessionEnd::Closed) => {}
-                Err(reason) => self.update(|s| {
-                    s.last_error = Some(format!("partition {}: {reason}", self.partition))
-                }),
-            }
-            if self.items.is_closed() {
-                return;
-            }
-            let partition = self.partition;
-            self.update(|s| {
-                s.reconnects += 1;
-                s.partitions.entry(partition).or_default().connected = false;
-            });
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-        }
-    }
-
-    async fn session(&self, seq: &mut u64, uuid: &mut String) -> Result<SessionEnd, String> {
-        let mut client = match &self.channel {
-            Some(channel) => SourceClient::new(channel.clone()),
-            None => return Err(format!("bad source url `{}`", self.url)),
-        };
-        let request = StreamRequest {
-            source: self.source.clone(),
-            partition: self.partition,
-            from_seq: *seq,
-            partition_uuid: uuid.clone(),
-        };
-        let mut stream = match tokio::time::timeout(OPEN_TIMEOUT, client.stream(request)).await {
-            Ok(Ok(response)) => response.into_inner(),
-            Ok(Err(e)) => return Err(e.message().to_string()),
-            Err(_) => {
-                return Err(format!(
-                    "the source did not open the stream within {} s",
-                    OPEN_TIMEOUT.as_secs()
-                ))
-            }
-        };
-        let partition = self.partition;
-        self.update(|s| s.partitions.entry(partition).or_default().connected = true);
-        let mut progressed = false;
-        loop {
-            let event = match stream.message().await {
-                Ok(Some(message)) => message.event,
-                Ok(None) => {
-                    return Ok(if progressed {
-                        SessionEnd::Progressed
-                    } else {
-                        SessionEnd::Closed
-                    })
-                }
-                Err(e) => {
-                    return if progressed {
-                        Ok(SessionEnd::Progressed)
-                    } else {
-                        Err(e.message().to_string())
-                    }
-                }
-            };
-            let item = match event {
-                Some(Event::Snapshot(s)) => {
-                    *uuid = s.partition_uuid;
-                    continue;
-                }
-                Some(Event::Mutation(m)) => {
-                    *seq = m.seq;
-                    Item::Put {
-                        partition,
-                        uuid: uuid.clone(),
-                        seq: m.seq,
-                        key: m.key,
-                        doc: m.doc,
-                    }
-                }
-                Some(Event::Deletion(d)) => {
-                    *seq = d.seq;
-                    Item::Delete {
-                        partition,
-                        uuid: uuid.clone(),
-                        seq: d.seq,
-                        key: d.key,
-                    }
-                }
-                Some(Event::Rollback(r)) => {
-                    let _ = self
-                        .items
-                        .send(Item::Rollback {
-                            partition,
-                            uuid: r.partition_uuid,
-                        })
-                        .await;
-                    return Ok(SessionEnd::RolledBack);
-                }
-                None => continue,
-            };
-            progressed = true;
-            if self.items.send(item).await.is_err() {
-                return Ok(SessionEnd::Closed);
-            }
-        }
-    }
-}
-
-enum SessionEnd {
-    RolledBack,
-    Progressed,
-    Closed,
 }

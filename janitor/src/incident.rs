@@ -68,38 +68,26 @@ pub(crate) async fn check(
     })
 }
 
-/// Asks the source how many partitions it has until it answers, and records a difference
-/// from the definition's `expected` in the feed status (`mismatch`).
-pub(crate) async fn watch_partition_count(
+/// Asks the source how many partitions it has until it answers, and says why it disagrees
+/// with the definition's `expected`, if it does.
+pub(crate) async fn partition_count_mismatch(
     channel: Option<tonic::transport::Channel>,
     source: String,
     expected: u32,
-    status: std::sync::Arc<std::sync::Mutex<crate::feed::FeedStatus>>,
-) {
-    let Some(channel) = channel else { return };
-    let mut client = tessera_proto::v1::source_client::SourceClient::new(channel);
+) -> Option<String> {
+    let mut client = tessera_proto::v1::source_client::SourceClient::new(channel?);
     loop {
         let request = tessera_proto::v1::ListPartitionsRequest {
             source: source.clone(),
         };
         if let Ok(reply) = client.list_partitions(request).await {
             let real = reply.into_inner().partitions.len() as u32;
-            if real > 0 && real != expected {
-                let why = format!(
-                    "source `{source}` has {real} partitions; the index definition says {expected}: partitions past {expected} are not read"
-                );
-                tracing::error!(
-                    source,
-                    real,
-                    expected,
-                    "source partition count differs from the definition"
-                );
-                if let Ok(mut s) = status.lock() {
-                    s.mismatch = Some(why);
-                }
-            }
             if real > 0 {
-                return;
+                return (real != expected).then(|| {
+                    format!(
+                        "source `{source}` has {real} partitions; the index definition says {expected}: partitions past {expected} are not read"
+                    )
+                });
             }
         }
         tokio::time::sleep(std::time::Duration::from_secs(5)).await;

@@ -14,7 +14,14 @@ use tessera_cfg::schema::{IndexDef, IndexPlan};
 use tessera_cfg::{KeyKind, KeySpace, Revision, VersionedList};
 
 use crate::diff::{Local, Wanted};
-use crate::executor::definition_fingerprint;
+
+/// The fingerprint of what a PIndex is built from: a change of type, source or params
+/// restarts it; a change of replicas does not.
+pub fn definition_fingerprint(def: &IndexDef) -> String {
+    let basis =
+        serde_json::json!({"type": def.index_type, "source": def.source, "params": def.params});
+    format!("{:08x}", crc32fast::hash(basis.to_string().as_bytes()))
+}
 
 /// What this node should host, and what it must leave alone.
 #[derive(Debug, Clone, Default)]
