@@ -57,3 +57,16 @@ if [ "$need" = test ]; then
     }
   fi
 fi
+
+# The S3-compatible server backup tests store snapshots in (moto's server mode, from PyPI, pinned).
+MOTO_VERSION=5.2.5
+if [ "$need" = test ]; then
+  have=$(python3 -c 'import moto, flask; print(moto.__version__)' 2>/dev/null || true)
+  if [ "$have" != "$MOTO_VERSION" ]; then
+    echo "installing: moto[server]==$MOTO_VERSION (pip)" >&2
+    python3 -m pip install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION" >&2 || {
+      echo "error: could not install moto[server]==$MOTO_VERSION with pip" >&2
+      exit 1
+    }
+  fi
+fi

@@ -283,12 +283,16 @@ impl Cfg {
                 let doc: schema::ClusterControl = schema::decode_input(key, bytes)?;
                 Ok(schema::encode(&doc))
             }
+            KeyKind::BackupRepo(name) => {
+                typed::<schema::RepoDef>(key, bytes, |r| &r.name, "name", &name)
+            }
+            KeyKind::BackupJob(id) => typed::<schema::BackupJob>(key, bytes, |j| &j.id, "id", &id),
             KeyKind::Unknown | KeyKind::Foreign if allow_unknown => Ok(bytes.to_vec()),
             KeyKind::Unknown | KeyKind::Foreign => Err(CfgError::Invalid {
                 key: key.to_string(),
                 field: "(key)".into(),
                 reason: format!(
-                    "not a key of the schema (under {}: cluster, indexes/NAME, nodes/UUID, live/UUID, plans/INDEX, planner/leader, reports/NODE, tasks/ID, topology/lock, control); pass --raw to write it anyway",
+                    "not a key of the schema (under {}: cluster, indexes/NAME, nodes/UUID, live/UUID, plans/INDEX, planner/leader, reports/NODE, tasks/ID, topology/lock, control, backup/repos/NAME, backup/jobs/ID); pass --raw to write it anyway",
                     self.keys.root()
                 ),
             }),

@@ -38,6 +38,9 @@ pub enum KeyKind {
     Task(String),
     TopologyLock,
     Control,
+    BackupRepo(String),
+    /// A backup or restore job's record.
+    BackupJob(String),
     /// Under the cluster root but not part of the schema.
     Unknown,
     /// Not under this cluster's root.
@@ -118,6 +121,22 @@ impl KeySpace {
         format!("{}control", self.root)
     }
 
+    pub fn backup_repos(&self) -> String {
+        format!("{}backup/repos/", self.root)
+    }
+
+    pub fn backup_repo(&self, name: &str) -> String {
+        format!("{}{name}", self.backup_repos())
+    }
+
+    pub fn backup_jobs(&self) -> String {
+        format!("{}backup/jobs/", self.root)
+    }
+
+    pub fn backup_job(&self, id: &str) -> String {
+        format!("{}{id}", self.backup_jobs())
+    }
+
     /// A key given on the command line: absolute (`/tessera/...`) as is, otherwise relative
     /// to the cluster root (`indexes/books`).
     pub fn resolve(&self, key: &str) -> String {
@@ -158,6 +177,10 @@ impl KeySpace {
             KeyKind::CopyReport(node)
         } else if let Some(id) = one("tasks/") {
             KeyKind::Task(id)
+        } else if let Some(name) = one("backup/repos/") {
+            KeyKind::BackupRepo(name)
+        } else if let Some(id) = one("backup/jobs/") {
+            KeyKind::BackupJob(id)
         } else {
             KeyKind::Unknown
         }

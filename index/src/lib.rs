@@ -10,6 +10,7 @@
 
 pub mod blackhole;
 pub mod checkpoint;
+pub mod fileset;
 pub mod fulltext;
 pub mod mapping;
 pub mod searchable;

@@ -4,6 +4,7 @@
 //! `UnknownFormatVersion`, both naming the key), [`decode_input`] reads what a user offers
 //! (errors are `Invalid` naming the field, then the document's own validation runs).
 
+mod backup;
 mod cluster;
 mod index;
 mod node;
@@ -11,6 +12,7 @@ mod plan;
 mod task;
 pub mod validate;
 
+pub use backup::{BackupJob, JobKind, JobProgress, RepoDef, REPO_TYPES, S3_OPTIONS};
 pub use cluster::{ClusterControl, ClusterMeta, Held, PlannerLeader};
 pub use index::{
     IndexDef, PlanParams, SourceDef, DEFAULT_SOURCE_PARTITIONS, INDEX_TYPES, MAX_REPLICAS,

@@ -1,0 +1,53 @@
+//! Backup and restore: snapshots of index definitions, PIndex file sets and reference source
+//! logs in a repository (a directory or an S3-compatible bucket), stored once per content
+//! hash, verified on every read.
+//!
+//! The pure parts — the manifest ([`manifest`]), which blobs an upload must send and which
+//! `gc` may remove, the encoding of one blob ([`codec`]) — are apart from the I/O: the
+//! repository ([`repo`]) over `object_store`, and its writer lock ([`lock`]). `backup/README.md` explains the method.
+
+pub mod codec;
+pub mod lock;
+pub mod manifest;
+pub mod repo;
+
+pub use manifest::{FileEntry, Manifest, PIndexEntry, PartitionPoint, SourceEntry};
+pub use repo::{RepoConfig, RepoType, Repository};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    /// A repository's configuration cannot be used; `field` names what is wrong.
+    #[error("`{field}`: {reason}")]
+    Config { field: String, reason: String },
+    /// Something read from the repository is not what it should be (names the object).
+    #[error("{what} is damaged: {reason}")]
+    Damaged { what: String, reason: String },
+    #[error("{0} not found in the repository")]
+    NotFound(String),
+    /// Another cluster (or another operation) holds the repository's writer lock.
+    #[error("the repository is locked by cluster `{cluster}` ({operation}) until {until_ms} ms since the epoch")]
+    Locked {
+        cluster: String,
+        operation: String,
+        until_ms: u64,
+    },
+    #[error("the repository is read-only")]
+    ReadOnly,
+    #[error("encoding: {0}")]
+    Encode(String),
+    /// The object store or the local disk failed.
+    #[error("storage: {0}")]
+    Storage(String),
+}
+
+impl BackupError {
+    pub(crate) fn storage(e: impl std::fmt::Display) -> Self {
+        BackupError::Storage(e.to_string())
+    }
+}
+
+pub(crate) fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -1,0 +1,377 @@
+//! A repository: blobs stored once under their content hash, sealed manifests, and the
+//! staging area of jobs under way, in a directory or an S3-compatible bucket (through
+//! `object_store`, one client for both).
+//!
+//! Layout under the repository's root (its directory, or `BUCKET/PREFIX`):
+//! - `blobs/<hh>/<hash>.<size>` — one file's content, encoded by [`crate::codec`]; the key
+//!   carries the content's size, so a listing tells hash and size without reading a blob;
+//! - `snapshots/<id>.json` — a sealed [`Manifest`], written once, after all its blobs;
+//! - `staging/<job>/<name>.json` — what a backup job has finished, so a resumed job skips it;
+//! - `lock.json` — the writer lock ([`crate::lock`]).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
+use tessera_cfg::schema::RepoDef;
+
+use crate::codec;
+use crate::manifest::{content_hash, Manifest};
+use crate::BackupError;
+
+pub use tessera_cfg::schema::RepoDef as RepoConfig;
+
+/// The repository types, as stored in [`RepoDef::repo_type`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepoType {
+    Fs,
+    S3,
+}
+
+/// An open repository.
+#[derive(Clone)]
+pub struct Repository {
+    store: Arc<dyn ObjectStore>,
+    name: String,
+    readonly: bool,
+}
+
+impl std::fmt::Debug for Repository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Repository({})", self.name)
+    }
+}
+
+/// A blob written (or found already there).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBlob {
+    pub hash: String,
+    pub size: u64,
+    /// Bytes sent to the repository (0 when the blob was already there).
+    pub uploaded: u64,
+}
+
+fn blob_path(hash: &str, size: u64) -> Path {
+    let shard = hash.get(..2).unwrap_or("00");
+    Path::from(format!("blobs/{shard}/{hash}.{size}"))
+}
+
+fn snapshot_path(id: &str) -> Path {
+    Path::from(format!("snapshots/{id}.json"))
+}
+
+fn storage(e: object_store::Error) -> BackupError {
+    match e {
+        object_store::Error::NotFound { path, .. } => BackupError::NotFound(path),
+        e => BackupError::Storage(e.to_string()),
+    }
+}
+
+impl Repository {
+    /// Opens the repository `def` describes. An `fs` directory is created if missing; an `s3`
+    /// bucket must exist. Credentials for `s3` come from `options.credentials_file` or the
+    /// environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`).
+    pub fn open(def: &RepoDef) -> Result<Self, BackupError> {
+        let config = |field: &str, reason: String| BackupError::Config {
+            field: field.to_string(),
+            reason,
+        };
+        let store: Arc<dyn ObjectStore> = match def.repo_type.as_str() {
+            "fs" => {
+                std::fs::create_dir_all(&def.location).map_err(|e| {
+                    config("location", format!("cannot create {}: {e}", def.location))
+                })?;
+                Arc::new(
+                    LocalFileSystem::new_with_prefix(&def.location)
+                        .map_err(|e| config("location", e.to_string()))?
+                        .with_automatic_cleanup(true),
+                )
+            }
+            "s3" => s3_store(def)?,
+            other => return Err(config("type", format!("unknown repository type `{other}`"))),
+        };
+        Ok(Self {
+            store,
+            name: def.name.clone(),
+            readonly: def.readonly,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn is_readonly(&self) -> bool {
+        self.readonly
+    }
+
+    pub(crate) fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    pub(crate) fn writable(&self) -> Result<(), BackupError> {
+        if self.readonly {
+            return Err(BackupError::ReadOnly);
+        }
+        Ok(())
+    }
+
+    /// Stores `content` unless a blob of the same hash and size is there already.
+    pub async fn put_blob(&self, content: Vec<u8>) -> Result<StoredBlob, BackupError> {
+        self.writable()?;
+        let hash = content_hash(&content);
+        let size = content.len() as u64;
+        let path = blob_path(&hash, size);
+        match self.store.head(&path).await {
+            Ok(_) => {
+                return Ok(StoredBlob {
+                    hash,
+                    size,
+                    uploaded: 0,
+                })
+            }
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(storage(e)),
+        }
+        let encoded = tokio::task::spawn_blocking(move || codec::encode(&content))
+            .await
+            .map_err(BackupError::storage)??;
+        let uploaded = encoded.len() as u64;
+        self.store
+            .put(&path, PutPayload::from(encoded))
+            .await
+            .map_err(storage)?;
+        Ok(StoredBlob {
+            hash,
+            size,
+            uploaded,
+        })
+    }
+
+    /// A blob's content, checked against its hash and size.
+    pub async fn get_blob(&self, hash: &str, size: u64) -> Result<Vec<u8>, BackupError> {
+        let stored = self.raw(&blob_path(hash, size), &format!("blob {hash}")).await?;
+        let hash = hash.to_string();
+        tokio::task::spawn_blocking(move || codec::decode(&stored, &hash, size))
+            .await
+            .map_err(BackupError::storage)?
+    }
+
+    /// Whether the blob exists (with its stored length), without reading it.
+    pub async fn has_blob(&self, hash: &str, size: u64) -> Result<bool, BackupError> {
+        match self.store.head(&blob_path(hash, size)).await {
+            Ok(meta) => Ok(meta.size >= 5),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(storage(e)),
+        }
+    }
+
+    /// Every blob in the repository: hash → content size.
+    pub async fn blobs(&self) -> Result<BTreeMap<String, u64>, BackupError> {
+        let listed: Vec<_> = self
+            .store
+            .list(Some(&Path::from("blobs")))
+            .try_collect()
+            .await
+            .map_err(storage)?;
+        Ok(listed
+            .iter()
+            .filter_map(|meta| {
+                let file = meta.location.filename()?;
+                let (hash, size) = file.rsplit_once('.')?;
+                Some((hash.to_string(), size.parse().ok()?))
+            })
+            .collect())
+    }
+
+    pub async fn delete_blob(&self, hash: &str, size: u64) -> Result<(), BackupError> {
+        self.writable()?;
+        match self.store.delete(&blob_path(hash, size)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(storage(e)),
+        }
+    }
+
+    /// Writes a snapshot's manifest; a snapshot of that id already there is an error.
+    pub async fn put_manifest(&self, manifest: &Manifest) -> Result<(), BackupError> {
+        self.writable()?;
+        let sealed = manifest.seal()?;
+        let options = PutOptions::from(PutMode::Create);
+        match self
+            .store
+            .put_opts(&snapshot_path(&manifest.id), sealed.into(), options)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(object_store::Error::AlreadyExists { .. }) => Err(BackupError::Config {
+                field: "id".into(),
+                reason: format!("snapshot `{}` exists already", manifest.id),
+            }),
+            Err(e) => Err(storage(e)),
+        }
+    }
+
+    /// A snapshot's manifest, its checksum checked.
+    pub async fn manifest(&self, id: &str) -> Result<Manifest, BackupError> {
+        let what = format!("snapshot {id}");
+        let bytes = self.raw(&snapshot_path(id), &what).await?;
+        Manifest::open(&bytes, &what)
+    }
+
+    /// The ids of every snapshot, oldest name first.
+    pub async fn snapshot_ids(&self) -> Result<Vec<String>, BackupError> {
+        let listed: Vec<_> = self
+            .store
+            .list(Some(&Path::from("snapshots")))
+            .try_collect()
+            .await
+            .map_err(storage)?;
+        let mut ids: Vec<String> = listed
+            .iter()
+            .filter_map(|m| m.location.filename()?.strip_suffix(".json").map(String::from))
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    pub async fn delete_manifest(&self, id: &str) -> Result<(), BackupError> {
+        self.writable()?;
+        self.store
+            .delete(&snapshot_path(id))
+            .await
+            .map_err(storage)
+    }
+
+    /// Records a finished part of job `job` (a PIndex's entry, a source's entry).
+    pub async fn put_staged(&self, job: &str, name: &str, bytes: Vec<u8>) -> Result<(), BackupError> {
+        self.writable()?;
+        let path = Path::from(format!("staging/{job}/{name}.json"));
+        self.store
+            .put(&path, PutPayload::from(bytes))
+            .await
+            .map(|_| ())
+            .map_err(storage)
+    }
+
+    /// What job `job` has finished: name → bytes.
+    pub async fn staged(&self, job: &str) -> Result<BTreeMap<String, Vec<u8>>, BackupError> {
+        let prefix = Path::from(format!("staging/{job}"));
+        let listed: Vec<_> = self
+            .store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(storage)?;
+        let mut out = BTreeMap::new();
+        for meta in listed {
+            let Some(name) = meta
+                .location
+                .filename()
+                .and_then(|f| f.strip_suffix(".json"))
+                .map(String::from)
+            else {
+                continue;
+            };
+            let bytes = self.raw(&meta.location, &name).await?;
+            out.insert(name, bytes);
+        }
+        Ok(out)
+    }
+
+    /// Removes job `job`'s staging area.
+    pub async fn clear_staged(&self, job: &str) -> Result<(), BackupError> {
+        let prefix = Path::from(format!("staging/{job}"));
+        let listed: Vec<_> = self
+            .store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(storage)?;
+        for meta in listed {
+            match self.store.delete(&meta.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(storage(e)),
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn raw(&self, path: &Path, what: &str) -> Result<Vec<u8>, BackupError> {
+        let got = self.store.get(path).await.map_err(|e| match e {
+            object_store::Error::NotFound { .. } => BackupError::NotFound(what.to_string()),
+            e => storage(e),
+        })?;
+        let bytes: Bytes = got.bytes().await.map_err(storage)?;
+        Ok(bytes.to_vec())
+    }
+}
+
+/// The `s3` store of `def`.
+fn s3_store(def: &RepoDef) -> Result<Arc<dyn ObjectStore>, BackupError> {
+    let config = |field: &str, reason: String| BackupError::Config {
+        field: field.to_string(),
+        reason,
+    };
+    let (bucket, prefix) = match def.location.split_once('/') {
+        Some((bucket, prefix)) => (bucket, prefix.trim_matches('/')),
+        None => (def.location.as_str(), ""),
+    };
+    let mut builder = AmazonS3Builder::from_env()
+        .with_bucket_name(bucket)
+        .with_region(
+            def.options
+                .get("region")
+                .map_or("us-east-1", String::as_str),
+        )
+        .with_allow_http(def.options.get("allow_http").is_some_and(|v| v == "true"));
+    if let Some(endpoint) = def.options.get("endpoint") {
+        builder = builder
+            .with_endpoint(endpoint)
+            .with_virtual_hosted_style_request(false);
+    }
+    if let Some(file) = def.options.get("credentials_file") {
+        let (key, secret) = read_credentials(file)
+            .map_err(|reason| config("options.credentials_file", reason))?;
+        builder = builder
+            .with_access_key_id(key)
+            .with_secret_access_key(secret);
+    }
+    let store = builder
+        .build()
+        .map_err(|e| config("location", e.to_string()))?;
+    if prefix.is_empty() {
+        return Ok(Arc::new(store));
+    }
+    Ok(Arc::new(object_store::prefix::PrefixStore::new(store, prefix)))
+}
+
+/// `access_key_id = ...` and `secret_access_key = ...` lines (as in an AWS credentials file;
+/// other lines are ignored).
+fn read_credentials(file: &str) -> Result<(String, String), String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {file}: {e}"))?;
+    let mut key = None;
+    let mut secret = None;
+    for line in text.lines() {
+        let Some((name, value)) = line.split_once('=') else {
+            continue;
+        };
+        match name.trim() {
+            "access_key_id" | "aws_access_key_id" => key = Some(value.trim().to_string()),
+            "secret_access_key" | "aws_secret_access_key" => {
+                secret = Some(value.trim().to_string())
+            }
+            _ => {}
+        }
+    }
+    match (key, secret) {
+        (Some(k), Some(s)) => Ok((k, s)),
+        _ => Err(format!(
+            "{file} has no access_key_id and secret_access_key lines"
+        )),
+    }
+}
