@@ -62,7 +62,9 @@ mod tests {
     #[test]
     fn round_trips_compressible_and_incompressible_content() {
         let text = b"the same words again ".repeat(100);
-        let noise: Vec<u8> = (0..2000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let noise: Vec<u8> = (0..2000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
         for content in [text.as_slice(), noise.as_slice(), b"".as_slice()] {
             let stored = encode(content).unwrap();
             let back = decode(&stored, &content_hash(content), content.len() as u64).unwrap();

@@ -105,7 +105,8 @@ impl RepoLock {
     pub async fn renew(&mut self) -> Result<(), BackupError> {
         self.check().await?;
         self.doc.expires_ms = unix_ms() + LOCK_TTL_MS;
-        let bytes = serde_json::to_vec(&self.doc).map_err(|e| BackupError::Encode(e.to_string()))?;
+        let bytes =
+            serde_json::to_vec(&self.doc).map_err(|e| BackupError::Encode(e.to_string()))?;
         self.repo
             .store()
             .put(&lock_path(), PutPayload::from(bytes))

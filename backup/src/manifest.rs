@@ -221,7 +221,10 @@ mod tests {
         let mut present = BTreeMap::new();
         present.insert(content_hash(b"one"), 3);
         let missing = missing_blobs(m.blobs(), &present);
-        assert_eq!(missing.into_iter().collect::<Vec<_>>(), vec![content_hash(b"two")]);
+        assert_eq!(
+            missing.into_iter().collect::<Vec<_>>(),
+            vec![content_hash(b"two")]
+        );
         // Same name, other content: a new blob.
         let changed = manifest(vec![file("a", b"uno")]);
         assert_eq!(missing_blobs(changed.blobs(), &present).len(), 1);
@@ -231,9 +234,6 @@ mod tests {
     fn gc_keeps_what_a_remaining_snapshot_references() {
         let kept = manifest(vec![file("a", b"one")]);
         let present = vec![content_hash(b"one"), content_hash(b"gone")];
-        assert_eq!(
-            unreferenced(&present, &[kept]),
-            vec![content_hash(b"gone")]
-        );
+        assert_eq!(unreferenced(&present, &[kept]), vec![content_hash(b"gone")]);
     }
 }

@@ -155,7 +155,9 @@ impl Repository {
 
     /// A blob's content, checked against its hash and size.
     pub async fn get_blob(&self, hash: &str, size: u64) -> Result<Vec<u8>, BackupError> {
-        let stored = self.raw(&blob_path(hash, size), &format!("blob {hash}")).await?;
+        let stored = self
+            .raw(&blob_path(hash, size), &format!("blob {hash}"))
+            .await?;
         let hash = hash.to_string();
         tokio::task::spawn_blocking(move || codec::decode(&stored, &hash, size))
             .await
@@ -233,7 +235,12 @@ impl Repository {
             .map_err(storage)?;
         let mut ids: Vec<String> = listed
             .iter()
-            .filter_map(|m| m.location.filename()?.strip_suffix(".json").map(String::from))
+            .filter_map(|m| {
+                m.location
+                    .filename()?
+                    .strip_suffix(".json")
+                    .map(String::from)
+            })
             .collect();
         ids.sort();
         Ok(ids)
@@ -241,14 +248,16 @@ impl Repository {
 
     pub async fn delete_manifest(&self, id: &str) -> Result<(), BackupError> {
         self.writable()?;
-        self.store
-            .delete(&snapshot_path(id))
-            .await
-            .map_err(storage)
+        self.store.delete(&snapshot_path(id)).await.map_err(storage)
     }
 
     /// Records a finished part of job `job` (a PIndex's entry, a source's entry).
-    pub async fn put_staged(&self, job: &str, name: &str, bytes: Vec<u8>) -> Result<(), BackupError> {
+    pub async fn put_staged(
+        &self,
+        job: &str,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> Result<(), BackupError> {
         self.writable()?;
         let path = Path::from(format!("staging/{job}/{name}.json"));
         self.store
@@ -335,8 +344,8 @@ fn s3_store(def: &RepoDef) -> Result<Arc<dyn ObjectStore>, BackupError> {
             .with_virtual_hosted_style_request(false);
     }
     if let Some(file) = def.options.get("credentials_file") {
-        let (key, secret) = read_credentials(file)
-            .map_err(|reason| config("options.credentials_file", reason))?;
+        let (key, secret) =
+            read_credentials(file).map_err(|reason| config("options.credentials_file", reason))?;
         builder = builder
             .with_access_key_id(key)
             .with_secret_access_key(secret);
@@ -347,7 +356,9 @@ fn s3_store(def: &RepoDef) -> Result<Arc<dyn ObjectStore>, BackupError> {
     if prefix.is_empty() {
         return Ok(Arc::new(store));
     }
-    Ok(Arc::new(object_store::prefix::PrefixStore::new(store, prefix)))
+    Ok(Arc::new(object_store::prefix::PrefixStore::new(
+        store, prefix,
+    )))
 }
 
 /// `access_key_id = ...` and `secret_access_key = ...` lines (as in an AWS credentials file;

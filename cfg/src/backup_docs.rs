@@ -17,7 +17,9 @@ impl Cfg {
             .await
     }
     pub async fn delete_repo_def(&self, name: &str, cas: Revision) -> Result<Revision> {
-        self.store().delete(&self.keys().backup_repo(name), cas).await
+        self.store()
+            .delete(&self.keys().backup_repo(name), cas)
+            .await
     }
 
     pub async fn backup_job(&self, id: &str) -> Result<Option<Versioned<BackupJob>>> {

@@ -69,7 +69,8 @@ fn take_fulltext(pindex_dir: &Path, into: &Path) -> Result<FileSet, IndexError> 
             std::fs::remove_dir_all(into).map_err(IndexError::storage)?;
         }
         std::fs::create_dir_all(into).map_err(IndexError::storage)?;
-        let meta_bytes = std::fs::read(pindex_dir.join("meta.json")).map_err(IndexError::storage)?;
+        let meta_bytes =
+            std::fs::read(pindex_dir.join("meta.json")).map_err(IndexError::storage)?;
         let meta: Meta = serde_json::from_slice(&meta_bytes).map_err(|e| IndexError::Corrupt {
             path: pindex_dir.to_path_buf(),
             reason: format!("meta.json: {e}"),
@@ -116,7 +117,10 @@ fn take_fulltext(pindex_dir: &Path, into: &Path) -> Result<FileSet, IndexError> 
 fn segment_files(pindex_dir: &Path, meta: &Meta) -> Result<Vec<String>, IndexError> {
     let mut by_segment: BTreeMap<String, Option<u64>> = BTreeMap::new();
     for s in &meta.segments {
-        by_segment.insert(s.segment_id.replace('-', ""), s.deletes.as_ref().map(|d| d.opstamp));
+        by_segment.insert(
+            s.segment_id.replace('-', ""),
+            s.deletes.as_ref().map(|d| d.opstamp),
+        );
     }
     let mut files = Vec::new();
     for entry in std::fs::read_dir(pindex_dir).map_err(IndexError::storage)? {

@@ -21,20 +21,27 @@ fn a_set_apart_commit_survives_later_commits_and_merges() {
         }
         p.commit().unwrap();
     }
-    p.apply(1, "u1", 201, Change::Delete { key: "k0-0" }).unwrap();
+    p.apply(1, "u1", 201, Change::Delete { key: "k0-0" })
+        .unwrap();
     p.commit().unwrap();
     let set = fileset::take("fulltext", &path, &dir.path().join("set")).unwrap();
     assert_eq!(set.docs, 199);
     assert_eq!(set.checkpoints[&1].seq, 201);
     assert!(set.files.contains(&"meta.json".to_string()));
-    assert!(set.files.iter().any(|f| f.ends_with(".del")), "{:?}", set.files);
+    assert!(
+        set.files.iter().any(|f| f.ends_with(".del")),
+        "{:?}",
+        set.files
+    );
 
     // The PIndex goes on: more documents, deletes, and its segments merged away.
     for i in 0..100u64 {
         let key = format!("k9-{i}");
-        p.apply(1, "u1", 300 + i, put(&key, br#"{"t": "y"}"#)).unwrap();
+        p.apply(1, "u1", 300 + i, put(&key, br#"{"t": "y"}"#))
+            .unwrap();
     }
-    p.apply(1, "u1", 400, Change::Delete { key: "k1-1" }).unwrap();
+    p.apply(1, "u1", 400, Change::Delete { key: "k1-1" })
+        .unwrap();
     p.commit().unwrap();
     drop(p);
     let index = tantivy::Index::open_in_dir(&path).unwrap();

@@ -14,6 +14,7 @@ pub mod etcd;
 pub mod fuzzing;
 pub mod netns;
 pub mod ports;
+pub mod s3;
 pub mod wait;
 
 /// Logs to the test output once per process (`RUST_LOG` filters, default `warn`).

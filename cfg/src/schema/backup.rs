@@ -63,7 +63,10 @@ impl Document for RepoDef {
                         "an s3 repository's location is BUCKET or BUCKET/PREFIX",
                     ));
                 }
-                if let Some(key) = self.options.keys().find(|k| !S3_OPTIONS.contains(&k.as_str()))
+                if let Some(key) = self
+                    .options
+                    .keys()
+                    .find(|k| !S3_OPTIONS.contains(&k.as_str()))
                 {
                     return Err(FieldError::new(
                         format!("options.{key}"),
@@ -79,7 +82,10 @@ impl Document for RepoDef {
             other => {
                 return Err(FieldError::new(
                     "type",
-                    format!("unknown repository type `{other}` (known: {})", REPO_TYPES.join(", ")),
+                    format!(
+                        "unknown repository type `{other}` (known: {})",
+                        REPO_TYPES.join(", ")
+                    ),
                 ))
             }
         }
@@ -142,7 +148,10 @@ impl Document for BackupJob {
         validate::ident("id", &self.id)?;
         validate::name("repo", &self.repo)?;
         if self.indexes.is_empty() {
-            return Err(FieldError::new("indexes", "at least one index name or glob"));
+            return Err(FieldError::new(
+                "indexes",
+                "at least one index name or glob",
+            ));
         }
         Ok(())
     }
