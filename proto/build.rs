@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "tessera/v1/index.proto",
             "tessera/v1/search.proto",
             "tessera/v1/supervisor.proto",
+            "tessera/v1/backup.proto",
         ],
         &["."],
     )?;

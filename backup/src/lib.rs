@@ -7,9 +7,15 @@
 //! repository ([`repo`]) over `object_store`, and its writer lock ([`lock`]). `backup/README.md` explains the method.
 
 pub mod codec;
+pub mod grpc;
+pub mod job;
 pub mod lock;
+pub mod maintain;
 pub mod manifest;
 pub mod repo;
+pub mod runner;
+pub mod save;
+pub mod select;
 
 pub use manifest::{FileEntry, Manifest, PIndexEntry, PartitionPoint, SourceEntry};
 pub use repo::{RepoConfig, RepoType, Repository};

@@ -292,6 +292,20 @@ impl Repository {
         Ok(out)
     }
 
+    /// The jobs with a staging area (unfinished, or finished without clearing it).
+    pub async fn staged_jobs(&self) -> Result<Vec<String>, BackupError> {
+        let listed = self
+            .store
+            .list_with_delimiter(Some(&Path::from("staging")))
+            .await
+            .map_err(storage)?;
+        Ok(listed
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(String::from))
+            .collect())
+    }
+
     /// Removes job `job`'s staging area.
     pub async fn clear_staged(&self, job: &str) -> Result<(), BackupError> {
         let prefix = Path::from(format!("staging/{job}"));

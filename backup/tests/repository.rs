@@ -191,3 +191,84 @@ async fn a_readonly_repository_refuses_writes() {
         Err(BackupError::ReadOnly)
     ));
 }
+
+fn entry(
+    name: &str,
+    files: &[(&str, &tessera_backup::repo::StoredBlob)],
+) -> tessera_backup::PIndexEntry {
+    tessera_backup::PIndexEntry {
+        name: name.into(),
+        index: "books".into(),
+        source_partitions: vec![0],
+        read_from: "n1".into(),
+        checkpoints: BTreeMap::new(),
+        docs: 1,
+        files: files
+            .iter()
+            .map(|(f, b)| tessera_backup::FileEntry {
+                name: f.to_string(),
+                hash: b.hash.clone(),
+                size: b.size,
+            })
+            .collect(),
+    }
+}
+
+#[tokio::test]
+async fn verify_delete_and_gc_keep_what_is_referenced() {
+    use tessera_backup::maintain::{delete_snapshot, gc, verify};
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repository::open(&fs_def(dir.path())).unwrap();
+    let shared = repo.put_blob(b"shared segment".repeat(100)).await.unwrap();
+    let only1 = repo.put_blob(b"first only".repeat(100)).await.unwrap();
+    let only2 = repo.put_blob(b"second only".repeat(100)).await.unwrap();
+    let staged = repo.put_blob(b"a job under way".repeat(100)).await.unwrap();
+    let _stray = repo.put_blob(b"left by nobody".repeat(100)).await.unwrap();
+    let mut s1 = manifest("s1");
+    s1.pindexes = vec![entry("books_0-0", &[("a.idx", &shared), ("b.idx", &only1)])];
+    let mut s2 = manifest("s2");
+    s2.pindexes = vec![entry("books_0-0", &[("a.idx", &shared), ("c.idx", &only2)])];
+    repo.put_manifest(&s1).await.unwrap();
+    repo.put_manifest(&s2).await.unwrap();
+    let job = serde_json::to_vec(&entry("books_0-0", &[("d.idx", &staged)])).unwrap();
+    repo.put_staged("s3", "books_0-0", job).await.unwrap();
+
+    let shallow = verify(&repo, "s1", false).await.unwrap();
+    assert!(shallow.ok && shallow.blobs_checked == 2, "{shallow:?}");
+
+    // A flipped byte: the shallow check sees the blob there, the deep one names the file.
+    let path = dir
+        .path()
+        .join("blobs")
+        .join(&only1.hash[..2])
+        .join(format!("{}.{}", only1.hash, only1.size));
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x10;
+    std::fs::write(&path, bytes).unwrap();
+    assert!(verify(&repo, "s1", false).await.unwrap().ok);
+    let deep = verify(&repo, "s1", true).await.unwrap();
+    assert!(!deep.ok);
+    assert!(deep.damaged[0].starts_with("books_0-0/b.idx"), "{deep:?}");
+
+    // Deleting s1 removes only what s1 alone referenced.
+    let pruned = delete_snapshot(&repo, "a/u", "s1").await.unwrap();
+    let left = repo.blobs().await.unwrap();
+    assert!(left.contains_key(&shared.hash) && left.contains_key(&only2.hash));
+    assert!(!left.contains_key(&only1.hash));
+    assert!(
+        left.contains_key(&staged.hash),
+        "a staged job's blobs are kept"
+    );
+    assert_eq!(pruned.blobs_removed, 2, "s1's own blob and the stray one");
+    assert!(verify(&repo, "s2", true).await.unwrap().ok);
+
+    // gc is refused while another operation holds the lock.
+    let held = repo.lock("b/u", "backup x").await.unwrap();
+    assert!(matches!(
+        gc(&repo, "a/u").await,
+        Err(BackupError::Locked { .. })
+    ));
+    held.release().await.unwrap();
+    assert_eq!(gc(&repo, "a/u").await.unwrap().blobs_removed, 0);
+}

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tonic::transport::{Channel, Endpoint};
 
+use crate::v1::backup_client::BackupClient;
 use crate::v1::node_client::NodeClient;
 use crate::v1::search_client::SearchClient;
 use crate::v1::source_client::SourceClient;
@@ -53,6 +54,10 @@ impl Peers {
 
     pub fn source(&self, address: &str) -> Result<SourceClient<Channel>, String> {
         self.channel(address).map(SourceClient::new)
+    }
+
+    pub fn backup(&self, address: &str) -> Result<BackupClient<Channel>, String> {
+        self.channel(address).map(BackupClient::new)
     }
 }
 

@@ -1,0 +1,288 @@
+//! Driving one backup job: take the repository's lock, choose a copy of every PIndex, have
+//! the copy's node save it (this node directly, others over `tessera.v1.Backup`), record each
+//! saved PIndex in the job's staging area, and write the manifest last. A job resumed by
+//! another node (its owner died) or after a restart skips what is staged; a node that dies
+//! mid-save makes the next copy be asked.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use tessera_cfg::schema::{BackupJob, RepoDef, TaskStatus};
+use tessera_cfg::{Cfg, CfgError, Versioned};
+use tessera_proto::peers::Peers;
+use tessera_proto::v1::SavePIndexRequest;
+
+use crate::grpc::LocalSaver;
+use crate::manifest::{Manifest, PIndexEntry, MANIFEST_FORMAT};
+use crate::repo::Repository;
+use crate::select::{choose_copies, matches_any, PIndexSource};
+use crate::{unix_ms, BackupError};
+
+/// How long one PIndex's save may take before the next copy is asked.
+const SAVE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Why a job stopped without completing.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// The job record changed under the driver (cancelled, taken over): stop quietly.
+    #[error("the job record changed under its driver")]
+    Superseded,
+    #[error(transparent)]
+    Backup(#[from] BackupError),
+    #[error(transparent)]
+    Cfg(#[from] CfgError),
+}
+
+/// Drives backup jobs on one node.
+#[derive(Clone)]
+pub struct Driver {
+    pub cfg: Cfg,
+    pub peers: Peers,
+    pub local: LocalSaver,
+    /// `name/uuid` of the cluster, written in locks and manifests.
+    pub cluster: String,
+}
+
+impl Driver {
+    /// Runs `job` to its end and records the outcome in its record.
+    pub async fn run(&self, job: Versioned<BackupJob>) {
+        let id = job.value.id.clone();
+        let mut job = job;
+        match self.backup(&mut job).await {
+            Ok(()) => tracing::info!(job = id, "backup completed"),
+            Err(JobError::Superseded) => {
+                tracing::info!(job = id, "backup job taken over or ended elsewhere")
+            }
+            Err(e) => {
+                tracing::warn!(job = id, error = %e, "backup failed");
+                job.value.status = TaskStatus::Failed;
+                job.value.error = Some(e.to_string());
+                let _ = self.update(&mut job).await;
+            }
+        }
+    }
+
+    async fn update(&self, job: &mut Versioned<BackupJob>) -> Result<(), JobError> {
+        job.value.updated_ms = unix_ms();
+        match self.cfg.put_backup_job(&job.value, job.revision).await {
+            Ok(revision) => {
+                job.revision = revision;
+                Ok(())
+            }
+            Err(CfgError::CasMismatch { .. }) | Err(CfgError::NotFound { .. }) => {
+                Err(JobError::Superseded)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn backup(&self, job: &mut Versioned<BackupJob>) -> Result<(), JobError> {
+        let id = job.value.id.clone();
+        let repo_def = self
+            .cfg
+            .repo_def(&job.value.repo)
+            .await?
+            .ok_or_else(|| BackupError::NotFound(format!("repository {}", job.value.repo)))?
+            .value;
+        let repo = Repository::open(&repo_def)?;
+        let mut lock = repo.lock(&self.cluster, &format!("backup {id}")).await?;
+        let result = self.save_all(job, &repo, &repo_def, &mut lock).await;
+        match result {
+            // Another driver goes on under the same lock: leave it.
+            Err(JobError::Superseded) => Err(JobError::Superseded),
+            other => {
+                if let Err(e) = lock.release().await {
+                    tracing::warn!(job = id, error = %e, "releasing the repository lock failed");
+                }
+                other
+            }
+        }
+    }
+
+    async fn save_all(
+        &self,
+        job: &mut Versioned<BackupJob>,
+        repo: &Repository,
+        repo_def: &RepoDef,
+        lock: &mut crate::lock::RepoLock,
+    ) -> Result<(), JobError> {
+        let id = job.value.id.clone();
+        let snapshot = self.cfg.snapshot().await?;
+        let defs: BTreeMap<String, serde_json::Value> = snapshot
+            .index_defs
+            .iter()
+            .filter(|d| matches_any(&d.value.name, &job.value.indexes))
+            .map(|d| {
+                let json = serde_json::to_value(&d.value)
+                    .map_err(|e| BackupError::Encode(e.to_string()))?;
+                Ok((d.value.name.clone(), json))
+            })
+            .collect::<Result<_, BackupError>>()?;
+        if defs.is_empty() {
+            return Err(BackupError::Config {
+                field: "indexes".into(),
+                reason: format!("no index matches {:?}", job.value.indexes),
+            }
+            .into());
+        }
+        let plans: Vec<_> = snapshot
+            .plans
+            .iter()
+            .filter(|p| defs.contains_key(&p.value.index))
+            .map(|p| p.value.clone())
+            .collect();
+        let reports = snapshot
+            .reports
+            .iter()
+            .map(|r| (r.value.node.clone(), r.value.clone()))
+            .collect();
+        let live: BTreeSet<String> = snapshot
+            .liveness
+            .iter()
+            .map(|l| l.value.uuid.clone())
+            .collect();
+        let addresses: BTreeMap<String, String> = snapshot
+            .liveness
+            .iter()
+            .map(|l| (l.value.uuid.clone(), l.value.host_port.clone()))
+            .collect();
+        let chosen = choose_copies(&plans, &reports, &live);
+        if let Some(missing) = defs.keys().find(|i| !plans.iter().any(|p| &p.index == *i)) {
+            return Err(BackupError::Config {
+                field: "indexes".into(),
+                reason: format!("index {missing} has no plan yet"),
+            }
+            .into());
+        }
+
+        let mut done: BTreeMap<String, PIndexEntry> = BTreeMap::new();
+        for (name, bytes) in repo.staged(&id).await? {
+            if let Ok(entry) = serde_json::from_slice::<PIndexEntry>(&bytes) {
+                done.insert(name, entry);
+            }
+        }
+        let p = &mut job.value.progress;
+        p.pindexes_total = chosen.len() as u64;
+        p.pindexes_done = done.len() as u64;
+        self.update(job).await?;
+
+        for source in &chosen {
+            if done.contains_key(&source.pindex) {
+                continue;
+            }
+            let (entry, uploaded) = self
+                .save_one(
+                    &id,
+                    repo_def,
+                    source,
+                    &addresses,
+                    job.value.rate_limit_bytes,
+                )
+                .await?;
+            let bytes =
+                serde_json::to_vec(&entry).map_err(|e| BackupError::Encode(e.to_string()))?;
+            repo.put_staged(&id, &entry.name, bytes).await?;
+            lock.renew().await?;
+            let p = &mut job.value.progress;
+            p.pindexes_done += 1;
+            p.files_done += entry.files.len() as u64;
+            p.files_total += entry.files.len() as u64;
+            p.bytes_done += entry.bytes();
+            p.bytes_total += entry.bytes();
+            p.bytes_uploaded += uploaded;
+            done.insert(entry.name.clone(), entry);
+            self.update(job).await?;
+        }
+
+        let manifest = Manifest {
+            format: MANIFEST_FORMAT,
+            id: id.clone(),
+            cluster: self.cluster.clone(),
+            created_ms: job.value.created_ms,
+            indexes: defs,
+            pindexes: chosen
+                .iter()
+                .filter_map(|s| done.remove(&s.pindex))
+                .collect(),
+            sources: vec![],
+            encoding: vec!["zstd".into()],
+        };
+        repo.put_manifest(&manifest).await?;
+        repo.clear_staged(&id).await?;
+        job.value.status = TaskStatus::Completed;
+        self.update(job).await
+    }
+
+    /// Saves one PIndex from the first of its copies that can.
+    async fn save_one(
+        &self,
+        job: &str,
+        repo: &RepoDef,
+        source: &PIndexSource,
+        addresses: &BTreeMap<String, String>,
+        rate: u64,
+    ) -> Result<(PIndexEntry, u64), JobError> {
+        let mut errors = Vec::new();
+        for node in &source.nodes {
+            let saved = if *node == self.local.node {
+                self.local
+                    .save(job, repo, &source.index, &source.pindex, rate)
+                    .await
+                    .map_err(|e| e.to_string())
+            } else {
+                self.save_remote(job, repo, source, addresses.get(node), rate)
+                    .await
+            };
+            match saved {
+                Ok(saved) => return Ok(saved),
+                Err(e) => {
+                    tracing::warn!(
+                        job,
+                        pindex = source.pindex,
+                        node,
+                        error = e,
+                        "saving a copy failed; asking the next"
+                    );
+                    errors.push(format!("{node}: {e}"));
+                }
+            }
+        }
+        let why = if errors.is_empty() {
+            "no caught-up readable copy on a live node".to_string()
+        } else {
+            errors.join("; ")
+        };
+        Err(BackupError::Storage(format!(
+            "PIndex {} could not be saved: {why}",
+            source.pindex
+        ))
+        .into())
+    }
+
+    async fn save_remote(
+        &self,
+        job: &str,
+        repo: &RepoDef,
+        source: &PIndexSource,
+        address: Option<&String>,
+        rate: u64,
+    ) -> Result<(PIndexEntry, u64), String> {
+        let address = address.ok_or("the node has no address")?;
+        let mut client = self.peers.backup(address)?;
+        let mut request = tonic::Request::new(SavePIndexRequest {
+            job: job.to_string(),
+            repo_json: serde_json::to_string(repo).map_err(|e| e.to_string())?,
+            index: source.index.clone(),
+            pindex: source.pindex.clone(),
+            rate_limit_bytes: rate,
+        });
+        request.set_timeout(SAVE_DEADLINE);
+        let answer = client
+            .save_p_index(request)
+            .await
+            .map_err(|s| s.message().to_string())?
+            .into_inner();
+        let entry: PIndexEntry =
+            serde_json::from_str(&answer.entry_json).map_err(|e| e.to_string())?;
+        Ok((entry, answer.bytes_uploaded))
+    }
+}
