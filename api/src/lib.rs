@@ -9,6 +9,7 @@
 //! failover acknowledgement), [`health`], [`explain`]; gRPC: [`node_grpc`] and the `grpc`
 //! module of each area.
 
+pub mod backup;
 pub mod cluster;
 pub mod explain;
 pub mod guard;
@@ -35,6 +36,7 @@ pub fn app(state: AppState) -> axum::Router {
         .merge(cluster::router())
         .merge(index::router())
         .merge(supervisor::router())
+        .merge(backup::router())
         .with_state(state.clone());
     let query = search::router().with_state(state.clone());
     bounded(admin, RouteLimits::ADMIN)

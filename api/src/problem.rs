@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
+use tessera_backup::BackupError;
 use tessera_cfg::CfgError;
 use tessera_coord::ViewError;
 use tessera_proto::v1::JsonReply;
@@ -56,6 +57,22 @@ pub fn cfg_problem(e: CfgError) -> Response {
         _ => None,
     };
     problem(cfg_status(&e), e.to_string(), field.as_deref())
+}
+
+/// A backup or repository failure: bad configuration 400 naming the field, a missing snapshot
+/// or blob 404, a repository another writer holds 409, a damaged snapshot 422 naming what is
+/// damaged, the repository unreachable 503.
+pub fn backup_problem(e: BackupError) -> Response {
+    let (status, field) = match &e {
+        BackupError::Config { field, .. } => (StatusCode::BAD_REQUEST, Some(field.as_str())),
+        BackupError::ReadOnly => (StatusCode::BAD_REQUEST, Some("repo")),
+        BackupError::NotFound(_) => (StatusCode::NOT_FOUND, None),
+        BackupError::Locked { .. } => (StatusCode::CONFLICT, None),
+        BackupError::Damaged { .. } => (StatusCode::UNPROCESSABLE_ENTITY, None),
+        BackupError::Storage(_) => (StatusCode::SERVICE_UNAVAILABLE, None),
+        BackupError::Encode(_) => (StatusCode::INTERNAL_SERVER_ERROR, None),
+    };
+    problem(status, e.to_string(), field)
 }
 
 pub fn unknown_index(name: &str) -> Response {

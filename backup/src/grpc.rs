@@ -10,7 +10,7 @@ use tessera_proto::v1::{SavePIndexRequest, SavePIndexResponse};
 use tonic::{Request, Response, Status};
 
 use crate::repo::Repository;
-use crate::save::{save_pindex, PIndexToSave, Pace};
+use crate::save::{save_pindex, PIndexToSave, Pace, Sent};
 use crate::BackupError;
 
 /// What the service needs of its node.
@@ -33,7 +33,7 @@ impl LocalSaver {
         index: &str,
         pindex: &str,
         rate_limit_bytes: u64,
-    ) -> Result<(crate::PIndexEntry, u64), BackupError> {
+    ) -> Result<(crate::PIndexEntry, Sent), BackupError> {
         let def = self
             .cfg
             .index_def(index)
@@ -94,7 +94,7 @@ impl Backup for LocalSaver {
         let r = request.into_inner();
         let repo: RepoDef = schema::decode_input("repo_json", r.repo_json.as_bytes())
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let (entry, uploaded) = self
+        let (entry, sent) = self
             .save(&r.job, &repo, &r.index, &r.pindex, r.rate_limit_bytes)
             .await
             .map_err(status)?;
@@ -102,7 +102,8 @@ impl Backup for LocalSaver {
             serde_json::to_string(&entry).map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(SavePIndexResponse {
             entry_json,
-            bytes_uploaded: uploaded,
+            bytes_uploaded: sent.bytes,
+            files_uploaded: sent.files,
         }))
     }
 }

@@ -14,6 +14,7 @@ use tessera_proto::v1::SavePIndexRequest;
 use crate::grpc::LocalSaver;
 use crate::manifest::{Manifest, PIndexEntry, MANIFEST_FORMAT};
 use crate::repo::Repository;
+use crate::save::Sent;
 use crate::select::{choose_copies, matches_any, PIndexSource};
 use crate::{unix_ms, BackupError};
 
@@ -169,7 +170,7 @@ impl Driver {
             if done.contains_key(&source.pindex) {
                 continue;
             }
-            let (entry, uploaded) = self
+            let (entry, sent) = self
                 .save_one(
                     &id,
                     repo_def,
@@ -188,7 +189,8 @@ impl Driver {
             p.files_total += entry.files.len() as u64;
             p.bytes_done += entry.bytes();
             p.bytes_total += entry.bytes();
-            p.bytes_uploaded += uploaded;
+            p.bytes_uploaded += sent.bytes;
+            p.files_uploaded += sent.files;
             done.insert(entry.name.clone(), entry);
             self.update(job).await?;
         }
@@ -220,7 +222,7 @@ impl Driver {
         source: &PIndexSource,
         addresses: &BTreeMap<String, String>,
         rate: u64,
-    ) -> Result<(PIndexEntry, u64), JobError> {
+    ) -> Result<(PIndexEntry, Sent), JobError> {
         let mut errors = Vec::new();
         for node in &source.nodes {
             let saved = if *node == self.local.node {
@@ -265,7 +267,7 @@ impl Driver {
         source: &PIndexSource,
         address: Option<&String>,
         rate: u64,
-    ) -> Result<(PIndexEntry, u64), String> {
+    ) -> Result<(PIndexEntry, Sent), String> {
         let address = address.ok_or("the node has no address")?;
         let mut client = self.peers.backup(address)?;
         let mut request = tonic::Request::new(SavePIndexRequest {
@@ -283,6 +285,12 @@ impl Driver {
             .into_inner();
         let entry: PIndexEntry =
             serde_json::from_str(&answer.entry_json).map_err(|e| e.to_string())?;
-        Ok((entry, answer.bytes_uploaded))
+        Ok((
+            entry,
+            Sent {
+                bytes: answer.bytes_uploaded,
+                files: answer.files_uploaded,
+            },
+        ))
     }
 }

@@ -35,16 +35,13 @@ pub async fn verify(repo: &Repository, id: &str, deep: bool) -> Result<VerifyRep
         ..Default::default()
     };
     let mut seen = BTreeSet::new();
-    let files = manifest
-        .pindexes
-        .iter()
-        .flat_map(|p| p.files.iter().map(move |f| (p.name.as_str(), f)))
-        .chain(
-            manifest
-                .sources
-                .iter()
-                .flat_map(|s| s.files.iter().map(move |f| (s.name.as_str(), f))),
-        );
+    let mut files: Vec<(String, crate::FileEntry)> = Vec::new();
+    for p in &manifest.pindexes {
+        files.extend(p.files.iter().map(|f| (p.name.clone(), f.clone())));
+    }
+    for s in &manifest.sources {
+        files.extend(s.files.iter().map(|f| (s.name.clone(), f.clone())));
+    }
     for (owner, file) in files {
         if !seen.insert(file.hash.clone()) {
             continue;

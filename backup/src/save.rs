@@ -40,6 +40,13 @@ impl Pace {
     }
 }
 
+/// What a save sent to the repository.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sent {
+    pub bytes: u64,
+    pub files: u64,
+}
+
 /// What the hosting node knows of the PIndex to save.
 #[derive(Debug, Clone)]
 pub struct PIndexToSave {
@@ -58,7 +65,7 @@ pub async fn save_pindex(
     pindex_dir: &Path,
     staging: &Path,
     pace: &mut Pace,
-) -> Result<(PIndexEntry, u64), BackupError> {
+) -> Result<(PIndexEntry, Sent), BackupError> {
     let (kind, dir, into) = (
         what.kind.clone(),
         pindex_dir.to_path_buf(),
@@ -77,7 +84,7 @@ pub async fn save_pindex(
     let result = send_files(repo, &set, pace).await;
     let cleanup = set.dir.clone();
     let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(cleanup)).await;
-    let (files, uploaded) = result?;
+    let (files, sent) = result?;
     let checkpoints: BTreeMap<u32, PartitionPoint> = set
         .checkpoints
         .iter()
@@ -101,7 +108,7 @@ pub async fn save_pindex(
             docs: set.docs,
             files,
         },
-        uploaded,
+        sent,
     ))
 }
 
@@ -109,9 +116,9 @@ async fn send_files(
     repo: &Repository,
     set: &tessera_index::fileset::FileSet,
     pace: &mut Pace,
-) -> Result<(Vec<FileEntry>, u64), BackupError> {
+) -> Result<(Vec<FileEntry>, Sent), BackupError> {
     let mut files = Vec::with_capacity(set.files.len());
-    let mut uploaded = 0;
+    let mut sent = Sent::default();
     for name in &set.files {
         let path = set.dir.join(name);
         let content = tokio::fs::read(&path)
@@ -119,12 +126,13 @@ async fn send_files(
             .map_err(|e| BackupError::Storage(format!("reading {}: {e}", path.display())))?;
         let blob = repo.put_blob(content).await?;
         pace.sent(blob.uploaded).await;
-        uploaded += blob.uploaded;
+        sent.bytes += blob.uploaded;
+        sent.files += u64::from(blob.uploaded > 0);
         files.push(FileEntry {
             name: name.clone(),
             hash: blob.hash,
             size: blob.size,
         });
     }
-    Ok((files, uploaded))
+    Ok((files, sent))
 }

@@ -316,7 +316,14 @@ pub async fn tasks(State(state): State<AppState>) -> Response {
         Ok(list) => {
             let mut tasks: Vec<TopologyTask> = list.items.into_iter().map(|t| t.value).collect();
             tasks.sort_by_key(|t| std::cmp::Reverse(t.created_ms));
-            Json(json!({"tasks": tasks})).into_response()
+            // Backup and restore jobs are tasks too, of their own shape.
+            let mut jobs: Vec<tessera_cfg::schema::BackupJob> = match state.cfg.backup_jobs().await
+            {
+                Ok(jobs) => jobs.items.into_iter().map(|j| j.value).collect(),
+                Err(e) => return cfg_problem(e),
+            };
+            jobs.sort_by_key(|j| std::cmp::Reverse(j.created_ms));
+            Json(json!({"tasks": tasks, "backup_jobs": jobs})).into_response()
         }
         Err(e) => cfg_problem(e),
     }

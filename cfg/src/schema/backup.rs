@@ -113,6 +113,9 @@ pub struct JobProgress {
     pub bytes_done: u64,
     /// Bytes actually sent to the repository (a blob it already held is not sent again).
     pub bytes_uploaded: u64,
+    /// Files whose content the repository did not hold yet (the others are not sent).
+    #[serde(default)]
+    pub files_uploaded: u64,
 }
 
 /// A backup (or restore) job: a record in the Cfg, driven by one node (`owner`) and taken

@@ -3,6 +3,7 @@
 //! (`--json` prints the node's answers as they are); failures exit with the codes of
 //! [`crate::exit`] and the node's message.
 
+mod backup;
 pub mod http;
 mod progress;
 mod topology;
@@ -59,6 +60,9 @@ pub enum CtlCommand {
     AckFailovers,
     /// Why a PIndex's copies are where they are.
     Explain { pindex: String },
+    /// Backup: repositories and snapshots.
+    #[command(subcommand)]
+    Backup(backup::BackupCommand),
 }
 
 #[derive(Subcommand)]
@@ -129,6 +133,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
         }
         CtlCommand::Unfreeze => pretty(&http.call("POST", "/api/ctl/unfreeze", "").await?),
         CtlCommand::AckFailovers => pretty(&http.call("POST", "/api/ctl/failover/ack", "").await?),
+        CtlCommand::Backup(cmd) => backup::run(&http, cmd, args.json).await?,
         CtlCommand::Explain { pindex } => pretty(
             &http
                 .call("GET", &format!("/api/plan/explain?pindex={pindex}"), "")

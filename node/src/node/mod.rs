@@ -67,8 +67,10 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
     let peers = tessera_coord::Peers::default();
     let (janitor, board) = start_janitor(&cfg, &me, global, &args, peers.clone());
     let planner = start_planner(&cfg, &me, &args);
+    let (backups, saver) = start_backups(&cfg, &me, &meta, global, peers.clone());
     let state = api_state(&cfg, &me, &meta, board, &args, peers);
     let app = tessera_api::app(state)
+        .merge(tessera_backup::grpc::router(saver))
         .merge(crate::source_cmd::routes(
             source,
             args.max_concurrent_writes as usize,
@@ -83,6 +85,7 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
             () = crate::signals::shutdown_signal() => tracing::info!("shutting down"),
             () = until_true(&mut lost) => tracing::error!("liveness lease lost; stopping so a supervisor can restart the node"),
         }
+        backups.stop().await;
         planner.stop().await;
         janitor.stop().await;
     };
@@ -153,6 +156,39 @@ fn start_janitor(
     let task = (args.tags.contains(&NodeTag::Janitor) && args.tags.contains(&NodeTag::Pindex))
         .then(|| tokio::spawn(executor.run(stopped)));
     (Part { stop, task }, board)
+}
+
+/// The backup runner (every node drives the backup jobs it owns, and takes over those of nodes
+/// gone) and the service saving this node's PIndexes for a job.
+fn start_backups(
+    cfg: &Cfg,
+    me: &Me,
+    meta: &tessera_cfg::schema::ClusterMeta,
+    global: &Global,
+    peers: tessera_coord::Peers,
+) -> (Part, tessera_backup::grpc::LocalSaver) {
+    let staging_dir = global.data_dir.join("backup-staging");
+    // File sets left by a run that stopped mid-save are of no use now.
+    if staging_dir.exists() {
+        if let Err(e) = std::fs::remove_dir_all(&staging_dir) {
+            tracing::warn!(error = %e, dir = %staging_dir.display(), "could not clear old backup staging");
+        }
+    }
+    let saver = tessera_backup::grpc::LocalSaver {
+        cfg: cfg.clone(),
+        node: me.uuid.clone(),
+        pindex_dir: global.data_dir.join("pindexes"),
+        staging_dir,
+    };
+    let driver = tessera_backup::job::Driver {
+        cfg: cfg.clone(),
+        peers,
+        local: saver.clone(),
+        cluster: format!("{}/{}", meta.name, meta.cluster_uuid),
+    };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = Some(tokio::spawn(tessera_backup::runner::run(driver, stopped)));
+    (Part { stop, task }, saver)
 }
 
 /// The planner service, when the node is tagged `planner` (one of them leads the cluster).

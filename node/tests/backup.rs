@@ -1,0 +1,355 @@
+//! Backup on a cluster of real processes (etcd, a standalone source, three nodes) into a real
+//! S3-compatible server and into a directory: online under ingest and queries, incremental by
+//! content hash, verified (a flipped byte named by `verify --deep`), a second writer refused,
+//! and a job that goes on when a node dies under it.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::drill::*;
+use common::{http, wait_for};
+use tessera_tests::s3::{S3Server, ACCESS_KEY, SECRET_KEY};
+
+fn job(node: &str, id: &str) -> serde_json::Value {
+    http(node, "GET", &format!("/api/backup/jobs/{id}"), "").1["job"].clone()
+}
+
+fn wait_job(node: &str, id: &str, timeout: Duration) -> serde_json::Value {
+    wait_for(&format!("backup job {id} to end"), timeout, || {
+        let job = job(node, id);
+        (job["status"].is_string() && job["status"] != "running").then_some(job)
+    })
+}
+
+fn ok(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[test]
+fn online_incremental_backups_to_s3_are_whole_and_a_second_writer_is_refused() {
+    let drill = Drill::start(3, 60_000).with_index();
+    let nodes = Arc::new(Mutex::new(drill.addresses.clone()));
+    let load = Load::start(drill.source.clone(), nodes);
+    let node = drill.addresses[0].clone();
+    wait_for("some documents in", Duration::from_secs(30), || {
+        (load.written.load(std::sync::atomic::Ordering::Relaxed) >= 2000).then_some(())
+    });
+
+    let s3 = S3Server::start("backups");
+    let credentials = drill.scratch.path().join("s3-credentials");
+    std::fs::write(
+        &credentials,
+        format!("access_key_id = {ACCESS_KEY}\nsecret_access_key = {SECRET_KEY}\n"),
+    )
+    .unwrap();
+    let endpoint = s3.endpoint();
+    let credentials = credentials.display().to_string();
+    ok(&ctl(
+        &node,
+        &[
+            "backup",
+            "repo",
+            "add",
+            "remote",
+            "--type",
+            "s3",
+            "--location",
+            "backups/tessera",
+            "--endpoint",
+            &endpoint,
+            "--allow-http",
+            "--credentials-file",
+            &credentials,
+        ],
+    ));
+    let listed = ok(&ctl(&node, &["backup", "repo", "list"]));
+    assert!(
+        listed.contains("remote") && listed.contains("s3"),
+        "{listed}"
+    );
+
+    // Online, under ingest and queries.
+    let out = ok(&ctl(
+        &node,
+        &["backup", "create", "--repo", "remote", "--wait"],
+    ));
+    let first = out.lines().next().unwrap().trim().to_string();
+    let first_job = job(&node, &first);
+    assert_eq!(first_job["status"], "completed", "{first_job}");
+    assert_eq!(first_job["progress"]["pindexes_done"], 16, "{first_job}");
+    let first_bytes = first_job["progress"]["bytes_uploaded"].as_u64().unwrap();
+    assert!(first_bytes > 0);
+    let (written, queries, failures) = load.stop();
+    assert!(
+        failures.is_empty(),
+        "{} of {queries} queries failed during the backup: {failures:?}",
+        failures.len()
+    );
+    assert_exact(&node, written);
+
+    // What the snapshot holds: the definition, 16 PIndexes, each with its checkpoints.
+    let (status, shown) = http(
+        &node,
+        "GET",
+        &format!("/api/backup/repos/remote/snapshots/{first}"),
+        "",
+    );
+    assert_eq!(status, 200, "{shown}");
+    let snapshot = &shown["snapshot"];
+    assert!(snapshot["indexes"]["books"].is_object(), "{snapshot}");
+    let pindexes = snapshot["pindexes"].as_array().unwrap();
+    assert_eq!(pindexes.len(), 16);
+    let saved_docs: u64 = pindexes.iter().map(|p| p["docs"].as_u64().unwrap()).sum();
+    assert!(saved_docs >= 2000, "{saved_docs}");
+    assert!(pindexes
+        .iter()
+        .all(|p| p["checkpoints"].as_object().is_some_and(|c| !c.is_empty())));
+
+    // Incremental: a later backup sends only the files whose content no snapshot holds yet
+    // (a merge finishing in between is new content too), and after 20 new documents, little.
+    let out = ok(&ctl(
+        &node,
+        &["backup", "create", "--repo", "remote", "--wait"],
+    ));
+    let second = out.lines().next().unwrap().trim().to_string();
+    let body: String = (0..20)
+        .map(|i| format!("{{\"key\":\"late{i}\",\"doc\":{{\"title\":\"late {i}\",\"n\":{i}}}}}\n"))
+        .collect();
+    let (status, answer) = http(&drill.source, "POST", "/api/source/docs/bulk", &body);
+    assert_eq!(status, 200, "{answer}");
+    assert_exact(&node, written + 20);
+    let out = ok(&ctl(
+        &node,
+        &["backup", "create", "--repo", "remote", "--wait"],
+    ));
+    let third = out.lines().next().unwrap().trim().to_string();
+    let hashes = |id: &str| -> std::collections::BTreeSet<String> {
+        let (_, shown) = http(
+            &node,
+            "GET",
+            &format!("/api/backup/repos/remote/snapshots/{id}"),
+            "",
+        );
+        shown["snapshot"]["pindexes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|p| p["files"].as_array().unwrap().iter())
+            .map(|f| f["hash"].as_str().unwrap().to_string())
+            .collect()
+    };
+    for (earlier, later) in [(vec![&first], &second), (vec![&first, &second], &third)] {
+        let known: std::collections::BTreeSet<String> =
+            earlier.iter().flat_map(|id| hashes(id)).collect();
+        let new = hashes(later).difference(&known).count() as u64;
+        let later_job = job(&node, later);
+        assert_eq!(
+            later_job["progress"]["files_uploaded"].as_u64(),
+            Some(new),
+            "only files of new content are sent: {later_job}"
+        );
+    }
+    let second_total = job(&node, &second)["progress"]["bytes_total"]
+        .as_u64()
+        .unwrap();
+    let third_bytes = job(&node, &third)["progress"]["bytes_uploaded"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        third_bytes > 0 && third_bytes * 2 < second_total,
+        "a backup after 20 new documents sent {third_bytes} bytes of a {second_total}-byte snapshot"
+    );
+
+    let verified = ok(&ctl(&node, &["backup", "verify", &first, "--deep"]));
+    assert!(verified.contains("\"ok\": true"), "{verified}");
+    let listed = ok(&ctl(&node, &["backup", "list", "--repo", "remote"]));
+    for id in [&first, &second, &third] {
+        assert!(listed.contains(id.as_str()), "{listed}");
+    }
+
+    // Another cluster writing the same repository (this test, through the same library) is
+    // refused while it holds the lock, and the repository is left as it was.
+    let (_, def) = http(&node, "GET", "/api/backup/repos/remote", "");
+    let def: tessera_cfg::schema::RepoDef = serde_json::from_value(def["repo"].clone()).unwrap();
+    let repo = tessera_backup::Repository::open(&def).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let other = rt.block_on(repo.lock("other/0000", "backup x")).unwrap();
+    let out = ctl(&node, &["backup", "create", "--repo", "remote", "--wait"]);
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("locked by cluster `other/0000`"), "{said}");
+    rt.block_on(other.release()).unwrap();
+    let ids = rt.block_on(repo.snapshot_ids()).unwrap();
+    assert_eq!(
+        ids.len(),
+        3,
+        "the refused backup wrote no snapshot: {ids:?}"
+    );
+}
+
+#[test]
+fn a_flipped_byte_is_named_and_delete_and_gc_keep_what_is_used() {
+    let drill = Drill::start(2, 60_000).with_index();
+    let node = drill.addresses[0].clone();
+    let body: String = (0..500)
+        .map(|i| format!("{{\"key\":\"d{i}\",\"doc\":{{\"title\":\"document {i}\",\"n\":{i}}}}}\n"))
+        .collect();
+    let (status, answer) = http(&drill.source, "POST", "/api/source/docs/bulk", &body);
+    assert_eq!(status, 200, "{answer}");
+    assert_exact(&node, 500);
+    let repo_dir = drill.scratch.path().join("repo");
+    let location = repo_dir.display().to_string();
+    ok(&ctl(
+        &node,
+        &[
+            "backup",
+            "repo",
+            "add",
+            "local",
+            "--type",
+            "fs",
+            "--location",
+            &location,
+        ],
+    ));
+    let one = ok(&ctl(
+        &node,
+        &["backup", "create", "--repo", "local", "--wait"],
+    ));
+    let one = one.lines().next().unwrap().trim().to_string();
+    let two = ok(&ctl(
+        &node,
+        &["backup", "create", "--repo", "local", "--wait"],
+    ));
+    let two = two.lines().next().unwrap().trim().to_string();
+
+    // Flip one byte of the largest blob.
+    let mut blobs: Vec<std::path::PathBuf> = walk(&repo_dir.join("blobs"));
+    blobs.sort_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0));
+    let victim = blobs.last().unwrap().clone();
+    let mut bytes = std::fs::read(&victim).unwrap();
+    let at = bytes.len() - 3;
+    bytes[at] ^= 0x01;
+    std::fs::write(&victim, bytes).unwrap();
+    let hash = victim
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .split('.')
+        .next()
+        .unwrap()
+        .to_string();
+
+    ok(&ctl(&node, &["backup", "verify", &one]));
+    let out = ctl(&node, &["backup", "verify", &one, "--deep"]);
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "verify --deep exits 7 on a damaged snapshot"
+    );
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains(&hash) && said.contains("books_"),
+        "names the file: {said}"
+    );
+
+    // Deleting one snapshot keeps every blob the other uses.
+    ok(&ctl(&node, &["backup", "delete", &one]));
+    let out = ctl(&node, &["backup", "verify", &two]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let gc = ok(&ctl(&node, &["backup", "gc", "--repo", "local"]));
+    assert!(gc.contains("\"blobs_removed\": 0"), "{gc}");
+    let out = ctl(&node, &["backup", "show", &one]);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "a deleted snapshot is not found"
+    );
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_backup_goes_on_when_a_node_dies_under_it() {
+    let mut drill = Drill::start(3, 60_000).with_index();
+    let body: String = (0..3000)
+        .map(|i| format!("{{\"key\":\"d{i}\",\"doc\":{{\"title\":\"document {i} of the drill\",\"n\":{i}}}}}\n"))
+        .collect();
+    let (status, answer) = http(&drill.source, "POST", "/api/source/docs/bulk", &body);
+    assert_eq!(status, 200, "{answer}");
+    let asked = drill.addresses[0].clone();
+    assert_exact(&asked, 3000);
+    let location = drill.scratch.path().join("repo").display().to_string();
+    ok(&ctl(
+        &asked,
+        &[
+            "backup",
+            "repo",
+            "add",
+            "local",
+            "--type",
+            "fs",
+            "--location",
+            &location,
+        ],
+    ));
+    // Slow enough (a small rate per node) that the kill lands mid-backup.
+    let (status, started) = http(
+        &asked,
+        "POST",
+        "/api/backup/repos/local/snapshots",
+        r#"{"rate_limit_mb": 0.05}"#,
+    );
+    assert_eq!(status, 202, "{started}");
+    let id = started["id"].as_str().unwrap().to_string();
+    wait_for("the backup midway", Duration::from_secs(60), || {
+        let p = &job(&asked, &id)["progress"];
+        (p["pindexes_done"].as_u64().unwrap_or(0) >= 2).then_some(())
+    });
+    // The owner dies: another node takes the job over and finishes it from what is staged.
+    let owner = drill.uuid_of(0);
+    drill.kill(0);
+    let other = drill.addresses[1].clone();
+    let ended = wait_job(&other, &id, Duration::from_secs(180));
+    assert_eq!(ended["status"], "completed", "{ended}");
+    assert_ne!(ended["owner"], owner.as_str(), "{ended}");
+    let verified = ok(&ctl(&other, &["backup", "verify", &id, "--deep"]));
+    assert!(verified.contains("\"ok\": true"), "{verified}");
+    let (_, shown) = http(
+        &other,
+        "GET",
+        &format!("/api/backup/repos/local/snapshots/{id}"),
+        "",
+    );
+    let docs: u64 = shown["snapshot"]["pindexes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["docs"].as_u64().unwrap())
+        .sum();
+    assert_eq!(docs, 3000, "every document in the snapshot exactly once");
+}
