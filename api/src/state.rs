@@ -16,6 +16,8 @@ pub struct AppState {
     pub board: StatusBoard,
     /// Query coordination: view, scatter-gather, peers, concurrency cap.
     pub coord: Coordinator,
+    /// Directories under which `fs` backup repositories may be added (`--backup-path`).
+    pub backup_paths: Vec<std::path::PathBuf>,
 }
 
 /// Who the node is: its uuid and this run's incarnation, and its cluster's uuid and name.
@@ -48,6 +50,7 @@ impl AppState {
             cluster_name: who.cluster_name,
             board,
             coord,
+            backup_paths: Vec::new(),
         }
     }
 }

@@ -7,12 +7,14 @@
 //! repository ([`repo`]) over `object_store`, and its writer lock ([`lock`]). `backup/README.md` explains the method.
 
 pub mod codec;
+pub mod fetch;
 pub mod grpc;
 pub mod job;
 pub mod lock;
 pub mod maintain;
 pub mod manifest;
 pub mod repo;
+pub mod restore_plan;
 pub mod runner;
 pub mod save;
 pub mod select;

@@ -73,8 +73,7 @@ fn storage(e: object_store::Error) -> BackupError {
 }
 
 impl Repository {
-    /// Opens the repository `def` describes. An `fs` directory is created if missing; an `s3`
-    /// bucket must exist. Credentials for `s3` come from `options.credentials_file` or the
+    /// Opens the repository `def` describes. An `fs` directory and an `s3` bucket must exist. Credentials for `s3` come from `options.credentials_file` or the
     /// environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`).
     pub fn open(def: &RepoDef) -> Result<Self, BackupError> {
         let config = |field: &str, reason: String| BackupError::Config {
@@ -83,9 +82,14 @@ impl Repository {
         };
         let store: Arc<dyn ObjectStore> = match def.repo_type.as_str() {
             "fs" => {
-                std::fs::create_dir_all(&def.location).map_err(|e| {
-                    config("location", format!("cannot create {}: {e}", def.location))
-                })?;
+                // Not created here: a repository is a directory an operator made (or mounted);
+                // a request must not make directories anywhere the node may write.
+                if !std::path::Path::new(&def.location).is_dir() {
+                    return Err(config(
+                        "location",
+                        format!("{} is not an existing directory", def.location),
+                    ));
+                }
                 Arc::new(
                     LocalFileSystem::new_with_prefix(&def.location)
                         .map_err(|e| config("location", e.to_string()))?
@@ -351,6 +355,19 @@ fn s3_store(def: &RepoDef) -> Result<Arc<dyn ObjectStore>, BackupError> {
                 .get("region")
                 .map_or("us-east-1", String::as_str),
         )
+        // A few retries within half a minute, not object_store's minutes: a backup retries a
+        // PIndex on another copy, and an API call should answer.
+        .with_retry(object_store::RetryConfig {
+            max_retries: 3,
+            retry_timeout: std::time::Duration::from_secs(30),
+            backoff: Default::default(),
+        })
+        .with_client_options(
+            object_store::ClientOptions::new()
+                .with_connect_timeout(std::time::Duration::from_secs(5))
+                .with_timeout(std::time::Duration::from_secs(300)),
+        )
+        // After the client options, which would otherwise reset it.
         .with_allow_http(def.options.get("allow_http").is_some_and(|v| v == "true"));
     if let Some(endpoint) = def.options.get("endpoint") {
         builder = builder

@@ -21,6 +21,8 @@ pub struct LocalStatus {
     pub last_error: Option<String>,
     /// Where a corrupt copy of this PIndex was moved, if it was.
     pub rebuilt_from: Option<String>,
+    /// What a restored PIndex's files were fetched from, if they were.
+    pub restored_from: Option<String>,
     /// The running feed's live status (read through [`LocalStatus::snapshot`]).
     #[serde(skip)]
     pub(crate) live: Option<Arc<Mutex<FeedStatus>>>,

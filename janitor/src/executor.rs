@@ -20,6 +20,7 @@ pub use crate::stall::STALL_AFTER;
 use crate::wanted::{wanted_copies, WantedView};
 
 mod report;
+mod restore;
 use report::Reported;
 
 /// The janitor's defaults, in one place (the node's flags and `ExecutorOptions::new`).
@@ -431,6 +432,27 @@ impl Executor {
             return;
         };
         let dir = self.options.pindex_dir.join(&wanted.pindex);
+        let source_url = match self.source_url(&def).await {
+            Ok(url) => url,
+            Err(e) => return self.fail(wanted, e),
+        };
+        if let (Some(from), false) = (&def.restore, dir.exists()) {
+            let source = (source_url.as_str(), def.source.name.as_str());
+            let peers = &self.options.peers;
+            match restore::fetch(&self.cfg, peers, from, source, &wanted.partitions, &dir).await {
+                Ok(Some(note)) => {
+                    tracing::info!(pindex = wanted.pindex, from = note, "PIndex restored");
+                    if let Ok(mut board) = self.board.lock() {
+                        board
+                            .entry(wanted.pindex.clone())
+                            .or_default()
+                            .restored_from = Some(note);
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => return self.fail(wanted, e),
+            }
+        }
         let (kind, params) = (def.index_type.clone(), def.params.clone());
         let opened = tokio::task::spawn_blocking(move || {
             tessera_index::open_or_rebuild(&kind, &dir, &params)
@@ -448,10 +470,6 @@ impl Executor {
                 board.entry(name).or_default().rebuilt_from = Some(moved);
             }
         }
-        let source_url = match self.source_url(&def).await {
-            Ok(url) => url,
-            Err(e) => return self.fail(wanted, e),
-        };
         let config = FeedConfig {
             source_url: source_url.clone(),
             source_partitions: def.source.partitions(),

@@ -175,6 +175,10 @@ pub struct NodeArgs {
     /// answer 429 with `Retry-After`.
     #[arg(long, default_value_t = tessera_source::rest::DEFAULT_MAX_CONCURRENT_WRITES, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub max_concurrent_writes: u32,
+    /// A directory under which `fs` backup repositories may be added (repeatable; without
+    /// one, only `s3` repositories can be added through this node).
+    #[arg(long = "backup-path", env = "TESSERA_BACKUP_PATH")]
+    pub backup_paths: Vec<std::path::PathBuf>,
 }
 
 #[derive(Args)]

@@ -207,6 +207,7 @@ fn a_flipped_byte_is_named_and_delete_and_gc_keep_what_is_used() {
     assert_eq!(status, 200, "{answer}");
     assert_exact(&node, 500);
     let repo_dir = drill.scratch.path().join("repo");
+    std::fs::create_dir_all(&repo_dir).unwrap();
     let location = repo_dir.display().to_string();
     ok(&ctl(
         &node,
@@ -303,7 +304,9 @@ fn a_backup_goes_on_when_a_node_dies_under_it() {
     assert_eq!(status, 200, "{answer}");
     let asked = drill.addresses[0].clone();
     assert_exact(&asked, 3000);
-    let location = drill.scratch.path().join("repo").display().to_string();
+    let location = drill.scratch.path().join("repo");
+    std::fs::create_dir_all(&location).unwrap();
+    let location = location.display().to_string();
     ok(&ctl(
         &asked,
         &[

@@ -33,6 +33,7 @@ fn index(name: &str) -> IndexDef {
         },
         params: serde_json::Value::Null,
         controls: Default::default(),
+        restore: None,
     }
 }
 

@@ -233,6 +233,20 @@ pub async fn partition_highs(
     url: &str,
     source: &str,
 ) -> Result<std::collections::BTreeMap<u32, u64>, String> {
+    let infos = partition_infos(peers, url, source).await?;
+    Ok(infos
+        .into_iter()
+        .map(|(id, (_, high))| (id, high))
+        .collect())
+}
+
+/// Every partition of `source` at the source serving `url`: its uuid (the history it holds)
+/// and high seq (a client call, bounded to 5 s).
+pub async fn partition_infos(
+    peers: &tessera_proto::peers::Peers,
+    url: &str,
+    source: &str,
+) -> Result<std::collections::BTreeMap<u32, (String, u64)>, String> {
     let call = async {
         let mut client = peers.source(url)?;
         let request = ListPartitionsRequest {
@@ -244,7 +258,10 @@ pub async fn partition_highs(
             .map_err(|e| e.message().to_string())?
             .into_inner()
             .partitions;
-        Ok(partitions.into_iter().map(|p| (p.id, p.high_seq)).collect())
+        Ok(partitions
+            .into_iter()
+            .map(|p| (p.id, (p.uuid, p.high_seq)))
+            .collect())
     };
     tokio::time::timeout(std::time::Duration::from_secs(5), call)
         .await

@@ -157,6 +157,7 @@ async fn janitor_reaction(samples: usize) -> (Duration, Duration) {
             },
             params: params(),
             controls: Default::default(),
+            restore: None,
         };
         cfg.put_index_def(&def, 0).await.expect("def");
         let pindex = format!("{name}_0-15");

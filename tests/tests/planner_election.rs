@@ -65,6 +65,7 @@ fn index(name: &str, replicas: u32) -> IndexDef {
         },
         params: serde_json::Value::Null,
         controls: Default::default(),
+        restore: None,
     }
 }
 

@@ -18,6 +18,8 @@ use tessera_cfg::schema::{self, BackupJob, JobKind, JobProgress, RepoDef, TaskSt
 use crate::problem::{backup_problem, cfg_problem, parse_body, problem};
 use crate::AppState;
 
+mod restore;
+
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/backup/repos", get(list_repos))
@@ -38,6 +40,7 @@ pub fn router() -> Router<AppState> {
             post(verify_snapshot),
         )
         .route("/api/backup/repos/{name}/gc", post(gc))
+        .route("/api/backup/restore", post(restore::restore))
         .route("/api/backup/jobs", get(list_jobs))
         .route("/api/backup/jobs/{id}", get(get_job))
 }
@@ -102,14 +105,31 @@ async fn put_repo(
             Some(&e.field),
         );
     }
+    if def.repo_type == "fs" && !allowed_fs_location(&state, &def.location) {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "`location`: {} is not an existing directory under a --backup-path of this node ({:?})",
+                def.location, state.backup_paths
+            ),
+            Some("location"),
+        );
+    }
     let repo = match Repository::open(&def) {
         Ok(repo) => repo,
         Err(e) => return backup_problem(e),
     };
-    if let Err(e) = repo.snapshot_ids().await {
+    let listed =
+        tokio::time::timeout(std::time::Duration::from_secs(10), repo.snapshot_ids()).await;
+    let unreadable = match listed {
+        Ok(Ok(_)) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some("no answer within 10 s".to_string()),
+    };
+    if let Some(why) = unreadable {
         return problem(
             StatusCode::BAD_REQUEST,
-            format!("the repository cannot be read: {e}"),
+            format!("the repository cannot be read: {why}"),
             Some("location"),
         );
     }
@@ -121,6 +141,20 @@ async fn put_repo(
         Ok(_) => Json(json!({"repo": def})).into_response(),
         Err(e) => cfg_problem(e),
     }
+}
+
+/// Whether `location` is an existing directory under one of the node's backup paths (as
+/// Elasticsearch's `path.repo`: a request must not make a node write anywhere it may).
+fn allowed_fs_location(state: &AppState, location: &str) -> bool {
+    let Ok(dir) = std::fs::canonicalize(location) else {
+        return false;
+    };
+    dir.is_dir()
+        && state
+            .backup_paths
+            .iter()
+            .filter_map(|p| std::fs::canonicalize(p).ok())
+            .any(|root| dir.starts_with(root))
 }
 
 async fn delete_repo(State(state): State<AppState>, Path(name): Path<String>) -> Response {

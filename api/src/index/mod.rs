@@ -87,6 +87,7 @@ pub async fn upsert(
         plan: request.plan.unwrap_or_default(),
         params: request.params,
         controls: Default::default(),
+        restore: None,
     };
     if let Err(e) = schema::check(&key, &def) {
         return cfg_problem(e);

@@ -31,6 +31,20 @@ pub struct IndexDef {
     /// Operator switches that do not change what the index is.
     #[serde(default, skip_serializing_if = "Controls::is_default")]
     pub controls: Controls,
+    /// Set on an index restored from a snapshot: a node starting one of its PIndexes with no
+    /// directory yet fetches the files from the snapshot, then feeds on from their checkpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestoreFrom>,
+}
+
+/// Where a restored index's data comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreFrom {
+    pub repo: String,
+    pub snapshot: String,
+    /// The index's name in the snapshot (it may be restored under another).
+    pub index: String,
 }
 
 /// Operator switches of an index (`.../ingestControl/...`, `.../queryControl/...`).

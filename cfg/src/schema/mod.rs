@@ -15,7 +15,8 @@ pub mod validate;
 pub use backup::{BackupJob, JobKind, JobProgress, RepoDef, REPO_TYPES, S3_OPTIONS};
 pub use cluster::{ClusterControl, ClusterMeta, Held, PlannerLeader};
 pub use index::{
-    IndexDef, PlanParams, SourceDef, DEFAULT_SOURCE_PARTITIONS, INDEX_TYPES, MAX_REPLICAS,
+    IndexDef, PlanParams, RestoreFrom, SourceDef, DEFAULT_SOURCE_PARTITIONS, INDEX_TYPES,
+    MAX_REPLICAS,
 };
 pub use node::{NodeDef, NodeLiveness, NodeTag, MAX_WEIGHT};
 pub use plan::{CopyPlan, CopyReport, CopyRole, CopyState, IndexPlan, PIndexPlan};

@@ -341,3 +341,99 @@ pub async fn follow(http: &Http, id: &str) -> Result<Value, Exit> {
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
 }
+
+#[derive(Args)]
+pub struct RestoreArgs {
+    #[arg(long)]
+    pub repo: String,
+    #[arg(long)]
+    pub snapshot: String,
+    /// Index names or globs of the snapshot (repeatable); all when absent.
+    #[arg(long = "index")]
+    pub indexes: Vec<String>,
+    /// `FROM=TO`: restore index FROM under the name TO (repeatable).
+    #[arg(long)]
+    pub rename: Vec<String>,
+    /// Skip indexes that exist in this cluster.
+    #[arg(long)]
+    pub missing_only: bool,
+    /// Delete indexes of the same name first.
+    #[arg(long)]
+    pub replace: bool,
+    /// Say what would be downloaded and rebuilt, and how many bytes; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Read the restored indexes from this source (`http://host:port`).
+    #[arg(long)]
+    pub source_url: Option<String>,
+    /// Wait until every restored index answers with every document its source holds.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+pub async fn restore(http: &Http, args: RestoreArgs, raw: bool) -> Result<String, Exit> {
+    let mut rename = serde_json::Map::new();
+    for pair in &args.rename {
+        let Some((from, to)) = pair.split_once('=') else {
+            return Err(Exit::new(
+                crate::exit::INVALID,
+                format!("--rename {pair}: expected FROM=TO"),
+            ));
+        };
+        rename.insert(from.to_string(), Value::String(to.to_string()));
+    }
+    let body = json!({"repo": args.repo, "snapshot": args.snapshot, "indexes": args.indexes,
+        "rename": rename, "missing_only": args.missing_only, "replace": args.replace,
+        "dry_run": args.dry_run, "source_url": args.source_url});
+    let answer = http
+        .call("POST", "/api/backup/restore", body.to_string())
+        .await?;
+    if raw || args.dry_run {
+        return Ok(if raw {
+            answer.to_string()
+        } else {
+            pretty(&answer)
+        });
+    }
+    let mut lines = Vec::new();
+    for index in answer["indexes"].as_array().into_iter().flatten() {
+        lines.push(format!(
+            "{} -> {}: {} PIndexes to download ({} bytes), {} to rebuild from the source",
+            index["index"].as_str().unwrap_or("?"),
+            index["restored_as"].as_str().unwrap_or("?"),
+            index["pindexes_downloaded"],
+            index["download_bytes"],
+            index["pindexes_rebuilt"]
+        ));
+    }
+    if args.wait {
+        for index in answer["indexes"].as_array().into_iter().flatten() {
+            let name = index["restored_as"].as_str().unwrap_or_default();
+            wait_restored(http, name).await?;
+            lines.push(format!("{name}: restored and caught up"));
+        }
+    }
+    Ok(lines.join("\n"))
+}
+
+/// Waits until `index` answers an `at_plus` count: every PIndex readable and caught up with
+/// the source as of the question.
+async fn wait_restored(http: &Http, index: &str) -> Result<(), Exit> {
+    let body = r#"{"query": {"match_all": {}}, "size": 0, "consistency": {"level": "at_plus"}, "timeout_ms": 10000}"#;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3600);
+    loop {
+        let (status, answer) = http
+            .send("POST", &format!("/api/index/{index}/query"), body)
+            .await?;
+        if status == 200 {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(Exit::new(
+                1,
+                format!("{index} not restored within an hour: {answer}"),
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}

@@ -63,6 +63,8 @@ pub enum CtlCommand {
     /// Backup: repositories and snapshots.
     #[command(subcommand)]
     Backup(backup::BackupCommand),
+    /// Restore indexes from a snapshot (onto any cluster; `--dry-run` says what would happen).
+    Restore(backup::RestoreArgs),
 }
 
 #[derive(Subcommand)]
@@ -134,6 +136,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
         CtlCommand::Unfreeze => pretty(&http.call("POST", "/api/ctl/unfreeze", "").await?),
         CtlCommand::AckFailovers => pretty(&http.call("POST", "/api/ctl/failover/ack", "").await?),
         CtlCommand::Backup(cmd) => backup::run(&http, cmd, args.json).await?,
+        CtlCommand::Restore(restore) => backup::restore(&http, restore, args.json).await?,
         CtlCommand::Explain { pindex } => pretty(
             &http
                 .call("GET", &format!("/api/plan/explain?pindex={pindex}"), "")

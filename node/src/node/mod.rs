@@ -227,7 +227,10 @@ fn api_state(
         cluster_uuid: meta.cluster_uuid.clone(),
         cluster_name: meta.name.clone(),
     };
-    tessera_api::AppState::new(cfg.clone(), who, board, search)
+    tessera_api::AppState {
+        backup_paths: args.backup_paths.clone(),
+        ..tessera_api::AppState::new(cfg.clone(), who, board, search)
+    }
 }
 
 /// Writes the node definition, replacing the previous one of this uuid under CAS.

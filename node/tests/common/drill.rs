@@ -186,6 +186,8 @@ impl Drill {
         let dir = self.scratch.path().join(format!("node{i}"));
         let delay = self.failover_delay_ms.to_string();
         let zone = format!("zone-{i}");
+        // Tests keep their backup repositories in temp dirs.
+        let backup_root = std::env::temp_dir().display().to_string();
         let mut args = vec![
             "--cfg",
             &self.cfg,
@@ -200,6 +202,8 @@ impl Drill {
             "2000",
             "--failover-delay-ms",
             &delay,
+            "--backup-path",
+            &backup_root,
         ];
         if !self.planners.is_empty() {
             args.extend(["--tags", "feed,janitor,pindex,queryer"]);

@@ -1,0 +1,270 @@
+//! `POST /api/backup/restore`: indexes of a snapshot defined again in this cluster, each marked
+//! with the snapshot it comes from. The planner places their PIndexes freshly; each node
+//! starting one fetches its files from the repository (checked blob by blob) and feeds on from
+//! the saved checkpoints — or builds it from the source when the source no longer holds the
+//! history those point into. The restore's state is those definitions, so it needs no job of
+//! its own to survive a node's death: whichever node starts a PIndex does the fetching.
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tessera_backup::restore_plan::{plan_pindexes, Action};
+use tessera_backup::select::matches_any;
+use tessera_backup::{maintain, Manifest, Repository};
+use tessera_cfg::schema::{self, IndexDef, RestoreFrom};
+
+use crate::problem::{backup_problem, cfg_problem, parse_body, problem};
+use crate::AppState;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreRequest {
+    repo: String,
+    snapshot: String,
+    /// Index names or globs of the snapshot; all when absent.
+    #[serde(default)]
+    indexes: Vec<String>,
+    /// Saved name → name to restore as.
+    #[serde(default)]
+    rename: BTreeMap<String, String>,
+    /// Skip indexes that exist here.
+    #[serde(default)]
+    missing_only: bool,
+    /// Delete indexes of the same name first.
+    #[serde(default)]
+    replace: bool,
+    #[serde(default)]
+    dry_run: bool,
+    /// Read the restored indexes from this source (`http://host:port`) instead of the one
+    /// saved in their definitions.
+    #[serde(default)]
+    source_url: Option<String>,
+}
+
+/// One index to restore: its definition as it will be written, and its saved name.
+struct Restoring {
+    saved: String,
+    def: IndexDef,
+}
+
+pub async fn restore(State(state): State<AppState>, body: Bytes) -> Response {
+    let request: RestoreRequest = match parse_body(&body) {
+        Ok(r) => r,
+        Err(answer) => return answer,
+    };
+    if request.missing_only && request.replace {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "`replace`: not with `missing_only`",
+            Some("replace"),
+        );
+    }
+    let repo_def = match state.cfg.repo_def(&request.repo).await {
+        Ok(Some(found)) => found.value,
+        Ok(None) => {
+            return problem(
+                StatusCode::NOT_FOUND,
+                format!("no backup repository `{}`", request.repo),
+                Some("repo"),
+            )
+        }
+        Err(e) => return cfg_problem(e),
+    };
+    let repo = match Repository::open(&repo_def) {
+        Ok(repo) => repo,
+        Err(e) => return backup_problem(e),
+    };
+    let manifest = match repo.manifest(&request.snapshot).await {
+        Ok(m) => m,
+        Err(e) => return backup_problem(e),
+    };
+    // Refuse a snapshot that is not whole before writing anything.
+    match maintain::verify(&repo, &request.snapshot, false).await {
+        Ok(report) if report.ok => {}
+        Ok(report) => {
+            return problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "snapshot {} is not whole: missing {}",
+                    request.snapshot,
+                    report.missing.join(", ")
+                ),
+                None,
+            )
+        }
+        Err(e) => return backup_problem(e),
+    }
+    let restoring = match select(&state, &request, &manifest).await {
+        Ok(r) => r,
+        Err(answer) => return answer,
+    };
+    let mut answer = Vec::new();
+    for r in &restoring {
+        answer.push(dry_run_of(&state, &manifest, r).await);
+    }
+    if request.dry_run {
+        return Json(json!({"dry_run": true, "snapshot": manifest.id, "indexes": answer}))
+            .into_response();
+    }
+    for r in &restoring {
+        if request.replace {
+            if let Err(answer) = remove_existing(&state, &r.def.name).await {
+                return answer;
+            }
+        }
+        if let Err(e) = state.cfg.put_index_def(&r.def, 0).await {
+            return cfg_problem(e);
+        }
+    }
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({"snapshot": manifest.id, "indexes": answer})),
+    )
+        .into_response()
+}
+
+/// The indexes to restore, with the definitions to write; refusals name the field.
+async fn select(
+    state: &AppState,
+    request: &RestoreRequest,
+    manifest: &Manifest,
+) -> Result<Vec<Restoring>, Response> {
+    let globs = if request.indexes.is_empty() {
+        vec!["*".to_string()]
+    } else {
+        request.indexes.clone()
+    };
+    let existing = state.cfg.index_defs().await.map_err(cfg_problem)?;
+    let nodes = state.cfg.node_defs().await.map_err(cfg_problem)?;
+    let mut out = Vec::new();
+    for (saved, json) in &manifest.indexes {
+        if !matches_any(saved, &globs) {
+            continue;
+        }
+        let mut def: IndexDef = serde_json::from_value(json.clone()).map_err(|e| {
+            problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("snapshot {}: the definition of {saved}: {e}", manifest.id),
+                None,
+            )
+        })?;
+        let name = request
+            .rename
+            .get(saved)
+            .cloned()
+            .unwrap_or_else(|| saved.clone());
+        if existing.items.iter().any(|d| d.value.name == name) {
+            if request.missing_only {
+                continue;
+            }
+            if !request.replace {
+                return Err(problem(
+                    StatusCode::CONFLICT,
+                    format!("index `{name}` exists: restore it under another name (`rename`) or replace it (`replace`)"),
+                    Some("rename"),
+                ));
+            }
+        }
+        def.name = name;
+        def.uuid = uuid::Uuid::new_v4().simple().to_string();
+        def.controls.rollback_accepted_ms = 0;
+        def.restore = Some(RestoreFrom {
+            repo: request.repo.clone(),
+            snapshot: manifest.id.clone(),
+            index: saved.clone(),
+        });
+        if let Some(url) = &request.source_url {
+            def.source
+                .params
+                .insert("url".into(), Value::String(url.clone()));
+            def.source.params.remove("node");
+        } else if let Some(node) = def.source.node().filter(|_| def.source.url().is_none()) {
+            if !nodes.items.iter().any(|n| n.value.uuid == node) {
+                return Err(problem(
+                    StatusCode::BAD_REQUEST,
+                    format!("index `{saved}` read the embedded source of node {node}, which this cluster does not have: give `source_url`"),
+                    Some("source_url"),
+                ));
+            }
+        }
+        let key = state.cfg.keys().index_def(&def.name);
+        schema::check(&key, &def).map_err(cfg_problem)?;
+        out.push(Restoring {
+            saved: saved.clone(),
+            def,
+        });
+    }
+    if out.is_empty() && !request.missing_only {
+        return Err(problem(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "no index of snapshot {} to restore matches {globs:?}",
+                manifest.id
+            ),
+            Some("indexes"),
+        ));
+    }
+    Ok(out)
+}
+
+/// What restoring `r` will do, PIndex by PIndex, by the source as it answers now.
+async fn dry_run_of(state: &AppState, manifest: &Manifest, r: &Restoring) -> Value {
+    let url = state.source_url(&r.def).await.ok();
+    let source = match &url {
+        Some(url) => tessera_source::grpc::partition_infos(
+            &state.coord.search.peers,
+            url,
+            &r.def.source.name,
+        )
+        .await
+        .ok(),
+        None => None,
+    };
+    let entries: Vec<_> = manifest.pindexes_of(&r.saved).collect();
+    let plan = plan_pindexes(&entries, &r.saved, &r.def.name, &source);
+    let download: u64 = plan.iter().map(|p| p.bytes).sum();
+    let rebuild = plan.iter().filter(|p| p.action == Action::Rebuild).count();
+    json!({"index": r.saved, "restored_as": r.def.name, "source": url,
+        "download_bytes": download, "pindexes_downloaded": plan.len() - rebuild,
+        "pindexes_rebuilt": rebuild, "pindexes": plan})
+}
+
+/// Deletes index `name` and waits until no node holds files of its PIndexes (a restored
+/// PIndex of the same name must not open the old directory).
+async fn remove_existing(state: &AppState, name: &str) -> Result<(), Response> {
+    let key = state.cfg.keys().index_def(name);
+    match state.cfg.store().delete(&key, 0).await {
+        Ok(_) | Err(tessera_cfg::CfgError::NotFound { .. }) => {}
+        Err(e) => return Err(cfg_problem(e)),
+    }
+    let prefix = format!("{name}_");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let reports = state.cfg.snapshot().await.map_err(cfg_problem)?.reports;
+        let held = reports.iter().any(|r| {
+            let v = &r.value;
+            v.on_disk
+                .iter()
+                .chain(&v.caught_up)
+                .chain(v.docs.keys())
+                .any(|p| p.starts_with(&prefix))
+        });
+        if !held {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("index `{name}` was deleted, but nodes still hold its PIndexes after 60 s; restore again"),
+                None,
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

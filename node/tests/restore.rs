@@ -1,0 +1,216 @@
+//! Restore onto another cluster: a snapshot of a three-node cluster restored into a new
+//! cluster of two nodes (other node names, a new etcd) answers the same queries with the same
+//! hits, scores and counts; its PIndexes are downloaded, not rebuilt; `--dry-run` says so
+//! first; an existing index is refused unless renamed or replaced; `--missing-only` skips it.
+
+mod common;
+
+use std::time::Duration;
+
+use common::drill::*;
+use common::http;
+
+const QUERIES: &[&str] = &[
+    r#"{"query": {"match": {"field": "title", "query": "document"}}, "size": 10}"#,
+    r#"{"query": {"match": {"field": "title", "query": "rare words"}}, "size": 10}"#,
+    r#"{"query": {"range": {"field": "n", "gte": 100, "lt": 400}}, "size": 10}"#,
+];
+
+/// Per query: total hits, the top 10 scores, and the ids of the top 10 above the lowest of
+/// those scores. (Hits tied at the cut may differ between two copies of a PIndex: within one,
+/// ties are in the order of its segments, which each copy builds on its own.)
+fn answers(node: &str, index: &str) -> Vec<(u64, Vec<String>, Vec<String>)> {
+    QUERIES
+        .iter()
+        .map(|q| {
+            let (status, body) = http(node, "POST", &format!("/api/index/{index}/query"), q);
+            assert_eq!(status, 200, "{body}");
+            let hits = body["hits"].as_array().unwrap();
+            let scores: Vec<String> = hits.iter().map(|h| h["score"].to_string()).collect();
+            let cut = hits
+                .last()
+                .map(|h| h["score"].as_f64().unwrap())
+                .unwrap_or(0.0);
+            let above: Vec<String> = hits
+                .iter()
+                .filter(|h| h["score"].as_f64().unwrap() > cut)
+                .map(|h| h["id"].as_str().unwrap().to_string())
+                .collect();
+            (body["total_hits"].as_u64().unwrap(), scores, above)
+        })
+        .collect()
+}
+
+fn ok(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[test]
+fn a_snapshot_restores_onto_a_cluster_of_another_size_with_the_same_answers() {
+    let mut old = Drill::start(3, 60_000).with_index();
+    // Skewed words, so scores depend on index-wide statistics.
+    let body: String = (0..3000)
+        .map(|i| {
+            let extra = if i % 97 == 0 { " rare words" } else if i % 5 == 0 { " words" } else { "" };
+            let filler = " more".repeat(i % 11);
+            format!("{{\"key\":\"d{i}\",\"doc\":{{\"title\":\"document {i}{extra}{filler}\",\"n\":{i}}}}}\n")
+        })
+        .collect();
+    let (status, answer) = http(&old.source, "POST", "/api/source/docs/bulk", &body);
+    assert_eq!(status, 200, "{answer}");
+    assert_exact(&old.addresses[0], 3000);
+    let before = answers(&old.addresses[0], "books");
+
+    let repo = tempfile::tempdir().unwrap();
+    let location = repo.path().display().to_string();
+    let node = old.addresses[0].clone();
+    ok(&ctl(
+        &node,
+        &[
+            "backup",
+            "repo",
+            "add",
+            "vault",
+            "--type",
+            "fs",
+            "--location",
+            &location,
+        ],
+    ));
+    let out = ok(&ctl(
+        &node,
+        &["backup", "create", "--repo", "vault", "--wait"],
+    ));
+    let snapshot = out.lines().next().unwrap().trim().to_string();
+
+    // The old cluster is gone: every node and etcd. Its source stays (the data of record).
+    for i in 0..3 {
+        old.kill(i);
+    }
+    old.etcd.kill(0);
+
+    let new = Drill::start(2, 60_000);
+    let node = new.addresses[0].clone();
+    ok(&ctl(
+        &node,
+        &[
+            "backup",
+            "repo",
+            "add",
+            "vault",
+            "--type",
+            "fs",
+            "--location",
+            &location,
+            "--readonly",
+        ],
+    ));
+    let dry = ok(&ctl(
+        &node,
+        &[
+            "restore",
+            "--repo",
+            "vault",
+            "--snapshot",
+            &snapshot,
+            "--dry-run",
+        ],
+    ));
+    let dry: serde_json::Value = serde_json::from_str(&dry).unwrap();
+    let index = &dry["indexes"][0];
+    assert_eq!(index["pindexes_downloaded"], 16, "{dry}");
+    assert_eq!(index["pindexes_rebuilt"], 0, "{dry}");
+    assert!(index["download_bytes"].as_u64().unwrap() > 0, "{dry}");
+    let (status, _) = http(&node, "GET", "/api/index/books", "");
+    assert_eq!(status, 404, "a dry run changes nothing");
+
+    ok(&ctl(
+        &node,
+        &[
+            "restore",
+            "--repo",
+            "vault",
+            "--snapshot",
+            &snapshot,
+            "--wait",
+        ],
+    ));
+    assert_exact(&node, 3000);
+    assert_eq!(
+        answers(&node, "books"),
+        before,
+        "same hits, scores and counts"
+    );
+    assert_eq!(
+        answers(&new.addresses[1], "books"),
+        before,
+        "from either node"
+    );
+
+    // Every copy's files came from the snapshot.
+    let mut restored = 0;
+    for address in &new.addresses {
+        let (_, status) = http(address, "GET", "/api/index/books/status", "");
+        for p in status["pindexes"].as_array().unwrap() {
+            if p["local"].is_object() {
+                assert!(
+                    p["local"]["restored_from"]
+                        .as_str()
+                        .is_some_and(|s| s.contains(&snapshot)),
+                    "{p}"
+                );
+                restored += 1;
+            }
+        }
+    }
+    assert!(restored >= 16, "{restored} local copies seen restored");
+
+    // The same name again: refused, unless renamed; --missing-only skips it.
+    let out = ctl(
+        &node,
+        &["restore", "--repo", "vault", "--snapshot", &snapshot],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ok(&ctl(
+        &node,
+        &[
+            "restore",
+            "--repo",
+            "vault",
+            "--snapshot",
+            &snapshot,
+            "--missing-only",
+        ],
+    ));
+    ok(&ctl(
+        &node,
+        &[
+            "restore",
+            "--repo",
+            "vault",
+            "--snapshot",
+            &snapshot,
+            "--rename",
+            "books=books2",
+            "--wait",
+        ],
+    ));
+    assert_eq!(
+        answers(&node, "books2"),
+        before,
+        "the renamed copy answers the same"
+    );
+    new.wait_green("both restored indexes serving", Duration::from_secs(60));
+}
