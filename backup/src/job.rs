@@ -12,7 +12,10 @@ use tessera_proto::peers::Peers;
 use tessera_proto::v1::SavePIndexRequest;
 
 use crate::grpc::LocalSaver;
-use crate::manifest::{Manifest, PIndexEntry, MANIFEST_FORMAT};
+use crate::manifest::{Manifest, PIndexEntry, SourceEntry, MANIFEST_FORMAT};
+
+/// Staged names of saved sources start with this (PIndex names cannot).
+const SOURCE_STAGED: &str = "source.";
 use crate::repo::Repository;
 use crate::save::Sent;
 use crate::select::{choose_copies, matches_any, PIndexSource};
@@ -41,6 +44,8 @@ pub struct Driver {
     pub local: LocalSaver,
     /// `name/uuid` of the cluster, written in locks and manifests.
     pub cluster: String,
+    /// This node's own source (where definitions without a source of record read).
+    pub default_source_url: String,
 }
 
 impl Driver {
@@ -62,7 +67,7 @@ impl Driver {
         }
     }
 
-    async fn update(&self, job: &mut Versioned<BackupJob>) -> Result<(), JobError> {
+    pub(crate) async fn update(&self, job: &mut Versioned<BackupJob>) -> Result<(), JobError> {
         job.value.updated_ms = unix_ms();
         match self.cfg.put_backup_job(&job.value, job.revision).await {
             Ok(revision) => {
@@ -156,8 +161,13 @@ impl Driver {
         }
 
         let mut done: BTreeMap<String, PIndexEntry> = BTreeMap::new();
+        let mut sources_done: BTreeMap<String, SourceEntry> = BTreeMap::new();
         for (name, bytes) in repo.staged(&id).await? {
-            if let Ok(entry) = serde_json::from_slice::<PIndexEntry>(&bytes) {
+            if let Some(source) = name.strip_prefix(SOURCE_STAGED) {
+                if let Ok(entry) = serde_json::from_slice::<SourceEntry>(&bytes) {
+                    sources_done.insert(source.to_string(), entry);
+                }
+            } else if let Ok(entry) = serde_json::from_slice::<PIndexEntry>(&bytes) {
                 done.insert(name, entry);
             }
         }
@@ -195,6 +205,32 @@ impl Driver {
             self.update(job).await?;
         }
 
+        // After the PIndexes: every checkpoint saved is then within the saved logs.
+        let mut sources = Vec::new();
+        for (url, name) in self.sources_of(&snapshot, &job.value.indexes).await? {
+            if let Some(entry) = sources_done.remove(&name) {
+                sources.push(entry);
+                continue;
+            }
+            let mut pace = crate::save::Pace::new(job.value.rate_limit_bytes);
+            let (entry, sent) =
+                crate::source_copy::save_source(repo, &self.peers, &url, &name, &mut pace).await?;
+            let bytes =
+                serde_json::to_vec(&entry).map_err(|e| BackupError::Encode(e.to_string()))?;
+            repo.put_staged(&id, &format!("{SOURCE_STAGED}{name}"), bytes)
+                .await?;
+            lock.renew().await?;
+            let p = &mut job.value.progress;
+            let size: u64 = entry.files.iter().map(|f| f.size).sum();
+            p.files_done += entry.files.len() as u64;
+            p.files_total += entry.files.len() as u64;
+            p.bytes_done += size;
+            p.bytes_total += size;
+            p.bytes_uploaded += sent.bytes;
+            p.files_uploaded += sent.files;
+            self.update(job).await?;
+            sources.push(entry);
+        }
         let manifest = Manifest {
             format: MANIFEST_FORMAT,
             id: id.clone(),
@@ -205,13 +241,53 @@ impl Driver {
                 .iter()
                 .filter_map(|s| done.remove(&s.pindex))
                 .collect(),
-            sources: vec![],
+            sources,
             encoding: vec!["zstd".into()],
         };
         repo.put_manifest(&manifest).await?;
         repo.clear_staged(&id).await?;
         job.value.status = TaskStatus::Completed;
         self.update(job).await
+    }
+
+    /// The reference sources the selected indexes read: (url, source name), once each. Two
+    /// sources of one name at different places cannot both be saved.
+    async fn sources_of(
+        &self,
+        snapshot: &tessera_cfg::snapshot::ClusterSnapshot,
+        globs: &[String],
+    ) -> Result<Vec<(String, String)>, JobError> {
+        let mut out: BTreeMap<String, String> = BTreeMap::new();
+        for d in snapshot
+            .index_defs
+            .iter()
+            .filter(|d| matches_any(&d.value.name, globs))
+        {
+            if d.value.source.source_type != "tessera" {
+                continue;
+            }
+            let url = self
+                .cfg
+                .source_url(&d.value.source, &self.default_source_url)
+                .await
+                .map_err(BackupError::Storage)?;
+            match out.get(&d.value.source.name) {
+                Some(other) if *other != url => {
+                    return Err(BackupError::Config {
+                        field: "indexes".into(),
+                        reason: format!(
+                            "two sources named `{}` ({other} and {url}): back up their indexes separately",
+                            d.value.source.name
+                        ),
+                    }
+                    .into())
+                }
+                _ => {
+                    out.insert(d.value.source.name.clone(), url);
+                }
+            }
+        }
+        Ok(out.into_iter().map(|(name, url)| (url, name)).collect())
     }
 
     /// Saves one PIndex from the first of its copies that can.

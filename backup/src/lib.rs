@@ -14,10 +14,12 @@ pub mod lock;
 pub mod maintain;
 pub mod manifest;
 pub mod repo;
+pub mod restore_job;
 pub mod restore_plan;
 pub mod runner;
 pub mod save;
 pub mod select;
+pub mod source_copy;
 
 pub use manifest::{FileEntry, Manifest, PIndexEntry, PartitionPoint, SourceEntry};
 pub use repo::{RepoConfig, RepoType, Repository};

@@ -111,6 +111,8 @@ async fn prune(repo: &Repository) -> Result<PruneReport, BackupError> {
         for bytes in repo.staged(&job).await?.values() {
             if let Ok(entry) = serde_json::from_slice::<PIndexEntry>(bytes) {
                 staged_refs.extend(entry.files.into_iter().map(|f| f.hash));
+            } else if let Ok(entry) = serde_json::from_slice::<crate::SourceEntry>(bytes) {
+                staged_refs.extend(entry.files.into_iter().map(|f| f.hash));
             }
         }
     }

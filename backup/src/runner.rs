@@ -46,7 +46,7 @@ async fn round(
         .map(|l| l.value.uuid)
         .collect();
     for mut job in jobs.items {
-        if job.value.status != TaskStatus::Running || job.value.kind != JobKind::Backup {
+        if job.value.status != TaskStatus::Running {
             continue;
         }
         if job.value.owner != me {
@@ -76,7 +76,10 @@ async fn round(
         }
         let (driver, driving) = (driver.clone(), driving.clone());
         tokio::spawn(async move {
-            driver.run(job).await;
+            match job.value.kind {
+                JobKind::Backup => driver.run(job).await,
+                JobKind::Restore => driver.run_restore(job).await,
+            }
             if let Ok(mut d) = driving.lock() {
                 d.remove(&id);
             }

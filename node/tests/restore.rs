@@ -214,3 +214,125 @@ fn a_snapshot_restores_onto_a_cluster_of_another_size_with_the_same_answers() {
     );
     new.wait_green("both restored indexes serving", Duration::from_secs(60));
 }
+
+#[test]
+fn after_losing_everything_sources_and_indexes_come_back_from_the_snapshot() {
+    let old = Drill::start(3, 60_000).with_index();
+    let body: String = (0..2000)
+        .map(|i| {
+            let filler = " more".repeat(i % 7);
+            format!(
+                "{{\"key\":\"d{i}\",\"doc\":{{\"title\":\"document {i}{filler}\",\"n\":{i}}}}}\n"
+            )
+        })
+        .collect();
+    let (status, answer) = http(&old.source, "POST", "/api/source/docs/bulk", &body);
+    assert_eq!(status, 200, "{answer}");
+    // Overwrites and deletes are history too.
+    let body: String = (0..100)
+        .map(|i| format!("{{\"key\":\"d{i}\",\"doc\":{{\"title\":\"revised {i}\",\"n\":{i}}}}}\n"))
+        .collect();
+    let (status, answer) = http(&old.source, "POST", "/api/source/docs/bulk", &body);
+    assert_eq!(status, 200, "{answer}");
+    for i in 100..110 {
+        let (status, answer) = http(
+            &old.source,
+            "DELETE",
+            &format!("/api/source/docs/doc/d{i}"),
+            "",
+        );
+        assert_eq!(status, 200, "{answer}");
+    }
+    assert_exact(&old.addresses[0], 1990);
+    let before = answers(&old.addresses[0], "books");
+
+    let repo = tempfile::tempdir().unwrap();
+    let location = repo.path().display().to_string();
+    let node = old.addresses[0].clone();
+    ok(&ctl(
+        &node,
+        &[
+            "backup",
+            "repo",
+            "add",
+            "vault",
+            "--type",
+            "fs",
+            "--location",
+            &location,
+        ],
+    ));
+    let out = ok(&ctl(
+        &node,
+        &["backup", "create", "--repo", "vault", "--wait"],
+    ));
+    let snapshot = out.lines().next().unwrap().trim().to_string();
+    // Everything is lost: nodes, etcd, and the source with its logs.
+    drop(old);
+
+    let new = Drill::start(2, 60_000);
+    let node = new.addresses[0].clone();
+    let source_url = format!("http://{}", new.source);
+    ok(&ctl(
+        &node,
+        &[
+            "backup",
+            "repo",
+            "add",
+            "vault",
+            "--type",
+            "fs",
+            "--location",
+            &location,
+        ],
+    ));
+    let dry = ok(&ctl(
+        &node,
+        &[
+            "restore",
+            "--repo",
+            "vault",
+            "--snapshot",
+            &snapshot,
+            "--restore-sources",
+            "--source-url",
+            &source_url,
+            "--dry-run",
+        ],
+    ));
+    let dry: serde_json::Value = serde_json::from_str(&dry).unwrap();
+    assert_eq!(dry["indexes"][0]["pindexes_downloaded"], 16, "{dry}");
+    ok(&ctl(
+        &node,
+        &[
+            "restore",
+            "--repo",
+            "vault",
+            "--snapshot",
+            &snapshot,
+            "--restore-sources",
+            "--source-url",
+            &source_url,
+            "--wait",
+        ],
+    ));
+    assert_exact(&node, 1990);
+    assert_eq!(
+        answers(&node, "books"),
+        before,
+        "same hits, scores and counts"
+    );
+    let revised = r#"{"query": {"match": {"field": "title", "query": "revised"}}, "size": 0}"#;
+    let (_, found) = http(&node, "POST", "/api/index/books/query", revised);
+    assert_eq!(found["total_hits"], 100, "overwrites restored: {found}");
+
+    // The restored source takes new writes, and the restored index follows them.
+    let (status, answer) = http(
+        &new.source,
+        "POST",
+        "/api/source/docs/bulk",
+        "{\"key\":\"after\",\"doc\":{\"title\":\"after the restore\",\"n\":1}}\n",
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_exact(&node, 1991);
+}

@@ -7,8 +7,8 @@ use futures::Stream;
 use tessera_proto::v1::source_server::{Source, SourceServer};
 use tessera_proto::v1::stream_event::Event;
 use tessera_proto::v1::{
-    Deletion, ListPartitionsRequest, ListPartitionsResponse, Mutation, PartitionInfo, Rollback,
-    Snapshot, StreamEvent, StreamRequest,
+    Deletion, ImportRequest, ImportResponse, ListPartitionsRequest, ListPartitionsResponse,
+    Mutation, PartitionInfo, Rollback, Snapshot, StreamEvent, StreamRequest,
 };
 use tokio::sync::{broadcast, mpsc};
 use tonic::{Request, Response, Status};
@@ -48,6 +48,7 @@ fn status(e: LogError) -> Status {
         LogError::DiskFull(_) | LogError::Storage(_) | LogError::NeedsReopen => {
             Status::unavailable(e.to_string())
         }
+        LogError::Refused(_) => Status::failed_precondition(e.to_string()),
     }
 }
 
@@ -87,6 +88,37 @@ impl Source for SourceService {
     }
 
     type StreamStream = EventStream;
+
+    async fn import(
+        &self,
+        request: Request<ImportRequest>,
+    ) -> Result<Response<ImportResponse>, Status> {
+        let r = request.into_inner();
+        let entries: Vec<crate::log::Entry> = r
+            .entries
+            .into_iter()
+            .map(|e| crate::log::Entry {
+                seq: e.seq,
+                key: e.key,
+                doc: (!e.deleted).then_some(e.doc),
+            })
+            .collect();
+        if entries.windows(2).any(|w| w[0].seq >= w[1].seq) {
+            return Err(Status::invalid_argument("entries: seqs must increase"));
+        }
+        let log = self.log.clone();
+        let high = blocking(move || {
+            log.import(
+                &r.source,
+                r.partitions,
+                r.partition,
+                &r.partition_uuid,
+                &entries,
+            )
+        })
+        .await?;
+        Ok(Response::new(ImportResponse { high_seq: high }))
+    }
 
     async fn stream(
         &self,

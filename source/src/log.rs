@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
+mod import;
+
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
@@ -42,6 +44,9 @@ pub enum LogError {
     NeedsReopen,
     #[error("source storage: {0}")]
     Storage(String),
+    /// An import that would mix histories.
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl LogError {

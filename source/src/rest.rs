@@ -109,6 +109,7 @@ fn log_error(e: LogError) -> Response {
         LogError::NoSuchSource(_) | LogError::NoSuchPartition { .. } => StatusCode::NOT_FOUND,
         LogError::DiskFull(_) => StatusCode::INSUFFICIENT_STORAGE,
         LogError::Storage(_) | LogError::NeedsReopen => StatusCode::SERVICE_UNAVAILABLE,
+        LogError::Refused(_) => StatusCode::CONFLICT,
     };
     error(status, e.to_string(), Value::Null)
 }

@@ -253,6 +253,7 @@ async fn create_snapshot(
         updated_ms: now,
         progress: JobProgress::default(),
         error: None,
+        restore: None,
     };
     match state.cfg.put_backup_job(&job, 0).await {
         Ok(_) => (StatusCode::ACCEPTED, Json(json!({"id": id, "job": job}))).into_response(),

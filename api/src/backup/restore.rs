@@ -45,6 +45,10 @@ pub struct RestoreRequest {
     /// saved in their definitions.
     #[serde(default)]
     source_url: Option<String>,
+    /// Import the saved logs of the sources the restored indexes read into `source_url` (or
+    /// this node's own source) first: a restore job.
+    #[serde(default)]
+    restore_sources: bool,
 }
 
 /// One index to restore: its definition as it will be written, and its saved name.
@@ -100,13 +104,35 @@ pub async fn restore(State(state): State<AppState>, body: Bytes) -> Response {
         }
         Err(e) => return backup_problem(e),
     }
+    let mut request = request;
+    if request.restore_sources && request.source_url.is_none() {
+        request.source_url = Some(state.coord.search.default_source_url.clone());
+    }
     let restoring = match select(&state, &request, &manifest).await {
         Ok(r) => r,
         Err(answer) => return answer,
     };
     let mut answer = Vec::new();
     for r in &restoring {
-        answer.push(dry_run_of(&state, &manifest, r).await);
+        let saved_source = manifest
+            .sources
+            .iter()
+            .find(|s| s.name == r.def.source.name);
+        if request.restore_sources && saved_source.is_none() {
+            return problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "snapshot {} holds no log of source `{}`",
+                    manifest.id, r.def.source.name
+                ),
+                Some("restore_sources"),
+            );
+        }
+        let after_import = saved_source.filter(|_| request.restore_sources);
+        answer.push(dry_run_of(&state, &manifest, r, after_import).await);
+    }
+    if request.restore_sources && !request.dry_run {
+        return restore_job(&state, &request, &manifest, restoring, answer).await;
     }
     if request.dry_run {
         return Json(json!({"dry_run": true, "snapshot": manifest.id, "indexes": answer}))
@@ -213,18 +239,31 @@ async fn select(
     Ok(out)
 }
 
-/// What restoring `r` will do, PIndex by PIndex, by the source as it answers now.
-async fn dry_run_of(state: &AppState, manifest: &Manifest, r: &Restoring) -> Value {
+/// What restoring `r` will do, PIndex by PIndex, by the source as it answers now (or as it
+/// will be once `after_import`, a saved log, is imported into it).
+async fn dry_run_of(
+    state: &AppState,
+    manifest: &Manifest,
+    r: &Restoring,
+    after_import: Option<&tessera_backup::SourceEntry>,
+) -> Value {
     let url = state.source_url(&r.def).await.ok();
-    let source = match &url {
-        Some(url) => tessera_source::grpc::partition_infos(
+    let source = match (after_import, &url) {
+        (Some(saved), _) => Some(
+            saved
+                .partitions
+                .iter()
+                .map(|(p, point)| (*p, (point.partition_uuid.clone(), point.seq)))
+                .collect(),
+        ),
+        (None, Some(url)) => tessera_source::grpc::partition_infos(
             &state.coord.search.peers,
             url,
             &r.def.source.name,
         )
         .await
         .ok(),
-        None => None,
+        (None, None) => None,
     };
     let entries: Vec<_> = manifest.pindexes_of(&r.saved).collect();
     let plan = plan_pindexes(&entries, &r.saved, &r.def.name, &source);
@@ -233,6 +272,59 @@ async fn dry_run_of(state: &AppState, manifest: &Manifest, r: &Restoring) -> Val
     json!({"index": r.saved, "restored_as": r.def.name, "source": url,
         "download_bytes": download, "pindexes_downloaded": plan.len() - rebuild,
         "pindexes_rebuilt": rebuild, "pindexes": plan})
+}
+
+/// Starts a restore job: the sources imported first, then the indexes defined (by the job).
+async fn restore_job(
+    state: &AppState,
+    request: &RestoreRequest,
+    manifest: &Manifest,
+    restoring: Vec<Restoring>,
+    plan: Vec<Value>,
+) -> Response {
+    if request.replace {
+        for r in &restoring {
+            if let Err(answer) = remove_existing(state, &r.def.name).await {
+                return answer;
+            }
+        }
+    }
+    let mut sources: Vec<String> = restoring
+        .iter()
+        .map(|r| r.def.source.name.clone())
+        .collect();
+    sources.sort();
+    sources.dedup();
+    let now = tessera_cfg::unix_ms();
+    let id = format!("r{now}-{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
+    let job = schema::BackupJob {
+        format_version: <schema::BackupJob as schema::Document>::FORMAT_VERSION,
+        id: id.clone(),
+        kind: schema::JobKind::Restore,
+        repo: request.repo.clone(),
+        indexes: restoring.iter().map(|r| r.def.name.clone()).collect(),
+        rate_limit_bytes: 0,
+        status: schema::TaskStatus::Running,
+        owner: state.node_uuid.clone(),
+        created_ms: now,
+        updated_ms: now,
+        progress: Default::default(),
+        error: None,
+        restore: Some(schema::RestoreSpec {
+            snapshot: manifest.id.clone(),
+            source_url: request.source_url.clone().unwrap_or_default(),
+            sources,
+            indexes: restoring.into_iter().map(|r| r.def).collect(),
+        }),
+    };
+    match state.cfg.put_backup_job(&job, 0).await {
+        Ok(_) => (
+            StatusCode::ACCEPTED,
+            Json(json!({"id": id, "job": job, "snapshot": manifest.id, "indexes": plan})),
+        )
+            .into_response(),
+        Err(e) => cfg_problem(e),
+    }
 }
 
 /// Deletes index `name` and waits until no node holds files of its PIndexes (a restored

@@ -120,7 +120,7 @@ pub struct JobProgress {
 
 /// A backup (or restore) job: a record in the Cfg, driven by one node (`owner`) and taken
 /// over by another live node when its owner is gone, so a job outlives the node that began it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackupJob {
     pub format_version: u32,
@@ -142,6 +142,23 @@ pub struct BackupJob {
     pub progress: JobProgress,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// For a restore: what to bring back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestoreSpec>,
+}
+
+/// What a restore job does: import the saved sources into one source, then define the
+/// restored indexes (which read that source).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreSpec {
+    pub snapshot: String,
+    /// Where the sources are imported (`http://host:port`).
+    pub source_url: String,
+    /// The saved sources to import (by name).
+    pub sources: Vec<String>,
+    /// The index definitions to write once the sources are back.
+    pub indexes: Vec<super::IndexDef>,
 }
 
 impl Document for BackupJob {

@@ -12,7 +12,7 @@ mod plan;
 mod task;
 pub mod validate;
 
-pub use backup::{BackupJob, JobKind, JobProgress, RepoDef, REPO_TYPES, S3_OPTIONS};
+pub use backup::{BackupJob, JobKind, JobProgress, RepoDef, RestoreSpec, REPO_TYPES, S3_OPTIONS};
 pub use cluster::{ClusterControl, ClusterMeta, Held, PlannerLeader};
 pub use index::{
     IndexDef, PlanParams, RestoreFrom, SourceDef, DEFAULT_SOURCE_PARTITIONS, INDEX_TYPES,

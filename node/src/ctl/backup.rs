@@ -366,6 +366,10 @@ pub struct RestoreArgs {
     /// Read the restored indexes from this source (`http://host:port`).
     #[arg(long)]
     pub source_url: Option<String>,
+    /// Import the saved logs of the sources the indexes read into `--source-url` (or the
+    /// asked node's own source) first: the data of record back, then the indexes.
+    #[arg(long)]
+    pub restore_sources: bool,
     /// Wait until every restored index answers with every document its source holds.
     #[arg(long)]
     pub wait: bool,
@@ -384,7 +388,8 @@ pub async fn restore(http: &Http, args: RestoreArgs, raw: bool) -> Result<String
     }
     let body = json!({"repo": args.repo, "snapshot": args.snapshot, "indexes": args.indexes,
         "rename": rename, "missing_only": args.missing_only, "replace": args.replace,
-        "dry_run": args.dry_run, "source_url": args.source_url});
+        "dry_run": args.dry_run, "source_url": args.source_url,
+        "restore_sources": args.restore_sources});
     let answer = http
         .call("POST", "/api/backup/restore", body.to_string())
         .await?;
@@ -404,6 +409,12 @@ pub async fn restore(http: &Http, args: RestoreArgs, raw: bool) -> Result<String
             index["pindexes_downloaded"],
             index["download_bytes"],
             index["pindexes_rebuilt"]
+        ));
+    }
+    if let (true, Some(id)) = (args.wait, answer["id"].as_str()) {
+        follow(http, id).await?;
+        lines.push(format!(
+            "restore job {id}: sources imported, indexes defined"
         ));
     }
     if args.wait {

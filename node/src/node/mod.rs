@@ -185,6 +185,7 @@ fn start_backups(
         peers,
         local: saver.clone(),
         cluster: format!("{}/{}", meta.name, meta.cluster_uuid),
+        default_source_url: format!("http://{}", me.host_port),
     };
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let task = Some(tokio::spawn(tessera_backup::runner::run(driver, stopped)));
