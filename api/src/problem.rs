@@ -59,13 +59,14 @@ pub fn cfg_problem(e: CfgError) -> Response {
     problem(cfg_status(&e), e.to_string(), field.as_deref())
 }
 
-/// A backup or repository failure: bad configuration 400 naming the field, a missing snapshot
+/// A backup or repository failure: bad configuration or a wrong key 400 naming the field, a missing snapshot
 /// or blob 404, a repository another writer holds 409, a damaged snapshot 422 naming what is
 /// damaged, the repository unreachable 503.
 pub fn backup_problem(e: BackupError) -> Response {
     let (status, field) = match &e {
         BackupError::Config { field, .. } => (StatusCode::BAD_REQUEST, Some(field.as_str())),
         BackupError::ReadOnly => (StatusCode::BAD_REQUEST, Some("repo")),
+        BackupError::WrongKey => (StatusCode::BAD_REQUEST, Some("options")),
         BackupError::NotFound(_) => (StatusCode::NOT_FOUND, None),
         BackupError::Locked { .. } => (StatusCode::CONFLICT, None),
         BackupError::Damaged { .. } => (StatusCode::UNPROCESSABLE_ENTITY, None),

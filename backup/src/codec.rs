@@ -1,31 +1,46 @@
 //! How one blob is stored: a 5-byte header (`TSB1` and a flags byte) and the content,
-//! zstd-compressed when that saves at least a tenth. Pure; decoding checks the content's hash,
-//! so a damaged blob is named before it is used.
+//! zstd-compressed when that saves at least a tenth, then sealed when the repository is
+//! encrypted. Pure; decoding checks the content's hash, so a damaged blob is named before it
+//! is used.
 
+use crate::crypt::{self, Key};
 use crate::manifest::content_hash;
 use crate::BackupError;
 
 const MAGIC: &[u8; 4] = b"TSB1";
 const FLAG_ZSTD: u8 = 1;
+const FLAG_SEALED: u8 = 2;
 const ZSTD_LEVEL: i32 = 3;
 
 /// The stored form of `content`.
-pub fn encode(content: &[u8]) -> Result<Vec<u8>, BackupError> {
+pub fn encode(content: &[u8], key: Option<&Key>) -> Result<Vec<u8>, BackupError> {
     let compressed = zstd::bulk::compress(content, ZSTD_LEVEL).map_err(BackupError::storage)?;
-    let (flags, body) = if compressed.len() < content.len() - content.len() / 10 {
-        (FLAG_ZSTD, compressed.as_slice())
+    let (mut flags, body) = if compressed.len() < content.len() - content.len() / 10 {
+        (FLAG_ZSTD, compressed)
     } else {
-        (0, content)
+        (0, content.to_vec())
+    };
+    let body = match key {
+        Some(key) => {
+            flags |= FLAG_SEALED;
+            crypt::seal(key, &body)?
+        }
+        None => body,
     };
     let mut out = Vec::with_capacity(body.len() + 5);
     out.extend_from_slice(MAGIC);
     out.push(flags);
-    out.extend_from_slice(body);
+    out.extend_from_slice(&body);
     Ok(out)
 }
 
 /// The content of a stored blob, checked against `hash` and `size`.
-pub fn decode(stored: &[u8], hash: &str, size: u64) -> Result<Vec<u8>, BackupError> {
+pub fn decode(
+    stored: &[u8],
+    hash: &str,
+    size: u64,
+    key: Option<&Key>,
+) -> Result<Vec<u8>, BackupError> {
     let damaged = |reason: String| BackupError::Damaged {
         what: format!("blob {hash}"),
         reason,
@@ -33,8 +48,20 @@ pub fn decode(stored: &[u8], hash: &str, size: u64) -> Result<Vec<u8>, BackupErr
     if stored.len() < 5 || &stored[..4] != MAGIC {
         return Err(damaged("no blob header".into()));
     }
-    let body = &stored[5..];
-    let content = match stored[4] {
+    let flags = stored[4];
+    let opened;
+    let body = if flags & FLAG_SEALED != 0 {
+        let key = key.ok_or_else(|| BackupError::Config {
+            field: "options.passphrase_file".into(),
+            reason: "the blob is encrypted: the repository needs its passphrase or key file".into(),
+        })?;
+        opened = crypt::open(key, &stored[5..])
+            .map_err(|_| damaged("it does not open with the repository's key".into()))?;
+        opened.as_slice()
+    } else {
+        &stored[5..]
+    };
+    let content = match flags & !FLAG_SEALED {
         0 => body.to_vec(),
         FLAG_ZSTD => {
             let capacity = usize::try_from(size).map_err(|e| damaged(e.to_string()))?;
@@ -66,20 +93,20 @@ mod tests {
             .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
             .collect();
         for content in [text.as_slice(), noise.as_slice(), b"".as_slice()] {
-            let stored = encode(content).unwrap();
-            let back = decode(&stored, &content_hash(content), content.len() as u64).unwrap();
+            let stored = encode(content, None).unwrap();
+            let back = decode(&stored, &content_hash(content), content.len() as u64, None).unwrap();
             assert_eq!(back, content);
         }
-        assert!(encode(&text).unwrap().len() < text.len() / 2);
+        assert!(encode(&text, None).unwrap().len() < text.len() / 2);
     }
 
     #[test]
     fn a_flipped_byte_is_refused() {
         let content = b"the same words again ".repeat(100);
-        let mut stored = encode(&content).unwrap();
+        let mut stored = encode(&content, None).unwrap();
         let last = stored.len() - 1;
         stored[last] ^= 0x40;
-        let err = decode(&stored, &content_hash(&content), content.len() as u64).unwrap_err();
+        let err = decode(&stored, &content_hash(&content), content.len() as u64, None).unwrap_err();
         assert!(matches!(err, BackupError::Damaged { .. }), "{err}");
     }
 }

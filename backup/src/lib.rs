@@ -7,6 +7,7 @@
 //! repository ([`repo`]) over `object_store`, and its writer lock ([`lock`]). `backup/README.md` explains the method.
 
 pub mod codec;
+pub mod crypt;
 pub mod fetch;
 pub mod grpc;
 pub mod job;
@@ -43,6 +44,9 @@ pub enum BackupError {
     },
     #[error("the repository is read-only")]
     ReadOnly,
+    /// The key given does not open the repository (or a sealed object was changed).
+    #[error("the repository's encryption key does not match (wrong passphrase or key file), or the object was changed")]
+    WrongKey,
     #[error("encoding: {0}")]
     Encode(String),
     /// The object store or the local disk failed.

@@ -21,6 +21,7 @@ use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
 use tessera_cfg::schema::RepoDef;
 
 use crate::codec;
+use crate::crypt::{self, Key, KeyRecord, KeySource};
 use crate::manifest::{content_hash, Manifest};
 use crate::BackupError;
 
@@ -39,7 +40,14 @@ pub struct Repository {
     store: Arc<dyn ObjectStore>,
     name: String,
     readonly: bool,
+    /// Where the key comes from, when the repository is (to be) encrypted.
+    key_source: Option<KeySource>,
+    /// The key, checked against the repository's record on first use.
+    key: Arc<tokio::sync::OnceCell<Option<Key>>>,
 }
+
+/// Sealed manifests and staging entries start with this.
+const SEALED: &[u8; 4] = b"TSE1";
 
 impl std::fmt::Debug for Repository {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -99,11 +107,122 @@ impl Repository {
             "s3" => s3_store(def)?,
             other => return Err(config("type", format!("unknown repository type `{other}`"))),
         };
+        let key_source = match (
+            def.options.get("passphrase_file"),
+            def.options.get("key_file"),
+        ) {
+            (Some(_), Some(_)) => {
+                return Err(config(
+                    "options.key_file",
+                    "not with passphrase_file".into(),
+                ))
+            }
+            (Some(file), None) => Some(KeySource::Passphrase(file.clone())),
+            (None, Some(file)) => Some(KeySource::KeyFile(file.clone())),
+            (None, None) => None,
+        };
         Ok(Self {
             store,
             name: def.name.clone(),
             readonly: def.readonly,
+            key_source,
+            key: Arc::default(),
         })
+    }
+
+    /// The repository's key (`None`: not encrypted), checked against its record: a
+    /// repository first written with a key records its salt and a check value; one read with
+    /// a wrong key, or without the key it needs, is refused here.
+    pub async fn key(&self) -> Result<Option<Key>, BackupError> {
+        self.key
+            .get_or_try_init(|| async { self.load_key().await })
+            .await
+            .cloned()
+    }
+
+    async fn load_key(&self) -> Result<Option<Key>, BackupError> {
+        let record_path = Path::from("encryption.json");
+        let record: Option<KeyRecord> = match self.raw(&record_path, "encryption.json").await {
+            Ok(bytes) => {
+                Some(
+                    serde_json::from_slice(&bytes).map_err(|e| BackupError::Damaged {
+                        what: "encryption.json".into(),
+                        reason: e.to_string(),
+                    })?,
+                )
+            }
+            Err(BackupError::NotFound(_)) => None,
+            Err(e) => return Err(e),
+        };
+        match (record, &self.key_source) {
+            (None, None) => Ok(None),
+            (Some(_), None) => Err(BackupError::Config {
+                field: "options.passphrase_file".into(),
+                reason: "the repository is encrypted: give its passphrase_file or key_file".into(),
+            }),
+            (Some(record), Some(source)) => source.open_record(&record).map(Some),
+            (None, Some(source)) => {
+                self.writable()?;
+                if !self.snapshot_ids().await?.is_empty() || !self.blobs().await?.is_empty() {
+                    return Err(BackupError::Config {
+                        field: "options.passphrase_file".into(),
+                        reason: "the repository holds unencrypted snapshots: use another for encrypted ones".into(),
+                    });
+                }
+                let (record, key) = source.new_record()?;
+                let bytes =
+                    serde_json::to_vec(&record).map_err(|e| BackupError::Encode(e.to_string()))?;
+                let created = self
+                    .store
+                    .put_opts(
+                        &record_path,
+                        bytes.into(),
+                        PutOptions::from(PutMode::Create),
+                    )
+                    .await;
+                match created {
+                    Ok(_) => Ok(Some(key)),
+                    // Another writer recorded a key first: ours must match it.
+                    Err(object_store::Error::AlreadyExists { .. }) => {
+                        let bytes = self.raw(&record_path, "encryption.json").await?;
+                        let record: KeyRecord =
+                            serde_json::from_slice(&bytes).map_err(|e| BackupError::Damaged {
+                                what: "encryption.json".into(),
+                                reason: e.to_string(),
+                            })?;
+                        source.open_record(&record).map(Some)
+                    }
+                    Err(e) => Err(storage(e)),
+                }
+            }
+        }
+    }
+
+    /// `bytes` as stored: sealed when the repository is encrypted.
+    async fn seal_small(&self, bytes: Vec<u8>) -> Result<Vec<u8>, BackupError> {
+        match self.key().await? {
+            Some(key) => {
+                let mut out = SEALED.to_vec();
+                out.extend(crypt::seal(&key, &bytes)?);
+                Ok(out)
+            }
+            None => Ok(bytes),
+        }
+    }
+
+    /// What [`Self::seal_small`] stored.
+    async fn open_small(&self, stored: Vec<u8>) -> Result<Vec<u8>, BackupError> {
+        match stored.strip_prefix(SEALED.as_slice()) {
+            Some(sealed) => {
+                let key = self.key().await?.ok_or_else(|| BackupError::Config {
+                    field: "options.passphrase_file".into(),
+                    reason: "the repository is encrypted: give its passphrase_file or key_file"
+                        .into(),
+                })?;
+                crypt::open(&key, sealed)
+            }
+            None => Ok(stored),
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -142,7 +261,8 @@ impl Repository {
             Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(storage(e)),
         }
-        let encoded = tokio::task::spawn_blocking(move || codec::encode(&content))
+        let key = self.key().await?;
+        let encoded = tokio::task::spawn_blocking(move || codec::encode(&content, key.as_ref()))
             .await
             .map_err(BackupError::storage)??;
         let uploaded = encoded.len() as u64;
@@ -163,7 +283,8 @@ impl Repository {
             .raw(&blob_path(hash, size), &format!("blob {hash}"))
             .await?;
         let hash = hash.to_string();
-        tokio::task::spawn_blocking(move || codec::decode(&stored, &hash, size))
+        let key = self.key().await?;
+        tokio::task::spawn_blocking(move || codec::decode(&stored, &hash, size, key.as_ref()))
             .await
             .map_err(BackupError::storage)?
     }
@@ -206,7 +327,7 @@ impl Repository {
     /// Writes a snapshot's manifest; a snapshot of that id already there is an error.
     pub async fn put_manifest(&self, manifest: &Manifest) -> Result<(), BackupError> {
         self.writable()?;
-        let sealed = manifest.seal()?;
+        let sealed = self.seal_small(manifest.seal()?).await?;
         let options = PutOptions::from(PutMode::Create);
         match self
             .store
@@ -226,6 +347,7 @@ impl Repository {
     pub async fn manifest(&self, id: &str) -> Result<Manifest, BackupError> {
         let what = format!("snapshot {id}");
         let bytes = self.raw(&snapshot_path(id), &what).await?;
+        let bytes = self.open_small(bytes).await?;
         Manifest::open(&bytes, &what)
     }
 
@@ -264,6 +386,7 @@ impl Repository {
     ) -> Result<(), BackupError> {
         self.writable()?;
         let path = Path::from(format!("staging/{job}/{name}.json"));
+        let bytes = self.seal_small(bytes).await?;
         self.store
             .put(&path, PutPayload::from(bytes))
             .await
@@ -291,7 +414,7 @@ impl Repository {
                 continue;
             };
             let bytes = self.raw(&meta.location, &name).await?;
-            out.insert(name, bytes);
+            out.insert(name, self.open_small(bytes).await?);
         }
         Ok(out)
     }

@@ -246,12 +246,16 @@ fn after_losing_everything_sources_and_indexes_come_back_from_the_snapshot() {
     assert_exact(&old.addresses[0], 1990);
     let before = answers(&old.addresses[0], "books");
 
+    // An encrypted repository (the passphrase in a file every node reads).
     let repo = tempfile::tempdir().unwrap();
     let location = repo.path().display().to_string();
-    let node = old.addresses[0].clone();
-    ok(&ctl(
-        &node,
-        &[
+    let keys = tempfile::tempdir().unwrap();
+    let passphrase = keys.path().join("passphrase").display().to_string();
+    let wrong = keys.path().join("wrong").display().to_string();
+    std::fs::write(&passphrase, "tessera drill passphrase\n").unwrap();
+    std::fs::write(&wrong, "not the passphrase\n").unwrap();
+    let add = |node: &str, key: Option<&str>| {
+        let mut args = vec![
             "backup",
             "repo",
             "add",
@@ -260,32 +264,57 @@ fn after_losing_everything_sources_and_indexes_come_back_from_the_snapshot() {
             "fs",
             "--location",
             &location,
-        ],
-    ));
+        ];
+        if let Some(key) = key {
+            args.extend(["--passphrase-file", key]);
+        }
+        ctl(node, &args)
+    };
+    let node = old.addresses[0].clone();
+    ok(&add(&node, Some(&passphrase)));
     let out = ok(&ctl(
         &node,
         &["backup", "create", "--repo", "vault", "--wait"],
     ));
     let snapshot = out.lines().next().unwrap().trim().to_string();
+    // Nothing readable at rest: no document text or PIndex name in any stored file.
+    let mut stack = vec![repo.path().to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).to_string();
+                assert!(
+                    !text.contains("revised") && !text.contains("books_0"),
+                    "{} is readable",
+                    path.display()
+                );
+            }
+        }
+    }
     // Everything is lost: nodes, etcd, and the source with its logs.
     drop(old);
 
     let new = Drill::start(2, 60_000);
     let node = new.addresses[0].clone();
     let source_url = format!("http://{}", new.source);
-    ok(&ctl(
-        &node,
-        &[
-            "backup",
-            "repo",
-            "add",
-            "vault",
-            "--type",
-            "fs",
-            "--location",
-            &location,
-        ],
-    ));
+    let out = add(&node, Some(&wrong));
+    let said = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "a wrong passphrase is refused: {said}"
+    );
+    assert!(said.contains("does not match"), "{said}");
+    let out = add(&node, None);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "an encrypted repository without its passphrase is refused"
+    );
+    ok(&add(&node, Some(&passphrase)));
     let dry = ok(&ctl(
         &node,
         &[

@@ -119,6 +119,8 @@ async fn put_repo(
         Ok(repo) => repo,
         Err(e) => return backup_problem(e),
     };
+    // Listing it checks the location; then the key (if any) is checked against the
+    // repository's record, or recorded if the repository is new.
     let listed =
         tokio::time::timeout(std::time::Duration::from_secs(10), repo.snapshot_ids()).await;
     let unreadable = match listed {
@@ -126,6 +128,11 @@ async fn put_repo(
         Ok(Err(e)) => Some(e.to_string()),
         Err(_) => Some("no answer within 10 s".to_string()),
     };
+    if unreadable.is_none() {
+        if let Err(e) = repo.key().await {
+            return backup_problem(e);
+        }
+    }
     if let Some(why) = unreadable {
         return problem(
             StatusCode::BAD_REQUEST,

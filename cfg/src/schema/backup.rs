@@ -25,7 +25,8 @@ pub struct RepoDef {
     /// A read-only repository is only restored from (another cluster writes it).
     #[serde(default)]
     pub readonly: bool,
-    /// `s3` options: `endpoint`, `region`, `allow_http` (`true`), `credentials_file` (a file on
+    /// Options: `passphrase_file` or `key_file` (encryption at rest, any type); `s3`: `endpoint`,
+    /// `region`, `allow_http` (`true`), `credentials_file` (a file on
     /// every node with `access_key_id` and `secret_access_key` lines). Without a credentials
     /// file, the nodes' `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` are used.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -33,7 +34,18 @@ pub struct RepoDef {
 }
 
 /// The options an `s3` repository accepts.
-pub const S3_OPTIONS: &[&str] = &["endpoint", "region", "allow_http", "credentials_file"];
+pub const S3_OPTIONS: &[&str] = &[
+    "endpoint",
+    "region",
+    "allow_http",
+    "credentials_file",
+    "passphrase_file",
+    "key_file",
+];
+
+/// The options every repository type accepts: encryption at rest with a key from a
+/// passphrase file or a key file (on every node; the key itself never enters the Cfg).
+pub const KEY_OPTIONS: &[&str] = &["passphrase_file", "key_file"];
 
 impl Document for RepoDef {
     const KIND: &'static str = "backup repository";
@@ -48,10 +60,17 @@ impl Document for RepoDef {
                         "an fs repository's location is an absolute directory path",
                     ));
                 }
-                if let Some(key) = self.options.keys().next() {
+                if let Some(key) = self
+                    .options
+                    .keys()
+                    .find(|k| !KEY_OPTIONS.contains(&k.as_str()))
+                {
                     return Err(FieldError::new(
                         format!("options.{key}"),
-                        "an fs repository takes no options",
+                        format!(
+                            "unknown option (an fs repository takes: {})",
+                            KEY_OPTIONS.join(", ")
+                        ),
                     ));
                 }
             }

@@ -83,6 +83,12 @@ pub struct RepoAddArgs {
     /// (otherwise the nodes' AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY).
     #[arg(long)]
     pub credentials_file: Option<String>,
+    /// Encrypt at rest with a key from this passphrase file (on every node).
+    #[arg(long)]
+    pub passphrase_file: Option<String>,
+    /// Encrypt at rest with this key file (64 hex digits; on every node).
+    #[arg(long)]
+    pub key_file: Option<String>,
 }
 
 #[derive(Args)]
@@ -185,6 +191,8 @@ async fn repo(http: &Http, cmd: RepoCommand, raw: bool) -> Result<String, Exit> 
             set("endpoint", a.endpoint);
             set("region", a.region);
             set("credentials_file", a.credentials_file);
+            set("passphrase_file", a.passphrase_file);
+            set("key_file", a.key_file);
             set("allow_http", a.allow_http.then(|| "true".to_string()));
             let body = json!({"type": a.repo_type, "location": a.location,
                 "readonly": a.readonly, "options": options});
