@@ -106,6 +106,10 @@ fn online_incremental_backups_to_s3_are_whole_and_a_second_writer_is_refused() {
     assert_eq!(status, 200, "{shown}");
     let snapshot = &shown["snapshot"];
     assert!(snapshot["indexes"]["books"].is_object(), "{snapshot}");
+    assert_eq!(
+        snapshot["sources"][0]["name"], "docs",
+        "the source's log is saved too"
+    );
     let pindexes = snapshot["pindexes"].as_array().unwrap();
     assert_eq!(pindexes.len(), 16);
     let saved_docs: u64 = pindexes.iter().map(|p| p["docs"].as_u64().unwrap()).sum();
@@ -139,10 +143,11 @@ fn online_incremental_backups_to_s3_are_whole_and_a_second_writer_is_refused() {
             &format!("/api/backup/repos/remote/snapshots/{id}"),
             "",
         );
-        shown["snapshot"]["pindexes"]
-            .as_array()
-            .unwrap()
-            .iter()
+        // PIndex files and the source's log chunks alike.
+        let snapshot = &shown["snapshot"];
+        let parts = snapshot["pindexes"].as_array().unwrap().iter();
+        parts
+            .chain(snapshot["sources"].as_array().unwrap().iter())
             .flat_map(|p| p["files"].as_array().unwrap().iter())
             .map(|f| f["hash"].as_str().unwrap().to_string())
             .collect()
