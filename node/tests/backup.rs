@@ -361,3 +361,63 @@ fn a_backup_goes_on_when_a_node_dies_under_it() {
         .sum();
     assert_eq!(docs, 3000, "every document in the snapshot exactly once");
 }
+
+#[test]
+fn a_backup_reads_another_copy_when_a_hosting_node_dies_mid_save() {
+    let mut drill = Drill::start(3, 60_000).with_index();
+    let body: String = (0..3000)
+        .map(|i| format!("{{\"key\":\"d{i}\",\"doc\":{{\"title\":\"document {i} of the drill\",\"n\":{i}}}}}\n"))
+        .collect();
+    let (status, answer) = http(&drill.source, "POST", "/api/source/docs/bulk", &body);
+    assert_eq!(status, 200, "{answer}");
+    let asked = drill.addresses[0].clone();
+    assert_exact(&asked, 3000);
+    let location = drill.scratch.path().join("repo");
+    std::fs::create_dir_all(&location).unwrap();
+    let location = location.display().to_string();
+    ok(&ctl(
+        &asked,
+        &[
+            "backup",
+            "repo",
+            "add",
+            "local",
+            "--type",
+            "fs",
+            "--location",
+            &location,
+        ],
+    ));
+    let (status, started) = http(
+        &asked,
+        "POST",
+        "/api/backup/repos/local/snapshots",
+        r#"{"rate_limit_mb": 0.05}"#,
+    );
+    assert_eq!(status, 202, "{started}");
+    let id = started["id"].as_str().unwrap().to_string();
+    wait_for("the backup midway", Duration::from_secs(60), || {
+        let p = &job(&asked, &id)["progress"];
+        (p["pindexes_done"].as_u64().unwrap_or(0) >= 2).then_some(())
+    });
+    // A node holding copies (not the job's owner) dies: what it was saving, and what was to
+    // be read from it, is read from the other copies.
+    drill.kill(2);
+    let ended = wait_job(&asked, &id, Duration::from_secs(180));
+    assert_eq!(ended["status"], "completed", "{ended}");
+    let verified = ok(&ctl(&asked, &["backup", "verify", &id, "--deep"]));
+    assert!(verified.contains("\"ok\": true"), "{verified}");
+    let (_, shown) = http(
+        &asked,
+        "GET",
+        &format!("/api/backup/repos/local/snapshots/{id}"),
+        "",
+    );
+    let docs: u64 = shown["snapshot"]["pindexes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["docs"].as_u64().unwrap())
+        .sum();
+    assert_eq!(docs, 3000, "every document in the snapshot exactly once");
+}
