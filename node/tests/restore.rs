@@ -365,3 +365,76 @@ fn after_losing_everything_sources_and_indexes_come_back_from_the_snapshot() {
     assert_eq!(status, 200, "{answer}");
     assert_exact(&node, 1991);
 }
+
+#[test]
+fn a_restore_goes_on_when_a_node_dies_under_it() {
+    let old = Drill::start(3, 60_000).with_index();
+    let body: String = (0..3000)
+        .map(|i| format!("{{\"key\":\"d{i}\",\"doc\":{{\"title\":\"document {i}\",\"n\":{i}}}}}\n"))
+        .collect();
+    let (status, answer) = http(&old.source, "POST", "/api/source/docs/bulk", &body);
+    assert_eq!(status, 200, "{answer}");
+    assert_exact(&old.addresses[0], 3000);
+    let repo = tempfile::tempdir().unwrap();
+    let location = repo.path().display().to_string();
+    let node = old.addresses[0].clone();
+    ok(&ctl(
+        &node,
+        &[
+            "backup",
+            "repo",
+            "add",
+            "vault",
+            "--type",
+            "fs",
+            "--location",
+            &location,
+        ],
+    ));
+    let out = ok(&ctl(
+        &node,
+        &["backup", "create", "--repo", "vault", "--wait"],
+    ));
+    let snapshot = out.lines().next().unwrap().trim().to_string();
+    let source = old.source.clone();
+    drop(old.nodes);
+
+    // A new cluster whose planner fails a dead node over after 2 s.
+    let mut new = Drill::start(3, 2_000);
+    let node = new.addresses[0].clone();
+    ok(&ctl(
+        &node,
+        &[
+            "backup",
+            "repo",
+            "add",
+            "vault",
+            "--type",
+            "fs",
+            "--location",
+            &location,
+        ],
+    ));
+    let url = format!("http://{source}");
+    ok(&ctl(
+        &node,
+        &[
+            "restore",
+            "--repo",
+            "vault",
+            "--snapshot",
+            &snapshot,
+            "--source-url",
+            &url,
+        ],
+    ));
+    // A node dies while the copies are being fetched; the survivors take its copies over and
+    // fetch them too.
+    new.kill(2);
+    assert_exact(&node, 3000);
+    new.wait_settled(
+        "the restored index on the two survivors",
+        Duration::from_secs(120),
+    );
+    assert_exact(&new.addresses[1], 3000);
+}

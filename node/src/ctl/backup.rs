@@ -323,6 +323,12 @@ pub async fn follow(http: &Http, id: &str) -> Result<Value, Exit> {
         if total > 0 {
             let bar = bar.get_or_insert_with(|| Progress::new("PIndexes", total));
             if done > shown {
+                bar.detail(format!(
+                    "· {} files · {:.1} MB ({:.1} MB sent)",
+                    p["files_done"],
+                    p["bytes_done"].as_u64().unwrap_or(0) as f64 / 1e6,
+                    p["bytes_uploaded"].as_u64().unwrap_or(0) as f64 / 1e6,
+                ));
                 bar.advance(done - shown);
                 shown = done;
             }

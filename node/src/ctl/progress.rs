@@ -11,6 +11,8 @@ pub struct Progress {
     started: Instant,
     tty: bool,
     last_decile: u64,
+    /// Shown after the bar (bytes and files of a backup, say).
+    detail: String,
 }
 
 impl Progress {
@@ -22,7 +24,13 @@ impl Progress {
             started: Instant::now(),
             tty: std::io::stderr().is_terminal(),
             last_decile: 0,
+            detail: String::new(),
         }
+    }
+
+    /// Sets what is shown after the bar from now on.
+    pub fn detail(&mut self, detail: String) {
+        self.detail = detail;
     }
 
     pub fn advance(&mut self, n: u64) {
@@ -31,8 +39,21 @@ impl Progress {
         let rate = self.done as f64 / self.started.elapsed().as_secs_f64().max(1e-3);
         let width = 30;
         let filled = (percent * width / 100) as usize;
+        let eta = if self.done > 0 && self.done < self.total {
+            format!(
+                " ETA {:.0} s",
+                (self.total - self.done) as f64 / rate.max(1e-9)
+            )
+        } else {
+            String::new()
+        };
+        let detail = if self.detail.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", self.detail)
+        };
         let line = format!(
-            "{} [{}{}] {}/{} ({percent}%) {rate:.0}/s",
+            "{} [{}{}] {}/{} ({percent}%) {rate:.0}/s{eta}{detail}",
             self.what,
             "#".repeat(filled),
             ".".repeat(width as usize - filled),
