@@ -6,13 +6,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use tessera_cfg::schema::{BackupJob, RepoDef, TaskStatus};
+use tessera_cfg::schema::{BackupJob, JobKind, JobProgress, RepoDef, TaskStatus};
 use tessera_cfg::{Cfg, CfgError, Versioned};
 use tessera_proto::peers::Peers;
 use tessera_proto::v1::SavePIndexRequest;
 
 use crate::grpc::LocalSaver;
-use crate::manifest::{Manifest, PIndexEntry, SourceEntry, MANIFEST_FORMAT};
+use crate::manifest::{FileEntry, Manifest, PIndexEntry, SourceEntry, MANIFEST_FORMAT};
 
 /// Staged names of saved sources start with this (PIndex names cannot).
 const SOURCE_STAGED: &str = "source.";
@@ -49,17 +49,21 @@ pub struct Driver {
 }
 
 impl Driver {
-    /// Runs `job` to its end and records the outcome in its record.
-    pub async fn run(&self, job: Versioned<BackupJob>) {
+    /// Runs `job` (a backup or a restore) to its end and records the outcome in its record.
+    pub async fn run(&self, mut job: Versioned<BackupJob>) {
         let id = job.value.id.clone();
-        let mut job = job;
-        match self.backup(&mut job).await {
-            Ok(()) => tracing::info!(job = id, "backup completed"),
+        let kind = job.value.kind;
+        let result = match kind {
+            JobKind::Backup => self.backup(&mut job).await,
+            JobKind::Restore => self.restore(&mut job).await,
+        };
+        match result {
+            Ok(()) => tracing::info!(job = id, ?kind, "job completed"),
             Err(JobError::Superseded) => {
-                tracing::info!(job = id, "backup job taken over or ended elsewhere")
+                tracing::info!(job = id, ?kind, "job taken over or ended elsewhere")
             }
             Err(e) => {
-                tracing::warn!(job = id, error = %e, "backup failed");
+                tracing::warn!(job = id, ?kind, error = %e, "job failed");
                 job.value.status = TaskStatus::Failed;
                 job.value.error = Some(e.to_string());
                 let _ = self.update(&mut job).await;
@@ -193,14 +197,8 @@ impl Driver {
                 serde_json::to_vec(&entry).map_err(|e| BackupError::Encode(e.to_string()))?;
             repo.put_staged(&id, &entry.name, bytes).await?;
             lock.renew().await?;
-            let p = &mut job.value.progress;
-            p.pindexes_done += 1;
-            p.files_done += entry.files.len() as u64;
-            p.files_total += entry.files.len() as u64;
-            p.bytes_done += entry.bytes();
-            p.bytes_total += entry.bytes();
-            p.bytes_uploaded += sent.bytes;
-            p.files_uploaded += sent.files;
+            job.value.progress.pindexes_done += 1;
+            record_saved(&mut job.value.progress, &entry.files, sent);
             done.insert(entry.name.clone(), entry);
             self.update(job).await?;
         }
@@ -220,14 +218,7 @@ impl Driver {
             repo.put_staged(&id, &format!("{SOURCE_STAGED}{name}"), bytes)
                 .await?;
             lock.renew().await?;
-            let p = &mut job.value.progress;
-            let size: u64 = entry.files.iter().map(|f| f.size).sum();
-            p.files_done += entry.files.len() as u64;
-            p.files_total += entry.files.len() as u64;
-            p.bytes_done += size;
-            p.bytes_total += size;
-            p.bytes_uploaded += sent.bytes;
-            p.files_uploaded += sent.files;
+            record_saved(&mut job.value.progress, &entry.files, sent);
             self.update(job).await?;
             sources.push(entry);
         }
@@ -369,4 +360,16 @@ impl Driver {
             },
         ))
     }
+}
+
+/// Counts `files` saved (and what of them was sent) in a job's progress. Files are counted
+/// as they are saved, so the totals grow with what is done.
+fn record_saved(p: &mut JobProgress, files: &[FileEntry], sent: Sent) {
+    let bytes: u64 = files.iter().map(|f| f.size).sum();
+    p.files_done += files.len() as u64;
+    p.files_total += files.len() as u64;
+    p.bytes_done += bytes;
+    p.bytes_total += bytes;
+    p.bytes_uploaded += sent.bytes;
+    p.files_uploaded += sent.files;
 }

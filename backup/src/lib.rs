@@ -23,7 +23,7 @@ pub mod select;
 pub mod source_copy;
 
 pub use manifest::{FileEntry, Manifest, PIndexEntry, PartitionPoint, SourceEntry};
-pub use repo::{RepoConfig, RepoType, Repository};
+pub use repo::Repository;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {

@@ -25,15 +25,6 @@ use crate::crypt::{self, Key, KeyRecord, KeySource};
 use crate::manifest::{content_hash, Manifest};
 use crate::BackupError;
 
-pub use tessera_cfg::schema::RepoDef as RepoConfig;
-
-/// The repository types, as stored in [`RepoDef::repo_type`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RepoType {
-    Fs,
-    S3,
-}
-
 /// An open repository.
 #[derive(Clone)]
 pub struct Repository {
@@ -225,14 +216,6 @@ impl Repository {
         }
     }
 
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    pub fn is_readonly(&self) -> bool {
-        self.readonly
-    }
-
     pub(crate) fn store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
     }
@@ -300,12 +283,7 @@ impl Repository {
 
     /// Every blob in the repository: hash → content size.
     pub async fn blobs(&self) -> Result<BTreeMap<String, u64>, BackupError> {
-        let listed: Vec<_> = self
-            .store
-            .list(Some(&Path::from("blobs")))
-            .try_collect()
-            .await
-            .map_err(storage)?;
+        let listed = self.list(&Path::from("blobs")).await?;
         Ok(listed
             .iter()
             .filter_map(|meta| {
@@ -353,12 +331,7 @@ impl Repository {
 
     /// The ids of every snapshot, oldest name first.
     pub async fn snapshot_ids(&self) -> Result<Vec<String>, BackupError> {
-        let listed: Vec<_> = self
-            .store
-            .list(Some(&Path::from("snapshots")))
-            .try_collect()
-            .await
-            .map_err(storage)?;
+        let listed = self.list(&Path::from("snapshots")).await?;
         let mut ids: Vec<String> = listed
             .iter()
             .filter_map(|m| {
@@ -397,12 +370,7 @@ impl Repository {
     /// What job `job` has finished: name → bytes.
     pub async fn staged(&self, job: &str) -> Result<BTreeMap<String, Vec<u8>>, BackupError> {
         let prefix = Path::from(format!("staging/{job}"));
-        let listed: Vec<_> = self
-            .store
-            .list(Some(&prefix))
-            .try_collect()
-            .await
-            .map_err(storage)?;
+        let listed = self.list(&prefix).await?;
         let mut out = BTreeMap::new();
         for meta in listed {
             let Some(name) = meta
@@ -436,12 +404,7 @@ impl Repository {
     /// Removes job `job`'s staging area.
     pub async fn clear_staged(&self, job: &str) -> Result<(), BackupError> {
         let prefix = Path::from(format!("staging/{job}"));
-        let listed: Vec<_> = self
-            .store
-            .list(Some(&prefix))
-            .try_collect()
-            .await
-            .map_err(storage)?;
+        let listed = self.list(&prefix).await?;
         for meta in listed {
             match self.store.delete(&meta.location).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
@@ -449,6 +412,15 @@ impl Repository {
             }
         }
         Ok(())
+    }
+
+    /// Every object under `prefix`.
+    async fn list(&self, prefix: &Path) -> Result<Vec<object_store::ObjectMeta>, BackupError> {
+        self.store
+            .list(Some(prefix))
+            .try_collect()
+            .await
+            .map_err(storage)
     }
 
     pub(crate) async fn raw(&self, path: &Path, what: &str) -> Result<Vec<u8>, BackupError> {

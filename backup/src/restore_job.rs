@@ -11,23 +11,8 @@ use crate::source_copy::load_source;
 use crate::BackupError;
 
 impl Driver {
-    /// Runs restore job `job` to its end and records the outcome.
-    pub async fn run_restore(&self, job: Versioned<BackupJob>) {
-        let id = job.value.id.clone();
-        let mut job = job;
-        match self.restore(&mut job).await {
-            Ok(()) => tracing::info!(job = id, "restore job completed"),
-            Err(JobError::Superseded) => {}
-            Err(e) => {
-                tracing::warn!(job = id, error = %e, "restore failed");
-                job.value.status = TaskStatus::Failed;
-                job.value.error = Some(e.to_string());
-                let _ = self.update(&mut job).await;
-            }
-        }
-    }
-
-    async fn restore(&self, job: &mut Versioned<BackupJob>) -> Result<(), JobError> {
+    /// Imports the sources, then defines the indexes (see [`Driver::run`]).
+    pub(crate) async fn restore(&self, job: &mut Versioned<BackupJob>) -> Result<(), JobError> {
         let spec = job
             .value
             .restore

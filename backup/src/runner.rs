@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tessera_cfg::schema::{JobKind, TaskStatus};
+use tessera_cfg::schema::TaskStatus;
 use tokio::sync::watch;
 
 use crate::job::Driver;
@@ -36,19 +36,17 @@ async fn round(
     driving: &Arc<Mutex<BTreeSet<String>>>,
 ) -> Result<(), tessera_cfg::CfgError> {
     let me = driver.local.node.clone();
-    let jobs = driver.cfg.backup_jobs().await?;
-    let live: BTreeSet<String> = driver
-        .cfg
-        .live_nodes()
-        .await?
-        .items
-        .into_iter()
-        .map(|l| l.value.uuid)
+    let running: Vec<_> = (driver.cfg.backup_jobs().await?.items.into_iter())
+        .filter(|j| j.value.status == TaskStatus::Running)
         .collect();
-    for mut job in jobs.items {
-        if job.value.status != TaskStatus::Running {
-            continue;
-        }
+    // Liveness matters only for running jobs of other owners (most rounds have none).
+    let live: BTreeSet<String> = if running.iter().any(|j| j.value.owner != me) {
+        let live = driver.cfg.live_nodes().await?.items.into_iter();
+        live.map(|l| l.value.uuid).collect()
+    } else {
+        BTreeSet::new()
+    };
+    for mut job in running {
         if job.value.owner != me {
             if live.contains(&job.value.owner) {
                 continue;
@@ -76,10 +74,7 @@ async fn round(
         }
         let (driver, driving) = (driver.clone(), driving.clone());
         tokio::spawn(async move {
-            match job.value.kind {
-                JobKind::Backup => driver.run(job).await,
-                JobKind::Restore => driver.run_restore(job).await,
-            }
+            driver.run(job).await;
             if let Ok(mut d) = driving.lock() {
                 d.remove(&id);
             }

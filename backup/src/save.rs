@@ -47,6 +47,14 @@ pub struct Sent {
     pub files: u64,
 }
 
+impl Sent {
+    /// Counts one blob stored (sent only if the repository lacked it).
+    pub fn count(&mut self, blob: &crate::repo::StoredBlob) {
+        self.bytes += blob.uploaded;
+        self.files += u64::from(blob.uploaded > 0);
+    }
+}
+
 /// What the hosting node knows of the PIndex to save.
 #[derive(Debug, Clone)]
 pub struct PIndexToSave {
@@ -126,8 +134,7 @@ async fn send_files(
             .map_err(|e| BackupError::Storage(format!("reading {}: {e}", path.display())))?;
         let blob = repo.put_blob(content).await?;
         pace.sent(blob.uploaded).await;
-        sent.bytes += blob.uploaded;
-        sent.files += u64::from(blob.uploaded > 0);
+        sent.count(&blob);
         files.push(FileEntry {
             name: name.clone(),
             hash: blob.hash,

@@ -52,127 +52,143 @@ pub async fn save_source(
     let infos = tessera_source::grpc::partition_infos(peers, url, name)
         .await
         .map_err(source_error)?;
-    let mut entry = SourceEntry {
+    let mut partitions = BTreeMap::new();
+    let mut chunks = Chunks {
+        repo,
+        pace,
+        files: Vec::new(),
+        sent: Sent::default(),
+        buf: Vec::new(),
+        partition: 0,
+        n: 0,
+    };
+    for (&p, (uuid, high)) in &infos {
+        let point = PartitionPoint {
+            seq: *high,
+            partition_uuid: uuid.clone(),
+        };
+        partitions.insert(p, point);
+        if *high > 0 {
+            chunks.partition(p).await?;
+            save_partition(peers, url, name, p, *high, &mut chunks).await?;
+        }
+    }
+    chunks.flush().await?;
+    let entry = SourceEntry {
         name: name.to_string(),
         read_from: url.to_string(),
-        partitions: BTreeMap::new(),
-        files: Vec::new(),
+        partitions,
+        files: chunks.files,
     };
-    let mut sent = Sent::default();
-    for (&p, (uuid, high)) in &infos {
-        entry.partitions.insert(
-            p,
-            PartitionPoint {
-                seq: *high,
-                partition_uuid: uuid.clone(),
-            },
-        );
-        if *high == 0 {
-            continue;
-        }
-        let mut chunk = Vec::new();
-        let mut n = 0;
-        let mut client = peers.source(url).map_err(source_error)?;
-        let request = StreamRequest {
-            source: name.to_string(),
-            partition: p,
-            from_seq: 0,
-            partition_uuid: String::new(),
-        };
-        let mut stream = client
-            .stream(request)
-            .await
-            .map_err(|e| source_error(e.message()))?
-            .into_inner();
-        let mut reached = 0;
-        while reached < *high {
-            let event = tokio::time::timeout(SILENCE, stream.message())
-                .await
-                .map_err(|_| source_error(format!("partition {p}: silent for {SILENCE:?}")))?
-                .map_err(|e| source_error(e.message()))?
-                .ok_or_else(|| {
-                    source_error(format!("partition {p}: the stream ended at {reached}"))
-                })?;
-            let line = match event.event {
-                Some(Event::Mutation(m)) => Line {
-                    s: m.seq,
-                    k: m.key,
-                    d: Some(
-                        String::from_utf8(m.doc)
-                            .map_err(|e| source_error(format!("a document is not UTF-8: {e}")))?,
-                    ),
-                    x: false,
-                },
-                Some(Event::Deletion(d)) => Line {
-                    s: d.seq,
-                    k: d.key,
-                    d: None,
-                    x: true,
-                },
-                Some(Event::Rollback(_)) => {
-                    return Err(source_error(format!(
-                        "partition {p}'s history was replaced while it was saved"
-                    )))
-                }
-                _ => continue,
-            };
-            if line.s > *high {
-                break;
-            }
-            reached = line.s;
-            serde_json::to_writer(&mut chunk, &line)
-                .map_err(|e| BackupError::Encode(e.to_string()))?;
-            chunk.push(b'\n');
-            if chunk.len() >= CHUNK_BYTES {
-                flush(
-                    repo,
-                    p,
-                    &mut n,
-                    &mut chunk,
-                    &mut entry.files,
-                    &mut sent,
-                    pace,
-                )
-                .await?;
-            }
-        }
-        flush(
-            repo,
-            p,
-            &mut n,
-            &mut chunk,
-            &mut entry.files,
-            &mut sent,
-            pace,
-        )
-        .await?;
-    }
-    Ok((entry, sent))
+    Ok((entry, chunks.sent))
 }
 
-async fn flush(
-    repo: &Repository,
-    partition: u32,
-    n: &mut u32,
-    chunk: &mut Vec<u8>,
-    files: &mut Vec<FileEntry>,
-    sent: &mut Sent,
-    pace: &mut Pace,
+/// Streams partition `p` from its start up to `high` into `chunks`.
+async fn save_partition(
+    peers: &Peers,
+    url: &str,
+    name: &str,
+    p: u32,
+    high: u64,
+    chunks: &mut Chunks<'_>,
 ) -> Result<(), BackupError> {
-    if chunk.is_empty() {
-        return Ok(());
+    let mut client = peers.source(url).map_err(source_error)?;
+    let request = StreamRequest {
+        source: name.to_string(),
+        partition: p,
+        from_seq: 0,
+        partition_uuid: String::new(),
+    };
+    let mut stream = client
+        .stream(request)
+        .await
+        .map_err(|e| source_error(e.message()))?
+        .into_inner();
+    let mut reached = 0;
+    while reached < high {
+        let event = tokio::time::timeout(SILENCE, stream.message())
+            .await
+            .map_err(|_| source_error(format!("partition {p}: silent for {SILENCE:?}")))?
+            .map_err(|e| source_error(e.message()))?
+            .ok_or_else(|| source_error(format!("partition {p}: the stream ended at {reached}")))?;
+        let line = match event.event {
+            Some(Event::Mutation(m)) => Line {
+                s: m.seq,
+                k: m.key,
+                d: Some(
+                    String::from_utf8(m.doc)
+                        .map_err(|e| source_error(format!("a document is not UTF-8: {e}")))?,
+                ),
+                x: false,
+            },
+            Some(Event::Deletion(d)) => Line {
+                s: d.seq,
+                k: d.key,
+                d: None,
+                x: true,
+            },
+            Some(Event::Rollback(_)) => {
+                return Err(source_error(format!(
+                    "partition {p}'s history was replaced while it was saved"
+                )))
+            }
+            _ => continue,
+        };
+        if line.s > high {
+            break;
+        }
+        reached = line.s;
+        chunks.push(&line).await?;
     }
-    let blob = repo.put_blob(std::mem::take(chunk)).await?;
-    pace.sent(blob.uploaded).await;
-    sent.bytes += blob.uploaded;
-    sent.files += u64::from(blob.uploaded > 0);
-    files.push(FileEntry {
-        name: format!("p{partition}-{n:06}"),
-        hash: blob.hash,
-        size: blob.size,
-    });
-    *n += 1;
     Ok(())
+}
+
+/// NDJSON lines gathered into chunk blobs of about [`CHUNK_BYTES`], named by partition.
+struct Chunks<'a> {
+    repo: &'a Repository,
+    pace: &'a mut Pace,
+    files: Vec<FileEntry>,
+    sent: Sent,
+    buf: Vec<u8>,
+    partition: u32,
+    /// The next chunk's number within the partition.
+    n: u32,
+}
+
+impl Chunks<'_> {
+    /// Ends the current partition's last chunk; the next lines are of `partition`.
+    async fn partition(&mut self, partition: u32) -> Result<(), BackupError> {
+        self.flush().await?;
+        self.partition = partition;
+        self.n = 0;
+        Ok(())
+    }
+
+    async fn push(&mut self, line: &Line) -> Result<(), BackupError> {
+        serde_json::to_writer(&mut self.buf, line)
+            .map_err(|e| BackupError::Encode(e.to_string()))?;
+        self.buf.push(b'\n');
+        if self.buf.len() >= CHUNK_BYTES {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), BackupError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let blob = self.repo.put_blob(std::mem::take(&mut self.buf)).await?;
+        self.pace.sent(blob.uploaded).await;
+        self.sent.count(&blob);
+        self.files.push(FileEntry {
+            name: format!("p{}-{:06}", self.partition, self.n),
+            hash: blob.hash,
+            size: blob.size,
+        });
+        self.n += 1;
+        Ok(())
+    }
 }
 
 /// Restores the saved source `entry` into source `name` at `url` (which must not hold other

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use tessera_backup::manifest::{content_hash, MANIFEST_FORMAT};
-use tessera_backup::{BackupError, Manifest, RepoConfig, Repository};
+use tessera_backup::{BackupError, Manifest, Repository};
 use tessera_cfg::schema::RepoDef;
 use tessera_tests::s3::{S3Server, ACCESS_KEY, SECRET_KEY};
 
@@ -20,7 +20,7 @@ fn fs_def(dir: &std::path::Path) -> RepoDef {
     }
 }
 
-fn s3_def(server: &S3Server, dir: &std::path::Path) -> RepoConfig {
+fn s3_def(server: &S3Server, dir: &std::path::Path) -> RepoDef {
     let credentials = dir.join("credentials");
     std::fs::write(
         &credentials,

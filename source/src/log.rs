@@ -132,6 +132,38 @@ pub struct SourceLog {
     inner: Arc<Inner>,
 }
 
+/// The partition count of `source`, which is created with `count` partitions (each with a
+/// fresh uuid, high seq 0) if it does not exist.
+fn ensure_source(
+    sources: &mut redb::Table<&str, &[u8]>,
+    partitions: &mut redb::Table<(&str, u32), &[u8]>,
+    source: &str,
+    count: u32,
+) -> Result<u32, LogError> {
+    let existing = sources
+        .get(source)
+        .map_err(LogError::storage)?
+        .map(|v| serde_json::from_slice::<SourceMeta>(v.value()));
+    match existing {
+        Some(Ok(meta)) => Ok(meta.partitions),
+        Some(Err(e)) => Err(LogError::Storage(format!("corrupt source meta: {e}"))),
+        None => {
+            let bytes =
+                serde_json::to_vec(&SourceMeta { partitions: count }).map_err(LogError::storage)?;
+            sources
+                .insert(source, bytes.as_slice())
+                .map_err(LogError::storage)?;
+            for p in 0..count {
+                let uuid = uuid::Uuid::new_v4().simple().to_string();
+                partitions
+                    .insert((source, p), encode_partition(0, &uuid).as_slice())
+                    .map_err(LogError::storage)?;
+            }
+            Ok(count)
+        }
+    }
+}
+
 fn check_name(name: &str) -> Result<(), LogError> {
     let ok = !name.is_empty()
         && name.len() <= 64
@@ -302,30 +334,12 @@ impl SourceLog {
             let mut partitions = wtx.open_table(PARTITIONS).map_err(LogError::storage)?;
             let mut log = wtx.open_table(LOG).map_err(LogError::storage)?;
             let mut keys = wtx.open_table(KEYS).map_err(LogError::storage)?;
-            let existing = sources
-                .get(source)
-                .map_err(LogError::storage)?
-                .map(|v| serde_json::from_slice::<SourceMeta>(v.value()));
-            let count = match existing {
-                Some(Ok(meta)) => meta.partitions,
-                Some(Err(e)) => return Err(LogError::Storage(format!("corrupt source meta: {e}"))),
-                None => {
-                    let meta = SourceMeta {
-                        partitions: self.inner.default_partitions,
-                    };
-                    let bytes = serde_json::to_vec(&meta).map_err(LogError::storage)?;
-                    sources
-                        .insert(source, bytes.as_slice())
-                        .map_err(LogError::storage)?;
-                    for p in 0..meta.partitions {
-                        let uuid = uuid::Uuid::new_v4().simple().to_string();
-                        partitions
-                            .insert((source, p), encode_partition(0, &uuid).as_slice())
-                            .map_err(LogError::storage)?;
-                    }
-                    meta.partitions
-                }
-            };
+            let count = ensure_source(
+                &mut sources,
+                &mut partitions,
+                source,
+                self.inner.default_partitions,
+            )?;
             for item in items {
                 let p = partition_of(item.key(), count);
                 let high = match highs.entry(p) {

@@ -43,32 +43,11 @@ impl SourceLog {
             let mut parts = wtx.open_table(PARTITIONS).map_err(LogError::storage)?;
             let mut log = wtx.open_table(LOG).map_err(LogError::storage)?;
             let mut keys = wtx.open_table(KEYS).map_err(LogError::storage)?;
-            let existing = sources
-                .get(source)
-                .map_err(LogError::storage)?
-                .map(|v| serde_json::from_slice::<SourceMeta>(v.value()));
-            match existing {
-                Some(Ok(meta)) if meta.partitions != count => {
-                    return Err(LogError::Refused(format!(
-                        "source `{source}` has {} partitions; the saved one had {count}",
-                        meta.partitions
-                    )))
-                }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(LogError::Storage(format!("corrupt source meta: {e}"))),
-                None => {
-                    let meta = SourceMeta { partitions: count };
-                    let bytes = serde_json::to_vec(&meta).map_err(LogError::storage)?;
-                    sources
-                        .insert(source, bytes.as_slice())
-                        .map_err(LogError::storage)?;
-                    for p in 0..count {
-                        let fresh = uuid::Uuid::new_v4().simple().to_string();
-                        parts
-                            .insert((source, p), encode_partition(0, &fresh).as_slice())
-                            .map_err(LogError::storage)?;
-                    }
-                }
+            let has = ensure_source(&mut sources, &mut parts, source, count)?;
+            if has != count {
+                return Err(LogError::Refused(format!(
+                    "source `{source}` has {has} partitions; the saved one had {count}"
+                )));
             }
             let (mut high, current) =
                 match parts.get((source, partition)).map_err(LogError::storage)? {
