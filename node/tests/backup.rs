@@ -8,31 +8,10 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::backup::*;
 use common::drill::*;
 use common::{http, wait_for};
 use tessera_tests::s3::{S3Server, ACCESS_KEY, SECRET_KEY};
-
-fn job(node: &str, id: &str) -> serde_json::Value {
-    http(node, "GET", &format!("/api/backup/jobs/{id}"), "").1["job"].clone()
-}
-
-fn wait_job(node: &str, id: &str, timeout: Duration) -> serde_json::Value {
-    wait_for(&format!("backup job {id} to end"), timeout, || {
-        let job = job(node, id);
-        (job["status"].is_string() && job["status"] != "running").then_some(job)
-    })
-}
-
-fn ok(out: &std::process::Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}: {}{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
 
 #[test]
 fn online_incremental_backups_to_s3_are_whole_and_a_second_writer_is_refused() {
@@ -78,11 +57,7 @@ fn online_incremental_backups_to_s3_are_whole_and_a_second_writer_is_refused() {
     );
 
     // Online, under ingest and queries.
-    let out = ok(&ctl(
-        &node,
-        &["backup", "create", "--repo", "remote", "--wait"],
-    ));
-    let first = out.lines().next().unwrap().trim().to_string();
+    let first = backup_now(&node, "remote");
     let first_job = job(&node, &first);
     assert_eq!(first_job["status"], "completed", "{first_job}");
     assert_eq!(first_job["progress"]["pindexes_done"], 16, "{first_job}");
@@ -120,22 +95,14 @@ fn online_incremental_backups_to_s3_are_whole_and_a_second_writer_is_refused() {
 
     // Incremental: a later backup sends only the files whose content no snapshot holds yet
     // (a merge finishing in between is new content too), and after 20 new documents, little.
-    let out = ok(&ctl(
-        &node,
-        &["backup", "create", "--repo", "remote", "--wait"],
-    ));
-    let second = out.lines().next().unwrap().trim().to_string();
+    let second = backup_now(&node, "remote");
     let body: String = (0..20)
         .map(|i| format!("{{\"key\":\"late{i}\",\"doc\":{{\"title\":\"late {i}\",\"n\":{i}}}}}\n"))
         .collect();
     let (status, answer) = http(&drill.source, "POST", "/api/source/docs/bulk", &body);
     assert_eq!(status, 200, "{answer}");
     assert_exact(&node, written + 20);
-    let out = ok(&ctl(
-        &node,
-        &["backup", "create", "--repo", "remote", "--wait"],
-    ));
-    let third = out.lines().next().unwrap().trim().to_string();
+    let third = backup_now(&node, "remote");
     let hashes = |id: &str| -> std::collections::BTreeSet<String> {
         let (_, shown) = http(
             &node,
@@ -205,41 +172,21 @@ fn online_incremental_backups_to_s3_are_whole_and_a_second_writer_is_refused() {
 fn a_flipped_byte_is_named_and_delete_and_gc_keep_what_is_used() {
     let drill = Drill::start(2, 60_000).with_index();
     let node = drill.addresses[0].clone();
-    let body: String = (0..500)
-        .map(|i| format!("{{\"key\":\"d{i}\",\"doc\":{{\"title\":\"document {i}\",\"n\":{i}}}}}\n"))
-        .collect();
-    let (status, answer) = http(&drill.source, "POST", "/api/source/docs/bulk", &body);
-    assert_eq!(status, 200, "{answer}");
+    ingest(&drill.source, 500, |i| format!("document {i}"));
     assert_exact(&node, 500);
     let repo_dir = drill.scratch.path().join("repo");
     std::fs::create_dir_all(&repo_dir).unwrap();
-    let location = repo_dir.display().to_string();
-    ok(&ctl(
+    ok(&add_fs_repo(
         &node,
-        &[
-            "backup",
-            "repo",
-            "add",
-            "local",
-            "--type",
-            "fs",
-            "--location",
-            &location,
-        ],
+        "local",
+        &repo_dir.display().to_string(),
+        &[],
     ));
-    let one = ok(&ctl(
-        &node,
-        &["backup", "create", "--repo", "local", "--wait"],
-    ));
-    let one = one.lines().next().unwrap().trim().to_string();
-    let two = ok(&ctl(
-        &node,
-        &["backup", "create", "--repo", "local", "--wait"],
-    ));
-    let two = two.lines().next().unwrap().trim().to_string();
+    let one = backup_now(&node, "local");
+    let two = backup_now(&node, "local");
 
     // Flip one byte of the largest blob.
-    let mut blobs: Vec<std::path::PathBuf> = walk(&repo_dir.join("blobs"));
+    let mut blobs: Vec<std::path::PathBuf> = files_under(&repo_dir.join("blobs"));
     blobs.sort_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0));
     let victim = blobs.last().unwrap().clone();
     let mut bytes = std::fs::read(&victim).unwrap();
@@ -286,138 +233,63 @@ fn a_flipped_byte_is_named_and_delete_and_gc_keep_what_is_used() {
     );
 }
 
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
+/// Three nodes holding 3000 documents; a backup asked of node 0, slow enough (a small rate
+/// per node) that the kill of node `victim` lands once two PIndexes are saved. Returns the
+/// drill, the ended job as a survivor tells it, that survivor's address and the dead node's
+/// uuid; the snapshot is checked whole and exact.
+fn backup_with_a_node_killed_midway(victim: usize) -> (Drill, serde_json::Value, String, String) {
+    let mut drill = Drill::start(3, 60_000).with_index();
+    ingest(&drill.source, 3000, |i| {
+        format!("document {i} of the drill")
+    });
+    let asked = drill.addresses[0].clone();
+    assert_exact(&asked, 3000);
+    let location = drill.scratch.path().join("repo");
+    std::fs::create_dir_all(&location).unwrap();
+    ok(&add_fs_repo(
+        &asked,
+        "local",
+        &location.display().to_string(),
+        &[],
+    ));
+    let (status, started) = http(
+        &asked,
+        "POST",
+        "/api/backup/repos/local/snapshots",
+        r#"{"rate_limit_mb": 0.05}"#,
+    );
+    assert_eq!(status, 202, "{started}");
+    let id = started["id"].as_str().unwrap().to_string();
+    wait_for("the backup midway", Duration::from_secs(60), || {
+        let p = &job(&asked, &id)["progress"];
+        (p["pindexes_done"].as_u64().unwrap_or(0) >= 2).then_some(())
+    });
+    let dead = drill.uuid_of(victim);
+    drill.kill(victim);
+    let survivor = drill.addresses[if victim == 0 { 1 } else { 0 }].clone();
+    let ended = wait_job(&survivor, &id, Duration::from_secs(180));
+    assert_eq!(ended["status"], "completed", "{ended}");
+    let verified = ok(&ctl(&survivor, &["backup", "verify", &id, "--deep"]));
+    assert!(verified.contains("\"ok\": true"), "{verified}");
+    assert_eq!(
+        snapshot_docs(&survivor, "local", &id),
+        3000,
+        "every document in the snapshot exactly once"
+    );
+    (drill, ended, survivor, dead)
 }
 
 #[test]
 fn a_backup_goes_on_when_a_node_dies_under_it() {
-    let mut drill = Drill::start(3, 60_000).with_index();
-    let body: String = (0..3000)
-        .map(|i| format!("{{\"key\":\"d{i}\",\"doc\":{{\"title\":\"document {i} of the drill\",\"n\":{i}}}}}\n"))
-        .collect();
-    let (status, answer) = http(&drill.source, "POST", "/api/source/docs/bulk", &body);
-    assert_eq!(status, 200, "{answer}");
-    let asked = drill.addresses[0].clone();
-    assert_exact(&asked, 3000);
-    let location = drill.scratch.path().join("repo");
-    std::fs::create_dir_all(&location).unwrap();
-    let location = location.display().to_string();
-    ok(&ctl(
-        &asked,
-        &[
-            "backup",
-            "repo",
-            "add",
-            "local",
-            "--type",
-            "fs",
-            "--location",
-            &location,
-        ],
-    ));
-    // Slow enough (a small rate per node) that the kill lands mid-backup.
-    let (status, started) = http(
-        &asked,
-        "POST",
-        "/api/backup/repos/local/snapshots",
-        r#"{"rate_limit_mb": 0.05}"#,
-    );
-    assert_eq!(status, 202, "{started}");
-    let id = started["id"].as_str().unwrap().to_string();
-    wait_for("the backup midway", Duration::from_secs(60), || {
-        let p = &job(&asked, &id)["progress"];
-        (p["pindexes_done"].as_u64().unwrap_or(0) >= 2).then_some(())
-    });
     // The owner dies: another node takes the job over and finishes it from what is staged.
-    let owner = drill.uuid_of(0);
-    drill.kill(0);
-    let other = drill.addresses[1].clone();
-    let ended = wait_job(&other, &id, Duration::from_secs(180));
-    assert_eq!(ended["status"], "completed", "{ended}");
+    let (_drill, ended, _, owner) = backup_with_a_node_killed_midway(0);
     assert_ne!(ended["owner"], owner.as_str(), "{ended}");
-    let verified = ok(&ctl(&other, &["backup", "verify", &id, "--deep"]));
-    assert!(verified.contains("\"ok\": true"), "{verified}");
-    let (_, shown) = http(
-        &other,
-        "GET",
-        &format!("/api/backup/repos/local/snapshots/{id}"),
-        "",
-    );
-    let docs: u64 = shown["snapshot"]["pindexes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["docs"].as_u64().unwrap())
-        .sum();
-    assert_eq!(docs, 3000, "every document in the snapshot exactly once");
 }
 
 #[test]
 fn a_backup_reads_another_copy_when_a_hosting_node_dies_mid_save() {
-    let mut drill = Drill::start(3, 60_000).with_index();
-    let body: String = (0..3000)
-        .map(|i| format!("{{\"key\":\"d{i}\",\"doc\":{{\"title\":\"document {i} of the drill\",\"n\":{i}}}}}\n"))
-        .collect();
-    let (status, answer) = http(&drill.source, "POST", "/api/source/docs/bulk", &body);
-    assert_eq!(status, 200, "{answer}");
-    let asked = drill.addresses[0].clone();
-    assert_exact(&asked, 3000);
-    let location = drill.scratch.path().join("repo");
-    std::fs::create_dir_all(&location).unwrap();
-    let location = location.display().to_string();
-    ok(&ctl(
-        &asked,
-        &[
-            "backup",
-            "repo",
-            "add",
-            "local",
-            "--type",
-            "fs",
-            "--location",
-            &location,
-        ],
-    ));
-    let (status, started) = http(
-        &asked,
-        "POST",
-        "/api/backup/repos/local/snapshots",
-        r#"{"rate_limit_mb": 0.05}"#,
-    );
-    assert_eq!(status, 202, "{started}");
-    let id = started["id"].as_str().unwrap().to_string();
-    wait_for("the backup midway", Duration::from_secs(60), || {
-        let p = &job(&asked, &id)["progress"];
-        (p["pindexes_done"].as_u64().unwrap_or(0) >= 2).then_some(())
-    });
     // A node holding copies (not the job's owner) dies: what it was saving, and what was to
     // be read from it, is read from the other copies.
-    drill.kill(2);
-    let ended = wait_job(&asked, &id, Duration::from_secs(180));
-    assert_eq!(ended["status"], "completed", "{ended}");
-    let verified = ok(&ctl(&asked, &["backup", "verify", &id, "--deep"]));
-    assert!(verified.contains("\"ok\": true"), "{verified}");
-    let (_, shown) = http(
-        &asked,
-        "GET",
-        &format!("/api/backup/repos/local/snapshots/{id}"),
-        "",
-    );
-    let docs: u64 = shown["snapshot"]["pindexes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["docs"].as_u64().unwrap())
-        .sum();
-    assert_eq!(docs, 3000, "every document in the snapshot exactly once");
+    let (drill, ended, _, _) = backup_with_a_node_killed_midway(2);
+    assert_eq!(ended["owner"], drill.uuid_of(0).as_str(), "{ended}");
 }

@@ -7,6 +7,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::backup::*;
 use common::drill::*;
 use common::http;
 
@@ -41,54 +42,28 @@ fn answers(node: &str, index: &str) -> Vec<(u64, Vec<String>, Vec<String>)> {
         .collect()
 }
 
-fn ok(out: &std::process::Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}: {}{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
-
 #[test]
 fn a_snapshot_restores_onto_a_cluster_of_another_size_with_the_same_answers() {
     let mut old = Drill::start(3, 60_000).with_index();
     // Skewed words, so scores depend on index-wide statistics.
-    let body: String = (0..3000)
-        .map(|i| {
-            let extra = if i % 97 == 0 { " rare words" } else if i % 5 == 0 { " words" } else { "" };
-            let filler = " more".repeat(i % 11);
-            format!("{{\"key\":\"d{i}\",\"doc\":{{\"title\":\"document {i}{extra}{filler}\",\"n\":{i}}}}}\n")
-        })
-        .collect();
-    let (status, answer) = http(&old.source, "POST", "/api/source/docs/bulk", &body);
-    assert_eq!(status, 200, "{answer}");
+    ingest(&old.source, 3000, |i| {
+        let extra = if i % 97 == 0 {
+            " rare words"
+        } else if i % 5 == 0 {
+            " words"
+        } else {
+            ""
+        };
+        format!("document {i}{extra}{}", " more".repeat(i % 11))
+    });
     assert_exact(&old.addresses[0], 3000);
     let before = answers(&old.addresses[0], "books");
 
     let repo = tempfile::tempdir().unwrap();
     let location = repo.path().display().to_string();
     let node = old.addresses[0].clone();
-    ok(&ctl(
-        &node,
-        &[
-            "backup",
-            "repo",
-            "add",
-            "vault",
-            "--type",
-            "fs",
-            "--location",
-            &location,
-        ],
-    ));
-    let out = ok(&ctl(
-        &node,
-        &["backup", "create", "--repo", "vault", "--wait"],
-    ));
-    let snapshot = out.lines().next().unwrap().trim().to_string();
+    ok(&add_fs_repo(&node, "vault", &location, &[]));
+    let snapshot = backup_now(&node, "vault");
 
     // The old cluster is gone: every node and etcd. Its source stays (the data of record).
     for i in 0..3 {
@@ -218,22 +193,11 @@ fn a_snapshot_restores_onto_a_cluster_of_another_size_with_the_same_answers() {
 #[test]
 fn after_losing_everything_sources_and_indexes_come_back_from_the_snapshot() {
     let old = Drill::start(3, 60_000).with_index();
-    let body: String = (0..2000)
-        .map(|i| {
-            let filler = " more".repeat(i % 7);
-            format!(
-                "{{\"key\":\"d{i}\",\"doc\":{{\"title\":\"document {i}{filler}\",\"n\":{i}}}}}\n"
-            )
-        })
-        .collect();
-    let (status, answer) = http(&old.source, "POST", "/api/source/docs/bulk", &body);
-    assert_eq!(status, 200, "{answer}");
+    ingest(&old.source, 2000, |i| {
+        format!("document {i}{}", " more".repeat(i % 7))
+    });
     // Overwrites and deletes are history too.
-    let body: String = (0..100)
-        .map(|i| format!("{{\"key\":\"d{i}\",\"doc\":{{\"title\":\"revised {i}\",\"n\":{i}}}}}\n"))
-        .collect();
-    let (status, answer) = http(&old.source, "POST", "/api/source/docs/bulk", &body);
-    assert_eq!(status, 200, "{answer}");
+    ingest(&old.source, 100, |i| format!("revised {i}"));
     for i in 100..110 {
         let (status, answer) = http(
             &old.source,
@@ -254,45 +218,23 @@ fn after_losing_everything_sources_and_indexes_come_back_from_the_snapshot() {
     let wrong = keys.path().join("wrong").display().to_string();
     std::fs::write(&passphrase, "tessera drill passphrase\n").unwrap();
     std::fs::write(&wrong, "not the passphrase\n").unwrap();
-    let add = |node: &str, key: Option<&str>| {
-        let mut args = vec![
-            "backup",
-            "repo",
-            "add",
-            "vault",
-            "--type",
-            "fs",
-            "--location",
-            &location,
-        ];
-        if let Some(key) = key {
-            args.extend(["--passphrase-file", key]);
-        }
-        ctl(node, &args)
+    let add = |node: &str, key: Option<&str>| match key {
+        Some(key) => add_fs_repo(node, "vault", &location, &["--passphrase-file", key]),
+        None => add_fs_repo(node, "vault", &location, &[]),
     };
     let node = old.addresses[0].clone();
     ok(&add(&node, Some(&passphrase)));
-    let out = ok(&ctl(
-        &node,
-        &["backup", "create", "--repo", "vault", "--wait"],
-    ));
-    let snapshot = out.lines().next().unwrap().trim().to_string();
+    let snapshot = backup_now(&node, "vault");
     // Nothing readable at rest: no document text or PIndex name in any stored file.
-    let mut stack = vec![repo.path().to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).to_string();
-                assert!(
-                    !text.contains("revised") && !text.contains("books_0"),
-                    "{} is readable",
-                    path.display()
-                );
-            }
-        }
+    let stored = files_under(repo.path());
+    assert!(!stored.is_empty());
+    for path in stored {
+        let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).to_string();
+        assert!(
+            !text.contains("revised") && !text.contains("books_0"),
+            "{} is readable",
+            path.display()
+        );
     }
     // Everything is lost: nodes, etcd, and the source with its logs.
     drop(old);
@@ -369,52 +311,20 @@ fn after_losing_everything_sources_and_indexes_come_back_from_the_snapshot() {
 #[test]
 fn a_restore_goes_on_when_a_node_dies_under_it() {
     let old = Drill::start(3, 60_000).with_index();
-    let body: String = (0..3000)
-        .map(|i| format!("{{\"key\":\"d{i}\",\"doc\":{{\"title\":\"document {i}\",\"n\":{i}}}}}\n"))
-        .collect();
-    let (status, answer) = http(&old.source, "POST", "/api/source/docs/bulk", &body);
-    assert_eq!(status, 200, "{answer}");
+    ingest(&old.source, 3000, |i| format!("document {i}"));
     assert_exact(&old.addresses[0], 3000);
     let repo = tempfile::tempdir().unwrap();
     let location = repo.path().display().to_string();
     let node = old.addresses[0].clone();
-    ok(&ctl(
-        &node,
-        &[
-            "backup",
-            "repo",
-            "add",
-            "vault",
-            "--type",
-            "fs",
-            "--location",
-            &location,
-        ],
-    ));
-    let out = ok(&ctl(
-        &node,
-        &["backup", "create", "--repo", "vault", "--wait"],
-    ));
-    let snapshot = out.lines().next().unwrap().trim().to_string();
+    ok(&add_fs_repo(&node, "vault", &location, &[]));
+    let snapshot = backup_now(&node, "vault");
     let source = old.source.clone();
     drop(old.nodes);
 
     // A new cluster whose planner fails a dead node over after 2 s.
     let mut new = Drill::start(3, 2_000);
     let node = new.addresses[0].clone();
-    ok(&ctl(
-        &node,
-        &[
-            "backup",
-            "repo",
-            "add",
-            "vault",
-            "--type",
-            "fs",
-            "--location",
-            &location,
-        ],
-    ));
+    ok(&add_fs_repo(&node, "vault", &location, &[]));
     let url = format!("http://{source}");
     ok(&ctl(
         &node,

@@ -2,6 +2,7 @@
 //! child process killed on drop.
 #![allow(dead_code)]
 
+pub mod backup;
 pub mod drill;
 
 use std::io::{Read, Write};
