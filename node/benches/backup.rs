@@ -12,38 +12,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::{free_port, request, spawn, HttpClient};
+use support::{free_port, request, spawn, Cluster};
 use tessera_tests::etcd::EtcdCluster;
 
-struct Cluster {
-    runtime: tokio::runtime::Runtime,
-    client: HttpClient,
-    node: String,
+/// What the backup benchmark asks of the cluster beyond the shared calls.
+trait Backups {
+    fn wait_count(&self, index: &str, docs: usize);
+    fn backup(&self) -> (f64, serde_json::Value);
 }
 
-impl Cluster {
-    fn call(&self, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
-        let url = format!("http://{}{path}", self.node);
-        self.runtime
-            .block_on(request(&self.client, method, &url, body.to_string()))
-    }
-
-    fn wait<T>(
-        &self,
-        what: &str,
-        timeout: Duration,
-        mut check: impl FnMut(&Self) -> Option<T>,
-    ) -> T {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(v) = check(self) {
-                return v;
-            }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
+impl Backups for Cluster {
     /// Waits until `index` answers an `at_plus` count of `docs`.
     fn wait_count(&self, index: &str, docs: usize) {
         let body = r#"{"query": {"match_all": {}}, "size": 0, "consistency": {"level": "at_plus"}, "timeout_ms": 10000}"#;
@@ -146,11 +124,7 @@ fn main() {
             spawn(&dir, &args, Some(address))
         })
         .collect();
-    let cluster = Cluster {
-        runtime: tokio::runtime::Runtime::new().expect("runtime"),
-        client: support::client(),
-        node: addresses[0].clone(),
-    };
+    let cluster = Cluster::new(&addresses[0]);
     let definition = format!(
         r#"{{"type": "fulltext", "source": {{"type": "tessera", "name": "docs", "partitions": 64, "params": {{"url": "http://{source}"}}}},
             "plan": {{"index_partitions": 16, "replicas": 1}},

@@ -10,40 +10,17 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{free_port, request, spawn, HttpClient, Proc};
+use support::{free_port, request, spawn, Cluster, Proc};
 use tessera_tests::etcd::EtcdCluster;
 
 const LIMITS: &[u32] = &[1, 2, 4];
 
-struct Cluster {
-    runtime: tokio::runtime::Runtime,
-    client: HttpClient,
-    node: String,
+/// What the rebalance benchmark asks of the cluster beyond the shared calls.
+trait Changes {
+    fn change(&self, body: &str) -> (f64, u64);
 }
 
-impl Cluster {
-    fn call(&self, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
-        let url = format!("http://{}{path}", self.node);
-        self.runtime
-            .block_on(request(&self.client, method, &url, body.to_string()))
-    }
-
-    fn wait<T>(
-        &self,
-        what: &str,
-        timeout: Duration,
-        mut check: impl FnMut(&Self) -> Option<T>,
-    ) -> T {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(v) = check(self) {
-                return v;
-            }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
+impl Changes for Cluster {
     /// Runs a topology change to completion; returns seconds and copies moved.
     fn change(&self, body: &str) -> (f64, u64) {
         let started = Instant::now();
@@ -127,11 +104,7 @@ fn main() {
             Some(spawn(&dir, &args, Some(address)))
         })
         .collect();
-    let cluster = Cluster {
-        runtime: tokio::runtime::Runtime::new().expect("runtime"),
-        client: support::client(),
-        node: addresses[0].clone(),
-    };
+    let cluster = Cluster::new(&addresses[0]);
     let uuid = |i: usize| -> String {
         let url = format!("http://{}/api/ping", addresses[i]);
         let (_, ping) =

@@ -81,3 +81,43 @@ pub async fn request(
 pub async fn post(client: &HttpClient, url: &str, body: String) -> (u16, serde_json::Value) {
     request(client, "POST", url, body).await
 }
+
+/// A cluster the benchmark talks to through one node's REST API.
+pub struct Cluster {
+    pub runtime: tokio::runtime::Runtime,
+    pub client: HttpClient,
+    pub node: String,
+}
+
+impl Cluster {
+    pub fn new(node: &str) -> Self {
+        Self {
+            runtime: tokio::runtime::Runtime::new().expect("runtime"),
+            client: client(),
+            node: node.to_string(),
+        }
+    }
+
+    pub fn call(&self, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+        let url = format!("http://{}{path}", self.node);
+        self.runtime
+            .block_on(request(&self.client, method, &url, body.to_string()))
+    }
+
+    /// Polls `check` every 100 ms until it answers, within `timeout`.
+    pub fn wait<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut check: impl FnMut(&Self) -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(v) = check(self) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
