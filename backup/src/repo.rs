@@ -9,8 +9,8 @@
 //! - `staging/<job>/<name>.json` — what a backup job has finished, so a resumed job skips it;
 //! - `lock.json` — the writer lock ([`crate::lock`]).
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use futures::TryStreamExt;
@@ -72,9 +72,31 @@ fn storage(e: object_store::Error) -> BackupError {
 }
 
 impl Repository {
-    /// Opens the repository `def` describes. An `fs` directory and an `s3` bucket must exist. Credentials for `s3` come from `options.credentials_file` or the
-    /// environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`).
+    /// The repository `def` describes, opened once per process and definition: every save,
+    /// fetch and API call on it shares one client and one key (deriving a key from a
+    /// passphrase is deliberately slow). A changed definition is another entry.
     pub fn open(def: &RepoDef) -> Result<Self, BackupError> {
+        static OPENED: OnceLock<Mutex<HashMap<String, Repository>>> = OnceLock::new();
+        let id = serde_json::to_string(def).map_err(|e| BackupError::Encode(e.to_string()))?;
+        let opened = OPENED.get_or_init(Mutex::default);
+        if let Some(repo) = opened.lock().ok().and_then(|o| o.get(&id).cloned()) {
+            return Ok(repo);
+        }
+        let repo = Self::connect(def)?;
+        if let Ok(mut opened) = opened.lock() {
+            // Definitions are few; a process that saw many starts over rather than grow.
+            if opened.len() >= 64 {
+                opened.clear();
+            }
+            opened.insert(id, repo.clone());
+        }
+        Ok(repo)
+    }
+
+    /// Opens the repository `def` describes. An `fs` directory and an `s3` bucket must exist.
+    /// Credentials for `s3` come from `options.credentials_file` or the environment
+    /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`).
+    fn connect(def: &RepoDef) -> Result<Self, BackupError> {
         let config = |field: &str, reason: String| BackupError::Config {
             field: field.to_string(),
             reason,

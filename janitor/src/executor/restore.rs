@@ -2,10 +2,42 @@
 //! the snapshot the definition names (checked blob by blob), so the feed goes on from the
 //! snapshot's checkpoints instead of rebuilding from the source.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tessera_cfg::schema::RestoreFrom;
 use tessera_cfg::Cfg;
+
+/// Manifests read, by (repository name, snapshot id).
+type Manifests = HashMap<(String, String), Arc<tessera_backup::Manifest>>;
+
+/// Snapshot `id` of `repo`, read once per process: a manifest never changes once written,
+/// and every PIndex of a restored index starting here needs it.
+async fn manifest(
+    repo: &tessera_backup::Repository,
+    repo_name: &str,
+    id: &str,
+) -> Result<Arc<tessera_backup::Manifest>, String> {
+    static READ: OnceLock<Mutex<Manifests>> = OnceLock::new();
+    let read = READ.get_or_init(Mutex::default);
+    let key = (repo_name.to_string(), id.to_string());
+    if let Some(m) = read.lock().ok().and_then(|r| r.get(&key).cloned()) {
+        return Ok(m);
+    }
+    let m = Arc::new(
+        repo.manifest(id)
+            .await
+            .map_err(|e| format!("restoring: {e}"))?,
+    );
+    if let Ok(mut read) = read.lock() {
+        if read.len() >= 8 {
+            read.clear();
+        }
+        read.insert(key, m.clone());
+    }
+    Ok(m)
+}
 
 /// Fetches the snapshot's PIndex covering `partitions` into `dir`, unless the source no longer
 /// holds the history its checkpoints point into (the rule of
@@ -27,10 +59,7 @@ pub async fn fetch(
         .ok_or_else(|| format!("restoring: no backup repository `{}`", from.repo))?
         .value;
     let repo = tessera_backup::Repository::open(&repo_def).map_err(|e| e.to_string())?;
-    let manifest = repo
-        .manifest(&from.snapshot)
-        .await
-        .map_err(|e| format!("restoring: {e}"))?;
+    let manifest = manifest(&repo, &from.repo, &from.snapshot).await?;
     let Some(entry) = tessera_backup::fetch::entry_for(&manifest, &from.index, partitions) else {
         return Ok(None);
     };
