@@ -2,25 +2,18 @@
 //! Every blob is checked against its hash while read; the files land in `<dir>.restoring`
 //! and the directory is renamed into place only when all are there, so a PIndex directory is
 //! never half restored (a fetch cut short leaves only the `.restoring` directory, removed by
-//! the next attempt).
+//! the next attempt). A PIndex of other boundaries than the saved ones is regrouped: the
+//! saved PIndexes overlapping it are fetched into `<dir>.regrouping/`, the documents of its
+//! partitions picked out of them into `<dir>.restoring`, which then goes into place the same
+//! way.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use crate::manifest::{Manifest, PIndexEntry};
+use crate::manifest::PIndexEntry;
 use crate::repo::Repository;
+use crate::restore_plan::regrouped_checkpoints;
 use crate::BackupError;
-
-/// The snapshot PIndex of `index` covering exactly `partitions`, if there is one.
-pub fn entry_for<'a>(
-    manifest: &'a Manifest,
-    index: &str,
-    partitions: &[u32],
-) -> Option<&'a PIndexEntry> {
-    manifest
-        .pindexes
-        .iter()
-        .find(|p| p.index == index && p.source_partitions == partitions)
-}
 
 /// Fetches `entry`'s files into `dir` (which must not exist); returns the bytes fetched.
 pub async fn fetch_pindex(
@@ -28,13 +21,80 @@ pub async fn fetch_pindex(
     entry: &PIndexEntry,
     dir: &Path,
 ) -> Result<u64, BackupError> {
-    let staging = PathBuf::from(format!("{}.restoring", dir.display()));
-    if staging.exists() {
-        tokio::fs::remove_dir_all(&staging)
+    let staging = beside(dir, "restoring");
+    let bytes = download(repo, entry, &staging).await?;
+    put_in_place(staging, dir.to_path_buf()).await?;
+    Ok(bytes)
+}
+
+/// Makes in `dir` (which must not exist) the PIndex covering `partitions` out of the saved
+/// PIndexes `from` (each overlapping them): they are fetched, the documents of `partitions`
+/// picked out with each partition's saved checkpoint. Returns the bytes fetched.
+pub async fn fetch_regrouped(
+    repo: &Repository,
+    from: &[&PIndexEntry],
+    partitions: &[u32],
+    dir: &Path,
+) -> Result<u64, BackupError> {
+    let work = beside(dir, "regrouping");
+    remove_dir(&work).await?;
+    let mut parts = Vec::new();
+    let mut bytes = 0;
+    for (i, entry) in from.iter().enumerate() {
+        let part = work.join(i.to_string());
+        bytes += download(repo, entry, &part).await?;
+        parts.push(part);
+    }
+    let checkpoints = regrouped_checkpoints(from, partitions)
+        .into_iter()
+        .map(|(p, point)| {
+            let point = tessera_index::Checkpoint {
+                seq: point.seq,
+                partition_uuid: point.partition_uuid,
+            };
+            (p, point)
+        })
+        .collect();
+    let staging = beside(dir, "restoring");
+    remove_dir(&staging).await?;
+    let wanted: BTreeSet<u32> = partitions.iter().copied().collect();
+    let out = staging.clone();
+    let names: Vec<String> = from.iter().map(|e| e.name.clone()).collect();
+    tokio::task::spawn_blocking(move || {
+        tessera_index::regroup::regroup(&parts, &wanted, &checkpoints, &out)
+    })
+    .await
+    .map_err(BackupError::storage)?
+    .map_err(|e| match e {
+        tessera_index::IndexError::Corrupt { reason, .. } => BackupError::Damaged {
+            what: format!("the saved PIndexes {}", names.join(", ")),
+            reason,
+        },
+        e => BackupError::storage(e),
+    })?;
+    put_in_place(staging, dir.to_path_buf()).await?;
+    remove_dir(&work).await?;
+    Ok(bytes)
+}
+
+/// `<dir>.<what>`: a working directory beside a PIndex directory.
+fn beside(dir: &Path, what: &str) -> PathBuf {
+    PathBuf::from(format!("{}.{what}", dir.display()))
+}
+
+async fn remove_dir(dir: &Path) -> Result<(), BackupError> {
+    if dir.exists() {
+        tokio::fs::remove_dir_all(dir)
             .await
             .map_err(BackupError::storage)?;
     }
-    tokio::fs::create_dir_all(&staging)
+    Ok(())
+}
+
+/// Writes `entry`'s files into `into` (emptied first), each blob checked; returns the bytes.
+async fn download(repo: &Repository, entry: &PIndexEntry, into: &Path) -> Result<u64, BackupError> {
+    remove_dir(into).await?;
+    tokio::fs::create_dir_all(into)
         .await
         .map_err(BackupError::storage)?;
     let mut bytes = 0;
@@ -60,14 +120,21 @@ pub async fn fetch_pindex(
                 e => e,
             })?;
         bytes += content.len() as u64;
-        tokio::fs::write(staging.join(&file.name), content)
+        tokio::fs::write(into.join(&file.name), content)
             .await
             .map_err(BackupError::storage)?;
     }
-    let (from, to) = (staging.clone(), dir.to_path_buf());
+    Ok(bytes)
+}
+
+/// Makes the files of `from` durable and renames it to `to`, durably.
+async fn put_in_place(from: PathBuf, to: PathBuf) -> Result<(), BackupError> {
     tokio::task::spawn_blocking(move || -> std::io::Result<()> {
         for entry in std::fs::read_dir(&from)? {
-            std::fs::File::open(entry?.path())?.sync_all()?;
+            let path = entry?.path();
+            if path.is_file() {
+                std::fs::File::open(path)?.sync_all()?;
+            }
         }
         std::fs::rename(&from, &to)?;
         if let Some(parent) = to.parent() {
@@ -77,6 +144,5 @@ pub async fn fetch_pindex(
     })
     .await
     .map_err(BackupError::storage)?
-    .map_err(BackupError::storage)?;
-    Ok(bytes)
+    .map_err(BackupError::storage)
 }

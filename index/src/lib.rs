@@ -6,6 +6,7 @@
 //! - [`fulltext`]: a tantivy index per PIndex; checkpoints in the commit payload.
 //! - [`blackhole`]: accepts and counts (tests, benchmarks); checkpoints in a small file.
 //! - [`mapping`]: the `fulltext` field mapping, validated with errors naming the field.
+//! - [`regroup`]: PIndexes of one partitioning regrouped into a PIndex of another (restore).
 //! - [`searchable`]: a handle to search a PIndex (and wait for a seq) while a feed owns it.
 
 pub mod blackhole;
@@ -13,6 +14,7 @@ pub mod checkpoint;
 pub mod fileset;
 pub mod fulltext;
 pub mod mapping;
+pub mod regroup;
 pub mod searchable;
 
 use std::path::{Path, PathBuf};

@@ -439,7 +439,9 @@ impl Executor {
         if let (Some(from), false) = (&def.restore, dir.exists()) {
             let source = (source_url.as_str(), def.source.name.as_str());
             let peers = &self.options.peers;
-            match restore::fetch(&self.cfg, peers, from, source, &wanted.partitions, &dir).await {
+            let target = (wanted.pindex.as_str(), wanted.partitions.as_slice());
+            let kind = def.index_type.as_str();
+            match restore::fetch(&self.cfg, peers, from, source, target, kind, &dir).await {
                 Ok(Some(note)) => {
                     tracing::info!(pindex = wanted.pindex, from = note, "PIndex restored");
                     if let Ok(mut board) = self.board.lock() {

@@ -79,6 +79,21 @@ pub struct IndexSpec {
     pub spread_level: Option<u32>,
 }
 
+impl IndexSpec {
+    /// The planner's view of a stored index definition.
+    pub fn of(def: &tessera_cfg::schema::IndexDef) -> Self {
+        IndexSpec {
+            name: def.name.clone(),
+            source_partitions: def.source.partitions(),
+            max_partitions_per_pindex: def.plan.max_partitions_per_pindex,
+            index_partitions: def.plan.index_partitions,
+            replicas: def.plan.replicas,
+            frozen: def.plan.frozen,
+            spread_level: def.plan.spread_level,
+        }
+    }
+}
+
 /// A target plan: every PIndex with the copies the planner wants it to have. The stored plan
 /// (`tessera_cfg::schema::IndexPlan`, with copy states) moves towards it through transitions
 /// (`orchestrate`); read back as the planner's previous plan, it is what the stored plan is

@@ -4,6 +4,10 @@
 //! the saved checkpoints — or builds it from the source when the source no longer holds the
 //! history those point into. The restore's state is those definitions, so it needs no job of
 //! its own to survive a node's death: whichever node starts a PIndex does the fetching.
+//!
+//! `index_partitions` / `max_partitions_per_pindex` restore into another partitioning: the
+//! planner splits the restored definition afresh, and a PIndex whose boundaries no saved
+//! PIndex has is regrouped from the saved ones overlapping it (`tessera_backup::restore_plan`).
 
 use std::collections::BTreeMap;
 
@@ -14,10 +18,11 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tessera_backup::restore_plan::{plan_pindexes, Action};
+use tessera_backup::restore_plan::{plan_restore, Action, Target};
 use tessera_backup::select::matches_any;
 use tessera_backup::{maintain, Manifest, Repository};
 use tessera_cfg::schema::{self, IndexDef, RestoreFrom};
+use tessera_planner::model::IndexSpec;
 
 use crate::problem::{backup_problem, cfg_problem, parse_body, problem};
 use crate::AppState;
@@ -49,6 +54,16 @@ pub struct RestoreRequest {
     /// this node's own source) first: a restore job.
     #[serde(default)]
     restore_sources: bool,
+    /// Restore into exactly this many PIndexes per index (another partitioning: the saved
+    /// PIndexes are regrouped by source partition).
+    #[serde(default)]
+    index_partitions: Option<u32>,
+    /// Restore into PIndexes of at most this many source partitions (another partitioning).
+    #[serde(default)]
+    max_partitions_per_pindex: Option<u32>,
+    /// Restore with this many replicas per PIndex instead of the saved count.
+    #[serde(default)]
+    replicas: Option<u32>,
 }
 
 /// One index to restore: its definition as it will be written, and its saved name.
@@ -199,6 +214,7 @@ async fn select(
         }
         def.name = name;
         def.uuid = uuid::Uuid::new_v4().simple().to_string();
+        repartition(&mut def.plan, request);
         def.controls.rollback_accepted_ms = 0;
         def.restore = Some(RestoreFrom {
             repo: request.repo.clone(),
@@ -220,7 +236,18 @@ async fn select(
             }
         }
         let key = state.cfg.keys().index_def(&def.name);
-        schema::check(&key, &def).map_err(cfg_problem)?;
+        schema::check(&key, &def).map_err(|e| match e {
+            // The plan parameters came from the request: name its field.
+            tessera_cfg::CfgError::Invalid { field, reason, .. } if field.starts_with("plan.") => {
+                let field = field.trim_start_matches("plan.").to_string();
+                problem(
+                    StatusCode::BAD_REQUEST,
+                    format!("`{field}`: {reason}"),
+                    Some(&field),
+                )
+            }
+            e => cfg_problem(e),
+        })?;
         out.push(Restoring {
             saved: saved.clone(),
             def,
@@ -237,6 +264,22 @@ async fn select(
         ));
     }
     Ok(out)
+}
+
+/// The restored definition's plan parameters: the saved ones, with the partitioning and
+/// replica count the request asks for. `index_partitions` wins over
+/// `max_partitions_per_pindex` (as in a definition), so asking for a maximum clears it.
+fn repartition(plan: &mut schema::PlanParams, request: &RestoreRequest) {
+    if let Some(max) = request.max_partitions_per_pindex {
+        plan.max_partitions_per_pindex = Some(max);
+        plan.index_partitions = None;
+    }
+    if let Some(n) = request.index_partitions {
+        plan.index_partitions = Some(n);
+    }
+    if let Some(replicas) = request.replicas {
+        plan.replicas = replicas;
+    }
 }
 
 /// What restoring `r` will do, PIndex by PIndex, by the source as it answers now (or as it
@@ -266,12 +309,21 @@ async fn dry_run_of(
         (None, None) => None,
     };
     let entries: Vec<_> = manifest.pindexes_of(&r.saved).collect();
-    let plan = plan_pindexes(&entries, &r.saved, &r.def.name, &source);
+    let targets: Vec<Target> = tessera_planner::split::split(&IndexSpec::of(&r.def))
+        .into_iter()
+        .map(|part| Target {
+            name: part.name,
+            partitions: part.partitions,
+        })
+        .collect();
+    let regroupable = r.def.index_type == "fulltext";
+    let plan = plan_restore(&entries, &targets, regroupable, &source);
     let download: u64 = plan.iter().map(|p| p.bytes).sum();
-    let rebuild = plan.iter().filter(|p| p.action == Action::Rebuild).count();
+    let count = |action: Action| plan.iter().filter(|p| p.action == action).count();
     json!({"index": r.saved, "restored_as": r.def.name, "source": url,
-        "download_bytes": download, "pindexes_downloaded": plan.len() - rebuild,
-        "pindexes_rebuilt": rebuild, "pindexes": plan})
+        "download_bytes": download, "pindexes_downloaded": count(Action::Download),
+        "pindexes_regrouped": count(Action::Regroup),
+        "pindexes_rebuilt": count(Action::Rebuild), "pindexes": plan})
 }
 
 /// Starts a restore job: the sources imported first, then the indexes defined (by the job).

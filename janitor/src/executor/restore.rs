@@ -39,19 +39,23 @@ async fn manifest(
     Ok(m)
 }
 
-/// Fetches the snapshot's PIndex covering `partitions` into `dir`, unless the source no longer
-/// holds the history its checkpoints point into (the rule of
+/// Fetches into `dir` the restored PIndex covering `partitions` from the snapshot: the saved
+/// PIndex with the same partitions, or (for another partitioning) the documents of these
+/// partitions regrouped out of the saved PIndexes overlapping them — unless the source no
+/// longer holds the history their checkpoints point into (the rule of
 /// `tessera_backup::restore_plan`, applied to the source as it answers now). `Ok(None)` when
-/// nothing was fetched: no saved PIndex with exactly these partitions, or the history is gone
+/// nothing was fetched: the snapshot does not hold these partitions, or the history is gone
 /// (it is then built from the source); `Ok(Some(note))` says what was fetched.
 pub async fn fetch(
     cfg: &Cfg,
     peers: &tessera_proto::peers::Peers,
     from: &RestoreFrom,
     source: (&str, &str),
-    partitions: &[u32],
+    target: (&str, &[u32]),
+    index_type: &str,
     dir: &Path,
 ) -> Result<Option<String>, String> {
+    use tessera_backup::restore_plan::{self, Action, Target};
     let repo_def = cfg
         .repo_def(&from.repo)
         .await
@@ -60,28 +64,49 @@ pub async fn fetch(
         .value;
     let repo = tessera_backup::Repository::open(&repo_def).map_err(|e| e.to_string())?;
     let manifest = manifest(&repo, &from.repo, &from.snapshot).await?;
-    let Some(entry) = tessera_backup::fetch::entry_for(&manifest, &from.index, partitions) else {
+    let saved: Vec<_> = manifest.pindexes_of(&from.index).collect();
+    let (name, partitions) = target;
+    let regroupable = index_type == "fulltext";
+    if let Err(reason) = restore_plan::origin(&saved, partitions, regroupable) {
+        tracing::info!(
+            pindex = name,
+            reason,
+            "restored PIndex built from the source"
+        );
         return Ok(None);
-    };
+    }
     let (url, source_name) = source;
     let now = tessera_source::grpc::partition_infos(peers, url, source_name)
         .await
         .ok();
-    let plan =
-        tessera_backup::restore_plan::plan_pindexes(&[entry], &from.index, &from.index, &now);
-    if plan[0].action == tessera_backup::restore_plan::Action::Rebuild {
-        tracing::info!(
-            pindex = entry.name,
-            reason = plan[0].reason,
-            "restored PIndex rebuilt from the source"
-        );
-        return Ok(None);
-    }
-    let bytes = tessera_backup::fetch::fetch_pindex(&repo, entry, dir)
-        .await
-        .map_err(|e| format!("restoring: {e}"))?;
+    let target = Target {
+        name: name.to_string(),
+        partitions: partitions.to_vec(),
+    };
+    let decision = restore_plan::decide(&saved, &target, regroupable, &now);
+    let fetched = match decision.restore.action {
+        Action::Rebuild => {
+            tracing::info!(
+                pindex = name,
+                reason = decision.restore.reason,
+                "restored PIndex rebuilt from the source"
+            );
+            return Ok(None);
+        }
+        Action::Download => tessera_backup::fetch::fetch_pindex(&repo, decision.from[0], dir).await,
+        Action::Regroup => {
+            tessera_backup::fetch::fetch_regrouped(&repo, &decision.from, partitions, dir).await
+        }
+    };
+    let bytes = fetched.map_err(|e| format!("restoring: {e}"))?;
+    let how = match decision.restore.action {
+        Action::Regroup => "regrouped from",
+        _ => "from",
+    };
     Ok(Some(format!(
-        "snapshot {} of repository {} ({} from {}, {bytes} bytes)",
-        from.snapshot, from.repo, entry.name, entry.read_from
+        "snapshot {} of repository {} ({how} {}, {bytes} bytes)",
+        from.snapshot,
+        from.repo,
+        decision.restore.from.join(", ")
     )))
 }

@@ -384,6 +384,17 @@ pub struct RestoreArgs {
     /// asked node's own source) first: the data of record back, then the indexes.
     #[arg(long)]
     pub restore_sources: bool,
+    /// Restore into exactly N PIndexes per index: another partitioning, the saved data
+    /// regrouped by source partition (not rebuilt).
+    #[arg(long, value_name = "N")]
+    pub index_partitions: Option<u32>,
+    /// Restore into PIndexes of at most N source partitions: another partitioning, the saved
+    /// data regrouped by source partition (not rebuilt).
+    #[arg(long, value_name = "N")]
+    pub max_partitions_per_pindex: Option<u32>,
+    /// Restore with N replicas per PIndex instead of the saved count.
+    #[arg(long, value_name = "N")]
+    pub replicas: Option<u32>,
     /// Wait until every restored index answers with every document its source holds.
     #[arg(long)]
     pub wait: bool,
@@ -403,7 +414,8 @@ pub async fn restore(http: &Http, args: RestoreArgs, raw: bool) -> Result<String
     let body = json!({"repo": args.repo, "snapshot": args.snapshot, "indexes": args.indexes,
         "rename": rename, "missing_only": args.missing_only, "replace": args.replace,
         "dry_run": args.dry_run, "source_url": args.source_url,
-        "restore_sources": args.restore_sources});
+        "restore_sources": args.restore_sources, "index_partitions": args.index_partitions,
+        "max_partitions_per_pindex": args.max_partitions_per_pindex, "replicas": args.replicas});
     let answer = http
         .call("POST", "/api/backup/restore", body.to_string())
         .await?;
@@ -417,10 +429,11 @@ pub async fn restore(http: &Http, args: RestoreArgs, raw: bool) -> Result<String
     let mut lines = Vec::new();
     for index in answer["indexes"].as_array().into_iter().flatten() {
         lines.push(format!(
-            "{} -> {}: {} PIndexes to download ({} bytes), {} to rebuild from the source",
+            "{} -> {}: {} PIndexes to download, {} to regroup ({} bytes), {} to rebuild from the source",
             index["index"].as_str().unwrap_or("?"),
             index["restored_as"].as_str().unwrap_or("?"),
             index["pindexes_downloaded"],
+            index["pindexes_regrouped"],
             index["download_bytes"],
             index["pindexes_rebuilt"]
         ));

@@ -205,18 +205,7 @@ impl Gathered {
             indexes: self
                 .index_defs
                 .values()
-                .map(|d| {
-                    let def = &d.value;
-                    IndexSpec {
-                        name: def.name.clone(),
-                        source_partitions: def.source.partitions(),
-                        max_partitions_per_pindex: def.plan.max_partitions_per_pindex,
-                        index_partitions: def.plan.index_partitions,
-                        replicas: def.plan.replicas,
-                        frozen: def.plan.frozen,
-                        spread_level: def.plan.spread_level,
-                    }
-                })
+                .map(|d| IndexSpec::of(&d.value))
                 .collect(),
             failed_nodes: failed.iter().cloned().collect(),
             previous_plan: Some(self.previous_plan()),
