@@ -1,7 +1,7 @@
 //! Backup on a cluster of real processes (etcd, a standalone source, three nodes) into a real
 //! S3-compatible server and into a directory: online under ingest and queries, incremental by
 //! content hash, verified (a flipped byte named by `verify --deep`), a second writer refused,
-//! and a job that goes on when a node dies under it.
+//! and a job that goes on when a node dies under it or when the planner leader is killed.
 
 mod common;
 
@@ -292,4 +292,83 @@ fn a_backup_reads_another_copy_when_a_hosting_node_dies_mid_save() {
     // be read from it, is read from the other copies.
     let (drill, ended, _, _) = backup_with_a_node_killed_midway(2);
     assert_eq!(ended["owner"], drill.uuid_of(0).as_str(), "{ended}");
+}
+
+#[test]
+fn a_planner_leader_killed_mid_backup_and_mid_restore_changes_nothing() {
+    // Standalone planners: the leader can be killed without killing a node.
+    let mut drill = Drill::start_with(3, 60_000, 3).with_index();
+    ingest(&drill.source, 3000, |i| {
+        format!("document {i} of the drill")
+    });
+    let node = drill.addresses[0].clone();
+    assert_exact(&node, 3000);
+    let location = drill.scratch.path().join("repo");
+    std::fs::create_dir_all(&location).unwrap();
+    ok(&add_fs_repo(
+        &node,
+        "local",
+        &location.display().to_string(),
+        &[],
+    ));
+
+    // Mid-backup: the job is its owner node's, so it goes on to a whole snapshot.
+    let (status, started) = http(
+        &node,
+        "POST",
+        "/api/backup/repos/local/snapshots",
+        r#"{"rate_limit_mb": 0.05}"#,
+    );
+    assert_eq!(status, 202, "{started}");
+    let id = started["id"].as_str().unwrap().to_string();
+    wait_for("the backup midway", Duration::from_secs(60), || {
+        let p = &job(&node, &id)["progress"];
+        (p["pindexes_done"].as_u64().unwrap_or(0) >= 2).then_some(())
+    });
+    let first = drill.kill_planner_leader();
+    let ended = wait_job(&node, &id, Duration::from_secs(180));
+    assert_eq!(ended["status"], "completed", "{ended}");
+    assert_eq!(snapshot_docs(&node, "local", &id), 3000);
+    let verified = ok(&ctl(&node, &["backup", "verify", &id, "--deep"]));
+    assert!(verified.contains("\"ok\": true"), "{verified}");
+    wait_for("another planner leading", Duration::from_secs(30), || {
+        drill.planner_leader().filter(|l| *l != first)
+    });
+
+    // Mid-restore: the restored index is defined, and the leader that would place it dies;
+    // the next leader places it, and every copy is still fetched from the snapshot.
+    let (status, answer) = http(
+        &node,
+        "POST",
+        "/api/backup/restore",
+        &format!(r#"{{"repo": "local", "snapshot": "{id}", "rename": {{"books": "restored"}}}}"#),
+    );
+    assert_eq!(status, 202, "{answer}");
+    let second = drill.kill_planner_leader();
+    assert_ne!(first, second);
+    let body = r#"{"query": {"match_all": {}}, "size": 0, "consistency": {"level": "at_plus"}, "timeout_ms": 30000}"#;
+    let counted = wait_for(
+        "the restored index answering",
+        Duration::from_secs(120),
+        || {
+            let (status, answer) = http(&node, "POST", "/api/index/restored/query", body);
+            (status == 200).then_some(answer)
+        },
+    );
+    assert_eq!(counted["total_hits"], 3000, "{counted}");
+    let now = drill.planner_leader();
+    assert!(
+        now.is_some_and(|l| l != first && l != second),
+        "the third planner did not take over: {now:?}"
+    );
+    drill.wait_green("the restored index serving", Duration::from_secs(60));
+    for address in &drill.addresses {
+        let (_, status) = http(address, "GET", "/api/index/restored/status", "");
+        for p in status["pindexes"].as_array().unwrap() {
+            if p["local"].is_object() {
+                let from = p["local"]["restored_from"].as_str().unwrap_or_default();
+                assert!(from.contains(&id), "{p}");
+            }
+        }
+    }
 }

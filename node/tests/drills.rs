@@ -162,12 +162,7 @@ fn drill_kill_the_planner_leader_mid_rebalance() {
     let load = Load::start(drill.source.clone(), nodes);
     let victim = drill.uuid_of(2);
     let id = start_drain_of_and_wait_midway(&drill, 2);
-    let leader = wait_for("a planner leading", Duration::from_secs(10), || {
-        drill.planner_leader()
-    });
-    let mut proc = drill.planners[leader].take().expect("the leader runs");
-    proc.0.kill().expect("kill -9 the planner leader");
-    proc.0.wait().expect("reaped");
+    let leader = drill.kill_planner_leader();
     let task = wait_task(&a, &id, Duration::from_secs(120));
     assert_eq!(task["status"], "completed", "{task}");
     let now = drill.planner_leader();

@@ -2,6 +2,8 @@
 //! cluster of two nodes (other node names, a new etcd) answers the same queries with the same
 //! hits, scores and counts; its PIndexes are downloaded, not rebuilt; `--dry-run` says so
 //! first; an existing index is refused unless renamed or replaced; `--missing-only` skips it.
+//! Restored into another partitioning, the saved PIndexes are regrouped by source partition
+//! (nothing streamed again from the source) with the same answers.
 
 mod common;
 
@@ -42,20 +44,22 @@ fn answers(node: &str, index: &str) -> Vec<(u64, Vec<String>, Vec<String>)> {
         .collect()
 }
 
+/// Skewed words, so scores depend on index-wide statistics.
+fn skewed(i: usize) -> String {
+    let extra = if i % 97 == 0 {
+        " rare words"
+    } else if i % 5 == 0 {
+        " words"
+    } else {
+        ""
+    };
+    format!("document {i}{extra}{}", " more".repeat(i % 11))
+}
+
 #[test]
 fn a_snapshot_restores_onto_a_cluster_of_another_size_with_the_same_answers() {
     let mut old = Drill::start(3, 60_000).with_index();
-    // Skewed words, so scores depend on index-wide statistics.
-    ingest(&old.source, 3000, |i| {
-        let extra = if i % 97 == 0 {
-            " rare words"
-        } else if i % 5 == 0 {
-            " words"
-        } else {
-            ""
-        };
-        format!("document {i}{extra}{}", " more".repeat(i % 11))
-    });
+    ingest(&old.source, 3000, skewed);
     assert_exact(&old.addresses[0], 3000);
     let before = answers(&old.addresses[0], "books");
 
@@ -347,4 +351,110 @@ fn a_restore_goes_on_when_a_node_dies_under_it() {
         Duration::from_secs(120),
     );
     assert_exact(&new.addresses[1], 3000);
+}
+
+/// Every document of `index` searchable from `node`, exactly.
+fn assert_exact_in(node: &str, index: &str, written: u64) {
+    let body = r#"{"query": {"match_all": {}}, "size": 0, "consistency": {"level": "at_plus"}, "timeout_ms": 30000}"#;
+    let (status, answer) = http(node, "POST", &format!("/api/index/{index}/query"), body);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["total_hits"].as_u64(), Some(written), "{answer}");
+}
+
+#[test]
+fn a_restore_into_another_partitioning_regroups_the_saved_pindexes_with_the_same_answers() {
+    // Saved: 64 source partitions in 16 PIndexes of 4.
+    let drill = Drill::start(3, 60_000).with_index();
+    ingest(&drill.source, 3000, skewed);
+    assert_exact(&drill.addresses[0], 3000);
+    let before = answers(&drill.addresses[0], "books");
+    let repo = tempfile::tempdir().unwrap();
+    let location = repo.path().display().to_string();
+    let node = drill.addresses[0].clone();
+    ok(&add_fs_repo(&node, "vault", &location, &[]));
+    let snapshot = backup_now(&node, "vault");
+
+    // 5 PIndexes of 13 or 12 partitions: whole saved PIndexes merged, and saved ones split
+    // across the new boundaries. 32 PIndexes of 2: every saved PIndex split in two.
+    let layouts: [(&str, &[&str], usize, u64); 2] = [
+        ("five", &["--index-partitions", "5"], 5, 1),
+        (
+            "pairs",
+            &["--max-partitions-per-pindex", "2", "--replicas", "0"],
+            32,
+            0,
+        ),
+    ];
+    for (name, flags, pindexes, replicas) in layouts {
+        let rename = format!("books={name}");
+        let mut args = vec![
+            "restore",
+            "--repo",
+            "vault",
+            "--snapshot",
+            &snapshot,
+            "--rename",
+            &rename,
+        ];
+        args.extend_from_slice(flags);
+        let mut dry = args.clone();
+        dry.push("--dry-run");
+        let dry: serde_json::Value = serde_json::from_str(&ok(&ctl(&node, &dry))).unwrap();
+        let index = &dry["indexes"][0];
+        assert_eq!(index["pindexes_regrouped"], pindexes, "{dry}");
+        assert_eq!(index["pindexes_downloaded"], 0, "{dry}");
+        assert_eq!(index["pindexes_rebuilt"], 0, "{dry}");
+        for p in index["pindexes"].as_array().unwrap() {
+            assert!(p["restored_as"].as_str().unwrap().starts_with(name), "{p}");
+            assert!(!p["from"].as_array().unwrap().is_empty(), "{p}");
+        }
+        let (status, _) = http(&node, "GET", &format!("/api/index/{name}"), "");
+        assert_eq!(status, 404, "a dry run changes nothing");
+
+        args.push("--wait");
+        ok(&ctl(&node, &args));
+        assert_exact_in(&node, name, 3000);
+        assert_eq!(
+            answers(&node, name),
+            before,
+            "{name}: same hits, scores and counts"
+        );
+        let (_, def) = http(&node, "GET", &format!("/api/index/{name}"), "");
+        assert_eq!(def["index"]["plan"]["replicas"], replicas, "{def}");
+
+        // Every copy was regrouped from the snapshot, and its feed resumed from the saved
+        // checkpoints: nothing was streamed from the source again.
+        let mut regrouped = 0;
+        for address in &drill.addresses {
+            let (_, status) = http(address, "GET", &format!("/api/index/{name}/status"), "");
+            let listed = status["pindexes"].as_array().unwrap();
+            assert_eq!(listed.len(), pindexes, "{status}");
+            for p in listed.iter().filter(|p| p["local"].is_object()) {
+                let local = &p["local"];
+                assert!(
+                    local["restored_from"]
+                        .as_str()
+                        .is_some_and(|s| s.contains(&snapshot) && s.contains("regrouped")),
+                    "{p}"
+                );
+                assert_eq!(local["feed"]["applied"], 0, "streamed again: {p}");
+                regrouped += 1;
+            }
+        }
+        assert!(
+            regrouped >= pindexes,
+            "{regrouped} local copies seen regrouped"
+        );
+    }
+    // The regrouped indexes follow new writes like any other.
+    let (status, answer) = http(
+        &drill.source,
+        "POST",
+        "/api/source/docs/bulk",
+        "{\"key\":\"after\",\"doc\":{\"title\":\"after the restore\",\"n\":1}}\n",
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_exact_in(&node, "five", 3001);
+    assert_exact_in(&node, "pairs", 3001);
+    drill.wait_green("the regrouped indexes serving", Duration::from_secs(60));
 }

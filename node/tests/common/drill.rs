@@ -216,6 +216,17 @@ impl Drill {
         self.nodes[i] = Some(proc);
     }
 
+    /// Kills the standalone planner leading now (kill -9); returns which it was.
+    pub fn kill_planner_leader(&mut self) -> usize {
+        let leader = wait_for("a planner leading", Duration::from_secs(10), || {
+            self.planner_leader()
+        });
+        let mut proc = self.planners[leader].take().expect("the leader runs");
+        proc.0.kill().expect("kill -9 the planner leader");
+        proc.0.wait().expect("reaped");
+        leader
+    }
+
     pub fn kill(&mut self, i: usize) {
         let mut proc = self.nodes[i].take().expect("the node runs");
         proc.0.kill().expect("kill -9");
