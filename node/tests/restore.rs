@@ -46,9 +46,9 @@ fn answers(node: &str, index: &str) -> Vec<(u64, Vec<String>, Vec<String>)> {
 
 /// Skewed words, so scores depend on index-wide statistics.
 fn skewed(i: usize) -> String {
-    let extra = if i % 97 == 0 {
+    let extra = if i.is_multiple_of(97) {
         " rare words"
-    } else if i % 5 == 0 {
+    } else if i.is_multiple_of(5) {
         " words"
     } else {
         ""
