@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::backup::*;
 use common::drill::*;
-use common::http;
+use common::{http, wait_for};
 
 const QUERIES: &[&str] = &[
     r#"{"query": {"match": {"field": "title", "query": "document"}}, "size": 10}"#,
@@ -446,6 +446,46 @@ fn a_restore_into_another_partitioning_regroups_the_saved_pindexes_with_the_same
             "{regrouped} local copies seen regrouped"
         );
     }
+    // An update of a restored index keeps its snapshot: repartitioned again by a PUT, its new
+    // PIndexes are regrouped from the snapshot too.
+    let (_, current) = http(&node, "GET", "/api/index/five", "");
+    let mut update = current["index"].clone();
+    let uuid = update["uuid"].clone();
+    for field in ["name", "uuid", "format_version", "controls", "restore"] {
+        update.as_object_mut().unwrap().remove(field);
+    }
+    update["plan"] = serde_json::json!({"index_partitions": 4, "replicas": 1});
+    update["prev_index_uuid"] = uuid;
+    let (status, answer) = http(&node, "PUT", "/api/index/five", &update.to_string());
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["index"]["restore"]["snapshot"],
+        snapshot.as_str(),
+        "{answer}"
+    );
+    wait_for(
+        "five planned in 4 PIndexes",
+        Duration::from_secs(60),
+        || {
+            let (_, status) = http(&node, "GET", "/api/index/five/status", "");
+            (status["pindexes"].as_array().map(Vec::len) == Some(4)).then_some(())
+        },
+    );
+    drill.wait_green("five in 4 PIndexes serving", Duration::from_secs(120));
+    assert_exact_in(&node, "five", 3000);
+    assert_eq!(
+        answers(&node, "five"),
+        before,
+        "five in 4: the same answers"
+    );
+    let (_, status) = http(&node, "GET", "/api/index/five/status", "");
+    let listed = status["pindexes"].as_array().unwrap();
+    assert_eq!(listed.len(), 4, "{status}");
+    for p in listed.iter().filter(|p| p["local"].is_object()) {
+        let from = p["local"]["restored_from"].as_str().unwrap_or_default();
+        assert!(from.contains("regrouped"), "{p}");
+    }
+
     // The regrouped indexes follow new writes like any other.
     let (status, answer) = http(
         &drill.source,

@@ -150,10 +150,20 @@ pub async fn upsert(
         }
         (Some(c), Some(_)) => c.revision,
     };
-    // An update keeps the operator's switches, and the source recorded at create.
+    // An update keeps the operator's switches, and the source recorded at create. A restored
+    // index keeps its snapshot while its documents are shaped the same (type, mapping and
+    // source unchanged): copies placed after the update still come from the snapshot
+    // (regrouped if the partitioning changed) instead of rebuilding from the source.
     let mut def = def;
     if let Some(c) = &current {
         def.controls = c.value.controls.clone();
+        let same_documents = c.value.index_type == def.index_type
+            && c.value.params == def.params
+            && c.value.source.name == def.source.name
+            && c.value.source.source_type == def.source.source_type;
+        if same_documents {
+            def.restore = c.value.restore.clone();
+        }
     }
     if let Err(response) =
         source_of_record::record(&state, &mut def, current.as_ref().map(|c| &c.value)).await
