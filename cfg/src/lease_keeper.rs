@@ -1,8 +1,9 @@
 //! Keeping a lease alive in the background, for any backend.
 //!
-//! The keeper renews at a third of the TTL. It reports the lease lost as soon as the store says
-//! the lease is gone, or when no renewal has succeeded for a whole TTL (the store may have
-//! expired it meanwhile); the holder must then stop acting on what the lease guarded.
+//! The keeper renews at a quarter of the TTL. It reports the lease lost as soon as the store
+//! says the lease is gone, or when a whole TTL has passed since the last renewal that
+//! succeeded was *sent* (the store renewed it at some point after that, so it may have expired
+//! it since); the holder must then stop acting on what the lease guarded.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,9 +26,10 @@ pub struct LeaseKeeper {
 impl LeaseKeeper {
     /// Grants a lease of `ttl` and starts renewing it.
     pub async fn grant(store: Arc<dyn Store>, ttl: Duration) -> Result<Self> {
+        let asked = Instant::now();
         let id = store.grant_lease(ttl).await?;
         let (tx, lost) = watch::channel(false);
-        let task = tokio::spawn(renew(store.clone(), id, ttl, tx));
+        let task = tokio::spawn(renew(store.clone(), id, ttl, asked, tx));
         Ok(Self {
             id,
             store,
@@ -66,13 +68,22 @@ impl Drop for LeaseKeeper {
     }
 }
 
-async fn renew(store: Arc<dyn Store>, id: LeaseId, ttl: Duration, lost: watch::Sender<bool>) {
-    let period = (ttl / 3).max(Duration::from_millis(50));
-    let mut last_ok = Instant::now();
+async fn renew(
+    store: Arc<dyn Store>,
+    id: LeaseId,
+    ttl: Duration,
+    granted: Instant,
+    lost: watch::Sender<bool>,
+) {
+    // Renewing often keeps the last renewal recent when the store becomes unreachable (an
+    // etcd election after its leader is cut off), leaving most of the TTL to ride it out.
+    let period = (ttl / 4).max(Duration::from_millis(50));
+    let mut last_ok = granted;
     loop {
         tokio::time::sleep(period).await;
+        let sent = Instant::now();
         match store.keep_alive_lease(id).await {
-            Ok(()) => last_ok = Instant::now(),
+            Ok(()) => last_ok = sent,
             Err(CfgError::LeaseNotFound(_)) => {
                 tracing::error!(lease = format!("{id:x}"), "lease expired or revoked");
                 let _ = lost.send(true);

@@ -46,6 +46,11 @@ impl EtcdOptions {
 #[derive(Clone)]
 pub struct EtcdStore {
     client: Client,
+    /// One client per member, for lease renewals: they are sent to every member at once and
+    /// the first answer wins, because the balanced `client` may go on sending calls to a
+    /// member that went silent (isolated) until its connection is given up, and a renewal
+    /// held up that long can let a short lease lapse while a quorum is there to renew it.
+    members: Vec<Client>,
     options: EtcdOptions,
     label: String,
     /// The TTL of each lease this store granted: a renewal must get through well within it,
@@ -81,13 +86,27 @@ impl EtcdStore {
             .with_keep_alive(Duration::from_secs(1), Duration::from_secs(1))
             .with_keep_alive_while_idle(true)
             .with_require_leader(true);
-        let client = Client::connect(&endpoints, Some(connect))
+        let set_up = |e: etcd_client::Error| CfgError::Unavailable {
+            reason: format!("cannot set up etcd client for {}: {e}", endpoints.join(",")),
+        };
+        let client = Client::connect(&endpoints, Some(connect.clone()))
             .await
-            .map_err(|e| CfgError::Unavailable {
-                reason: format!("cannot set up etcd client for {}: {e}", endpoints.join(",")),
-            })?;
+            .map_err(set_up)?;
+        let mut members = Vec::new();
+        if endpoints.len() > 1 {
+            for endpoint in &endpoints {
+                members.push(
+                    Client::connect([endpoint], Some(connect.clone()))
+                        .await
+                        .map_err(set_up)?,
+                );
+            }
+        } else {
+            members.push(client.clone());
+        }
         Ok(Self {
             client,
+            members,
             label: endpoints.join(","),
             options,
             ttls: Default::default(),
@@ -212,6 +231,35 @@ fn status_code(error: &etcd_client::Error) -> Option<tonic::Code> {
         etcd_client::Error::GRpcStatus(s) => Some(s.code()),
         _ => None,
     }
+}
+
+/// One renewal of `lease` sent to every member at once: the first member to answer settles
+/// it (a definite error such as a lease not found included); it fails transiently only when
+/// every member failed.
+async fn first_renewal(
+    members: &[Client],
+    lease: LeaseId,
+) -> std::result::Result<i64, etcd_client::Error> {
+    let attempts = members.iter().map(|c| {
+        let mut c = c.clone();
+        Box::pin(async move {
+            let (mut keeper, mut stream) = c.lease_keep_alive(lease).await?;
+            keeper.keep_alive().await?;
+            Ok::<_, etcd_client::Error>(stream.message().await?.map_or(0, |r| r.ttl()))
+        })
+    });
+    let mut pending: Vec<_> = attempts.collect();
+    let mut last = None;
+    while !pending.is_empty() {
+        let (outcome, _, rest) = futures::future::select_all(pending).await;
+        match outcome {
+            Ok(ttl) => return Ok(ttl),
+            Err(e) if retry::is_transient(&e) => last = Some(e),
+            Err(e) => return Err(e),
+        }
+        pending = rest;
+    }
+    Err(last.unwrap_or_else(|| etcd_client::Error::InvalidArgs("no etcd members".into())))
 }
 
 fn lease_error(lease: LeaseId) -> impl FnOnce(etcd_client::Error) -> CfgError {
@@ -423,18 +471,15 @@ impl Store for EtcdStore {
                     (attempt, ttl)
                 },
             );
-        let ttl = self
-            .call_within(
-                "keep lease alive",
-                bounds,
-                |mut c| async move {
-                    let (mut keeper, mut stream) = c.lease_keep_alive(lease).await?;
-                    keeper.keep_alive().await?;
-                    Ok(stream.message().await?.map_or(0, |r| r.ttl()))
-                },
-                lease_error(lease),
-            )
-            .await?;
+        let members = &self.members;
+        let ttl = retrying("keep lease alive", &self.label, bounds.0, bounds.1, || {
+            first_renewal(members, lease)
+        })
+        .await
+        .map_err(|e| match e {
+            RetryError::Failed(e) => lease_error(lease)(e),
+            RetryError::Unavailable(e) => e,
+        })?;
         if ttl <= 0 {
             return Err(CfgError::LeaseNotFound(lease));
         }

@@ -72,6 +72,37 @@ pub struct Drill {
     pub planners: Vec<Option<Proc>>,
 }
 
+impl Drop for Drill {
+    /// A failing drill prints the end of every log it kept, so that a CI failure shows what
+    /// the nodes, the planners and the source saw.
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let mut dirs = vec![self.scratch.path().join("source")];
+        dirs.extend(
+            (0..self.addresses.len()).map(|i| self.scratch.path().join(format!("node{i}"))),
+        );
+        dirs.extend(
+            (0..self.planners.len()).map(|i| self.scratch.path().join(format!("planner{i}"))),
+        );
+        for dir in dirs {
+            let log = log_path(&dir);
+            let Ok(text) = std::fs::read_to_string(&log) else {
+                continue;
+            };
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(60)..];
+            eprintln!(
+                "--- the last {} lines of {} ---\n{}",
+                tail.len(),
+                log.display(),
+                tail.join("\n")
+            );
+        }
+    }
+}
+
 impl Drill {
     pub fn start(nodes: usize, failover_delay_ms: u64) -> Self {
         Self::start_with(nodes, failover_delay_ms, 0)
