@@ -314,7 +314,7 @@ fn after_losing_everything_sources_and_indexes_come_back_from_the_snapshot() {
 
 #[test]
 fn a_restore_goes_on_when_a_node_dies_under_it() {
-    let old = Drill::start(3, 60_000).with_index();
+    let mut old = Drill::start(3, 60_000).with_index();
     ingest(&old.source, 3000, |i| format!("document {i}"));
     assert_exact(&old.addresses[0], 3000);
     let repo = tempfile::tempdir().unwrap();
@@ -323,7 +323,7 @@ fn a_restore_goes_on_when_a_node_dies_under_it() {
     ok(&add_fs_repo(&node, "vault", &location, &[]));
     let snapshot = backup_now(&node, "vault");
     let source = old.source.clone();
-    drop(old.nodes);
+    drop(std::mem::take(&mut old.nodes));
 
     // A new cluster whose planner fails a dead node over after 2 s.
     let mut new = Drill::start(3, 2_000);
