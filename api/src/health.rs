@@ -1,7 +1,9 @@
 //! `GET /api/cluster/health`: green when every planned copy is active on a live node; yellow
 //! when copies are missing, down, or moves are under way; red when some PIndex has no copy
-//! that can serve reads. `reasons` say why, counted per kind with a few examples, so the
-//! answer stays small on a big cluster.
+//! that can serve reads — *unavailable* while such a copy is on a node that may come back,
+//! *missing* when none is left (`tessera_planner::coverage` holds the rule; `missing` names
+//! them per index). `reasons` say why, counted per kind with a few examples, so the answer
+//! stays small on a big cluster.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -10,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 use tessera_cfg::schema::{ClusterControl, CopyState, IndexDef, IndexPlan};
+use tessera_planner::coverage::{readability, Readability};
 
 use crate::problem::cfg_problem;
 use crate::AppState;
@@ -54,17 +57,44 @@ pub type Stalled = BTreeMap<String, BTreeMap<String, String>>;
 /// Stored documents that cannot be read: key → why.
 pub type Unreadable = BTreeMap<String, String>;
 
-/// The health of the indexes `defs` given their `plans`, the `live` nodes, the feeds the
-/// nodes report `stalled`, and the documents no one can read.
-pub fn health(
-    defs: &[IndexDef],
-    plans: &BTreeMap<String, IndexPlan>,
-    live: &BTreeSet<String>,
-    control: &ClusterControl,
-    stalled: &Stalled,
-    incidents: &Stalled,
-    unreadable: &Unreadable,
-) -> (Status, Vec<String>) {
+/// What health is judged from, as of one Cfg listing.
+pub struct Observed<'a> {
+    pub defs: &'a [IndexDef],
+    pub plans: &'a BTreeMap<String, IndexPlan>,
+    /// Nodes holding a liveness lease.
+    pub live: &'a BTreeSet<String>,
+    /// Nodes with a definition that were not failed over (a down one may come back).
+    pub may_return: &'a BTreeSet<String>,
+    pub control: &'a ClusterControl,
+    /// Feeds the nodes report stalled.
+    pub stalled: &'a Stalled,
+    /// Feeds held on a source history replacement.
+    pub incidents: &'a Stalled,
+    /// Documents no one can read.
+    pub unreadable: &'a Unreadable,
+}
+
+/// The verdict: a status, the reasons counted by kind, and per index its missing PIndexes
+/// (no copy left can serve them: `tessera_planner::coverage`).
+pub struct Health {
+    pub status: Status,
+    pub reasons: Vec<String>,
+    pub missing: BTreeMap<String, Vec<String>>,
+}
+
+/// The health of the indexes in `seen`.
+pub fn health(seen: &Observed<'_>) -> Health {
+    let Observed {
+        defs,
+        plans,
+        live,
+        may_return,
+        control,
+        stalled,
+        incidents,
+        unreadable,
+    } = *seen;
+    let mut missing = BTreeMap::new();
     let mut reasons = Reasons::default();
     for (node, held) in incidents {
         for (pindex, why) in held {
@@ -132,8 +162,24 @@ pub fn health(
                 .iter()
                 .filter(|c| c.can_read && live.contains(&c.node))
                 .count();
-            if readable == 0 {
-                reasons.add("no readable copy", Status::Red, p.name.clone());
+            match readability(p, live, may_return) {
+                Readability::Readable => {}
+                Readability::Unavailable => reasons.add(
+                    "no readable copy: its copies are on down nodes",
+                    Status::Red,
+                    p.name.clone(),
+                ),
+                Readability::Missing => {
+                    reasons.add(
+                        "missing: no copy left can serve (its nodes failed over or gone)",
+                        Status::Red,
+                        p.name.clone(),
+                    );
+                    missing
+                        .entry(def.name.clone())
+                        .or_insert_with(Vec::new)
+                        .push(p.name.clone());
+                }
             }
             let staying = p
                 .copies
@@ -197,7 +243,11 @@ pub fn health(
             format!("{kind}: {count} ({}{more})", examples.join(", "))
         })
         .collect();
-    (status, lines)
+    Health {
+        status,
+        reasons: lines,
+        missing,
+    }
 }
 
 pub async fn cluster_health(State(state): State<AppState>) -> Response {
@@ -240,16 +290,27 @@ pub async fn cluster_health(State(state): State<AppState>) -> Response {
         .into_iter()
         .map(|u| (u.key, u.error.to_string()))
         .collect();
-    let (status, reasons) = health(
-        &defs,
-        &plans,
-        &live,
-        &control,
-        &stalled,
-        &incidents,
-        &unreadable,
-    );
-    Json(json!({"status": status.as_str(), "reasons": reasons})).into_response()
+    let may_return = snapshot
+        .node_defs
+        .iter()
+        .filter(|n| !n.value.failed_over)
+        .map(|n| n.value.uuid.clone())
+        .collect();
+    let verdict = health(&Observed {
+        defs: &defs,
+        plans: &plans,
+        live: &live,
+        may_return: &may_return,
+        control: &control,
+        stalled: &stalled,
+        incidents: &incidents,
+        unreadable: &unreadable,
+    });
+    Json(
+        json!({"status": verdict.status.as_str(), "reasons": verdict.reasons,
+                "missing": verdict.missing}),
+    )
+    .into_response()
 }
 
 #[cfg(test)]
@@ -290,70 +351,100 @@ mod tests {
         let all = live(&["a", "b"]);
         let ok = plan(&[("a", "active", true), ("b", "active", true)]);
         assert_eq!(
-            health(
-                &[def(1)],
-                &ok,
-                &all,
-                &none,
-                &Stalled::new(),
-                &Stalled::new(),
-                &Unreadable::new()
-            )
-            .0,
+            health(&Observed {
+                defs: &[def(1)],
+                plans: &ok,
+                live: &all,
+                may_return: &all,
+                control: &none,
+                stalled: &Stalled::new(),
+                incidents: &Stalled::new(),
+                unreadable: &Unreadable::new()
+            })
+            .status,
             Status::Green
         );
-        let (status, reasons) = health(
-            &[def(2)],
-            &ok,
-            &all,
-            &none,
-            &Stalled::new(),
-            &Stalled::new(),
-            &Unreadable::new(),
-        );
+        let Health {
+            status, reasons, ..
+        } = health(&Observed {
+            defs: &[def(2)],
+            plans: &ok,
+            live: &all,
+            may_return: &all,
+            control: &none,
+            stalled: &Stalled::new(),
+            incidents: &Stalled::new(),
+            unreadable: &Unreadable::new(),
+        });
         assert_eq!(status, Status::Yellow);
         assert!(reasons[0].starts_with("missing copies: 1"), "{reasons:?}");
         let moving = plan(&[("a", "dropping", true), ("b", "building", false)]);
         assert_eq!(
-            health(
-                &[def(0)],
-                &moving,
-                &all,
-                &none,
-                &Stalled::new(),
-                &Stalled::new(),
-                &Unreadable::new()
-            )
-            .0,
+            health(&Observed {
+                defs: &[def(0)],
+                plans: &moving,
+                live: &all,
+                may_return: &all,
+                control: &none,
+                stalled: &Stalled::new(),
+                incidents: &Stalled::new(),
+                unreadable: &Unreadable::new()
+            })
+            .status,
             Status::Yellow
         );
-        let (status, reasons) = health(
-            &[def(1)],
-            &ok,
-            &live(&[]),
-            &none,
-            &Stalled::new(),
-            &Stalled::new(),
-            &Unreadable::new(),
-        );
+        let Health {
+            status, reasons, ..
+        } = health(&Observed {
+            defs: &[def(1)],
+            plans: &ok,
+            live: &live(&[]),
+            may_return: &all,
+            control: &none,
+            stalled: &Stalled::new(),
+            incidents: &Stalled::new(),
+            unreadable: &Unreadable::new(),
+        });
         assert_eq!(status, Status::Red);
         assert!(
             reasons
                 .iter()
-                .any(|r| r.starts_with("no readable copy: 1 (i_0-1)")),
+                .any(|r| r.starts_with("no readable copy: its copies are on down nodes: 1 (i_0-1)")),
             "{reasons:?}"
         );
+        // Both nodes failed over: nothing to wait for, the PIndex is missing.
+        let verdict = health(&Observed {
+            defs: &[def(1)],
+            plans: &ok,
+            live: &live(&[]),
+            may_return: &live(&[]),
+            control: &none,
+            stalled: &Stalled::new(),
+            incidents: &Stalled::new(),
+            unreadable: &Unreadable::new(),
+        });
+        assert_eq!(verdict.status, Status::Red);
         assert_eq!(
-            health(
-                &[def(0)],
-                &BTreeMap::new(),
-                &all,
-                &none,
-                &Stalled::new(),
-                &Stalled::new(),
-                &Unreadable::new()
-            )
-            .0,
+            verdict.missing,
+            BTreeMap::from([("i".to_string(), vec!["i_0-1".to_string()])])
+        );
+        assert!(
+            verdict.reasons.iter().any(|r| r.starts_with("missing: ")),
+            "{:?}",
+            verdict.reasons
+        );
+        assert_eq!(
+            health(&Observed {
+                defs: &[def(0)],
+                plans: &BTreeMap::new(),
+                live: &all,
+                may_return: &all,
+                control: &none,
+                stalled: &Stalled::new(),
+                incidents: &Stalled::new(),
+                unreadable: &Unreadable::new()
+            })
+            .status,
             Status::Yellow
         );
         let frozen = ClusterControl {
@@ -361,31 +452,35 @@ mod tests {
             ..ClusterControl::default()
         };
         assert_eq!(
-            health(
-                &[def(1)],
-                &ok,
-                &all,
-                &frozen,
-                &Stalled::new(),
-                &Stalled::new(),
-                &Unreadable::new()
-            )
-            .0,
+            health(&Observed {
+                defs: &[def(1)],
+                plans: &ok,
+                live: &all,
+                may_return: &all,
+                control: &frozen,
+                stalled: &Stalled::new(),
+                incidents: &Stalled::new(),
+                unreadable: &Unreadable::new()
+            })
+            .status,
             Status::Yellow
         );
         let stalled = Stalled::from([(
             "b".to_string(),
             BTreeMap::from([("i_0-1".to_string(), "feed stalled: ...".to_string())]),
         )]);
-        let (status, reasons) = health(
-            &[def(1)],
-            &ok,
-            &all,
-            &none,
-            &stalled,
-            &Stalled::new(),
-            &Unreadable::new(),
-        );
+        let Health {
+            status, reasons, ..
+        } = health(&Observed {
+            defs: &[def(1)],
+            plans: &ok,
+            live: &all,
+            may_return: &all,
+            control: &none,
+            stalled: &stalled,
+            incidents: &Stalled::new(),
+            unreadable: &Unreadable::new(),
+        });
         assert_eq!(status, Status::Yellow);
         assert!(
             reasons
@@ -404,15 +499,18 @@ mod tests {
             .held
             .plan_errors
             .insert("big".into(), "value too large".into());
-        let (status, reasons) = health(
-            &[def(1)],
-            &ok,
-            &all,
-            &control,
-            &Stalled::new(),
-            &Stalled::new(),
-            &Unreadable::new(),
-        );
+        let Health {
+            status, reasons, ..
+        } = health(&Observed {
+            defs: &[def(1)],
+            plans: &ok,
+            live: &all,
+            may_return: &all,
+            control: &control,
+            stalled: &Stalled::new(),
+            incidents: &Stalled::new(),
+            unreadable: &Unreadable::new(),
+        });
         assert_eq!(status, Status::Yellow);
         assert!(
             reasons.iter().any(|r| r.contains("big: value too large")),
@@ -422,15 +520,18 @@ mod tests {
             "/tessera/t/indexes/x".to_string(),
             "corrupt value".to_string(),
         )]);
-        let (status, reasons) = health(
-            &[def(1)],
-            &ok,
-            &all,
-            &control,
-            &Stalled::new(),
-            &Stalled::new(),
-            &unreadable,
-        );
+        let Health {
+            status, reasons, ..
+        } = health(&Observed {
+            defs: &[def(1)],
+            plans: &ok,
+            live: &all,
+            may_return: &all,
+            control: &control,
+            stalled: &Stalled::new(),
+            incidents: &Stalled::new(),
+            unreadable: &unreadable,
+        });
         assert_eq!(status, Status::Red);
         assert!(
             reasons.iter().any(|r| r.contains("/tessera/t/indexes/x")),
@@ -446,15 +547,18 @@ mod tests {
             "a".to_string(),
             BTreeMap::from([("i_0-1".to_string(), "history replaced".to_string())]),
         )]);
-        let (status, reasons) = health(
-            &[def(1)],
-            &ok,
-            &all,
-            &ClusterControl::default(),
-            &Stalled::new(),
-            &incidents,
-            &Unreadable::new(),
-        );
+        let Health {
+            status, reasons, ..
+        } = health(&Observed {
+            defs: &[def(1)],
+            plans: &ok,
+            live: &all,
+            may_return: &all,
+            control: &ClusterControl::default(),
+            stalled: &Stalled::new(),
+            incidents: &incidents,
+            unreadable: &Unreadable::new(),
+        });
         assert_eq!(status, Status::Red);
         assert!(
             reasons.iter().any(|r| r.contains("i_0-1 on a")),

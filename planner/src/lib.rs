@@ -6,6 +6,7 @@
 //! writes its plans lives in [`service`].
 
 mod chain;
+pub mod coverage;
 pub mod defaults;
 mod drafts;
 pub mod eligibility;

@@ -266,6 +266,10 @@ pub async fn status(State(state): State<AppState>, Path(name): Path<String>) -> 
         Ok(addresses) => addresses,
         Err(response) => return response,
     };
+    let covered = match coverage_of(&state, &plan).await {
+        Ok(covered) => covered,
+        Err(response) => return response,
+    };
     let hosts: std::collections::BTreeSet<String> = plan
         .pindexes
         .iter()
@@ -322,7 +326,34 @@ pub async fn status(State(state): State<AppState>, Path(name): Path<String>) -> 
         })
         .collect();
     let source_error = highs.err();
-    Json(json!({"index": name, "warnings": plan.warnings, "source_error": source_error, "pindexes": pindexes})).into_response()
+    Json(
+        json!({"index": name, "warnings": plan.warnings, "source_error": source_error,
+                "coverage": covered, "pindexes": pindexes}),
+    )
+    .into_response()
+}
+
+/// How much of `plan` can serve reads now, and which PIndexes are missing
+/// (`tessera_planner::coverage`), from the liveness and node definitions.
+#[allow(clippy::result_large_err)]
+async fn coverage_of(
+    state: &AppState,
+    plan: &IndexPlan,
+) -> Result<tessera_planner::coverage::Coverage, Response> {
+    let live = state.cfg.live_nodes().await.map_err(cfg_problem)?;
+    let live = live.items.into_iter().map(|l| l.value.uuid).collect();
+    let nodes = state.cfg.node_defs().await.map_err(cfg_problem)?;
+    let may_return = nodes
+        .items
+        .into_iter()
+        .filter(|n| !n.value.failed_over)
+        .map(|n| n.value.uuid)
+        .collect();
+    Ok(tessera_planner::coverage::coverage(
+        plan,
+        &live,
+        &may_return,
+    ))
 }
 
 /// `POST /api/index/{name}/{ingestControl|queryControl|planFreezeControl}/{action}`.
