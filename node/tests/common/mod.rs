@@ -53,11 +53,21 @@ pub fn try_http(
     Some((status, json))
 }
 
-/// Waits until something listens on `address`.
+/// Waits until the process at `address` answers HTTP. A node binds its port before it registers
+/// in the Cfg and serves only after, so a bare TCP connect can succeed while the cluster does
+/// not yet know the node (an index created then saw one node of three).
 pub fn wait_listening(address: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(address).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {address}");
+    loop {
+        if let Some((status, _)) = try_http(address, "GET", "/api/ping", "") {
+            if status != 0 {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing answers HTTP on {address} after 20 s"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
