@@ -6,7 +6,7 @@
 //!
 //! Routers per area: [`cluster`] (ping, Cfg dump, nodes, 404), [`index`] (the index API, count,
 //! status, plan), [`search`] (queries), [`supervisor`] (topology changes, tasks, freeze,
-//! failover acknowledgement), [`health`], [`explain`]; gRPC: [`node_grpc`] and the `grpc`
+//! failover acknowledgement), [`recovery`] (recovery of missing PIndexes), [`health`], [`explain`]; gRPC: [`node_grpc`] and the `grpc`
 //! module of each area.
 
 pub mod backup;
@@ -17,6 +17,7 @@ pub mod health;
 pub mod index;
 pub mod node_grpc;
 pub mod problem;
+pub mod recovery;
 pub mod search;
 pub mod state;
 pub mod supervisor;
@@ -37,6 +38,7 @@ pub fn app(state: AppState) -> axum::Router {
         .merge(index::router())
         .merge(supervisor::router())
         .merge(backup::router())
+        .merge(recovery::router())
         .with_state(state.clone());
     let query = search::router().with_state(state.clone());
     bounded(admin, RouteLimits::ADMIN)

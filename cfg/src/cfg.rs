@@ -287,12 +287,17 @@ impl Cfg {
                 typed::<schema::RepoDef>(key, bytes, |r| &r.name, "name", &name)
             }
             KeyKind::BackupJob(id) => typed::<schema::BackupJob>(key, bytes, |j| &j.id, "id", &id),
+            KeyKind::Recovery(id) => typed::<schema::Recovery>(key, bytes, |r| &r.id, "id", &id),
+            KeyKind::RecoveryLock => {
+                let doc: schema::RecoveryLock = schema::decode_input(key, bytes)?;
+                Ok(schema::encode(&doc))
+            }
             KeyKind::Unknown | KeyKind::Foreign if allow_unknown => Ok(bytes.to_vec()),
             KeyKind::Unknown | KeyKind::Foreign => Err(CfgError::Invalid {
                 key: key.to_string(),
                 field: "(key)".into(),
                 reason: format!(
-                    "not a key of the schema (under {}: cluster, indexes/NAME, nodes/UUID, live/UUID, plans/INDEX, planner/leader, reports/NODE, tasks/ID, topology/lock, control, backup/repos/NAME, backup/jobs/ID); pass --raw to write it anyway",
+                    "not a key of the schema (under {}: cluster, indexes/NAME, nodes/UUID, live/UUID, plans/INDEX, planner/leader, reports/NODE, tasks/ID, topology/lock, control, backup/repos/NAME, backup/jobs/ID, recoveries/ID, recovery/lock); pass --raw to write it anyway",
                     self.keys.root()
                 ),
             }),

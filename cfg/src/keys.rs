@@ -12,6 +12,10 @@
 //! | `tasks/<id>`             | [`TopologyTask`](crate::schema::TopologyTask) |
 //! | `topology/lock`          | [`TopologyLock`](crate::schema::TopologyLock): the running task |
 //! | `control`                | [`ClusterControl`](crate::schema::ClusterControl): freeze, failover count |
+//! | `backup/repos/<name>`    | [`RepoDef`](crate::schema::RepoDef) |
+//! | `backup/jobs/<id>`       | [`BackupJob`](crate::schema::BackupJob) |
+//! | `recoveries/<id>`        | [`Recovery`](crate::schema::Recovery) |
+//! | `recovery/lock`          | [`RecoveryLock`](crate::schema::RecoveryLock): the running recovery |
 //!
 //! Other crates ask [`KeySpace`] for keys and never format them by hand.
 
@@ -41,6 +45,9 @@ pub enum KeyKind {
     BackupRepo(String),
     /// A backup or restore job's record.
     BackupJob(String),
+    /// A recovery of missing PIndexes.
+    Recovery(String),
+    RecoveryLock,
     /// Under the cluster root but not part of the schema.
     Unknown,
     /// Not under this cluster's root.
@@ -137,6 +144,18 @@ impl KeySpace {
         format!("{}{id}", self.backup_jobs())
     }
 
+    pub fn recoveries(&self) -> String {
+        format!("{}recoveries/", self.root)
+    }
+
+    pub fn recovery(&self, id: &str) -> String {
+        format!("{}{id}", self.recoveries())
+    }
+
+    pub fn recovery_lock(&self) -> String {
+        format!("{}recovery/lock", self.root)
+    }
+
     /// A key given on the command line: absolute (`/tessera/...`) as is, otherwise relative
     /// to the cluster root (`indexes/books`).
     pub fn resolve(&self, key: &str) -> String {
@@ -165,6 +184,8 @@ impl KeySpace {
             KeyKind::TopologyLock
         } else if rest == "control" {
             KeyKind::Control
+        } else if rest == "recovery/lock" {
+            KeyKind::RecoveryLock
         } else if let Some(name) = one("indexes/") {
             KeyKind::IndexDef(name)
         } else if let Some(uuid) = one("nodes/") {
@@ -181,6 +202,8 @@ impl KeySpace {
             KeyKind::BackupRepo(name)
         } else if let Some(id) = one("backup/jobs/") {
             KeyKind::BackupJob(id)
+        } else if let Some(id) = one("recoveries/") {
+            KeyKind::Recovery(id)
         } else {
             KeyKind::Unknown
         }

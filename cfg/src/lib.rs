@@ -24,6 +24,7 @@ pub mod keys;
 pub mod lease_keeper;
 pub mod limits;
 pub mod local;
+mod recovery_docs;
 pub mod revision;
 pub mod schema;
 pub mod snapshot;

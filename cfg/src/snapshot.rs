@@ -1,11 +1,13 @@
-//! Everything a cluster's Cfg holds that planning and health read, as of one store revision.
+//! Everything a cluster's Cfg holds that planning and health read (recoveries too), as of one store revision.
 //! Reading each kind with its own listing (five reads) lets a change land between them: a
 //! plan read after its index was re-created, liveness read after a node definition changed.
 //! One listing of the cluster's root cannot disagree with itself.
 
 use crate::cfg::{decode_each, Unreadable, Versioned};
 use crate::keys::KeyKind;
-use crate::schema::{CopyReport, IndexDef, IndexPlan, NodeDef, NodeLiveness, TopologyTask};
+use crate::schema::{
+    CopyReport, IndexDef, IndexPlan, NodeDef, NodeLiveness, Recovery, TopologyTask,
+};
 use crate::store::{KeyValue, Revision};
 use crate::{Cfg, Result};
 
@@ -19,6 +21,7 @@ pub struct ClusterSnapshot {
     pub plans: Vec<Versioned<IndexPlan>>,
     pub reports: Vec<Versioned<CopyReport>>,
     pub tasks: Vec<Versioned<TopologyTask>>,
+    pub recoveries: Vec<Versioned<Recovery>>,
     pub skipped: Vec<Unreadable>,
 }
 
@@ -36,7 +39,7 @@ impl Cfg {
     /// One listing of the cluster's root, sorted into its document kinds.
     pub async fn snapshot(&self) -> Result<ClusterSnapshot> {
         let listing = self.store().list(self.keys().root()).await?;
-        let mut by_kind: [Vec<KeyValue>; 6] = Default::default();
+        let mut by_kind: [Vec<KeyValue>; 7] = Default::default();
         for kv in listing.kvs {
             let slot = match self.keys().kind(&kv.key) {
                 KeyKind::IndexDef(_) => 0,
@@ -45,6 +48,7 @@ impl Cfg {
                 KeyKind::Plan(_) => 3,
                 KeyKind::CopyReport(_) => 4,
                 KeyKind::Task(_) => 5,
+                KeyKind::Recovery(_) => 6,
                 _ => continue,
             };
             by_kind[slot].push(kv);
@@ -63,6 +67,8 @@ impl Cfg {
         take(s);
         let (tasks, s) = decode_each(&by_kind[5]);
         take(s);
+        let (recoveries, s) = decode_each(&by_kind[6]);
+        take(s);
         Ok(ClusterSnapshot {
             revision: listing.revision,
             index_defs,
@@ -71,6 +77,7 @@ impl Cfg {
             plans,
             reports,
             tasks,
+            recoveries,
             skipped,
         })
     }

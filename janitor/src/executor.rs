@@ -19,6 +19,7 @@ use crate::stall::stall;
 pub use crate::stall::STALL_AFTER;
 use crate::wanted::{wanted_copies, WantedView};
 
+mod recovery;
 mod report;
 mod restore;
 use report::Reported;
@@ -163,7 +164,7 @@ impl Executor {
         event.key().is_none_or(|k| {
             matches!(
                 self.cfg.keys().kind(k),
-                KeyKind::Plan(_) | KeyKind::IndexDef(_)
+                KeyKind::Plan(_) | KeyKind::IndexDef(_) | KeyKind::Recovery(_)
             )
         })
     }
@@ -243,6 +244,10 @@ impl Executor {
                     }
                 }
             }
+        }
+        // A recovery's work here runs after the plan's actions: the copy it recovers is started.
+        if let Err(e) = self.recover(&by_name, &defs).await {
+            tracing::warn!(error = %e, "recovery work failed; retried next round");
         }
         self.sync_ingest(&defs).await;
         self.publish().await;
@@ -479,6 +484,8 @@ impl Executor {
             partitions: wanted.partitions.clone(),
             commit_every: self.options.commit_every,
             commit_interval: self.options.commit_interval,
+            // A PIndex started while its index's ingest is paused reads nothing meanwhile.
+            start_paused: def.controls.ingest_paused,
         };
         tracing::info!(
             pindex = wanted.pindex,

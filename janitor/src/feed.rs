@@ -67,6 +67,8 @@ pub struct FeedConfig {
     /// source with another count is reported in the status: partitions past the definition's
     /// would never be read.
     pub source_partitions: u32,
+    /// Begin paused (its index's ingest is paused): nothing is read until `resume`.
+    pub start_paused: bool,
 }
 
 /// One source partition as the feed sees it.
@@ -144,7 +146,10 @@ pub struct Feed {
 impl Feed {
     /// Starts streaming into `pindex` from its applied checkpoints.
     pub fn start(pindex: Box<dyn PIndex>, config: FeedConfig) -> Feed {
-        let status = Arc::new(Mutex::new(FeedStatus::default()));
+        let status = Arc::new(Mutex::new(FeedStatus {
+            paused: config.start_paused,
+            ..FeedStatus::default()
+        }));
         let (commands, rx) = mpsc::channel(8);
         let connections = config
             .partitions
@@ -336,7 +341,9 @@ impl Applier {
                 );
             }
         });
-        self.start_readers(pindex.as_ref());
+        if !self.config.start_paused {
+            self.start_readers(pindex.as_ref());
+        }
         let checking = (self.config.source_partitions > 0).then(|| {
             let check = crate::incident::partition_count_mismatch(
                 self.channels.first().cloned(),

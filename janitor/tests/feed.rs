@@ -73,6 +73,7 @@ fn config(address: std::net::SocketAddr) -> FeedConfig {
         commit_every: 500,
         commit_interval: Duration::from_millis(100),
         source_partitions: PARTITIONS,
+        start_paused: false,
     }
 }
 
@@ -230,6 +231,27 @@ async fn pause_keeps_the_position_and_resume_continues() {
     caught_up(&feed, &log, "after resume").await;
     let pindex = feed.stop().await.unwrap();
     assert_eq!(pindex.doc_count().unwrap(), 200);
+
+    // A feed started paused (its index's ingest is paused) reads nothing, not even at first.
+    let held = Feed::start(
+        blackhole(dir.path(), "held"),
+        FeedConfig {
+            start_paused: true,
+            ..config(address)
+        },
+    );
+    assert!(held.status().paused);
+    let witness = Feed::start(blackhole(dir.path(), "witness2"), config(address));
+    caught_up(&witness, &log, "second witness").await;
+    witness.stop().await.unwrap();
+    assert_eq!(
+        held.status().applied,
+        0,
+        "a feed started paused applied changes"
+    );
+    held.resume().await;
+    caught_up(&held, &log, "started paused, then resumed").await;
+    assert_eq!(held.stop().await.unwrap().doc_count().unwrap(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -215,6 +215,30 @@ fn a_flipped_byte_is_named_and_delete_and_gc_keep_what_is_used() {
         "names the file: {said}"
     );
 
+    // A restore does not take the damaged blob: the PIndex whose file it is fails to fetch,
+    // naming the blob, and is never opened from it.
+    ok(&ctl(
+        &node,
+        &[
+            "restore",
+            "--repo",
+            "local",
+            "--snapshot",
+            &two,
+            "--rename",
+            "books=damaged",
+        ],
+    ));
+    wait_for(
+        "the damaged blob named by a restored PIndex",
+        Duration::from_secs(60),
+        || {
+            let (_, status) = http(&node, "GET", "/api/index/damaged/status", "");
+            status.to_string().contains(&hash).then_some(())
+        },
+    );
+    ok(&ctl(&node, &["index", "delete", "damaged"]));
+
     // Deleting one snapshot keeps every blob the other uses.
     ok(&ctl(&node, &["backup", "delete", &one]));
     let out = ctl(&node, &["backup", "verify", &two]);

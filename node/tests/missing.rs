@@ -12,61 +12,24 @@ use std::time::Duration;
 
 use common::backup::ingest;
 use common::drill::*;
-use common::{http, wait_for};
+use common::http;
+use common::missing::{books_without_replicas, lose_the_busiest_node};
 
 #[test]
 fn a_failed_over_node_with_the_only_copies_leaves_its_pindexes_missing_and_says_so() {
     let mut drill = Drill::start(3, 2_000);
-    let index = format!(
-        r#"{{"type": "fulltext", "source": {{"type": "tessera", "name": "docs", "partitions": 64, "params": {{"url": "http://{}"}}}},
-            "plan": {{"index_partitions": 8, "replicas": 0}},
-            "params": {{"mapping": {{"fields": {{"title": {{"type": "text"}}, "n": {{"type": "i64"}}}}}}}}}}"#,
-        drill.source
-    );
-    let (status, body) = http(&drill.addresses[0], "PUT", "/api/index/books", &index);
-    assert_eq!(status, 200, "{body}");
-    drill.wait_green("the index built", Duration::from_secs(60));
+    books_without_replicas(&drill, 8);
     ingest(&drill.source, 2000, |i| format!("document {i}"));
     assert_exact(&drill.addresses[0], 2000);
     let node = &drill.addresses[0].clone();
     let (status, body) = http(node, "POST", "/api/index/books/ingestControl/pause", "");
     assert_eq!(status, 200, "{body}");
 
-    // The node holding the most PIndexes dies, and its data dir with it.
-    let victim = (1..3)
-        .max_by_key(|&i| drill.copies_on(&drill.uuid_of(i)))
-        .expect("a node");
-    let uuid = drill.uuid_of(victim);
-    let plan = drill.plan();
-    let held: BTreeSet<String> = plan["pindexes"]
-        .as_array()
-        .expect("pindexes")
-        .iter()
-        .filter(|p| {
-            p["copies"]
-                .as_array()
-                .is_some_and(|c| c.iter().any(|c| c["node"] == uuid.as_str()))
-        })
-        .map(|p| p["name"].as_str().expect("a name").to_string())
-        .collect();
-    assert!(!held.is_empty(), "the victim holds PIndexes: {plan}");
-    drill.kill(victim);
-    std::fs::remove_dir_all(drill.scratch.path().join(format!("node{victim}")))
-        .expect("delete the data dir");
-
-    // Failed over: red, and exactly the PIndexes it held are missing.
-    let health = wait_for("its PIndexes missing", Duration::from_secs(30), || {
-        let health = drill.health();
-        (health["missing"]["books"].as_array().map(Vec::len) == Some(held.len())).then_some(health)
-    });
+    // The node holding the most PIndexes dies, and its data dir with it; once failed over,
+    // exactly the PIndexes it held are missing, and health is red saying so.
+    let (_, held) = lose_the_busiest_node(&mut drill, &[1, 2]);
+    let health = drill.health();
     assert_eq!(health["status"], "red", "{health}");
-    let missing: BTreeSet<String> = health["missing"]["books"]
-        .as_array()
-        .expect("missing")
-        .iter()
-        .map(|p| p.as_str().expect("a name").to_string())
-        .collect();
-    assert_eq!(missing, held, "{health}");
     assert!(
         health["reasons"]
             .as_array()

@@ -69,6 +69,7 @@ async fn end_to_end(docs: usize) -> f64 {
             commit_every: 100_000,
             commit_interval: Duration::from_secs(5),
             source_partitions: PARTITIONS,
+            start_paused: false,
         },
     );
     while feed.status().applied < docs as u64 {

@@ -210,6 +210,10 @@ pub async fn topology_change(State(state): State<AppState>, body: Bytes) -> Resp
         Ok(changed) => changed,
         Err(r) => return refused(&r.field, &r.message),
     };
+    let recovery_lock = match recovery_guard(&state, &changed).await {
+        Ok(revision) => revision,
+        Err(response) => return response,
+    };
     if request.dry_run {
         return dry_run(&state, &changed).await;
     }
@@ -240,6 +244,11 @@ pub async fn topology_change(State(state): State<AppState>, body: Bytes) -> Resp
         .when(Compare::ModRevision {
             key: keys.topology_lock(),
             revision: 0,
+        })
+        // A recovery begun since it was checked would have to be checked again.
+        .when(Compare::ModRevision {
+            key: keys.recovery_lock(),
+            revision: recovery_lock,
         })
         .then(Op::Put {
             key: keys.topology_lock(),
@@ -276,6 +285,52 @@ pub async fn topology_change(State(state): State<AppState>, body: Bytes) -> Resp
         ),
         Err(e) => cfg_problem(e),
     }
+}
+
+/// While a recovery runs, a change that would move a copy of an index it covers is refused
+/// (409 naming the recovery): its recovering copies stay where the recovery found them. Answers
+/// the recovery lock's revision as read (0: none), for the write to check.
+async fn recovery_guard(
+    state: &AppState,
+    changed: &BTreeMap<String, NodeDef>,
+) -> Result<tessera_cfg::Revision, Response> {
+    use tessera_planner::service::what_if;
+    let lock = state.cfg.recovery_lock().await.map_err(cfg_problem)?;
+    let Some(lock) = lock else { return Ok(0) };
+    let Some(recovery) = state.cfg.running_recovery().await.map_err(cfg_problem)? else {
+        return Ok(lock.revision);
+    };
+    let gathered = tessera_planner::service::inputs::gather(&state.cfg)
+        .await
+        .map_err(cfg_problem)?;
+    let covered: std::collections::BTreeSet<&str> = recovery
+        .value
+        .indexes
+        .iter()
+        .filter_map(|i| gathered.plans.get(i))
+        .flat_map(|p| p.value.pindexes.iter().map(|pi| pi.name.as_str()))
+        .collect();
+    let change = what_if::Change {
+        changed: changed.clone(),
+        ..what_if::Change::default()
+    };
+    let out = what_if::what_if(&gathered, &change)
+        .map_err(|e| problem(StatusCode::CONFLICT, e.to_string(), None))?;
+    if let Some(m) = out
+        .moves
+        .iter()
+        .find(|m| covered.contains(m.pindex.as_str()))
+    {
+        let message = format!(
+            "recovery `{}` is running over {}; this change would move PIndex {} (end or abort the recovery first)",
+            recovery.value.id,
+            recovery.value.indexes.join(", "),
+            m.pindex
+        );
+        let body = json!({"error": message, "recovery": recovery.value.id});
+        return Err((StatusCode::CONFLICT, Json(body)).into_response());
+    }
+    Ok(lock.revision)
 }
 
 /// What the change would move: the planner's what-if (the leader's inputs and failed-node

@@ -9,6 +9,7 @@ mod cluster;
 mod index;
 mod node;
 mod plan;
+mod recovery;
 mod task;
 pub mod validate;
 
@@ -20,6 +21,9 @@ pub use index::{
 };
 pub use node::{NodeDef, NodeLiveness, NodeTag, MAX_WEIGHT};
 pub use plan::{CopyPlan, CopyReport, CopyRole, CopyState, IndexPlan, PIndexPlan};
+pub use recovery::{
+    PIndexRecoveryState, RecoverFrom, Recovery, RecoveryLock, RecoveryPIndex, RecoveryStatus, Undo,
+};
 pub use task::{NodeBefore, TaskKind, TaskProgress, TaskStatus, TopologyLock, TopologyTask};
 pub use validate::FieldError;
 

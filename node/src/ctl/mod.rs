@@ -6,6 +6,7 @@
 mod backup;
 pub mod http;
 mod progress;
+mod recovery;
 mod topology;
 
 use std::path::PathBuf;
@@ -65,6 +66,12 @@ pub enum CtlCommand {
     Backup(backup::BackupCommand),
     /// Restore indexes from a snapshot (onto any cluster; `--dry-run` says what would happen).
     Restore(backup::RestoreArgs),
+    /// Recover missing PIndexes (no copy left can serve them) from a snapshot or the source;
+    /// `--dry-run` says what is missing and where its data would come from.
+    Recover(recovery::RecoverArgs),
+    /// Recoveries: list, show, commit, end, abort.
+    #[command(subcommand)]
+    Recovery(recovery::RecoveryCommand),
 }
 
 #[derive(Subcommand)]
@@ -137,6 +144,8 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
         CtlCommand::AckFailovers => pretty(&http.call("POST", "/api/ctl/failover/ack", "").await?),
         CtlCommand::Backup(cmd) => backup::run(&http, cmd, args.json).await?,
         CtlCommand::Restore(restore) => backup::restore(&http, restore, args.json).await?,
+        CtlCommand::Recover(recover) => recovery::recover(&http, recover, args.json).await?,
+        CtlCommand::Recovery(cmd) => recovery::run(&http, cmd, args.json).await?,
         CtlCommand::Explain { pindex } => pretty(
             &http
                 .call("GET", &format!("/api/plan/explain?pindex={pindex}"), "")

@@ -4,6 +4,7 @@
 
 pub mod backup;
 pub mod drill;
+pub mod missing;
 
 use std::io::{Read, Write};
 use std::process::Child;

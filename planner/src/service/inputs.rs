@@ -16,7 +16,8 @@ pub struct Gathered {
     /// Uuids of nodes whose liveness key is present.
     pub live: BTreeSet<String>,
     pub plans: BTreeMap<String, Versioned<IndexPlan>>,
-    /// Per node, the PIndexes its janitor reports caught up.
+    /// Per node, the PIndexes its janitor reports caught up (less the PIndexes a recovery
+    /// holds until it is committed).
     pub caught_up: BTreeMap<String, BTreeSet<String>>,
     /// Per (node, PIndex), the documents its janitor last reported.
     pub docs: BTreeMap<(String, String), u64>,
@@ -110,6 +111,12 @@ pub async fn gather(cfg: &Cfg) -> Result<Gathered, CfgError> {
         .iter()
         .map(|l| (l.value.uuid.as_str(), l.value.incarnation.as_str()))
         .collect();
+    // A recovering PIndex becomes readable only once the recovery commits it (or ends).
+    let held: BTreeSet<&str> = snapshot
+        .recoveries
+        .iter()
+        .flat_map(|r| r.value.holds())
+        .collect();
     let caught_up = reports
         .iter()
         .filter(|r| {
@@ -123,6 +130,7 @@ pub async fn gather(cfg: &Cfg) -> Result<Gathered, CfgError> {
                 .caught_up
                 .iter()
                 .filter(|p| fresh(&r.value.node, seen, p))
+                .filter(|p| !held.contains(p.as_str()))
                 .cloned()
                 .collect();
             (r.value.node.clone(), fresh_ones)

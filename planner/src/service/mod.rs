@@ -262,6 +262,8 @@ impl PlannerService {
                 | KeyKind::CopyReport(_)
                 | KeyKind::Task(_)
                 | KeyKind::TopologyLock
+                // A recovery begun, committed, ended or aborted changes what is held.
+                | KeyKind::Recovery(_)
                 // Freeze, unfreeze and a failover acknowledgement take effect at once (the
                 // leader's own `held` record triggers one more round, which writes nothing).
                 | KeyKind::Control
@@ -409,6 +411,7 @@ impl PlannerService {
             }
             limits.cluster = 0;
         }
+
         let out = crate::plan_timed(&input);
         let (wanted, progress) = gathered.to_index_plans(&out, failed, limits);
         let mut done = self.write_plans(fence, gathered, wanted).await?;

@@ -1,0 +1,266 @@
+//! `POST /api/ctl/recovery`: what is missing, where each missing PIndex's data will come from,
+//! and (unless a dry run) the recovery written with its lock. A begin while a recovery runs
+//! answers the running one.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tessera_backup::restore_plan::{decide, Action, Target};
+use tessera_backup::{maintain, Manifest, Repository};
+use tessera_cfg::schema::{IndexDef, RecoverFrom, Recovery};
+use tessera_recovery::machine::{self, DataSource};
+use tessera_recovery::MissingPIndex;
+
+use super::shown;
+use crate::problem::{backup_problem, cfg_problem, parse_body, problem};
+use crate::AppState;
+
+/// The begin request, as the issue spells it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BeginRequest {
+    /// Index names; every index with missing PIndexes when empty.
+    #[serde(default)]
+    indexes: Vec<String>,
+    /// Where the data comes from; the source when absent. A snapshot id `latest` picks the
+    /// newest snapshot of the repository that holds the indexes.
+    #[serde(default = "from_source")]
+    from: RecoverFrom,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+fn from_source() -> RecoverFrom {
+    RecoverFrom::Source
+}
+
+pub async fn begin(State(state): State<AppState>, body: Bytes) -> Response {
+    let request: BeginRequest = match parse_body(&body) {
+        Ok(r) => r,
+        Err(answer) => return answer,
+    };
+    if let RecoverFrom::Cluster(_) = request.from {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "`from.cluster`: recovery from another cluster is not supported by this build yet; recover from a snapshot or the source",
+            Some("from.cluster"),
+        );
+    }
+    match state.cfg.running_recovery().await {
+        Ok(Some(running)) => return answer_running(&running.value),
+        Ok(None) => {}
+        Err(e) => return cfg_problem(e),
+    }
+    let gathered = match tessera_planner::service::inputs::gather(&state.cfg).await {
+        Ok(g) => g,
+        Err(e) => return cfg_problem(e),
+    };
+    for (i, name) in request.indexes.iter().enumerate() {
+        if !gathered.index_defs.contains_key(name) {
+            return problem(
+                StatusCode::NOT_FOUND,
+                format!("`indexes[{i}]`: no index `{name}`"),
+                Some(&format!("indexes[{i}]")),
+            );
+        }
+    }
+    let may_return: BTreeSet<String> = gathered
+        .node_defs
+        .values()
+        .filter(|d| !d.value.failed_over)
+        .map(|d| d.value.uuid.clone())
+        .collect();
+    let plans: Vec<_> = gathered.plans.values().map(|p| &p.value).collect();
+    let asked =
+        |index: &str| request.indexes.is_empty() || request.indexes.iter().any(|i| i == index);
+    let missing = tessera_recovery::missing(&plans, &gathered.live, &may_return, asked);
+    if missing.is_empty() {
+        return Json(json!({"missing": {}})).into_response();
+    }
+    let mut from = request.from.clone();
+    let sources = match &mut from {
+        RecoverFrom::Snapshot { repo, id } => {
+            let defs: BTreeMap<&str, &IndexDef> = gathered
+                .index_defs
+                .iter()
+                .map(|(n, d)| (n.as_str(), &d.value))
+                .collect();
+            match from_snapshot(&state, repo, id, &missing, &defs).await {
+                Ok((resolved, sources)) => {
+                    *id = resolved;
+                    sources
+                }
+                Err(answer) => return answer,
+            }
+        }
+        _ => BTreeMap::new(),
+    };
+    let now = tessera_cfg::unix_ms();
+    let recovery_id = format!("r{now}-{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
+    let recovery = machine::begin(&recovery_id, from, &missing, &sources, now);
+    if request.dry_run {
+        let mut body = shown(&recovery, now);
+        body["dry_run"] = json!(true);
+        body["id"] = Value::Null;
+        return Json(body).into_response();
+    }
+    match state.cfg.begin_recovery(&recovery).await {
+        Ok(true) => {
+            tracing::info!(recovery = recovery.id, indexes = ?recovery.indexes, "recovery begun");
+            (StatusCode::ACCEPTED, Json(shown(&recovery, now))).into_response()
+        }
+        // Another node began one in between: that is the running one.
+        Ok(false) => match state.cfg.running_recovery().await {
+            Ok(Some(running)) => answer_running(&running.value),
+            Ok(None) => problem(
+                StatusCode::CONFLICT,
+                "a recovery began and ended while this one was being written; ask again",
+                None,
+            ),
+            Err(e) => cfg_problem(e),
+        },
+        Err(e) => cfg_problem(e),
+    }
+}
+
+/// A begin while a recovery runs: the running one, as accepted before.
+fn answer_running(running: &Recovery) -> Response {
+    let mut body = shown(running, tessera_cfg::unix_ms());
+    body["already_running"] = json!(true);
+    (StatusCode::ACCEPTED, Json(body)).into_response()
+}
+
+/// The snapshot `id` of `repo` (`latest`: the newest holding every index of `missing`),
+/// checked whole, and per missing PIndex whether it downloads, regroups or rebuilds, by what
+/// its source holds now.
+async fn from_snapshot(
+    state: &AppState,
+    repo_name: &str,
+    id: &str,
+    missing: &[MissingPIndex],
+    defs: &BTreeMap<&str, &IndexDef>,
+) -> Result<(String, BTreeMap<String, DataSource>), Response> {
+    let repo_def = match state.cfg.repo_def(repo_name).await.map_err(cfg_problem)? {
+        Some(found) => found.value,
+        None => {
+            return Err(problem(
+                StatusCode::NOT_FOUND,
+                format!("no backup repository `{repo_name}`"),
+                Some("from.snapshot.repo"),
+            ))
+        }
+    };
+    let repo = Repository::open(&repo_def).map_err(backup_problem)?;
+    let indexes: BTreeSet<&str> = missing.iter().map(|m| m.index.as_str()).collect();
+    let manifest = if id == "latest" {
+        latest_holding(&repo, &indexes).await?
+    } else {
+        repo.manifest(id).await.map_err(backup_problem)?
+    };
+    match maintain::verify(&repo, &manifest.id, false).await {
+        Ok(report) if report.ok => {}
+        Ok(report) => {
+            return Err(problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "snapshot {} is not whole: missing {}",
+                    manifest.id,
+                    report.missing.join(", ")
+                ),
+                Some("from.snapshot.id"),
+            ))
+        }
+        Err(e) => return Err(backup_problem(e)),
+    }
+    let mut sources = BTreeMap::new();
+    for index in indexes {
+        let Some(def) = defs.get(index) else { continue };
+        let entries: Vec<_> = manifest.pindexes_of(index).collect();
+        let saved_source = manifest
+            .indexes
+            .get(index)
+            .and_then(|d| d.get("source"))
+            .and_then(|s| s.get("name"))
+            .and_then(Value::as_str);
+        let source_state = match state.source_url(def).await {
+            Ok(url) => tessera_source::grpc::partition_infos(
+                &state.coord.search.peers,
+                &url,
+                &def.source.name,
+            )
+            .await
+            .ok(),
+            Err(_) => None,
+        };
+        for m in missing.iter().filter(|m| m.index == index) {
+            let target = Target {
+                name: m.pindex.clone(),
+                partitions: m.partitions.clone(),
+            };
+            let decision = decide(
+                &entries,
+                &target,
+                def.index_type == "fulltext",
+                &source_state,
+            );
+            let d = decision.restore;
+            let source = if saved_source != Some(def.source.name.as_str()) {
+                DataSource {
+                    from: "source".into(),
+                    rebuild: true,
+                    bytes: 0,
+                    reason: Some(format!(
+                        "the snapshot's `{index}` reads another source than the index here"
+                    )),
+                }
+            } else {
+                let how = match d.action {
+                    Action::Download => "download",
+                    Action::Regroup => "regroup",
+                    Action::Rebuild => "rebuild",
+                };
+                DataSource {
+                    from: if d.action == Action::Rebuild {
+                        "source".into()
+                    } else {
+                        format!(
+                            "snapshot {repo_name}/{}: {how} {}",
+                            manifest.id,
+                            d.from.join(", ")
+                        )
+                    },
+                    rebuild: d.action == Action::Rebuild,
+                    bytes: d.bytes,
+                    reason: d.reason,
+                }
+            };
+            sources.insert(m.pindex.clone(), source);
+        }
+    }
+    Ok((manifest.id, sources))
+}
+
+/// The newest snapshot of `repo` holding every index of `indexes`.
+async fn latest_holding(repo: &Repository, indexes: &BTreeSet<&str>) -> Result<Manifest, Response> {
+    let ids = repo.snapshot_ids().await.map_err(backup_problem)?;
+    for id in ids.iter().rev() {
+        let manifest = repo.manifest(id).await.map_err(backup_problem)?;
+        if indexes.iter().all(|i| manifest.indexes.contains_key(*i)) {
+            return Ok(manifest);
+        }
+    }
+    Err(problem(
+        StatusCode::NOT_FOUND,
+        format!(
+            "no snapshot in the repository holds {}",
+            indexes.iter().copied().collect::<Vec<_>>().join(", ")
+        ),
+        Some("from.snapshot.id"),
+    ))
+}

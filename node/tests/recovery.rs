@@ -1,0 +1,289 @@
+//! Recovery of missing PIndexes, on real etcd and processes: an index without replicas on
+//! three nodes is backed up, takes more writes, then loses the node holding most of its
+//! copies together with its data dir. Ingest is paused before, so the copies the planner
+//! re-places empty cannot catch up from the source on their own and the PIndexes stay missing
+//! until something brings their data back.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::backup::{add_fs_repo, backup_now, ingest, ok};
+use common::drill::*;
+use common::missing::{books_without_replicas, lose_the_busiest_node, missing_of};
+use common::{http, wait_for};
+use serde_json::Value;
+
+/// Three nodes (and `planners` standalone planners); `books` with 8 PIndexes and no replicas
+/// holding 2500 documents, 2000 of them in a snapshot of repository `local`; ingest paused;
+/// then the busiest node lost. Returns the drill, a surviving node and the missing PIndexes.
+/// Also returns the lost node's uuid.
+fn lose_pindexes_after_a_backup(planners: usize) -> (Drill, String, BTreeSet<String>, String) {
+    let mut drill = Drill::start_with(3, 2_000, planners);
+    books_without_replicas(&drill, 8);
+    let node = drill.addresses[0].clone();
+    ingest(&drill.source, 2000, |i| format!("document {i}"));
+    assert_exact(&node, 2000);
+    let location = drill.scratch.path().join("repo");
+    std::fs::create_dir_all(&location).expect("a repository dir");
+    ok(&add_fs_repo(
+        &node,
+        "local",
+        &location.display().to_string(),
+        &[],
+    ));
+    backup_now(&node, "local");
+    // Written after the backup: a recovered PIndex gets these from the source.
+    let body: String = (2000..2500)
+        .map(|i| format!("{{\"key\":\"d{i}\",\"doc\":{{\"title\":\"document {i}\",\"n\":{i}}}}}\n"))
+        .collect();
+    let (status, answer) = http(&drill.source, "POST", "/api/source/docs/bulk", &body);
+    assert_eq!(status, 200, "{answer}");
+    assert_exact(&node, 2500);
+    let (status, body) = http(&node, "POST", "/api/index/books/ingestControl/pause", "");
+    assert_eq!(status, 200, "{body}");
+    let (lost, missing) = lose_the_busiest_node(&mut drill, &[1, 2]);
+    (drill, node, missing, lost)
+}
+
+fn recovery(node: &str, id: &str) -> Value {
+    let (status, body) = http(node, "GET", &format!("/api/ctl/recovery/{id}"), "");
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// The recovery's PIndexes with their state.
+fn states(r: &Value) -> Vec<(String, String)> {
+    r["missing"]["books"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let name = p["pindex"].as_str().unwrap_or("?").to_string();
+            (name, p["state"].as_str().unwrap_or("?").to_string())
+        })
+        .collect()
+}
+
+/// Waits until every PIndex of recovery `id` is in a state `done` accepts; on timeout, fails
+/// showing the recovery as last read.
+fn wait_states(node: &str, id: &str, what: &str, done: impl Fn(&str) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let r = recovery(node, id);
+        if states(&r).iter().all(|(_, s)| done(s)) {
+            return r;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after 90 s waiting for {what}: {r}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn begin(node: &str, body: &str) -> (u16, Value) {
+    http(node, "POST", "/api/ctl/recovery", body)
+}
+
+const FROM_LATEST: &str = r#"{"from": {"snapshot": {"repo": "local", "id": "latest"}}}"#;
+
+#[test]
+fn missing_pindexes_come_back_from_the_latest_snapshot_exactly() {
+    let (mut drill, node, missing, lost) = lose_pindexes_after_a_backup(2);
+    let pindex_names =
+        |r: &Value| -> BTreeSet<String> { states(r).into_iter().map(|(p, _)| p).collect() };
+
+    // The dry run says what is missing, where it is placed and where its data comes from.
+    let out = ok(&ctl(
+        &node,
+        &[
+            "--json",
+            "recover",
+            "--from",
+            "snapshot:local/latest",
+            "--dry-run",
+        ],
+    ));
+    let dry: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(dry["dry_run"], true, "{dry}");
+    assert_eq!(pindex_names(&dry), missing, "{dry}");
+    for p in dry["missing"]["books"].as_array().expect("books") {
+        assert_ne!(p["node"], lost.as_str(), "never the lost node: {p}");
+        assert!(
+            p["from"]
+                .as_str()
+                .is_some_and(|f| f.starts_with("snapshot local/s")),
+            "{p}"
+        );
+        assert_eq!(p["rebuild"], false, "{p}");
+        assert!(p["bytes"].as_u64().unwrap_or(0) > 0, "{p}");
+    }
+    let (_, listed) = http(&node, "GET", "/api/ctl/recovery", "");
+    assert_eq!(
+        listed["recoveries"],
+        serde_json::json!([]),
+        "a dry run writes nothing"
+    );
+
+    // Begin; a second begin answers the same recovery.
+    let (status, begun) = begin(&node, FROM_LATEST);
+    assert_eq!(status, 202, "{begun}");
+    let id = begun["id"].as_str().expect("an id").to_string();
+    assert_eq!(pindex_names(&begun), missing);
+    let (status, again) = begin(
+        &drill.addresses[1 + usize::from(node == drill.addresses[1])],
+        "{}",
+    );
+    assert_eq!(status, 202, "{again}");
+    assert_eq!(again["id"], id.as_str(), "one recovery: {again}");
+    assert_eq!(again["already_running"], true, "{again}");
+
+    // A topology change that would move the recovering index's copies is refused.
+    let survivor = drill.uuid_of(0);
+    let drain = format!(r#"{{"type": "drain", "eject_nodes": ["{survivor}"]}}"#);
+    let (status, refused) = http(&node, "POST", "/api/ctl/topology-change", &drain);
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(refused["recovery"], id.as_str(), "{refused}");
+
+    // The planner leader dies mid-recovery; the recovery goes on.
+    drill.kill_planner_leader();
+    let fetched = wait_states(&node, &id, "every missing PIndex fetched", |s| {
+        s == "catching_up"
+    });
+    // Ingest is paused: the snapshot's data is all they have, and it is not readable.
+    assert_eq!(missing_of(&drill), missing);
+    assert!(
+        fetched["progress"]["bytes_done"].as_u64() > Some(0),
+        "{fetched}"
+    );
+    // Queries meanwhile: partial only when allowed, saying which PIndexes did not answer.
+    let partial = r#"{"query": {"match_all": {}}, "size": 0, "allow_partial_results": true}"#;
+    let (status, body) = http(&node, "POST", "/api/index/books/query", partial);
+    assert_eq!(status, 200, "{body}");
+    let unanswered: BTreeSet<String> = body["status"]["errors"]
+        .as_object()
+        .expect("errors")
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(unanswered, missing, "{body}");
+    let whole = r#"{"query": {"match_all": {}}, "size": 0}"#;
+    let (status, body) = http(&node, "POST", "/api/index/books/query", whole);
+    assert_eq!(status, 503, "{body}");
+
+    // Ingest resumed: they catch up with what the source has beyond the snapshot, and stay
+    // unreadable until committed.
+    let (status, body) = http(&node, "POST", "/api/index/books/ingestControl/resume", "");
+    assert_eq!(status, 200, "{body}");
+    wait_states(&node, &id, "every missing PIndex recovered", |s| {
+        s == "recovered"
+    });
+    assert_eq!(
+        missing_of(&drill),
+        missing,
+        "not readable before the commit"
+    );
+    let committed = ok(&ctl(&node, &["--json", "recovery", "commit", &id]));
+    let committed: Value = serde_json::from_str(&committed).expect("JSON");
+    let newly: BTreeSet<String> = committed["committed"]
+        .as_array()
+        .expect("committed")
+        .iter()
+        .filter_map(|p| p.as_str().map(str::to_string))
+        .collect();
+    assert_eq!(newly, missing, "{committed}");
+    let again = ok(&ctl(&node, &["--json", "recovery", "commit", &id]));
+    assert!(again.contains("\"committed\": []"), "idempotent: {again}");
+    drill.wait_settled("the recovered PIndexes readable", Duration::from_secs(60));
+    assert!(missing_of(&drill).is_empty());
+    assert_exact(&node, 2500);
+
+    // Their files came from the snapshot.
+    let mut from_snapshot = BTreeSet::new();
+    for address in [
+        &drill.addresses[0],
+        &drill.addresses[1],
+        &drill.addresses[2],
+    ] {
+        let Some((_, status)) = common::try_http(address, "GET", "/api/index/books/status", "")
+        else {
+            continue;
+        };
+        for p in status["pindexes"].as_array().into_iter().flatten() {
+            if p["local"]["restored_from"]
+                .as_str()
+                .is_some_and(|f| f.contains("local"))
+            {
+                from_snapshot.insert(p["name"].as_str().unwrap_or("?").to_string());
+            }
+        }
+    }
+    assert_eq!(from_snapshot, missing);
+
+    // End: nothing left to hand over; ending again answers the same.
+    let (status, ended) = http(&node, "POST", &format!("/api/ctl/recovery/{id}/end"), "");
+    assert_eq!(status, 200, "{ended}");
+    assert_eq!(ended["status"], "ended", "{ended}");
+    assert_eq!(ended["handed_to_planner"], serde_json::json!([]), "{ended}");
+    let (status, _) = http(&node, "POST", &format!("/api/ctl/recovery/{id}/end"), "");
+    assert_eq!(status, 200);
+    let (status, body) = http(&node, "POST", &format!("/api/ctl/recovery/{id}/abort"), "");
+    assert_eq!(status, 409, "an ended recovery cannot be aborted: {body}");
+    let (status, body) = begin(&node, FROM_LATEST);
+    assert_eq!(
+        (status, &body["missing"]),
+        (200, &serde_json::json!({})),
+        "{body}"
+    );
+}
+
+#[test]
+fn an_aborted_recovery_leaves_the_cluster_as_without_it() {
+    let (drill, node, missing, _) = lose_pindexes_after_a_backup(0);
+    let (status, begun) = begin(&node, FROM_LATEST);
+    assert_eq!(status, 202, "{begun}");
+    let id = begun["id"].as_str().expect("an id").to_string();
+    wait_for("a PIndex fetched", Duration::from_secs(60), || {
+        let r = recovery(&node, &id);
+        states(&r)
+            .iter()
+            .any(|(_, s)| s == "catching_up")
+            .then_some(())
+    });
+
+    let out = ok(&ctl(&node, &["--json", "recovery", "abort", &id]));
+    let aborted: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(aborted["status"], "aborted", "{aborted}");
+    let (status, body) = http(&node, "POST", &format!("/api/ctl/recovery/{id}/abort"), "");
+    assert_eq!(status, 200, "aborting again is fine: {body}");
+    let (status, body) = http(&node, "POST", &format!("/api/ctl/recovery/{id}/commit"), "");
+    assert_eq!(status, 200, "nothing recovered to commit: {body}");
+    wait_for("everything undone", Duration::from_secs(60), || {
+        let r = recovery(&node, &id);
+        (r["progress"]["undo_pending"] == 0).then_some(())
+    });
+
+    // As without the recovery: resumed, the re-placed copies rebuild from the source.
+    let (status, body) = http(&node, "POST", "/api/index/books/ingestControl/resume", "");
+    assert_eq!(status, 200, "{body}");
+    drill.wait_settled("the missing PIndexes rebuilt", Duration::from_secs(60));
+    assert!(missing_of(&drill).is_empty());
+    assert_exact(&node, 2500);
+    for address in &drill.addresses {
+        let Some((_, status)) = common::try_http(address, "GET", "/api/index/books/status", "")
+        else {
+            continue;
+        };
+        for p in status["pindexes"].as_array().into_iter().flatten() {
+            let name = p["name"].as_str().unwrap_or("?");
+            if missing.contains(name) {
+                assert!(
+                    p["local"]["restored_from"].is_null(),
+                    "rebuilt, not fetched: {p}"
+                );
+            }
+        }
+    }
+}
