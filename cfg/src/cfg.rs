@@ -292,12 +292,16 @@ impl Cfg {
                 let doc: schema::RecoveryLock = schema::decode_input(key, bytes)?;
                 Ok(schema::encode(&doc))
             }
+            KeyKind::RecoveryAuto => {
+                let doc: schema::RecoveryAuto = schema::decode_input(key, bytes)?;
+                Ok(schema::encode(&doc))
+            }
             KeyKind::Unknown | KeyKind::Foreign if allow_unknown => Ok(bytes.to_vec()),
             KeyKind::Unknown | KeyKind::Foreign => Err(CfgError::Invalid {
                 key: key.to_string(),
                 field: "(key)".into(),
                 reason: format!(
-                    "not a key of the schema (under {}: cluster, indexes/NAME, nodes/UUID, live/UUID, plans/INDEX, planner/leader, reports/NODE, tasks/ID, topology/lock, control, backup/repos/NAME, backup/jobs/ID, recoveries/ID, recovery/lock); pass --raw to write it anyway",
+                    "not a key of the schema (under {}: cluster, indexes/NAME, nodes/UUID, live/UUID, plans/INDEX, planner/leader, reports/NODE, tasks/ID, topology/lock, control, backup/repos/NAME, backup/jobs/ID, recoveries/ID, recovery/lock, recovery/auto); pass --raw to write it anyway",
                     self.keys.root()
                 ),
             }),

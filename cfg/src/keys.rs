@@ -16,6 +16,7 @@
 //! | `backup/jobs/<id>`       | [`BackupJob`](crate::schema::BackupJob) |
 //! | `recoveries/<id>`        | [`Recovery`](crate::schema::Recovery) |
 //! | `recovery/lock`          | [`RecoveryLock`](crate::schema::RecoveryLock): the running recovery |
+//! | `recovery/auto`          | [`RecoveryAuto`](crate::schema::RecoveryAuto): automatic recovery |
 //!
 //! Other crates ask [`KeySpace`] for keys and never format them by hand.
 
@@ -48,6 +49,7 @@ pub enum KeyKind {
     /// A recovery of missing PIndexes.
     Recovery(String),
     RecoveryLock,
+    RecoveryAuto,
     /// Under the cluster root but not part of the schema.
     Unknown,
     /// Not under this cluster's root.
@@ -156,6 +158,10 @@ impl KeySpace {
         format!("{}recovery/lock", self.root)
     }
 
+    pub fn recovery_auto(&self) -> String {
+        format!("{}recovery/auto", self.root)
+    }
+
     /// A key given on the command line: absolute (`/tessera/...`) as is, otherwise relative
     /// to the cluster root (`indexes/books`).
     pub fn resolve(&self, key: &str) -> String {
@@ -186,6 +192,8 @@ impl KeySpace {
             KeyKind::Control
         } else if rest == "recovery/lock" {
             KeyKind::RecoveryLock
+        } else if rest == "recovery/auto" {
+            KeyKind::RecoveryAuto
         } else if let Some(name) = one("indexes/") {
             KeyKind::IndexDef(name)
         } else if let Some(uuid) = one("nodes/") {

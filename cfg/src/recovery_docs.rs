@@ -4,7 +4,7 @@
 
 use crate::cfg::{Cfg, Versioned, VersionedList};
 use crate::error::Result;
-use crate::schema::{Document, Recovery, RecoveryLock, RecoveryStatus};
+use crate::schema::{Document, Recovery, RecoveryAuto, RecoveryLock, RecoveryStatus};
 use crate::Revision;
 
 impl Cfg {
@@ -18,6 +18,21 @@ impl Cfg {
 
     pub async fn recovery_lock(&self) -> Result<Option<Versioned<RecoveryLock>>> {
         self.get_doc(&self.keys().recovery_lock()).await
+    }
+
+    pub async fn recovery_auto(&self) -> Result<Option<Versioned<RecoveryAuto>>> {
+        self.get_doc(&self.keys().recovery_auto()).await
+    }
+
+    /// Sets (or with `None` removes) the cluster's automatic recovery.
+    pub async fn put_recovery_auto(&self, auto: Option<&RecoveryAuto>) -> Result<()> {
+        let key = self.keys().recovery_auto();
+        let current = self.recovery_auto().await?.map_or(0, |c| c.revision);
+        match auto {
+            Some(doc) => self.put_doc(&key, doc, current, None).await.map(|_| ()),
+            None if current == 0 => Ok(()),
+            None => self.store().delete(&key, current).await.map(|_| ()),
+        }
     }
 
     /// The running recovery the lock names, if any.

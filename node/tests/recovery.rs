@@ -132,10 +132,12 @@ fn missing_pindexes_come_back_from_the_latest_snapshot_exactly() {
     assert_eq!(status, 202, "{begun}");
     let id = begun["id"].as_str().expect("an id").to_string();
     assert_eq!(pindex_names(&begun), missing);
-    let (status, again) = begin(
-        &drill.addresses[1 + usize::from(node == drill.addresses[1])],
-        "{}",
-    );
+    let other = [&drill.addresses[1], &drill.addresses[2]]
+        .into_iter()
+        .find(|a| common::try_http(a, "GET", "/api/ping", "").is_some())
+        .expect("a survivor besides node 0")
+        .clone();
+    let (status, again) = begin(&other, "{}");
     assert_eq!(status, 202, "{again}");
     assert_eq!(again["id"], id.as_str(), "one recovery: {again}");
     assert_eq!(again["already_running"], true, "{again}");
@@ -286,4 +288,65 @@ fn an_aborted_recovery_leaves_the_cluster_as_without_it() {
             }
         }
     }
+}
+
+#[test]
+fn the_automatic_recovery_brings_missing_pindexes_back_by_itself() {
+    let mut drill = Drill::start(3, 2_000);
+    let node = drill.addresses[0].clone();
+    let location = drill.scratch.path().join("repo");
+    std::fs::create_dir_all(&location).expect("a repository dir");
+    ok(&add_fs_repo(
+        &node,
+        "local",
+        &location.display().to_string(),
+        &[],
+    ));
+    let (status, body) = http(&node, "PUT", "/api/ctl/recovery/auto", FROM_LATEST);
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = http(
+        &node,
+        "PUT",
+        "/api/ctl/recovery/auto",
+        r#"{"from": {"snapshot": {"repo": "nope", "id": "latest"}}}"#,
+    );
+    assert_eq!(
+        (status, &body["field"]),
+        (404, &serde_json::json!("from.snapshot.repo")),
+        "{body}"
+    );
+    let (_, shown) = http(&node, "GET", "/api/ctl/recovery/auto", "");
+    assert_eq!(shown["from"]["snapshot"]["repo"], "local", "{shown}");
+    books_without_replicas(&drill, 8);
+    ingest(&drill.source, 2000, |i| format!("document {i}"));
+    assert_exact(&node, 2000);
+    backup_now(&node, "local");
+    let (status, body) = http(&node, "POST", "/api/index/books/ingestControl/pause", "");
+    assert_eq!(status, 200, "{body}");
+    let (_, missing) = lose_the_busiest_node(&mut drill, &[1, 2]);
+    // Begun by the cluster itself, with the same visibility as an operator's.
+    let begun = wait_for("an automatic recovery", Duration::from_secs(30), || {
+        let (_, listed) = http(&node, "GET", "/api/ctl/recovery", "");
+        listed["recoveries"].as_array()?.first().cloned()
+    });
+    assert_eq!(begun["auto"], true, "begun by the setting: {begun}");
+    let id = begun["id"].as_str().expect("an id").to_string();
+    let names: BTreeSet<String> = states(&begun).into_iter().map(|(p, _)| p).collect();
+    assert_eq!(names, missing);
+    let (status, body) = http(&node, "POST", "/api/index/books/ingestControl/resume", "");
+    assert_eq!(status, 200, "{body}");
+    let ended = wait_for(
+        "the automatic recovery ended",
+        Duration::from_secs(90),
+        || {
+            let r = recovery(&node, &id);
+            (r["status"] == "ended").then_some(r)
+        },
+    );
+    assert_eq!(ended["progress"]["committed"], missing.len(), "{ended}");
+    drill.wait_settled("the recovered PIndexes readable", Duration::from_secs(60));
+    assert!(missing_of(&drill).is_empty());
+    assert_exact(&node, 2000);
+    let (status, body) = http(&node, "PUT", "/api/ctl/recovery/auto", r#"{"from": null}"#);
+    assert_eq!((status, &body["from"]), (200, &Value::Null), "{body}");
 }

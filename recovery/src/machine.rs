@@ -90,6 +90,7 @@ pub fn begin(
         created_ms: now_ms,
         updated_ms: now_ms,
         summary: None,
+        auto: false,
     }
 }
 

@@ -27,13 +27,13 @@ use crate::AppState;
 pub struct BeginRequest {
     /// Index names; every index with missing PIndexes when empty.
     #[serde(default)]
-    indexes: Vec<String>,
+    pub indexes: Vec<String>,
     /// Where the data comes from; the source when absent. A snapshot id `latest` picks the
     /// newest snapshot of the repository that holds the indexes.
     #[serde(default = "from_source")]
-    from: RecoverFrom,
+    pub from: RecoverFrom,
     #[serde(default)]
-    dry_run: bool,
+    pub dry_run: bool,
 }
 
 fn from_source() -> RecoverFrom {
@@ -41,10 +41,15 @@ fn from_source() -> RecoverFrom {
 }
 
 pub async fn begin(State(state): State<AppState>, body: Bytes) -> Response {
-    let request: BeginRequest = match parse_body(&body) {
-        Ok(r) => r,
-        Err(answer) => return answer,
-    };
+    match parse_body(&body) {
+        Ok(request) => start(&state, request, false).await,
+        Err(answer) => answer,
+    }
+}
+
+/// Begins a recovery of what `request` asks for (`auto`: by the automatic setting), or
+/// answers the running one, or says nothing is missing.
+pub async fn start(state: &AppState, request: BeginRequest, auto: bool) -> Response {
     if let RecoverFrom::Cluster(_) = request.from {
         return problem(
             StatusCode::BAD_REQUEST,
@@ -91,7 +96,7 @@ pub async fn begin(State(state): State<AppState>, body: Bytes) -> Response {
                 .iter()
                 .map(|(n, d)| (n.as_str(), &d.value))
                 .collect();
-            match from_snapshot(&state, repo, id, &missing, &defs).await {
+            match from_snapshot(state, repo, id, &missing, &defs).await {
                 Ok((resolved, sources)) => {
                     *id = resolved;
                     sources
@@ -103,7 +108,8 @@ pub async fn begin(State(state): State<AppState>, body: Bytes) -> Response {
     };
     let now = tessera_cfg::unix_ms();
     let recovery_id = format!("r{now}-{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
-    let recovery = machine::begin(&recovery_id, from, &missing, &sources, now);
+    let mut recovery = machine::begin(&recovery_id, from, &missing, &sources, now);
+    recovery.auto = auto;
     if request.dry_run {
         let mut body = shown(&recovery, now);
         body["dry_run"] = json!(true);

@@ -4,9 +4,12 @@
 //! (`tessera_cfg::schema::Recovery`); its rules are `tessera_recovery::machine`'s. Janitors
 //! write their PIndexes' steps into the same document, so every operator step here is a
 //! read-modify-write under CAS, retried when a janitor's step landed in between.
+//! `GET|PUT /api/ctl/recovery/auto` is the cluster's automatic recovery ([`auto`]).
 
+mod auto;
 mod begin;
 
+pub use auto::run as run_automatic;
 pub use begin::begin;
 
 use axum::body::Bytes;
@@ -26,6 +29,7 @@ use crate::AppState;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/ctl/recovery", post(begin).get(list))
+        .route("/api/ctl/recovery/auto", get(auto::show).put(auto::set))
         .route("/api/ctl/recovery/{id}", get(show))
         .route("/api/ctl/recovery/{id}/commit", post(commit))
         .route("/api/ctl/recovery/{id}/end", post(end))
@@ -49,7 +53,8 @@ pub fn shown(r: &Recovery, now_ms: u64) -> Value {
     }
     json!({"id": r.id, "status": r.status, "from": r.from, "indexes": r.indexes,
         "missing": missing, "progress": machine::progress(r, now_ms),
-        "created_ms": r.created_ms, "updated_ms": r.updated_ms, "summary": r.summary})
+        "created_ms": r.created_ms, "updated_ms": r.updated_ms, "summary": r.summary,
+        "auto": r.auto})
 }
 
 pub async fn list(State(state): State<AppState>) -> Response {

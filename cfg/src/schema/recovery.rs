@@ -118,6 +118,9 @@ pub struct Recovery {
     /// How it ended, in a sentence.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<String>,
+    /// Begun by the cluster's automatic recovery setting (which also commits and ends it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub auto: bool,
 }
 
 impl Recovery {
@@ -159,6 +162,31 @@ impl Document for Recovery {
             }
         }
         Ok(())
+    }
+}
+
+/// The cluster's automatic recovery: when PIndexes go missing and no recovery runs, one is
+/// begun from `from`, and committed and ended once its PIndexes are recovered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecoveryAuto {
+    pub format_version: u32,
+    pub from: RecoverFrom,
+}
+
+impl Document for RecoveryAuto {
+    const KIND: &'static str = "automatic recovery setting";
+    const FORMAT_VERSION: u32 = 1;
+
+    fn validate(&self) -> Result<(), FieldError> {
+        match &self.from {
+            RecoverFrom::Snapshot { repo, .. } => validate::name("from.snapshot.repo", repo),
+            RecoverFrom::Cluster(_) => Err(FieldError::new(
+                "from.cluster",
+                "recovery from another cluster is not supported by this build yet",
+            )),
+            RecoverFrom::Source => Ok(()),
+        }
     }
 }
 
@@ -217,6 +245,7 @@ mod tests {
             created_ms: 0,
             updated_ms: 0,
             summary: None,
+            auto: false,
         }
     }
 

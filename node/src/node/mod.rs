@@ -69,6 +69,14 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
     let planner = start_planner(&cfg, &me, &args);
     let (backups, saver) = start_backups(&cfg, &me, &meta, global, peers.clone());
     let state = api_state(&cfg, &me, &meta, board, &args, peers);
+    let recovery = {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let run = tessera_api::recovery::run_automatic(state.clone(), stopped);
+        Part {
+            stop,
+            task: Some(tokio::spawn(run)),
+        }
+    };
     let app = tessera_api::app(state)
         .merge(tessera_backup::grpc::router(saver))
         .merge(crate::source_cmd::routes(
@@ -85,6 +93,7 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
             () = crate::signals::shutdown_signal() => tracing::info!("shutting down"),
             () = until_true(&mut lost) => tracing::error!("liveness lease lost; stopping so a supervisor can restart the node"),
         }
+        recovery.stop().await;
         backups.stop().await;
         planner.stop().await;
         janitor.stop().await;

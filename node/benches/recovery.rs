@@ -1,0 +1,211 @@
+//! Recovery of missing PIndexes: three nodes host two identical indexes (`docs` and `twin`) of
+//! 1M documents in 16 PIndexes without replicas. After a backup of `docs` and 1% more
+//! documents written, ingest is paused and the node holding most copies dies with its data
+//! dir; once it is failed over, both indexes have PIndexes missing. Prints, in one run, the
+//! time to recover `docs`' missing PIndexes from the snapshot (begin → every PIndex caught up
+//! and committed → exact count) against the time for `twin`'s to be rebuilt from the source
+//! the planner's normal way. Run: `cargo bench -p tessera-node --bench recovery`
+//! (`RECOVERY_DOCS` to change the size).
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{free_port, request, spawn, Cluster};
+use tessera_tests::etcd::EtcdCluster;
+
+const LONG: Duration = Duration::from_secs(3600);
+
+/// Waits until `index` answers an `at_plus` count of `docs`.
+fn wait_count(cluster: &Cluster, index: &str, docs: usize) {
+    let body = r#"{"query": {"match_all": {}}, "size": 0, "consistency": {"level": "at_plus"}, "timeout_ms": 10000}"#;
+    cluster.wait(&format!("{index} to hold {docs} documents"), LONG, |c| {
+        let (status, answer) = c.call("POST", &format!("/api/index/{index}/query"), body);
+        (status == 200 && answer["total_hits"].as_u64() == Some(docs as u64)).then_some(())
+    });
+}
+
+/// The PIndexes of `index` health names missing.
+fn missing(cluster: &Cluster, index: &str) -> usize {
+    let health = cluster.call("GET", "/api/cluster/health", "").1;
+    health["missing"][index].as_array().map_or(0, Vec::len)
+}
+
+fn main() {
+    let docs: usize = std::env::var("RECOVERY_DOCS")
+        .ok()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(1_000_000);
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let etcd = EtcdCluster::single();
+    let cfg = etcd.cfg_spec("bench");
+    let source = format!("127.0.0.1:{}", free_port());
+    let _source = spawn(
+        &scratch.path().join("source"),
+        &["source", "--bind", &source, "--partitions", "64"],
+        Some(&source),
+    );
+    let repo_dir = scratch.path().join("repo");
+    std::fs::create_dir_all(&repo_dir).expect("repo dir");
+    let backup_root = scratch.path().display().to_string();
+    let addresses: Vec<String> = (0..3)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let mut nodes: Vec<_> = addresses
+        .iter()
+        .enumerate()
+        .map(|(i, address)| {
+            let dir = scratch.path().join(format!("node{i}"));
+            let zone = format!("zone-{i}");
+            let args = [
+                "--cfg",
+                &cfg,
+                "node",
+                "--bind",
+                address,
+                "--group",
+                &zone,
+                "--max-backfills",
+                "8",
+                "--lease-ttl-ms",
+                "2000",
+                "--failover-delay-ms",
+                "2000",
+                "--backup-path",
+                &backup_root,
+            ];
+            Some(spawn(&dir, &args, Some(address)))
+        })
+        .collect();
+    let cluster = Cluster::new(&addresses[0]);
+    cluster.wait("three nodes", Duration::from_secs(30), |c| {
+        let nodes = c.call("GET", "/api/nodes", "").1;
+        (nodes["nodes"].as_array().map(Vec::len) == Some(3)).then_some(())
+    });
+    let definition = format!(
+        r#"{{"type": "fulltext", "source": {{"type": "tessera", "name": "docs", "partitions": 64, "params": {{"url": "http://{source}"}}}},
+            "plan": {{"index_partitions": 16, "replicas": 0}},
+            "params": {{"mapping": {{"fields": {{"title": {{"type": "text"}}, "n": {{"type": "i64"}}}}}}}}}}"#
+    );
+    for index in ["docs", "twin"] {
+        let (status, answer) = cluster.call("PUT", &format!("/api/index/{index}"), &definition);
+        assert_eq!(status, 200, "{answer}");
+    }
+    let load = |from: usize, to: usize| {
+        for start in (from..to).step_by(50_000) {
+            let body: String = (start..(start + 50_000).min(to))
+                .map(|i| format!("{{\"key\":\"d{i}\",\"doc\":{{\"title\":\"document number {i} of the recovery benchmark\",\"n\":{i}}}}}\n"))
+                .collect();
+            let url = format!("http://{source}/api/source/docs/bulk");
+            let (status, answer) =
+                cluster
+                    .runtime
+                    .block_on(request(&cluster.client, "POST", &url, body));
+            assert_eq!(status, 200, "{answer}");
+        }
+    };
+    let loading = Instant::now();
+    load(0, docs);
+    wait_count(&cluster, "docs", docs);
+    wait_count(&cluster, "twin", docs);
+    println!(
+        "{docs} documents in each of two indexes, 16 PIndexes without replicas on 3 nodes, built in {:.1} s",
+        loading.elapsed().as_secs_f64()
+    );
+    let repo = format!(r#"{{"type": "fs", "location": "{}"}}"#, repo_dir.display());
+    let (status, answer) = cluster.call("PUT", "/api/backup/repos/bench", &repo);
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) = cluster.call(
+        "POST",
+        "/api/backup/repos/bench/snapshots",
+        r#"{"indexes": ["docs"]}"#,
+    );
+    assert_eq!(status, 202, "{answer}");
+    let job = answer["id"].as_str().expect("job id").to_string();
+    cluster.wait("the backup", LONG, |c| {
+        let job = c.call("GET", &format!("/api/backup/jobs/{job}"), "").1["job"].clone();
+        (job["status"] == "completed").then_some(())
+    });
+    // 1% more after the backup: the recovered PIndexes stream these from the source.
+    let total = docs + docs / 100;
+    load(docs, total);
+    wait_count(&cluster, "docs", total);
+    wait_count(&cluster, "twin", total);
+    for index in ["docs", "twin"] {
+        let path = format!("/api/index/{index}/ingestControl/pause");
+        let (status, answer) = cluster.call("POST", &path, "");
+        assert_eq!(status, 200, "{answer}");
+    }
+
+    // The node holding most copies dies with its data dir (never node 0, which is asked).
+    let plans = cluster.call("GET", "/api/plan", "").1;
+    let holds = |i: usize| {
+        let (_, ping) = cluster.runtime.block_on(request(
+            &cluster.client,
+            "GET",
+            &format!("http://{}/api/ping", addresses[i]),
+            String::new(),
+        ));
+        let uuid = ping["node"].as_str().unwrap_or_default().to_string();
+        plans
+            .to_string()
+            .matches(&format!("\"node\":\"{uuid}\""))
+            .count()
+    };
+    let victim = if holds(1) >= holds(2) { 1 } else { 2 };
+    nodes[victim] = None;
+    std::fs::remove_dir_all(scratch.path().join(format!("node{victim}"))).expect("data dir");
+    let (lost_docs, lost_twin) = cluster.wait("PIndexes missing", Duration::from_secs(60), |c| {
+        let (d, t) = (missing(c, "docs"), missing(c, "twin"));
+        (d > 0 && t > 0).then_some((d, t))
+    });
+
+    // Recovery of docs' missing PIndexes from the snapshot.
+    let started = Instant::now();
+    let begin = r#"{"indexes": ["docs"], "from": {"snapshot": {"repo": "bench", "id": "latest"}}}"#;
+    let (status, begun) = cluster.call("POST", "/api/ctl/recovery", begin);
+    assert_eq!(status, 202, "{begun}");
+    let id = begun["id"].as_str().expect("recovery id").to_string();
+    let bytes = begun["progress"]["bytes_total"].as_u64().unwrap_or(0);
+    let (status, answer) = cluster.call("POST", "/api/index/docs/ingestControl/resume", "");
+    assert_eq!(status, 200, "{answer}");
+    cluster.wait("every PIndex recovered", LONG, |c| {
+        let r = c.call("GET", &format!("/api/ctl/recovery/{id}"), "").1;
+        let states = &r["progress"]["states"];
+        assert!(states["failed"].is_null(), "a PIndex failed: {r}");
+        (states["recovered"].as_u64() == Some(lost_docs as u64)).then_some(())
+    });
+    let (status, answer) = cluster.call("POST", &format!("/api/ctl/recovery/{id}/commit"), "");
+    assert_eq!(status, 200, "{answer}");
+    cluster.wait("docs readable", LONG, |c| {
+        (missing(c, "docs") == 0).then_some(())
+    });
+    wait_count(&cluster, "docs", total);
+    let recovered = started.elapsed().as_secs_f64();
+    let (status, answer) = cluster.call("POST", &format!("/api/ctl/recovery/{id}/end"), "");
+    assert_eq!(status, 200, "{answer}");
+
+    // twin's missing PIndexes rebuilt from the source, the planner's normal way.
+    let started = Instant::now();
+    let (status, answer) = cluster.call("POST", "/api/index/twin/ingestControl/resume", "");
+    assert_eq!(status, 200, "{answer}");
+    cluster.wait("twin readable", LONG, |c| {
+        (missing(c, "twin") == 0).then_some(())
+    });
+    wait_count(&cluster, "twin", total);
+    let rebuilt = started.elapsed().as_secs_f64();
+
+    let per = |s: f64, n: usize| s / n.max(1) as f64;
+    println!(
+        "recovered {lost_docs} missing PIndexes from the snapshot ({:.1} MB fetched, then {} documents written after the backup streamed): {recovered:.1} s, {:.2} s per PIndex",
+        bytes as f64 / 1e6,
+        docs / 100,
+        per(recovered, lost_docs)
+    );
+    println!(
+        "rebuilt {lost_twin} missing PIndexes of the twin index from the source: {rebuilt:.1} s, {:.2} s per PIndex; recovery {:.1}× faster per PIndex",
+        per(rebuilt, lost_twin),
+        per(rebuilt, lost_twin) / per(recovered, lost_docs)
+    );
+}
