@@ -17,24 +17,10 @@ use tessera_tests::etcd::EtcdCluster;
 
 /// What the backup benchmark asks of the cluster beyond the shared calls.
 trait Backups {
-    fn wait_count(&self, index: &str, docs: usize);
     fn backup(&self) -> (f64, serde_json::Value);
 }
 
 impl Backups for Cluster {
-    /// Waits until `index` answers an `at_plus` count of `docs`.
-    fn wait_count(&self, index: &str, docs: usize) {
-        let body = r#"{"query": {"match_all": {}}, "size": 0, "consistency": {"level": "at_plus"}, "timeout_ms": 10000}"#;
-        self.wait(
-            &format!("{index} to hold {docs} documents"),
-            Duration::from_secs(3600),
-            |c| {
-                let (status, answer) = c.call("POST", &format!("/api/index/{index}/query"), body);
-                (status == 200 && answer["total_hits"].as_u64() == Some(docs as u64)).then_some(())
-            },
-        );
-    }
-
     /// Runs a backup to its end; returns seconds and the finished job.
     fn backup(&self) -> (f64, serde_json::Value) {
         let started = Instant::now();
@@ -81,10 +67,7 @@ fn query_load(node: String, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Ve
 }
 
 fn main() {
-    let docs: usize = std::env::var("BACKUP_DOCS")
-        .ok()
-        .and_then(|d| d.parse().ok())
-        .unwrap_or(1_000_000);
+    let docs = support::docs_from_env("BACKUP_DOCS", 1_000_000);
     let scratch = tempfile::tempdir().expect("tempdir");
     let etcd = EtcdCluster::single();
     let cfg = etcd.cfg_spec("bench");

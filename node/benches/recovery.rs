@@ -17,15 +17,6 @@ use tessera_tests::etcd::EtcdCluster;
 
 const LONG: Duration = Duration::from_secs(3600);
 
-/// Waits until `index` answers an `at_plus` count of `docs`.
-fn wait_count(cluster: &Cluster, index: &str, docs: usize) {
-    let body = r#"{"query": {"match_all": {}}, "size": 0, "consistency": {"level": "at_plus"}, "timeout_ms": 10000}"#;
-    cluster.wait(&format!("{index} to hold {docs} documents"), LONG, |c| {
-        let (status, answer) = c.call("POST", &format!("/api/index/{index}/query"), body);
-        (status == 200 && answer["total_hits"].as_u64() == Some(docs as u64)).then_some(())
-    });
-}
-
 /// The PIndexes of `index` health names missing.
 fn missing(cluster: &Cluster, index: &str) -> usize {
     let health = cluster.call("GET", "/api/cluster/health", "").1;
@@ -33,10 +24,7 @@ fn missing(cluster: &Cluster, index: &str) -> usize {
 }
 
 fn main() {
-    let docs: usize = std::env::var("RECOVERY_DOCS")
-        .ok()
-        .and_then(|d| d.parse().ok())
-        .unwrap_or(1_000_000);
+    let docs = support::docs_from_env("RECOVERY_DOCS", 1_000_000);
     let scratch = tempfile::tempdir().expect("tempdir");
     let etcd = EtcdCluster::single();
     let cfg = etcd.cfg_spec("bench");
@@ -107,8 +95,8 @@ fn main() {
     };
     let loading = Instant::now();
     load(0, docs);
-    wait_count(&cluster, "docs", docs);
-    wait_count(&cluster, "twin", docs);
+    cluster.wait_count("docs", docs);
+    cluster.wait_count("twin", docs);
     println!(
         "{docs} documents in each of two indexes, 16 PIndexes without replicas on 3 nodes, built in {:.1} s",
         loading.elapsed().as_secs_f64()
@@ -130,8 +118,8 @@ fn main() {
     // 1% more after the backup: the recovered PIndexes stream these from the source.
     let total = docs + docs / 100;
     load(docs, total);
-    wait_count(&cluster, "docs", total);
-    wait_count(&cluster, "twin", total);
+    cluster.wait_count("docs", total);
+    cluster.wait_count("twin", total);
     for index in ["docs", "twin"] {
         let path = format!("/api/index/{index}/ingestControl/pause");
         let (status, answer) = cluster.call("POST", &path, "");
@@ -168,20 +156,51 @@ fn main() {
     assert_eq!(status, 202, "{begun}");
     let id = begun["id"].as_str().expect("recovery id").to_string();
     let bytes = begun["progress"]["bytes_total"].as_u64().unwrap_or(0);
+    let t_begun = started.elapsed().as_secs_f64();
     let (status, answer) = cluster.call("POST", "/api/index/docs/ingestControl/resume", "");
     assert_eq!(status, 200, "{answer}");
+    // Each PIndex's steps as seen by polling, for the timeline printed at the end.
+    let mut seen: std::collections::BTreeMap<(String, String), f64> = Default::default();
+    loop {
+        let r = cluster
+            .call("GET", &format!("/api/ctl/recovery/{id}"), "")
+            .1;
+        for p in r["missing"]["docs"].as_array().into_iter().flatten() {
+            let key = (
+                p["pindex"].as_str().unwrap_or("?").to_string(),
+                p["state"].as_str().unwrap_or("?").to_string(),
+            );
+            seen.entry(key)
+                .or_insert_with(|| started.elapsed().as_secs_f64());
+        }
+        let states = &r["progress"]["states"];
+        let on_the_way = ["missing", "fetching", "verifying"]
+            .iter()
+            .any(|s| states[*s].as_u64().unwrap_or(0) > 0);
+        if !on_the_way {
+            break;
+        }
+        assert!(started.elapsed() < LONG, "fetching took an hour: {r}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for ((pindex, state), at) in &seen {
+        println!("  {pindex} {state} first seen at {at:.2} s");
+    }
+    let t_fetched = started.elapsed().as_secs_f64();
     cluster.wait("every PIndex recovered", LONG, |c| {
         let r = c.call("GET", &format!("/api/ctl/recovery/{id}"), "").1;
         let states = &r["progress"]["states"];
         assert!(states["failed"].is_null(), "a PIndex failed: {r}");
         (states["recovered"].as_u64() == Some(lost_docs as u64)).then_some(())
     });
+    let t_recovered = started.elapsed().as_secs_f64();
     let (status, answer) = cluster.call("POST", &format!("/api/ctl/recovery/{id}/commit"), "");
     assert_eq!(status, 200, "{answer}");
     cluster.wait("docs readable", LONG, |c| {
         (missing(c, "docs") == 0).then_some(())
     });
-    wait_count(&cluster, "docs", total);
+    let t_readable = started.elapsed().as_secs_f64();
+    cluster.wait_count("docs", total);
     let recovered = started.elapsed().as_secs_f64();
     let (status, answer) = cluster.call("POST", &format!("/api/ctl/recovery/{id}/end"), "");
     assert_eq!(status, 200, "{answer}");
@@ -193,7 +212,7 @@ fn main() {
     cluster.wait("twin readable", LONG, |c| {
         (missing(c, "twin") == 0).then_some(())
     });
-    wait_count(&cluster, "twin", total);
+    cluster.wait_count("twin", total);
     let rebuilt = started.elapsed().as_secs_f64();
 
     let per = |s: f64, n: usize| s / n.max(1) as f64;
@@ -202,6 +221,9 @@ fn main() {
         bytes as f64 / 1e6,
         docs / 100,
         per(recovered, lost_docs)
+    );
+    println!(
+        "  phases: begin answered {t_begun:.2} s, every PIndex fetched and open {t_fetched:.2} s, caught up {t_recovered:.2} s, committed and readable {t_readable:.2} s"
     );
     println!(
         "rebuilt {lost_twin} missing PIndexes of the twin index from the source: {rebuilt:.1} s, {:.2} s per PIndex; recovery {:.1}× faster per PIndex",

@@ -25,14 +25,7 @@ fn lose_pindexes_after_a_backup(planners: usize) -> (Drill, String, BTreeSet<Str
     let node = drill.addresses[0].clone();
     ingest(&drill.source, 2000, |i| format!("document {i}"));
     assert_exact(&node, 2000);
-    let location = drill.scratch.path().join("repo");
-    std::fs::create_dir_all(&location).expect("a repository dir");
-    ok(&add_fs_repo(
-        &node,
-        "local",
-        &location.display().to_string(),
-        &[],
-    ));
+    add_local_repo(&drill, &node);
     backup_now(&node, "local");
     // Written after the backup: a recovered PIndex gets these from the source.
     let body: String = (2000..2500)
@@ -45,6 +38,18 @@ fn lose_pindexes_after_a_backup(planners: usize) -> (Drill, String, BTreeSet<Str
     assert_eq!(status, 200, "{body}");
     let (lost, missing) = lose_the_busiest_node(&mut drill, &[1, 2]);
     (drill, node, missing, lost)
+}
+
+/// Repository `local`, in the drill's scratch dir.
+fn add_local_repo(drill: &Drill, node: &str) {
+    let location = drill.scratch.path().join("repo");
+    std::fs::create_dir_all(&location).expect("a repository dir");
+    ok(&add_fs_repo(
+        node,
+        "local",
+        &location.display().to_string(),
+        &[],
+    ));
 }
 
 fn recovery(node: &str, id: &str) -> Value {
@@ -294,14 +299,7 @@ fn an_aborted_recovery_leaves_the_cluster_as_without_it() {
 fn the_automatic_recovery_brings_missing_pindexes_back_by_itself() {
     let mut drill = Drill::start(3, 2_000);
     let node = drill.addresses[0].clone();
-    let location = drill.scratch.path().join("repo");
-    std::fs::create_dir_all(&location).expect("a repository dir");
-    ok(&add_fs_repo(
-        &node,
-        "local",
-        &location.display().to_string(),
-        &[],
-    ));
+    add_local_repo(&drill, &node);
     let (status, body) = http(&node, "PUT", "/api/ctl/recovery/auto", FROM_LATEST);
     assert_eq!(status, 200, "{body}");
     let (status, body) = http(

@@ -30,6 +30,7 @@ impl Executor {
         let recoveries = self.cfg.recoveries().await?;
         for r in recoveries.items {
             let placed = |p: &str| wanted.contains_key(p);
+            let mut fetches = Vec::new();
             for work in machine::work_for(&r.value, &self.node, &self.incarnation, placed) {
                 match work {
                     Work::Fetch { pindex } => {
@@ -39,7 +40,7 @@ impl Executor {
                         ) else {
                             continue; // not placed here (any more): nothing to do
                         };
-                        self.fetch(&r.value, (*w).clone(), def, defs).await?;
+                        fetches.push(((*w).clone(), def.clone()));
                     }
                     Work::Rebuild { pindex } => {
                         if self.hosted.contains_key(&pindex) {
@@ -80,57 +81,80 @@ impl Executor {
                     }
                 }
             }
+            if !fetches.is_empty() {
+                self.fetch_all(&r.value, fetches, defs).await?;
+            }
         }
         Ok(())
     }
 
-    /// Fetches `w`'s files from the recovery's snapshot into a fresh directory and opens it.
-    async fn fetch(
+    /// Fetches the files of the PIndexes `todo` from the recovery's snapshot, each into a fresh
+    /// directory and all at once (the downloads are what takes time), then opens them one by
+    /// one, recording each step.
+    async fn fetch_all(
         &mut self,
         r: &Recovery,
-        w: Wanted,
-        def: &IndexDef,
+        todo: Vec<(Wanted, IndexDef)>,
         defs: &BTreeMap<String, IndexDef>,
     ) -> Result<(), CfgError> {
         let RecoverFrom::Snapshot { repo, id } = &r.from else {
             return Ok(());
         };
-        let pindex = w.pindex.clone();
-        let began = self
-            .record(&r.id, &pindex, State::Fetching, Step::default())
-            .await?;
-        if !began {
-            return Ok(()); // the recovery changed meanwhile; the next round looks again
+        // Claim each (a node restarted since, or another node, may have it), clear the copy
+        // the plan started empty, and resolve its source.
+        let mut ready = Vec::new();
+        for (w, def) in todo {
+            let pindex = w.pindex.clone();
+            if !self
+                .record(&r.id, &pindex, State::Fetching, Step::default())
+                .await?
+            {
+                continue; // the recovery changed meanwhile; the next round looks again
+            }
+            tracing::info!(
+                pindex,
+                recovery = r.id,
+                "recovering: fetching from the snapshot"
+            );
+            self.stop(&pindex, true).await;
+            match self.source_url(&def).await {
+                Ok(url) => ready.push((w, def, url)),
+                Err(e) => self.give_up(r, &pindex, e).await?,
+            }
         }
-        tracing::info!(
-            pindex,
-            recovery = r.id,
-            "recovering: fetching from the snapshot"
-        );
-        self.stop(&pindex, true).await;
-        let dir = self.options.pindex_dir.join(&pindex);
-        let source_url = match self.source_url(def).await {
-            Ok(url) => url,
-            Err(e) => return self.give_up(r, &pindex, e).await,
-        };
-        let from = RestoreFrom {
-            repo: repo.clone(),
-            snapshot: id.clone(),
-            index: def.name.clone(),
-        };
-        let source = (source_url.as_str(), def.source.name.as_str());
-        let target = (pindex.as_str(), w.partitions.as_slice());
-        let fetched = restore::fetch(
-            &self.cfg,
-            &self.options.peers,
-            &from,
-            source,
-            target,
-            &def.index_type,
-            &dir,
-        )
-        .await;
-        let total = r.pindexes[&pindex].bytes_total;
+        let (cfg, peers) = (&self.cfg, &self.options.peers);
+        let pindex_dir = &self.options.pindex_dir;
+        let downloads = ready.iter().map(|(w, def, url)| {
+            let from = RestoreFrom {
+                repo: repo.clone(),
+                snapshot: id.clone(),
+                index: def.name.clone(),
+            };
+            let dir = pindex_dir.join(&w.pindex);
+            async move {
+                let source = (url.as_str(), def.source.name.as_str());
+                let target = (w.pindex.as_str(), w.partitions.as_slice());
+                restore::fetch(cfg, peers, &from, source, target, &def.index_type, &dir).await
+            }
+        });
+        let fetched = futures::future::join_all(downloads).await;
+        for ((w, _, _), fetched) in ready.into_iter().zip(fetched) {
+            self.open_fetched(r, w, fetched, defs).await?;
+        }
+        Ok(())
+    }
+
+    /// Opens a PIndex whose fetch ended with `fetched`, recording `verifying`, then
+    /// `catching_up` (or `failed`).
+    async fn open_fetched(
+        &mut self,
+        r: &Recovery,
+        w: Wanted,
+        fetched: Result<Option<String>, String>,
+        defs: &BTreeMap<String, IndexDef>,
+    ) -> Result<(), CfgError> {
+        let pindex = w.pindex.clone();
+        let total = r.pindexes.get(&pindex).map_or(0, |p| p.bytes_total);
         let step = match fetched {
             Ok(Some(note)) => {
                 if let Ok(mut board) = self.board.lock() {
@@ -151,22 +175,18 @@ impl Executor {
         self.record(&r.id, &pindex, State::Verifying, step).await?;
         // Opening checks every file's checksum; a damaged one is moved aside and rebuilt.
         self.start(w, defs).await;
-        match self.failures.get(&pindex) {
-            None => {
-                self.record(&r.id, &pindex, State::CatchingUp, Step::default())
-                    .await?;
-            }
-            Some(_) => {
-                let why = self
-                    .board
-                    .lock()
-                    .ok()
-                    .and_then(|b| b.get(&pindex).and_then(|e| e.last_error.clone()))
-                    .unwrap_or_else(|| "it could not be opened".into());
-                return self.give_up(r, &pindex, why).await;
-            }
+        if !self.failures.contains_key(&pindex) {
+            self.record(&r.id, &pindex, State::CatchingUp, Step::default())
+                .await?;
+            return Ok(());
         }
-        Ok(())
+        let why = self
+            .board
+            .lock()
+            .ok()
+            .and_then(|b| b.get(&pindex).and_then(|e| e.last_error.clone()))
+            .unwrap_or_else(|| "it could not be opened".into());
+        self.give_up(r, &pindex, why).await
     }
 
     /// Marks `pindex` failed with `why`.

@@ -82,6 +82,14 @@ pub async fn post(client: &HttpClient, url: &str, body: String) -> (u16, serde_j
     request(client, "POST", url, body).await
 }
 
+/// The benchmark's document count: the environment variable `var`, else `default`.
+pub fn docs_from_env(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(default)
+}
+
 /// A cluster the benchmark talks to through one node's REST API.
 pub struct Cluster {
     pub runtime: tokio::runtime::Runtime,
@@ -102,6 +110,19 @@ impl Cluster {
         let url = format!("http://{}{path}", self.node);
         self.runtime
             .block_on(request(&self.client, method, &url, body.to_string()))
+    }
+
+    /// Waits (up to an hour) until `index` answers an `at_plus` count of `docs`.
+    pub fn wait_count(&self, index: &str, docs: usize) {
+        let body = r#"{"query": {"match_all": {}}, "size": 0, "consistency": {"level": "at_plus"}, "timeout_ms": 10000}"#;
+        self.wait(
+            &format!("{index} to hold {docs} documents"),
+            Duration::from_secs(3600),
+            |c| {
+                let (status, answer) = c.call("POST", &format!("/api/index/{index}/query"), body);
+                (status == 200 && answer["total_hits"].as_u64() == Some(docs as u64)).then_some(())
+            },
+        );
     }
 
     /// Polls `check` every 100 ms until it answers, within `timeout`.
