@@ -27,14 +27,21 @@ pub fn free_port() -> u16 {
 }
 
 /// `tessera --data-dir DIR ARGS...`; waits until `address` listens when given.
+/// With `BENCH_LOG_DIR` set, each process logs at `info` into a file there named after its data
+/// dir (for finding where time goes).
 pub fn spawn(dir: &std::path::Path, args: &[&str], address: Option<&str>) -> Proc {
+    let log = std::env::var_os("BENCH_LOG_DIR").and_then(|logs| {
+        let name = dir.file_name()?.to_os_string();
+        std::fs::File::create(std::path::Path::new(&logs).join(name)).ok()
+    });
+    let level = if log.is_some() { "info" } else { "warn" };
     let child = Command::new(env!("CARGO_BIN_EXE_tessera"))
         .arg("--data-dir")
         .arg(dir)
         .args(args)
-        .env("TESSERA_LOG", "warn")
+        .env("TESSERA_LOG", level)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log.map_or_else(Stdio::null, Stdio::from))
         .spawn()
         .expect("start tessera");
     if let Some(address) = address {
