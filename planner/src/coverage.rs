@@ -2,11 +2,14 @@
 //! rule health, status and recovery share.
 //!
 //! A PIndex is **readable** when some copy the plan marks `can_read` is on a live node. One
-//! that is not readable is **unavailable** while a copy that could serve is on a node that is
-//! down but may come back (it has a definition and was not failed over): waiting for the node
-//! may be enough. It is **missing** when no copy anywhere can serve — every node that held one
-//! was failed over or is gone, so the planner has nothing to wait for and only copies that
-//! start empty (or data brought back from elsewhere) can make it readable again.
+//! that is not readable is **unavailable** while some copy of it is on a node that is down but
+//! may come back (it has a definition and was not failed over): waiting for the node may be
+//! enough. The copy's own flags do not matter there — the planner stops marking a down node's
+//! copies readable at its next round (only a running incarnation's word counts), yet the files
+//! are still on that node. It is **missing** when no copy is on such a node — every node that
+//! held one was failed over or is gone, and what is left (if anything) are copies on live
+//! nodes that cannot serve yet, started empty — so the planner has nothing to wait for and
+//! only copies that rebuild (or data brought back from elsewhere) can make it readable again.
 
 use std::collections::BTreeSet;
 
@@ -43,10 +46,13 @@ pub fn readability(
     live: &BTreeSet<String>,
     may_return: &BTreeSet<String>,
 ) -> Readability {
-    let mut servers = pindex.copies.iter().filter(|c| c.can_read);
-    if servers.clone().any(|c| live.contains(&c.node)) {
+    let readable = |c: &&tessera_cfg::schema::CopyPlan| c.can_read && live.contains(&c.node);
+    let down_may_return = |c: &&tessera_cfg::schema::CopyPlan| {
+        !live.contains(&c.node) && may_return.contains(&c.node)
+    };
+    if pindex.copies.iter().any(|c| readable(&c)) {
         Readability::Readable
-    } else if servers.any(|c| may_return.contains(&c.node)) {
+    } else if pindex.copies.iter().any(|c| down_may_return(&c)) {
         Readability::Unavailable
     } else {
         Readability::Missing
@@ -106,21 +112,26 @@ mod tests {
             {"name": "i_2-2", "source_partitions": [2], "copies": [copy("b", "active", true)]},
             {"name": "i_3-3", "source_partitions": [3], "copies": [copy("a", "building", false)]},
             {"name": "i_4-4", "source_partitions": [4], "copies": [copy("c", "active", true)]},
+            // b's copy no longer marked readable (the planner's round after b went down): b
+            // may still come back with its files.
+            {"name": "i_5-5", "source_partitions": [5], "copies": [copy("b", "building", false)]},
+            // Failed over c's copy gone, re-placed empty on a: nothing to wait for.
+            {"name": "i_6-6", "source_partitions": [6], "copies": [copy("a", "building", false), copy("c", "active", true)]},
         ]));
         // a is up; b is down but may return; c was failed over (its copy is a leftover).
         let live = set(&["a"]);
         let may_return = set(&["a", "b"]);
         let covered = coverage(&plan, &live, &may_return);
-        assert_eq!(covered.pindexes_total, 4);
+        assert_eq!(covered.pindexes_total, 6);
         assert_eq!(covered.pindexes_readable, 1);
         assert_eq!(
             (covered.partitions_readable, covered.partitions_total),
-            (2, 5)
+            (2, 7)
         );
-        assert!((covered.fraction - 0.4).abs() < 1e-9);
-        assert_eq!(covered.unavailable, vec!["i_2-2"]);
+        assert!((covered.fraction - 2.0 / 7.0).abs() < 1e-9);
+        assert_eq!(covered.unavailable, vec!["i_2-2", "i_5-5"]);
         // Only a copy building from empty: nothing can serve it, nothing to wait for.
-        assert_eq!(covered.missing, vec!["i_3-3", "i_4-4"]);
+        assert_eq!(covered.missing, vec!["i_3-3", "i_4-4", "i_6-6"]);
     }
 
     #[test]

@@ -104,6 +104,9 @@ mod tests {
                 ("b3", vec![copy("n3", CopyRole::Primary, true)]),
                 // no copy placed at all
                 ("b4", vec![]),
+                // on n3, down but not failed over, no longer marked readable: it may come back
+                // with its files, so it is not missing (a recovery would wipe them)
+                ("b6", vec![copy("n3", CopyRole::Primary, false)]),
                 // copies on a dead node and a live replica: the live one is named
                 (
                     "b5",
