@@ -264,6 +264,13 @@ pub async fn cluster_health(State(state): State<AppState>) -> Response {
         Ok(c) => c.map(|c| c.value).unwrap_or_default(),
         Err(e) => return cfg_problem(e),
     };
+    // Recoveries under way, so that one begun by the cluster itself is seen where red is.
+    let recovering: Vec<serde_json::Value> = snapshot
+        .recoveries
+        .iter()
+        .filter(|r| r.value.status == tessera_cfg::schema::RecoveryStatus::Running)
+        .map(|r| json!({"id": r.value.id, "indexes": r.value.indexes, "auto": r.value.auto}))
+        .collect();
     let defs: Vec<IndexDef> = snapshot.index_defs.into_iter().map(|d| d.value).collect();
     let plans = snapshot
         .plans
@@ -308,7 +315,7 @@ pub async fn cluster_health(State(state): State<AppState>) -> Response {
     });
     Json(
         json!({"status": verdict.status.as_str(), "reasons": verdict.reasons,
-                "missing": verdict.missing}),
+                "missing": verdict.missing, "recovering": recovering}),
     )
     .into_response()
 }

@@ -328,6 +328,16 @@ fn the_automatic_recovery_brings_missing_pindexes_back_by_itself() {
         listed["recoveries"].as_array()?.first().cloned()
     });
     assert_eq!(begun["auto"], true, "begun by the setting: {begun}");
+    let health = drill.health();
+    let shown = health["recovering"]
+        .as_array()
+        .and_then(|r| r.first())
+        .cloned();
+    assert!(
+        shown.is_some_and(|r| r["id"] == begun["id"] && r["auto"] == true)
+            || recovery(&node, begun["id"].as_str().unwrap_or("?"))["status"] != "running",
+        "health names the running recovery: {health}"
+    );
     let id = begun["id"].as_str().expect("an id").to_string();
     let names: BTreeSet<String> = states(&begun).into_iter().map(|(p, _)| p).collect();
     assert_eq!(names, missing);
