@@ -90,6 +90,9 @@ pub struct Executor {
     /// The caught-up set and the unhosted PIndexes on disk last written to this node's copy
     /// report.
     reported: Option<Reported>,
+    /// The recoveries that may still ask something of janitors, as last listed; `None` after a
+    /// recovery document changed (or the watch was lost): listed again at the next round.
+    recoveries: Option<Vec<tessera_cfg::schema::Recovery>>,
 }
 
 impl Executor {
@@ -103,6 +106,7 @@ impl Executor {
             failures: BTreeMap::new(),
             board: StatusBoard::default(),
             reported: None,
+            recoveries: None,
         }
     }
 
@@ -125,12 +129,16 @@ impl Executor {
                 _ = shutdown.changed() => break,
                 event = tessera_cfg::store::next_change(&mut changes) => match event {
                     Some(e) if self.triggers(&e) => {
+                        if e.key().is_none_or(|k| matches!(self.cfg.keys().kind(k), KeyKind::Recovery(_))) {
+                            self.recoveries = None;
+                        }
                         let soon = tokio::time::Instant::now() + self.options.debounce;
                         due = Some(due.map_or(soon, |d| d.min(soon)));
                     }
                     Some(_) => {}
                     None => {
                         changes = None;
+                        self.recoveries = None;
                         due = Some(tokio::time::Instant::now());
                     }
                 },

@@ -235,6 +235,15 @@ pub enum Work {
     Undo { pindex: String },
 }
 
+/// Whether `r` may still ask anything of a janitor: running, or aborted with undos pending.
+pub fn asks_janitors(r: &Recovery) -> bool {
+    match r.status {
+        RecoveryStatus::Running => true,
+        RecoveryStatus::Aborted => r.pindexes.values().any(|p| p.undo == Some(Undo::Pending)),
+        RecoveryStatus::Ended => false,
+    }
+}
+
 /// The work for node `node` (running as `incarnation`) in `r`; `placed_here` tells the
 /// PIndexes the plan places on this node. A PIndex the recovery found with no copy placed is
 /// claimed by the first node the plan then places it on (its first step names the node). A

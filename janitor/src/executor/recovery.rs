@@ -27,16 +27,28 @@ impl Executor {
         wanted: &BTreeMap<&str, &Wanted>,
         defs: &BTreeMap<String, IndexDef>,
     ) -> Result<(), CfgError> {
-        let recoveries = self.cfg.recoveries().await?;
-        for r in recoveries.items {
+        // Listed again only after a recovery document changed (the round runs every 500 ms
+        // while a copy backfills; ended recoveries are never listed into the cache).
+        if self.recoveries.is_none() {
+            let listed = self.cfg.recoveries().await?;
+            self.recoveries = Some(
+                listed
+                    .items
+                    .into_iter()
+                    .map(|r| r.value)
+                    .filter(machine::asks_janitors)
+                    .collect(),
+            );
+        }
+        for r in self.recoveries.clone().unwrap_or_default() {
             let placed = |p: &str| wanted.contains_key(p);
             let mut fetches = Vec::new();
-            for work in machine::work_for(&r.value, &self.node, &self.incarnation, placed) {
+            for work in machine::work_for(&r, &self.node, &self.incarnation, placed) {
                 match work {
                     Work::Fetch { pindex } => {
                         let (Some(w), Some(def)) = (
                             wanted.get(pindex.as_str()),
-                            defs.get(&r.value.pindexes[&pindex].index),
+                            defs.get(&r.pindexes[&pindex].index),
                         ) else {
                             continue; // not placed here (any more): nothing to do
                         };
@@ -48,7 +60,7 @@ impl Executor {
                                 rebuild: true,
                                 ..Step::default()
                             };
-                            self.record(&r.value.id, &pindex, State::CatchingUp, s)
+                            self.record(&r.id, &pindex, State::CatchingUp, s)
                                 .await?;
                         }
                     }
@@ -61,8 +73,8 @@ impl Executor {
                         } else {
                             State::CatchingUp
                         };
-                        if r.value.pindexes[&pindex].state != to {
-                            self.record(&r.value.id, &pindex, to, Step::default())
+                        if r.pindexes[&pindex].state != to {
+                            self.record(&r.id, &pindex, to, Step::default())
                                 .await?;
                         }
                     }
@@ -73,16 +85,16 @@ impl Executor {
                         }
                         tracing::info!(
                             pindex,
-                            recovery = r.value.id,
+                            recovery = r.id,
                             "aborted recovery undone; the copy rebuilds from the source"
                         );
-                        self.write(&r.value.id, |r, now| machine::undone(r, &pindex, now))
+                        self.write(&r.id, |r, now| machine::undone(r, &pindex, now))
                             .await?;
                     }
                 }
             }
             if !fetches.is_empty() {
-                self.fetch_all(&r.value, fetches, defs).await?;
+                self.fetch_all(&r, fetches, defs).await?;
             }
         }
         Ok(())
@@ -208,7 +220,13 @@ impl Executor {
 
     /// Records a step of `pindex` in recovery `id`, done by this node (which claims a PIndex
     /// the recovery found unplaced); `false` when it no longer applies.
-    async fn record(&self, id: &str, pindex: &str, to: State, s: Step) -> Result<bool, CfgError> {
+    async fn record(
+        &mut self,
+        id: &str,
+        pindex: &str,
+        to: State,
+        s: Step,
+    ) -> Result<bool, CfgError> {
         let incarnation = self.incarnation.clone();
         let s = Step {
             node: Some(self.node.clone()),
@@ -221,9 +239,10 @@ impl Executor {
     }
 
     /// Applies `change` to recovery `id` under CAS, re-reading after a lost race. `false`:
-    /// nothing to change (or the recovery is gone).
+    /// nothing to change (or the recovery is gone). A write drops the cached recoveries: the
+    /// next round must not act on the state from before it.
     async fn write(
-        &self,
+        &mut self,
         id: &str,
         change: impl Fn(&mut Recovery, u64) -> bool,
     ) -> Result<bool, CfgError> {
@@ -236,6 +255,7 @@ impl Executor {
                 return Ok(false);
             }
             if self.cfg.put_recovery(&r, current.revision).await? {
+                self.recoveries = None;
                 return Ok(true);
             }
         }

@@ -184,6 +184,7 @@ fn end_hands_the_rest_to_the_planner_and_is_idempotent() {
         "ending again answers the same"
     );
     assert_eq!(r.holds().count(), 0, "nothing held once ended");
+    assert!(!asks_janitors(&r));
     assert!(matches!(
         abort(&mut r, 5_000),
         Err(RecoveryError::NotRunning { .. })
@@ -232,8 +233,10 @@ fn abort_undoes_what_is_not_committed_and_is_idempotent() {
     assert_eq!(held, ["p2", "p3"], "held until undone");
     assert!(undone(&mut r, "p2", 5_000));
     assert!(!undone(&mut r, "p2", 5_000));
+    assert!(asks_janitors(&r), "an undo is still pending");
     assert!(undone(&mut r, "p3", 5_000));
     assert_eq!(r.holds().count(), 0);
+    assert!(!asks_janitors(&r));
     assert!(work_for(&r, "n1", "i1", |_| false).is_empty());
     assert_eq!(progress(&r, 6_000).undo_pending, 0);
     assert!(!step(
