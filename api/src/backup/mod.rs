@@ -167,7 +167,7 @@ fn allowed_fs_location(state: &AppState, location: &str) -> bool {
 async fn delete_repo(State(state): State<AppState>, Path(name): Path<String>) -> Response {
     let found = match state.cfg.repo_def(&name).await {
         Ok(Some(found)) => found,
-        Ok(None) => return no_repo(&name),
+        Ok(None) => return no_repo(&name, None),
         Err(e) => return cfg_problem(e),
     };
     match state.cfg.delete_repo_def(&name, found.revision).await {
@@ -176,25 +176,55 @@ async fn delete_repo(State(state): State<AppState>, Path(name): Path<String>) ->
     }
 }
 
-fn no_repo(name: &str) -> Response {
+/// 404: no repository `name` (`field`: the request's field that named it).
+pub(crate) fn no_repo(name: &str, field: Option<&str>) -> Response {
     problem(
         StatusCode::NOT_FOUND,
         format!("no backup repository `{name}`"),
-        None,
+        field,
     )
 }
 
 async fn repo_def(state: &AppState, name: &str) -> Result<RepoDef, Response> {
     match state.cfg.repo_def(name).await {
         Ok(Some(found)) => Ok(found.value),
-        Ok(None) => Err(no_repo(name)),
+        Ok(None) => Err(no_repo(name, None)),
         Err(e) => Err(cfg_problem(e)),
     }
 }
 
-async fn open_repo(state: &AppState, name: &str) -> Result<Repository, Response> {
-    let def = repo_def(state, name).await?;
-    Repository::open(&def).map_err(backup_problem)
+/// Repository `name` opened; 404 naming `field` when it is not defined.
+pub(crate) async fn open_repo(
+    state: &AppState,
+    name: &str,
+    field: Option<&str>,
+) -> Result<Repository, Response> {
+    match state.cfg.repo_def(name).await {
+        Ok(Some(found)) => Repository::open(&found.value).map_err(backup_problem),
+        Ok(None) => Err(no_repo(name, field)),
+        Err(e) => Err(cfg_problem(e)),
+    }
+}
+
+/// Refuses (422, naming `field`) a snapshot whose blobs are not all in `repo`, before anything
+/// is written from it (restore, recovery).
+pub(crate) async fn require_whole(
+    repo: &Repository,
+    id: &str,
+    field: Option<&str>,
+) -> Result<(), Response> {
+    match maintain::verify(repo, id, false).await {
+        Ok(report) if report.ok => Ok(()),
+        Ok(report) => Err(problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "snapshot {id} is not whole: missing {}",
+                report.missing.join(", ")
+            ),
+            field,
+        )),
+        Err(e) => Err(backup_problem(e)),
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -269,7 +299,7 @@ async fn create_snapshot(
 }
 
 async fn list_snapshots(State(state): State<AppState>, Path(name): Path<String>) -> Response {
-    let repo = match open_repo(&state, &name).await {
+    let repo = match open_repo(&state, &name, None).await {
         Ok(repo) => repo,
         Err(answer) => return answer,
     };
@@ -295,7 +325,7 @@ async fn show_snapshot(
     State(state): State<AppState>,
     Path((name, id)): Path<(String, String)>,
 ) -> Response {
-    let repo = match open_repo(&state, &name).await {
+    let repo = match open_repo(&state, &name, None).await {
         Ok(repo) => repo,
         Err(answer) => return answer,
     };
@@ -316,7 +346,7 @@ async fn verify_snapshot(
     Path((name, id)): Path<(String, String)>,
     Query(q): Query<VerifyQuery>,
 ) -> Response {
-    let repo = match open_repo(&state, &name).await {
+    let repo = match open_repo(&state, &name, None).await {
         Ok(repo) => repo,
         Err(answer) => return answer,
     };
@@ -330,7 +360,7 @@ async fn delete_snapshot(
     State(state): State<AppState>,
     Path((name, id)): Path<(String, String)>,
 ) -> Response {
-    let repo = match open_repo(&state, &name).await {
+    let repo = match open_repo(&state, &name, None).await {
         Ok(repo) => repo,
         Err(answer) => return answer,
     };
@@ -341,7 +371,7 @@ async fn delete_snapshot(
 }
 
 async fn gc(State(state): State<AppState>, Path(name): Path<String>) -> Response {
-    let repo = match open_repo(&state, &name).await {
+    let repo = match open_repo(&state, &name, None).await {
         Ok(repo) => repo,
         Err(answer) => return answer,
     };

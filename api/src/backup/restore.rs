@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tessera_backup::restore_plan::{plan_restore, Action, Target};
 use tessera_backup::select::matches_any;
-use tessera_backup::{maintain, Manifest, Repository};
+use tessera_backup::Manifest;
 use tessera_cfg::schema::{self, IndexDef, RestoreFrom};
 use tessera_planner::model::IndexSpec;
 
@@ -84,40 +84,17 @@ pub async fn restore(State(state): State<AppState>, body: Bytes) -> Response {
             Some("replace"),
         );
     }
-    let repo_def = match state.cfg.repo_def(&request.repo).await {
-        Ok(Some(found)) => found.value,
-        Ok(None) => {
-            return problem(
-                StatusCode::NOT_FOUND,
-                format!("no backup repository `{}`", request.repo),
-                Some("repo"),
-            )
-        }
-        Err(e) => return cfg_problem(e),
-    };
-    let repo = match Repository::open(&repo_def) {
+    let repo = match super::open_repo(&state, &request.repo, Some("repo")).await {
         Ok(repo) => repo,
-        Err(e) => return backup_problem(e),
+        Err(answer) => return answer,
     };
     let manifest = match repo.manifest(&request.snapshot).await {
         Ok(m) => m,
         Err(e) => return backup_problem(e),
     };
     // Refuse a snapshot that is not whole before writing anything.
-    match maintain::verify(&repo, &request.snapshot, false).await {
-        Ok(report) if report.ok => {}
-        Ok(report) => {
-            return problem(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!(
-                    "snapshot {} is not whole: missing {}",
-                    request.snapshot,
-                    report.missing.join(", ")
-                ),
-                None,
-            )
-        }
-        Err(e) => return backup_problem(e),
+    if let Err(answer) = super::require_whole(&repo, &request.snapshot, None).await {
+        return answer;
     }
     let mut request = request;
     if request.restore_sources && request.source_url.is_none() {

@@ -20,7 +20,7 @@ use tessera_recovery::machine;
 use tokio::sync::watch;
 
 use super::begin::{start, BeginRequest};
-use crate::problem::{cfg_problem, parse_body, problem};
+use crate::problem::{cfg_problem, parse_body};
 use crate::AppState;
 
 /// How often the acting node looks.
@@ -60,13 +60,7 @@ pub async fn set(State(state): State<AppState>, body: Bytes) -> Response {
     {
         match state.cfg.repo_def(repo).await {
             Ok(Some(_)) => {}
-            Ok(None) => {
-                return problem(
-                    StatusCode::NOT_FOUND,
-                    format!("no backup repository `{repo}`"),
-                    Some("from.snapshot.repo"),
-                )
-            }
+            Ok(None) => return crate::backup::no_repo(repo, Some("from.snapshot.repo")),
             Err(e) => return cfg_problem(e),
         }
     }

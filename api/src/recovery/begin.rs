@@ -12,12 +12,13 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tessera_backup::restore_plan::{decide, Action, Target};
-use tessera_backup::{maintain, Manifest, Repository};
+use tessera_backup::{Manifest, Repository};
 use tessera_cfg::schema::{IndexDef, RecoverFrom, Recovery};
 use tessera_recovery::machine::{self, DataSource};
 use tessera_recovery::MissingPIndex;
 
 use super::shown;
+use crate::backup::{open_repo, require_whole};
 use crate::problem::{backup_problem, cfg_problem, parse_body, problem};
 use crate::AppState;
 
@@ -152,38 +153,14 @@ async fn from_snapshot(
     missing: &[MissingPIndex],
     defs: &BTreeMap<&str, &IndexDef>,
 ) -> Result<(String, BTreeMap<String, DataSource>), Response> {
-    let repo_def = match state.cfg.repo_def(repo_name).await.map_err(cfg_problem)? {
-        Some(found) => found.value,
-        None => {
-            return Err(problem(
-                StatusCode::NOT_FOUND,
-                format!("no backup repository `{repo_name}`"),
-                Some("from.snapshot.repo"),
-            ))
-        }
-    };
-    let repo = Repository::open(&repo_def).map_err(backup_problem)?;
+    let repo = open_repo(state, repo_name, Some("from.snapshot.repo")).await?;
     let indexes: BTreeSet<&str> = missing.iter().map(|m| m.index.as_str()).collect();
     let manifest = if id == "latest" {
         latest_holding(&repo, &indexes).await?
     } else {
         repo.manifest(id).await.map_err(backup_problem)?
     };
-    match maintain::verify(&repo, &manifest.id, false).await {
-        Ok(report) if report.ok => {}
-        Ok(report) => {
-            return Err(problem(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!(
-                    "snapshot {} is not whole: missing {}",
-                    manifest.id,
-                    report.missing.join(", ")
-                ),
-                Some("from.snapshot.id"),
-            ))
-        }
-        Err(e) => return Err(backup_problem(e)),
-    }
+    require_whole(&repo, &manifest.id, Some("from.snapshot.id")).await?;
     let mut sources = BTreeMap::new();
     for index in indexes {
         let Some(def) = defs.get(index) else { continue };

@@ -60,8 +60,7 @@ impl Executor {
                                 rebuild: true,
                                 ..Step::default()
                             };
-                            self.record(&r.id, &pindex, State::CatchingUp, s)
-                                .await?;
+                            self.record(&r.id, &pindex, State::CatchingUp, s).await?;
                         }
                     }
                     Work::Watch { pindex } => {
@@ -74,8 +73,7 @@ impl Executor {
                             State::CatchingUp
                         };
                         if r.pindexes[&pindex].state != to {
-                            self.record(&r.id, &pindex, to, Step::default())
-                                .await?;
+                            self.record(&r.id, &pindex, to, Step::default()).await?;
                         }
                     }
                     Work::Undo { pindex } => {
