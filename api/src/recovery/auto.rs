@@ -92,13 +92,13 @@ async fn round(state: &AppState) -> Result<(), CfgError> {
     if first != Some(state.node_uuid.as_str()) {
         return Ok(());
     }
-    let all = state.cfg.recoveries().await?;
     if let Some(running) = state.cfg.running_recovery().await? {
         if running.value.auto && settled(&running.value) {
             finish(state, &running.value.id).await;
         }
         return Ok(());
     }
+    let all = state.cfg.recoveries().await?;
     let now = tessera_cfg::unix_ms();
     let recently_failed = all.items.iter().any(|r| {
         r.value.auto

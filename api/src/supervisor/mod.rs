@@ -22,7 +22,8 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use tessera_cfg::schema::Document;
 use tessera_cfg::schema::{
-    self, ClusterControl, CopyRole, NodeDef, TaskProgress, TaskStatus, TopologyLock, TopologyTask,
+    self, ClusterControl, CopyRole, NodeDef, RecoveryStatus, TaskProgress, TaskStatus,
+    TopologyLock, TopologyTask,
 };
 use tessera_cfg::store::{Compare, Op, Txn};
 
@@ -297,7 +298,11 @@ async fn recovery_guard(
     use tessera_planner::service::what_if;
     let lock = state.cfg.recovery_lock().await.map_err(cfg_problem)?;
     let Some(lock) = lock else { return Ok(0) };
-    let Some(recovery) = state.cfg.running_recovery().await.map_err(cfg_problem)? else {
+    let named = state.cfg.recovery(&lock.value.recovery).await;
+    let running = named
+        .map_err(cfg_problem)?
+        .filter(|r| r.value.status == RecoveryStatus::Running);
+    let Some(recovery) = running else {
         return Ok(lock.revision);
     };
     let gathered = tessera_planner::service::inputs::gather(&state.cfg)

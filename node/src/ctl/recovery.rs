@@ -71,35 +71,26 @@ fn parse_from(from: &str) -> Result<Value, Exit> {
 }
 
 pub async fn recover(http: &Http, args: RecoverArgs, raw: bool) -> Result<String, Exit> {
+    let show = |answer: &Value| if raw { pretty(answer) } else { summary(answer) };
     let body = json!({"indexes": args.indexes, "from": parse_from(&args.from)?,
         "dry_run": args.dry_run});
     let answer = http
         .call("POST", "/api/ctl/recovery", body.to_string())
         .await?;
-    let Some(id) = answer["id"].as_str().map(str::to_string) else {
-        return Ok(if raw {
-            pretty(&answer)
-        } else {
-            summary(&answer)
-        });
+    let id = match answer["id"].as_str() {
+        Some(id) if args.wait => id.to_string(),
+        _ => return Ok(show(&answer)),
     };
-    if !args.wait {
-        return Ok(if raw {
-            pretty(&answer)
-        } else {
-            summary(&answer)
-        });
-    }
     let ended = follow(http, &id).await?;
     if !args.commit {
-        return Ok(if raw { pretty(&ended) } else { summary(&ended) });
+        return Ok(show(&ended));
     }
     http.call("POST", &format!("/api/ctl/recovery/{id}/commit"), "")
         .await?;
     let done = http
         .call("POST", &format!("/api/ctl/recovery/{id}/end"), "")
         .await?;
-    Ok(if raw { pretty(&done) } else { summary(&done) })
+    Ok(show(&done))
 }
 
 pub async fn run(http: &Http, cmd: RecoveryCommand, raw: bool) -> Result<String, Exit> {

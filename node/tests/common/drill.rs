@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{free_port, http, serve, try_http, wait_for, wait_listening, Proc, BIN};
+use super::{free_port, http, serve, try_http, wait_for, wait_serving, Proc, BIN};
 use tessera_tests::etcd::EtcdCluster;
 use tessera_tests::netns::Net;
 
@@ -52,7 +52,7 @@ fn serve_in(net: &Net, host: usize, dir: &std::path::Path, args: &[&str], addres
         .stderr(log)
         .spawn()
         .expect("start tessera in a network namespace");
-    wait_listening(address);
+    wait_serving(address);
     Proc(child)
 }
 

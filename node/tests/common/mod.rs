@@ -57,7 +57,7 @@ pub fn try_http(
 /// Waits until the process at `address` answers HTTP. A node binds its port before it registers
 /// in the Cfg and serves only after, so a bare TCP connect can succeed while the cluster does
 /// not yet know the node (an index created then saw one node of three).
-pub fn wait_listening(address: &str) {
+pub fn wait_serving(address: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Some((status, _)) = try_http(address, "GET", "/api/ping", "") {
@@ -131,7 +131,7 @@ pub fn serve(dir: &std::path::Path, args: &[&str], address: &str) -> Proc {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("start tessera");
-    wait_listening(address);
+    wait_serving(address);
     Proc(child)
 }
 
