@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::{free_port, request, spawn, Cluster};
+use support::{request, Cluster};
 use tessera_tests::etcd::EtcdCluster;
 
 /// What the backup benchmark asks of the cluster beyond the shared calls.
@@ -71,42 +71,21 @@ fn main() {
     let scratch = tempfile::tempdir().expect("tempdir");
     let etcd = EtcdCluster::single();
     let cfg = etcd.cfg_spec("bench");
-    let source = format!("127.0.0.1:{}", free_port());
-    let _source = spawn(
-        &scratch.path().join("source"),
-        &["source", "--bind", &source, "--partitions", "64"],
-        Some(&source),
-    );
+    let (source, _source) = support::start_source(scratch.path());
     let repo_dir = scratch.path().join("repo");
     std::fs::create_dir_all(&repo_dir).expect("repo dir");
     let backup_root = scratch.path().display().to_string();
-    let addresses: Vec<String> = (0..3)
-        .map(|_| format!("127.0.0.1:{}", free_port()))
-        .collect();
-    let _nodes: Vec<_> = addresses
-        .iter()
-        .enumerate()
-        .map(|(i, address)| {
-            let dir = scratch.path().join(format!("node{i}"));
-            let zone = format!("zone-{i}");
-            let args = [
-                "--cfg",
-                &cfg,
-                "node",
-                "--bind",
-                address,
-                "--group",
-                &zone,
-                "--max-backfills",
-                "8",
-                "--lease-ttl-ms",
-                "2000",
-                "--backup-path",
-                &backup_root,
-            ];
-            spawn(&dir, &args, Some(address))
-        })
-        .collect();
+    let flags = [
+        "--max-backfills",
+        "8",
+        "--lease-ttl-ms",
+        "2000",
+        "--backup-path",
+        &backup_root,
+    ];
+    let (addresses, _nodes): (Vec<String>, Vec<_>) = (0..3)
+        .map(|i| support::start_node(scratch.path(), &cfg, i, &flags))
+        .unzip();
     let cluster = Cluster::new(&addresses[0]);
     let definition = format!(
         r#"{{"type": "fulltext", "source": {{"type": "tessera", "name": "docs", "partitions": 64, "params": {{"url": "http://{source}"}}}},

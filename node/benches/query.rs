@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use http_body_util::Full;
 use hyper::body::Bytes;
-use support::{free_port, post, HttpClient, Proc};
+use support::{post, HttpClient, Proc};
 use tantivy::collector::{Count, TopDocs};
 use tantivy::TantivyDocument;
 use tessera_index::fulltext::FulltextPIndex;
@@ -69,35 +69,10 @@ fn main() {
     let scratch = tempfile::tempdir().expect("tempdir");
     let etcd = EtcdCluster::single();
     let cfg = etcd.cfg_spec("bench");
-    let source = format!("127.0.0.1:{}", free_port());
-    let _source = support::spawn(
-        &scratch.path().join("source"),
-        &["source", "--bind", &source, "--partitions", "64"],
-        Some(&source),
-    );
-    let nodes: Vec<String> = (0..3)
-        .map(|_| format!("127.0.0.1:{}", free_port()))
-        .collect();
-    let _procs: Vec<Proc> = nodes
-        .iter()
-        .enumerate()
-        .map(|(i, address)| {
-            let dir = scratch.path().join(format!("node{i}"));
-            support::spawn(
-                &dir,
-                &[
-                    "--cfg",
-                    &cfg,
-                    "node",
-                    "--bind",
-                    address,
-                    "--group",
-                    &format!("zone-{i}"),
-                ],
-                Some(address),
-            )
-        })
-        .collect();
+    let (source, _source) = support::start_source(scratch.path());
+    let (nodes, _procs): (Vec<String>, Vec<Proc>) = (0..3)
+        .map(|i| support::start_node(scratch.path(), &cfg, i, &[]))
+        .unzip();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let client: HttpClient = support::client();
     let base = format!("http://{}", nodes[0]);

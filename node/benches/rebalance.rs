@@ -10,7 +10,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{free_port, request, spawn, Cluster, Proc};
+use support::{request, spawn, Cluster, Proc};
 use tessera_tests::etcd::EtcdCluster;
 
 const LIMITS: &[u32] = &[1, 2, 4];
@@ -40,19 +40,11 @@ impl Changes for Cluster {
 }
 
 fn main() {
-    let docs: usize = std::env::var("REBALANCE_DOCS")
-        .ok()
-        .and_then(|d| d.parse().ok())
-        .unwrap_or(1_000_000);
+    let docs = support::docs_from_env("REBALANCE_DOCS", 1_000_000);
     let scratch = tempfile::tempdir().expect("tempdir");
     let etcd = EtcdCluster::single();
     let cfg = etcd.cfg_spec("bench");
-    let source = format!("127.0.0.1:{}", free_port());
-    let _source = spawn(
-        &scratch.path().join("source"),
-        &["source", "--bind", &source, "--partitions", "64"],
-        Some(&source),
-    );
+    let (source, _source) = support::start_source(scratch.path());
     let planner = |limit: u32, i: usize| {
         let limit = limit.to_string();
         spawn(
@@ -74,23 +66,9 @@ fn main() {
         )
     };
     let mut current_planner = planner(LIMITS[0], 0);
-    let addresses: Vec<String> = (0..4)
-        .map(|_| format!("127.0.0.1:{}", free_port()))
-        .collect();
-    let mut nodes: Vec<Option<Proc>> = addresses
-        .iter()
-        .enumerate()
-        .map(|(i, address)| {
-            let dir = scratch.path().join(format!("node{i}"));
-            let zone = format!("zone-{i}");
-            let mut args = vec![
-                "--cfg",
-                &cfg,
-                "node",
-                "--bind",
-                address,
-                "--group",
-                &zone,
+    let (addresses, mut nodes): (Vec<String>, Vec<Option<Proc>>) = (0..4)
+        .map(|i| {
+            let mut flags = vec![
                 "--tags",
                 "feed,janitor,pindex,queryer",
                 "--max-backfills",
@@ -99,11 +77,12 @@ fn main() {
                 "2000",
             ];
             if i == 3 {
-                args.push("--managed");
+                flags.push("--managed");
             }
-            Some(spawn(&dir, &args, Some(address)))
+            let (address, proc) = support::start_node(scratch.path(), &cfg, i, &flags);
+            (address, Some(proc))
         })
-        .collect();
+        .unzip();
     let cluster = Cluster::new(&addresses[0]);
     let uuid = |i: usize| -> String {
         let url = format!("http://{}/api/ping", addresses[i]);

@@ -12,7 +12,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{free_port, request, spawn, Cluster};
+use support::{request, Cluster, Proc};
 use tessera_tests::etcd::EtcdCluster;
 
 const LONG: Duration = Duration::from_secs(3600);
@@ -45,44 +45,26 @@ fn main() {
     let scratch = tempfile::tempdir().expect("tempdir");
     let etcd = EtcdCluster::single();
     let cfg = etcd.cfg_spec("bench");
-    let source = format!("127.0.0.1:{}", free_port());
-    let _source = spawn(
-        &scratch.path().join("source"),
-        &["source", "--bind", &source, "--partitions", "64"],
-        Some(&source),
-    );
+    let (source, _source) = support::start_source(scratch.path());
     let repo_dir = scratch.path().join("repo");
     std::fs::create_dir_all(&repo_dir).expect("repo dir");
     let backup_root = scratch.path().display().to_string();
-    let addresses: Vec<String> = (0..3)
-        .map(|_| format!("127.0.0.1:{}", free_port()))
-        .collect();
-    let mut nodes: Vec<_> = addresses
-        .iter()
-        .enumerate()
-        .map(|(i, address)| {
-            let dir = scratch.path().join(format!("node{i}"));
-            let zone = format!("zone-{i}");
-            let args = [
-                "--cfg",
-                &cfg,
-                "node",
-                "--bind",
-                address,
-                "--group",
-                &zone,
-                "--max-backfills",
-                "8",
-                "--lease-ttl-ms",
-                "2000",
-                "--failover-delay-ms",
-                "2000",
-                "--backup-path",
-                &backup_root,
-            ];
-            Some(spawn(&dir, &args, Some(address)))
+    let flags = [
+        "--max-backfills",
+        "8",
+        "--lease-ttl-ms",
+        "2000",
+        "--failover-delay-ms",
+        "2000",
+        "--backup-path",
+        &backup_root,
+    ];
+    let (addresses, mut nodes): (Vec<String>, Vec<Option<Proc>>) = (0..3)
+        .map(|i| {
+            let (address, proc) = support::start_node(scratch.path(), &cfg, i, &flags);
+            (address, Some(proc))
         })
-        .collect();
+        .unzip();
     let cluster = Cluster::new(&addresses[0]);
     cluster.wait("three nodes", Duration::from_secs(30), |c| {
         let nodes = c.call("GET", "/api/nodes", "").1;

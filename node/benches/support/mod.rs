@@ -54,6 +54,31 @@ pub fn spawn(dir: &std::path::Path, args: &[&str], address: Option<&str>) -> Pro
     Proc(child)
 }
 
+/// A standalone source with 64 partitions on a free port, its data in `scratch/source`; returns
+/// its address.
+pub fn start_source(scratch: &std::path::Path) -> (String, Proc) {
+    let address = format!("127.0.0.1:{}", free_port());
+    let args = ["source", "--bind", &address, "--partitions", "64"];
+    let proc = spawn(&scratch.join("source"), &args, Some(&address));
+    (address, proc)
+}
+
+/// Node `i` of a benchmark cluster on the Cfg `cfg`, on a free port, in server group `zone-i`,
+/// its data in `scratch/node{i}`, with `extra` flags; returns its address.
+pub fn start_node(
+    scratch: &std::path::Path,
+    cfg: &str,
+    i: usize,
+    extra: &[&str],
+) -> (String, Proc) {
+    let address = format!("127.0.0.1:{}", free_port());
+    let zone = format!("zone-{i}");
+    let mut args = vec!["--cfg", cfg, "node", "--bind", &address, "--group", &zone];
+    args.extend_from_slice(extra);
+    let proc = spawn(&scratch.join(format!("node{i}")), &args, Some(&address));
+    (address, proc)
+}
+
 pub type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
 
 pub fn client() -> HttpClient {
