@@ -297,12 +297,8 @@ pub async fn cluster_health(State(state): State<AppState>) -> Response {
         .into_iter()
         .map(|u| (u.key, u.error.to_string()))
         .collect();
-    let may_return = snapshot
-        .node_defs
-        .iter()
-        .filter(|n| !n.value.failed_over)
-        .map(|n| n.value.uuid.clone())
-        .collect();
+    let may_return =
+        tessera_planner::coverage::may_return(snapshot.node_defs.iter().map(|n| &n.value));
     let verdict = health(&Observed {
         defs: &defs,
         plans: &plans,

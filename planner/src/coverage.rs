@@ -14,7 +14,7 @@
 use std::collections::BTreeSet;
 
 use serde::Serialize;
-use tessera_cfg::schema::{IndexPlan, PIndexPlan};
+use tessera_cfg::schema::{IndexPlan, NodeDef, PIndexPlan};
 
 /// What one index's plan covers, by PIndex and by source partition.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -37,6 +37,15 @@ pub enum Readability {
     Readable,
     Unavailable,
     Missing,
+}
+
+/// The nodes that may come back with their copies: defined and not failed over (the
+/// `may_return` of [`readability`] and [`coverage`]).
+pub fn may_return<'a>(defs: impl IntoIterator<Item = &'a NodeDef>) -> BTreeSet<String> {
+    defs.into_iter()
+        .filter(|d| !d.failed_over)
+        .map(|d| d.uuid.clone())
+        .collect()
 }
 
 /// `live`: nodes holding a liveness lease. `may_return`: nodes with a definition that were not

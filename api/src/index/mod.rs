@@ -343,12 +343,7 @@ async fn coverage_of(
     let live = state.cfg.live_nodes().await.map_err(cfg_problem)?;
     let live = live.items.into_iter().map(|l| l.value.uuid).collect();
     let nodes = state.cfg.node_defs().await.map_err(cfg_problem)?;
-    let may_return = nodes
-        .items
-        .into_iter()
-        .filter(|n| !n.value.failed_over)
-        .map(|n| n.value.uuid)
-        .collect();
+    let may_return = tessera_planner::coverage::may_return(nodes.items.iter().map(|n| &n.value));
     Ok(tessera_planner::coverage::coverage(
         plan,
         &live,

@@ -76,12 +76,8 @@ pub async fn start(state: &AppState, request: BeginRequest, auto: bool) -> Respo
             );
         }
     }
-    let may_return: BTreeSet<String> = gathered
-        .node_defs
-        .values()
-        .filter(|d| !d.value.failed_over)
-        .map(|d| d.value.uuid.clone())
-        .collect();
+    let may_return =
+        tessera_planner::coverage::may_return(gathered.node_defs.values().map(|d| &d.value));
     let plans: Vec<_> = gathered.plans.values().map(|p| &p.value).collect();
     let asked =
         |index: &str| request.indexes.is_empty() || request.indexes.iter().any(|i| i == index);

@@ -38,6 +38,22 @@ fn started() -> Recovery {
     begin("r1", from, &m, &sources, 1_000)
 }
 
+/// `started`, with p1 recovered and committed and p2 catching up.
+fn midway() -> Recovery {
+    let mut r = started();
+    step(&mut r, "p1", State::Recovered, "i1", Step::default(), 2_000);
+    commit(&mut r, None, 2_100).unwrap();
+    step(
+        &mut r,
+        "p2",
+        State::CatchingUp,
+        "i2",
+        Step::default(),
+        2_200,
+    );
+    r
+}
+
 fn names(work: &[Work]) -> Vec<String> {
     work.iter()
         .map(|w| match w {
@@ -160,17 +176,7 @@ fn commit_takes_recovered_pindexes_only_and_is_idempotent() {
 
 #[test]
 fn end_hands_the_rest_to_the_planner_and_is_idempotent() {
-    let mut r = started();
-    step(&mut r, "p1", State::Recovered, "i1", Step::default(), 2_000);
-    commit(&mut r, None, 2_100).unwrap();
-    step(
-        &mut r,
-        "p2",
-        State::CatchingUp,
-        "i2",
-        Step::default(),
-        2_200,
-    );
+    let mut r = midway();
     let first = end(&mut r, 3_000).unwrap();
     assert_eq!(r.status, RecoveryStatus::Ended);
     let said: Vec<(&str, bool)> = first
@@ -198,17 +204,7 @@ fn end_hands_the_rest_to_the_planner_and_is_idempotent() {
 
 #[test]
 fn abort_undoes_what_is_not_committed_and_is_idempotent() {
-    let mut r = started();
-    step(&mut r, "p1", State::Recovered, "i1", Step::default(), 2_000);
-    commit(&mut r, None, 2_100).unwrap();
-    step(
-        &mut r,
-        "p2",
-        State::CatchingUp,
-        "i2",
-        Step::default(),
-        2_200,
-    );
+    let mut r = midway();
     step(
         &mut r,
         "p3",
