@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "tessera/v1/search.proto",
             "tessera/v1/supervisor.proto",
             "tessera/v1/backup.proto",
+            "tessera/v1/copy.proto",
         ],
         &["."],
     )?;

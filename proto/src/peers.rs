@@ -10,6 +10,7 @@ use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::v1::backup_client::BackupClient;
+use crate::v1::copy_client::CopyClient;
 use crate::v1::node_client::NodeClient;
 use crate::v1::search_client::SearchClient;
 use crate::v1::source_client::SourceClient;
@@ -58,6 +59,10 @@ impl Peers {
 
     pub fn backup(&self, address: &str) -> Result<BackupClient<Channel>, String> {
         self.channel(address).map(BackupClient::new)
+    }
+
+    pub fn copy(&self, address: &str) -> Result<CopyClient<Channel>, String> {
+        self.channel(address).map(CopyClient::new)
     }
 }
 

@@ -1,0 +1,176 @@
+//! The fetching side: takes a file set on the serving cluster (any of its nodes, which
+//! forwards to a holder), downloads its files into a fresh directory (a broken stream resumes
+//! at the offset reached; each file's size and CRC-32 are checked against the set's), and
+//! releases it. The directory appears whole or not at all: files land in `<dir>.fetching`,
+//! renamed to `<dir>` once all are in.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tessera_proto::peers::Peers;
+use tessera_proto::v1::copy_client::CopyClient;
+use tessera_proto::v1::{
+    FileEntry, FileSet, ReadFileRequest, ReleaseFileSetRequest, TakeFileSetRequest,
+};
+use tokio::io::AsyncWriteExt;
+use tonic::transport::Channel;
+
+use crate::CopyError;
+
+/// Streams of one file that may break before the file is given up.
+const ATTEMPTS: u32 = 5;
+
+/// Asks `contact` (a node of the serving cluster) for the files of its readable copy of the
+/// PIndex of `index` covering `partitions`; `describe_only`: what would be copied, nothing
+/// held.
+pub async fn take(
+    peers: &Peers,
+    contact: &str,
+    index: &str,
+    partitions: &[u32],
+    describe_only: bool,
+) -> Result<FileSet, CopyError> {
+    let mut client = peers.copy(contact).map_err(CopyError::Transport)?;
+    let request = TakeFileSetRequest {
+        index: index.to_string(),
+        partitions: partitions.to_vec(),
+        describe_only,
+        forwarded: false,
+    };
+    client
+        .take_file_set(request)
+        .await
+        .map(|r| r.into_inner())
+        .map_err(CopyError::from_status)
+}
+
+/// Downloads the files of `set` into `dir` (which must not exist) and releases the set,
+/// whatever happens. Returns the bytes fetched.
+pub async fn download(peers: &Peers, set: &FileSet, dir: &Path) -> Result<u64, CopyError> {
+    let result = download_all(peers, set, dir).await;
+    release(peers, set).await;
+    result
+}
+
+/// Lets the serving node drop `set` (best effort: it drops idle sets by itself).
+pub async fn release(peers: &Peers, set: &FileSet) {
+    if set.id.is_empty() {
+        return;
+    }
+    if let Ok(mut client) = peers.copy(&set.url) {
+        let request = ReleaseFileSetRequest {
+            set_id: set.id.clone(),
+        };
+        if let Err(e) = client.release_file_set(request).await {
+            tracing::debug!(error = %e, set = set.id, "could not release a file set");
+        }
+    }
+}
+
+async fn download_all(peers: &Peers, set: &FileSet, dir: &Path) -> Result<u64, CopyError> {
+    let partial = PathBuf::from(format!("{}.fetching", dir.display()));
+    if partial.exists() {
+        tokio::fs::remove_dir_all(&partial)
+            .await
+            .map_err(|e| CopyError::io(&partial, e))?;
+    }
+    tokio::fs::create_dir_all(&partial)
+        .await
+        .map_err(|e| CopyError::io(&partial, e))?;
+    let mut client = peers.copy(&set.url).map_err(CopyError::Transport)?;
+    let mut bytes = 0;
+    for f in &set.files {
+        if let Err(e) = download_file(&mut client, &set.id, f, &partial).await {
+            let _ = tokio::fs::remove_dir_all(&partial).await;
+            return Err(e);
+        }
+        bytes += f.size;
+    }
+    tokio::fs::rename(&partial, dir)
+        .await
+        .map_err(|e| CopyError::io(dir, e))?;
+    Ok(bytes)
+}
+
+/// Downloads file `f` of set `set_id` into `into`, resuming a broken stream where it broke.
+async fn download_file(
+    client: &mut CopyClient<Channel>,
+    set_id: &str,
+    f: &FileEntry,
+    into: &Path,
+) -> Result<(), CopyError> {
+    if f.name.contains('/') || f.name.contains('\\') || f.name.starts_with('.') {
+        return Err(CopyError::Corrupt {
+            file: f.name.clone(),
+            reason: "the serving node named a file outside the set's directory".into(),
+        });
+    }
+    let path = into.join(&f.name);
+    let mut out = tokio::fs::File::create(&path)
+        .await
+        .map_err(|e| CopyError::io(&path, e))?;
+    let mut hasher = crc32fast::Hasher::new();
+    let mut offset = 0u64;
+    let mut broken = 0;
+    while offset < f.size {
+        let request = ReadFileRequest {
+            set_id: set_id.to_string(),
+            name: f.name.clone(),
+            offset,
+        };
+        let error = match client.read_file(request).await {
+            Ok(stream) => {
+                let mut stream = stream.into_inner();
+                loop {
+                    match stream.message().await {
+                        Ok(Some(chunk)) => {
+                            out.write_all(&chunk.data)
+                                .await
+                                .map_err(|e| CopyError::io(&path, e))?;
+                            hasher.update(&chunk.data);
+                            offset += chunk.data.len() as u64;
+                        }
+                        Ok(None) if offset < f.size => {
+                            break CopyError::Transport(format!(
+                                "the stream of {} ended at byte {offset} of {}",
+                                f.name, f.size
+                            ))
+                        }
+                        Ok(None) => break CopyError::Transport(String::new()),
+                        Err(status) => break CopyError::from_status(status),
+                    }
+                }
+            }
+            Err(status) => CopyError::from_status(status),
+        };
+        if offset >= f.size {
+            break;
+        }
+        match error {
+            // The set is gone (released, expired, or the serving node restarted): no resume.
+            CopyError::NotFound(_) => return Err(error),
+            e if broken + 1 >= ATTEMPTS => return Err(e),
+            e => {
+                broken += 1;
+                tracing::debug!(error = %e, file = f.name, offset, "file stream broke; resuming");
+                tokio::time::sleep(Duration::from_millis(100 << broken)).await;
+            }
+        }
+    }
+    out.flush().await.map_err(|e| CopyError::io(&path, e))?;
+    out.sync_all().await.map_err(|e| CopyError::io(&path, e))?;
+    if offset != f.size {
+        return Err(CopyError::Corrupt {
+            file: f.name.clone(),
+            reason: format!("{offset} bytes received, {} expected", f.size),
+        });
+    }
+    let crc = hasher.finalize();
+    if crc != f.crc32 {
+        return Err(CopyError::Corrupt {
+            file: f.name.clone(),
+            reason: format!("CRC-32 {crc:08x}, the serving node's is {:08x}", f.crc32),
+        });
+    }
+    Ok(())
+}
