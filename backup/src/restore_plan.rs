@@ -188,6 +188,26 @@ pub fn regrouped_checkpoints(
         .collect()
 }
 
+/// Why the source (`partitions`: id → uuid and high seq, as it answers now) no longer holds
+/// the history a PIndex's `checkpoints` point into, if it does not: the same rule for a PIndex
+/// fetched from anywhere else (another cluster) as for a saved one.
+pub fn checkpoints_gone(
+    checkpoints: &tessera_index::checkpoint::Checkpoints,
+    partitions: &BTreeMap<u32, (String, u64)>,
+) -> Option<String> {
+    let points = checkpoints
+        .iter()
+        .map(|(p, c)| {
+            let point = PartitionPoint {
+                seq: c.seq,
+                partition_uuid: c.partition_uuid.clone(),
+            };
+            (*p, point)
+        })
+        .collect();
+    history_gone(&points, partitions)
+}
+
 /// Why the source no longer holds what `points` point into, if it does not.
 fn history_gone(
     points: &BTreeMap<u32, PartitionPoint>,

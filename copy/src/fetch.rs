@@ -44,6 +44,38 @@ pub async fn take(
         .map_err(CopyError::from_status)
 }
 
+/// Whether `set` was taken from an index defined as `def` is here: the same type, source and
+/// type params (a copy of another mapping would answer queries wrongly); `Err` says what
+/// differs.
+pub fn same_definition(def: &tessera_cfg::schema::IndexDef, set: &FileSet) -> Result<(), String> {
+    let theirs = || format!("the other cluster's `{}`", def.name);
+    if set.index_type != def.index_type {
+        return Err(format!(
+            "{} is of type `{}`, this one `{}`",
+            theirs(),
+            set.index_type,
+            def.index_type
+        ));
+    }
+    if set.source_name != def.source.name {
+        return Err(format!(
+            "{} reads source `{}`, this one `{}`",
+            theirs(),
+            set.source_name,
+            def.source.name
+        ));
+    }
+    let params: serde_json::Value = serde_json::from_str(&set.params_json)
+        .map_err(|e| format!("{}: unreadable params: {e}", theirs()))?;
+    if params != def.params {
+        return Err(format!(
+            "{} has other params (mapping) than this one",
+            theirs()
+        ));
+    }
+    Ok(())
+}
+
 /// Downloads the files of `set` into `dir` (which must not exist) and releases the set,
 /// whatever happens. Returns the bytes fetched.
 pub async fn download(peers: &Peers, set: &FileSet, dir: &Path) -> Result<u64, CopyError> {

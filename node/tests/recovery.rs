@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::backup::{add_fs_repo, backup_now, ingest, ok};
 use common::drill::*;
-use common::missing::{books_without_replicas, lose_the_busiest_node, missing_of};
+use common::missing::{books_without_replicas, define_books, lose_the_busiest_node, missing_of};
 use common::{http, wait_for};
 use serde_json::Value;
 
@@ -28,16 +28,21 @@ fn lose_pindexes_after_a_backup(planners: usize) -> (Drill, String, BTreeSet<Str
     add_local_repo(&drill, &node);
     backup_now(&node, "local");
     // Written after the backup: a recovered PIndex gets these from the source.
-    let body: String = (2000..2500)
-        .map(|i| format!("{{\"key\":\"d{i}\",\"doc\":{{\"title\":\"document {i}\",\"n\":{i}}}}}\n"))
-        .collect();
-    let (status, answer) = http(&drill.source, "POST", "/api/source/docs/bulk", &body);
-    assert_eq!(status, 200, "{answer}");
+    ingest_500_more(&drill.source);
     assert_exact(&node, 2500);
     let (status, body) = http(&node, "POST", "/api/index/books/ingestControl/pause", "");
     assert_eq!(status, 200, "{body}");
     let (lost, missing) = lose_the_busiest_node(&mut drill, &[1, 2]);
     (drill, node, missing, lost)
+}
+
+/// Documents d2000..d2499 written to the source.
+fn ingest_500_more(source: &str) {
+    let body: String = (2000..2500)
+        .map(|i| format!("{{\"key\":\"d{i}\",\"doc\":{{\"title\":\"document {i}\",\"n\":{i}}}}}\n"))
+        .collect();
+    let (status, answer) = http(source, "POST", "/api/source/docs/bulk", &body);
+    assert_eq!(status, 200, "{answer}");
 }
 
 /// Repository `local`, in the drill's scratch dir.
@@ -243,6 +248,100 @@ fn missing_pindexes_come_back_from_the_latest_snapshot_exactly() {
         (status, &body["missing"]),
         (200, &serde_json::json!({})),
         "{body}"
+    );
+}
+
+#[test]
+fn missing_pindexes_come_back_from_a_second_cluster() {
+    let mut drill = Drill::start(3, 2_000);
+    books_without_replicas(&drill, 8);
+    let node = drill.addresses[0].clone();
+    // A second cluster (one node, its own key space in the Cfg) hosting the same definition
+    // over the same source.
+    let replica = format!("127.0.0.1:{}", common::free_port());
+    let replica_cfg = drill.etcd.cfg_spec("replica");
+    let dir = drill.scratch.path().join("replica");
+    let _replica = common::cluster_node(&replica_cfg, &dir, &replica, "zone-r");
+    define_books(&replica, &drill.source, 8);
+    ingest(&drill.source, 2000, |i| format!("document {i}"));
+    assert_exact(&node, 2000);
+    // Written while this cluster's ingest is paused: only the second cluster has them.
+    let (status, body) = http(&node, "POST", "/api/index/books/ingestControl/pause", "");
+    assert_eq!(status, 200, "{body}");
+    ingest_500_more(&drill.source);
+    assert_exact(&replica, 2500);
+    let (_, missing) = lose_the_busiest_node(&mut drill, &[1, 2]);
+
+    // Not a node URL, and a URL nobody answers at: refused naming the field.
+    let unused = format!(
+        r#"{{"from": {{"cluster": "http://127.0.0.1:{}"}}}}"#,
+        common::free_port()
+    );
+    for bad in [r#"{"from": {"cluster": "replica"}}"#, unused.as_str()] {
+        let (status, body) = begin(&node, bad);
+        assert_eq!(
+            (status, &body["field"]),
+            (400, &serde_json::json!("from.cluster")),
+            "{body}"
+        );
+    }
+
+    // The dry run names the other cluster's copy of each and the bytes to fetch.
+    let from = format!("cluster:http://{replica}");
+    let out = ok(&ctl(
+        &node,
+        &["--json", "recover", "--from", &from, "--dry-run"],
+    ));
+    let dry: Value = serde_json::from_str(&out).expect("JSON");
+    for p in dry["missing"]["books"].as_array().expect("books") {
+        let f = p["from"].as_str().unwrap_or("");
+        assert!(
+            f.starts_with(&format!("cluster http://{replica}: books_")),
+            "{p}"
+        );
+        assert_eq!(p["rebuild"], false, "{p}");
+        assert!(p["bytes"].as_u64().unwrap_or(0) > 0, "{p}");
+    }
+
+    let body = format!(r#"{{"from": {{"cluster": "http://{replica}"}}}}"#);
+    let (status, begun) = begin(&node, &body);
+    assert_eq!(status, 202, "{begun}");
+    let id = begun["id"].as_str().expect("an id").to_string();
+    let names: BTreeSet<String> = states(&begun).into_iter().map(|(p, _)| p).collect();
+    assert_eq!(names, missing);
+    // The second cluster has everything the source has: a fetched copy may have nothing left
+    // to catch up with.
+    wait_states(&node, &id, "every missing PIndex fetched", |s| {
+        s == "catching_up" || s == "recovered"
+    });
+    let (status, body) = http(&node, "POST", "/api/index/books/ingestControl/resume", "");
+    assert_eq!(status, 200, "{body}");
+    wait_states(&node, &id, "every missing PIndex recovered", |s| {
+        s == "recovered"
+    });
+    let out = ok(&ctl(&node, &["--json", "recovery", "commit", &id]));
+    assert!(out.contains("\"committed\""), "{out}");
+    drill.wait_settled("the recovered PIndexes readable", Duration::from_secs(60));
+    assert!(missing_of(&drill).is_empty());
+    assert_exact(&node, 2500);
+    let mut from_replica = BTreeSet::new();
+    for address in &drill.addresses {
+        let Some((_, status)) = common::try_http(address, "GET", "/api/index/books/status", "")
+        else {
+            continue;
+        };
+        for p in status["pindexes"].as_array().into_iter().flatten() {
+            if p["local"]["restored_from"]
+                .as_str()
+                .is_some_and(|f| f.starts_with(&format!("cluster http://{replica}")))
+            {
+                from_replica.insert(p["name"].as_str().unwrap_or("?").to_string());
+            }
+        }
+    }
+    assert_eq!(
+        from_replica, missing,
+        "their files came from the second cluster"
     );
 }
 

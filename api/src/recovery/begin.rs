@@ -51,12 +51,14 @@ pub async fn begin(State(state): State<AppState>, body: Bytes) -> Response {
 /// Begins a recovery of what `request` asks for (`auto`: by the automatic setting), or
 /// answers the running one, or says nothing is missing.
 pub async fn start(state: &AppState, request: BeginRequest, auto: bool) -> Response {
-    if let RecoverFrom::Cluster(_) = request.from {
-        return problem(
-            StatusCode::BAD_REQUEST,
-            "`from.cluster`: recovery from another cluster is not supported by this build yet; recover from a snapshot or the source",
-            Some("from.cluster"),
-        );
+    if let RecoverFrom::Cluster(url) = &request.from {
+        if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < 10 {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                format!("`from.cluster`: `{url}` is not a node URL (http://HOST:PORT)"),
+                Some("from.cluster"),
+            );
+        }
     }
     match state.cfg.running_recovery().await {
         Ok(Some(running)) => return answer_running(&running.value),
@@ -86,13 +88,17 @@ pub async fn start(state: &AppState, request: BeginRequest, auto: bool) -> Respo
         return Json(json!({"missing": {}})).into_response();
     }
     let mut from = request.from.clone();
+    let defs: BTreeMap<&str, &IndexDef> = gathered
+        .index_defs
+        .iter()
+        .map(|(n, d)| (n.as_str(), &d.value))
+        .collect();
     let sources = match &mut from {
+        RecoverFrom::Cluster(url) => match from_cluster(state, url, &missing, &defs).await {
+            Ok(sources) => sources,
+            Err(answer) => return answer,
+        },
         RecoverFrom::Snapshot { repo, id } => {
-            let defs: BTreeMap<&str, &IndexDef> = gathered
-                .index_defs
-                .iter()
-                .map(|(n, d)| (n.as_str(), &d.value))
-                .collect();
             match from_snapshot(state, repo, id, &missing, &defs).await {
                 Ok((resolved, sources)) => {
                     *id = resolved;
@@ -223,6 +229,89 @@ async fn from_snapshot(
         }
     }
     Ok((manifest.id, sources))
+}
+
+/// Per missing PIndex, what the cluster at `url` can give of it: its readable copy's files at
+/// the last commit (described, nothing held), or why it must rebuild (that cluster partitions
+/// the index otherwise or has no readable copy, or the source no longer holds the history
+/// its checkpoints point into). A cluster that cannot be reached, or defines an index
+/// otherwise, is refused naming `from.cluster`.
+async fn from_cluster(
+    state: &AppState,
+    url: &str,
+    missing: &[MissingPIndex],
+    defs: &BTreeMap<&str, &IndexDef>,
+) -> Result<BTreeMap<String, DataSource>, Response> {
+    use tessera_copy::{fetch, CopyError};
+    let peers = &state.coord.search.peers;
+    let described = futures::future::join_all(
+        missing
+            .iter()
+            .map(|m| fetch::take(peers, url, &m.index, &m.partitions, true)),
+    )
+    .await;
+    let mut source_states = BTreeMap::new();
+    let mut sources = BTreeMap::new();
+    for (m, described) in missing.iter().zip(described) {
+        let rebuild = |reason: String| DataSource {
+            from: "source".into(),
+            rebuild: true,
+            bytes: 0,
+            reason: Some(reason),
+        };
+        let set = match described {
+            Ok(set) => set,
+            Err(CopyError::NotFound(why) | CopyError::Unavailable(why)) => {
+                sources.insert(m.pindex.clone(), rebuild(format!("cluster {url}: {why}")));
+                continue;
+            }
+            Err(e) => {
+                return Err(problem(
+                    StatusCode::BAD_REQUEST,
+                    format!("`from.cluster`: could not ask {url} for `{}`: {e}", m.index),
+                    Some("from.cluster"),
+                ))
+            }
+        };
+        let Some(def) = defs.get(m.index.as_str()) else {
+            continue;
+        };
+        if let Err(why) = fetch::same_definition(def, &set) {
+            return Err(problem(
+                StatusCode::BAD_REQUEST,
+                format!("`from.cluster`: {why}"),
+                Some("from.cluster"),
+            ));
+        }
+        if !source_states.contains_key(&m.index) {
+            let now = match state.source_url(def).await {
+                Ok(source) => {
+                    tessera_source::grpc::partition_infos(peers, &source, &def.source.name)
+                        .await
+                        .ok()
+                }
+                Err(_) => None,
+            };
+            source_states.insert(m.index.clone(), now);
+        }
+        let checkpoints = tessera_index::checkpoint::decode(&set.checkpoints_json);
+        let gone = match (checkpoints, &source_states[&m.index]) {
+            (None, _) => Some("it sent unreadable checkpoints".to_string()),
+            (Some(c), Some(now)) => tessera_backup::restore_plan::checkpoints_gone(&c, now),
+            (Some(_), None) => None, // the feed checks the history on start
+        };
+        let source = match gone {
+            Some(why) => rebuild(format!("the copy in cluster {url} cannot be used: {why}")),
+            None => DataSource {
+                from: format!("cluster {url}: {} on node {}", set.pindex, set.node),
+                rebuild: false,
+                bytes: set.bytes,
+                reason: None,
+            },
+        };
+        sources.insert(m.pindex.clone(), source);
+    }
+    Ok(sources)
 }
 
 /// The newest snapshot of `repo` holding every index of `indexes`.

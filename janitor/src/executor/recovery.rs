@@ -1,6 +1,6 @@
 //! This node's part in recoveries of missing PIndexes (`tessera_recovery::machine` holds the
-//! rules): for each PIndex a recovery places here, fetch its files from the snapshot into a
-//! fresh directory (whole or not at all), open it — its feed then streams only what the source
+//! rules): for each PIndex a recovery places here, fetch its files from the snapshot or the
+//! other cluster (`tessera_copy`) into a fresh directory (whole or not at all), open it — its feed then streams only what the source
 //! has beyond the fetched checkpoints — and report each step in the recovery document; once
 //! the copy has caught up, report it recovered (the planner makes it readable when the
 //! operator commits). For an aborted recovery, remove what was fetched and not committed, so
@@ -98,18 +98,18 @@ impl Executor {
         Ok(())
     }
 
-    /// Fetches the files of the PIndexes `todo` from the recovery's snapshot, each into a fresh
-    /// directory and all at once (the downloads are what takes time), then opens them one by
-    /// one, recording each step.
+    /// Fetches the files of the PIndexes `todo` from where the recovery reads (a snapshot or
+    /// another cluster), each into a fresh directory and all at once (the downloads are what
+    /// takes time), then opens them one by one, recording each step.
     async fn fetch_all(
         &mut self,
         r: &Recovery,
         todo: Vec<(Wanted, IndexDef)>,
         defs: &BTreeMap<String, IndexDef>,
     ) -> Result<(), CfgError> {
-        let RecoverFrom::Snapshot { repo, id } = &r.from else {
+        if r.from == RecoverFrom::Source {
             return Ok(());
-        };
+        }
         // Claim each (a node restarted since, or another node, may have it), clear the copy
         // the plan started empty, and resolve its source.
         let mut ready = Vec::new();
@@ -124,7 +124,8 @@ impl Executor {
             tracing::info!(
                 pindex,
                 recovery = r.id,
-                "recovering: fetching from the snapshot"
+                from = r.from.describe(),
+                "recovering: fetching"
             );
             self.stop(&pindex, true).await;
             match self.source_url(&def).await {
@@ -135,16 +136,37 @@ impl Executor {
         let (cfg, peers) = (&self.cfg, &self.options.peers);
         let pindex_dir = &self.options.pindex_dir;
         let downloads = ready.iter().map(|(w, def, url)| {
-            let from = RestoreFrom {
-                repo: repo.clone(),
-                snapshot: id.clone(),
-                index: def.name.clone(),
-            };
             let dir = pindex_dir.join(&w.pindex);
             async move {
                 let source = (url.as_str(), def.source.name.as_str());
                 let target = (w.pindex.as_str(), w.partitions.as_slice());
-                restore::fetch(cfg, peers, &from, source, target, &def.index_type, &dir).await
+                match &r.from {
+                    RecoverFrom::Snapshot { repo, id } => {
+                        let from = RestoreFrom {
+                            repo: repo.clone(),
+                            snapshot: id.clone(),
+                            index: def.name.clone(),
+                        };
+                        let fetched = restore::fetch(
+                            cfg,
+                            peers,
+                            &from,
+                            source,
+                            target,
+                            &def.index_type,
+                            &dir,
+                        )
+                        .await?;
+                        Ok(fetched.map_or_else(
+                            || Fetched::Rebuild("the snapshot's data cannot be used any more (the source no longer holds its history); rebuilt from the source".into()),
+                            Fetched::Data,
+                        ))
+                    }
+                    RecoverFrom::Cluster(contact) => {
+                        from_cluster(peers, contact, def, source, target.1, &dir).await
+                    }
+                    RecoverFrom::Source => Ok(Fetched::Rebuild("recovered from the source".into())),
+                }
             }
         });
         let fetched = futures::future::join_all(downloads).await;
@@ -160,13 +182,13 @@ impl Executor {
         &mut self,
         r: &Recovery,
         w: Wanted,
-        fetched: Result<Option<String>, String>,
+        fetched: Result<Fetched, String>,
         defs: &BTreeMap<String, IndexDef>,
     ) -> Result<(), CfgError> {
         let pindex = w.pindex.clone();
         let total = r.pindexes.get(&pindex).map_or(0, |p| p.bytes_total);
         let step = match fetched {
-            Ok(Some(note)) => {
+            Ok(Fetched::Data(note)) => {
                 if let Ok(mut board) = self.board.lock() {
                     board.entry(pindex.clone()).or_default().restored_from = Some(note);
                 }
@@ -175,9 +197,9 @@ impl Executor {
                     ..Step::default()
                 }
             }
-            Ok(None) => Step {
+            Ok(Fetched::Rebuild(why)) => Step {
                 rebuild: true,
-                reason: Some("the snapshot's data cannot be used any more (the source no longer holds its history); rebuilt from the source".into()),
+                reason: Some(why),
                 ..Step::default()
             },
             Err(e) => return self.give_up(r, &pindex, e).await,
@@ -259,4 +281,62 @@ impl Executor {
         }
         Ok(false)
     }
+}
+
+/// How a fetch ended.
+enum Fetched {
+    /// The files are in place; what they came from, for the PIndex's status.
+    Data(String),
+    /// Nothing fetched: the PIndex rebuilds from the source, for this reason.
+    Rebuild(String),
+}
+
+/// Fetches the PIndex covering `partitions` of `def` from another cluster, through its node
+/// `contact`: the files of its readable copy at its last commit, provided that cluster defines
+/// the index alike and its checkpoints point into history the source (`source`: URL and name)
+/// still holds — else the PIndex rebuilds from the source, as from a snapshot.
+async fn from_cluster(
+    peers: &tessera_proto::peers::Peers,
+    contact: &str,
+    def: &IndexDef,
+    source: (&str, &str),
+    partitions: &[u32],
+    dir: &std::path::Path,
+) -> Result<Fetched, String> {
+    use tessera_copy::{fetch, CopyError};
+    let failed = |e: CopyError| format!("recovering from cluster {contact}: {e}");
+    let set = match fetch::take(peers, contact, &def.name, partitions, false).await {
+        Ok(set) => set,
+        Err(CopyError::NotFound(why) | CopyError::Unavailable(why)) => {
+            return Ok(Fetched::Rebuild(format!(
+                "cluster {contact} cannot serve it ({why}); rebuilt from the source"
+            )))
+        }
+        Err(e) => return Err(failed(e)),
+    };
+    let checked = fetch::same_definition(def, &set).and_then(|()| {
+        tessera_index::checkpoint::decode(&set.checkpoints_json)
+            .ok_or_else(|| "the other cluster sent unreadable checkpoints".to_string())
+    });
+    let checkpoints = match checked {
+        Ok(c) => c,
+        Err(why) => {
+            fetch::release(peers, &set).await;
+            return Err(why);
+        }
+    };
+    let (url, source_name) = source;
+    if let Ok(now) = tessera_source::grpc::partition_infos(peers, url, source_name).await {
+        if let Some(gone) = tessera_backup::restore_plan::checkpoints_gone(&checkpoints, &now) {
+            fetch::release(peers, &set).await;
+            return Ok(Fetched::Rebuild(format!(
+                "the copy in cluster {contact} cannot be used: {gone}; rebuilt from the source"
+            )));
+        }
+    }
+    let bytes = fetch::download(peers, &set, dir).await.map_err(failed)?;
+    Ok(Fetched::Data(format!(
+        "cluster {contact} ({} on node {}, {bytes} bytes)",
+        set.pindex, set.node
+    )))
 }

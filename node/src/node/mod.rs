@@ -68,6 +68,16 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
     let (janitor, board) = start_janitor(&cfg, &me, global, &args, peers.clone());
     let planner = start_planner(&cfg, &me, &args);
     let (backups, saver) = start_backups(&cfg, &me, &meta, global, peers.clone());
+    let copies = tessera_copy::serve::CopyService {
+        cfg: cfg.clone(),
+        node: me.uuid.clone(),
+        url: format!("http://{}", me.host_port),
+        pindex_dir: global.data_dir.join("pindexes"),
+        held: std::sync::Arc::new(tessera_copy::held::HeldSets::new(
+            global.data_dir.join("copy-staging"),
+        )),
+        peers: peers.clone(),
+    };
     let state = api_state(&cfg, &me, &meta, board, &args, peers);
     let recovery = {
         let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -79,6 +89,7 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
     };
     let app = tessera_api::app(state)
         .merge(tessera_backup::grpc::router(saver))
+        .merge(tessera_copy::serve::router(copies))
         .merge(crate::source_cmd::routes(
             source,
             args.max_concurrent_writes as usize,

@@ -10,15 +10,20 @@ use super::{http, wait_for};
 /// Creates `books` over the drill's source with `pindexes` PIndexes and no replicas, and
 /// waits until it is built.
 pub fn books_without_replicas(drill: &Drill, pindexes: u32) {
-    let index = format!(
-        r#"{{"type": "fulltext", "source": {{"type": "tessera", "name": "docs", "partitions": 64, "params": {{"url": "http://{}"}}}},
-            "plan": {{"index_partitions": {pindexes}, "replicas": 0}},
-            "params": {{"mapping": {{"fields": {{"title": {{"type": "text"}}, "n": {{"type": "i64"}}}}}}}}}}"#,
-        drill.source
-    );
-    let (status, body) = http(drill.a_live_node(), "PUT", "/api/index/books", &index);
-    assert_eq!(status, 200, "{body}");
+    define_books(drill.a_live_node(), &drill.source, pindexes);
     drill.wait_green("the index built", Duration::from_secs(60));
+}
+
+/// Defines `books` (over the source at `source`, `pindexes` PIndexes, no replicas) through
+/// `node`: the same definition in whichever cluster `node` belongs to.
+pub fn define_books(node: &str, source: &str, pindexes: u32) {
+    let index = format!(
+        r#"{{"type": "fulltext", "source": {{"type": "tessera", "name": "docs", "partitions": 64, "params": {{"url": "http://{source}"}}}},
+            "plan": {{"index_partitions": {pindexes}, "replicas": 0}},
+            "params": {{"mapping": {{"fields": {{"title": {{"type": "text"}}, "n": {{"type": "i64"}}}}}}}}}}"#
+    );
+    let (status, body) = http(node, "PUT", "/api/index/books", &index);
+    assert_eq!(status, 200, "{body}");
 }
 
 /// Kills the node among `among` holding the most copies of `books` and deletes its data
