@@ -46,8 +46,9 @@ pub(crate) fn drafts(
             continue;
         }
         let want = copies_wanted(index, topo.eligible.len(), warnings);
+        let pinned = input.pinned.contains(&index.name);
         for part in split::split(index) {
-            let copies = match by_name.get(part.name.as_str()) {
+            let (copies, all_kept) = match by_name.get(part.name.as_str()) {
                 Some(p) if p.index == index.name => {
                     for c in p.copies.iter().filter(|c| unknown.contains(&c.node)) {
                         lost_to_unknown
@@ -55,10 +56,13 @@ pub(crate) fn drafts(
                             .or_default()
                             .insert(c.node.clone());
                     }
-                    copies_of(p, topo, false)
+                    let kept = copies_of(p, topo, false);
+                    let all = kept.len() == p.copies.len();
+                    (kept, all)
                 }
-                _ => Vec::new(),
+                _ => (Vec::new(), false),
             };
+            let frozen = pinned && all_kept && copies.len() >= want;
             let on_disk = input
                 .on_disk
                 .get(&part.name)
@@ -70,8 +74,8 @@ pub(crate) fn drafts(
                 name: part.name,
                 index: index.name.clone(),
                 partitions: part.partitions,
-                want,
-                frozen: false,
+                want: if frozen { copies.len() } else { want },
+                frozen,
                 level: index.spread_level,
                 copies,
                 established: BTreeSet::new(),

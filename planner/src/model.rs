@@ -27,6 +27,12 @@ pub struct PlanInput {
     /// came back): among equally good choices, copies go there, streaming only the delta.
     #[serde(default)]
     pub on_disk: BTreeMap<String, std::collections::BTreeSet<String>>,
+    /// Indexes a running recovery covers: a PIndex of theirs whose copies are all on eligible
+    /// nodes (and as many as wanted) keeps them as they are, like a frozen index's, so that no
+    /// move (a rebalance onto a new node, say) takes a recovering copy away mid-fetch. A PIndex
+    /// with a copy on a node gone is planned as usual.
+    #[serde(default)]
+    pub pinned: std::collections::BTreeSet<String>,
 }
 
 /// A node as the planner sees it.

@@ -282,3 +282,54 @@ fn a_returning_node_gets_back_the_pindexes_it_still_has() {
         "the PIndexes with files on n002 ({on_disk:?}) should go there first; moved {moved:?}"
     );
 }
+
+#[test]
+fn a_pinned_index_keeps_its_copies_unless_it_lost_one() {
+    let base = cluster(6, 3, 4);
+    let first = plan(&base);
+    let index_of = |pindex: &str| pindex.split('_').next().unwrap_or("").to_string();
+    // A new node: the other indexes rebalance onto it, the pinned one does not move.
+    let mut grown = cluster(7, 3, 4);
+    grown.pinned.insert("idx01".into());
+    let out = replan(grown.clone(), &first);
+    assert!(out.stats.copies_added > 0, "the others rebalance");
+    assert!(
+        out.moves.iter().all(|m| index_of(&m.pindex) != "idx01"),
+        "a pinned PIndex moved: {:?}",
+        out.moves.iter().find(|m| index_of(&m.pindex) == "idx01")
+    );
+    assert_stable("pinned", grown.clone(), &out);
+    // Every index pinned: the new node gets nothing until a recovery ends.
+    grown.pinned = (0..4).map(|i| format!("idx{i:02}")).collect();
+    let all_pinned = replan(grown, &first);
+    assert!(all_pinned.moves.is_empty(), "{:?}", &all_pinned.moves[..1]);
+
+    // A node gone: the pinned index's PIndexes that had a copy there are re-placed as usual;
+    // the others of that index stay.
+    let mut shrunk = base.clone();
+    shrunk.nodes.retain(|n| n.uuid != "n002");
+    shrunk.pinned.insert("idx01".into());
+    let out = replan(shrunk, &first);
+    let lost: std::collections::BTreeSet<&str> = first
+        .plan
+        .pindexes
+        .iter()
+        .filter(|p| p.index == "idx01" && p.copies.iter().any(|c| c.node == "n002"))
+        .map(|p| p.name.as_str())
+        .collect();
+    assert!(!lost.is_empty());
+    for m in out.moves.iter().filter(|m| index_of(&m.pindex) == "idx01") {
+        assert!(
+            lost.contains(m.pindex.as_str()),
+            "{m:?} moves a PIndex that lost nothing"
+        );
+    }
+    for p in out
+        .plan
+        .pindexes
+        .iter()
+        .filter(|p| lost.contains(p.name.as_str()))
+    {
+        assert_eq!(p.copies.len(), 3, "re-placed: {p:?}");
+    }
+}

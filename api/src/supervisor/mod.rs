@@ -305,9 +305,12 @@ async fn recovery_guard(
     let Some(recovery) = running else {
         return Ok(lock.revision);
     };
-    let gathered = tessera_planner::service::inputs::gather(&state.cfg)
+    let mut gathered = tessera_planner::service::inputs::gather(&state.cfg)
         .await
         .map_err(cfg_problem)?;
+    // What the change would move were the recovery's indexes not pinned: while it runs the
+    // planner holds their copies, so the change would wait on them.
+    gathered.pinned.clear();
     let covered: std::collections::BTreeSet<&str> = recovery
         .value
         .indexes

@@ -31,6 +31,8 @@ pub struct Gathered {
     /// definition or stored plan is unreadable, or a node holding their copies has an
     /// unreadable definition (planning without it would move its copies away).
     pub held_indexes: BTreeMap<String, String>,
+    /// Indexes a running recovery covers (`PlanInput::pinned`).
+    pub pinned: BTreeSet<String>,
 }
 
 /// Reads index definitions, nodes, liveness, plans and copy reports in one listing (one
@@ -117,6 +119,12 @@ pub async fn gather(cfg: &Cfg) -> Result<Gathered, CfgError> {
         .iter()
         .flat_map(|r| r.value.holds())
         .collect();
+    let pinned: BTreeSet<String> = snapshot
+        .recoveries
+        .iter()
+        .filter(|r| r.value.status == tessera_cfg::schema::RecoveryStatus::Running)
+        .flat_map(|r| r.value.indexes.iter().cloned())
+        .collect();
     let caught_up = reports
         .iter()
         .filter(|r| {
@@ -155,6 +163,7 @@ pub async fn gather(cfg: &Cfg) -> Result<Gathered, CfgError> {
             .collect(),
         unreadable,
         held_indexes,
+        pinned,
         on_disk: {
             let mut on_disk: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
             for r in &reports {
@@ -219,6 +228,7 @@ impl Gathered {
             previous_plan: Some(self.previous_plan()),
             progress: BTreeMap::new(),
             on_disk: self.on_disk.clone(),
+            pinned: self.pinned.clone(),
         }
     }
 
