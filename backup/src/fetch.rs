@@ -11,30 +11,36 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use crate::manifest::PIndexEntry;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::repo::Repository;
 use crate::restore_plan::regrouped_checkpoints;
 use crate::BackupError;
 
 /// Fetches `entry`'s files into `dir` (which must not exist); returns the bytes fetched.
+/// `done` counts them as they arrive (a progress report reads it meanwhile).
 pub async fn fetch_pindex(
     repo: &Repository,
     entry: &PIndexEntry,
     dir: &Path,
+    done: &AtomicU64,
 ) -> Result<u64, BackupError> {
     let staging = beside(dir, "restoring");
-    let bytes = download(repo, entry, &staging).await?;
+    let bytes = download(repo, entry, &staging, done).await?;
     put_in_place(staging, dir.to_path_buf()).await?;
     Ok(bytes)
 }
 
 /// Makes in `dir` (which must not exist) the PIndex covering `partitions` out of the saved
 /// PIndexes `from` (each overlapping them): they are fetched, the documents of `partitions`
-/// picked out with each partition's saved checkpoint. Returns the bytes fetched.
+/// picked out with each partition's saved checkpoint. Returns the bytes fetched; `done` counts
+/// them as they arrive.
 pub async fn fetch_regrouped(
     repo: &Repository,
     from: &[&PIndexEntry],
     partitions: &[u32],
     dir: &Path,
+    done: &AtomicU64,
 ) -> Result<u64, BackupError> {
     let work = beside(dir, "regrouping");
     remove_dir(&work).await?;
@@ -42,7 +48,7 @@ pub async fn fetch_regrouped(
     let mut bytes = 0;
     for (i, entry) in from.iter().enumerate() {
         let part = work.join(i.to_string());
-        bytes += download(repo, entry, &part).await?;
+        bytes += download(repo, entry, &part, done).await?;
         parts.push(part);
     }
     let checkpoints = regrouped_checkpoints(from, partitions)
@@ -92,7 +98,12 @@ async fn remove_dir(dir: &Path) -> Result<(), BackupError> {
 }
 
 /// Writes `entry`'s files into `into` (emptied first), each blob checked; returns the bytes.
-async fn download(repo: &Repository, entry: &PIndexEntry, into: &Path) -> Result<u64, BackupError> {
+async fn download(
+    repo: &Repository,
+    entry: &PIndexEntry,
+    into: &Path,
+    done: &AtomicU64,
+) -> Result<u64, BackupError> {
     remove_dir(into).await?;
     tokio::fs::create_dir_all(into)
         .await
@@ -120,9 +131,11 @@ async fn download(repo: &Repository, entry: &PIndexEntry, into: &Path) -> Result
                 e => e,
             })?;
         bytes += content.len() as u64;
+        let len = content.len() as u64;
         tokio::fs::write(into.join(&file.name), content)
             .await
             .map_err(BackupError::storage)?;
+        done.fetch_add(len, Ordering::Relaxed);
     }
     Ok(bytes)
 }

@@ -5,6 +5,7 @@
 //! renamed to `<dir>` once all are in.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tessera_proto::peers::Peers;
@@ -77,9 +78,15 @@ pub fn same_definition(def: &tessera_cfg::schema::IndexDef, set: &FileSet) -> Re
 }
 
 /// Downloads the files of `set` into `dir` (which must not exist) and releases the set,
-/// whatever happens. Returns the bytes fetched.
-pub async fn download(peers: &Peers, set: &FileSet, dir: &Path) -> Result<u64, CopyError> {
-    let result = download_all(peers, set, dir).await;
+/// whatever happens. Returns the bytes fetched; `done` counts them as they arrive (a progress
+/// report reads it meanwhile).
+pub async fn download(
+    peers: &Peers,
+    set: &FileSet,
+    dir: &Path,
+    done: &AtomicU64,
+) -> Result<u64, CopyError> {
+    let result = download_all(peers, set, dir, done).await;
     release(peers, set).await;
     result
 }
@@ -99,7 +106,12 @@ pub async fn release(peers: &Peers, set: &FileSet) {
     }
 }
 
-async fn download_all(peers: &Peers, set: &FileSet, dir: &Path) -> Result<u64, CopyError> {
+async fn download_all(
+    peers: &Peers,
+    set: &FileSet,
+    dir: &Path,
+    done: &AtomicU64,
+) -> Result<u64, CopyError> {
     let partial = PathBuf::from(format!("{}.fetching", dir.display()));
     if partial.exists() {
         tokio::fs::remove_dir_all(&partial)
@@ -112,7 +124,7 @@ async fn download_all(peers: &Peers, set: &FileSet, dir: &Path) -> Result<u64, C
     let mut client = peers.copy(&set.url).map_err(CopyError::Transport)?;
     let mut bytes = 0;
     for f in &set.files {
-        if let Err(e) = download_file(&mut client, &set.id, f, &partial).await {
+        if let Err(e) = download_file(&mut client, &set.id, f, &partial, done).await {
             let _ = tokio::fs::remove_dir_all(&partial).await;
             return Err(e);
         }
@@ -130,6 +142,7 @@ async fn download_file(
     set_id: &str,
     f: &FileEntry,
     into: &Path,
+    done: &AtomicU64,
 ) -> Result<(), CopyError> {
     if f.name.contains('/') || f.name.contains('\\') || f.name.starts_with('.') {
         return Err(CopyError::Corrupt {
@@ -161,6 +174,7 @@ async fn download_file(
                                 .map_err(|e| CopyError::io(&path, e))?;
                             hasher.update(&chunk.data);
                             offset += chunk.data.len() as u64;
+                            done.fetch_add(chunk.data.len() as u64, Ordering::Relaxed);
                         }
                         Ok(None) if offset < f.size => {
                             break CopyError::Transport(format!(

@@ -452,9 +452,14 @@ impl Executor {
         if let (Some(from), false) = (&def.restore, dir.exists()) {
             let source = (source_url.as_str(), def.source.name.as_str());
             let peers = &self.options.peers;
-            let target = (wanted.pindex.as_str(), wanted.partitions.as_slice());
-            let kind = def.index_type.as_str();
-            match restore::fetch(&self.cfg, peers, from, source, target, kind, &dir).await {
+            let into = restore::FetchInto {
+                pindex: &wanted.pindex,
+                partitions: &wanted.partitions,
+                index_type: &def.index_type,
+                dir: &dir,
+            };
+            let done = std::sync::atomic::AtomicU64::new(0);
+            match restore::fetch(&self.cfg, peers, from, source, &into, &done).await {
                 Ok(Some(note)) => {
                     tracing::info!(pindex = wanted.pindex, from = note, "PIndex restored");
                     if let Ok(mut board) = self.board.lock() {

@@ -90,10 +90,16 @@ async fn a_set_fetched_opens_with_the_same_documents_and_checkpoints() {
 
     let url = serve(held.clone(), pindexes).await;
     let into = scratch.path().join("fetched");
-    let bytes = crate::fetch::download(&Peers::default(), &described(&set, &url), &into)
+    let done = std::sync::atomic::AtomicU64::new(0);
+    let bytes = crate::fetch::download(&Peers::default(), &described(&set, &url), &into, &done)
         .await
         .expect("downloaded");
     assert_eq!(bytes, set.files.iter().map(|f| f.size).sum::<u64>());
+    assert_eq!(
+        done.into_inner(),
+        bytes,
+        "the progress counter saw every byte"
+    );
     let copy = tessera_index::open("fulltext", &into, &serde_json::Value::Null).expect("opens");
     assert_eq!(copy.doc_count().expect("a count"), 120);
     assert_eq!(copy.committed(), &set.checkpoints);
@@ -151,7 +157,8 @@ async fn a_file_read_from_an_offset_and_a_changed_file_refused() {
     std::fs::remove_file(&path).expect("unlink the held link");
     std::fs::write(&path, &changed).expect("write");
     let into = scratch.path().join("fetched");
-    let e = crate::fetch::download(&Peers::default(), &described(&set, &url), &into)
+    let done = std::sync::atomic::AtomicU64::new(0);
+    let e = crate::fetch::download(&Peers::default(), &described(&set, &url), &into, &done)
         .await
         .expect_err("refused");
     assert!(

@@ -7,6 +7,7 @@
 //! the copy rebuilds from the source as it would have without the recovery.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tessera_cfg::schema::{
     IndexDef, PIndexRecoveryState as State, RecoverFrom, Recovery, RestoreFrom,
@@ -19,6 +20,9 @@ use crate::diff::Wanted;
 
 /// How often a step is written again after losing a race with another writer of the recovery.
 const ATTEMPTS: usize = 10;
+
+/// How often the bytes fetched so far are written into the recovery during a fetch.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Executor {
     /// Does this node's work for every recovery (a no-op when none names it).
@@ -133,43 +137,48 @@ impl Executor {
                 Err(e) => self.give_up(r, &pindex, e).await?,
             }
         }
-        let (cfg, peers) = (&self.cfg, &self.options.peers);
-        let pindex_dir = &self.options.pindex_dir;
-        let downloads = ready.iter().map(|(w, def, url)| {
-            let dir = pindex_dir.join(&w.pindex);
-            async move {
-                let source = (url.as_str(), def.source.name.as_str());
-                let target = (w.pindex.as_str(), w.partitions.as_slice());
-                match &r.from {
-                    RecoverFrom::Snapshot { repo, id } => {
-                        let from = RestoreFrom {
-                            repo: repo.clone(),
-                            snapshot: id.clone(),
-                            index: def.name.clone(),
-                        };
-                        let fetched = restore::fetch(
-                            cfg,
-                            peers,
-                            &from,
-                            source,
-                            target,
-                            &def.index_type,
-                            &dir,
-                        )
-                        .await?;
-                        Ok(fetched.map_or_else(
-                            || Fetched::Rebuild("the snapshot's data cannot be used any more (the source no longer holds its history); rebuilt from the source".into()),
-                            Fetched::Data,
-                        ))
+        let counters: Vec<AtomicU64> = ready.iter().map(|_| AtomicU64::new(0)).collect();
+        let fetched = {
+            let (cfg, peers) = (&self.cfg, &self.options.peers);
+            let pindex_dir = &self.options.pindex_dir;
+            let downloads = ready.iter().zip(&counters).map(|((w, def, url), done)| {
+                let dir = pindex_dir.join(&w.pindex);
+                async move {
+                    let source = (url.as_str(), def.source.name.as_str());
+                    let target = (w.pindex.as_str(), w.partitions.as_slice());
+                    match &r.from {
+                        RecoverFrom::Snapshot { repo, id } => {
+                            let from = RestoreFrom {
+                                repo: repo.clone(),
+                                snapshot: id.clone(),
+                                index: def.name.clone(),
+                            };
+                            let into = restore::FetchInto {
+                                pindex: target.0,
+                                partitions: target.1,
+                                index_type: &def.index_type,
+                                dir: &dir,
+                            };
+                            let fetched =
+                                restore::fetch(cfg, peers, &from, source, &into, done).await?;
+                            Ok(fetched.map_or_else(
+                                || Fetched::Rebuild("the snapshot's data cannot be used any more (the source no longer holds its history); rebuilt from the source".into()),
+                                Fetched::Data,
+                            ))
+                        }
+                        RecoverFrom::Cluster(contact) => {
+                            from_cluster(peers, contact, def, source, target.1, &dir, done).await
+                        }
+                        RecoverFrom::Source => Ok(Fetched::Rebuild("recovered from the source".into())),
                     }
-                    RecoverFrom::Cluster(contact) => {
-                        from_cluster(peers, contact, def, source, target.1, &dir).await
-                    }
-                    RecoverFrom::Source => Ok(Fetched::Rebuild("recovered from the source".into())),
                 }
-            }
-        });
-        let fetched = futures::future::join_all(downloads).await;
+            });
+            let names: Vec<&str> = ready.iter().map(|(w, _, _)| w.pindex.as_str()).collect();
+            let who = (self.node.as_str(), self.incarnation.as_str());
+            let all = futures::future::join_all(downloads);
+            with_progress(cfg, &r.id, who, &names, &counters, all).await
+        };
+        self.recoveries = None;
         for ((w, _, _), fetched) in ready.into_iter().zip(fetched) {
             self.open_fetched(r, w, fetched, defs).await?;
         }
@@ -266,21 +275,77 @@ impl Executor {
         id: &str,
         change: impl Fn(&mut Recovery, u64) -> bool,
     ) -> Result<bool, CfgError> {
-        for _ in 0..ATTEMPTS {
-            let Some(current) = self.cfg.recovery(id).await? else {
-                return Ok(false);
-            };
-            let mut r = current.value;
-            if !change(&mut r, tessera_cfg::unix_ms()) {
-                return Ok(false);
+        let written = write_recovery(&self.cfg, id, change).await?;
+        if written {
+            self.recoveries = None;
+        }
+        Ok(written)
+    }
+}
+
+/// Runs `fetches` (of the PIndexes `names`, counting their bytes in `counters`) and writes the
+/// bytes each has fetched so far into recovery `id` every [`PROGRESS_EVERY`] meanwhile, as
+/// done by `who` (node, incarnation), while the PIndex is still `fetching`.
+async fn with_progress<T>(
+    cfg: &tessera_cfg::Cfg,
+    id: &str,
+    who: (&str, &str),
+    names: &[&str],
+    counters: &[AtomicU64],
+    fetches: impl std::future::Future<Output = T>,
+) -> T {
+    tokio::pin!(fetches);
+    let mut tick = tokio::time::interval(PROGRESS_EVERY);
+    tick.tick().await;
+    let mut reported = vec![0u64; counters.len()];
+    loop {
+        tokio::select! {
+            done = &mut fetches => return done,
+            _ = tick.tick() => {}
+        }
+        for (i, (pindex, done)) in names.iter().zip(counters).enumerate() {
+            let done = done.load(Ordering::Relaxed);
+            if done == reported[i] {
+                continue;
             }
-            if self.cfg.put_recovery(&r, current.revision).await? {
-                self.recoveries = None;
-                return Ok(true);
+            reported[i] = done;
+            let s = Step {
+                node: Some(who.0.to_string()),
+                bytes_done: Some(done),
+                ..Step::default()
+            };
+            let step = |r: &mut Recovery, now| {
+                let state = r.pindexes.get(*pindex).map(|p| p.state);
+                state == Some(State::Fetching)
+                    && machine::step(r, pindex, State::Fetching, who.1, s.clone(), now)
+            };
+            if let Err(e) = write_recovery(cfg, id, step).await {
+                tracing::debug!(error = %e, "could not report fetch progress");
             }
         }
-        Ok(false)
     }
+}
+
+/// Applies `change` to recovery `id` under CAS, re-reading after a lost race. `false`: nothing
+/// to change (or the recovery is gone).
+async fn write_recovery(
+    cfg: &tessera_cfg::Cfg,
+    id: &str,
+    change: impl Fn(&mut Recovery, u64) -> bool,
+) -> Result<bool, CfgError> {
+    for _ in 0..ATTEMPTS {
+        let Some(current) = cfg.recovery(id).await? else {
+            return Ok(false);
+        };
+        let mut r = current.value;
+        if !change(&mut r, tessera_cfg::unix_ms()) {
+            return Ok(false);
+        }
+        if cfg.put_recovery(&r, current.revision).await? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// How a fetch ended.
@@ -302,6 +367,7 @@ async fn from_cluster(
     source: (&str, &str),
     partitions: &[u32],
     dir: &std::path::Path,
+    done: &AtomicU64,
 ) -> Result<Fetched, String> {
     use tessera_copy::{fetch, CopyError};
     let failed = |e: CopyError| format!("recovering from cluster {contact}: {e}");
@@ -334,7 +400,9 @@ async fn from_cluster(
             )));
         }
     }
-    let bytes = fetch::download(peers, &set, dir).await.map_err(failed)?;
+    let bytes = fetch::download(peers, &set, dir, done)
+        .await
+        .map_err(failed)?;
     Ok(Fetched::Data(format!(
         "cluster {contact} ({} on node {}, {bytes} bytes)",
         set.pindex, set.node

@@ -39,6 +39,15 @@ async fn manifest(
     Ok(m)
 }
 
+/// The PIndex a fetch makes: its name, partitions and type, and the directory it lands in.
+#[derive(Clone, Copy)]
+pub struct FetchInto<'a> {
+    pub pindex: &'a str,
+    pub partitions: &'a [u32],
+    pub index_type: &'a str,
+    pub dir: &'a Path,
+}
+
 /// Fetches into `dir` the restored PIndex covering `partitions` from the snapshot: the saved
 /// PIndex with the same partitions, or (for another partitioning) the documents of these
 /// partitions regrouped out of the saved PIndexes overlapping them — unless the source no
@@ -51,10 +60,15 @@ pub async fn fetch(
     peers: &tessera_proto::peers::Peers,
     from: &RestoreFrom,
     source: (&str, &str),
-    target: (&str, &[u32]),
-    index_type: &str,
-    dir: &Path,
+    into: &FetchInto<'_>,
+    done: &std::sync::atomic::AtomicU64,
 ) -> Result<Option<String>, String> {
+    let FetchInto {
+        pindex: name,
+        partitions,
+        index_type,
+        dir,
+    } = *into;
     use tessera_backup::restore_plan::{self, Action, Target};
     let repo_def = cfg
         .repo_def(&from.repo)
@@ -65,7 +79,6 @@ pub async fn fetch(
     let repo = tessera_backup::Repository::open(&repo_def).map_err(|e| e.to_string())?;
     let manifest = manifest(&repo, &from.repo, &from.snapshot).await?;
     let saved: Vec<_> = manifest.pindexes_of(&from.index).collect();
-    let (name, partitions) = target;
     let regroupable = index_type == "fulltext";
     if let Err(reason) = restore_plan::origin(&saved, partitions, regroupable) {
         tracing::info!(
@@ -93,9 +106,12 @@ pub async fn fetch(
             );
             return Ok(None);
         }
-        Action::Download => tessera_backup::fetch::fetch_pindex(&repo, decision.from[0], dir).await,
+        Action::Download => {
+            tessera_backup::fetch::fetch_pindex(&repo, decision.from[0], dir, done).await
+        }
         Action::Regroup => {
-            tessera_backup::fetch::fetch_regrouped(&repo, &decision.from, partitions, dir).await
+            tessera_backup::fetch::fetch_regrouped(&repo, &decision.from, partitions, dir, done)
+                .await
         }
     };
     let bytes = fetched.map_err(|e| format!("restoring: {e}"))?;
