@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use common::backup::{add_fs_repo, backup_now, ingest, ok};
 use common::drill::*;
-use common::missing::{books_without_replicas, define_books, lose_the_busiest_node, missing_of};
+use common::missing::{
+    books_without_replicas, define_books, define_books_with, lose_the_busiest_node, missing_of,
+};
 use common::{http, wait_for};
 use serde_json::Value;
 
@@ -456,4 +458,78 @@ fn the_automatic_recovery_brings_missing_pindexes_back_by_itself() {
     assert_exact(&node, 2000);
     let (status, body) = http(&node, "PUT", "/api/ctl/recovery/auto", r#"{"from": null}"#);
     assert_eq!((status, &body["from"]), (200, &Value::Null), "{body}");
+}
+
+#[test]
+fn an_index_recovers_by_its_own_setting_from_the_newest_snapshot() {
+    let mut drill = Drill::start(3, 2_000);
+    let node = drill.addresses[0].clone();
+    add_local_repo(&drill, &node);
+    // Settings that cannot work are refused naming the field, and nothing is defined.
+    for (more, status, field) in [
+        (
+            r#", "recovery": {"auto_from": {"snapshot": "newest"}}"#,
+            400,
+            "recovery.auto_from.snapshot",
+        ),
+        (
+            r#", "recovery": {"auto_from": {"snapshot": {"repo": "nope", "id": "latest"}}}"#,
+            404,
+            "recovery.auto_from.snapshot.repo",
+        ),
+        (
+            r#", "recovery": {"auto_from": {"cluster": "replica:1"}}"#,
+            400,
+            "recovery.auto_from.cluster",
+        ),
+    ] {
+        let (got, body) = define_books_with(&node, &drill.source, 8, more);
+        assert_eq!(
+            (got, &body["field"]),
+            (status, &serde_json::json!(field)),
+            "{body}"
+        );
+    }
+    let (status, _) = http(&node, "GET", "/api/index/books", "");
+    assert_eq!(status, 404);
+
+    // No cluster setting: the index's own.
+    let own = r#", "recovery": {"auto_from": {"snapshot": "latest"}}"#;
+    let (status, body) = define_books_with(&node, &drill.source, 8, own);
+    assert_eq!(status, 200, "{body}");
+    drill.wait_green("the index built", Duration::from_secs(60));
+    let (_, shown) = http(&node, "GET", "/api/index/books", "");
+    assert_eq!(
+        shown["index"]["recovery"]["auto_from"]["snapshot"], "latest",
+        "{shown}"
+    );
+    let (_, auto) = http(&node, "GET", "/api/ctl/recovery/auto", "");
+    assert_eq!(auto["from"], Value::Null, "{auto}");
+    ingest(&drill.source, 2000, |i| format!("document {i}"));
+    assert_exact(&node, 2000);
+    backup_now(&node, "local");
+    let (status, body) = http(&node, "POST", "/api/index/books/ingestControl/pause", "");
+    assert_eq!(status, 200, "{body}");
+    let (_, missing) = lose_the_busiest_node(&mut drill, &[1, 2]);
+    let begun = wait_for("an automatic recovery", Duration::from_secs(30), || {
+        let (_, listed) = http(&node, "GET", "/api/ctl/recovery", "");
+        listed["recoveries"].as_array()?.first().cloned()
+    });
+    assert_eq!(begun["auto"], true, "{begun}");
+    assert_eq!(begun["from"]["snapshot"]["repo"], "local", "{begun}");
+    let id = begun["id"].as_str().expect("an id").to_string();
+    let (status, body) = http(&node, "POST", "/api/index/books/ingestControl/resume", "");
+    assert_eq!(status, 200, "{body}");
+    let ended = wait_for(
+        "the automatic recovery ended",
+        Duration::from_secs(90),
+        || {
+            let r = recovery(&node, &id);
+            (r["status"] == "ended").then_some(r)
+        },
+    );
+    assert_eq!(ended["progress"]["committed"], missing.len(), "{ended}");
+    drill.wait_settled("the recovered PIndexes readable", Duration::from_secs(60));
+    assert!(missing_of(&drill).is_empty());
+    assert_exact(&node, 2000);
 }

@@ -34,6 +34,7 @@ fn index(name: &str) -> IndexDef {
         params: serde_json::Value::Null,
         controls: Default::default(),
         restore: None,
+        recovery: None,
     }
 }
 

@@ -159,6 +159,7 @@ async fn janitor_reaction(samples: usize) -> (Duration, Duration) {
             params: params(),
             controls: Default::default(),
             restore: None,
+            recovery: None,
         };
         cfg.put_index_def(&def, 0).await.expect("def");
         let pindex = format!("{name}_0-15");

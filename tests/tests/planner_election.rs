@@ -66,6 +66,7 @@ fn index(name: &str, replicas: u32) -> IndexDef {
         params: serde_json::Value::Null,
         controls: Default::default(),
         restore: None,
+        recovery: None,
     }
 }
 

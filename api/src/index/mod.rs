@@ -46,6 +46,27 @@ struct IndexRequest {
     /// Required to update: the uuid of the definition being replaced.
     #[serde(default)]
     prev_index_uuid: Option<String>,
+    /// The index's automatic recovery (`{"auto_from": ...}`).
+    #[serde(default)]
+    recovery: Option<tessera_cfg::schema::IndexRecovery>,
+}
+
+/// A 404 naming the field when the definition's automatic recovery reads a repository that
+/// does not exist.
+async fn unknown_auto_repo(state: &AppState, def: &IndexDef) -> Option<Response> {
+    use tessera_cfg::schema::{AutoFrom, SnapshotChoice};
+    let auto = def.recovery.as_ref()?.auto_from.as_ref()?;
+    let AutoFrom::Snapshot(SnapshotChoice::In(at)) = auto else {
+        return None;
+    };
+    match state.cfg.repo_def(&at.repo).await {
+        Ok(Some(_)) => None,
+        Ok(None) => Some(crate::backup::no_repo(
+            &at.repo,
+            Some("recovery.auto_from.snapshot.repo"),
+        )),
+        Err(e) => Some(cfg_problem(e)),
+    }
 }
 
 pub async fn list(State(state): State<AppState>) -> Response {
@@ -88,9 +109,13 @@ pub async fn upsert(
         params: request.params,
         controls: Default::default(),
         restore: None,
+        recovery: request.recovery,
     };
     if let Err(e) = schema::check(&key, &def) {
         return cfg_problem(e);
+    }
+    if let Some(answer) = unknown_auto_repo(&state, &def).await {
+        return answer;
     }
     if def.index_type == "fulltext" {
         if let Err(tessera_index::IndexError::Mapping { field, reason }) =

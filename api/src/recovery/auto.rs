@@ -1,10 +1,13 @@
-//! The cluster's automatic recovery (`PUT /api/ctl/recovery/auto` `{"from": ...}`): when
-//! PIndexes go missing and no recovery runs, one is begun from the setting's source of data,
+//! Automatic recovery, per index (`"recovery": {"auto_from": ...}` in its definition) or for
+//! the cluster (`PUT /api/ctl/recovery/auto` `{"from": ...}`, for indexes without their own):
+//! when PIndexes go missing and no recovery runs, one is begun from the setting's source of data
+//! (of the indexes reading the same source, when several differ: one recovery runs at a time),
 //! exactly as an operator's begin (same document, same visibility); once none of its PIndexes
 //! is still on its way, the recovered ones are committed and it is ended. One node acts: the
 //! live node with the smallest uuid (a begin is re-entrant anyway, so two acting at once would
 //! still make one recovery).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -14,12 +17,14 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
-use tessera_cfg::schema::{PIndexRecoveryState, RecoverFrom, Recovery, RecoveryAuto};
+use tessera_cfg::schema::{
+    AutoFrom, PIndexRecoveryState, RecoverFrom, Recovery, RecoveryAuto, SnapshotChoice,
+};
 use tessera_cfg::CfgError;
 use tessera_recovery::machine;
 use tokio::sync::watch;
 
-use super::begin::{start, BeginRequest};
+use super::begin::{latest_holding, missing_in, start, BeginRequest};
 use crate::problem::{cfg_problem, parse_body};
 use crate::AppState;
 
@@ -84,9 +89,21 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
 }
 
 async fn round(state: &AppState) -> Result<(), CfgError> {
-    let Some(auto) = state.cfg.recovery_auto().await? else {
+    let cluster_wide = state.cfg.recovery_auto().await?.map(|a| a.value.from);
+    let per_index: BTreeMap<String, AutoFrom> = state
+        .cfg
+        .index_defs()
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|d| {
+            let auto = d.value.recovery?.auto_from?;
+            Some((d.value.name, auto))
+        })
+        .collect();
+    if cluster_wide.is_none() && per_index.is_empty() {
         return Ok(());
-    };
+    }
     let live = state.cfg.live_nodes().await?;
     let first = live.items.iter().map(|l| l.value.uuid.as_str()).min();
     if first != Some(state.node_uuid.as_str()) {
@@ -108,9 +125,29 @@ async fn round(state: &AppState) -> Result<(), CfgError> {
     if recently_failed {
         return Ok(());
     }
+    let gathered = tessera_planner::service::inputs::gather(&state.cfg).await?;
+    let missing = missing_in(&gathered, |_| true);
+    let indexes: BTreeSet<&str> = missing.iter().map(|m| m.index.as_str()).collect();
+    // The indexes reading the same source of data recover together; the others wait for it.
+    let mut groups: BTreeMap<String, (RecoverFrom, Vec<String>)> = BTreeMap::new();
+    for index in indexes {
+        let from = match per_index.get(index) {
+            Some(auto) => resolve(state, index, auto).await,
+            None => cluster_wide.clone(),
+        };
+        if let Some(from) = from {
+            let group = groups
+                .entry(from.describe())
+                .or_insert_with(|| (from, Vec::new()));
+            group.1.push(index.to_string());
+        }
+    }
+    let Some((from, indexes)) = groups.into_values().next() else {
+        return Ok(());
+    };
     let request = BeginRequest {
-        indexes: Vec::new(),
-        from: auto.value.from,
+        indexes,
+        from,
         dry_run: false,
     };
     let answer = start(state, request, true).await;
@@ -118,6 +155,41 @@ async fn round(state: &AppState) -> Result<(), CfgError> {
         tracing::warn!("PIndexes missing: automatic recovery begun");
     }
     Ok(())
+}
+
+/// Where an index's own setting reads: `{"snapshot": "latest"}` is the newest snapshot holding
+/// the index in any repository (`None`: no repository has one).
+async fn resolve(state: &AppState, index: &str, auto: &AutoFrom) -> Option<RecoverFrom> {
+    match auto {
+        AutoFrom::Snapshot(SnapshotChoice::In(at)) => Some(RecoverFrom::Snapshot {
+            repo: at.repo.clone(),
+            id: at.id.clone(),
+        }),
+        AutoFrom::Snapshot(SnapshotChoice::Newest(_)) => {
+            let repos = state.cfg.repo_defs().await.ok()?;
+            let wanted = BTreeSet::from([index]);
+            let mut newest: Option<(u64, String, String)> = None;
+            for def in repos.items {
+                let Ok(repo) = tessera_backup::Repository::open(&def.value) else {
+                    continue;
+                };
+                if let Ok(m) = latest_holding(&repo, &wanted).await {
+                    if newest.as_ref().is_none_or(|(at, _, _)| m.created_ms > *at) {
+                        newest = Some((m.created_ms, def.value.name.clone(), m.id));
+                    }
+                }
+            }
+            if newest.is_none() {
+                tracing::warn!(
+                    index,
+                    "automatic recovery: no repository holds a snapshot of the index"
+                );
+            }
+            newest.map(|(_, repo, id)| RecoverFrom::Snapshot { repo, id })
+        }
+        AutoFrom::Cluster(url) => Some(RecoverFrom::Cluster(url.clone())),
+        AutoFrom::Source => Some(RecoverFrom::Source),
+    }
 }
 
 /// None of its PIndexes is still on its way (each recovered or failed).

@@ -51,14 +51,9 @@ pub async fn begin(State(state): State<AppState>, body: Bytes) -> Response {
 /// Begins a recovery of what `request` asks for (`auto`: by the automatic setting), or
 /// answers the running one, or says nothing is missing.
 pub async fn start(state: &AppState, request: BeginRequest, auto: bool) -> Response {
-    if let RecoverFrom::Cluster(url) = &request.from {
-        if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < 10 {
-            return problem(
-                StatusCode::BAD_REQUEST,
-                format!("`from.cluster`: `{url}` is not a node URL (http://HOST:PORT)"),
-                Some("from.cluster"),
-            );
-        }
+    if let Err(e) = request.from.validate_at("from") {
+        let message = format!("`{}`: {}", e.field, e.reason);
+        return problem(StatusCode::BAD_REQUEST, message, Some(&e.field));
     }
     match state.cfg.running_recovery().await {
         Ok(Some(running)) => return answer_running(&running.value),
@@ -78,12 +73,9 @@ pub async fn start(state: &AppState, request: BeginRequest, auto: bool) -> Respo
             );
         }
     }
-    let may_return =
-        tessera_planner::coverage::may_return(gathered.node_defs.values().map(|d| &d.value));
-    let plans: Vec<_> = gathered.plans.values().map(|p| &p.value).collect();
     let asked =
         |index: &str| request.indexes.is_empty() || request.indexes.iter().any(|i| i == index);
-    let missing = tessera_recovery::missing(&plans, &gathered.live, &may_return, asked);
+    let missing = missing_in(&gathered, asked);
     if missing.is_empty() {
         return Json(json!({"missing": {}})).into_response();
     }
@@ -136,6 +128,17 @@ pub async fn start(state: &AppState, request: BeginRequest, auto: bool) -> Respo
         },
         Err(e) => cfg_problem(e),
     }
+}
+
+/// The missing PIndexes of the indexes `asked` accepts, as of `gathered`.
+pub(super) fn missing_in(
+    gathered: &tessera_planner::service::inputs::Gathered,
+    asked: impl Fn(&str) -> bool,
+) -> Vec<MissingPIndex> {
+    let may_return =
+        tessera_planner::coverage::may_return(gathered.node_defs.values().map(|d| &d.value));
+    let plans: Vec<_> = gathered.plans.values().map(|p| &p.value).collect();
+    tessera_recovery::missing(&plans, &gathered.live, &may_return, asked)
 }
 
 /// A begin while a recovery runs: the running one, as accepted before.
@@ -315,7 +318,10 @@ async fn from_cluster(
 }
 
 /// The newest snapshot of `repo` holding every index of `indexes`.
-async fn latest_holding(repo: &Repository, indexes: &BTreeSet<&str>) -> Result<Manifest, Response> {
+pub(super) async fn latest_holding(
+    repo: &Repository,
+    indexes: &BTreeSet<&str>,
+) -> Result<Manifest, Response> {
     let ids = repo.snapshot_ids().await.map_err(backup_problem)?;
     for id in ids.iter().rev() {
         let manifest = repo.manifest(id).await.map_err(backup_problem)?;

@@ -35,6 +35,9 @@ pub struct IndexDef {
     /// directory yet fetches the files from the snapshot, then feeds on from their checkpoints.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore: Option<RestoreFrom>,
+    /// Recovery settings of this index (its automatic recovery).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<super::IndexRecovery>,
 }
 
 /// Where a restored index's data comes from.
@@ -241,6 +244,9 @@ impl Document for IndexDef {
         }
         if !(self.params.is_null() || self.params.is_object()) {
             return Err(FieldError::new("params", "must be an object or null"));
+        }
+        if let Some(recovery) = &self.recovery {
+            recovery.validate()?;
         }
         Ok(())
     }

@@ -25,6 +25,18 @@ pub enum RecoverFrom {
 }
 
 impl RecoverFrom {
+    /// Checks the names and the URL, naming the field under `at` (`from`, or a longer path).
+    pub fn validate_at(&self, at: &str) -> Result<(), FieldError> {
+        match self {
+            Self::Snapshot { repo, id } => {
+                validate::name(&format!("{at}.snapshot.repo"), repo)?;
+                validate::ident(&format!("{at}.snapshot.id"), id)
+            }
+            Self::Cluster(url) => validate_node_url(&format!("{at}.cluster"), url),
+            Self::Source => Ok(()),
+        }
+    }
+
     /// How it is written on the command line (`snapshot:REPO/ID`, `cluster:URL`, `source`).
     pub fn describe(&self) -> String {
         match self {
@@ -149,19 +161,7 @@ impl Document for Recovery {
         for (i, name) in self.indexes.iter().enumerate() {
             validate::name(&format!("indexes[{i}]"), name)?;
         }
-        if let RecoverFrom::Snapshot { repo, id } = &self.from {
-            validate::name("from.snapshot.repo", repo)?;
-            validate::ident("from.snapshot.id", id)?;
-        }
-        if let RecoverFrom::Cluster(url) = &self.from {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(FieldError::new(
-                    "from.cluster",
-                    "a node's URL: http://HOST:PORT",
-                ));
-            }
-        }
-        Ok(())
+        self.from.validate_at("from")
     }
 }
 
@@ -179,13 +179,75 @@ impl Document for RecoveryAuto {
     const FORMAT_VERSION: u32 = 1;
 
     fn validate(&self) -> Result<(), FieldError> {
-        match &self.from {
-            RecoverFrom::Snapshot { repo, .. } => validate::name("from.snapshot.repo", repo),
-            RecoverFrom::Cluster(_) => Err(FieldError::new(
-                "from.cluster",
-                "recovery from another cluster is not supported by this build yet",
-            )),
-            RecoverFrom::Source => Ok(()),
+        self.from.validate_at("from")
+    }
+}
+
+/// `url` is a node's URL (`http://HOST:PORT` or `https://...`).
+pub fn validate_node_url(field: &str, url: &str) -> Result<(), FieldError> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
+    match rest {
+        Some(host) if !host.is_empty() && !host.contains(char::is_whitespace) => Ok(()),
+        _ => Err(FieldError::new(
+            field,
+            format!("`{url}` is not a node's URL (http://HOST:PORT)"),
+        )),
+    }
+}
+
+/// Per-index recovery settings (`recovery` in an index definition).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndexRecovery {
+    /// Where an automatic recovery of this index's missing PIndexes reads; absent: the
+    /// cluster's setting (`recovery/auto`) applies, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_from: Option<AutoFrom>,
+}
+
+/// Where an index's automatic recovery reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum AutoFrom {
+    /// `"latest"`: the newest snapshot holding the index in any repository; or a snapshot of
+    /// one repository (`{"repo": .., "id": ..}`, id `latest` for its newest).
+    Snapshot(SnapshotChoice),
+    Cluster(String),
+    Source,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SnapshotChoice {
+    /// Only `latest`.
+    Newest(String),
+    In(SnapshotAt),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotAt {
+    pub repo: String,
+    pub id: String,
+}
+
+impl IndexRecovery {
+    pub fn validate(&self) -> Result<(), FieldError> {
+        match &self.auto_from {
+            Some(AutoFrom::Snapshot(SnapshotChoice::Newest(id))) if id != "latest" => {
+                Err(FieldError::new(
+                    "recovery.auto_from.snapshot",
+                    format!("`{id}`: `latest`, or {{\"repo\": .., \"id\": ..}}"),
+                ))
+            }
+            Some(AutoFrom::Snapshot(SnapshotChoice::In(at))) => {
+                validate::name("recovery.auto_from.snapshot.repo", &at.repo)?;
+                validate::ident("recovery.auto_from.snapshot.id", &at.id)
+            }
+            Some(AutoFrom::Cluster(url)) => validate_node_url("recovery.auto_from.cluster", url),
+            _ => Ok(()),
         }
     }
 }

@@ -17,13 +17,23 @@ pub fn books_without_replicas(drill: &Drill, pindexes: u32) {
 /// Defines `books` (over the source at `source`, `pindexes` PIndexes, no replicas) through
 /// `node`: the same definition in whichever cluster `node` belongs to.
 pub fn define_books(node: &str, source: &str, pindexes: u32) {
+    let (status, body) = define_books_with(node, source, pindexes, "");
+    assert_eq!(status, 200, "{body}");
+}
+
+/// Like [`define_books`] with `more` fields in the definition (`, "recovery": ...`), unchecked.
+pub fn define_books_with(
+    node: &str,
+    source: &str,
+    pindexes: u32,
+    more: &str,
+) -> (u16, serde_json::Value) {
     let index = format!(
         r#"{{"type": "fulltext", "source": {{"type": "tessera", "name": "docs", "partitions": 64, "params": {{"url": "http://{source}"}}}},
             "plan": {{"index_partitions": {pindexes}, "replicas": 0}},
-            "params": {{"mapping": {{"fields": {{"title": {{"type": "text"}}, "n": {{"type": "i64"}}}}}}}}}}"#
+            "params": {{"mapping": {{"fields": {{"title": {{"type": "text"}}, "n": {{"type": "i64"}}}}}}}}{more}}}"#
     );
-    let (status, body) = http(node, "PUT", "/api/index/books", &index);
-    assert_eq!(status, 200, "{body}");
+    http(node, "PUT", "/api/index/books", &index)
 }
 
 /// Kills the node among `among` holding the most copies of `books` and deletes its data

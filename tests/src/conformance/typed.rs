@@ -34,6 +34,7 @@ pub async fn typed_cfg_validates_and_reports_corrupt(store: Arc<dyn Store>) {
         params: serde_json::Value::Null,
         controls: Default::default(),
         restore: None,
+        recovery: None,
     };
     let rev = cfg.put_index_def(&def, 0).await.unwrap();
     def.plan.replicas = 5;
