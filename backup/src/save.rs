@@ -3,42 +3,12 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use crate::manifest::{FileEntry, PIndexEntry, PartitionPoint};
 use crate::repo::Repository;
 use crate::BackupError;
 
-/// Paces sending to `bytes_per_s` on average (0: unlimited).
-#[derive(Debug)]
-pub struct Pace {
-    bytes_per_s: u64,
-    started: Instant,
-    sent: u64,
-}
-
-impl Pace {
-    pub fn new(bytes_per_s: u64) -> Self {
-        Self {
-            bytes_per_s,
-            started: Instant::now(),
-            sent: 0,
-        }
-    }
-
-    /// Counts `bytes` sent, then waits until the average is back under the rate.
-    pub async fn sent(&mut self, bytes: u64) {
-        self.sent += bytes;
-        if self.bytes_per_s == 0 {
-            return;
-        }
-        let due = Duration::from_secs_f64(self.sent as f64 / self.bytes_per_s as f64);
-        let elapsed = self.started.elapsed();
-        if due > elapsed {
-            tokio::time::sleep(due - elapsed).await;
-        }
-    }
-}
+pub use tessera_copy::pace::Pace;
 
 /// What a save sent to the repository.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

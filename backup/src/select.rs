@@ -103,6 +103,7 @@ mod tests {
                 stalled: BTreeMap::new(),
                 plans_seen: 0,
                 incidents: BTreeMap::new(),
+                copied_bytes: BTreeMap::new(),
             },
         )
     }

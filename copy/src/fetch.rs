@@ -14,6 +14,8 @@ use tessera_proto::v1::{
     FileEntry, FileSet, ReadFileRequest, ReleaseFileSetRequest, TakeFileSetRequest,
 };
 use tokio::io::AsyncWriteExt;
+
+use crate::pace::Pace;
 use tonic::transport::Channel;
 
 use crate::CopyError;
@@ -77,16 +79,23 @@ pub fn same_definition(def: &tessera_cfg::schema::IndexDef, set: &FileSet) -> Re
     Ok(())
 }
 
+/// How a download's bytes are counted as they arrive (a progress report reads `done`
+/// meanwhile) and paced.
+#[derive(Clone, Copy)]
+pub struct Meter<'a> {
+    pub done: &'a AtomicU64,
+    pub pace: &'a Pace,
+}
+
 /// Downloads the files of `set` into `dir` (which must not exist) and releases the set,
-/// whatever happens. Returns the bytes fetched; `done` counts them as they arrive (a progress
-/// report reads it meanwhile).
+/// whatever happens. Returns the bytes fetched.
 pub async fn download(
     peers: &Peers,
     set: &FileSet,
     dir: &Path,
-    done: &AtomicU64,
+    meter: Meter<'_>,
 ) -> Result<u64, CopyError> {
-    let result = download_all(peers, set, dir, done).await;
+    let result = download_all(peers, set, dir, meter).await;
     release(peers, set).await;
     result
 }
@@ -110,7 +119,7 @@ async fn download_all(
     peers: &Peers,
     set: &FileSet,
     dir: &Path,
-    done: &AtomicU64,
+    meter: Meter<'_>,
 ) -> Result<u64, CopyError> {
     let partial = PathBuf::from(format!("{}.fetching", dir.display()));
     if partial.exists() {
@@ -124,7 +133,7 @@ async fn download_all(
     let mut client = peers.copy(&set.url).map_err(CopyError::Transport)?;
     let mut bytes = 0;
     for f in &set.files {
-        if let Err(e) = download_file(&mut client, &set.id, f, &partial, done).await {
+        if let Err(e) = download_file(&mut client, &set.id, f, &partial, meter).await {
             let _ = tokio::fs::remove_dir_all(&partial).await;
             return Err(e);
         }
@@ -142,7 +151,7 @@ async fn download_file(
     set_id: &str,
     f: &FileEntry,
     into: &Path,
-    done: &AtomicU64,
+    meter: Meter<'_>,
 ) -> Result<(), CopyError> {
     if f.name.contains('/') || f.name.contains('\\') || f.name.starts_with('.') {
         return Err(CopyError::Corrupt {
@@ -174,7 +183,9 @@ async fn download_file(
                                 .map_err(|e| CopyError::io(&path, e))?;
                             hasher.update(&chunk.data);
                             offset += chunk.data.len() as u64;
-                            done.fetch_add(chunk.data.len() as u64, Ordering::Relaxed);
+                            let len = chunk.data.len() as u64;
+                            meter.done.fetch_add(len, Ordering::Relaxed);
+                            meter.pace.sent(len).await;
                         }
                         Ok(None) if offset < f.size => {
                             break CopyError::Transport(format!(

@@ -6,14 +6,16 @@
 //! - [`held`]: the sets a serving node holds apart (hard links at one commit), with checksums.
 //! - [`serve`]: the gRPC service: take (here or forwarded to a holder), stream a file from an
 //!   offset, release.
-//! - [`fetch`]: the fetching side: take, download (resumed, checksummed, whole or nothing),
-//!   release.
+//! - [`fetch`]: the fetching side: take, download (resumed, checksummed, paced, whole or
+//!   nothing), release.
+//! - [`pace`]: a bytes-per-second limit shared by the transfers that count against it.
 //!
 //! The commit's checkpoints travel inside its `meta.json`: a PIndex opened from the fetched
 //! files resumes its feed from where the serving copy had committed.
 
 pub mod fetch;
 pub mod held;
+pub mod pace;
 pub mod pick;
 pub mod serve;
 

@@ -23,6 +23,10 @@ pub struct LocalStatus {
     pub rebuilt_from: Option<String>,
     /// What a restored PIndex's files were fetched from, if they were.
     pub restored_from: Option<String>,
+    /// The peer a new copy's files were fetched from, if they were.
+    pub copied_from: Option<String>,
+    /// A new copy fetching its files from a peer, while it does.
+    pub copying: Option<Copying>,
     /// The running feed's live status (read through [`LocalStatus::snapshot`]).
     #[serde(skip)]
     pub(crate) live: Option<Arc<Mutex<FeedStatus>>>,
@@ -45,6 +49,14 @@ impl LocalStatus {
         }
         out
     }
+}
+
+/// A new copy fetching its files from a peer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Copying {
+    pub from: String,
+    pub bytes_done: u64,
+    pub bytes_total: u64,
 }
 
 /// Shared view of the local PIndexes, for the REST API.

@@ -19,9 +19,12 @@ use crate::stall::stall;
 pub use crate::stall::STALL_AFTER;
 use crate::wanted::{wanted_copies, WantedView};
 
+mod disk;
+mod peer_copy;
 mod recovery;
 mod report;
 mod restore;
+use peer_copy::{PeerCopy, Peers};
 use report::Reported;
 
 /// The janitor's defaults, in one place (the node's flags and `ExecutorOptions::new`).
@@ -53,6 +56,11 @@ pub struct ExecutorOptions {
     pub commit_interval: Duration,
     /// The node's pooled peer channels (for the sources' high seqs).
     pub peers: tessera_proto::peers::Peers,
+    /// This node's URL, whose `tessera.v1.Copy` finds a peer holding a readable copy of a
+    /// PIndex starting here; `None`: new copies always build from the source.
+    pub node_url: Option<String>,
+    /// The rate every copy of files into this node shares (from peers, from another cluster).
+    pub copy_pace: std::sync::Arc<tessera_copy::pace::Pace>,
 }
 
 struct Hosted {
@@ -70,6 +78,8 @@ struct Hosted {
     /// Why the feed is not catching up, once it has made no progress for [`STALL_AFTER`]
     /// while behind the source.
     stalled: Option<String>,
+    /// The bytes fetched from a peer to build this copy, when it was built so.
+    copied_bytes: Option<u64>,
 }
 
 struct Failure {
@@ -93,6 +103,8 @@ pub struct Executor {
     /// The recoveries that may still ask something of janitors, as last listed; `None` after a
     /// recovery document changed (or the watch was lost): listed again at the next round.
     recoveries: Option<Vec<tessera_cfg::schema::Recovery>>,
+    /// New copies fetching their files from a peer (`peer_copy`).
+    copying: BTreeMap<String, PeerCopy>,
 }
 
 impl Executor {
@@ -107,6 +119,7 @@ impl Executor {
             board: StatusBoard::default(),
             reported: None,
             recoveries: None,
+            copying: BTreeMap::new(),
         }
     }
 
@@ -154,7 +167,7 @@ impl Executor {
                         let at = tokio::time::Instant::now() + wait;
                         due = Some(due.map_or(at, |d| d.min(at)));
                     }
-                    if self.hosted.values().any(|h| !h.caught_up) {
+                    if self.hosted.values().any(|h| !h.caught_up) || !self.copying.is_empty() {
                         let at = tokio::time::Instant::now() + Duration::from_millis(500);
                         due = Some(due.map_or(at, |d| d.min(at)));
                     }
@@ -208,6 +221,16 @@ impl Executor {
                 },
             })
             .collect();
+        for (name, c) in &self.copying {
+            local.push(Local {
+                pindex: name.clone(),
+                index: c.wanted.index.clone(),
+                definition: c.wanted.definition.clone(),
+                partitions: c.wanted.partitions.clone(),
+                role: c.wanted.role,
+                state: LocalState::Backfilling,
+            });
+        }
         for (name, f) in &self.failures {
             local.push(Local {
                 pindex: name.clone(),
@@ -231,6 +254,7 @@ impl Executor {
             tracing::debug!(index, why, "index held: its PIndexes here stay as they are");
         }
         let (wanted, defs) = (view.wanted, view.defs);
+        self.finish_peer_copies(&defs).await;
         self.refresh_caught_up(&defs).await;
         let now = unix_ms();
         let local = self.locals();
@@ -243,6 +267,9 @@ impl Executor {
                 Action::ChangeRole { pindex, role } => {
                     if let Some(h) = self.hosted.get_mut(&pindex) {
                         h.role = role;
+                    }
+                    if let Some(c) = self.copying.get_mut(&pindex) {
+                        c.wanted.role = role;
                     }
                 }
                 Action::Restart { pindex, .. } | Action::Start { pindex, .. } => {
@@ -264,43 +291,6 @@ impl Executor {
             None => self.on_disk().into_iter().collect(),
         };
         self.report(on_disk, view.plans_seen).await
-    }
-
-    /// Deletes PIndex directories this node does not host and no plan names any more (their
-    /// index was deleted or re-split while the node was away). Directories of PIndexes still
-    /// planned elsewhere stay: the planner may place them here again (delta recovery).
-    /// Returns the unhosted PIndex directories that stay.
-    fn remove_unplanned(
-        &self,
-        planned: &std::collections::BTreeSet<String>,
-    ) -> std::collections::BTreeSet<String> {
-        let mut kept = std::collections::BTreeSet::new();
-        for name in self.on_disk() {
-            if planned.contains(&name) || self.failures.contains_key(&name) {
-                kept.insert(name);
-                continue;
-            }
-            let dir = self.options.pindex_dir.join(&name);
-            match std::fs::remove_dir_all(&dir) {
-                Ok(()) => tracing::info!(pindex = name, "removed files of a PIndex no plan names"),
-                Err(e) => {
-                    tracing::warn!(pindex = name, error = %e, "removing an unplanned PIndex directory failed");
-                    kept.insert(name);
-                }
-            }
-        }
-        kept
-    }
-
-    /// PIndex directories on disk that this node does not host (left from before a failover).
-    fn on_disk(&self) -> std::collections::BTreeSet<String> {
-        let Ok(entries) = std::fs::read_dir(&self.options.pindex_dir) else {
-            return Default::default();
-        };
-        entries
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .filter(|name| !name.contains(".corrupt-") && !self.hosted.contains_key(name))
-            .collect()
     }
 
     /// Pauses or resumes feeds to match each index's ingest switch.
@@ -417,6 +407,7 @@ impl Executor {
 
     async fn stop(&mut self, pindex: &str, delete: bool) {
         self.failures.remove(pindex);
+        self.abort_peer_copy(pindex);
         if let Ok(mut board) = self.board.lock() {
             if let Some(entry) = board.get_mut(pindex) {
                 entry.search = None;
@@ -441,6 +432,18 @@ impl Executor {
     }
 
     async fn start(&mut self, wanted: Wanted, defs: &BTreeMap<String, IndexDef>) {
+        self.start_with(wanted, defs, Peers::Try).await
+    }
+
+    /// Starts `wanted`: opens its directory, or (with none yet) fetches a peer's copy in the
+    /// background when `peers` allows and one can serve, or restores it from the snapshot its
+    /// index was restored from, or builds it from the source.
+    async fn start_with(
+        &mut self,
+        wanted: Wanted,
+        defs: &BTreeMap<String, IndexDef>,
+        peers: Peers,
+    ) {
         let Some(def) = defs.get(&wanted.index).cloned() else {
             return;
         };
@@ -449,6 +452,13 @@ impl Executor {
             Ok(url) => url,
             Err(e) => return self.fail(wanted, e),
         };
+        let new_copy = def.restore.is_none() && !dir.exists();
+        if new_copy
+            && matches!(peers, Peers::Try)
+            && self.begin_peer_copy(&wanted, &def, &source_url).await
+        {
+            return;
+        }
         if let (Some(from), false) = (&def.restore, dir.exists()) {
             let source = (source_url.as_str(), def.source.name.as_str());
             let peers = &self.options.peers;
@@ -520,6 +530,7 @@ impl Executor {
                 caught_up: false,
                 progress: (0, tokio::time::Instant::now()),
                 stalled: None,
+                copied_bytes: None,
             },
         );
     }
@@ -568,7 +579,10 @@ impl Executor {
             entry.search = hosted.search.clone();
             entry.attempts = 0;
             entry.last_error = hosted.stalled.clone();
+            entry.copying = None;
         }
+        drop(board);
+        self.publish_copies();
     }
 }
 
@@ -589,6 +603,8 @@ impl ExecutorOptions {
             commit_every: defaults::COMMIT_EVERY,
             commit_interval: defaults::COMMIT_INTERVAL,
             peers,
+            node_url: None,
+            copy_pace: std::sync::Arc::new(tessera_copy::pace::Pace::unlimited()),
         }
     }
 }

@@ -1,8 +1,10 @@
 //! Rebalance time: three nodes host 1M documents in 16 PIndexes with one replica each; a fourth
 //! (managed) node is added with `rebalance`, for per-node move limits 1, 2 and 4 (a standalone
-//! planner restarted with each limit; between runs the fourth node is drained again). Prints
-//! the time from the change to the task's completion, copies moved, documents rebuilt per
-//! second, and the failover time (kill -9 → replicas promoted, delay 0). Run:
+//! planner restarted with each limit; between runs the fourth node is drained again), once
+//! with new copies built from the source (a fourth node started with `--no-peer-copy`) and
+//! once copied from peers' files (another fourth node, default flags), side by side. Prints
+//! the time from the change to the task's completion, copies moved, documents placed per
+//! second, the ratio, and the failover time (kill -9 → replicas promoted, delay 0). Run:
 //! `cargo bench -p tessera-node --bench rebalance` (`REBALANCE_DOCS` to change the size).
 
 #[path = "support/mod.rs"]
@@ -66,7 +68,7 @@ fn main() {
         )
     };
     let mut current_planner = planner(LIMITS[0], 0);
-    let (addresses, mut nodes): (Vec<String>, Vec<Option<Proc>>) = (0..4)
+    let (addresses, mut nodes): (Vec<String>, Vec<Option<Proc>>) = (0..5)
         .map(|i| {
             let mut flags = vec![
                 "--tags",
@@ -76,8 +78,11 @@ fn main() {
                 "--lease-ttl-ms",
                 "2000",
             ];
-            if i == 3 {
+            if i >= 3 {
                 flags.push("--managed");
+            }
+            if i == 3 {
+                flags.push("--no-peer-copy");
             }
             let (address, proc) = support::start_node(scratch.path(), &cfg, i, &flags);
             (address, Some(proc))
@@ -92,7 +97,8 @@ fn main() {
                 .block_on(request(&cluster.client, "GET", &url, String::new()));
         ping["node"].as_str().expect("ping").to_string()
     };
-    let fourth = uuid(3);
+    // The fourth node twice: building from the source, and copying from peers.
+    let fourths = [("source", uuid(3)), ("peer copy", uuid(4))];
 
     let definition = format!(
         r#"{{"type": "fulltext", "source": {{"type": "tessera", "name": "docs", "partitions": 64, "params": {{"url": "http://{source}"}}}},
@@ -122,8 +128,8 @@ fn main() {
     );
 
     println!(
-        "{:<22} {:>10} {:>13} {:>16}",
-        "move limit per node", "seconds", "copies moved", "docs rebuilt/s"
+        "{:<20} {:<10} {:>8} {:>13} {:>15} {:>8}",
+        "move limit per node", "new copies", "seconds", "copies moved", "docs placed/s", "ratio"
     );
     for (i, limit) in LIMITS.iter().enumerate() {
         if i > 0 {
@@ -141,15 +147,20 @@ fn main() {
                 (leader == name.as_str()).then_some(())
             });
         }
-        let (seconds, moved) = cluster.change(&format!(
-            r#"{{"type": "rebalance", "keep_nodes": ["{fourth}"]}}"#
-        ));
-        let rebuilt = moved as f64 * docs as f64 / 16.0;
-        println!(
-            "{limit:<22} {seconds:>10.1} {moved:>13} {:>16.0}",
-            rebuilt / seconds
-        );
-        if i + 1 < LIMITS.len() {
+        let mut from_source = None;
+        for (how, fourth) in &fourths {
+            let (seconds, moved) = cluster.change(&format!(
+                r#"{{"type": "rebalance", "keep_nodes": ["{fourth}"]}}"#
+            ));
+            let placed = moved as f64 * docs as f64 / 16.0;
+            let ratio = from_source.map_or(String::from("1.0×"), |s: f64| {
+                format!("{:.1}×", s / seconds)
+            });
+            from_source.get_or_insert(seconds);
+            println!(
+                "{limit:<20} {how:<10} {seconds:>8.2} {moved:>13} {:>15.0} {ratio:>8}",
+                placed / seconds
+            );
             cluster.change(&format!(
                 r#"{{"type": "drain", "eject_nodes": ["{fourth}"]}}"#
             ));

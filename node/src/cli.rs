@@ -154,6 +154,13 @@ pub struct NodeArgs {
     /// PIndexes backfilling at once on this node; the rest wait.
     #[arg(long, default_value_t = tessera_janitor::executor::defaults::MAX_BACKFILLS)]
     pub max_backfills: usize,
+    /// Bytes per second all copies of PIndex files into this node share (a new copy fetched
+    /// from a peer, a recovery from another cluster); 0: unlimited.
+    #[arg(long, default_value_t = 100 * 1024 * 1024)]
+    pub recovery_max_bytes_per_sec: u64,
+    /// New copies always build from the source, never from a peer's files.
+    #[arg(long)]
+    pub no_peer_copy: bool,
     /// Managed mode (a supervisor drives membership): the node joins as known, not wanted,
     /// and only the supervisor API (`/api/ctl/topology-change`) makes it wanted.
     #[arg(long)]

@@ -208,6 +208,11 @@ fn drill_supervisor_api_drain_swap_cancel_graceful() {
     );
     assert_eq!(task["progress"]["percent"], 100.0, "{task}");
     assert!(task["progress"]["docs_moved"].as_u64() > Some(0), "{task}");
+    // The new node's copies were built from its peers' files.
+    assert!(
+        task["progress"]["bytes_copied"].as_u64() > Some(0),
+        "{task}"
+    );
     assert_eq!(drill.copies_on(&uuids[1]), 0);
     assert!(drill.copies_on(&new_uuid) > 0);
     nodes.lock().unwrap().push(drill.addresses[new].clone());

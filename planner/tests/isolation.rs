@@ -215,6 +215,7 @@ async fn a_report_older_than_the_plan_cannot_make_a_building_copy_readable() {
         stalled: Default::default(),
         plans_seen,
         incidents: Default::default(),
+        copied_bytes: Default::default(),
     };
     // The node's report says "caught up", but about a plan older than the stored one (the
     // copy it had before this one was added).

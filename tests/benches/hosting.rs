@@ -125,14 +125,12 @@ async fn janitor_reaction(samples: usize) -> (Duration, Duration) {
         "n1",
         "i1",
         ExecutorOptions {
-            pindex_dir: dir.path().join("pindexes"),
-            default_source_url: url,
             max_backfills: 4,
             resync: Duration::from_secs(30),
             debounce: Duration::from_millis(1),
             commit_every: 10_000,
             commit_interval: Duration::from_millis(200),
-            peers: Default::default(),
+            ..ExecutorOptions::new(dir.path().join("pindexes"), url, Default::default())
         },
     );
     let board = executor.board();

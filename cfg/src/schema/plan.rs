@@ -147,6 +147,10 @@ pub struct CopyReport {
     /// (health red until an operator accepts the rollback).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub incidents: std::collections::BTreeMap<String, String>,
+    /// Bytes each caught-up PIndex fetched from a peer's files when it was built here (absent
+    /// for copies built from the source), for the progress of topology changes.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub copied_bytes: std::collections::BTreeMap<String, u64>,
 }
 
 impl Document for CopyReport {

@@ -55,6 +55,10 @@ pub struct TaskProgress {
     /// Documents in the copies the change has built so far (as their janitors reported them).
     #[serde(default)]
     pub docs_moved: u64,
+    /// Bytes the copies built so far fetched from peers' files (copies built from the source
+    /// fetch none).
+    #[serde(default)]
+    pub bytes_copied: u64,
     /// Copies building now, waiting for a slot, and serving until replaced.
     pub moving: u64,
     pub waiting: u64,

@@ -2,6 +2,7 @@
 //! fetched: the copy opens with the same documents and checkpoints; a file changed on the
 //! serving side after it was set apart is caught by its checksum and leaves nothing behind.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use tessera_index::{Change, PIndex};
@@ -10,6 +11,8 @@ use tessera_proto::v1::copy_client::CopyClient;
 use tessera_proto::v1::{FileEntry, FileSet, ReadFileRequest};
 
 use super::*;
+use crate::fetch::Meter;
+use crate::pace::Pace;
 use crate::serve::CopyService;
 
 /// A fulltext PIndex in `dir` holding `docs` documents of partition 3, committed.
@@ -90,8 +93,12 @@ async fn a_set_fetched_opens_with_the_same_documents_and_checkpoints() {
 
     let url = serve(held.clone(), pindexes).await;
     let into = scratch.path().join("fetched");
-    let done = std::sync::atomic::AtomicU64::new(0);
-    let bytes = crate::fetch::download(&Peers::default(), &described(&set, &url), &into, &done)
+    let (done, pace) = (AtomicU64::new(0), Pace::unlimited());
+    let meter = Meter {
+        done: &done,
+        pace: &pace,
+    };
+    let bytes = crate::fetch::download(&Peers::default(), &described(&set, &url), &into, meter)
         .await
         .expect("downloaded");
     assert_eq!(bytes, set.files.iter().map(|f| f.size).sum::<u64>());
@@ -157,8 +164,12 @@ async fn a_file_read_from_an_offset_and_a_changed_file_refused() {
     std::fs::remove_file(&path).expect("unlink the held link");
     std::fs::write(&path, &changed).expect("write");
     let into = scratch.path().join("fetched");
-    let done = std::sync::atomic::AtomicU64::new(0);
-    let e = crate::fetch::download(&Peers::default(), &described(&set, &url), &into, &done)
+    let (done, pace) = (AtomicU64::new(0), Pace::unlimited());
+    let meter = Meter {
+        done: &done,
+        pace: &pace,
+    };
+    let e = crate::fetch::download(&Peers::default(), &described(&set, &url), &into, meter)
         .await
         .expect_err("refused");
     assert!(

@@ -140,6 +140,7 @@ impl Executor {
         let counters: Vec<AtomicU64> = ready.iter().map(|_| AtomicU64::new(0)).collect();
         let fetched = {
             let (cfg, peers) = (&self.cfg, &self.options.peers);
+            let pace = &*self.options.copy_pace;
             let pindex_dir = &self.options.pindex_dir;
             let downloads = ready.iter().zip(&counters).map(|((w, def, url), done)| {
                 let dir = pindex_dir.join(&w.pindex);
@@ -167,7 +168,14 @@ impl Executor {
                             ))
                         }
                         RecoverFrom::Cluster(contact) => {
-                            from_cluster(peers, contact, def, source, target.1, &dir, done).await
+                            let into = restore::FetchInto {
+                            pindex: target.0,
+                            partitions: target.1,
+                            index_type: &def.index_type,
+                            dir: &dir,
+                        };
+                        let meter = tessera_copy::fetch::Meter { done, pace };
+                        from_cluster(peers, contact, def, source, &into, meter).await
                         }
                         RecoverFrom::Source => Ok(Fetched::Rebuild("recovered from the source".into())),
                     }
@@ -365,10 +373,10 @@ async fn from_cluster(
     contact: &str,
     def: &IndexDef,
     source: (&str, &str),
-    partitions: &[u32],
-    dir: &std::path::Path,
-    done: &AtomicU64,
+    into: &restore::FetchInto<'_>,
+    meter: tessera_copy::fetch::Meter<'_>,
 ) -> Result<Fetched, String> {
+    let (partitions, dir) = (into.partitions, into.dir);
     use tessera_copy::{fetch, CopyError};
     let failed = |e: CopyError| format!("recovering from cluster {contact}: {e}");
     let set = match fetch::take(peers, contact, &def.name, partitions, false).await {
@@ -400,7 +408,7 @@ async fn from_cluster(
             )));
         }
     }
-    let bytes = fetch::download(peers, &set, dir, done)
+    let bytes = fetch::download(peers, &set, dir, meter)
         .await
         .map_err(failed)?;
     Ok(Fetched::Data(format!(

@@ -1,5 +1,6 @@
 //! The node's copy report (`reports/<node>`): what the planner learns from this janitor —
-//! the PIndexes caught up (with their documents), PIndex files on disk it does not host,
+//! the PIndexes caught up (with their documents, and the bytes copied from a peer to build
+//! them), PIndex files on disk it does not host,
 //! stalled feeds, feeds held by an incident, and the newest plan it acted on. Written again
 //! only when one of those changes.
 
@@ -19,6 +20,7 @@ pub(super) struct Reported {
     incidents: BTreeMap<String, String>,
     /// The newest plan acted on.
     plans_seen: tessera_cfg::Revision,
+    copied_bytes: BTreeMap<String, u64>,
 }
 
 impl Executor {
@@ -44,6 +46,12 @@ impl Executor {
             .iter()
             .filter_map(|(n, h)| Some((n.clone(), h.feed.status().incident?)))
             .collect();
+        let copied_bytes: BTreeMap<String, u64> = self
+            .hosted
+            .iter()
+            .filter(|(_, h)| h.caught_up)
+            .filter_map(|(n, h)| Some((n.clone(), h.copied_bytes?)))
+            .collect();
         // Written again when what it says changes, and when a newer plan of an index hosted
         // here was acted on (the planner trusts "caught up" only for plans it has seen).
         let state = Reported {
@@ -52,6 +60,7 @@ impl Executor {
             stalled: stalled.clone(),
             incidents: incidents.clone(),
             plans_seen,
+            copied_bytes: copied_bytes.clone(),
         };
         if self.reported.as_ref() == Some(&state) {
             return Ok(());
@@ -74,6 +83,7 @@ impl Executor {
             stalled,
             plans_seen,
             incidents,
+            copied_bytes,
         };
         let cas = self
             .cfg

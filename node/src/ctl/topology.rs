@@ -140,12 +140,12 @@ pub async fn tasks(http: &Http, raw: bool) -> Result<String, Exit> {
         return Ok(super::pretty(&answer));
     }
     let mut lines = vec![format!(
-        "{:<24} {:<18} {:<10} {:>7} {:>11} {:>10}  SUMMARY",
-        "TASK", "TYPE", "STATUS", "PERCENT", "MOVES", "DOCS"
+        "{:<24} {:<18} {:<10} {:>7} {:>11} {:>10} {:>12}  SUMMARY",
+        "TASK", "TYPE", "STATUS", "PERCENT", "MOVES", "DOCS", "BYTES COPIED"
     )];
     for t in answer["tasks"].as_array().into_iter().flatten() {
         lines.push(format!(
-            "{:<24} {:<18} {:<10} {:>6}% {:>5}/{:<5} {:>10}  {}",
+            "{:<24} {:<18} {:<10} {:>6}% {:>5}/{:<5} {:>10} {:>12}  {}",
             t["id"].as_str().unwrap_or("?"),
             t["type"].as_str().unwrap_or("?"),
             t["status"].as_str().unwrap_or("?"),
@@ -153,6 +153,7 @@ pub async fn tasks(http: &Http, raw: bool) -> Result<String, Exit> {
             t["progress"]["moves_done"],
             t["progress"]["moves_total"],
             t["progress"]["docs_moved"],
+            t["progress"]["bytes_copied"],
             t["summary"].as_str().unwrap_or(""),
         ));
     }

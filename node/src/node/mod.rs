@@ -165,6 +165,10 @@ fn start_janitor(
         &me.incarnation,
         tessera_janitor::executor::ExecutorOptions {
             max_backfills: args.max_backfills,
+            node_url: (!args.no_peer_copy).then(|| format!("http://{}", me.host_port)),
+            copy_pace: std::sync::Arc::new(tessera_copy::pace::Pace::new(
+                args.recovery_max_bytes_per_sec,
+            )),
             ..tessera_janitor::executor::ExecutorOptions::new(
                 global.data_dir.join("pindexes"),
                 format!("http://{}", me.host_port),

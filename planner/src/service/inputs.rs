@@ -21,6 +21,8 @@ pub struct Gathered {
     pub caught_up: BTreeMap<String, BTreeSet<String>>,
     /// Per (node, PIndex), the documents its janitor last reported.
     pub docs: BTreeMap<(String, String), u64>,
+    /// Per (node, PIndex), the bytes a copy fetched from a peer (copies built so).
+    pub copied_bytes: BTreeMap<(String, String), u64>,
     /// PIndex → nodes holding its files without hosting it.
     pub on_disk: BTreeMap<String, BTreeSet<String>>,
     /// The store revision everything above was read at; watch from `revision + 1`.
@@ -176,6 +178,15 @@ pub async fn gather(cfg: &Cfg) -> Result<Gathered, CfgError> {
             }
             on_disk
         },
+        copied_bytes: reports
+            .iter()
+            .flat_map(|r| {
+                r.value
+                    .copied_bytes
+                    .iter()
+                    .map(|(p, b)| ((r.value.node.clone(), p.clone()), *b))
+            })
+            .collect(),
         docs: reports
             .iter()
             .flat_map(|r| {

@@ -499,12 +499,18 @@ impl PlannerService {
             .iter()
             .map(|(k, v)| (k.clone(), v.value.clone()))
             .collect();
-        let docs_done = progress
-            .completed
-            .iter()
-            .filter_map(|(pindex, node)| gathered.docs.get(&(node.clone(), pindex.clone())))
-            .sum();
-        let decision = tasks::advance(&task.value, progress, docs_done, wanted, &nodes, now);
+        let of = |figures: &BTreeMap<(String, String), u64>| -> u64 {
+            progress
+                .completed
+                .iter()
+                .filter_map(|(pindex, node)| figures.get(&(node.clone(), pindex.clone())))
+                .sum()
+        };
+        let moved = tasks::Moved {
+            docs: of(&gathered.docs),
+            bytes: of(&gathered.copied_bytes),
+        };
+        let decision = tasks::advance(&task.value, progress, moved, wanted, &nodes, now);
         let wake = decision
             .wake_at_ms
             .map(|at| Instant::now() + Duration::from_millis(at.saturating_sub(now)));

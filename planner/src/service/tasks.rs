@@ -27,11 +27,19 @@ pub struct Advance {
     pub wake_at_ms: Option<u64>,
 }
 
+/// What the copies completed since the last round hold: their documents, and the bytes the
+/// ones copied from a peer fetched.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Moved {
+    pub docs: u64,
+    pub bytes: u64,
+}
+
 /// The task as of this round.
 pub fn advance(
     task: &TopologyTask,
     progress: &Progress,
-    docs_done: u64,
+    moved: Moved,
     plans: &BTreeMap<String, IndexPlan>,
     nodes: &BTreeMap<String, NodeDef>,
     now_ms: u64,
@@ -59,7 +67,8 @@ pub fn advance(
     let p = &mut next.progress;
     p.moves_total = p.moves_total.max(outstanding + p.moves_done);
     p.moves_done = p.moves_total - outstanding;
-    p.docs_moved += docs_done;
+    p.docs_moved += moved.docs;
+    p.bytes_copied += moved.bytes;
     p.moving = progress.moving as u64;
     p.waiting = progress.waiting as u64;
     p.dropping = progress.dropping as u64;
@@ -203,7 +212,7 @@ mod tests {
         let first = advance(
             &task(TaskKind::Drain),
             &moving(2, 6, 2),
-            0,
+            Moved::default(),
             &plans,
             &nodes,
             2_000,
@@ -216,15 +225,20 @@ mod tests {
             (8, 0)
         );
         assert!(!first.done);
-        let second = advance(&first.task, &moving(2, 2, 2), 500, &plans, &nodes, 6_000);
+        let half = Moved {
+            docs: 500,
+            bytes: 4096,
+        };
+        let second = advance(&first.task, &moving(2, 2, 2), half, &plans, &nodes, 6_000);
         assert_eq!(second.task.progress.moves_done, 4);
         assert_eq!(second.task.progress.percent, 50.0);
         assert_eq!(second.task.progress.docs_moved, 500);
         assert_eq!(second.task.progress.eta_s, Some(5.0));
-        let last = advance(&second.task, &moving(0, 0, 0), 500, &plans, &nodes, 9_000);
+        let last = advance(&second.task, &moving(0, 0, 0), half, &plans, &nodes, 9_000);
         assert!(last.done);
         assert_eq!(last.task.status, TaskStatus::Completed);
         assert_eq!(last.task.progress.docs_moved, 1000);
+        assert_eq!(last.task.progress.bytes_copied, 8192);
     }
 
     #[test]
@@ -238,7 +252,7 @@ mod tests {
         let early = advance(
             &task(TaskKind::FailoverGraceful),
             &moving(0, 0, 0),
-            0,
+            Moved::default(),
             &plans,
             &nodes,
             1_500,
@@ -248,7 +262,7 @@ mod tests {
         let later = advance(
             &task(TaskKind::FailoverGraceful),
             &moving(0, 0, 0),
-            0,
+            Moved::default(),
             &plans,
             &nodes,
             1_000 + GRACE_MS,
