@@ -36,6 +36,9 @@ pub mod defaults {
     pub const RESYNC: Duration = Duration::from_secs(10);
     /// Plan changes arriving together are handled in one round.
     pub const DEBOUNCE: Duration = Duration::from_millis(100);
+    /// While a copy backfills, how often the janitor checks whether it has caught up (the
+    /// planner makes it readable, and the next move starts, once it reports so).
+    pub const BACKFILL_CHECK: Duration = Duration::from_millis(200);
     /// A feed commits after this many changes...
     pub const COMMIT_EVERY: usize = 10_000;
     /// ...or this long after the first uncommitted one.
@@ -105,6 +108,8 @@ pub struct Executor {
     recoveries: Option<Vec<tessera_cfg::schema::Recovery>>,
     /// New copies fetching their files from a peer (`peer_copy`).
     copying: BTreeMap<String, PeerCopy>,
+    /// Signalled when a fetch from a peer ends, so that the copy opens at once.
+    copy_ended: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl Executor {
@@ -120,6 +125,7 @@ impl Executor {
             reported: None,
             recoveries: None,
             copying: BTreeMap::new(),
+            copy_ended: Default::default(),
         }
     }
 
@@ -133,6 +139,7 @@ impl Executor {
         let root = self.cfg.keys().root().to_string();
         let mut changes = None;
         let mut due = Some(tokio::time::Instant::now());
+        let copy_ended = self.copy_ended.clone();
         loop {
             if changes.is_none() {
                 changes = self.cfg.store().watch(&root, 0).await.ok();
@@ -140,6 +147,7 @@ impl Executor {
             let wake = due.unwrap_or_else(|| tokio::time::Instant::now() + self.options.resync);
             tokio::select! {
                 _ = shutdown.changed() => break,
+                () = copy_ended.notified() => due = Some(tokio::time::Instant::now()),
                 event = tessera_cfg::store::next_change(&mut changes) => match event {
                     Some(e) if self.triggers(&e) => {
                         if e.key().is_none_or(|k| matches!(self.cfg.keys().kind(k), KeyKind::Recovery(_))) {
@@ -168,7 +176,7 @@ impl Executor {
                         due = Some(due.map_or(at, |d| d.min(at)));
                     }
                     if self.hosted.values().any(|h| !h.caught_up) || !self.copying.is_empty() {
-                        let at = tokio::time::Instant::now() + Duration::from_millis(500);
+                        let at = tokio::time::Instant::now() + defaults::BACKFILL_CHECK;
                         due = Some(due.map_or(at, |d| d.min(at)));
                     }
                 }

@@ -146,8 +146,24 @@ pub struct Feed {
 impl Feed {
     /// Starts streaming into `pindex` from its applied checkpoints.
     pub fn start(pindex: Box<dyn PIndex>, config: FeedConfig) -> Feed {
+        // Where the PIndex stands is in the status from the start (not once the applier task
+        // first runs), so a copy that opens caught up is seen so by the same janitor round.
+        let partitions = pindex
+            .applied()
+            .iter()
+            .map(|(p, c)| {
+                let status = PartitionStatus {
+                    seq: c.seq,
+                    partition_uuid: c.partition_uuid.clone(),
+                    connected: false,
+                };
+                (*p, status)
+            })
+            .collect();
         let status = Arc::new(Mutex::new(FeedStatus {
             paused: config.start_paused,
+            docs: pindex.doc_count().unwrap_or(0),
+            partitions,
             ..FeedStatus::default()
         }));
         let (commands, rx) = mpsc::channel(8);
@@ -327,20 +343,6 @@ impl Applier {
         mut pindex: Box<dyn PIndex>,
         mut commands: mpsc::Receiver<Command>,
     ) -> Result<Box<dyn PIndex>, FeedError> {
-        let docs = pindex.doc_count().unwrap_or(0);
-        self.update(|s| {
-            s.docs = docs;
-            for (p, c) in pindex.applied() {
-                s.partitions.insert(
-                    *p,
-                    PartitionStatus {
-                        seq: c.seq,
-                        partition_uuid: c.partition_uuid.clone(),
-                        connected: false,
-                    },
-                );
-            }
-        });
         if !self.config.start_paused {
             self.start_readers(pindex.as_ref());
         }

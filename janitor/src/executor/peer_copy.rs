@@ -10,7 +10,7 @@
 //! PIndex builds from the source as it always could.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tessera_cfg::schema::IndexDef;
@@ -27,6 +27,8 @@ pub(super) struct PeerCopy {
     pub(super) total: u64,
     /// What the files come from, for the status.
     from: String,
+    /// Set when the fetch has ended (just before the task returns its outcome).
+    ended: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<Result<u64, CopyError>>,
 }
 
@@ -91,6 +93,8 @@ impl Executor {
         let done = Arc::new(AtomicU64::new(0));
         let pace = self.options.copy_pace.clone();
         let counter = done.clone();
+        let ended = Arc::new(AtomicBool::new(false));
+        let (flag, wake) = (ended.clone(), self.copy_ended.clone());
         let task = tokio::spawn({
             let set = set.clone();
             async move {
@@ -98,7 +102,10 @@ impl Executor {
                     done: &counter,
                     pace: &pace,
                 };
-                fetch::download(&peers, &set, &dir, meter).await
+                let fetched = fetch::download(&peers, &set, &dir, meter).await;
+                flag.store(true, Ordering::Release);
+                wake.notify_one();
+                fetched
             }
         });
         let from = format!("peer {} ({})", set.node, set.pindex);
@@ -115,6 +122,7 @@ impl Executor {
                 done,
                 total: set.bytes,
                 from,
+                ended,
                 task,
             },
         );
@@ -127,7 +135,7 @@ impl Executor {
         let finished: Vec<String> = self
             .copying
             .iter()
-            .filter(|(_, c)| c.task.is_finished())
+            .filter(|(_, c)| c.ended.load(Ordering::Acquire) || c.task.is_finished())
             .map(|(n, _)| n.clone())
             .collect();
         for name in finished {
