@@ -37,6 +37,8 @@ pub struct FulltextPIndex {
     stats: PIndexStats,
     /// What the reader shows, for searchers waiting on a seq.
     visible: tokio::sync::watch::Sender<Checkpoints>,
+    /// Searchers waiting on a seq not shown yet (the feed commits sooner for them).
+    demand: std::sync::Arc<crate::searchable::RefreshDemand>,
 }
 
 /// The tantivy schema of a mapping.
@@ -189,6 +191,7 @@ impl FulltextPIndex {
             mapping: mapping.clone(),
             applied: committed.clone(),
             visible: tokio::sync::watch::Sender::new(committed.clone()),
+            demand: Default::default(),
             committed,
             stats: PIndexStats::default(),
         })
@@ -309,6 +312,11 @@ impl PIndex for FulltextPIndex {
             self.reader.clone(),
             self.mapping.clone(),
             self.visible.subscribe(),
+            self.demand.clone(),
         ))
+    }
+
+    fn refresh_demand(&self) -> Option<std::sync::Arc<crate::searchable::RefreshDemand>> {
+        Some(self.demand.clone())
     }
 }

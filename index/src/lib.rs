@@ -20,7 +20,7 @@ pub mod searchable;
 use std::path::{Path, PathBuf};
 
 pub use checkpoint::{Checkpoint, Checkpoints};
-pub use searchable::Searchable;
+pub use searchable::{RefreshDemand, Searchable};
 
 /// PIndex types this build can host.
 pub const TYPES: &[&str] = &["fulltext", "blackhole"];
@@ -95,6 +95,11 @@ pub trait PIndex: Send {
     /// A handle to search this PIndex while a feed owns it; `None` for types that cannot be
     /// searched.
     fn searchable(&self) -> Option<Searchable> {
+        None
+    }
+    /// The queries waiting for this PIndex to show seqs it has not committed yet (its feed
+    /// commits at once for them); `None` for types that cannot be searched.
+    fn refresh_demand(&self) -> Option<std::sync::Arc<RefreshDemand>> {
         None
     }
 }

@@ -363,6 +363,8 @@ impl Applier {
             })
         });
         let _checking = AbortOnDrop(checking);
+        // Queries waiting on seqs not yet visible: commit at once for them (`at_plus`).
+        let demand = pindex.refresh_demand();
         let mut uncommitted = 0usize;
         let mut deadline: Option<tokio::time::Instant> = None;
         loop {
@@ -446,10 +448,15 @@ impl Applier {
                         tracing::warn!(source = self.config.source, partition, "source history changed; streaming the partition again");
                         self.start_reader(partition, 0, uuid);
                     }
-                    if uncommitted >= self.config.commit_every {
+                    let asked = demand.as_ref().is_some_and(|d| d.waiting());
+                    if uncommitted >= self.config.commit_every || asked {
                         pindex = self.commit(pindex).await?;
                         (uncommitted, deadline) = (0, None);
                     }
+                }
+                () = asked(&demand), if uncommitted > 0 => {
+                    pindex = self.commit(pindex).await?;
+                    (uncommitted, deadline) = (0, None);
                 }
                 () = tokio::time::sleep_until(wake), if deadline.is_some() => {
                     pindex = self.commit(pindex).await?;
@@ -457,6 +464,14 @@ impl Applier {
                 }
             }
         }
+    }
+}
+
+/// Resolves when a query begins to wait on the PIndex (never for types without readers).
+async fn asked(demand: &Option<std::sync::Arc<tessera_index::RefreshDemand>>) {
+    match demand {
+        Some(d) => d.asked().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -465,3 +465,45 @@ async fn a_source_with_another_partition_count_is_reported() {
     }
     feed.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_waiting_for_applied_seqs_gets_them_at_once_in_one_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = SourceLog::open(&dir.path().join("source.redb"), PARTITIONS).unwrap();
+    log.append("docs", &docs(0..300)).unwrap();
+    let address = free_address();
+    let _server = serve_on(log.clone(), address).await;
+    let pindex = tessera_index::open("fulltext", &dir.path().join("p"), &serde_json::Value::Null)
+        .unwrap();
+    let search = pindex.searchable().expect("fulltext is searchable");
+    // Left to its timer and its count, the feed would not commit for a minute.
+    let slow = FeedConfig {
+        commit_every: 1_000_000,
+        commit_interval: Duration::from_secs(60),
+        ..config(address)
+    };
+    let feed = Feed::start(pindex, slow);
+    caught_up(&feed, &log, "every document applied").await;
+    assert_eq!(search.searcher().num_docs(), 0, "applied, not committed");
+    let commits = feed.status().commits;
+
+    // Five queries wait for everything the source has: one commit serves them all.
+    let wanted: Vec<(u32, u64)> = highs(&log).into_iter().collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let waits = (0..5).map(|_| {
+        let (search, wanted) = (search.clone(), wanted.clone());
+        async move { search.wait_visible(&wanted, deadline).await }
+    });
+    for waited in futures::future::join_all(waits).await {
+        assert_eq!(waited, Ok(()), "visible well before the timer");
+    }
+    assert_eq!(search.searcher().num_docs(), 300);
+    // The status counts the commit just after the reader shows it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while feed.status().commits == commits {
+        assert!(tokio::time::Instant::now() < deadline, "the commit never counted");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(feed.status().commits, commits + 1, "one commit for the five");
+    feed.stop().await.unwrap();
+}

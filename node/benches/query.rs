@@ -23,6 +23,8 @@ const DOCS: usize = 100_000;
 const SAMPLES: usize = 300;
 const CONCURRENCY: usize = 16;
 const SATURATION: Duration = Duration::from_secs(5);
+/// Writes followed by an `at_plus` query for them.
+const READ_YOUR_WRITE: usize = 100;
 const MAPPING: &str =
     r#"{"fields": {"title": {"type": "text"}, "body": {"type": "text"}, "n": {"type": "i64"}}}"#;
 
@@ -219,5 +221,33 @@ fn main() {
     println!(
         "saturation: {CONCURRENCY} concurrent clients, term query via one node: {:.0} queries/s ({refused} answered 429)",
         done as f64 / SATURATION.as_secs_f64()
+    );
+
+    // Read-your-write: one document written to the source, then an `at_plus` query (waiting
+    // for what the source has now) that must find it.
+    let mut times = Vec::new();
+    for i in 0..READ_YOUR_WRITE {
+        let key = format!("ryw{i}");
+        let word = format!("fresh{i}x");
+        let started = Instant::now();
+        let line = serde_json::json!({"key": key, "doc": {"title": word, "body": "", "n": i}});
+        let (status, answer) = runtime.block_on(post(
+            &client,
+            &format!("http://{source}/api/source/docs/bulk"),
+            format!("{line}\n"),
+        ));
+        assert_eq!(status, 200, "{answer}");
+        let query = format!(
+            r#"{{"query": {{"term": {{"field": "title", "value": "{word}"}}}}, "size": 1, "consistency": {{"level": "at_plus"}}, "timeout_ms": 10000}}"#
+        );
+        let (status, answer) =
+            runtime.block_on(post(&client, &format!("{base}/api/index/docs/query"), query));
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["total_hits"], 1, "the write is not visible: {answer}");
+    }
+    let (p50, p99) = percentiles(times);
+    println!(
+        "read-your-write (write one document, at_plus term query for it), {READ_YOUR_WRITE} times: p50 {p50:.1} ms, p99 {p99:.1} ms"
     );
 }
