@@ -473,8 +473,8 @@ async fn a_query_waiting_for_applied_seqs_gets_them_at_once_in_one_commit() {
     log.append("docs", &docs(0..300)).unwrap();
     let address = free_address();
     let _server = serve_on(log.clone(), address).await;
-    let pindex = tessera_index::open("fulltext", &dir.path().join("p"), &serde_json::Value::Null)
-        .unwrap();
+    let pindex =
+        tessera_index::open("fulltext", &dir.path().join("p"), &serde_json::Value::Null).unwrap();
     let search = pindex.searchable().expect("fulltext is searchable");
     // Left to its timer and its count, the feed would not commit for a minute.
     let slow = FeedConfig {
@@ -501,9 +501,16 @@ async fn a_query_waiting_for_applied_seqs_gets_them_at_once_in_one_commit() {
     // The status counts the commit just after the reader shows it.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while feed.status().commits == commits {
-        assert!(tokio::time::Instant::now() < deadline, "the commit never counted");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the commit never counted"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert_eq!(feed.status().commits, commits + 1, "one commit for the five");
+    assert_eq!(
+        feed.status().commits,
+        commits + 1,
+        "one commit for the five"
+    );
     feed.stop().await.unwrap();
 }

@@ -240,11 +240,17 @@ fn main() {
         let query = format!(
             r#"{{"query": {{"term": {{"field": "title", "value": "{word}"}}}}, "size": 1, "consistency": {{"level": "at_plus"}}, "timeout_ms": 10000}}"#
         );
-        let (status, answer) =
-            runtime.block_on(post(&client, &format!("{base}/api/index/docs/query"), query));
+        let (status, answer) = runtime.block_on(post(
+            &client,
+            &format!("{base}/api/index/docs/query"),
+            query,
+        ));
         times.push(started.elapsed().as_secs_f64() * 1000.0);
         assert_eq!(status, 200, "{answer}");
-        assert_eq!(answer["total_hits"], 1, "the write is not visible: {answer}");
+        assert_eq!(
+            answer["total_hits"], 1,
+            "the write is not visible: {answer}"
+        );
     }
     let (p50, p99) = percentiles(times);
     println!(
