@@ -7,6 +7,7 @@
 //! around them. It must not know about HTTP: the API crate turns its outcomes into answers.
 //! `README.md` beside this crate explains the method.
 
+pub mod cluster_view;
 pub mod count;
 pub mod scatter;
 pub mod shard;
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 use tessera_cfg::Cfg;
 use tessera_janitor::executor::StatusBoard;
 
+pub use cluster_view::{ClusterView, Freshness};
 pub use scatter::{Outcome, Scatter};
 pub use tessera_proto::peers::Peers;
 pub use view::{View, ViewError};
@@ -36,6 +38,45 @@ pub struct Coordinator {
     /// The local PIndexes, as the janitor last saw them.
     pub board: StatusBoard,
     pub search: Arc<SearchState>,
+}
+
+impl Coordinator {
+    /// How fresh a request's view of the cluster must be: `latest` (the request promises to
+    /// see what was written before it) reads the store's revision now.
+    pub async fn freshness(&self, latest: bool) -> Freshness {
+        if !latest {
+            return Freshness::Mirror;
+        }
+        match self.cfg.store().revision().await {
+            Ok(revision) => Freshness::AtLeast(revision),
+            // Unknown: only the Cfg itself will do.
+            Err(_) => Freshness::AtLeast(tessera_cfg::Revision::MAX),
+        }
+    }
+
+    /// Index `name`'s definition, from the mirror when it can say, else from the Cfg.
+    pub async fn index_def(
+        &self,
+        name: &str,
+        fresh: Freshness,
+    ) -> Result<Option<tessera_cfg::schema::IndexDef>, tessera_cfg::CfgError> {
+        if let Some(view) = self.search.cluster_view.get() {
+            if let Some(def) = view.read(fresh, |m| m.index_def(name)).await {
+                return Ok(Some(def));
+            }
+        }
+        Ok(self.cfg.index_def(name).await?.map(|d| d.value))
+    }
+
+    /// The view of index `name`, from the mirror when it can say, else from the Cfg.
+    pub async fn view(&self, name: &str, fresh: Freshness) -> Result<View, ViewError> {
+        if let Some(view) = self.search.cluster_view.get() {
+            if let Some(v) = view.read(fresh, |m| m.view(name)).await {
+                return Ok(v);
+            }
+        }
+        View::load(&self.cfg, name).await
+    }
 }
 
 /// The node's bounds on search work. Queries it coordinates and shard calls from its peers
@@ -74,6 +115,8 @@ pub struct SearchState {
     pub peers: Peers,
     /// Where this node's own source answers (for indexes without a source `url`).
     pub default_source_url: String,
+    /// The in-memory mirror of the cluster queries route from, once the node starts it.
+    pub cluster_view: std::sync::OnceLock<ClusterView>,
 }
 
 impl SearchState {
@@ -88,6 +131,7 @@ impl SearchState {
             suspects: Mutex::new(HashMap::new()),
             peers,
             default_source_url,
+            cluster_view: std::sync::OnceLock::new(),
         })
     }
 

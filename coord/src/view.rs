@@ -77,13 +77,18 @@ pub async fn planned(cfg: &Cfg, name: &str) -> Result<IndexPlan, ViewError> {
         return Ok(plan.value);
     }
     match cfg.index_def(name).await? {
-        Some(def) => Ok(IndexPlan {
-            format_version: IndexPlan::FORMAT_VERSION,
-            index: name.to_string(),
-            index_uuid: def.value.uuid,
-            pindexes: Vec::new(),
-            warnings: vec!["not planned yet".into()],
-        }),
+        Some(def) => Ok(not_planned_yet(name, &def.value.uuid)),
         None => Err(ViewError::UnknownIndex(name.to_string())),
+    }
+}
+
+/// The empty plan of an index defined (as `index_uuid`) but not planned yet.
+pub fn not_planned_yet(name: &str, index_uuid: &str) -> IndexPlan {
+    IndexPlan {
+        format_version: IndexPlan::FORMAT_VERSION,
+        index: name.to_string(),
+        index_uuid: index_uuid.to_string(),
+        pindexes: Vec::new(),
+        warnings: vec!["not planned yet".into()],
     }
 }

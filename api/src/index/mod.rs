@@ -215,8 +215,9 @@ pub async fn remove(State(state): State<AppState>, Path(name): Path<String>) -> 
 /// `pindexes_counted` below `pindexes_total` means part of the index could not be counted; the
 /// reasons are in `errors`.
 pub async fn count(State(state): State<AppState>, Path(name): Path<String>) -> Response {
-    match state.cfg.index_def(&name).await {
-        Ok(Some(def)) if def.value.controls.query_disallowed => {
+    let fresh = tessera_coord::Freshness::Mirror;
+    match state.coord.index_def(&name, fresh).await {
+        Ok(Some(def)) if def.controls.query_disallowed => {
             return problem(
                 StatusCode::FORBIDDEN,
                 format!("queries are disallowed on index `{name}` (queryControl/allow)"),
@@ -226,7 +227,7 @@ pub async fn count(State(state): State<AppState>, Path(name): Path<String>) -> R
         Ok(_) => {}
         Err(e) => return cfg_problem(e),
     }
-    let view = match tessera_coord::View::load(&state.cfg, &name).await {
+    let view = match state.coord.view(&name, fresh).await {
         Ok(view) => view,
         Err(e) => return view_problem(e),
     };

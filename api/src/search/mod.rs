@@ -32,9 +32,13 @@ pub fn router() -> Router<AppState> {
 }
 
 /// The index definition, if it can be queried now.
-async fn queryable(state: &AppState, name: &str) -> Result<IndexDef, Response> {
-    let def = match state.cfg.index_def(name).await {
-        Ok(Some(def)) => def.value,
+async fn queryable(
+    state: &AppState,
+    name: &str,
+    fresh: tessera_coord::Freshness,
+) -> Result<IndexDef, Response> {
+    let def = match state.coord.index_def(name, fresh).await {
+        Ok(Some(def)) => def,
         Ok(None) => {
             return Err(problem(
                 StatusCode::NOT_FOUND,
@@ -114,12 +118,13 @@ async fn wanted_seqs(
 async fn settled_view(
     state: &AppState,
     name: &str,
-    wait: bool,
+    fresh: tessera_coord::Freshness,
     deadline: tokio::time::Instant,
 ) -> Result<View, Response> {
+    let wait = fresh != tessera_coord::Freshness::Mirror;
     let mut pause = Duration::from_millis(20);
     loop {
-        let view = View::load(&state.cfg, name).await.map_err(view_problem)?;
+        let view = state.coord.view(name, fresh).await.map_err(view_problem)?;
         if !wait || view.covers_all() || tokio::time::Instant::now() + pause >= deadline {
             return Ok(view);
         }
@@ -150,7 +155,9 @@ pub async fn query(
         Ok(parsed) => parsed,
         Err(e) => return search_problem(e),
     };
-    let def = match queryable(&state, &name).await {
+    // An `at_plus` query sees the cluster at least as of now; others route from the mirror.
+    let fresh = state.coord.freshness(parsed.at_plus.is_some()).await;
+    let def = match queryable(&state, &name, fresh).await {
         Ok(def) => def,
         Err(response) => return response,
     };
@@ -167,7 +174,7 @@ pub async fn query(
         Ok(seqs) => seqs,
         Err(response) => return response,
     };
-    let view = match settled_view(&state, &name, parsed.at_plus.is_some(), deadline).await {
+    let view = match settled_view(&state, &name, fresh, deadline).await {
         Ok(view) => view,
         Err(response) => return response,
     };

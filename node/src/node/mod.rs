@@ -246,6 +246,10 @@ fn api_state(
         max_shard_wait: std::time::Duration::from_millis(args.max_shard_wait_ms),
     };
     let search = tessera_coord::SearchState::new(limits, format!("http://{}", me.host_port), peers);
+    // Queries route from an in-memory mirror of the cluster, not from Cfg reads.
+    let _ = search
+        .cluster_view
+        .set(tessera_coord::ClusterView::start(cfg.clone()));
     let who = tessera_api::Identity {
         node_uuid: me.uuid.clone(),
         incarnation: me.incarnation.clone(),
