@@ -22,6 +22,11 @@ use crate::CopyError;
 
 /// Streams of one file that may break before the file is given up.
 const ATTEMPTS: u32 = 5;
+/// The longest a take may run: the serving node checksums every file of the set (and a
+/// forwarding node waits for the holder), but a node that hangs must not hold the caller.
+pub const TAKE_TIMEOUT: Duration = Duration::from_secs(60);
+/// A file stream that delivers nothing for this long is taken as broken (and resumed).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Asks `contact` (a node of the serving cluster) for the files of its readable copy of the
 /// PIndex of `index` covering `partitions`; `describe_only`: what would be copied, nothing
@@ -40,11 +45,15 @@ pub async fn take(
         describe_only,
         forwarded: false,
     };
-    client
-        .take_file_set(request)
-        .await
-        .map(|r| r.into_inner())
-        .map_err(CopyError::from_status)
+    match tokio::time::timeout(TAKE_TIMEOUT, client.take_file_set(request)).await {
+        Ok(answer) => answer
+            .map(|r| r.into_inner())
+            .map_err(CopyError::from_status),
+        Err(_) => Err(CopyError::Transport(format!(
+            "{contact} did not answer within {} s",
+            TAKE_TIMEOUT.as_secs()
+        ))),
+    }
 }
 
 /// Whether `set` was taken from an index defined as `def` is here: the same type, source and
@@ -172,11 +181,27 @@ async fn download_file(
             name: f.name.clone(),
             offset,
         };
-        let error = match client.read_file(request).await {
-            Ok(stream) => {
+        let opened = tokio::time::timeout(IDLE_TIMEOUT, client.read_file(request)).await;
+        let error = match opened {
+            Err(_) => CopyError::Transport(format!(
+                "no answer for {} within {} s",
+                f.name,
+                IDLE_TIMEOUT.as_secs()
+            )),
+            Ok(Err(status)) => CopyError::from_status(status),
+            Ok(Ok(stream)) => {
                 let mut stream = stream.into_inner();
                 loop {
-                    match stream.message().await {
+                    let next = match tokio::time::timeout(IDLE_TIMEOUT, stream.message()).await {
+                        Ok(next) => next,
+                        Err(_) => {
+                            break CopyError::Transport(format!(
+                                "the stream of {} stalled at byte {offset}",
+                                f.name
+                            ))
+                        }
+                    };
+                    match next {
                         Ok(Some(chunk)) => {
                             out.write_all(&chunk.data)
                                 .await
@@ -198,7 +223,6 @@ async fn download_file(
                     }
                 }
             }
-            Err(status) => CopyError::from_status(status),
         };
         if offset >= f.size {
             break;

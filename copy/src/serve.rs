@@ -135,11 +135,17 @@ impl CopyService {
             forwarded: true,
             ..request.clone()
         };
-        client
-            .take_file_set(forwarded)
+        match tokio::time::timeout(crate::fetch::TAKE_TIMEOUT, client.take_file_set(forwarded))
             .await
-            .map(|r| r.into_inner())
-            .map_err(CopyError::from_status)
+        {
+            Ok(answer) => answer
+                .map(|r| r.into_inner())
+                .map_err(CopyError::from_status),
+            Err(_) => Err(CopyError::Transport(format!(
+                "node {node} did not answer within {} s",
+                crate::fetch::TAKE_TIMEOUT.as_secs()
+            ))),
+        }
     }
 }
 

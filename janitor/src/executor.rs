@@ -463,7 +463,7 @@ impl Executor {
         let new_copy = def.restore.is_none() && !dir.exists();
         if new_copy
             && matches!(peers, Peers::Try)
-            && self.begin_peer_copy(&wanted, &def, &source_url).await
+            && self.begin_peer_copy(&wanted, &def, &source_url)
         {
             return;
         }

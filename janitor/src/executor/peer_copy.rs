@@ -4,17 +4,18 @@
 //! are fetched over `tessera.v1.Copy` (this node's own service finds the peer), checked, and
 //! opened; the feed then streams only what the source has beyond the copied checkpoints.
 //!
-//! The fetch runs in the background: the round goes on, and the PIndex counts as backfilling
-//! (within the backfill limit) until a later round opens it. When no peer can serve, the copied
-//! checkpoints point into history the source no longer holds, or the fetch fails mid-way, the
-//! PIndex builds from the source as it always could.
+//! Everything runs in the background — finding the peer, checking its copy can be used here,
+//! the download — so a round never waits on a peer: the PIndex counts as backfilling (within
+//! the backfill limit) until a later round opens it. When no peer can serve (a new index's
+//! copies), the copied checkpoints point into history the source no longer holds, or the fetch
+//! fails mid-way, the PIndex builds from the source as it always could.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tessera_cfg::schema::IndexDef;
-use tessera_copy::{fetch, CopyError};
+use tessera_copy::fetch;
 
 use super::Executor;
 use crate::diff::Wanted;
@@ -22,27 +23,38 @@ use crate::diff::Wanted;
 /// A copy being fetched.
 pub(super) struct PeerCopy {
     pub(super) wanted: Wanted,
-    /// Bytes fetched so far, and the set's size.
-    pub(super) done: Arc<AtomicU64>,
-    pub(super) total: u64,
-    /// What the files come from, for the status.
-    from: String,
+    /// Bytes fetched so far.
+    done: Arc<AtomicU64>,
+    /// The copy being fetched and its size, once a peer has set it apart.
+    source: Arc<Mutex<Option<(String, u64)>>>,
     /// Set when the fetch has ended (just before the task returns its outcome).
     ended: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<Result<u64, CopyError>>,
+    task: tokio::task::JoinHandle<Outcome>,
+}
+
+/// How a fetch from a peer ended.
+enum Outcome {
+    /// The files are in place: this many bytes.
+    Copied(u64),
+    /// No peer copy could be used (none readable, another definition, history gone): the
+    /// usual way for a new index's copies.
+    NoPeer(String),
+    /// A peer's copy was being fetched and the fetch failed.
+    Failed(String),
 }
 
 /// Whether a PIndex starting here may be fetched from a peer.
 pub(super) enum Peers {
     Try,
-    /// A fetch was tried and failed: build from the source.
+    /// A fetch was tried: build from the source.
     Skip,
 }
 
 impl Executor {
-    /// Begins fetching `wanted` from a peer's readable copy; `false` when none can serve it
-    /// (the caller builds it from the source).
-    pub(super) async fn begin_peer_copy(
+    /// Begins, in the background, looking for a peer's readable copy of `wanted` and fetching
+    /// its files; `false` when peer copies are off (the caller builds from the source). A later
+    /// round opens the copy, or builds it from the source when no peer could serve it.
+    pub(super) fn begin_peer_copy(
         &mut self,
         wanted: &Wanted,
         def: &IndexDef,
@@ -51,77 +63,33 @@ impl Executor {
         let Some(node_url) = self.options.node_url.clone() else {
             return false;
         };
-        let peers = self.options.peers.clone();
-        let set = match fetch::take(&peers, &node_url, &def.name, &wanted.partitions, false).await {
-            Ok(set) => set,
-            Err(e) => {
-                tracing::debug!(pindex = wanted.pindex, reason = %e, "no peer copy; building from the source");
-                return false;
-            }
+        let fetch = Fetch {
+            peers: self.options.peers.clone(),
+            node_url,
+            me: self.node.clone(),
+            def: def.clone(),
+            source_url: source_url.to_string(),
+            partitions: wanted.partitions.clone(),
+            dir: self.options.pindex_dir.join(&wanted.pindex),
+            pace: self.options.copy_pace.clone(),
+            done: Arc::new(AtomicU64::new(0)),
+            source: Arc::default(),
         };
-        let usable = if set.node == self.node {
-            Err("the copy offered is this node's own".to_string())
-        } else {
-            fetch::same_definition(def, &set).and_then(|()| {
-                tessera_index::checkpoint::decode(&set.checkpoints_json)
-                    .ok_or_else(|| "unreadable checkpoints".to_string())
-            })
-        };
-        let gone = match &usable {
-            Ok(checkpoints) => {
-                let now =
-                    tessera_source::grpc::partition_infos(&peers, source_url, &def.source.name)
-                        .await;
-                match now {
-                    Ok(now) => tessera_backup::restore_plan::checkpoints_gone(checkpoints, &now),
-                    Err(e) => Some(format!("the source did not answer: {e}")),
-                }
-            }
-            Err(why) => Some(why.clone()),
-        };
-        if let Some(why) = gone {
-            tracing::info!(
-                pindex = wanted.pindex,
-                peer = set.node,
-                reason = why,
-                "peer copy not usable; building from the source"
-            );
-            fetch::release(&peers, &set).await;
-            return false;
-        }
-        let dir = self.options.pindex_dir.join(&wanted.pindex);
-        let done = Arc::new(AtomicU64::new(0));
-        let pace = self.options.copy_pace.clone();
-        let counter = done.clone();
+        let (done, source) = (fetch.done.clone(), fetch.source.clone());
         let ended = Arc::new(AtomicBool::new(false));
         let (flag, wake) = (ended.clone(), self.copy_ended.clone());
-        let task = tokio::spawn({
-            let set = set.clone();
-            async move {
-                let meter = fetch::Meter {
-                    done: &counter,
-                    pace: &pace,
-                };
-                let fetched = fetch::download(&peers, &set, &dir, meter).await;
-                flag.store(true, Ordering::Release);
-                wake.notify_one();
-                fetched
-            }
+        let task = tokio::spawn(async move {
+            let outcome = fetch.run().await;
+            flag.store(true, Ordering::Release);
+            wake.notify_one();
+            outcome
         });
-        let from = format!("peer {} ({})", set.node, set.pindex);
-        tracing::info!(
-            pindex = wanted.pindex,
-            from,
-            bytes = set.bytes,
-            "new copy fetching its files from a peer"
-        );
         self.copying.insert(
             wanted.pindex.clone(),
             PeerCopy {
                 wanted: wanted.clone(),
                 done,
-                total: set.bytes,
-                from,
+                source,
                 ended,
                 task,
             },
@@ -130,7 +98,7 @@ impl Executor {
     }
 
     /// Opens the copies whose fetch finished (their feed goes on from the copied checkpoints),
-    /// and builds from the source those whose fetch failed.
+    /// and builds from the source those no peer could serve or whose fetch failed.
     pub(super) async fn finish_peer_copies(&mut self, defs: &BTreeMap<String, IndexDef>) {
         let finished: Vec<String> = self
             .copying
@@ -142,13 +110,15 @@ impl Executor {
             let Some(copy) = self.copying.remove(&name) else {
                 continue;
             };
-            let outcome = match copy.task.await {
-                Ok(outcome) => outcome.map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
+            let outcome = copy
+                .task
+                .await
+                .unwrap_or_else(|e| Outcome::Failed(e.to_string()));
             match outcome {
-                Ok(bytes) => {
-                    let note = format!("{}, {bytes} bytes", copy.from);
+                Outcome::Copied(bytes) => {
+                    let from = copy.source.lock().ok().and_then(|s| s.clone());
+                    let from = from.map_or_else(|| "a peer".to_string(), |(f, _)| f);
+                    let note = format!("{from}, {bytes} bytes");
                     tracing::info!(pindex = name, from = note, "new copy fetched from a peer");
                     if let Ok(mut board) = self.board.lock() {
                         board.entry(name.clone()).or_default().copied_from = Some(note);
@@ -158,7 +128,16 @@ impl Executor {
                         hosted.copied_bytes = Some(bytes);
                     }
                 }
-                Err(e) => {
+                Outcome::NoPeer(why) => {
+                    tracing::debug!(
+                        pindex = name,
+                        why,
+                        "no peer copy to fetch; building from the source"
+                    );
+                    self.remove_partial(&name);
+                    self.start_with(copy.wanted, defs, Peers::Skip).await;
+                }
+                Outcome::Failed(e) => {
                     tracing::warn!(
                         pindex = name,
                         error = e,
@@ -192,21 +171,90 @@ impl Executor {
         }
     }
 
-    /// The copies being fetched, with their bytes done and total, for the status and the
-    /// copy report.
+    /// The copies being fetched, with their bytes done and total, for the status.
     pub(super) fn publish_copies(&self) {
         let Ok(mut board) = self.board.lock() else {
             return;
         };
         for (name, copy) in &self.copying {
+            // Shown once a peer has set its copy apart (before, it is still looking).
+            let Some((from, total)) = copy.source.lock().ok().and_then(|s| s.clone()) else {
+                continue;
+            };
             let entry = board.entry(name.clone()).or_default();
             entry.index = copy.wanted.index.clone();
             entry.role = Some(copy.wanted.role);
             entry.copying = Some(crate::board::Copying {
-                from: copy.from.clone(),
+                from,
                 bytes_done: copy.done.load(Ordering::Relaxed),
-                bytes_total: copy.total,
+                bytes_total: total,
             });
+        }
+    }
+}
+
+/// What a fetch from a peer needs, moved into its task.
+struct Fetch {
+    peers: tessera_proto::peers::Peers,
+    /// This node's URL: its `tessera.v1.Copy` finds the peer.
+    node_url: String,
+    me: String,
+    def: IndexDef,
+    source_url: String,
+    partitions: Vec<u32>,
+    dir: std::path::PathBuf,
+    pace: Arc<tessera_copy::pace::Pace>,
+    done: Arc<AtomicU64>,
+    source: Arc<Mutex<Option<(String, u64)>>>,
+}
+
+impl Fetch {
+    /// Takes a peer's copy, checks it can be used here, and downloads it.
+    async fn run(self) -> Outcome {
+        let (peers, def) = (&self.peers, &self.def);
+        let taken = fetch::take(peers, &self.node_url, &def.name, &self.partitions, false).await;
+        let set = match taken {
+            Ok(set) => set,
+            Err(e) => return Outcome::NoPeer(e.to_string()),
+        };
+        let usable = if set.node == self.me {
+            Err("the copy offered is this node's own".to_string())
+        } else {
+            fetch::same_definition(def, &set).and_then(|()| {
+                tessera_index::checkpoint::decode(&set.checkpoints_json)
+                    .ok_or_else(|| "unreadable checkpoints".to_string())
+            })
+        };
+        let gone = match &usable {
+            Ok(checkpoints) => {
+                let name = &def.source.name;
+                match tessera_source::grpc::partition_infos(peers, &self.source_url, name).await {
+                    Ok(now) => tessera_backup::restore_plan::checkpoints_gone(checkpoints, &now),
+                    Err(e) => Some(format!("the source did not answer: {e}")),
+                }
+            }
+            Err(why) => Some(why.clone()),
+        };
+        if let Some(why) = gone {
+            fetch::release(peers, &set).await;
+            return Outcome::NoPeer(format!("peer {}: {why}", set.node));
+        }
+        let from = format!("peer {} ({})", set.node, set.pindex);
+        tracing::info!(
+            from,
+            bytes = set.bytes,
+            "new copy fetching its files from a peer"
+        );
+        if let Ok(mut source) = self.source.lock() {
+            *source = Some((from, set.bytes));
+        }
+        let meter = fetch::Meter {
+            done: &self.done,
+            pace: &self.pace,
+        };
+        match fetch::download(peers, &set, &self.dir, meter).await {
+            Ok(bytes) => Outcome::Copied(bytes),
+            Err(e) => Outcome::Failed(e.to_string()),
         }
     }
 }

@@ -25,7 +25,12 @@ pub async fn campaign(
 ) -> Result<Option<(LeaseKeeper, Fence)>, CfgError> {
     let lease = LeaseKeeper::grant(cfg.store().clone(), ttl).await?;
     let key = cfg.keys().planner_leader();
-    match cfg.put_doc(&key, me, 0, Some(lease.id())).await {
+    // `since` is when this term began, not when the planner started.
+    let record = PlannerLeader {
+        since_unix_ms: tessera_cfg::unix_ms(),
+        ..me.clone()
+    };
+    match cfg.put_doc(&key, &record, 0, Some(lease.id())).await {
         Ok(revision) => Ok(Some((lease, Fence { key, revision }))),
         Err(CfgError::AlreadyExists { .. }) => {
             lease.revoke().await?;
