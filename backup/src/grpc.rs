@@ -13,6 +13,11 @@ use crate::repo::Repository;
 use crate::save::{save_pindex, PIndexToSave, Pace, Sent};
 use crate::BackupError;
 
+/// Run before a PIndex's files are set apart: makes what the PIndex has applied committed, so
+/// the snapshot holds everything it had when asked (the node wires the janitor's).
+pub type BeforeSave =
+    std::sync::Arc<dyn Fn(String) -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
+
 /// What the service needs of its node.
 #[derive(Clone)]
 pub struct LocalSaver {
@@ -22,6 +27,7 @@ pub struct LocalSaver {
     pub pindex_dir: PathBuf,
     /// Where file sets are set apart (on the same file system as `pindex_dir`, for links).
     pub staging_dir: PathBuf,
+    pub before_save: Option<BeforeSave>,
 }
 
 impl LocalSaver {
@@ -61,6 +67,9 @@ impl LocalSaver {
             node: self.node.clone(),
         };
         let repository = Repository::open(repo)?;
+        if let Some(before) = &self.before_save {
+            before(pindex.to_string()).await;
+        }
         let staging = self.staging_dir.join(job).join(pindex);
         let mut pace = Pace::new(rate_limit_bytes);
         save_pindex(

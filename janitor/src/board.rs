@@ -61,3 +61,30 @@ pub struct Copying {
 
 /// Shared view of the local PIndexes, for the REST API.
 pub type StatusBoard = Arc<Mutex<BTreeMap<String, LocalStatus>>>;
+
+/// Makes what local PIndex `pindex` has applied visible (committed) before going on, waiting
+/// at most `within`: a backup then saves everything the PIndex had when it was asked, not
+/// only what its commit timer had committed. A no-op for a PIndex not running here.
+pub async fn commit_applied(board: &StatusBoard, pindex: &str, within: std::time::Duration) {
+    let found = board.lock().ok().and_then(|b| {
+        let entry = b.get(pindex)?.snapshot();
+        let search = entry.search.clone()?;
+        let applied: Vec<(u32, u64)> = entry
+            .feed?
+            .partitions
+            .iter()
+            .map(|(p, s)| (*p, s.seq))
+            .collect();
+        Some((search, applied))
+    });
+    if let Some((search, applied)) = found {
+        let deadline = tokio::time::Instant::now() + within;
+        if let Err(behind) = search.wait_visible(&applied, deadline).await {
+            tracing::debug!(
+                pindex,
+                ?behind,
+                "applied changes not committed in time; saving the last commit"
+            );
+        }
+    }
+}

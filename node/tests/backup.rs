@@ -185,8 +185,29 @@ fn a_flipped_byte_is_named_and_delete_and_gc_keep_what_is_used() {
     let one = backup_now(&node, "local");
     let two = backup_now(&node, "local");
 
-    // Flip one byte of the largest blob.
-    let mut blobs: Vec<std::path::PathBuf> = files_under(&repo_dir.join("blobs"));
+    // Flip one byte of the largest blob both snapshots use (the second may hold blobs the
+    // first does not: segments merged or committed in between).
+    let (_, def) = http(&node, "GET", "/api/backup/repos/local", "");
+    let def: tessera_cfg::schema::RepoDef = serde_json::from_value(def["repo"].clone()).unwrap();
+    let repo = tessera_backup::Repository::open(&def).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let used_by = |id: &str| -> std::collections::BTreeSet<String> {
+        let manifest = rt.block_on(repo.manifest(id)).unwrap();
+        manifest.blobs().keys().map(|h| h.to_string()).collect()
+    };
+    let shared: std::collections::BTreeSet<String> = used_by(&one)
+        .intersection(&used_by(&two))
+        .cloned()
+        .collect();
+    let mut blobs: Vec<std::path::PathBuf> = files_under(&repo_dir.join("blobs"))
+        .into_iter()
+        .filter(|p| {
+            let name = p.file_name().map(|n| n.to_string_lossy().to_string());
+            name.and_then(|n| n.split('.').next().map(str::to_string))
+                .is_some_and(|h| shared.contains(&h))
+        })
+        .collect();
+    assert!(!blobs.is_empty(), "the two snapshots share blobs");
     blobs.sort_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0));
     let victim = blobs.last().unwrap().clone();
     let mut bytes = std::fs::read(&victim).unwrap();

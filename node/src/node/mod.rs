@@ -67,7 +67,7 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
     let peers = tessera_coord::Peers::default();
     let (janitor, board) = start_janitor(&cfg, &me, global, &args, peers.clone());
     let planner = start_planner(&cfg, &me, &args);
-    let (backups, saver) = start_backups(&cfg, &me, &meta, global, peers.clone());
+    let (backups, saver) = start_backups(&cfg, &me, &meta, global, (peers.clone(), &board));
     let copies = tessera_copy::serve::CopyService {
         cfg: cfg.clone(),
         node: me.uuid.clone(),
@@ -189,8 +189,12 @@ fn start_backups(
     me: &Me,
     meta: &tessera_cfg::schema::ClusterMeta,
     global: &Global,
-    peers: tessera_coord::Peers,
+    (peers, board): (
+        tessera_coord::Peers,
+        &tessera_janitor::executor::StatusBoard,
+    ),
 ) -> (Part, tessera_backup::grpc::LocalSaver) {
+    let board = board.clone();
     let staging_dir = global.data_dir.join("backup-staging");
     // File sets left by a run that stopped mid-save are of no use now.
     if staging_dir.exists() {
@@ -198,11 +202,20 @@ fn start_backups(
             tracing::warn!(error = %e, dir = %staging_dir.display(), "could not clear old backup staging");
         }
     }
+    // A PIndex saved commits what it has applied first (at most 5 s).
+    let before_save: tessera_backup::grpc::BeforeSave = std::sync::Arc::new(move |pindex| {
+        let board = board.clone();
+        Box::pin(async move {
+            let within = std::time::Duration::from_secs(5);
+            tessera_janitor::board::commit_applied(&board, &pindex, within).await
+        })
+    });
     let saver = tessera_backup::grpc::LocalSaver {
         cfg: cfg.clone(),
         node: me.uuid.clone(),
         pindex_dir: global.data_dir.join("pindexes"),
         staging_dir,
+        before_save: Some(before_save),
     };
     let driver = tessera_backup::job::Driver {
         cfg: cfg.clone(),
