@@ -96,6 +96,17 @@ pub struct Meter<'a> {
     pub pace: &'a Pace,
 }
 
+/// The checkpoints of `set`'s commit, provided the index is defined alike there
+/// ([`same_definition`]); `Err` says why the set cannot be used.
+pub fn checkpoints_if_alike(
+    def: &tessera_cfg::schema::IndexDef,
+    set: &FileSet,
+) -> Result<tessera_index::checkpoint::Checkpoints, String> {
+    same_definition(def, set)?;
+    tessera_index::checkpoint::decode(&set.checkpoints_json)
+        .ok_or_else(|| format!("node {} sent unreadable checkpoints", set.node))
+}
+
 /// Downloads the files of `set` into `dir` (which must not exist) and releases the set,
 /// whatever happens. Returns the bytes fetched.
 pub async fn download(

@@ -24,7 +24,7 @@ mod peer_copy;
 mod recovery;
 mod report;
 mod restore;
-use peer_copy::{PeerCopy, Peers};
+use peer_copy::{FromPeers, PeerCopy};
 use report::Reported;
 
 /// The janitor's defaults, in one place (the node's flags and `ExecutorOptions::new`).
@@ -440,7 +440,7 @@ impl Executor {
     }
 
     async fn start(&mut self, wanted: Wanted, defs: &BTreeMap<String, IndexDef>) {
-        self.start_with(wanted, defs, Peers::Try).await
+        self.start_with(wanted, defs, FromPeers::Try).await
     }
 
     /// Starts `wanted`: opens its directory, or (with none yet) fetches a peer's copy in the
@@ -450,7 +450,7 @@ impl Executor {
         &mut self,
         wanted: Wanted,
         defs: &BTreeMap<String, IndexDef>,
-        peers: Peers,
+        peers: FromPeers,
     ) {
         let Some(def) = defs.get(&wanted.index).cloned() else {
             return;
@@ -462,7 +462,7 @@ impl Executor {
         };
         let new_copy = def.restore.is_none() && !dir.exists();
         if new_copy
-            && matches!(peers, Peers::Try)
+            && matches!(peers, FromPeers::Try)
             && self.begin_peer_copy(&wanted, &def, &source_url)
         {
             return;

@@ -40,12 +40,6 @@ fn leader_since(drill: &Drill, asked: usize) -> Option<u64> {
     dump["keys"]["/tessera/drill/planner/leader"]["value"]["since_unix_ms"].as_u64()
 }
 
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// Cuts node `i` from every etcd member.
 fn cut_from_etcd(drill: &Drill, i: usize) {
     let net = drill.net.as_ref().expect("a partitioned drill");
@@ -131,7 +125,7 @@ fn partitions_of_nodes_planner_source_and_etcd() {
         .lock()
         .unwrap()
         .retain(|a| a != &drill.addresses[old]);
-    let cut_at_ms = unix_ms();
+    let cut_at_ms = tessera_cfg::unix_ms();
     cut_from_etcd(&drill, old);
     let next = wait_for("another planner leading", TTL * 5, || {
         planner_leader(&drill, asked).filter(|l| *l != leader)

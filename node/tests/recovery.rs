@@ -47,6 +47,46 @@ fn ingest_500_more(source: &str) {
     assert_eq!(status, 200, "{answer}");
 }
 
+/// The PIndexes of `books` (on any node answering) whose files came from where `from` accepts.
+fn restored_from(drill: &Drill, from: impl Fn(&str) -> bool) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    for address in &drill.addresses {
+        let Some((_, status)) = common::try_http(address, "GET", "/api/index/books/status", "")
+        else {
+            continue;
+        };
+        for p in status["pindexes"].as_array().into_iter().flatten() {
+            if p["local"]["restored_from"].as_str().is_some_and(&from) {
+                found.insert(p["name"].as_str().unwrap_or("?").to_string());
+            }
+        }
+    }
+    found
+}
+
+/// Waits for automatic recovery `id` to end with every `missing` PIndex committed, then for
+/// them to be readable with `docs` documents exactly.
+fn automatic_recovery_ends_exact(
+    drill: &Drill,
+    node: &str,
+    id: &str,
+    missing: &BTreeSet<String>,
+    docs: u64,
+) {
+    let ended = wait_for(
+        "the automatic recovery ended",
+        Duration::from_secs(90),
+        || {
+            let r = recovery(node, id);
+            (r["status"] == "ended").then_some(r)
+        },
+    );
+    assert_eq!(ended["progress"]["committed"], missing.len(), "{ended}");
+    drill.wait_settled("the recovered PIndexes readable", Duration::from_secs(60));
+    assert!(missing_of(drill).is_empty());
+    assert_exact(node, docs);
+}
+
 /// Repository `local`, in the drill's scratch dir.
 fn add_local_repo(drill: &Drill, node: &str) {
     let location = drill.scratch.path().join("repo");
@@ -215,25 +255,7 @@ fn missing_pindexes_come_back_from_the_latest_snapshot_exactly() {
     assert_exact(&node, 2500);
 
     // Their files came from the snapshot.
-    let mut from_snapshot = BTreeSet::new();
-    for address in [
-        &drill.addresses[0],
-        &drill.addresses[1],
-        &drill.addresses[2],
-    ] {
-        let Some((_, status)) = common::try_http(address, "GET", "/api/index/books/status", "")
-        else {
-            continue;
-        };
-        for p in status["pindexes"].as_array().into_iter().flatten() {
-            if p["local"]["restored_from"]
-                .as_str()
-                .is_some_and(|f| f.contains("local"))
-            {
-                from_snapshot.insert(p["name"].as_str().unwrap_or("?").to_string());
-            }
-        }
-    }
+    let from_snapshot = restored_from(&drill, |f| f.contains("local"));
     assert_eq!(from_snapshot, missing);
 
     // End: nothing left to hand over; ending again answers the same.
@@ -326,21 +348,8 @@ fn missing_pindexes_come_back_from_a_second_cluster() {
     drill.wait_settled("the recovered PIndexes readable", Duration::from_secs(60));
     assert!(missing_of(&drill).is_empty());
     assert_exact(&node, 2500);
-    let mut from_replica = BTreeSet::new();
-    for address in &drill.addresses {
-        let Some((_, status)) = common::try_http(address, "GET", "/api/index/books/status", "")
-        else {
-            continue;
-        };
-        for p in status["pindexes"].as_array().into_iter().flatten() {
-            if p["local"]["restored_from"]
-                .as_str()
-                .is_some_and(|f| f.starts_with(&format!("cluster http://{replica}")))
-            {
-                from_replica.insert(p["name"].as_str().unwrap_or("?").to_string());
-            }
-        }
-    }
+    let prefix = format!("cluster http://{replica}");
+    let from_replica = restored_from(&drill, |f| f.starts_with(&prefix));
     assert_eq!(
         from_replica, missing,
         "their files came from the second cluster"
@@ -444,18 +453,7 @@ fn the_automatic_recovery_brings_missing_pindexes_back_by_itself() {
     assert_eq!(names, missing);
     let (status, body) = http(&node, "POST", "/api/index/books/ingestControl/resume", "");
     assert_eq!(status, 200, "{body}");
-    let ended = wait_for(
-        "the automatic recovery ended",
-        Duration::from_secs(90),
-        || {
-            let r = recovery(&node, &id);
-            (r["status"] == "ended").then_some(r)
-        },
-    );
-    assert_eq!(ended["progress"]["committed"], missing.len(), "{ended}");
-    drill.wait_settled("the recovered PIndexes readable", Duration::from_secs(60));
-    assert!(missing_of(&drill).is_empty());
-    assert_exact(&node, 2000);
+    automatic_recovery_ends_exact(&drill, &node, &id, &missing, 2000);
     let (status, body) = http(&node, "PUT", "/api/ctl/recovery/auto", r#"{"from": null}"#);
     assert_eq!((status, &body["from"]), (200, &Value::Null), "{body}");
 }
@@ -520,16 +518,5 @@ fn an_index_recovers_by_its_own_setting_from_the_newest_snapshot() {
     let id = begun["id"].as_str().expect("an id").to_string();
     let (status, body) = http(&node, "POST", "/api/index/books/ingestControl/resume", "");
     assert_eq!(status, 200, "{body}");
-    let ended = wait_for(
-        "the automatic recovery ended",
-        Duration::from_secs(90),
-        || {
-            let r = recovery(&node, &id);
-            (r["status"] == "ended").then_some(r)
-        },
-    );
-    assert_eq!(ended["progress"]["committed"], missing.len(), "{ended}");
-    drill.wait_settled("the recovered PIndexes readable", Duration::from_secs(60));
-    assert!(missing_of(&drill).is_empty());
-    assert_exact(&node, 2000);
+    automatic_recovery_ends_exact(&drill, &node, &id, &missing, 2000);
 }

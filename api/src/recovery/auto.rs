@@ -89,6 +89,12 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
 }
 
 async fn round(state: &AppState) -> Result<(), CfgError> {
+    // Only the acting node reads further.
+    let live = state.cfg.live_nodes().await?;
+    let first = live.items.iter().map(|l| l.value.uuid.as_str()).min();
+    if first != Some(state.node_uuid.as_str()) {
+        return Ok(());
+    }
     let cluster_wide = state.cfg.recovery_auto().await?.map(|a| a.value.from);
     let per_index: BTreeMap<String, AutoFrom> = state
         .cfg
@@ -102,11 +108,6 @@ async fn round(state: &AppState) -> Result<(), CfgError> {
         })
         .collect();
     if cluster_wide.is_none() && per_index.is_empty() {
-        return Ok(());
-    }
-    let live = state.cfg.live_nodes().await?;
-    let first = live.items.iter().map(|l| l.value.uuid.as_str()).min();
-    if first != Some(state.node_uuid.as_str()) {
         return Ok(());
     }
     if let Some(running) = state.cfg.running_recovery().await? {

@@ -44,7 +44,7 @@ enum Outcome {
 }
 
 /// Whether a PIndex starting here may be fetched from a peer.
-pub(super) enum Peers {
+pub(super) enum FromPeers {
     Try,
     /// A fetch was tried: build from the source.
     Skip,
@@ -123,10 +123,11 @@ impl Executor {
                     if let Ok(mut board) = self.board.lock() {
                         board.entry(name.clone()).or_default().copied_from = Some(note);
                     }
-                    self.start_with(copy.wanted, defs, Peers::Skip).await;
+                    self.start_with(copy.wanted, defs, FromPeers::Skip).await;
                     if let Some(hosted) = self.hosted.get_mut(&name) {
                         hosted.copied_bytes = Some(bytes);
                     }
+                    continue;
                 }
                 Outcome::NoPeer(why) => {
                     tracing::debug!(
@@ -134,8 +135,6 @@ impl Executor {
                         why,
                         "no peer copy to fetch; building from the source"
                     );
-                    self.remove_partial(&name);
-                    self.start_with(copy.wanted, defs, Peers::Skip).await;
                 }
                 Outcome::Failed(e) => {
                     tracing::warn!(
@@ -143,10 +142,10 @@ impl Executor {
                         error = e,
                         "fetching from a peer failed; building from the source"
                     );
-                    self.remove_partial(&name);
-                    self.start_with(copy.wanted, defs, Peers::Skip).await;
                 }
             }
+            self.remove_partial(&name);
+            self.start_with(copy.wanted, defs, FromPeers::Skip).await;
         }
     }
 
@@ -193,6 +192,38 @@ impl Executor {
     }
 }
 
+/// Why a copy set apart elsewhere (on a peer, in another cluster) cannot be used for a PIndex
+/// of `def` here.
+pub(super) enum Unusable {
+    /// Defined otherwise there, or its checkpoints unreadable.
+    Otherwise(String),
+    /// Its checkpoints point into history the source no longer holds.
+    HistoryGone(String),
+    /// The source did not answer: nobody can tell yet.
+    SourceSilent(String),
+}
+
+/// Checks `set` against `def` and against what the source (`source_url`) holds now.
+pub(super) async fn unusable(
+    peers: &tessera_proto::peers::Peers,
+    def: &IndexDef,
+    set: &tessera_proto::v1::FileSet,
+    source_url: &str,
+) -> Option<Unusable> {
+    let checkpoints = match fetch::checkpoints_if_alike(def, set) {
+        Ok(c) => c,
+        Err(why) => return Some(Unusable::Otherwise(why)),
+    };
+    let name = &def.source.name;
+    match tessera_source::grpc::partition_infos(peers, source_url, name).await {
+        Ok(now) => tessera_backup::restore_plan::checkpoints_gone(&checkpoints, &now)
+            .map(Unusable::HistoryGone),
+        Err(e) => Some(Unusable::SourceSilent(format!(
+            "the source did not answer: {e}"
+        ))),
+    }
+}
+
 /// What a fetch from a peer needs, moved into its task.
 struct Fetch {
     peers: tessera_proto::peers::Peers,
@@ -217,25 +248,17 @@ impl Fetch {
             Ok(set) => set,
             Err(e) => return Outcome::NoPeer(e.to_string()),
         };
-        let usable = if set.node == self.me {
-            Err("the copy offered is this node's own".to_string())
+        let refused = if set.node == self.me {
+            Some("the copy offered is this node's own".to_string())
         } else {
-            fetch::same_definition(def, &set).and_then(|()| {
-                tessera_index::checkpoint::decode(&set.checkpoints_json)
-                    .ok_or_else(|| "unreadable checkpoints".to_string())
-            })
-        };
-        let gone = match &usable {
-            Ok(checkpoints) => {
-                let name = &def.source.name;
-                match tessera_source::grpc::partition_infos(peers, &self.source_url, name).await {
-                    Ok(now) => tessera_backup::restore_plan::checkpoints_gone(checkpoints, &now),
-                    Err(e) => Some(format!("the source did not answer: {e}")),
-                }
+            match unusable(peers, def, &set, &self.source_url).await {
+                Some(Unusable::Otherwise(why))
+                | Some(Unusable::HistoryGone(why))
+                | Some(Unusable::SourceSilent(why)) => Some(why),
+                None => None,
             }
-            Err(why) => Some(why.clone()),
         };
-        if let Some(why) = gone {
+        if let Some(why) = refused {
             fetch::release(peers, &set).await;
             return Outcome::NoPeer(format!("peer {}: {why}", set.node));
         }

@@ -175,7 +175,7 @@ impl Executor {
                             dir: &dir,
                         };
                         let meter = tessera_copy::fetch::Meter { done, pace };
-                        from_cluster(peers, contact, def, source, &into, meter).await
+                        from_cluster(peers, contact, def, source.0, &into, meter).await
                         }
                         RecoverFrom::Source => Ok(Fetched::Rebuild("recovered from the source".into())),
                     }
@@ -372,11 +372,12 @@ async fn from_cluster(
     peers: &tessera_proto::peers::Peers,
     contact: &str,
     def: &IndexDef,
-    source: (&str, &str),
+    source_url: &str,
     into: &restore::FetchInto<'_>,
     meter: tessera_copy::fetch::Meter<'_>,
 ) -> Result<Fetched, String> {
     let (partitions, dir) = (into.partitions, into.dir);
+    use super::peer_copy::Unusable;
     use tessera_copy::{fetch, CopyError};
     let failed = |e: CopyError| format!("recovering from cluster {contact}: {e}");
     let set = match fetch::take(peers, contact, &def.name, partitions, false).await {
@@ -388,25 +389,19 @@ async fn from_cluster(
         }
         Err(e) => return Err(failed(e)),
     };
-    let checked = fetch::same_definition(def, &set).and_then(|()| {
-        tessera_index::checkpoint::decode(&set.checkpoints_json)
-            .ok_or_else(|| "the other cluster sent unreadable checkpoints".to_string())
-    });
-    let checkpoints = match checked {
-        Ok(c) => c,
-        Err(why) => {
+    // A source that does not answer leaves the history check to the feed, as for a snapshot.
+    match super::peer_copy::unusable(peers, def, &set, source_url).await {
+        Some(Unusable::Otherwise(why)) => {
             fetch::release(peers, &set).await;
             return Err(why);
         }
-    };
-    let (url, source_name) = source;
-    if let Ok(now) = tessera_source::grpc::partition_infos(peers, url, source_name).await {
-        if let Some(gone) = tessera_backup::restore_plan::checkpoints_gone(&checkpoints, &now) {
+        Some(Unusable::HistoryGone(gone)) => {
             fetch::release(peers, &set).await;
             return Ok(Fetched::Rebuild(format!(
                 "the copy in cluster {contact} cannot be used: {gone}; rebuilt from the source"
             )));
         }
+        Some(Unusable::SourceSilent(_)) | None => {}
     }
     let bytes = fetch::download(peers, &set, dir, meter)
         .await
