@@ -201,11 +201,6 @@ impl ClusterView {
             _ => read(mirror),
         }
     }
-
-    /// The revision the mirror reflects (0 while not synced).
-    pub fn revision(&self) -> Revision {
-        *self.revision.borrow()
-    }
 }
 
 /// Lists the Cfg, then follows its watch; lists again after a lost or compacted watch.

@@ -27,10 +27,6 @@ impl Pace {
         Self::new(0)
     }
 
-    pub fn bytes_per_s(&self) -> u64 {
-        self.bytes_per_s
-    }
-
     /// Counts `bytes` moved, then waits until the average is back under the rate.
     pub async fn sent(&self, bytes: u64) {
         let moved = self.moved.fetch_add(bytes, Ordering::Relaxed) + bytes;

@@ -22,8 +22,8 @@ pub use index::{
 pub use node::{NodeDef, NodeLiveness, NodeTag, MAX_WEIGHT};
 pub use plan::{CopyPlan, CopyReport, CopyRole, CopyState, IndexPlan, PIndexPlan};
 pub use recovery::{
-    validate_node_url, AutoFrom, IndexRecovery, PIndexRecoveryState, RecoverFrom, Recovery,
-    RecoveryAuto, RecoveryLock, RecoveryPIndex, RecoveryStatus, SnapshotAt, SnapshotChoice, Undo,
+    AutoFrom, IndexRecovery, PIndexRecoveryState, RecoverFrom, Recovery, RecoveryAuto,
+    RecoveryLock, RecoveryPIndex, RecoveryStatus, SnapshotAt, SnapshotChoice, Undo,
 };
 pub use task::{NodeBefore, TaskKind, TaskProgress, TaskStatus, TopologyLock, TopologyTask};
 pub use validate::FieldError;
