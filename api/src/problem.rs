@@ -70,7 +70,9 @@ pub fn backup_problem(e: BackupError) -> Response {
         BackupError::NotFound(_) => (StatusCode::NOT_FOUND, None),
         BackupError::Locked { .. } => (StatusCode::CONFLICT, None),
         BackupError::Damaged { .. } => (StatusCode::UNPROCESSABLE_ENTITY, None),
-        BackupError::Storage(_) => (StatusCode::SERVICE_UNAVAILABLE, None),
+        BackupError::Storage(_) | BackupError::Behind { .. } => {
+            (StatusCode::SERVICE_UNAVAILABLE, None)
+        }
         BackupError::Encode(_) => (StatusCode::INTERNAL_SERVER_ERROR, None),
     };
     problem(status, e.to_string(), field)

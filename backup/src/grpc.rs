@@ -1,6 +1,7 @@
 //! `tessera.v1.Backup` on a node: saves a PIndex this node hosts into a repository, for the
 //! node driving a backup job.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use tessera_cfg::schema::{self, RepoDef};
@@ -13,10 +14,14 @@ use crate::repo::Repository;
 use crate::save::{save_pindex, PIndexToSave, Pace, Sent};
 use crate::BackupError;
 
-/// Run before a PIndex's files are set apart: makes what the PIndex has applied committed, so
-/// the snapshot holds everything it had when asked (the node wires the janitor's).
-pub type BeforeSave =
-    std::sync::Arc<dyn Fn(String) -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
+/// Run before a PIndex's files are set apart, with the PIndex's name and the seqs of its
+/// partitions it must show: makes it commit what it has applied and wait for those seqs (the
+/// node wires the janitor's). `Err` says how far behind it still is when time runs out.
+pub type BeforeSave = std::sync::Arc<
+    dyn Fn(String, BTreeMap<u32, u64>) -> futures::future::BoxFuture<'static, Result<(), String>>
+        + Send
+        + Sync,
+>;
 
 /// What the service needs of its node.
 #[derive(Clone)]
@@ -31,7 +36,9 @@ pub struct LocalSaver {
 }
 
 impl LocalSaver {
-    /// Saves `pindex` of `index` (hosted here) into `repo`.
+    /// Saves `pindex` of `index` (hosted here) into `repo`, once it shows at least the seqs
+    /// of `at_least` that are of its partitions ([`BackupError::Behind`] if it does not in
+    /// time; empty: what it has applied).
     pub async fn save(
         &self,
         job: &str,
@@ -39,6 +46,7 @@ impl LocalSaver {
         index: &str,
         pindex: &str,
         rate_limit_bytes: u64,
+        at_least: &BTreeMap<u32, u64>,
     ) -> Result<(crate::PIndexEntry, Sent), BackupError> {
         let def = self
             .cfg
@@ -59,6 +67,10 @@ impl LocalSaver {
             .find(|p| p.name == pindex)
             .map(|p| p.source_partitions.clone())
             .ok_or_else(|| BackupError::NotFound(format!("PIndex {pindex} in the plan")))?;
+        let wanted: BTreeMap<u32, u64> = partitions
+            .iter()
+            .filter_map(|p| at_least.get(p).map(|seq| (*p, *seq)))
+            .collect();
         let what = PIndexToSave {
             index: index.to_string(),
             pindex: pindex.to_string(),
@@ -68,7 +80,12 @@ impl LocalSaver {
         };
         let repository = Repository::open(repo)?;
         if let Some(before) = &self.before_save {
-            before(pindex.to_string()).await;
+            before(pindex.to_string(), wanted)
+                .await
+                .map_err(|behind| BackupError::Behind {
+                    pindex: pindex.to_string(),
+                    behind,
+                })?;
         }
         let staging = self.staging_dir.join(job).join(pindex);
         let mut pace = Pace::new(rate_limit_bytes);
@@ -90,6 +107,7 @@ fn status(e: BackupError) -> Status {
             Status::invalid_argument(e.to_string())
         }
         BackupError::Locked { .. } => Status::failed_precondition(e.to_string()),
+        BackupError::Behind { .. } => Status::out_of_range(e.to_string()),
         e => Status::unavailable(e.to_string()),
     }
 }
@@ -104,7 +122,14 @@ impl Backup for LocalSaver {
         let repo: RepoDef = schema::decode_input("repo_json", r.repo_json.as_bytes())
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let (entry, sent) = self
-            .save(&r.job, &repo, &r.index, &r.pindex, r.rate_limit_bytes)
+            .save(
+                &r.job,
+                &repo,
+                &r.index,
+                &r.pindex,
+                r.rate_limit_bytes,
+                &r.at_least.into_iter().collect(),
+            )
             .await
             .map_err(status)?;
         let entry_json =

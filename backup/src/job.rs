@@ -175,6 +175,15 @@ impl Driver {
                 done.insert(name, entry);
             }
         }
+        let source_urls = self.sources_of(&snapshot, &job.value.indexes).await?;
+        if job.value.source_seqs.is_empty() {
+            job.value.source_seqs = source_seqs(&self.peers, &source_urls).await;
+        }
+        let source_of: BTreeMap<&str, &str> = snapshot
+            .index_defs
+            .iter()
+            .map(|d| (d.value.name.as_str(), d.value.source.name.as_str()))
+            .collect();
         let p = &mut job.value.progress;
         p.pindexes_total = chosen.len() as u64;
         p.pindexes_done = done.len() as u64;
@@ -184,6 +193,11 @@ impl Driver {
             if done.contains_key(&source.pindex) {
                 continue;
             }
+            let at_least = source_of
+                .get(source.index.as_str())
+                .and_then(|name| job.value.source_seqs.get(*name))
+                .cloned()
+                .unwrap_or_default();
             let (entry, sent) = self
                 .save_one(
                     &id,
@@ -191,6 +205,7 @@ impl Driver {
                     source,
                     &addresses,
                     job.value.rate_limit_bytes,
+                    &at_least,
                 )
                 .await?;
             let bytes =
@@ -205,7 +220,7 @@ impl Driver {
 
         // After the PIndexes: every checkpoint saved is then within the saved logs.
         let mut sources = Vec::new();
-        for (url, name) in self.sources_of(&snapshot, &job.value.indexes).await? {
+        for (url, name) in source_urls {
             if let Some(entry) = sources_done.remove(&name) {
                 sources.push(entry);
                 continue;
@@ -281,7 +296,10 @@ impl Driver {
         Ok(out.into_iter().map(|(name, url)| (url, name)).collect())
     }
 
-    /// Saves one PIndex from the first of its copies that can.
+    /// Saves one PIndex from the first of its copies that can, once that copy shows
+    /// `at_least` (the source's seqs when the job began). When every copy that answered was
+    /// only behind, the first of them is saved with what it has (a warning says so): a
+    /// snapshot a little older than asked is better than none.
     async fn save_one(
         &self,
         job: &str,
@@ -289,30 +307,45 @@ impl Driver {
         source: &PIndexSource,
         addresses: &BTreeMap<String, String>,
         rate: u64,
+        at_least: &BTreeMap<u32, u64>,
     ) -> Result<(PIndexEntry, Sent), JobError> {
         let mut errors = Vec::new();
+        let mut behind = Vec::new();
         for node in &source.nodes {
-            let saved = if *node == self.local.node {
-                self.local
-                    .save(job, repo, &source.index, &source.pindex, rate)
-                    .await
-                    .map_err(|e| e.to_string())
-            } else {
-                self.save_remote(job, repo, source, addresses.get(node), rate)
-                    .await
-            };
-            match saved {
+            match self
+                .save_copy(job, repo, source, node, addresses, rate, at_least)
+                .await
+            {
                 Ok(saved) => return Ok(saved),
-                Err(e) => {
+                Err(CopyFailed { reason, behind: b }) => {
                     tracing::warn!(
                         job,
                         pindex = source.pindex,
                         node,
-                        error = e,
+                        error = reason,
                         "saving a copy failed; asking the next"
                     );
-                    errors.push(format!("{node}: {e}"));
+                    if b {
+                        behind.push(node);
+                    }
+                    errors.push(format!("{node}: {reason}"));
                 }
+            }
+        }
+        if let Some(node) = behind.first() {
+            tracing::warn!(
+                job,
+                pindex = source.pindex,
+                node = *node,
+                "no copy reached the sources' seqs at the backup's start; saving what one has"
+            );
+            let none = BTreeMap::new();
+            match self
+                .save_copy(job, repo, source, node, addresses, rate, &none)
+                .await
+            {
+                Ok(saved) => return Ok(saved),
+                Err(e) => errors.push(format!("{node}: {}", e.reason)),
             }
         }
         let why = if errors.is_empty() {
@@ -327,6 +360,32 @@ impl Driver {
         .into())
     }
 
+    /// Has `node` save its copy of `source`.
+    #[allow(clippy::too_many_arguments)]
+    async fn save_copy(
+        &self,
+        job: &str,
+        repo: &RepoDef,
+        source: &PIndexSource,
+        node: &str,
+        addresses: &BTreeMap<String, String>,
+        rate: u64,
+        at_least: &BTreeMap<u32, u64>,
+    ) -> Result<(PIndexEntry, Sent), CopyFailed> {
+        if node == self.local.node {
+            self.local
+                .save(job, repo, &source.index, &source.pindex, rate, at_least)
+                .await
+                .map_err(|e| CopyFailed {
+                    behind: matches!(e, BackupError::Behind { .. }),
+                    reason: e.to_string(),
+                })
+        } else {
+            self.save_remote(job, repo, source, addresses.get(node), rate, at_least)
+                .await
+        }
+    }
+
     async fn save_remote(
         &self,
         job: &str,
@@ -334,24 +393,29 @@ impl Driver {
         source: &PIndexSource,
         address: Option<&String>,
         rate: u64,
-    ) -> Result<(PIndexEntry, Sent), String> {
-        let address = address.ok_or("the node has no address")?;
-        let mut client = self.peers.backup(address)?;
+        at_least: &BTreeMap<u32, u64>,
+    ) -> Result<(PIndexEntry, Sent), CopyFailed> {
+        let address = address.ok_or_else(|| CopyFailed::from("the node has no address"))?;
+        let mut client = self.peers.backup(address).map_err(CopyFailed::from)?;
         let mut request = tonic::Request::new(SavePIndexRequest {
             job: job.to_string(),
-            repo_json: serde_json::to_string(repo).map_err(|e| e.to_string())?,
+            repo_json: serde_json::to_string(repo).map_err(CopyFailed::from)?,
             index: source.index.clone(),
             pindex: source.pindex.clone(),
             rate_limit_bytes: rate,
+            at_least: at_least.iter().map(|(p, s)| (*p, *s)).collect(),
         });
         request.set_timeout(SAVE_DEADLINE);
         let answer = client
             .save_p_index(request)
             .await
-            .map_err(|s| s.message().to_string())?
+            .map_err(|s| CopyFailed {
+                behind: s.code() == tonic::Code::OutOfRange,
+                reason: s.message().to_string(),
+            })?
             .into_inner();
         let entry: PIndexEntry =
-            serde_json::from_str(&answer.entry_json).map_err(|e| e.to_string())?;
+            serde_json::from_str(&answer.entry_json).map_err(CopyFailed::from)?;
         Ok((
             entry,
             Sent {
@@ -360,6 +424,51 @@ impl Driver {
             },
         ))
     }
+}
+
+/// Why one copy was not saved; `behind` when only because it had not reached the seqs the
+/// job began at.
+struct CopyFailed {
+    reason: String,
+    behind: bool,
+}
+
+impl<E: std::fmt::Display> From<E> for CopyFailed {
+    fn from(e: E) -> Self {
+        CopyFailed {
+            reason: e.to_string(),
+            behind: false,
+        }
+    }
+}
+
+/// The high seq of every partition of each source (by name), read when a backup begins. A
+/// source that does not answer is left out (its PIndexes are saved with what they have; the
+/// source's own save then says what is wrong).
+async fn source_seqs(
+    peers: &Peers,
+    sources: &[(String, String)],
+) -> BTreeMap<String, BTreeMap<u32, u64>> {
+    let mut out = BTreeMap::new();
+    for (url, name) in sources {
+        match tessera_source::grpc::partition_infos(peers, url, name).await {
+            Ok(infos) => {
+                out.insert(
+                    name.clone(),
+                    infos.into_iter().map(|(p, (_, seq))| (p, seq)).collect(),
+                );
+            }
+            Err(e) => {
+                tracing::warn!(
+                    source = name,
+                    url,
+                    error = e,
+                    "could not read the source's seqs"
+                )
+            }
+        }
+    }
+    out
 }
 
 /// Counts `files` saved (and what of them was sent) in a job's progress. Files are counted

@@ -49,6 +49,9 @@ pub enum BackupError {
     WrongKey,
     #[error("encoding: {0}")]
     Encode(String),
+    /// The copy asked to save a PIndex did not reach the seqs the job began at in time.
+    #[error("the copy of {pindex} is behind the backup's start: {behind}")]
+    Behind { pindex: String, behind: String },
     /// The object store or the local disk failed.
     #[error("storage: {0}")]
     Storage(String),

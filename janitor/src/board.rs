@@ -62,29 +62,34 @@ pub struct Copying {
 /// Shared view of the local PIndexes, for the REST API.
 pub type StatusBoard = Arc<Mutex<BTreeMap<String, LocalStatus>>>;
 
-/// Makes what local PIndex `pindex` has applied visible (committed) before going on, waiting
-/// at most `within`: a backup then saves everything the PIndex had when it was asked, not
-/// only what its commit timer had committed. A no-op for a PIndex not running here.
-pub async fn commit_applied(board: &StatusBoard, pindex: &str, within: std::time::Duration) {
+/// Makes local PIndex `pindex` show (commit) everything it has applied and at least the seqs
+/// in `at_least` (of its own partitions), waiting at most `within`: a backup then saves every
+/// change the PIndex had when it was asked and every change the source had when the backup
+/// began, not only what its commit timer had committed. `Err` names the partitions still
+/// behind (partition, seq shown, seq wanted) when `within` runs out. A no-op for a PIndex not
+/// running here.
+pub async fn commit_applied(
+    board: &StatusBoard,
+    pindex: &str,
+    at_least: &BTreeMap<u32, u64>,
+    within: std::time::Duration,
+) -> Result<(), Vec<(u32, u64, u64)>> {
     let found = board.lock().ok().and_then(|b| {
         let entry = b.get(pindex)?.snapshot();
         let search = entry.search.clone()?;
-        let applied: Vec<(u32, u64)> = entry
+        let wanted: Vec<(u32, u64)> = entry
             .feed?
             .partitions
             .iter()
-            .map(|(p, s)| (*p, s.seq))
+            .map(|(p, s)| (*p, s.seq.max(at_least.get(p).copied().unwrap_or(0))))
             .collect();
-        Some((search, applied))
+        Some((search, wanted))
     });
-    if let Some((search, applied)) = found {
-        let deadline = tokio::time::Instant::now() + within;
-        if let Err(behind) = search.wait_visible(&applied, deadline).await {
-            tracing::debug!(
-                pindex,
-                ?behind,
-                "applied changes not committed in time; saving the last commit"
-            );
+    match found {
+        Some((search, wanted)) => {
+            let deadline = tokio::time::Instant::now() + within;
+            search.wait_visible(&wanted, deadline).await
         }
+        None => Ok(()),
     }
 }

@@ -514,3 +514,58 @@ async fn a_query_waiting_for_applied_seqs_gets_them_at_once_in_one_commit() {
     );
     feed.stop().await.unwrap();
 }
+
+/// What a backup asks of a copy before saving it: everything applied committed, and at
+/// least the seqs the source had when the backup began (waiting for the feed to get there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_asked_for_a_backup_commits_up_to_the_seqs_it_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = SourceLog::open(&dir.path().join("source.redb"), PARTITIONS).unwrap();
+    log.append("docs", &docs(0..200)).unwrap();
+    let address = free_address();
+    let _server = serve_on(log.clone(), address).await;
+    let pindex =
+        tessera_index::open("fulltext", &dir.path().join("p"), &serde_json::Value::Null).unwrap();
+    let search = pindex.searchable().expect("fulltext is searchable");
+    let slow = FeedConfig {
+        commit_every: 1_000_000,
+        commit_interval: Duration::from_secs(60),
+        ..config(address)
+    };
+    let feed = Feed::start(pindex, slow);
+    caught_up(&feed, &log, "every document applied").await;
+    let board: tessera_janitor::board::StatusBoard = Default::default();
+    let mut entry = tessera_janitor::board::LocalStatus::default();
+    entry.feed = Some(feed.status());
+    entry.search = Some(search.clone());
+    board.lock().unwrap().insert("p".into(), entry);
+    let commit = |at_least: BTreeMap<u32, u64>, within: Duration| {
+        let board = board.clone();
+        async move { tessera_janitor::board::commit_applied(&board, "p", &at_least, within).await }
+    };
+
+    // What was applied becomes visible at once.
+    assert_eq!(search.searcher().num_docs(), 0, "applied, not committed");
+    assert_eq!(
+        commit(BTreeMap::new(), Duration::from_secs(10)).await,
+        Ok(())
+    );
+    assert_eq!(search.searcher().num_docs(), 200);
+
+    // Seqs the source does not have yet are not reached: the answer says how far it got.
+    let mut ahead = highs(&log);
+    let reached = ahead[&0];
+    *ahead.get_mut(&0).unwrap() += 50;
+    let behind = commit(ahead.clone(), Duration::from_millis(300))
+        .await
+        .expect_err("partition 0 is behind");
+    assert_eq!(behind, vec![(0, reached, reached + 50)]);
+
+    // Once the source has them, the copy waits for its feed and shows them.
+    let waiting = tokio::spawn(commit(ahead.clone(), Duration::from_secs(10)));
+    log.append("docs", &docs(200..600)).unwrap();
+    assert_eq!(waiting.await.unwrap(), Ok(()));
+    assert!(search.visible()[&0].seq >= ahead[&0], "partition 0 shown");
+    assert!(search.searcher().num_docs() > 200);
+    feed.stop().await.unwrap();
+}

@@ -314,6 +314,13 @@ fn backup_with_a_node_killed_midway(victim: usize) -> (Drill, serde_json::Value,
     let survivor = drill.addresses[if victim == 0 { 1 } else { 0 }].clone();
     let ended = wait_job(&survivor, &id, Duration::from_secs(180));
     assert_eq!(ended["status"], "completed", "{ended}");
+    // The job began at the source's seqs after the 3000 writes; every copy saved reached them.
+    let seqs = ended["source_seqs"]["docs"]
+        .as_object()
+        .expect("the source's seqs");
+    assert_eq!(seqs.len(), 64, "{ended}");
+    let writes: u64 = seqs.values().filter_map(|s| s.as_u64()).sum();
+    assert_eq!(writes, 3000, "{ended}");
     let verified = ok(&ctl(&survivor, &["backup", "verify", &id, "--deep"]));
     assert!(verified.contains("\"ok\": true"), "{verified}");
     assert_eq!(

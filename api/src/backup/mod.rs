@@ -289,6 +289,7 @@ async fn create_snapshot(
         created_ms: now,
         updated_ms: now,
         progress: JobProgress::default(),
+        source_seqs: Default::default(),
         error: None,
         restore: None,
     };

@@ -338,6 +338,7 @@ async fn restore_job(
         created_ms: now,
         updated_ms: now,
         progress: Default::default(),
+        source_seqs: Default::default(),
         error: None,
         restore: Some(schema::RestoreSpec {
             snapshot: manifest.id.clone(),

@@ -159,6 +159,11 @@ pub struct BackupJob {
     pub updated_ms: u64,
     #[serde(default)]
     pub progress: JobProgress,
+    /// For a backup: the high seq of every partition of every source the indexes read (by
+    /// source name), taken when the job began. Every PIndex saved holds at least these of its
+    /// partitions, so the snapshot has every change the sources had at its start.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub source_seqs: BTreeMap<String, BTreeMap<u32, u64>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// For a restore: what to bring back.

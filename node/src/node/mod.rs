@@ -202,14 +202,25 @@ fn start_backups(
             tracing::warn!(error = %e, dir = %staging_dir.display(), "could not clear old backup staging");
         }
     }
-    // A PIndex saved commits what it has applied first (at most 5 s).
-    let before_save: tessera_backup::grpc::BeforeSave = std::sync::Arc::new(move |pindex| {
-        let board = board.clone();
-        Box::pin(async move {
-            let within = std::time::Duration::from_secs(5);
-            tessera_janitor::board::commit_applied(&board, &pindex, within).await
-        })
-    });
+    // A PIndex saved commits what it has applied and what the source had when the backup
+    // began first (waiting at most 30 s; a copy further behind is a reason to ask another).
+    let before_save: tessera_backup::grpc::BeforeSave =
+        std::sync::Arc::new(move |pindex, at_least| {
+            let board = board.clone();
+            Box::pin(async move {
+                let within = std::time::Duration::from_secs(30);
+                tessera_janitor::board::commit_applied(&board, &pindex, &at_least, within)
+                    .await
+                    .map_err(|behind| {
+                        let parts: Vec<String> = behind
+                            .iter()
+                            .take(4)
+                            .map(|(p, at, want)| format!("partition {p} at seq {at} of {want}"))
+                            .collect();
+                        format!("{} partitions behind ({})", behind.len(), parts.join(", "))
+                    })
+            })
+        });
     let saver = tessera_backup::grpc::LocalSaver {
         cfg: cfg.clone(),
         node: me.uuid.clone(),
