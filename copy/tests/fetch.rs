@@ -11,7 +11,7 @@ use tessera_copy::held::{HeldSets, TakenSet};
 use tessera_copy::pace::Pace;
 use tessera_copy::serve::{router, CopyService};
 use tessera_copy::CopyError;
-use tessera_index::{Change, PIndex};
+use tessera_index::Change;
 use tessera_proto::peers::Peers;
 use tessera_proto::v1::{FileEntry, FileSet};
 
