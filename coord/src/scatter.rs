@@ -265,7 +265,7 @@ impl Scatter<'_> {
                         outcome.hits.extend(reply.hits.into_iter().map(|h| Hit {
                             id: h.id,
                             score: h.score,
-                            fields: serde_json::from_str(&h.fields_json).unwrap_or_default(),
+                            fields_json: h.fields_json,
                             pindex: h.pindex,
                         }));
                         for (name, e) in reply.errors {

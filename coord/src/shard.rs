@@ -200,44 +200,47 @@ pub async fn search(
     let fields = (!request.all_fields).then_some(request.fields);
     let window = request.window as usize;
     let mut reply = ShardSearchReply::default();
-    let mut tasks = Vec::new();
+    let mut ready_ones = Vec::new();
     for r in ready(board, &shard, max_wait).await {
         match r {
-            Ok((name, search)) => {
-                let (spec, stats, fields) = (spec.clone(), stats.clone(), fields.clone());
-                let pindex = name.clone();
-                let task = tokio::task::spawn_blocking(move || {
-                    tessera_search::local::search(
-                        &search,
-                        &pindex,
-                        &spec,
-                        &stats,
-                        window,
-                        fields.as_deref(),
-                    )
-                });
-                tasks.push((name, task));
-            }
+            Ok(ready) => ready_ones.push(ready),
             Err((name, e)) => {
                 reply.errors.insert(name, e);
             }
         }
     }
-    for (name, task) in tasks {
-        match task.await {
-            Ok(Ok(found)) => {
-                reply.total_hits += found.total_hits;
-                reply.hits.extend(found.hits.into_iter().map(|h| ShardHit {
+    // One task for all of them: on a busy node, a task per PIndex costs more in wake-ups
+    // than the searches themselves, and the node's top hits come from all of them together.
+    let names: Vec<String> = ready_ones.iter().map(|(n, _)| n.clone()).collect();
+    let searched = tokio::task::spawn_blocking(move || {
+        tessera_search::local::search_many(
+            &ready_ones,
+            &spec,
+            &stats,
+            window,
+            fields.as_deref(),
+        )
+    })
+    .await;
+    match searched {
+        Ok((found, failed)) => {
+            reply.total_hits = found.total_hits;
+            reply.hits = found
+                .hits
+                .into_iter()
+                .map(|h| ShardHit {
                     id: h.id,
                     score: h.score,
-                    fields_json: serde_json::Value::Object(h.fields).to_string(),
+                    fields_json: h.fields_json,
                     pindex: h.pindex,
-                }));
-            }
-            Ok(Err(e)) => {
+                })
+                .collect();
+            for (name, e) in failed {
                 reply.errors.insert(name, failure(e.to_string(), true));
             }
-            Err(e) => {
+        }
+        Err(e) => {
+            for name in names {
                 reply
                     .errors
                     .insert(name, failure(format!("search task failed: {e}"), true));

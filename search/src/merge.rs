@@ -8,10 +8,18 @@ use serde::{Deserialize, Serialize};
 pub struct Hit {
     pub id: String,
     pub score: f32,
-    /// Stored fields.
-    pub fields: serde_json::Map<String, serde_json::Value>,
+    /// Stored fields, as the JSON object text the PIndex's node wrote: parsed only for the
+    /// hits of the page answered ([`Hit::fields`]).
+    pub fields_json: String,
     /// The PIndex it came from.
     pub pindex: String,
+}
+
+impl Hit {
+    /// The stored fields (an empty object if the text is not one).
+    pub fn fields(&self) -> serde_json::Map<String, serde_json::Value> {
+        serde_json::from_str(&self.fields_json).unwrap_or_default()
+    }
 }
 
 /// Hits `from..from + size` of the union of `lists` by descending score.
@@ -29,7 +37,7 @@ mod tests {
         Hit {
             id: id.into(),
             score,
-            fields: Default::default(),
+            fields_json: "{}".into(),
             pindex: "p".into(),
         }
     }

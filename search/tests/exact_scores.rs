@@ -188,8 +188,48 @@ fn stored_fields_come_back_typed() {
     let (total, hits) = two_phase(&parts, &s, 10);
     assert_eq!(total, 1);
     let (_, _, original) = doc(7);
-    let fields = &hits[0].fields;
+    let fields = hits[0].fields();
     assert_eq!(fields["year"], original["year"]);
     assert_eq!(fields["title"], original["title"]);
     assert_eq!(fields["published"], original["published"]);
+}
+
+/// A node answering for several PIndexes at once reads stored fields only for its own top
+/// hits (and those tied with the last), and the page merged from nodes is the same as from
+/// every PIndex's own top hits.
+#[test]
+fn a_node_answers_its_top_hits_across_its_pindexes() {
+    let (_tmp, parts, _all) = load(400);
+    for query in [
+        r#"{"match": {"field": "body", "query": "rust engine"}}"#,
+        r#"{"term": {"field": "tag", "value": "rust"}}"#,
+    ] {
+        let s = spec(query);
+        let mut stats = TermStats::default();
+        for p in &parts {
+            stats.add(&local::stats(p, &s).expect("stats"));
+        }
+        let named: Vec<(String, Searchable)> = parts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (format!("p{i}"), p.clone()))
+            .collect();
+        // Two "nodes": p0 and p1 on one, p2 and p3 on the other.
+        let mut total = 0;
+        let mut lists = Vec::new();
+        for node in named.chunks(2) {
+            let (found, failed) = local::search_many(node, &s, &stats, 5, None);
+            assert!(failed.is_empty(), "{query}");
+            let last = found.hits.iter().map(|h| h.score).fold(f32::MAX, f32::min);
+            let beyond_ties = found.hits.iter().filter(|h| h.score > last).count();
+            assert!(beyond_ties < 5, "{query}: more than the window read");
+            total += found.total_hits;
+            lists.push(found.hits);
+        }
+        let (want_total, want) = two_phase(&parts, &s, 5);
+        assert_eq!(total, want_total, "{query}");
+        let page = merge(lists, 0, 5);
+        let ids = |hits: &[Hit]| hits.iter().map(|h| (h.id.clone(), h.score)).collect::<Vec<_>>();
+        assert_eq!(ids(&page), ids(&want), "{query}");
+    }
 }

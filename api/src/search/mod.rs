@@ -236,7 +236,7 @@ fn answer(
     let mut body = json!({
         "total_hits": outcome.total_hits,
         "max_score": max_score,
-        "hits": hits.iter().map(|h| json!({"id": h.id, "score": h.score, "fields": h.fields, "pindex": h.pindex})).collect::<Vec<_>>(),
+        "hits": hits.iter().map(|h| json!({"id": h.id, "score": h.score, "fields": h.fields(), "pindex": h.pindex})).collect::<Vec<_>>(),
         "status": {"total": total, "successful": total - failed, "failed": failed, "errors": errors},
         "took_ms": started.elapsed().as_secs_f64() * 1000.0,
     });
