@@ -18,12 +18,6 @@ use clap::Parser;
 
 use cli::{Cli, Command};
 
-/// A node allocates and frees many small, short-lived buffers per query (hits, stored fields,
-/// gRPC frames, JSON) from several threads; glibc's malloc spent a fifth of a busy node's CPU
-/// on that (measured with the query benchmark), mimalloc's thread-local pages far less.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() {
     let cli = Cli::parse();
     init_tracing(cli.log.as_deref());
