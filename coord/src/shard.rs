@@ -213,13 +213,7 @@ pub async fn search(
     // than the searches themselves, and the node's top hits come from all of them together.
     let names: Vec<String> = ready_ones.iter().map(|(n, _)| n.clone()).collect();
     let searched = tokio::task::spawn_blocking(move || {
-        tessera_search::local::search_many(
-            &ready_ones,
-            &spec,
-            &stats,
-            window,
-            fields.as_deref(),
-        )
+        tessera_search::local::search_many(&ready_ones, &spec, &stats, window, fields.as_deref())
     })
     .await;
     match searched {

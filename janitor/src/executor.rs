@@ -37,8 +37,11 @@ pub mod defaults {
     /// Plan changes arriving together are handled in one round.
     pub const DEBOUNCE: Duration = Duration::from_millis(100);
     /// While a copy backfills, how often the janitor checks whether it has caught up (the
-    /// planner makes it readable, and the next move starts, once it reports so).
-    pub const BACKFILL_CHECK: Duration = Duration::from_millis(200);
+    /// planner makes it readable, and the next move starts, once it reports so). A check
+    /// asks only the source for its high seqs.
+    pub const BACKFILL_CHECK: Duration = Duration::from_millis(50);
+    /// While a copy is fetched from a peer, how often a round runs (it shows the bytes).
+    pub const COPY_CHECK: Duration = Duration::from_millis(200);
     /// A feed commits after this many changes...
     pub const COMMIT_EVERY: usize = 10_000;
     /// ...or this long after the first uncommitted one.
@@ -68,8 +71,9 @@ pub struct ExecutorOptions {
 
 struct Hosted {
     index: String,
-    /// Where its source answers, as resolved when it started.
+    /// Where its source answers, as resolved when it started, and the source's name there.
     source_url: String,
+    source_name: String,
     definition: String,
     partitions: Vec<u32>,
     role: CopyRole,
@@ -140,11 +144,14 @@ impl Executor {
         let mut changes = None;
         let mut due = Some(tokio::time::Instant::now());
         let copy_ended = self.copy_ended.clone();
+        // Kept across iterations: other Cfg changes wake the loop far more often than this.
+        let mut backfill_at = tokio::time::Instant::now();
         loop {
             if changes.is_none() {
                 changes = self.cfg.store().watch(&root, 0).await.ok();
             }
             let wake = due.unwrap_or_else(|| tokio::time::Instant::now() + self.options.resync);
+            let backfilling = self.hosted.values().any(|h| !h.caught_up);
             tokio::select! {
                 _ = shutdown.changed() => break,
                 () = copy_ended.notified() => due = Some(tokio::time::Instant::now()),
@@ -175,9 +182,15 @@ impl Executor {
                         let at = tokio::time::Instant::now() + wait;
                         due = Some(due.map_or(at, |d| d.min(at)));
                     }
-                    if self.hosted.values().any(|h| !h.caught_up) || !self.copying.is_empty() {
-                        let at = tokio::time::Instant::now() + defaults::BACKFILL_CHECK;
+                    if !self.copying.is_empty() {
+                        let at = tokio::time::Instant::now() + defaults::COPY_CHECK;
                         due = Some(due.map_or(at, |d| d.min(at)));
+                    }
+                }
+                () = tokio::time::sleep_until(backfill_at), if backfilling => {
+                    backfill_at = tokio::time::Instant::now() + defaults::BACKFILL_CHECK;
+                    if self.check_backfills().await {
+                        due = Some(tokio::time::Instant::now());
                     }
                 }
             }
@@ -187,6 +200,18 @@ impl Executor {
                 tracing::warn!(pindex = name, error = %e, "stopping a feed at shutdown failed");
             }
         }
+    }
+
+    /// Between rounds, while copies backfill: checks them against the sources' high seqs
+    /// (one small call per source, where a round reads every definition and plan) and asks
+    /// for a round at once when one caught up, so that the planner hears of it and the next
+    /// queued backfill starts without waiting for a timer.
+    async fn check_backfills(&mut self) -> bool {
+        let behind =
+            |hosted: &BTreeMap<String, Hosted>| hosted.values().filter(|h| !h.caught_up).count();
+        let before = behind(&self.hosted);
+        self.refresh_caught_up().await;
+        behind(&self.hosted) < before
     }
 
     fn triggers(&self, event: &WatchEvent) -> bool {
@@ -263,7 +288,7 @@ impl Executor {
         }
         let (wanted, defs) = (view.wanted, view.defs);
         self.finish_peer_copies(&defs).await;
-        self.refresh_caught_up(&defs).await;
+        self.refresh_caught_up().await;
         let now = unix_ms();
         let local = self.locals();
         let plan = diff(&wanted, &local, now, self.options.max_backfills);
@@ -373,27 +398,19 @@ impl Executor {
     }
 
     /// Marks hosted PIndexes whose feeds reached the source's high seqs (as of now).
-    async fn refresh_caught_up(&mut self, defs: &BTreeMap<String, IndexDef>) {
+    async fn refresh_caught_up(&mut self) {
         let mut highs: BTreeMap<(String, String), BTreeMap<u32, u64>> = BTreeMap::new();
         for h in self.hosted.values_mut() {
             if h.caught_up {
                 continue;
             }
-            let Some(def) = defs.get(&h.index) else {
-                continue;
-            };
-            let url = h.source_url.clone();
-            let key = (url.clone(), def.source.name.clone());
+            let key = (h.source_url.clone(), h.source_name.clone());
             if !highs.contains_key(&key) {
                 highs.insert(
                     key.clone(),
-                    tessera_source::grpc::partition_highs(
-                        &self.options.peers,
-                        &url,
-                        &def.source.name,
-                    )
-                    .await
-                    .unwrap_or_default(),
+                    tessera_source::grpc::partition_highs(&self.options.peers, &key.0, &key.1)
+                        .await
+                        .unwrap_or_default(),
                 );
             }
             let status = h.feed.status();
@@ -529,6 +546,7 @@ impl Executor {
             wanted.pindex.clone(),
             Hosted {
                 index: wanted.index,
+                source_name: def.source.name.clone(),
                 source_url,
                 definition: wanted.definition,
                 partitions: wanted.partitions,

@@ -229,7 +229,11 @@ fn a_node_answers_its_top_hits_across_its_pindexes() {
         let (want_total, want) = two_phase(&parts, &s, 5);
         assert_eq!(total, want_total, "{query}");
         let page = merge(lists, 0, 5);
-        let ids = |hits: &[Hit]| hits.iter().map(|h| (h.id.clone(), h.score)).collect::<Vec<_>>();
+        let ids = |hits: &[Hit]| {
+            hits.iter()
+                .map(|h| (h.id.clone(), h.score))
+                .collect::<Vec<_>>()
+        };
         assert_eq!(ids(&page), ids(&want), "{query}");
     }
 }
