@@ -241,3 +241,40 @@ pub trait Store: Send + Sync + 'static {
         self.put(key, value, cas, None).await
     }
 }
+
+/// How long a change after a quiet spell waits for the writes made with it before a round
+/// acts on it ([`next_round`]).
+pub const SETTLE: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// When a round acting on a change seen at `now` runs, for the loops that act on watched
+/// changes (the planner's, the janitor's): [`SETTLE`] after it, but not sooner than `debounce`
+/// after the last round began. A change after a quiet spell (a copy reported caught up in the
+/// middle of a rebalance) is acted on at once; a burst still makes one round per `debounce`.
+pub fn next_round(
+    now: tokio::time::Instant,
+    last_round: Option<tokio::time::Instant>,
+    debounce: std::time::Duration,
+) -> tokio::time::Instant {
+    let settled = now + SETTLE;
+    last_round.map_or(settled, |last| settled.max(last + debounce))
+}
+
+#[cfg(test)]
+mod pacing_tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_change_after_a_quiet_spell_is_acted_on_at_once_and_a_burst_is_paced() {
+        let debounce = Duration::from_millis(200);
+        let now = tokio::time::Instant::now() + Duration::from_secs(10);
+        assert_eq!(next_round(now, None, debounce), now + SETTLE);
+        let long_ago = now - Duration::from_secs(5);
+        assert_eq!(next_round(now, Some(long_ago), debounce), now + SETTLE);
+        let just_now = now - Duration::from_millis(50);
+        assert_eq!(
+            next_round(now, Some(just_now), debounce),
+            just_now + debounce
+        );
+    }
+}

@@ -34,7 +34,9 @@ pub mod defaults {
     pub const MAX_BACKFILLS: usize = 2;
     /// Reconcile at least this often, whatever the watch delivered.
     pub const RESYNC: Duration = Duration::from_secs(10);
-    /// Plan changes arriving together are handled in one round.
+    /// The least time between two rounds started by Cfg changes (a change after a quiet
+    /// spell is acted on after `tessera_cfg::store::SETTLE` only): plan changes arriving
+    /// together are handled in one round or two, not one per change.
     pub const DEBOUNCE: Duration = Duration::from_millis(100);
     /// While a copy backfills, how often the janitor checks whether it has caught up (the
     /// planner makes it readable, and the next move starts, once it reports so). A check
@@ -146,6 +148,7 @@ impl Executor {
         let copy_ended = self.copy_ended.clone();
         // Kept across iterations: other Cfg changes wake the loop far more often than this.
         let mut backfill_at = tokio::time::Instant::now();
+        let mut last_round = None;
         loop {
             if changes.is_none() {
                 changes = self.cfg.store().watch(&root, 0).await.ok();
@@ -160,7 +163,11 @@ impl Executor {
                         if e.key().is_none_or(|k| matches!(self.cfg.keys().kind(k), KeyKind::Recovery(_))) {
                             self.recoveries = None;
                         }
-                        let soon = tokio::time::Instant::now() + self.options.debounce;
+                        let soon = tessera_cfg::store::next_round(
+                            tokio::time::Instant::now(),
+                            last_round,
+                            self.options.debounce,
+                        );
                         due = Some(due.map_or(soon, |d| d.min(soon)));
                     }
                     Some(_) => {}
@@ -172,6 +179,7 @@ impl Executor {
                 },
                 () = tokio::time::sleep_until(wake) => {
                     due = None;
+                    last_round = Some(tokio::time::Instant::now());
                     if let Err(e) = self.reconcile().await {
                         tracing::warn!(error = %e, "janitor round failed; retrying");
                         due = Some(tokio::time::Instant::now() + Duration::from_secs(1));

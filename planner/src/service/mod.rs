@@ -48,7 +48,9 @@ pub enum PlannerError {
 pub struct PlannerOptions {
     /// TTL of the leader lease: how long a dead leader blocks the others.
     pub lease_ttl: Duration,
-    /// Quiet time after a change before re-planning, so a burst is planned once.
+    /// The least time between two rounds started by changes: a burst is planned once or
+    /// twice, not once per change. A change after a quiet spell is planned after
+    /// [`tessera_cfg::store::SETTLE`] only (writes made together land in one round).
     pub debounce: Duration,
     /// Re-plan this often even without changes.
     pub resync: Duration,
@@ -203,6 +205,7 @@ impl PlannerService {
         let mut changes = None;
         let mut due = Some(Instant::now());
         let mut resync_at = Instant::now() + self.options.resync;
+        let mut last_round: Option<Instant> = None;
         loop {
             if changes.is_none() {
                 match self.cfg.store().watch(&root, 0).await {
@@ -224,7 +227,7 @@ impl PlannerService {
                 }
                 event = tessera_cfg::store::next_change(&mut changes) => match event {
                     Some(event) if self.triggers(&event) => {
-                        let soon = Instant::now() + self.options.debounce;
+                        let soon = tessera_cfg::store::next_round(Instant::now(), last_round, self.options.debounce);
                         due = Some(due.map_or(soon, |d| d.min(soon)));
                     }
                     Some(_) => {}
@@ -236,6 +239,7 @@ impl PlannerService {
                 },
                 () = tokio::time::sleep_until(wake) => {
                     resync_at = Instant::now() + self.options.resync;
+                    last_round = Some(Instant::now());
                     match self.round(&fence).await {
                         Ok(report) => due = report.next_failover,
                         Err(PlannerError::Deposed) => {
