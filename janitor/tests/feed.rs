@@ -466,17 +466,18 @@ async fn a_source_with_another_partition_count_is_reported() {
     feed.stop().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_query_waiting_for_applied_seqs_gets_them_at_once_in_one_commit() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = SourceLog::open(&dir.path().join("source.redb"), PARTITIONS).unwrap();
-    log.append("docs", &docs(0..300)).unwrap();
+/// A source in `dir` holding `count` documents and a fulltext PIndex fed from it that has
+/// applied them all but, left to its timer and its count, would not commit for a minute.
+async fn applied_not_committed(
+    dir: &std::path::Path,
+    count: u32,
+) -> (SourceLog, Server, Feed, tessera_index::Searchable) {
+    let log = SourceLog::open(&dir.join("source.redb"), PARTITIONS).unwrap();
+    log.append("docs", &docs(0..count)).unwrap();
     let address = free_address();
-    let _server = serve_on(log.clone(), address).await;
-    let pindex =
-        tessera_index::open("fulltext", &dir.path().join("p"), &serde_json::Value::Null).unwrap();
+    let server = serve_on(log.clone(), address).await;
+    let pindex = tessera_index::open("fulltext", &dir.join("p"), &serde_json::Value::Null).unwrap();
     let search = pindex.searchable().expect("fulltext is searchable");
-    // Left to its timer and its count, the feed would not commit for a minute.
     let slow = FeedConfig {
         commit_every: 1_000_000,
         commit_interval: Duration::from_secs(60),
@@ -484,6 +485,13 @@ async fn a_query_waiting_for_applied_seqs_gets_them_at_once_in_one_commit() {
     };
     let feed = Feed::start(pindex, slow);
     caught_up(&feed, &log, "every document applied").await;
+    (log, server, feed, search)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_waiting_for_applied_seqs_gets_them_at_once_in_one_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _server, feed, search) = applied_not_committed(dir.path(), 300).await;
     assert_eq!(search.searcher().num_docs(), 0, "applied, not committed");
     let commits = feed.status().commits;
 
@@ -520,20 +528,7 @@ async fn a_query_waiting_for_applied_seqs_gets_them_at_once_in_one_commit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_copy_asked_for_a_backup_commits_up_to_the_seqs_it_is_given() {
     let dir = tempfile::tempdir().unwrap();
-    let log = SourceLog::open(&dir.path().join("source.redb"), PARTITIONS).unwrap();
-    log.append("docs", &docs(0..200)).unwrap();
-    let address = free_address();
-    let _server = serve_on(log.clone(), address).await;
-    let pindex =
-        tessera_index::open("fulltext", &dir.path().join("p"), &serde_json::Value::Null).unwrap();
-    let search = pindex.searchable().expect("fulltext is searchable");
-    let slow = FeedConfig {
-        commit_every: 1_000_000,
-        commit_interval: Duration::from_secs(60),
-        ..config(address)
-    };
-    let feed = Feed::start(pindex, slow);
-    caught_up(&feed, &log, "every document applied").await;
+    let (log, _server, feed, search) = applied_not_committed(dir.path(), 200).await;
     let board: tessera_janitor::board::StatusBoard = Default::default();
     let mut entry = tessera_janitor::board::LocalStatus::default();
     entry.feed = Some(feed.status());
