@@ -1,4 +1,5 @@
-//! The cluster routes: ping, the Cfg dump, the node list (health and explain mounted here too),
+//! The cluster routes: ping, the Cfg dump, the node list (health, explain and this node's
+//! status mounted here too),
 //! and the JSON 404 for unknown paths.
 
 use axum::extract::State;
@@ -16,6 +17,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/ping", get(ping))
         .route("/api/cfg", get(cfg_dump))
         .route("/api/nodes", get(nodes))
+        .route("/api/node/status", get(crate::node_status::node_status))
         .route("/api/cluster/health", get(crate::health::cluster_health))
         .route("/api/plan/explain", get(crate::explain::plan_explain))
 }

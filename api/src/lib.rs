@@ -6,8 +6,9 @@
 //!
 //! Routers per area: [`cluster`] (ping, Cfg dump, nodes, 404), [`index`] (the index API, count,
 //! status, plan), [`search`] (queries), [`supervisor`] (topology changes, tasks, freeze,
-//! failover acknowledgement), [`recovery`] (recovery of missing PIndexes), [`health`], [`explain`]; gRPC: [`node_grpc`] and the `grpc`
-//! module of each area.
+//! failover acknowledgement), [`recovery`] (recovery of missing PIndexes), [`health`], [`explain`],
+//! [`node_status`] (this node's density figures); gRPC: [`node_grpc`] and the `grpc` module of each
+//! area.
 
 pub mod backup;
 pub mod cluster;
@@ -16,6 +17,7 @@ pub mod guard;
 pub mod health;
 pub mod index;
 pub mod node_grpc;
+pub mod node_status;
 pub mod problem;
 pub mod recovery;
 pub mod search;

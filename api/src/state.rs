@@ -18,6 +18,8 @@ pub struct AppState {
     pub coord: Coordinator,
     /// Directories under which `fs` backup repositories may be added (`--backup-path`).
     pub backup_paths: Vec<std::path::PathBuf>,
+    /// The indexing threads, writers and memory budget the node's PIndexes share.
+    pub indexing: Option<std::sync::Arc<tessera_index::IndexingPool>>,
 }
 
 /// Who the node is: its uuid and this run's incarnation, and its cluster's uuid and name.
@@ -51,6 +53,7 @@ impl AppState {
             board,
             coord,
             backup_paths: Vec::new(),
+            indexing: None,
         }
     }
 }

@@ -8,18 +8,22 @@
 //! - [`mapping`]: the `fulltext` field mapping, validated with errors naming the field.
 //! - [`regroup`]: PIndexes of one partitioning regrouped into a PIndex of another (restore).
 //! - [`searchable`]: a handle to search a PIndex (and wait for a seq) while a feed owns it.
+//! - [`pool`]: the node's indexing threads, writers and memory budget, shared by its PIndexes.
 
 pub mod blackhole;
 pub mod checkpoint;
 pub mod fileset;
 pub mod fulltext;
 pub mod mapping;
+pub mod pool;
 pub mod regroup;
 pub mod searchable;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub use checkpoint::{Checkpoint, Checkpoints};
+pub use pool::{IndexingLimits, IndexingPool, IndexingUsage, WriterSlot};
 pub use searchable::{RefreshDemand, Searchable};
 
 /// PIndex types this build can host.
@@ -102,6 +106,35 @@ pub trait PIndex: Send {
     fn refresh_demand(&self) -> Option<std::sync::Arc<RefreshDemand>> {
         None
     }
+
+    // How a PIndex shares its node's indexing resources ([`pool`]); types outside a pool keep
+    // the defaults. The feed drives these: it runs the PIndex's blocking work on the pool,
+    // waits for a writer slot before a commit that needs one, commits when the budget asks,
+    // and closes an idle writer.
+
+    /// The node pool this PIndex draws on.
+    fn indexing_pool(&self) -> Option<Arc<IndexingPool>> {
+        None
+    }
+    /// Whether the next commit needs a writer slot this PIndex does not hold.
+    fn needs_writer_slot(&self) -> bool {
+        false
+    }
+    /// The slot for the next commit's writer (awaited from the pool by the caller).
+    fn give_writer_slot(&mut self, _slot: WriterSlot) {}
+    /// Whether the node's memory budget asks this PIndex to commit now.
+    fn commit_wanted(&self) -> bool {
+        false
+    }
+    /// Since when an open writer has held nothing uncommitted; `None` when no writer is open
+    /// or it holds changes.
+    fn writer_idle_since(&self) -> Option<std::time::Instant> {
+        None
+    }
+    /// Closes an open writer holding nothing uncommitted and gives its slot back.
+    fn close_writer(&mut self) -> Result<(), IndexError> {
+        Ok(())
+    }
 }
 
 /// Opens the PIndex of `kind` in `dir` (creating it). `params` are the index definition's
@@ -111,10 +144,21 @@ pub fn open(
     dir: &Path,
     params: &serde_json::Value,
 ) -> Result<Box<dyn PIndex>, IndexError> {
+    open_in(kind, dir, params, None)
+}
+
+/// [`open`], drawing on the node's indexing `pool`.
+pub fn open_in(
+    kind: &str,
+    dir: &Path,
+    params: &serde_json::Value,
+    pool: Option<Arc<IndexingPool>>,
+) -> Result<Box<dyn PIndex>, IndexError> {
     match kind {
-        "fulltext" => Ok(Box::new(fulltext::FulltextPIndex::open(
+        "fulltext" => Ok(Box::new(fulltext::FulltextPIndex::open_in(
             dir,
             &mapping::Mapping::from_params(params)?,
+            pool,
         )?)),
         "blackhole" => Ok(Box::new(blackhole::BlackholePIndex::open(dir)?)),
         other => Err(IndexError::UnknownType(other.to_string())),
@@ -127,12 +171,13 @@ pub fn open_or_rebuild(
     kind: &str,
     dir: &Path,
     params: &serde_json::Value,
+    pool: Option<Arc<IndexingPool>>,
 ) -> Result<(Box<dyn PIndex>, Option<PathBuf>), IndexError> {
-    match open(kind, dir, params) {
+    match open_in(kind, dir, params, pool.clone()) {
         Err(IndexError::Corrupt { path, reason }) => {
             let aside = move_aside(dir)?;
             tracing::warn!(path = %path.display(), moved_to = %aside.display(), reason, "corrupt PIndex moved aside; rebuilding");
-            Ok((open(kind, dir, params)?, Some(aside)))
+            Ok((open_in(kind, dir, params, pool)?, Some(aside)))
         }
         other => other.map(|p| (p, None)),
     }

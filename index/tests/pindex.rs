@@ -140,7 +140,7 @@ fn corrupt_or_remapped_directories_are_moved_aside_and_rebuilt() {
         open("fulltext", &path, &mapping()),
         Err(IndexError::Corrupt { .. })
     ));
-    let (mut p, aside) = open_or_rebuild("fulltext", &path, &mapping()).unwrap();
+    let (mut p, aside) = open_or_rebuild("fulltext", &path, &mapping(), None).unwrap();
     let aside = aside.expect("moved aside");
     assert!(
         aside.join("meta.json").exists(),
@@ -152,7 +152,7 @@ fn corrupt_or_remapped_directories_are_moved_aside_and_rebuilt() {
     drop(p);
     // A changed mapping cannot reuse the index: rebuilt from scratch.
     let other = json!({"mapping": {"fields": {"title": {"type": "keyword"}}}});
-    let (p, aside) = open_or_rebuild("fulltext", &path, &other).unwrap();
+    let (p, aside) = open_or_rebuild("fulltext", &path, &other, None).unwrap();
     assert!(aside.is_some());
     assert_eq!(p.doc_count().unwrap(), 0);
 }
@@ -188,7 +188,7 @@ fn a_damaged_segment_file_fails_the_checksum_and_is_rebuilt() {
         Err(other) => panic!("a damaged file is corruption, not {other:?}"),
         Ok(_) => panic!("a damaged file opened as if whole ({})", victim.display()),
     }
-    let (p, aside) = open_or_rebuild("fulltext", &path, &mapping()).unwrap();
+    let (p, aside) = open_or_rebuild("fulltext", &path, &mapping(), None).unwrap();
     assert!(aside.is_some(), "moved aside for inspection");
     assert_eq!(p.doc_count().unwrap(), 0, "rebuilt empty, to be fed again");
 }

@@ -36,6 +36,11 @@ pub struct LocalStatus {
 }
 
 impl LocalStatus {
+    /// Whether the PIndex is open with its feed running.
+    pub fn is_running(&self) -> bool {
+        self.live.is_some()
+    }
+
     /// This status with the feed's figures as of now.
     pub fn snapshot(&self) -> LocalStatus {
         let mut out = self.clone();

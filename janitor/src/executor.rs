@@ -69,6 +69,9 @@ pub struct ExecutorOptions {
     pub node_url: Option<String>,
     /// The rate every copy of files into this node shares (from peers, from another cluster).
     pub copy_pace: std::sync::Arc<tessera_copy::pace::Pace>,
+    /// The indexing threads, writers and memory budget this node's PIndexes share; `None`:
+    /// each PIndex keeps its own writer open (tools and tests of the unpooled path).
+    pub indexing: Option<std::sync::Arc<tessera_index::IndexingPool>>,
 }
 
 struct Hosted {
@@ -517,8 +520,9 @@ impl Executor {
             }
         }
         let (kind, params) = (def.index_type.clone(), def.params.clone());
+        let pool = self.options.indexing.clone();
         let opened = tokio::task::spawn_blocking(move || {
-            tessera_index::open_or_rebuild(&kind, &dir, &params)
+            tessera_index::open_or_rebuild(&kind, &dir, &params, pool)
         })
         .await;
         let (pindex, aside) = match opened {
@@ -639,6 +643,9 @@ impl ExecutorOptions {
             peers,
             node_url: None,
             copy_pace: std::sync::Arc::new(tessera_copy::pace::Pace::unlimited()),
+            // The machine's defaults are always valid limits.
+            indexing:
+                tessera_index::IndexingPool::new(tessera_index::IndexingLimits::for_machine()).ok(),
         }
     }
 }

@@ -327,7 +327,13 @@ impl Applier {
         self.update(|s| s.partitions.values_mut().for_each(|p| p.connected = false));
     }
 
-    async fn commit(&self, pindex: Box<dyn PIndex>) -> Result<Box<dyn PIndex>, FeedError> {
+    /// Commits (waiting first, off any thread, for a writer slot when the PIndex needs one).
+    async fn commit(&self, mut pindex: Box<dyn PIndex>) -> Result<Box<dyn PIndex>, FeedError> {
+        if pindex.needs_writer_slot() {
+            if let Some(pool) = pindex.indexing_pool() {
+                pindex.give_writer_slot(pool.writer_slot().await);
+            }
+        }
         let (pindex, result) =
             blocking(pindex, |p| p.commit().and_then(|()| p.doc_count())).await?;
         let docs = result?;
@@ -335,6 +341,17 @@ impl Applier {
             s.commits += 1;
             s.docs = docs;
         });
+        Ok(pindex)
+    }
+
+    /// Commits and closes the writer, giving its slot back (pausing, stopping).
+    async fn commit_and_close(
+        &self,
+        pindex: Box<dyn PIndex>,
+    ) -> Result<Box<dyn PIndex>, FeedError> {
+        let pindex = self.commit(pindex).await?;
+        let (pindex, closed) = blocking(pindex, |p| p.close_writer()).await?;
+        closed?;
         Ok(pindex)
     }
 
@@ -367,14 +384,21 @@ impl Applier {
         let demand = pindex.refresh_demand();
         let mut uncommitted = 0usize;
         let mut deadline: Option<tokio::time::Instant> = None;
+        // A pooled PIndex's writer is closed once idle for this long (its slot, threads and
+        // arena go back to the node).
+        let pool = pindex.indexing_pool();
+        let writer_idle = pool.as_ref().map(|p| p.limits().writer_idle);
         loop {
             let wake =
                 deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+            let close_at = writer_idle
+                .zip(pindex.writer_idle_since())
+                .map(|(idle, since)| tokio::time::Instant::from_std(since + idle));
             tokio::select! {
                 command = commands.recv() => match command {
                     Some(Command::Pause) => {
                         self.stop_readers();
-                        pindex = self.commit(pindex).await?;
+                        pindex = self.commit_and_close(pindex).await?;
                         (uncommitted, deadline) = (0, None);
                         self.update(|s| s.paused = true);
                     }
@@ -390,7 +414,7 @@ impl Applier {
                     }
                     Some(Command::Stop) | None => {
                         self.stop_readers();
-                        return self.commit(pindex).await;
+                        return self.commit_and_close(pindex).await;
                     }
                     Some(Command::AcceptRollback(at)) => {
                         if self.incident_since.is_some_and(|since| since <= at) {
@@ -448,7 +472,9 @@ impl Applier {
                         tracing::warn!(source = self.config.source, partition, "source history changed; streaming the partition again");
                         self.start_reader(partition, 0, uuid);
                     }
-                    let asked = demand.as_ref().is_some_and(|d| d.waiting());
+                    // Queries waiting, or the node's indexing budget asking for this buffer.
+                    let asked =
+                        demand.as_ref().is_some_and(|d| d.waiting()) || pindex.commit_wanted();
                     if uncommitted >= self.config.commit_every || asked {
                         pindex = self.commit(pindex).await?;
                         (uncommitted, deadline) = (0, None);
@@ -461,6 +487,11 @@ impl Applier {
                 () = tokio::time::sleep_until(wake), if deadline.is_some() => {
                     pindex = self.commit(pindex).await?;
                     (uncommitted, deadline) = (0, None);
+                }
+                () = idle_or_wanted(close_at, pool.as_deref()), if close_at.is_some() && uncommitted == 0 => {
+                    let (back, closed) = blocking(pindex, |p| p.close_writer()).await?;
+                    pindex = back;
+                    closed?;
                 }
             }
         }
@@ -514,15 +545,35 @@ fn apply_batch(
     Ok(rollbacks)
 }
 
-/// Runs `f` on the PIndex on the blocking pool and gives the PIndex back.
+/// Resolves when an open writer should close: idle until `at`, or another PIndex of the
+/// node waits for a writer slot.
+async fn idle_or_wanted(
+    at: Option<tokio::time::Instant>,
+    pool: Option<&tessera_index::IndexingPool>,
+) {
+    let (Some(at), Some(pool)) = (at, pool) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        () = tokio::time::sleep_until(at) => {}
+        () = pool.slot_wanted() => {}
+    }
+}
+
+/// Runs `f` on the PIndex on a blocking thread (one of its node pool's, when it has one) and
+/// gives the PIndex back.
 async fn blocking<T: Send + 'static>(
     mut pindex: Box<dyn PIndex>,
     f: impl FnOnce(&mut Box<dyn PIndex>) -> T + Send + 'static,
 ) -> Result<(Box<dyn PIndex>, T), FeedError> {
-    tokio::task::spawn_blocking(move || {
+    let pool = pindex.indexing_pool();
+    let work = move || {
         let out = f(&mut pindex);
         (pindex, out)
-    })
-    .await
+    };
+    match pool {
+        Some(pool) => pool.run(work).await,
+        None => tokio::task::spawn_blocking(work).await,
+    }
     .map_err(|e| FeedError::Task(e.to_string()))
 }

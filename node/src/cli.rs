@@ -186,6 +186,69 @@ pub struct NodeArgs {
     /// one, only `s3` repositories can be added through this node).
     #[arg(long = "backup-path", env = "TESSERA_BACKUP_PATH")]
     pub backup_paths: Vec<std::path::PathBuf>,
+    /// Memory all this node's PIndexes share for indexing: buffered changes and open writers'
+    /// arenas (bytes, or with a K, M, G suffix in binary units; at least 30M). Past it, the
+    /// PIndexes with the largest buffers commit first. Default: a tenth of the machine's
+    /// memory, at least 256M.
+    #[arg(long, value_parser = parse_bytes)]
+    pub indexing_memory: Option<u64>,
+    /// Blocking indexing tasks (applying changes, committing) at once across all PIndexes.
+    /// Default: the machine's cores.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub indexing_threads: Option<u32>,
+    /// Tantivy writers open at once across all PIndexes (three threads each while open); a
+    /// PIndex without one buffers its changes until it gets one. Default: four per core.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub indexing_writers: Option<u32>,
+    /// A PIndex's writer with nothing uncommitted closes after this long (milliseconds).
+    #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub writer_idle_ms: u64,
+}
+
+impl NodeArgs {
+    /// The indexing limits: the flags given, the machine's defaults for the rest.
+    pub fn indexing_limits(&self) -> tessera_index::IndexingLimits {
+        let machine = tessera_index::IndexingLimits::for_machine();
+        tessera_index::IndexingLimits {
+            memory: self.indexing_memory.unwrap_or(machine.memory),
+            threads: self
+                .indexing_threads
+                .map_or(machine.threads, |t| t as usize),
+            writers: self
+                .indexing_writers
+                .map_or(machine.writers, |w| w as usize),
+            writer_idle: std::time::Duration::from_millis(self.writer_idle_ms),
+        }
+    }
+}
+
+/// `1073741824`, `1024M`, `1G`, `512K` (binary units) → bytes; at least the pool's least.
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (digits, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => t.split_at(i),
+        None => (t, ""),
+    };
+    let scale: u64 = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "K" | "KB" | "KIB" => 1 << 10,
+        "M" | "MB" | "MIB" => 1 << 20,
+        "G" | "GB" | "GIB" => 1 << 30,
+        other => return Err(format!("unknown unit `{other}` (use K, M or G)")),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size (e.g. 512M, 2G)"))?;
+    let bytes = n
+        .checked_mul(scale)
+        .ok_or_else(|| format!("`{s}` is too large"))?;
+    if bytes < tessera_index::pool::MIN_MEMORY {
+        return Err(format!(
+            "{bytes} bytes is below the least, {} (one writer and its buffers)",
+            tessera_index::pool::MIN_MEMORY
+        ));
+    }
+    Ok(bytes)
 }
 
 #[derive(Args)]
@@ -237,4 +300,23 @@ pub enum CfgCommand {
         #[arg(long)]
         cas: Option<i64>,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_bytes;
+
+    #[test]
+    fn sizes_parse_in_binary_units_and_refuse_less_than_the_least() {
+        assert_eq!(parse_bytes("512M"), Ok(512 << 20));
+        assert_eq!(parse_bytes("2G"), Ok(2 << 30));
+        assert_eq!(parse_bytes("2 GiB"), Ok(2 << 30));
+        assert_eq!(parse_bytes("1073741824"), Ok(1 << 30));
+        assert!(parse_bytes("1M").unwrap_err().contains("below the least"));
+        assert!(parse_bytes("12T").unwrap_err().contains("unknown unit"));
+        assert!(parse_bytes("lots").unwrap_err().contains("not a size"));
+        assert!(parse_bytes("99999999999G")
+            .unwrap_err()
+            .contains("too large"));
+    }
 }

@@ -65,7 +65,9 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
     let source = crate::source_cmd::open_log(&global.data_dir, args.source_partitions)?;
     // One pooled channel per peer for every node-to-node call of this process.
     let peers = tessera_coord::Peers::default();
-    let (janitor, board) = start_janitor(&cfg, &me, global, &args, peers.clone());
+    let indexing = tessera_index::IndexingPool::new(args.indexing_limits())
+        .map_err(|e| Exit::new(INVALID, e.to_string()))?;
+    let (janitor, board) = start_janitor(&cfg, &me, global, &args, (peers.clone(), &indexing));
     let planner = start_planner(&cfg, &me, &args);
     let (backups, saver) = start_backups(&cfg, &me, &meta, global, (peers.clone(), &board));
     let copies = tessera_copy::serve::CopyService {
@@ -78,7 +80,8 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
         )),
         peers: peers.clone(),
     };
-    let state = api_state(&cfg, &me, &meta, board, &args, peers);
+    let mut state = api_state(&cfg, &me, &meta, board, &args, peers);
+    state.indexing = Some(indexing);
     let recovery = {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let run = tessera_api::recovery::run_automatic(state.clone(), stopped);
@@ -156,7 +159,10 @@ fn start_janitor(
     me: &Me,
     global: &Global,
     args: &NodeArgs,
-    peers: tessera_coord::Peers,
+    (peers, indexing): (
+        tessera_coord::Peers,
+        &std::sync::Arc<tessera_index::IndexingPool>,
+    ),
 ) -> (Part, tessera_janitor::executor::StatusBoard) {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let executor = tessera_janitor::executor::Executor::new(
@@ -169,6 +175,7 @@ fn start_janitor(
             copy_pace: std::sync::Arc::new(tessera_copy::pace::Pace::new(
                 args.recovery_max_bytes_per_sec,
             )),
+            indexing: Some(indexing.clone()),
             ..tessera_janitor::executor::ExecutorOptions::new(
                 global.data_dir.join("pindexes"),
                 format!("http://{}", me.host_port),

@@ -3,16 +3,21 @@
 //! checkpoints are durable together or not at all.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use tantivy::schema::{
-    DateOptions, Field, IndexRecordOption, JsonObjectOptions, NumericOptions, Schema,
-    TextFieldIndexing, TextOptions, STORED, STRING,
-};
-use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+use tantivy::schema::Field;
+use tantivy::{Index, IndexReader, ReloadPolicy, TantivyDocument, Term};
 
 use crate::checkpoint::{self, Checkpoints};
-use crate::mapping::{FieldType, Mapping};
+use crate::mapping::Mapping;
+use crate::pool::{IndexingPool, WriterSlot};
 use crate::{Change, IndexError, PIndex, PIndexStats};
+
+mod schema;
+mod writer;
+
+pub use schema::schema;
+use writer::LazyWriter;
 
 /// The key field.
 pub const ID_FIELD: &str = "_id";
@@ -21,13 +26,10 @@ pub const DOC_FIELD: &str = "_doc";
 /// The source partition a document came from (to drop a partition on rollback).
 pub const PARTITION_FIELD: &str = "_partition";
 
-/// Indexing memory per PIndex (tantivy's minimum is 15 MB).
-const WRITER_MEMORY: usize = 32 << 20;
-
 pub struct FulltextPIndex {
     path: PathBuf,
     index: Index,
-    writer: IndexWriter,
+    writer: LazyWriter,
     reader: IndexReader,
     id: Field,
     partition: Field,
@@ -41,88 +43,22 @@ pub struct FulltextPIndex {
     demand: std::sync::Arc<crate::searchable::RefreshDemand>,
 }
 
-/// The tantivy schema of a mapping.
-pub fn schema(mapping: &Mapping) -> Schema {
-    let mut builder = Schema::builder();
-    builder.add_text_field(ID_FIELD, STRING | STORED);
-    builder.add_u64_field(PARTITION_FIELD, NumericOptions::default().set_indexed());
-    if mapping.dynamic {
-        let indexing = TextFieldIndexing::default()
-            .set_tokenizer("default")
-            .set_index_option(IndexRecordOption::WithFreqsAndPositions);
-        builder.add_json_field(
-            DOC_FIELD,
-            JsonObjectOptions::default()
-                .set_stored()
-                .set_indexing_options(indexing),
-        );
-    }
-    for f in &mapping.fields {
-        let name = f.name.as_str();
-        match &f.field_type {
-            FieldType::Text { tokenizer } => {
-                let mut options = TextOptions::default();
-                if f.indexed {
-                    options = options.set_indexing_options(
-                        TextFieldIndexing::default()
-                            .set_tokenizer(tokenizer)
-                            .set_index_option(IndexRecordOption::WithFreqsAndPositions),
-                    );
-                }
-                if f.stored {
-                    options = options.set_stored();
-                }
-                builder.add_text_field(name, options);
-            }
-            FieldType::Keyword => {
-                let mut options = TextOptions::default();
-                if f.indexed {
-                    options = options.set_indexing_options(
-                        TextFieldIndexing::default()
-                            .set_tokenizer("raw")
-                            .set_index_option(IndexRecordOption::Basic),
-                    );
-                }
-                if f.stored {
-                    options = options.set_stored();
-                }
-                builder.add_text_field(name, options);
-            }
-            FieldType::I64 | FieldType::F64 | FieldType::Bool => {
-                let mut options = NumericOptions::default().set_fast();
-                if f.indexed {
-                    options = options.set_indexed();
-                }
-                if f.stored {
-                    options = options.set_stored();
-                }
-                match f.field_type {
-                    FieldType::I64 => builder.add_i64_field(name, options),
-                    FieldType::F64 => builder.add_f64_field(name, options),
-                    _ => builder.add_bool_field(name, options),
-                };
-            }
-            FieldType::Date => {
-                let mut options = DateOptions::default().set_fast();
-                if f.indexed {
-                    options = options.set_indexed();
-                }
-                if f.stored {
-                    options = options.set_stored();
-                }
-                builder.add_date_field(name, options);
-            }
-        }
-    }
-    builder.build()
-}
-
 impl FulltextPIndex {
     /// Opens the index in `dir`, or creates it. An existing index that cannot be read, fails
     /// tantivy's checksum validation, cannot open its reader or writer (other than because
     /// another writer holds it), or whose schema is not this mapping's, is reported `Corrupt`
     /// (the caller moves it aside and rebuilds it).
     pub fn open(dir: &Path, mapping: &Mapping) -> Result<Self, IndexError> {
+        Self::open_in(dir, mapping, None)
+    }
+
+    /// [`open`](Self::open), sharing `pool`'s threads, writers and memory budget with the
+    /// node's other PIndexes (its writer opens at the first commit).
+    pub fn open_in(
+        dir: &Path,
+        mapping: &Mapping,
+        pool: Option<Arc<IndexingPool>>,
+    ) -> Result<Self, IndexError> {
         let wanted = schema(mapping);
         let corrupt = |reason: String| IndexError::Corrupt {
             path: dir.to_path_buf(),
@@ -161,13 +97,7 @@ impl FulltextPIndex {
                 .ok_or_else(|| corrupt("unreadable checkpoints in the commit payload".into()))?,
             None => Checkpoints::new(),
         };
-        // A writer lock held elsewhere is a retry, not damage: the files are someone's.
-        let writer = index
-            .writer_with_num_threads(1, WRITER_MEMORY)
-            .map_err(|e| match e {
-                tantivy::TantivyError::LockFailure(..) => IndexError::storage(e),
-                e => corrupt(format!("cannot open its writer: {e}")),
-            })?;
+        let writer = LazyWriter::new(index.clone(), dir, pool)?;
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -244,9 +174,9 @@ impl PIndex for FulltextPIndex {
                 self.writer.delete_term(Term::from_field_text(self.id, key));
                 match self.document(key, partition, doc) {
                     Ok(document) => {
-                        self.writer
-                            .add_document(document)
-                            .map_err(IndexError::storage)?;
+                        // About what the parsed document holds (for the node's budget).
+                        let estimate = 2 * (doc.len() + key.len()) as u64 + 96;
+                        self.writer.add_document(document, estimate)?;
                     }
                     Err(reason) => {
                         self.stats.skipped_docs += 1;
@@ -271,8 +201,16 @@ impl PIndex for FulltextPIndex {
     }
 
     fn commit(&mut self) -> Result<(), IndexError> {
+        // A pooled PIndex with nothing applied since its last commit opens no writer for it.
+        if self.writer.pool().is_some()
+            && !self.writer.has_changes()
+            && self.applied == self.committed
+        {
+            return Ok(());
+        }
         let payload = checkpoint::encode(&self.applied);
-        let mut prepared = self.writer.prepare_commit().map_err(IndexError::storage)?;
+        let writer = self.writer.writer()?;
+        let mut prepared = writer.prepare_commit().map_err(IndexError::storage)?;
         prepared.set_payload(&payload);
         prepared.commit().map_err(IndexError::storage)?;
         // A committed segment whose files cannot be read is damage, not a passing failure: the
@@ -287,7 +225,7 @@ impl PIndex for FulltextPIndex {
         self.committed = self.applied.clone();
         self.visible.send_replace(self.committed.clone());
         self.stats.commits += 1;
-        Ok(())
+        self.writer.committed()
     }
 
     fn committed(&self) -> &Checkpoints {
@@ -318,5 +256,30 @@ impl PIndex for FulltextPIndex {
 
     fn refresh_demand(&self) -> Option<std::sync::Arc<crate::searchable::RefreshDemand>> {
         Some(self.demand.clone())
+    }
+
+    fn indexing_pool(&self) -> Option<Arc<IndexingPool>> {
+        self.writer.pool().cloned()
+    }
+
+    fn needs_writer_slot(&self) -> bool {
+        self.writer
+            .needs_slot(self.writer.has_changes() || self.applied != self.committed)
+    }
+
+    fn give_writer_slot(&mut self, slot: WriterSlot) {
+        self.writer.give_slot(slot);
+    }
+
+    fn commit_wanted(&self) -> bool {
+        self.writer.commit_wanted()
+    }
+
+    fn writer_idle_since(&self) -> Option<std::time::Instant> {
+        self.writer.idle_since()
+    }
+
+    fn close_writer(&mut self) -> Result<(), IndexError> {
+        self.writer.close()
     }
 }
