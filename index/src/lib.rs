@@ -122,8 +122,14 @@ pub trait PIndex: Send {
     }
     /// The slot for the next commit's writer (awaited from the pool by the caller).
     fn give_writer_slot(&mut self, _slot: WriterSlot) {}
-    /// Whether the node's memory budget asks this PIndex to commit now.
+    /// Whether the node's pool asks this PIndex to commit now (its buffer is among the
+    /// largest, the budget is exceeded while it holds changes, or another PIndex waits for
+    /// the writer slot it holds).
     fn commit_wanted(&self) -> bool {
+        false
+    }
+    /// Whether this PIndex holds one of its pool's writer slots.
+    fn holds_writer_slot(&self) -> bool {
         false
     }
     /// Since when an open writer has held nothing uncommitted; `None` when no writer is open

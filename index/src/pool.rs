@@ -13,11 +13,15 @@
 //!   commit when another PIndex waits for a slot;
 //! - buffered changes and open writers' arenas draw on one memory budget
 //!   ([`IndexingLimits::memory`]); past it, the PIndexes with the largest buffers are asked to
-//!   commit first ([`Buffer::commit_wanted`]).
+//!   commit first ([`Buffer::commit_wanted`]); while it stays exceeded, every PIndex holding
+//!   changes commits them and the others wait before applying more
+//!   ([`IndexingPool::within_budget`]). A feed holding a writer commits and closes it as
+//!   soon as another waits for a slot ([`IndexingPool::wants_back`]).
 //!
 //! Nothing here waits while holding anything another waiter needs: a feed awaits its writer
-//! slot before it takes a thread, and a thread's work (apply, commit, close) never waits on
-//! the pool, so a node cannot deadlock on its own limits.
+//! slot (or the budget) holding no thread, no uncommitted change and no writer, and a
+//! thread's work (apply, commit, close) never waits on the pool, so a node cannot deadlock on
+//! its own limits.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -139,8 +143,10 @@ pub struct IndexingPool {
     threads: Semaphore,
     writers: Arc<Semaphore>,
     waiting: AtomicUsize,
-    /// Wakes the feeds holding idle writers when a feed must wait for a slot.
+    /// Wakes the feeds holding writers when a feed must wait for a slot.
     wanted: tokio::sync::Notify,
+    /// Wakes feeds waiting for the budget when buffers or writers give memory back.
+    freed: tokio::sync::Notify,
     open: AtomicUsize,
     buffered: AtomicU64,
     /// Bytes of the buffers already asked to commit (not counted again while they do).
@@ -170,6 +176,7 @@ impl IndexingPool {
             limits,
             waiting: AtomicUsize::new(0),
             wanted: tokio::sync::Notify::new(),
+            freed: tokio::sync::Notify::new(),
             open: AtomicUsize::new(0),
             buffered: AtomicU64::new(0),
             asked: AtomicU64::new(0),
@@ -211,10 +218,45 @@ impl IndexingPool {
         self.slot(permit)
     }
 
-    /// Resolves when a feed begins to wait for a writer slot (a feed holding an idle writer
-    /// then closes it rather than wait out its idle period).
-    pub async fn slot_wanted(&self) {
-        self.wanted.notified().await;
+    /// Resolves when `holding` (what a feed holds: a writer slot, uncommitted changes) should
+    /// be given back: at once if it should already. A writer slot is wanted when a feed waits
+    /// for one or the budget is exceeded; changes are wanted committed when the budget is
+    /// exceeded.
+    pub async fn wants_back(&self, holds_slot: bool, holds_changes: bool) {
+        loop {
+            let notified = self.wanted.notified();
+            tokio::pin!(notified);
+            // Registered before looking, so a change in between is not missed.
+            notified.as_mut().enable();
+            let over = self.over_budget();
+            if (holds_slot && (over || self.has_waiters())) || (holds_changes && over) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Whether buffers and writers together use more than the budget (a feed then commits
+    /// what it holds, or waits before applying more: [`IndexingPool::within_budget`]).
+    pub fn over_budget(&self) -> bool {
+        self.used() > self.limits.memory
+    }
+
+    /// Resolves once the budget is no longer exceeded (feeds holding changes are told to
+    /// commit them meanwhile).
+    pub async fn within_budget(&self) {
+        self.wanted.notify_waiters();
+        loop {
+            let notified = self.freed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if !self.over_budget() {
+                return;
+            }
+            // A bounded wait as well: memory given back by a path that does not notify (a
+            // buffer dropped with its PIndex) is seen within it.
+            let _ = tokio::time::timeout(Duration::from_millis(50), notified).await;
+        }
     }
 
     /// A writer slot if one is free now.
@@ -294,6 +336,7 @@ impl IndexingPool {
             self.budget_commits.fetch_add(1, Ordering::Relaxed);
             excess = excess.saturating_sub(bytes);
         }
+        self.wanted.notify_waiters();
     }
 
     pub fn usage(&self) -> IndexingUsage {
@@ -331,6 +374,7 @@ impl Drop for WriterSlot {
     fn drop(&mut self) {
         self.pool.open.fetch_sub(1, Ordering::SeqCst);
         self.pool.closed.fetch_add(1, Ordering::Relaxed);
+        self.pool.freed.notify_waiters();
     }
 }
 
@@ -357,6 +401,9 @@ impl Buffer {
         self.pool.buffered.fetch_sub(bytes, Ordering::SeqCst);
         let asked = self.asked.swap(0, Ordering::SeqCst);
         self.pool.asked.fetch_sub(asked, Ordering::SeqCst);
+        if bytes > 0 {
+            self.pool.freed.notify_waiters();
+        }
     }
 
     pub fn bytes(&self) -> u64 {

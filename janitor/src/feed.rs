@@ -344,15 +344,20 @@ impl Applier {
         Ok(pindex)
     }
 
+    /// Closes the PIndex's writer if it holds nothing uncommitted, giving its slot back.
+    async fn close_writer(&self, pindex: Box<dyn PIndex>) -> Result<Box<dyn PIndex>, FeedError> {
+        let (pindex, closed) = blocking(pindex, |p| p.close_writer()).await?;
+        closed?;
+        Ok(pindex)
+    }
+
     /// Commits and closes the writer, giving its slot back (pausing, stopping).
     async fn commit_and_close(
         &self,
         pindex: Box<dyn PIndex>,
     ) -> Result<Box<dyn PIndex>, FeedError> {
         let pindex = self.commit(pindex).await?;
-        let (pindex, closed) = blocking(pindex, |p| p.close_writer()).await?;
-        closed?;
-        Ok(pindex)
+        self.close_writer(pindex).await
     }
 
     async fn run(
@@ -394,6 +399,7 @@ impl Applier {
             let close_at = writer_idle
                 .zip(pindex.writer_idle_since())
                 .map(|(idle, since)| tokio::time::Instant::from_std(since + idle));
+            let holds_slot = pindex.holds_writer_slot();
             tokio::select! {
                 command = commands.recv() => match command {
                     Some(Command::Pause) => {
@@ -452,6 +458,18 @@ impl Applier {
                         self.update(|s| s.incident = Some(why));
                         continue;
                     }
+                    // Past the node's indexing budget: give back what this PIndex holds, then
+                    // wait for room before applying more.
+                    while let Some(pool) = pool.as_ref().filter(|p| p.over_budget()) {
+                        if uncommitted > 0 {
+                            pindex = self.commit(pindex).await?;
+                            (uncommitted, deadline) = (0, None);
+                        } else if pindex.holds_writer_slot() {
+                            pindex = self.close_writer(pindex).await?;
+                        } else {
+                            pool.within_budget().await;
+                        }
+                    }
                     let applied = batch.len();
                     let (back, result) = blocking(pindex, move |p| apply_batch(p, batch)).await?;
                     pindex = back;
@@ -488,10 +506,16 @@ impl Applier {
                     pindex = self.commit(pindex).await?;
                     (uncommitted, deadline) = (0, None);
                 }
-                () = idle_or_wanted(close_at, pool.as_deref()), if close_at.is_some() && uncommitted == 0 => {
-                    let (back, closed) = blocking(pindex, |p| p.close_writer()).await?;
-                    pindex = back;
-                    closed?;
+                () = sleep_until_some(close_at), if close_at.is_some() && uncommitted == 0 => {
+                    pindex = self.close_writer(pindex).await?;
+                }
+                // Another PIndex waits for a writer slot, or the budget is exceeded.
+                () = wants_back(pool.as_deref(), holds_slot, uncommitted > 0), if pool.is_some() && (holds_slot || uncommitted > 0) => {
+                    if uncommitted > 0 {
+                        pindex = self.commit(pindex).await?;
+                        (uncommitted, deadline) = (0, None);
+                    }
+                    pindex = self.close_writer(pindex).await?;
                 }
             }
         }
@@ -545,18 +569,23 @@ fn apply_batch(
     Ok(rollbacks)
 }
 
-/// Resolves when an open writer should close: idle until `at`, or another PIndex of the
-/// node waits for a writer slot.
-async fn idle_or_wanted(
-    at: Option<tokio::time::Instant>,
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves when the node's pool wants back what the feed holds (see
+/// `IndexingPool::wants_back`); never without a pool.
+async fn wants_back(
     pool: Option<&tessera_index::IndexingPool>,
+    holds_slot: bool,
+    holds_changes: bool,
 ) {
-    let (Some(at), Some(pool)) = (at, pool) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        () = tokio::time::sleep_until(at) => {}
-        () = pool.slot_wanted() => {}
+    match pool {
+        Some(pool) => pool.wants_back(holds_slot, holds_changes).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -279,6 +279,10 @@ impl PIndex for FulltextPIndex {
         self.writer.idle_since()
     }
 
+    fn holds_writer_slot(&self) -> bool {
+        self.writer.holds_slot()
+    }
+
     fn close_writer(&mut self) -> Result<(), IndexError> {
         self.writer.close()
     }

@@ -130,8 +130,20 @@ impl LazyWriter {
         self.given = Some(slot);
     }
 
+    /// Whether this PIndex should commit now: the budget asked for its buffer, or is
+    /// exceeded while it holds changes, or it holds a writer another PIndex waits for.
     pub(crate) fn commit_wanted(&self) -> bool {
+        let Some(pool) = &self.pool else {
+            return false;
+        };
         self.buffer.as_ref().is_some_and(|b| b.commit_wanted())
+            || (self.has_changes() && pool.over_budget())
+            || (self.open.is_some() && pool.has_waiters())
+    }
+
+    /// Whether a pooled writer is open (holding a slot).
+    pub(crate) fn holds_slot(&self) -> bool {
+        self.pool.is_some() && self.open.is_some()
     }
 
     /// A writer is open with nothing uncommitted in it: since when.
