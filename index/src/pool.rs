@@ -326,7 +326,7 @@ impl IndexingPool {
             .map(|b| (b.bytes.load(Ordering::SeqCst), b))
             .filter(|(bytes, _)| *bytes > 0)
             .collect();
-        candidates.sort_by(|a, b| b.0.cmp(&a.0));
+        candidates.sort_by_key(|c| std::cmp::Reverse(c.0));
         for (bytes, buffer) in candidates {
             if excess == 0 {
                 break;

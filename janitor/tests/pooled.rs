@@ -112,7 +112,11 @@ async fn a_burst_larger_than_the_budget_is_indexed_completely_and_exactly() {
     }
     assert_eq!(total, u64::from(DOCS), "every document, once");
     assert_eq!(pool.usage().buffered_bytes, 0);
-    assert_eq!(pool.usage().writers_open, 0, "stopped feeds close their writers");
+    assert_eq!(
+        pool.usage().writers_open,
+        0,
+        "stopped feeds close their writers"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,15 +184,14 @@ async fn an_idle_writer_closes_and_reopens_with_counts_and_at_plus_exact() {
         .iter()
         .map(|(p, c)| (*p, c.seq))
         .collect();
-    assert_eq!(committed, wanted, "the checkpoints are the source's high seqs");
+    assert_eq!(
+        committed, wanted,
+        "the checkpoints are the source's high seqs"
+    );
     drop(pindex);
     // Reopened from disk (without a pool): the same documents and checkpoints.
     let again = open(&pindex_dir, None);
     assert_eq!(again.doc_count().unwrap(), 799);
-    let reopened: Vec<(u32, u64)> = again
-        .committed()
-        .iter()
-        .map(|(p, c)| (*p, c.seq))
-        .collect();
+    let reopened: Vec<(u32, u64)> = again.committed().iter().map(|(p, c)| (*p, c.seq)).collect();
     assert_eq!(reopened, wanted);
 }

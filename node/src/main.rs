@@ -13,6 +13,7 @@ mod node;
 mod plan_cmd;
 mod signals;
 mod source_cmd;
+mod trim;
 
 use clap::Parser;
 

@@ -107,4 +107,3 @@ pub async fn caught_up_within(feed: &Feed, log: &SourceLog, what: &str, within: 
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
-

@@ -80,6 +80,7 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
         )),
         peers: peers.clone(),
     };
+    let trimming = tokio::spawn(crate::trim::run(indexing.clone()));
     let mut state = api_state(&cfg, &me, &meta, board, &args, peers);
     state.indexing = Some(indexing);
     let recovery = {
@@ -120,6 +121,7 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
         .with_graceful_shutdown(stop)
         .await
         .context("serving REST")?;
+    trimming.abort();
     let lost = lease.is_lost();
     if let Err(e) = lease.revoke().await {
         tracing::warn!(error = %e, "could not revoke the liveness lease; it expires after its TTL");
