@@ -229,6 +229,9 @@ fn parse_bytes(s: &str) -> Result<u64, String> {
         Some((i, _)) => t.split_at(i),
         None => (t, ""),
     };
+    if digits.is_empty() {
+        return Err(format!("`{s}` is not a size (e.g. 512M, 2G)"));
+    }
     let scale: u64 = match unit.trim().to_ascii_uppercase().as_str() {
         "" | "B" => 1,
         "K" | "KB" | "KIB" => 1 << 10,

@@ -43,7 +43,8 @@ fn definition(source: &str) -> String {
 /// Waits until every index counts `docs` over all its PIndexes.
 fn all_serving(address: &str, names: &[String], docs: Option<u64>, what: &str) {
     let mut pending: Vec<&String> = names.iter().collect();
-    wait_for(what, Duration::from_secs(300), || {
+    // Generous: beside other tests on two cores the whole test has taken 270 s.
+    wait_for(what, Duration::from_secs(600), || {
         pending.retain(|name| {
             let (status, body) = http(address, "GET", &format!("/api/index/{name}/count"), "");
             let counted = body["pindexes_counted"].as_u64() == Some(PINDEXES);
