@@ -1,7 +1,7 @@
 //! The reconcile diff: what a node must start, stop, restart or re-role so that its local
 //! PIndexes match the plan. Pure: the caller passes the time and the local state.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 use tessera_cfg::schema::CopyRole;
@@ -85,6 +85,21 @@ pub struct Diff {
 /// - in both: other partitions → rebuild (stop, delete, start); another definition → restart
 ///   in place; another role → change role; failed and due → restart, failed and not due → wait.
 pub fn diff(wanted: &[Wanted], local: &[Local], now_ms: u64, max_backfills: usize) -> Diff {
+    diff_with_files(wanted, local, &BTreeSet::new(), now_ms, max_backfills)
+}
+
+/// [`diff`], knowing which wanted PIndexes that are not local have files on the node
+/// (`on_disk`): those resume from their committed checkpoints, reading only what their source
+/// wrote since, so they start at once whatever the backfill limit (a node restarting with a
+/// thousand PIndexes must not start them two at a time). A rebuild's files are deleted first:
+/// it starts under the limit like a new copy.
+pub fn diff_with_files(
+    wanted: &[Wanted],
+    local: &[Local],
+    on_disk: &BTreeSet<String>,
+    now_ms: u64,
+    max_backfills: usize,
+) -> Diff {
     let wanted: BTreeMap<&str, &Wanted> = wanted.iter().map(|w| (w.pindex.as_str(), w)).collect();
     let local: BTreeMap<&str, &Local> = local.iter().map(|l| (l.pindex.as_str(), l)).collect();
     let mut out = Diff::default();
@@ -133,10 +148,23 @@ pub fn diff(wanted: &[Wanted], local: &[Local], now_ms: u64, max_backfills: usiz
             });
         }
     }
+    let mut resumes = Vec::new();
     for (name, want) in &wanted {
         if !local.contains_key(name) {
-            starts.push(*want);
+            if on_disk.contains(*name) {
+                resumes.push(*want);
+            } else {
+                starts.push(*want);
+            }
         }
+    }
+    for want in resumes {
+        out.actions.push(Action::Start {
+            pindex: want.pindex.clone(),
+            index: want.index.clone(),
+            partitions: want.partitions.clone(),
+            role: want.role,
+        });
     }
     starts.sort_by(|a, b| a.pindex.cmp(&b.pindex));
     for want in starts {
@@ -243,6 +271,37 @@ mod tests {
             ["d", "e"],
             "one backfill running, limit 2: one start, the rest queued"
         );
+    }
+
+    #[test]
+    fn pindexes_with_files_resume_at_once_whatever_the_backfill_limit() {
+        let wanted: Vec<Wanted> = ["a", "b", "c", "d", "e"]
+            .iter()
+            .map(|p| want(p, "d1", Primary))
+            .collect();
+        let on_disk: BTreeSet<String> = ["b", "d", "e"].iter().map(|p| p.to_string()).collect();
+        let d = diff_with_files(&wanted, &[], &on_disk, 0, 1);
+        let started: Vec<&str> = d
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Start { pindex, .. } => Some(pindex.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(started, ["b", "d", "e", "a"], "three resume, one new copy");
+        assert_eq!(d.queued, ["c"], "the other new copy waits for the limit");
+        // A rebuild deletes its files first: it starts under the limit.
+        let mut moved = want("b", "d1", Primary);
+        moved.partitions = vec![7];
+        let d = diff_with_files(
+            &[moved],
+            &[have("b", "d1", Primary, LocalState::Running)],
+            &on_disk,
+            0,
+            0,
+        );
+        assert_eq!(d.queued, ["b"]);
     }
 
     #[test]

@@ -13,13 +13,14 @@ use tessera_cfg::{unix_ms, Cfg, KeyKind, WatchEvent};
 use tokio::sync::watch;
 
 pub use crate::board::{LocalStatus, StatusBoard};
-use crate::diff::{diff, Action, Local, LocalState, Wanted};
+use crate::diff::{diff_with_files, Action, Local, LocalState, Wanted};
 use crate::feed::{Feed, FeedConfig};
 use crate::stall::stall;
 pub use crate::stall::STALL_AFTER;
 use crate::wanted::{wanted_copies, WantedView};
 
 mod disk;
+mod open;
 mod peer_copy;
 mod recovery;
 mod report;
@@ -119,6 +120,9 @@ pub struct Executor {
     copying: BTreeMap<String, PeerCopy>,
     /// Signalled when a fetch from a peer ends, so that the copy opens at once.
     copy_ended: std::sync::Arc<tokio::sync::Notify>,
+    /// PIndexes this round opened ahead of starting them (`open::open_all`); in a mutex only
+    /// so that the executor is `Sync` (a PIndex is `Send`, not `Sync`).
+    preopened: std::sync::Mutex<BTreeMap<String, open::Opened>>,
 }
 
 impl Executor {
@@ -135,6 +139,7 @@ impl Executor {
             recoveries: None,
             copying: BTreeMap::new(),
             copy_ended: Default::default(),
+            preopened: Default::default(),
         }
     }
 
@@ -302,9 +307,45 @@ impl Executor {
         self.refresh_caught_up().await;
         let now = unix_ms();
         let local = self.locals();
-        let plan = diff(&wanted, &local, now, self.options.max_backfills);
+        // Wanted PIndexes not running here whose directories exist resume without waiting for
+        // a backfill slot.
+        let on_disk: std::collections::BTreeSet<String> = wanted
+            .iter()
+            .filter(|w| {
+                !self.hosted.contains_key(&w.pindex) && !self.copying.contains_key(&w.pindex)
+            })
+            .filter(|w| self.options.pindex_dir.join(&w.pindex).exists())
+            .map(|w| w.pindex.clone())
+            .collect();
+        let plan = diff_with_files(&wanted, &local, &on_disk, now, self.options.max_backfills);
         let by_name: BTreeMap<&str, &Wanted> =
             wanted.iter().map(|w| (w.pindex.as_str(), w)).collect();
+        // PIndexes to start that have a directory (nothing to fetch first) open in parallel.
+        let to_open: Vec<open::ToOpen> = plan
+            .actions
+            .iter()
+            .filter_map(|action| match action {
+                Action::Start { pindex, .. } if !self.hosted.contains_key(pindex) => {
+                    let w = by_name.get(pindex.as_str())?;
+                    let def = defs.get(&w.index)?;
+                    let dir = self.options.pindex_dir.join(pindex);
+                    dir.exists().then(|| open::ToOpen {
+                        pindex: pindex.clone(),
+                        dir,
+                        kind: def.index_type.clone(),
+                        params: def.params.clone(),
+                    })
+                }
+                _ => None,
+            })
+            .collect();
+        if to_open.len() > 1 {
+            let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
+            let opened = open::open_all(to_open, self.options.indexing.clone(), parallel).await;
+            if let Ok(mut preopened) = self.preopened.lock() {
+                *preopened = opened;
+            }
+        }
         for action in plan.actions {
             match action {
                 Action::Stop { pindex, delete } => self.stop(&pindex, delete).await,
@@ -323,6 +364,10 @@ impl Executor {
                     }
                 }
             }
+        }
+        // Opened for a start that did not happen (its source could not be resolved): closed.
+        if let Ok(mut preopened) = self.preopened.lock() {
+            preopened.clear();
         }
         // A recovery's work here runs after the plan's actions: the copy it recovers is started.
         if let Err(e) = self.recover(&by_name, &defs).await {
@@ -519,16 +564,26 @@ impl Executor {
                 Err(e) => return self.fail(wanted, e),
             }
         }
-        let (kind, params) = (def.index_type.clone(), def.params.clone());
-        let pool = self.options.indexing.clone();
-        let opened = tokio::task::spawn_blocking(move || {
-            tessera_index::open_or_rebuild(&kind, &dir, &params, pool)
-        })
-        .await;
+        let preopened = self
+            .preopened
+            .lock()
+            .ok()
+            .and_then(|mut p| p.remove(&wanted.pindex));
+        let opened = match preopened {
+            Some(opened) => opened,
+            None => {
+                let one = open::ToOpen {
+                    pindex: wanted.pindex.clone(),
+                    dir,
+                    kind: def.index_type.clone(),
+                    params: def.params.clone(),
+                };
+                open::open_one(one, self.options.indexing.clone()).await
+            }
+        };
         let (pindex, aside) = match opened {
-            Ok(Ok(opened)) => opened,
-            Ok(Err(e)) => return self.fail(wanted, e.to_string()),
-            Err(e) => return self.fail(wanted, e.to_string()),
+            Ok(opened) => opened,
+            Err(e) => return self.fail(wanted, e),
         };
         if let Some(aside) = &aside {
             let name = wanted.pindex.clone();

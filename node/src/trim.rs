@@ -1,8 +1,10 @@
 //! Gives freed heap memory back to the operating system after writers close. glibc's
 //! allocator keeps what tantivy's writers freed (arenas of several MB per writer, spread over
 //! many per-thread heaps) for reuse, so a node that indexed a burst into many PIndexes would
-//! stay at its peak resident size while idle. `malloc_trim` returns it; it runs at most every
-//! few seconds, and only when writers closed since the last run.
+//! stay at its peak resident size while idle. `malloc_trim` returns it: when writers closed
+//! since the last run and none is open (the node's indexing is idle), or at most once a
+//! minute while some stay open. Not more often: while PIndexes index, what a closed writer
+//! freed is what the next one allocates, and trimming it costs page faults to get it back.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,17 +12,22 @@ use std::time::Duration;
 use tessera_index::IndexingPool;
 
 const EVERY: Duration = Duration::from_secs(5);
+/// While writers stay open, trim no more often than this.
+const BUSY_EVERY: Duration = Duration::from_secs(60);
 
 /// Runs until the process ends.
 pub async fn run(pool: Arc<IndexingPool>) {
     let mut trimmed_at = 0;
+    let mut last = tokio::time::Instant::now();
     loop {
         tokio::time::sleep(EVERY).await;
         let usage = pool.usage();
-        if usage.writers_closed == trimmed_at {
+        let idle = usage.writers_open == 0;
+        if usage.writers_closed == trimmed_at || (!idle && last.elapsed() < BUSY_EVERY) {
             continue;
         }
         trimmed_at = usage.writers_closed;
+        last = tokio::time::Instant::now();
         let _ = tokio::task::spawn_blocking(trim).await;
     }
 }
