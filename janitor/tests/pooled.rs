@@ -153,7 +153,19 @@ async fn an_idle_writer_closes_and_reopens_with_counts_and_at_plus_exact() {
             }
         }
     };
+    // Committed first (the writer may still be closed then, the changes buffered), then the
+    // writer the commit opened closes once idle.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while feed.status().docs < 500 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the first 500 never committed: {:?}",
+            feed.status()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     closed("after the first commit").await;
+    assert!(pool.usage().writers_opened >= 1);
     assert_eq!(search.searcher().num_docs(), 500);
     let opened = pool.usage().writers_opened;
 
