@@ -52,20 +52,9 @@ fn status(e: LogError) -> Status {
     }
 }
 
-/// Log reads running at once on blocking threads, for the whole process. A node hosting a
-/// thousand PIndexes has a thousand partition streams catching up together; unbounded, each
-/// read took a blocking thread of its own (a hundred threads seen, tokio allows 512). A read
-/// waits for its turn without holding a thread.
-static READS: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| {
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    tokio::sync::Semaphore::new((2 * cores).max(4))
-});
-
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, LogError> + Send + 'static,
 ) -> Result<T, Status> {
-    // Never closed: a failed acquire cannot happen; read anyway if it did.
-    let _turn = READS.acquire().await.ok();
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| Status::internal(format!("source worker failed: {e}")))?
