@@ -364,12 +364,6 @@ pub struct WriterSlot {
     pool: Arc<IndexingPool>,
 }
 
-impl WriterSlot {
-    pub fn pool(&self) -> &Arc<IndexingPool> {
-        &self.pool
-    }
-}
-
 impl Drop for WriterSlot {
     fn drop(&mut self) {
         self.pool.open.fetch_sub(1, Ordering::SeqCst);
@@ -404,10 +398,6 @@ impl Buffer {
         if bytes > 0 {
             self.pool.freed.notify_waiters();
         }
-    }
-
-    pub fn bytes(&self) -> u64 {
-        self.bytes.load(Ordering::SeqCst)
     }
 
     /// Whether the budget asked this PIndex to commit (its buffer is among the largest).

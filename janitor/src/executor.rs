@@ -325,13 +325,12 @@ impl Executor {
             .actions
             .iter()
             .filter_map(|action| match action {
-                Action::Start { pindex, .. } if !self.hosted.contains_key(pindex) => {
+                Action::Start { pindex, .. } if on_disk.contains(pindex) => {
                     let w = by_name.get(pindex.as_str())?;
                     let def = defs.get(&w.index)?;
-                    let dir = self.options.pindex_dir.join(pindex);
-                    dir.exists().then(|| open::ToOpen {
+                    Some(open::ToOpen {
                         pindex: pindex.clone(),
-                        dir,
+                        dir: self.options.pindex_dir.join(pindex),
                         kind: def.index_type.clone(),
                         params: def.params.clone(),
                     })
