@@ -7,7 +7,8 @@
 //! Routers per area: [`cluster`] (ping, Cfg dump, nodes, 404), [`index`] (the index API, count,
 //! status, plan), [`search`] (queries), [`supervisor`] (topology changes, tasks, freeze,
 //! failover acknowledgement), [`recovery`] (recovery of missing PIndexes), [`health`], [`explain`],
-//! [`node_status`] (this node's density figures); gRPC: [`node_grpc`] and the `grpc` module of each
+//! [`node_status`] (this node's density figures), [`metrics`] (`/metrics`; every request
+//! counted by [`request_metrics`]); gRPC: [`node_grpc`] and the `grpc` module of each
 //! area.
 
 pub mod backup;
@@ -16,10 +17,12 @@ pub mod explain;
 pub mod guard;
 pub mod health;
 pub mod index;
+pub mod metrics;
 pub mod node_grpc;
 pub mod node_status;
 pub mod problem;
 pub mod recovery;
+pub mod request_metrics;
 pub mod search;
 pub mod state;
 pub mod supervisor;
@@ -41,6 +44,7 @@ pub fn app(state: AppState) -> axum::Router {
         .merge(supervisor::router())
         .merge(backup::router())
         .merge(recovery::router())
+        .merge(metrics::router())
         .with_state(state.clone());
     let query = search::router().with_state(state.clone());
     bounded(admin, RouteLimits::ADMIN)

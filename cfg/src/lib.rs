@@ -24,6 +24,7 @@ pub mod keys;
 pub mod lease_keeper;
 pub mod limits;
 pub mod local;
+pub mod metered;
 mod recovery_docs;
 pub mod revision;
 pub mod schema;

@@ -96,7 +96,8 @@ impl CfgSpec {
         }
     }
 
-    /// Opens the store; `data_dir` places the embedded file when no path is given.
+    /// Opens the store (timed and counted in the node's metrics); `data_dir` places the
+    /// embedded file when no path is given.
     pub async fn open(&self, data_dir: &Path) -> Result<Cfg> {
         let store: Arc<dyn Store> = match self {
             CfgSpec::Embedded { path } => {
@@ -108,6 +109,7 @@ impl CfgSpec {
                 Arc::new(EtcdStore::connect(EtcdOptions::new(endpoints.clone())).await?)
             }
         };
+        let store = crate::metered::MeteredStore::wrap(store);
         Ok(Cfg::new(store, KeySpace::new(self.cluster())?))
     }
 }

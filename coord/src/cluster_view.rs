@@ -106,6 +106,16 @@ impl Mirror {
     /// Index `name`'s definition; `None` when the mirror cannot say (unreadable, or absent:
     /// an index created a moment ago may not have reached the mirror, so the caller asks the
     /// Cfg, which is the word on absence).
+    /// Every readable index definition, by name.
+    pub fn defs(&self) -> &BTreeMap<String, IndexDef> {
+        &self.defs
+    }
+
+    /// Every readable plan, by index.
+    pub fn plans(&self) -> &BTreeMap<String, IndexPlan> {
+        &self.plans
+    }
+
     pub fn index_def(&self, name: &str) -> Option<IndexDef> {
         if self
             .unreadable

@@ -188,7 +188,10 @@ impl Executor {
                 () = tokio::time::sleep_until(wake) => {
                     due = None;
                     last_round = Some(tokio::time::Instant::now());
-                    if let Err(e) = self.reconcile().await {
+                    let timer = tessera_metrics::metrics().reconcile_duration.start_timer();
+                    let round = self.reconcile().await;
+                    timer.observe_duration();
+                    if let Err(e) = round {
                         tracing::warn!(error = %e, "janitor round failed; retrying");
                         due = Some(tokio::time::Instant::now() + Duration::from_secs(1));
                     }
@@ -318,6 +321,9 @@ impl Executor {
             .map(|w| w.pindex.clone())
             .collect();
         let plan = diff_with_files(&wanted, &local, &on_disk, now, self.options.max_backfills);
+        tessera_metrics::metrics()
+            .reconcile_backlog
+            .set((plan.queued.len() + plan.waiting.len()) as i64);
         let by_name: BTreeMap<&str, &Wanted> =
             wanted.iter().map(|w| (w.pindex.as_str(), w)).collect();
         // PIndexes to start that have a directory (nothing to fetch first) open in parallel.
@@ -592,6 +598,7 @@ impl Executor {
             }
         }
         let config = FeedConfig {
+            index: wanted.index.clone(),
             source_url: source_url.clone(),
             source_partitions: def.source.partitions(),
             source: def.source.name.clone(),

@@ -19,7 +19,9 @@ use tessera_proto::v1::StreamRequest;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+mod counters;
 mod reader;
+use counters::FeedCounters;
 use reader::Reader;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -55,6 +57,8 @@ fn now_ms() -> u64 {
 /// Where a feed reads from and how often it commits.
 #[derive(Debug, Clone)]
 pub struct FeedConfig {
+    /// The index the PIndex belongs to (the `index` label of the feed's metrics).
+    pub index: String,
     /// `http://host:port` of a node or standalone source.
     pub source_url: String,
     pub source: String,
@@ -96,6 +100,9 @@ pub struct FeedStatus {
     pub incident: Option<String>,
     /// The source's partition count differs from the definition's.
     pub mismatch: Option<String>,
+    /// When (unix ms) the oldest change applied and not yet committed arrived: what is not
+    /// searchable yet has waited since then. `None` when everything applied is committed.
+    pub pending_since_ms: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -179,8 +186,10 @@ impl Feed {
                 (0..connections).map(|_| e.connect_lazy()).collect()
             })
             .unwrap_or_default();
+        let counters = FeedCounters::for_index(&config.index);
         let applier = Applier {
             config,
+            counters,
             channels,
             status: status.clone(),
             readers: BTreeMap::new(),
@@ -241,6 +250,7 @@ impl Feed {
 
 struct Applier {
     config: FeedConfig,
+    counters: FeedCounters,
     /// HTTP/2 connections shared by the partition readers, at most
     /// [`STREAMS_PER_CONNECTION`] partitions each (connected lazily, re-dialled by tonic when
     /// one breaks). Empty when the source url is unusable.
@@ -305,6 +315,7 @@ impl Applier {
             partition,
             items: self.items.0.clone(),
             status: self.status.clone(),
+            counters: self.counters.clone(),
         };
         self.readers
             .insert(partition, tokio::spawn(reader.run(seq, uuid)));
@@ -340,7 +351,9 @@ impl Applier {
         self.update(|s| {
             s.commits += 1;
             s.docs = docs;
+            s.pending_since_ms = None;
         });
+        self.counters.commits.inc();
         Ok(pindex)
     }
 
@@ -477,9 +490,12 @@ impl Applier {
                     uncommitted += applied;
                     deadline.get_or_insert(tokio::time::Instant::now() + self.config.commit_interval);
                     let positions = pindex.applied().clone();
+                    self.counters.changes.inc_by(applied as u64);
+                    self.counters.rollbacks.inc_by(rollbacks.len() as u64);
                     self.update(|s| {
                         s.applied += applied as u64;
                         s.rollbacks += rollbacks.len() as u64;
+                        s.pending_since_ms.get_or_insert_with(now_ms);
                         for (p, c) in &positions {
                             let entry = s.partitions.entry(*p).or_default();
                             entry.seq = c.seq;

@@ -142,6 +142,7 @@ async fn pause_keeps_the_position_and_resume_continues() {
     let held = Feed::start(
         blackhole(dir.path(), "held"),
         FeedConfig {
+            index: "test".into(),
             start_paused: true,
             ..config(address)
         },
@@ -330,6 +331,7 @@ async fn one_pindex_over_1024_partitions_catches_up_with_every_one() {
     let feed = Feed::start(
         blackhole(dir.path(), "bh"),
         FeedConfig {
+            index: "test".into(),
             partitions: (0..ALL).collect(),
             ..config(address)
         },
@@ -385,6 +387,7 @@ async fn applied_not_committed(
     let pindex = tessera_index::open("fulltext", &dir.join("p"), &serde_json::Value::Null).unwrap();
     let search = pindex.searchable().expect("fulltext is searchable");
     let slow = FeedConfig {
+        index: "test".into(),
         commit_every: 1_000_000,
         commit_interval: Duration::from_secs(60),
         ..config(address)

@@ -38,6 +38,7 @@ fn big_docs(range: std::ops::Range<u32>, size: usize) -> Vec<Append> {
 
 fn feed_config(address: std::net::SocketAddr, partitions: Vec<u32>) -> FeedConfig {
     FeedConfig {
+        index: "test".into(),
         source_url: format!("http://{address}"),
         source: "docs".into(),
         partitions,
@@ -133,6 +134,7 @@ async fn an_idle_writer_closes_and_reopens_with_counts_and_at_plus_exact() {
     let feed = Feed::start(
         pindex,
         FeedConfig {
+            index: "test".into(),
             commit_interval: Duration::from_millis(50),
             ..feed_config(address, (0..PARTITIONS).collect())
         },

@@ -63,6 +63,7 @@ async fn end_to_end(docs: usize) -> f64 {
     let feed = Feed::start(
         pindex,
         FeedConfig {
+            index: "test".into(),
             source_url: url,
             source: "docs".into(),
             partitions: (0..PARTITIONS).collect(),

@@ -8,6 +8,7 @@
 //! answers 429 past it rather than queueing without bound.
 
 pub mod grpc;
+mod observe;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -138,7 +139,18 @@ pub async fn query(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Response {
-    let started = Instant::now();
+    let mut record = observe::QueryRecord::start();
+    let response = coordinate(&state, &name, &body, &mut record).await;
+    record.finish(response)
+}
+
+async fn coordinate(
+    state: &AppState,
+    name: &str,
+    body: &Bytes,
+    record: &mut observe::QueryRecord,
+) -> Response {
+    let started = record.started();
     let Some(_permit) = state.coord.search.try_slot() else {
         let body = json!({"error": format!(
             "this node is running its limit of {} concurrent queries; retry shortly or ask another node",
@@ -151,16 +163,17 @@ pub async fn query(
         )
             .into_response();
     };
-    let parsed = match tessera_search::request::parse(&body) {
+    let parsed = match tessera_search::request::parse(body) {
         Ok(parsed) => parsed,
         Err(e) => return search_problem(e),
     };
     // An `at_plus` query sees the cluster at least as of now; others route from the mirror.
     let fresh = state.coord.freshness(parsed.at_plus.is_some()).await;
-    let def = match queryable(&state, &name, fresh).await {
+    let def = match queryable(state, name, fresh).await {
         Ok(def) => def,
         Err(response) => return response,
     };
+    record.known(name);
     let mapping = match Mapping::from_params(&def.params) {
         Ok(mapping) => mapping,
         Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None),
@@ -170,11 +183,11 @@ pub async fn query(
     }
     let deadline = tokio::time::Instant::now() + Duration::from_millis(parsed.request.timeout_ms);
     // The seqs first: `at_plus` means "what the source has now", whatever the wait below takes.
-    let at_plus = match wanted_seqs(&state, &def, &parsed).await {
+    let at_plus = match wanted_seqs(state, &def, &parsed).await {
         Ok(seqs) => seqs,
         Err(response) => return response,
     };
-    let view = match settled_view(&state, &name, fresh, deadline).await {
+    let view = match settled_view(state, name, fresh, deadline).await {
         Ok(view) => view,
         Err(response) => return response,
     };
@@ -201,11 +214,14 @@ pub async fn query(
         deadline,
     };
     let mut outcome = scatter::Outcome::default();
-    let (stats, assigned) = scatter.stats(&name, &mut outcome).await;
+    let phase = Instant::now();
+    let (stats, assigned) = scatter.stats(name, &mut outcome).await;
+    record.phase("statistics", phase.elapsed());
     let window = request.from + request.size;
+    let phase = Instant::now();
     scatter
         .search(
-            &name,
+            name,
             &stats,
             assigned,
             window,
@@ -213,7 +229,14 @@ pub async fn query(
             &mut outcome,
         )
         .await;
-    answer(&parsed, total, outcome, started)
+    record.phase("search", phase.elapsed());
+    if !outcome.errors.is_empty() {
+        record.partial();
+    }
+    let phase = Instant::now();
+    let response = answer(&parsed, total, outcome, started);
+    record.phase("merge", phase.elapsed());
+    response
 }
 
 /// The JSON answer, and its status: 200 unless PIndexes failed and the request did not allow

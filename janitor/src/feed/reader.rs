@@ -11,6 +11,7 @@ pub(super) struct Reader {
     pub(super) partition: u32,
     pub(super) items: mpsc::Sender<Item>,
     pub(super) status: Arc<Mutex<FeedStatus>>,
+    pub(super) counters: FeedCounters,
 }
 
 impl Reader {
@@ -27,14 +28,18 @@ impl Reader {
                 Ok(SessionEnd::RolledBack) => return,
                 Ok(SessionEnd::Progressed) => backoff = FIRST_BACKOFF,
                 Ok(SessionEnd::Closed) => {}
-                Err(reason) => self.update(|s| {
-                    s.last_error = Some(format!("partition {}: {reason}", self.partition))
-                }),
+                Err(reason) => {
+                    self.counters.errors.inc();
+                    self.update(|s| {
+                        s.last_error = Some(format!("partition {}: {reason}", self.partition))
+                    })
+                }
             }
             if self.items.is_closed() {
                 return;
             }
             let partition = self.partition;
+            self.counters.reconnects.inc();
             self.update(|s| {
                 s.reconnects += 1;
                 s.partitions.entry(partition).or_default().connected = false;

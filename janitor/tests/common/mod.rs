@@ -67,6 +67,7 @@ pub fn docs(range: std::ops::Range<u32>) -> Vec<Append> {
 
 pub fn config(address: std::net::SocketAddr) -> FeedConfig {
     FeedConfig {
+        index: "test".into(),
         source_url: format!("http://{address}"),
         source: "docs".into(),
         partitions: (0..PARTITIONS).collect(),

@@ -99,7 +99,10 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
             args.max_concurrent_writes as usize,
         ))
         .fallback(tessera_api::not_found)
-        .layer(axum::middleware::from_fn(tessera_api::guard::json_errors));
+        .layer(axum::middleware::from_fn(tessera_api::guard::json_errors))
+        .layer(axum::middleware::from_fn(
+            tessera_api::request_metrics::record,
+        ));
     let mut lost = lease.lost();
     // On the way out: planner and janitor first (feeds stop, PIndexes commit, and the feeds'
     // streams to this node's own source close, so the server can finish), then the server.

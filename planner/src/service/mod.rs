@@ -161,6 +161,7 @@ impl PlannerService {
                 Ok(Some((lease, fence))) => {
                     self.stats.terms.fetch_add(1, Ordering::Relaxed);
                     self.stats.is_leader.store(true, Ordering::Relaxed);
+                    tessera_metrics::metrics().planner_leader.set(1);
                     tracing::info!(
                         planner = self.me.uuid,
                         revision = fence.revision,
@@ -168,6 +169,7 @@ impl PlannerService {
                     );
                     self.lead(lease, fence, &mut shutdown).await;
                     self.stats.is_leader.store(false, Ordering::Relaxed);
+                    tessera_metrics::metrics().planner_leader.set(0);
                 }
                 Ok(None) => {
                     self.stats.standbys.fetch_add(1, Ordering::Relaxed);
@@ -240,8 +242,19 @@ impl PlannerService {
                 () = tokio::time::sleep_until(wake) => {
                     resync_at = Instant::now() + self.options.resync;
                     last_round = Some(Instant::now());
-                    match self.round(&fence).await {
-                        Ok(report) => due = report.next_failover,
+                    let timer = tessera_metrics::metrics().planner_round_duration.start_timer();
+                    let round = self.round(&fence).await;
+                    timer.observe_duration();
+                    let outcome = if round.is_ok() { "ok" } else { "error" };
+                    tessera_metrics::metrics().planner_rounds.with_label_values(&[outcome]).inc();
+                    match round {
+                        Ok(report) => {
+                            let moves = &tessera_metrics::metrics().planner_moves;
+                            moves.with_label_values(&["moving"]).set(report.progress.moving as i64);
+                            moves.with_label_values(&["waiting"]).set(report.progress.waiting as i64);
+                            moves.with_label_values(&["dropping"]).set(report.progress.dropping as i64);
+                            due = report.next_failover;
+                        }
                         Err(PlannerError::Deposed) => {
                             tracing::warn!(planner = self.me.uuid, "deposed while planning; stepping down");
                             return;
@@ -515,6 +528,17 @@ impl PlannerService {
             bytes: of(&gathered.copied_bytes),
         };
         let decision = tasks::advance(&task.value, progress, moved, wanted, &nodes, now);
+        let kind = serde_json::to_value(decision.task.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let m = tessera_metrics::metrics();
+        m.task_progress
+            .with_label_values(&[kind.as_str()])
+            .set(decision.task.progress.percent / 100.0);
+        m.task_running
+            .with_label_values(&[kind.as_str()])
+            .set(i64::from(!decision.done));
         let wake = decision
             .wake_at_ms
             .map(|at| Instant::now() + Duration::from_millis(at.saturating_sub(now)));
