@@ -30,21 +30,11 @@ pub async fn node_status(State(state): State<AppState>) -> Json<Value> {
 
 /// This process's threads, open files and resident bytes (Linux `/proc`; nulls elsewhere).
 fn process() -> Value {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| -> Option<u64> {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-    };
-    let open_files = std::fs::read_dir("/proc/self/fd")
-        .ok()
-        .map(|d| d.count() as u64);
+    let f = tessera_metrics::process::figures();
     json!({
-        "threads": field("Threads:"),
-        "open_files": open_files,
-        "resident_bytes": field("VmRSS:").map(|kb| kb * 1024),
+        "threads": f.threads,
+        "open_files": f.open_fds,
+        "resident_bytes": f.resident_bytes,
     })
 }
 

@@ -1,6 +1,7 @@
 //! Counts every request the node's port serves (`tessera_http_requests_total`,
 //! `tessera_http_request_duration_seconds`, `tessera_grpc_requests_total`). Labels are the
-//! matched route template (or the gRPC method of a matched service), never the raw path, so a
+//! matched route template (`/api/index/:name/query`), or the gRPC method of a matched service,
+//! never the raw path, so a
 //! client cannot grow the series: requests no route matched count under `unmatched`.
 
 use std::time::Instant;
@@ -10,12 +11,18 @@ use axum::http::header::CONTENT_TYPE;
 use axum::middleware::Next;
 use axum::response::Response;
 
+/// A route template as a label value: `{name}` written `:name`, as simple text parsers of the
+/// exposition format cut label values at the first `}`.
+fn route_label(template: &str) -> String {
+    template.replace('{', ":").replace('}', "")
+}
+
 /// Middleware: layer it on the node's whole router.
 pub async fn record(request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string());
+        .map(|p| route_label(p.as_str()));
     let grpc = request
         .headers()
         .get(CONTENT_TYPE)
@@ -49,4 +56,16 @@ pub async fn record(request: Request, next: Next) -> Response {
         .with_label_values(&[route])
         .observe(started.elapsed().as_secs_f64());
     response
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn route_templates_become_labels_without_braces() {
+        assert_eq!(
+            super::route_label("/api/index/{name}/query"),
+            "/api/index/:name/query"
+        );
+        assert_eq!(super::route_label("/api/ping"), "/api/ping");
+    }
 }

@@ -55,7 +55,7 @@ pub struct Metrics {
     /// lost compare-and-set is not an error).
     pub cfg_errors: IntCounterVec,
     /// `tessera_http_requests_total{route,method,status}`: route is the matched route
-    /// template (`/api/index/{name}`), or `unmatched`.
+    /// template (`/api/index/:name`), or `unmatched`.
     pub http_requests: IntCounterVec,
     /// `tessera_http_request_duration_seconds{route}`.
     pub http_duration: HistogramVec,
