@@ -157,7 +157,7 @@ async fn scrape(State(state): State<AppState>) -> Response {
     ([(CONTENT_TYPE, tessera_metrics::CONTENT_TYPE)], text).into_response()
 }
 
-fn by_index<'a>(m: BTreeMap<&'a str, f64>) -> Vec<(Vec<&'a str>, f64)> {
+fn by_index(m: BTreeMap<&str, f64>) -> Vec<(Vec<&str>, f64)> {
     m.into_iter().map(|(k, v)| (vec![k], v)).collect()
 }
 
