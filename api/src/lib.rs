@@ -23,6 +23,7 @@ pub mod node_status;
 pub mod problem;
 pub mod recovery;
 pub mod request_metrics;
+pub mod request_trace;
 pub mod search;
 pub mod state;
 pub mod supervisor;

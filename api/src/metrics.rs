@@ -1,5 +1,5 @@
 //! `GET /metrics`: the node's metrics in Prometheus' text format. The recorded families come
-//! from `tessera-metrics`; the gauges of the node's state are read here at scrape time —
+//! from `tessera-telemetry`; the gauges of the node's state are read here at scrape time —
 //! [`scraped`] is a plain function over what was read (the node's copies in the plans, its
 //! local PIndexes, the sources' high seqs), the handler does the reading.
 //!
@@ -17,8 +17,8 @@ use axum::Router;
 use tessera_cfg::schema::{CopyRole, IndexDef, IndexPlan};
 use tessera_index::pool::IndexingUsage;
 use tessera_janitor::executor::LocalStatus;
-use tessera_metrics::families as f;
-use tessera_metrics::prometheus::proto::MetricFamily;
+use tessera_telemetry::families as f;
+use tessera_telemetry::prometheus::proto::MetricFamily;
 
 use crate::AppState;
 
@@ -153,8 +153,8 @@ async fn scrape(State(state): State<AppState>) -> Response {
     if let Some(defined) = &input.defined {
         forget_deleted(defined);
     }
-    let text = tessera_metrics::render(scraped(&input));
-    ([(CONTENT_TYPE, tessera_metrics::CONTENT_TYPE)], text).into_response()
+    let text = tessera_telemetry::render(scraped(&input));
+    ([(CONTENT_TYPE, tessera_telemetry::CONTENT_TYPE)], text).into_response()
 }
 
 fn by_index(m: BTreeMap<&str, f64>) -> Vec<(Vec<&str>, f64)> {
@@ -163,9 +163,9 @@ fn by_index(m: BTreeMap<&str, f64>) -> Vec<(Vec<&str>, f64)> {
 
 /// Drops the recorded series of indexes no longer defined.
 fn forget_deleted(defined: &BTreeSet<String>) {
-    let m = tessera_metrics::metrics();
+    let m = tessera_telemetry::metrics();
     let mut gone = BTreeSet::new();
-    use tessera_metrics::prometheus::core::Collector;
+    use tessera_telemetry::prometheus::core::Collector;
     for family in m
         .queries
         .collect()

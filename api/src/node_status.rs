@@ -30,7 +30,7 @@ pub async fn node_status(State(state): State<AppState>) -> Json<Value> {
 
 /// This process's threads, open files and resident bytes (Linux `/proc`; nulls elsewhere).
 fn process() -> Value {
-    let f = tessera_metrics::process::figures();
+    let f = tessera_telemetry::process::figures();
     json!({
         "threads": f.threads,
         "open_files": f.open_fds,

@@ -13,8 +13,17 @@ use axum::response::Response;
 
 /// A route template as a label value: `{name}` written `:name`, as simple text parsers of the
 /// exposition format cut label values at the first `}`.
-fn route_label(template: &str) -> String {
+pub(crate) fn route_label(template: &str) -> String {
     template.replace('{', ":").replace('}', "")
+}
+
+/// Whether `request` is a gRPC call.
+pub(crate) fn is_grpc(request: &Request) -> bool {
+    request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"))
 }
 
 /// Middleware: layer it on the node's whole router.
@@ -23,18 +32,14 @@ pub async fn record(request: Request, next: Next) -> Response {
         .extensions()
         .get::<MatchedPath>()
         .map(|p| route_label(p.as_str()));
-    let grpc = request
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/grpc"));
+    let grpc = is_grpc(&request);
     // A gRPC service's route is a wildcard over its methods; the method is the path, which
     // only a matched service's own methods reach here with.
     let grpc_method = (grpc && route.is_some()).then(|| request.uri().path().to_string());
     let method = request.method().as_str().to_string();
     let started = Instant::now();
     let response = next.run(request).await;
-    let m = tessera_metrics::metrics();
+    let m = tessera_telemetry::metrics();
     if let Some(grpc_method) = grpc_method {
         // tonic answers errors with the status in the headers (trailers-only); a success
         // carries it in the trailers, after this point.

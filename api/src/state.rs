@@ -20,6 +20,8 @@ pub struct AppState {
     pub backup_paths: Vec<std::path::PathBuf>,
     /// The indexing threads, writers and memory budget the node's PIndexes share.
     pub indexing: Option<std::sync::Arc<tessera_index::IndexingPool>>,
+    /// Queries taking at least this long are logged with their phases (`--slow-query-ms`).
+    pub slow_query: Option<std::time::Duration>,
 }
 
 /// Who the node is: its uuid and this run's incarnation, and its cluster's uuid and name.
@@ -54,6 +56,7 @@ impl AppState {
             coord,
             backup_paths: Vec::new(),
             indexing: None,
+            slow_query: None,
         }
     }
 }

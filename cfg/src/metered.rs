@@ -26,7 +26,7 @@ impl MeteredStore {
 async fn timed<T>(op: &str, work: impl Future<Output = Result<T>>) -> Result<T> {
     let started = Instant::now();
     let result = work.await;
-    let m = tessera_metrics::metrics();
+    let m = tessera_telemetry::metrics();
     m.cfg_duration
         .with_label_values(&[op])
         .observe(started.elapsed().as_secs_f64());
@@ -115,7 +115,7 @@ mod tests {
     #[tokio::test]
     async fn operations_are_timed_and_failures_counted_but_lost_cas_is_not() {
         let store = MeteredStore::wrap(Arc::new(LocalStore::open_memory().unwrap()));
-        let m = tessera_metrics::metrics();
+        let m = tessera_telemetry::metrics();
         let puts = m
             .cfg_duration
             .with_label_values(&["put"])

@@ -13,6 +13,7 @@ use tessera_search::request::Prefer;
 use tessera_search::route::{route, Cluster};
 use tessera_search::stats::TermStats;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::shard;
 use crate::view::View;
@@ -326,16 +327,21 @@ impl Scatter<'_> {
         request: ShardRequest,
         budget: std::time::Duration,
     ) -> Result<ShardStatsReply, String> {
-        if node == self.coord.node_uuid {
-            return Ok(shard::stats(
-                &self.coord.board,
-                request,
-                self.coord.search.limits().max_shard_wait,
-            )
-            .await);
+        let span = shard_call_span("statistics", node, request.pindexes.len());
+        async {
+            if node == self.coord.node_uuid {
+                return Ok(shard::stats(
+                    &self.coord.board,
+                    request,
+                    self.coord.search.limits().max_shard_wait,
+                )
+                .await);
+            }
+            let mut client = self.client(node)?;
+            within(budget, client.shard_stats(traced(request))).await
         }
-        let mut client = self.client(node)?;
-        within(budget, client.shard_stats(request)).await
+        .instrument(span)
+        .await
     }
 
     async fn call_search(
@@ -344,16 +350,22 @@ impl Scatter<'_> {
         request: ShardSearchRequest,
         budget: std::time::Duration,
     ) -> Result<ShardSearchReply, String> {
-        if node == self.coord.node_uuid {
-            return Ok(shard::search(
-                &self.coord.board,
-                request,
-                self.coord.search.limits().max_shard_wait,
-            )
-            .await);
+        let pindexes = request.shard.as_ref().map_or(0, |s| s.pindexes.len());
+        let span = shard_call_span("search", node, pindexes);
+        async {
+            if node == self.coord.node_uuid {
+                return Ok(shard::search(
+                    &self.coord.board,
+                    request,
+                    self.coord.search.limits().max_shard_wait,
+                )
+                .await);
+            }
+            let mut client = self.client(node)?;
+            within(budget, client.shard_search(traced(request))).await
         }
-        let mut client = self.client(node)?;
-        within(budget, client.shard_search(request)).await
+        .instrument(span)
+        .await
     }
 
     fn client(
@@ -368,6 +380,30 @@ impl Scatter<'_> {
             .ok_or_else(|| format!("node {node} is not defined"))?;
         self.coord.search.peers.search(address)
     }
+}
+
+/// The span of one shard call of a query's `phase` to `node` (this node's own PIndexes are
+/// called directly, under the same span).
+fn shard_call_span(phase: &str, node: &str, pindexes: usize) -> tracing::Span {
+    tracing::info_span!(
+        "shard_call",
+        otel.name = %format!("shard {phase}"),
+        peer = %node,
+        pindexes,
+    )
+}
+
+/// `message` as a gRPC request carrying the current span's trace context, so the peer's spans
+/// join the query's trace.
+fn traced<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    let parent = tessera_telemetry::trace::traceparent(&tracing::Span::current());
+    if let Some(value) = parent.and_then(|p| p.parse().ok()) {
+        request
+            .metadata_mut()
+            .insert(tessera_telemetry::trace::TRACEPARENT, value);
+    }
+    request
 }
 
 /// A peer's answer within `budget`, or why not.

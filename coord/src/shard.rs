@@ -123,6 +123,7 @@ fn all_failed(request: &ShardRequest, message: &str) -> BTreeMap<String, ShardEr
 }
 
 /// Phase one.
+#[tracing::instrument(name = "local_statistics", skip_all, fields(pindexes = request.pindexes.len()))]
 pub async fn stats(
     board: &StatusBoard,
     request: ShardRequest,
@@ -179,6 +180,11 @@ pub async fn stats(
 }
 
 /// Phase two.
+#[tracing::instrument(
+    name = "local_search",
+    skip_all,
+    fields(pindexes = request.shard.as_ref().map_or(0, |s| s.pindexes.len()))
+)]
 pub async fn search(
     board: &StatusBoard,
     request: ShardSearchRequest,

@@ -188,7 +188,7 @@ impl Executor {
                 () = tokio::time::sleep_until(wake) => {
                     due = None;
                     last_round = Some(tokio::time::Instant::now());
-                    let timer = tessera_metrics::metrics().reconcile_duration.start_timer();
+                    let timer = tessera_telemetry::metrics().reconcile_duration.start_timer();
                     let round = self.reconcile().await;
                     timer.observe_duration();
                     if let Err(e) = round {
@@ -321,7 +321,7 @@ impl Executor {
             .map(|w| w.pindex.clone())
             .collect();
         let plan = diff_with_files(&wanted, &local, &on_disk, now, self.options.max_backfills);
-        tessera_metrics::metrics()
+        tessera_telemetry::metrics()
             .reconcile_backlog
             .set((plan.queued.len() + plan.waiting.len()) as i64);
         let by_name: BTreeMap<&str, &Wanted> =

@@ -19,8 +19,20 @@ pub struct Cli {
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `tessera_cfg=debug`.
     #[arg(long, global = true, env = "TESSERA_LOG")]
     pub log: Option<String>,
+    /// Log lines as `text` or `json` (one JSON object per line).
+    #[arg(long, global = true, env = "TESSERA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Export spans over OTLP/gRPC to this collector (`http://HOST:4317`); off when absent.
+    #[arg(long, global = true, env = "TESSERA_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// Options every subcommand shares.
@@ -175,6 +187,10 @@ pub struct NodeArgs {
     /// The longest a shard call waits (for `at_plus` seqs, say), whatever its caller asked.
     #[arg(long, default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
     pub max_shard_wait_ms: u64,
+    /// Log a `slow query` line (the request, its trace id, each phase's time) for queries this
+    /// node coordinates that take at least this long; 0 turns it off.
+    #[arg(long, default_value_t = 1000)]
+    pub slow_query_ms: u64,
     /// Partitions of a source created on first write to this node's embedded source.
     #[arg(long, default_value_t = tessera_source::DEFAULT_PARTITIONS)]
     pub source_partitions: u32,

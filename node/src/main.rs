@@ -21,7 +21,6 @@ use cli::{Cli, Command};
 
 fn main() {
     let cli = Cli::parse();
-    init_tracing(cli.log.as_deref());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -30,6 +29,14 @@ fn main() {
         Err(e) => {
             eprintln!("tessera: cannot start the async runtime: {e}");
             std::process::exit(1);
+        }
+    };
+    // The exporter's channel is made inside the runtime.
+    let traces = match runtime.block_on(async { init_tracing(&cli) }) {
+        Ok(traces) => traces,
+        Err(e) => {
+            eprintln!("tessera: {e}");
+            std::process::exit(exit::INVALID);
         }
     };
     let result = runtime.block_on(async move {
@@ -43,20 +50,50 @@ fn main() {
             Command::Drill(args) => drill_cmd::run(args).await,
         }
     });
+    // The last spans go out while the runtime still drives the exporter's channel.
+    runtime.block_on(async {
+        let _ = tokio::task::spawn_blocking(move || traces.shutdown()).await;
+    });
     if let Err(error) = result {
         eprintln!("tessera: {error:#}");
         std::process::exit(exit::code_for(&error));
     }
 }
 
-fn init_tracing(filter: Option<&str>) {
-    use tracing_subscriber::EnvFilter;
-    let filter = filter
+/// Logs to stderr (text or JSON lines, filtered by `--log`), and spans to the trace layer:
+/// Tessera's own spans at info, whatever the log filter says, so traces do not depend on how
+/// much is logged.
+fn init_tracing(
+    cli: &Cli,
+) -> Result<tessera_telemetry::trace::Tracing, tessera_telemetry::trace::TraceError> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer};
+    let filter = cli
+        .log
+        .as_deref()
         .map(EnvFilter::new)
         .or_else(|| EnvFilter::try_from_default_env().ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    let traces = tessera_telemetry::trace::provider(cli.otlp_endpoint.as_deref(), "tessera")?;
+    let spans = tracing_subscriber::filter::filter_fn(|m| {
+        m.is_span() && *m.level() <= tracing::Level::INFO && m.target().starts_with("tessera")
+    });
+    let logs = match cli.log_format {
+        cli::LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_filter(filter)
+            .boxed(),
+        cli::LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(false)
+            .with_writer(std::io::stderr)
+            .with_filter(filter)
+            .boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(logs)
+        .with(traces.layer().with_filter(spans))
         .init();
+    Ok(traces)
 }

@@ -291,12 +291,7 @@ fn two_hundred_indexes_stay_within_the_series_bound() {
         }
     }
     let total: usize = per_index.values().sum::<usize>() + node;
-    assert_eq!(
-        per_index.len(),
-        200,
-        "{:?}",
-        per_index.keys()
-    );
+    assert_eq!(per_index.len(), 200, "{:?}", per_index.keys());
     let worst = per_index
         .iter()
         .max_by_key(|(_, n)| **n)

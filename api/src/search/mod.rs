@@ -24,6 +24,7 @@ use tessera_cfg::schema::IndexDef;
 use tessera_coord::{scatter, View};
 use tessera_index::mapping::Mapping;
 use tessera_search::dsl::Target;
+use tracing::Instrument;
 
 use crate::problem::{cfg_problem, problem, search_problem, view_problem};
 use crate::AppState;
@@ -141,7 +142,7 @@ pub async fn query(
 ) -> Response {
     let mut record = observe::QueryRecord::start();
     let response = coordinate(&state, &name, &body, &mut record).await;
-    record.finish(response)
+    record.finish(response, &body, state.slow_query)
 }
 
 async fn coordinate(
@@ -215,7 +216,10 @@ async fn coordinate(
     };
     let mut outcome = scatter::Outcome::default();
     let phase = Instant::now();
-    let (stats, assigned) = scatter.stats(name, &mut outcome).await;
+    let (stats, assigned) = scatter
+        .stats(name, &mut outcome)
+        .instrument(tracing::info_span!("statistics", index = name))
+        .await;
     record.phase("statistics", phase.elapsed());
     let window = request.from + request.size;
     let phase = Instant::now();
@@ -228,6 +232,7 @@ async fn coordinate(
             request.fields.as_deref(),
             &mut outcome,
         )
+        .instrument(tracing::info_span!("search", index = name))
         .await;
     record.phase("search", phase.elapsed());
     if !outcome.errors.is_empty() {

@@ -1,7 +1,7 @@
 //! A feed's counters in the node's metrics (`tessera_feed_*_total{index}`), resolved to their
 //! series once at start so counting costs an atomic add.
 
-use tessera_metrics::prometheus::IntCounter;
+use tessera_telemetry::prometheus::IntCounter;
 
 #[derive(Clone)]
 pub(super) struct FeedCounters {
@@ -14,8 +14,8 @@ pub(super) struct FeedCounters {
 
 impl FeedCounters {
     pub fn for_index(index: &str) -> Self {
-        let m = tessera_metrics::metrics();
-        let of = |family: &tessera_metrics::prometheus::IntCounterVec| {
+        let m = tessera_telemetry::metrics();
+        let of = |family: &tessera_telemetry::prometheus::IntCounterVec| {
             family.with_label_values(&[index])
         };
         FeedCounters {

@@ -102,6 +102,10 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
         .layer(axum::middleware::from_fn(tessera_api::guard::json_errors))
         .layer(axum::middleware::from_fn(
             tessera_api::request_metrics::record,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            me.uuid.clone(),
+            tessera_api::request_trace::trace,
         ));
     let mut lost = lease.lost();
     // On the way out: planner and janitor first (feeds stop, PIndexes commit, and the feeds'
@@ -294,6 +298,8 @@ fn api_state(
     };
     tessera_api::AppState {
         backup_paths: args.backup_paths.clone(),
+        slow_query: (args.slow_query_ms > 0)
+            .then(|| std::time::Duration::from_millis(args.slow_query_ms)),
         ..tessera_api::AppState::new(cfg.clone(), who, board, search)
     }
 }

@@ -161,7 +161,7 @@ impl PlannerService {
                 Ok(Some((lease, fence))) => {
                     self.stats.terms.fetch_add(1, Ordering::Relaxed);
                     self.stats.is_leader.store(true, Ordering::Relaxed);
-                    tessera_metrics::metrics().planner_leader.set(1);
+                    tessera_telemetry::metrics().planner_leader.set(1);
                     tracing::info!(
                         planner = self.me.uuid,
                         revision = fence.revision,
@@ -169,7 +169,7 @@ impl PlannerService {
                     );
                     self.lead(lease, fence, &mut shutdown).await;
                     self.stats.is_leader.store(false, Ordering::Relaxed);
-                    tessera_metrics::metrics().planner_leader.set(0);
+                    tessera_telemetry::metrics().planner_leader.set(0);
                 }
                 Ok(None) => {
                     self.stats.standbys.fetch_add(1, Ordering::Relaxed);
@@ -242,14 +242,14 @@ impl PlannerService {
                 () = tokio::time::sleep_until(wake) => {
                     resync_at = Instant::now() + self.options.resync;
                     last_round = Some(Instant::now());
-                    let timer = tessera_metrics::metrics().planner_round_duration.start_timer();
+                    let timer = tessera_telemetry::metrics().planner_round_duration.start_timer();
                     let round = self.round(&fence).await;
                     timer.observe_duration();
                     let outcome = if round.is_ok() { "ok" } else { "error" };
-                    tessera_metrics::metrics().planner_rounds.with_label_values(&[outcome]).inc();
+                    tessera_telemetry::metrics().planner_rounds.with_label_values(&[outcome]).inc();
                     match round {
                         Ok(report) => {
-                            let moves = &tessera_metrics::metrics().planner_moves;
+                            let moves = &tessera_telemetry::metrics().planner_moves;
                             moves.with_label_values(&["moving"]).set(report.progress.moving as i64);
                             moves.with_label_values(&["waiting"]).set(report.progress.waiting as i64);
                             moves.with_label_values(&["dropping"]).set(report.progress.dropping as i64);
@@ -532,7 +532,7 @@ impl PlannerService {
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default();
-        let m = tessera_metrics::metrics();
+        let m = tessera_telemetry::metrics();
         m.task_progress
             .with_label_values(&[kind.as_str()])
             .set(decision.task.progress.percent / 100.0);

@@ -10,6 +10,7 @@
 
 pub mod families;
 pub mod process;
+pub mod trace;
 
 use std::sync::LazyLock;
 
