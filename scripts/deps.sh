@@ -2,7 +2,8 @@
 # Makes sure what Tessera needs to build and test is installed.
 #   scripts/deps.sh build   -> cargo, protoc (proto/ and etcd-client compile .proto files)
 #   scripts/deps.sh test    -> the above, plus etcd (tests start real etcd processes), iproute2
-#                              (network namespaces for partition tests) and schemathesis (the
+#                              (network namespaces for partition tests), chromium and
+#                              chromedriver (the console's browser test) and schemathesis (the
 #                              REST fuzzer, from PyPI, pinned)
 # As root on Debian/Ubuntu it installs what is missing with apt-get; otherwise it stops with a
 # message saying what is missing and how to get it.
@@ -25,6 +26,13 @@ fi
 # Partition and soak tests put hosts in network namespaces.
 if [ "$need" = test ] && ! command -v ip >/dev/null 2>&1; then
   missing_pkgs+=(iproute2); missing_desc+=("ip (package iproute2)")
+fi
+# The console test drives a headless Chromium through chromedriver.
+if [ "$need" = test ] && ! command -v chromium >/dev/null 2>&1; then
+  missing_pkgs+=(chromium); missing_desc+=("chromium (package chromium)")
+fi
+if [ "$need" = test ] && ! command -v chromedriver >/dev/null 2>&1; then
+  missing_pkgs+=(chromium-driver); missing_desc+=("chromedriver (package chromium-driver)")
 fi
 
 if [ ${#missing_pkgs[@]} -gt 0 ]; then

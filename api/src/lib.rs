@@ -7,12 +7,14 @@
 //! Routers per area: [`cluster`] (ping, Cfg dump, nodes, 404), [`index`] (the index API, count,
 //! status, plan), [`search`] (queries), [`supervisor`] (topology changes, tasks, freeze,
 //! failover acknowledgement), [`recovery`] (recovery of missing PIndexes), [`health`], [`explain`],
-//! [`node_status`] (this node's density figures), [`metrics`] (`/metrics`; every request
+//! [`node_status`] (this node's density figures), [`console`] (the web console at `/ui`),
+//! [`metrics`] (`/metrics`; every request
 //! counted by [`request_metrics`]); gRPC: [`node_grpc`] and the `grpc` module of each
 //! area.
 
 pub mod backup;
 pub mod cluster;
+pub mod console;
 pub mod explain;
 pub mod guard;
 pub mod health;
@@ -46,6 +48,7 @@ pub fn app(state: AppState) -> axum::Router {
         .merge(backup::router())
         .merge(recovery::router())
         .merge(metrics::router())
+        .merge(console::router())
         .with_state(state.clone());
     let query = search::router().with_state(state.clone());
     bounded(admin, RouteLimits::ADMIN)

@@ -152,8 +152,8 @@ fn one_query_is_one_trace_across_two_nodes() {
         .filter_map(|n| n["node"]["uuid"].as_str().map(str::to_string))
         .collect();
     assert_eq!(uuids.len(), 2, "{nodes}");
-    let index = r#"{"type": "fulltext", "source": {"type": "tessera", "name": "docs", "partitions": 8},
-        "plan": {"max_partitions_per_pindex": 2, "replicas": 0}}"#;
+    let index = r#"{"type": "fulltext", "source": {"type": "tessera", "name": "docs", "partitions": 1024},
+        "plan": {"max_partitions_per_pindex": 256, "replicas": 0}}"#;
     let (status, body) = http(a, "PUT", "/api/index/docs", index);
     assert_eq!(status, 200, "{body}");
     let bulk: String = (0..200)

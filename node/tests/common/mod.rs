@@ -5,6 +5,7 @@
 pub mod backup;
 pub mod drill;
 pub mod missing;
+pub mod webdriver;
 
 use std::io::{Read, Write};
 use std::process::Child;
