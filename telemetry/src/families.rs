@@ -66,8 +66,9 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub(crate) fn register(registry: &Registry) -> Metrics {
-        let r = Registrar(registry);
+    /// The families, registered in `registry`, and their names.
+    pub(crate) fn register(registry: &Registry) -> (Metrics, Vec<String>) {
+        let r = Registrar(registry, Default::default());
         let m = Metrics {
             query_duration: r.histogram_vec(
                 "tessera_query_duration_seconds",
@@ -179,7 +180,7 @@ impl Metrics {
         m.build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
-        m
+        (m, r.1.into_inner())
     }
 
     /// Forgets the series of an index that is gone, so a deleted index stops being exported.
@@ -293,11 +294,15 @@ pub const SCRAPED: &[Scraped] = &[
     INDEXING_WRITERS,
 ];
 
-/// Registers families; a name registered twice is a bug caught by the crate's tests.
-struct Registrar<'a>(&'a Registry);
+/// Registers families, noting their names; a name registered twice is a bug caught by the
+/// crate's tests.
+struct Registrar<'a>(&'a Registry, std::cell::RefCell<Vec<String>>);
 
 impl Registrar<'_> {
     fn keep<C: Collector + Clone + 'static>(&self, c: C) -> C {
+        for desc in c.desc() {
+            self.1.borrow_mut().push(desc.fq_name.clone());
+        }
         if let Err(e) = self.0.register(Box::new(c.clone())) {
             panic!("metric registered twice: {e}");
         }

@@ -19,15 +19,24 @@ pub use prometheus;
 use prometheus::proto::MetricFamily;
 use prometheus::{Encoder, Registry, TextEncoder};
 
-static REGISTRY: LazyLock<(Registry, Metrics)> = LazyLock::new(|| {
+static REGISTRY: LazyLock<(Registry, Metrics, Vec<String>)> = LazyLock::new(|| {
     let registry = Registry::new();
-    let metrics = Metrics::register(&registry);
-    (registry, metrics)
+    let (metrics, names) = Metrics::register(&registry);
+    (registry, metrics, names)
 });
 
 /// The process's metrics (one node per process).
 pub fn metrics() -> &'static Metrics {
     &REGISTRY.1
+}
+
+/// The name of every family a node exports: recorded, scraped and process figures.
+pub fn family_names() -> Vec<String> {
+    let mut names = REGISTRY.2.clone();
+    names.extend(families::SCRAPED.iter().map(|s| s.name.to_string()));
+    names.extend(process::NAMES.iter().map(|n| n.to_string()));
+    names.sort();
+    names
 }
 
 /// The content type of [`render`]'s output: Prometheus' text format.

@@ -74,6 +74,17 @@ fn max_open_files() -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// The names of the process families.
+pub const NAMES: &[&str] = &[
+    "process_cpu_seconds_total",
+    "process_max_fds",
+    "process_open_fds",
+    "process_resident_memory_bytes",
+    "process_start_time_seconds",
+    "process_threads",
+    "process_virtual_memory_bytes",
+];
+
 /// The figures as `process_*` families.
 pub(crate) fn families() -> Vec<MetricFamily> {
     let f = figures();

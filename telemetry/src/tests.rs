@@ -94,3 +94,13 @@ fn the_process_figures_are_read() {
         "{f:?}"
     );
 }
+
+#[test]
+fn the_process_families_are_the_ones_named() {
+    let mut rendered: Vec<String> = process::families()
+        .iter()
+        .map(|f| f.name().to_string())
+        .collect();
+    rendered.sort();
+    assert_eq!(rendered, process::NAMES);
+}

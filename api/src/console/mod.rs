@@ -4,7 +4,7 @@
 //! through it (drain a node, cancel a task, index controls), so it holds no rule of its own.
 
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
@@ -18,7 +18,6 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
             "/ui",
             get(|| async { asset("text/html; charset=utf-8", PAGE) }),
         )
-        .route("/ui/", get(|| async { Redirect::permanent("/ui") }))
         .route(
             "/ui/console.js",
             get(|| async { asset("text/javascript; charset=utf-8", SCRIPT) }),
