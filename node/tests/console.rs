@@ -38,6 +38,38 @@ fn map_rows(browser: &Browser) -> BTreeMap<String, (u64, u64)> {
         .collect()
 }
 
+/// Draws the map of 100 nodes and `arguments[0]` PIndexes of 20 indexes with 2 copies each;
+/// returns what was drawn and how long it took.
+const SCALE_SCRIPT: &str = r##"
+const pindexes = arguments[0];
+const nodes = [];
+for (let i = 0; i < 100; i++) {
+  nodes.push({uuid: `node${String(i).padStart(3, "0")}`, host_port: `10.0.0.${i}:9100`, group: `zone-${i % 10}`,
+    state: "wanted", live: true, wanted: true, failed_over: false, copies: 0, primaries: 0});
+}
+const plans = [];
+for (let x = 0; x < 20; x++) {
+  const list = [];
+  for (let p = 0; p < pindexes / 20; p++) {
+    const n = (x * 7 + p) % 100;
+    list.push({name: `ix${x}_${p}`, source_partitions: [p], copies: [
+      {node: nodes[n].uuid, role: "primary", state: "active", can_read: true},
+      {node: nodes[(n + 50) % 100].uuid, role: "replica", state: p % 10 ? "active" : "building", can_read: true}]});
+  }
+  plans.push({index: `ix${x}`, pindexes: list});
+}
+state.topology = {nodes};
+state.plans = plans;
+state.tasks = [];
+const started = performance.now();
+renderMap();
+const ms = performance.now() - started;
+return {ms, rows: document.querySelectorAll("#map-table tr[data-node]").length,
+  groups: document.querySelectorAll("#map-table tr.group-row").length,
+  squares: document.querySelectorAll("#map-table .copy[data-pindex]").length,
+  summaries: document.querySelectorAll("#map-table span.ix:not(:has(.copy))").length};
+"##;
+
 #[test]
 fn the_console_shows_the_cluster_drains_a_node_and_runs_a_query() {
     let etcd = EtcdCluster::single();
@@ -216,5 +248,23 @@ fn the_console_shows_the_cluster_drains_a_node_and_runs_a_query() {
         },
     );
     browser.screenshot(&shots.join("5-indexes.png"));
+
+    // At scale: 100 nodes in 10 groups, then 10,000 and 50,000 copies drawn from made-up
+    // plans (the page's own render, in one script run so no refresh interleaves).
+    browser.goto(&format!("http://{a}/ui#map"));
+    for (pindexes, squares_per_node) in [(5_000u64, 100u64), (25_000, 0)] {
+        let drawn = browser.script(SCALE_SCRIPT, json!([pindexes]));
+        eprintln!("map of 100 nodes, {} copies: {drawn}", pindexes * 2);
+        assert_eq!(drawn["rows"], 100, "{drawn}");
+        assert_eq!(drawn["groups"], 10, "{drawn}");
+        // Past 400 copies a node's row shows counts per index, not squares.
+        assert_eq!(drawn["squares"], squares_per_node * 100, "{drawn}");
+        assert_eq!(
+            drawn["summaries"],
+            if squares_per_node == 0 { 100 * 20 } else { 0 },
+            "{drawn}"
+        );
+    }
+    browser.screenshot(&shots.join("6-scale.png"));
     eprintln!("screenshots in {}", shots.display());
 }
