@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 mod import;
+pub mod repair;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
