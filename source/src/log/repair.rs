@@ -114,7 +114,8 @@ impl LogEdit {
 /// What applying edits changed, per (source, partition).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Applied {
-    /// Entries removed, written anew and added.
+    /// Entries removed, written anew over an entry, and added (appended, or written at a seq
+    /// that had none).
     pub deleted: BTreeMap<(String, u32), u64>,
     pub replaced: BTreeMap<(String, u32), u64>,
     pub added: BTreeMap<(String, u32), u64>,
@@ -391,12 +392,20 @@ impl LogFile {
                         }
                         check_routing(&sources, &source, p, key)?;
                         let bytes = doc.as_ref().map(|d| d.to_string().into_bytes());
-                        log.insert(
-                            (source.as_str(), p, *seq),
-                            encode_entry(key, bytes.as_deref()).as_slice(),
-                        )
-                        .map_err(LogError::storage)?;
-                        *applied.replaced.entry(at.clone()).or_default() += 1;
+                        let existed = log
+                            .insert(
+                                (source.as_str(), p, *seq),
+                                encode_entry(key, bytes.as_deref()).as_slice(),
+                            )
+                            .map_err(LogError::storage)?
+                            .is_some();
+                        // A seq whose entry was gone gets one back: that adds an entry.
+                        let counted = if existed {
+                            &mut applied.replaced
+                        } else {
+                            &mut applied.added
+                        };
+                        *counted.entry(at.clone()).or_default() += 1;
                         changed.insert(at);
                     }
                     LogEdit::Append { entries, .. } => {
