@@ -20,7 +20,7 @@ fn damaged() -> (tempfile::TempDir, u32) {
     }
     let p = partition_of("k0", 4);
     let db = redb::Database::builder()
-        .create(&log_path(dir.path()))
+        .create(log_path(dir.path()))
         .unwrap();
     let wtx = db.begin_write().unwrap();
     wtx.open_table(LOG)
