@@ -72,6 +72,9 @@ pub enum Command {
     /// Run a drill (drain, failover-graceful, failover-hard, rebalance) against a running
     /// cluster under ingest and queries, and print a report.
     Drill(crate::drill_cmd::DrillArgs),
+    /// Offline repairs of a stopped node's data: inspect, check, plan, apply, rollback, list.
+    #[command(subcommand)]
+    Repair(crate::repair_cmd::RepairCommand),
     /// Planning tools.
     #[command(subcommand)]
     Plan(PlanCommand),

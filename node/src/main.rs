@@ -11,6 +11,7 @@ mod exit;
 mod limits;
 mod node;
 mod plan_cmd;
+mod repair_cmd;
 mod signals;
 mod source_cmd;
 mod trim;
@@ -48,6 +49,7 @@ fn main() {
             Command::Source(args) => source_cmd::run(&cli.global, args).await,
             Command::Ctl(args) => ctl::run(args).await,
             Command::Drill(args) => drill_cmd::run(args).await,
+            Command::Repair(cmd) => repair_cmd::run(&cli.global, cmd),
         }
     });
     // The last spans go out while the runtime still drives the exporter's channel.

@@ -1,0 +1,161 @@
+//! `tessera repair`: offline repairs of what a node keeps in its data dir (`tessera-repair`
+//! does the work). Every answer is JSON on stdout; exit codes as the CLI's table: 3 bad edits,
+//! 4 no such backup, 5 in use (the node runs, or another repair does), 7 damaged (a `check`
+//! that found something, data that does not read), 1 a result that failed validation.
+
+use std::path::{Path, PathBuf};
+
+use clap::Subcommand;
+use serde::Serialize;
+use tessera_repair::edits::EditList;
+use tessera_repair::source::{self, Filter};
+use tessera_repair::workspace::Workspace;
+use tessera_repair::RepairError;
+
+use crate::cli::Global;
+use crate::exit::{Exit, CONFLICT, CORRUPT, INVALID, NOT_FOUND};
+
+#[derive(Subcommand)]
+pub enum RepairCommand {
+    /// The reference source's log (`<data-dir>/source.redb`).
+    #[command(subcommand)]
+    Source(SourceRepair),
+}
+
+#[derive(Subcommand)]
+pub enum SourceRepair {
+    /// Partitions (uuid, high seq, entries) and entries (seq, key, op, size, CRC-32).
+    Inspect {
+        #[arg(long)]
+        source: Option<String>,
+        #[arg(long)]
+        partition: Option<u32>,
+        #[arg(long)]
+        from: Option<u64>,
+        #[arg(long)]
+        to: Option<u64>,
+    },
+    /// Reads every entry; names unreadable or inconsistent ones by position (exit 7 if any).
+    Check,
+    /// The edit list that repairs what `check` finds (to review, then `apply --edits`).
+    Plan {
+        /// Write the edit list here instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Backs the log up, applies the edits beside it, validates, and swaps the result in.
+    Apply {
+        /// The edit list (JSON, or YAML for a `.yaml`/`.yml` file).
+        #[arg(long)]
+        edits: PathBuf,
+        /// Apply to a scratch copy and say what `apply` would change; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Puts the log of backup ID back, byte for byte.
+    Rollback { id: String },
+    /// The backups of source repairs, and the journal.
+    List {
+        /// Remove this backup.
+        #[arg(long)]
+        purge: Option<String>,
+    },
+}
+
+fn exit(e: RepairError) -> anyhow::Error {
+    let code = match &e {
+        RepairError::Invalid(_) => INVALID,
+        RepairError::NoSuchBackup(_) => NOT_FOUND,
+        RepairError::InUse(_) => CONFLICT,
+        RepairError::Damaged(_) => CORRUPT,
+        RepairError::Validation(_) | RepairError::Io { .. } => 1,
+    };
+    Exit::new(code, e.to_string()).into()
+}
+
+fn print(value: &impl Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+pub fn run(global: &Global, command: RepairCommand) -> anyhow::Result<()> {
+    let data = global.data_dir.as_path();
+    match command {
+        RepairCommand::Source(cmd) => source_repair(data, cmd),
+    }
+}
+
+fn source_repair(data: &Path, cmd: SourceRepair) -> anyhow::Result<()> {
+    match cmd {
+        SourceRepair::Inspect {
+            source,
+            partition,
+            from,
+            to,
+        } => {
+            let filter = Filter {
+                source,
+                partition,
+                from,
+                to,
+            };
+            print(&source::inspect(data, &filter).map_err(exit)?)
+        }
+        SourceRepair::Check => {
+            let report = source::check(data).map_err(exit)?;
+            print(&report)?;
+            if report.clean() {
+                Ok(())
+            } else {
+                let what = match &report.error {
+                    Some(e) => format!("the source log does not open: {e}"),
+                    None => format!("{} problem(s) in the source log", report.findings.len()),
+                };
+                Err(Exit::new(CORRUPT, what).into())
+            }
+        }
+        SourceRepair::Plan { out } => {
+            let report = source::check(data).map_err(exit)?;
+            let Some(plan) = source::plan(&report) else {
+                let why = match &report.error {
+                    Some(e) => format!(
+                        "the source log does not open ({e}); restore it from a backup (`tessera ctl restore`) or `rollback` an earlier repair"
+                    ),
+                    None => "nothing to repair: `check` finds no problem".to_string(),
+                };
+                return print(&serde_json::json!({"edits": [], "note": why}));
+            };
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, serde_json::to_string_pretty(&plan)?)?;
+                    print(&serde_json::json!({"written": path, "edits": plan.edits.len()}))
+                }
+                None => print(&plan),
+            }
+        }
+        SourceRepair::Apply { edits, dry_run } => {
+            let list = EditList::read(&edits).map_err(exit)?;
+            print(&source::apply(data, &list, dry_run).map_err(exit)?)
+        }
+        SourceRepair::Rollback { id } => print(&source::rollback(data, &id).map_err(exit)?),
+        SourceRepair::List { purge } => {
+            let ws = Workspace::new(data);
+            if let Some(id) = purge {
+                let gone = ws.purge(&id).map_err(exit)?;
+                return print(&serde_json::json!({"purged": gone}));
+            }
+            let backups: Vec<_> = ws
+                .list()
+                .map_err(exit)?
+                .into_iter()
+                .filter(|b| b.kind == "source")
+                .collect();
+            let journal: Vec<_> = ws
+                .read_journal()
+                .into_iter()
+                .filter(|j| j.kind == "source")
+                .collect();
+            print(&serde_json::json!({"backups": backups, "journal": journal}))
+        }
+    }
+}

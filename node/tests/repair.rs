@@ -1,0 +1,223 @@
+//! `tessera repair source` on a real node's data dir: an entry of the source log damaged while
+//! the node is stopped → `check` names it (exit 7), `plan` proposes dropping it, the dry run
+//! says exactly what `apply` then does; while the node runs, or while another repair holds the
+//! data dir, `apply` is refused (exit 5); after `apply` the node starts, the damaged
+//! partition's feed re-reads it under its new uuid and the count matches the repaired log;
+//! `rollback` puts the original file back byte for byte.
+
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+use common::{free_port, http, serve, wait_for, Proc, BIN};
+use redb::ReadableDatabase;
+
+const PARTITIONS: u32 = 8;
+const DOCS: usize = 200;
+const LOG: redb::TableDefinition<(&str, u32, u64), &[u8]> = redb::TableDefinition::new("log");
+
+fn node(dir: &Path, address: &str) -> Proc {
+    let partitions = PARTITIONS.to_string();
+    serve(
+        dir,
+        &[
+            "node",
+            "--bind",
+            address,
+            "--source-partitions",
+            &partitions,
+        ],
+        address,
+    )
+}
+
+fn repair(dir: &Path, args: &[&str]) -> (Output, serde_json::Value) {
+    let out = std::process::Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["repair", "source"])
+        .args(args)
+        .output()
+        .expect("tessera runs");
+    let json = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    (out, json)
+}
+
+fn count(address: &str) -> Option<u64> {
+    let (status, body) = http(address, "GET", "/api/index/docs/count", "");
+    (status == 200 && body["pindexes_counted"] == body["pindexes_total"])
+        .then(|| body["count"].as_u64())
+        .flatten()
+}
+
+/// Overwrites the first entry of `partition` with bytes that do not decode; returns the key
+/// it held.
+fn damage_first_entry(log: &Path, partition: u32) -> String {
+    let db = redb::Database::builder()
+        .create(log)
+        .expect("the log opens");
+    let key = {
+        let rtx = db.begin_read().unwrap();
+        let table = rtx.open_table(LOG).unwrap();
+        let entry = table
+            .get(("docs", partition, 1))
+            .unwrap()
+            .expect("seq 1 exists");
+        let bytes = entry.value();
+        let len = u32::from_le_bytes(bytes[1..5].try_into().unwrap()) as usize;
+        String::from_utf8(bytes[5..5 + len].to_vec()).unwrap()
+    };
+    let wtx = db.begin_write().unwrap();
+    wtx.open_table(LOG)
+        .unwrap()
+        .insert(("docs", partition, 1), &[0xee, 0xff, 0xff, 0xff, 0x7f][..])
+        .unwrap();
+    wtx.commit().unwrap();
+    key
+}
+
+#[test]
+fn a_damaged_source_entry_is_found_dropped_re_read_and_rolled_back() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().join("node");
+    let address = format!("127.0.0.1:{}", free_port());
+    let mut running = node(&dir, &address);
+    let index = format!(
+        r#"{{"type": "fulltext", "source": {{"type": "tessera", "name": "docs", "partitions": {PARTITIONS}}},
+            "plan": {{"max_partitions_per_pindex": 4, "replicas": 0}},
+            "params": {{"mapping": {{"fields": {{"title": {{"type": "text"}}}}}}}}}}"#
+    );
+    let (status, body) = http(&address, "PUT", "/api/index/docs", &index);
+    assert_eq!(status, 200, "{body}");
+    let bulk: String = (0..DOCS)
+        .map(|i| format!("{{\"key\":\"d{i}\",\"doc\":{{\"title\":\"doc {i}\"}}}}\n"))
+        .collect();
+    let (status, body) = http(&address, "POST", "/api/source/docs/bulk", &bulk);
+    assert_eq!(status, 200, "{body}");
+    wait_for("every document indexed", Duration::from_secs(60), || {
+        (count(&address) == Some(DOCS as u64)).then_some(())
+    });
+
+    // While the node runs, its log is in use.
+    let (out, _) = repair(&dir, &["check"]);
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(running.terminate(Duration::from_secs(30)), 0);
+
+    let log = dir.join("source.redb");
+    let damaged_partition = 3;
+    let lost_key = damage_first_entry(&log, damaged_partition);
+    let before_repair = std::fs::read(&log).unwrap();
+
+    let (out, report) = repair(&dir, &["check"]);
+    assert_eq!(out.status.code(), Some(7), "{report}");
+    let findings = report["findings"].as_array().expect("findings");
+    assert_eq!(findings.len(), 1, "{report}");
+    assert_eq!(findings[0]["partition"], damaged_partition, "{report}");
+    assert_eq!(findings[0]["seq"], 1, "{report}");
+
+    let edits = scratch.path().join("edits.json");
+    let (out, _) = repair(&dir, &["plan", "--out", edits.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let planned: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&edits).unwrap()).unwrap();
+    assert_eq!(
+        planned["edits"],
+        serde_json::json!([{"op": "delete", "source": "docs", "partition": damaged_partition, "from_seq": 1, "to_seq": 1}])
+    );
+
+    let (out, dry) = repair(
+        &dir,
+        &["apply", "--edits", edits.to_str().unwrap(), "--dry-run"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        std::fs::read(&log).unwrap() == before_repair,
+        "a dry run changes nothing"
+    );
+
+    // Another repair in progress (a live process holds the repair lock): refused.
+    std::fs::create_dir_all(dir.join("repair")).unwrap();
+    std::fs::write(
+        dir.join("repair/lock"),
+        format!(r#"{{"pid": {}, "what": "another"}}"#, std::process::id()),
+    )
+    .unwrap();
+    let (out, _) = repair(&dir, &["apply", "--edits", edits.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_file(dir.join("repair/lock")).unwrap();
+
+    let (out, applied) = repair(&dir, &["apply", "--edits", edits.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let name = format!("docs/{damaged_partition}");
+    for field in ["deleted", "replaced", "added", "after"] {
+        assert_eq!(applied[field], dry[field], "the dry run said {field}");
+    }
+    assert_eq!(applied["deleted"][&name], 1, "{applied}");
+    assert!(applied["new_uuids"][&name].is_array(), "{applied}");
+    assert_eq!(
+        applied["after"]["documents"]["docs"],
+        (DOCS - 1) as u64,
+        "{applied}"
+    );
+    let backup = applied["backup"].as_str().expect("a backup id").to_string();
+    let (out, _) = repair(&dir, &["check"]);
+    assert!(out.status.success(), "the repaired log checks clean");
+
+    // The node again: the partition's feed rolls back and re-reads it; the lost key is gone.
+    let mut running = node(&dir, &address);
+    wait_for(
+        "the count of the repaired log",
+        Duration::from_secs(60),
+        || (count(&address) == Some(DOCS as u64 - 1)).then_some(()),
+    );
+    let query = format!(r#"{{"query": {{"term": {{"field": "_id", "value": "{lost_key}"}}}}}}"#);
+    let (status, body) = http(&address, "POST", "/api/index/docs/query", &query);
+    assert_eq!(
+        (status, body["total_hits"].as_u64()),
+        (200, Some(0)),
+        "{body}"
+    );
+    assert_eq!(running.terminate(Duration::from_secs(30)), 0);
+
+    let (out, listed) = repair(&dir, &["list"]);
+    assert!(out.status.success());
+    assert_eq!(listed["backups"][0]["id"], backup.as_str(), "{listed}");
+    assert_eq!(listed["journal"][0]["action"], "apply", "{listed}");
+
+    let (out, back) = repair(&dir, &["rollback", &backup]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        std::fs::read(&log).unwrap() == before_repair,
+        "rolled back byte for byte: {back}"
+    );
+    let (out, _) = repair(&dir, &["rollback", "no-such-backup"]);
+    assert_eq!(out.status.code(), Some(4));
+}
