@@ -13,6 +13,7 @@ use crate::mapping::Mapping;
 use crate::pool::{IndexingPool, WriterSlot};
 use crate::{Change, IndexError, PIndex, PIndexStats};
 
+pub mod repair;
 mod schema;
 mod writer;
 
