@@ -20,6 +20,40 @@ pub enum RepairCommand {
     /// The reference source's log (`<data-dir>/source.redb`).
     #[command(subcommand)]
     Source(SourceRepair),
+    /// A `fulltext` PIndex directory (`<data-dir>/pindexes/NAME`).
+    #[command(subcommand)]
+    Pindex(PIndexRepair),
+}
+
+#[derive(Subcommand)]
+pub enum PIndexRepair {
+    /// Segments (documents, deletes, files, source partitions), checkpoints, orphan files.
+    Inspect { name: String },
+    /// Checksums of every file, orphan files, the commit and its checkpoints (exit 7 if any
+    /// problem).
+    Check { name: String },
+    /// The edit list that repairs what `check` finds.
+    Plan {
+        name: String,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Backs the directory up, applies the edits to a copy, validates it, and exchanges it
+    /// with the original.
+    Apply {
+        name: String,
+        #[arg(long)]
+        edits: PathBuf,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Puts the directory of backup ID back.
+    Rollback { id: String },
+    /// The backups of PIndex repairs, and the journal.
+    List {
+        #[arg(long)]
+        purge: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -82,6 +116,92 @@ pub fn run(global: &Global, command: RepairCommand) -> anyhow::Result<()> {
     let data = global.data_dir.as_path();
     match command {
         RepairCommand::Source(cmd) => source_repair(data, cmd),
+        RepairCommand::Pindex(cmd) => pindex_repair(data, cmd),
+    }
+}
+
+/// The backups and journal of one kind of repair, or `purge` one backup.
+fn list(data: &Path, kind: &str, purge: Option<String>) -> anyhow::Result<()> {
+    let ws = Workspace::new(data);
+    if let Some(id) = purge {
+        let gone = ws.purge(&id).map_err(exit)?;
+        return print(&serde_json::json!({"purged": gone}));
+    }
+    let backups: Vec<_> = ws
+        .list()
+        .map_err(exit)?
+        .into_iter()
+        .filter(|b| b.kind == kind)
+        .collect();
+    let journal: Vec<_> = ws
+        .read_journal()
+        .into_iter()
+        .filter(|j| j.kind == kind)
+        .collect();
+    print(&serde_json::json!({"backups": backups, "journal": journal}))
+}
+
+/// Prints `plan` (to `out` when given), or why there is none.
+fn print_plan<E: Serialize>(
+    plan: Option<EditList<E>>,
+    none: String,
+    out: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let Some(plan) = plan else {
+        return print(&serde_json::json!({"edits": [], "note": none}));
+    };
+    match out {
+        Some(path) => {
+            std::fs::write(&path, serde_json::to_string_pretty(&plan)?)?;
+            print(&serde_json::json!({"written": path, "edits": plan.edits.len()}))
+        }
+        None => print(&plan),
+    }
+}
+
+fn pindex_repair(data: &Path, cmd: PIndexRepair) -> anyhow::Result<()> {
+    use tessera_repair::pindex;
+    match cmd {
+        PIndexRepair::Inspect { name } => print(&pindex::inspect(data, &name).map_err(exit)?),
+        PIndexRepair::Check { name } => {
+            let inspection = pindex::inspect(data, &name).map_err(exit)?;
+            print(&inspection)?;
+            if inspection.clean() {
+                return Ok(());
+            }
+            let damaged: Vec<&String> = inspection
+                .damaged_segments()
+                .iter()
+                .flat_map(|s| s.damaged.iter())
+                .collect();
+            Err(Exit::new(
+                CORRUPT,
+                format!(
+                    "PIndex {name}: damaged files {damaged:?}, {} orphan file(s), problems {:?}",
+                    inspection.orphans.len(),
+                    inspection.problems
+                ),
+            )
+            .into())
+        }
+        PIndexRepair::Plan { name, out } => {
+            let inspection = pindex::inspect(data, &name).map_err(exit)?;
+            print_plan(
+                pindex::plan(&inspection),
+                "nothing to repair: `check` finds no problem".into(),
+                out,
+            )
+        }
+        PIndexRepair::Apply {
+            name,
+            edits,
+            dry_run,
+        } => {
+            let list = EditList::read(&edits).map_err(exit)?;
+            print(&pindex::apply(data, &name, &list, dry_run).map_err(exit)?)
+        }
+        PIndexRepair::Rollback { id } => print(&pindex::rollback(data, &id).map_err(exit)?),
+        PIndexRepair::List { purge } => list(data, "pindex", purge),
     }
 }
 
@@ -116,46 +236,19 @@ fn source_repair(data: &Path, cmd: SourceRepair) -> anyhow::Result<()> {
         }
         SourceRepair::Plan { out } => {
             let report = source::check(data).map_err(exit)?;
-            let Some(plan) = source::plan(&report) else {
-                let why = match &report.error {
-                    Some(e) => format!(
-                        "the source log does not open ({e}); restore it from a backup (`tessera ctl restore`) or `rollback` an earlier repair"
-                    ),
-                    None => "nothing to repair: `check` finds no problem".to_string(),
-                };
-                return print(&serde_json::json!({"edits": [], "note": why}));
+            let none = match &report.error {
+                Some(e) => format!(
+                    "the source log does not open ({e}); restore it from a backup (`tessera ctl restore`) or `rollback` an earlier repair"
+                ),
+                None => "nothing to repair: `check` finds no problem".to_string(),
             };
-            match out {
-                Some(path) => {
-                    std::fs::write(&path, serde_json::to_string_pretty(&plan)?)?;
-                    print(&serde_json::json!({"written": path, "edits": plan.edits.len()}))
-                }
-                None => print(&plan),
-            }
+            print_plan(source::plan(&report), none, out)
         }
         SourceRepair::Apply { edits, dry_run } => {
             let list = EditList::read(&edits).map_err(exit)?;
             print(&source::apply(data, &list, dry_run).map_err(exit)?)
         }
         SourceRepair::Rollback { id } => print(&source::rollback(data, &id).map_err(exit)?),
-        SourceRepair::List { purge } => {
-            let ws = Workspace::new(data);
-            if let Some(id) = purge {
-                let gone = ws.purge(&id).map_err(exit)?;
-                return print(&serde_json::json!({"purged": gone}));
-            }
-            let backups: Vec<_> = ws
-                .list()
-                .map_err(exit)?
-                .into_iter()
-                .filter(|b| b.kind == "source")
-                .collect();
-            let journal: Vec<_> = ws
-                .read_journal()
-                .into_iter()
-                .filter(|j| j.kind == "source")
-                .collect();
-            print(&serde_json::json!({"backups": backups, "journal": journal}))
-        }
+        SourceRepair::List { purge } => list(data, "source", purge),
     }
 }

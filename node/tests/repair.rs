@@ -221,3 +221,167 @@ fn a_damaged_source_entry_is_found_dropped_re_read_and_rolled_back() {
     let (out, _) = repair(&dir, &["rollback", "no-such-backup"]);
     assert_eq!(out.status.code(), Some(4));
 }
+
+fn repair_pindex(dir: &Path, args: &[&str]) -> (Output, serde_json::Value) {
+    let out = std::process::Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["repair", "pindex"])
+        .args(args)
+        .output()
+        .expect("tessera runs");
+    let json = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    (out, json)
+}
+
+/// Flips bytes in the middle of `path`.
+fn flip(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let mid = bytes.len() / 2;
+    for b in &mut bytes[mid..mid + 4] {
+        *b ^= 0xff;
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn a_pindex_with_a_damaged_segment_file_serves_again_with_the_exact_count() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().join("node");
+    let address = format!("127.0.0.1:{}", free_port());
+    let mut running = node(&dir, &address);
+    let index = format!(
+        r#"{{"type": "fulltext", "source": {{"type": "tessera", "name": "docs", "partitions": {PARTITIONS}}},
+            "plan": {{"max_partitions_per_pindex": 4, "replicas": 0}},
+            "params": {{"mapping": {{"fields": {{"title": {{"type": "text"}}}}}}}}}}"#
+    );
+    let (status, body) = http(&address, "PUT", "/api/index/docs", &index);
+    assert_eq!(status, 200, "{body}");
+    let bulk: String = (0..DOCS)
+        .map(|i| format!("{{\"key\":\"d{i}\",\"doc\":{{\"title\":\"doc {i}\"}}}}\n"))
+        .collect();
+    let (status, body) = http(&address, "POST", "/api/source/docs/bulk", &bulk);
+    assert_eq!(status, 200, "{body}");
+    wait_for("every document indexed", Duration::from_secs(60), || {
+        (count(&address) == Some(DOCS as u64)).then_some(())
+    });
+    let mut names: Vec<String> = std::fs::read_dir(dir.join("pindexes"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("docs"))
+        .collect();
+    names.sort();
+    let name = names.first().expect("a PIndex directory").clone();
+    let (out, _) = repair_pindex(&dir, &["check", &name]);
+    assert_eq!(out.status.code(), Some(5), "refused while the node runs");
+    assert_eq!(running.terminate(Duration::from_secs(30)), 0);
+
+    let (out, inspected) = repair_pindex(&dir, &["inspect", &name]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let segment = inspected["segments"]
+        .as_array()
+        .and_then(|s| s.iter().max_by_key(|s| s["docs"].as_u64()))
+        .expect("a segment")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let damaged_file = format!("{segment}.store");
+    flip(&dir.join("pindexes").join(&name).join(&damaged_file));
+
+    let (out, checked) = repair_pindex(&dir, &["check", &name]);
+    assert_eq!(out.status.code(), Some(7), "{checked}");
+    let named: Vec<&str> = checked["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| {
+            s["damaged"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|f| f.as_str())
+        })
+        .collect();
+    assert_eq!(named, [damaged_file.as_str()], "{checked}");
+
+    let edits = scratch.path().join("pindex-edits.yaml");
+    let (out, plan) = repair_pindex(&dir, &["plan", &name]);
+    assert!(out.status.success());
+    assert_eq!(plan["edits"][0]["op"], "drop_segment", "{plan}");
+    // The same edit list, written as YAML.
+    std::fs::write(
+        &edits,
+        format!("edits:\n  - op: drop_segment\n    segment: {segment}\n"),
+    )
+    .unwrap();
+    let (out, dry) = repair_pindex(
+        &dir,
+        &[
+            "apply",
+            &name,
+            "--edits",
+            edits.to_str().unwrap(),
+            "--dry-run",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (out, applied) = repair_pindex(&dir, &["apply", &name, "--edits", edits.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for field in ["dropped_segments", "lowered", "docs_after"] {
+        assert_eq!(applied[field], dry[field], "the dry run said {field}");
+    }
+    assert!(
+        !applied["lowered"].as_array().unwrap().is_empty(),
+        "{applied}"
+    );
+    let (out, _) = repair_pindex(&dir, &["check", &name]);
+    assert!(out.status.success(), "the repaired PIndex checks clean");
+
+    // The node re-reads the lowered partitions; the PIndex opens as repaired (not rebuilt).
+    let mut running = node(&dir, &address);
+    wait_for(
+        "the exact count after re-ingest",
+        Duration::from_secs(60),
+        || (count(&address) == Some(DOCS as u64)).then_some(()),
+    );
+    let (_, status) = http(&address, "GET", "/api/index/docs/status", "");
+    for p in status["pindexes"].as_array().unwrap() {
+        assert!(p["local"]["rebuilt_from"].is_null(), "{p}");
+    }
+    assert_eq!(running.terminate(Duration::from_secs(30)), 0);
+
+    let backup = applied["backup"].as_str().unwrap();
+    let (out, _) = repair_pindex(&dir, &["rollback", backup]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (out, _) = repair_pindex(&dir, &["check", &name]);
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "the rolled-back directory is the damaged one again"
+    );
+    let (out, listed) = repair_pindex(&dir, &["list"]);
+    assert!(out.status.success());
+    let actions: Vec<&str> = listed["journal"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|j| j["action"].as_str())
+        .collect();
+    assert_eq!(actions, ["apply", "rollback"], "{listed}");
+}

@@ -17,6 +17,7 @@
 
 pub mod edits;
 pub mod error;
+pub mod pindex;
 pub mod source;
 pub mod workspace;
 

@@ -82,6 +82,36 @@ pub fn copy_synced(from: &Path, to: &Path) -> Result<(), RepairError> {
         .map_err(RepairError::io(format!("syncing {}", to.display())))
 }
 
+/// Exchanges two directories in one step (`renameat2(RENAME_EXCHANGE)`): a reader sees the
+/// old one or the new one, never neither.
+pub fn exchange(a: &Path, b: &Path) -> Result<(), RepairError> {
+    rustix::fs::renameat_with(
+        rustix::fs::CWD,
+        a,
+        rustix::fs::CWD,
+        b,
+        rustix::fs::RenameFlags::EXCHANGE,
+    )
+    .map_err(|e| {
+        RepairError::io(format!("exchanging {} and {}", a.display(), b.display()))(e.into())
+    })
+}
+
+/// Copies every file of directory `from` into a new directory `to`, synced.
+pub fn copy_dir(from: &Path, to: &Path) -> Result<(), RepairError> {
+    let _ = std::fs::remove_dir_all(to);
+    std::fs::create_dir_all(to).map_err(RepairError::io(format!("creating {}", to.display())))?;
+    let entries =
+        std::fs::read_dir(from).map_err(RepairError::io(format!("reading {}", from.display())))?;
+    for entry in entries {
+        let entry = entry.map_err(RepairError::io(format!("reading {}", from.display())))?;
+        if entry.file_type().is_ok_and(|t| t.is_file()) {
+            copy_synced(&entry.path(), &to.join(entry.file_name()))?;
+        }
+    }
+    Ok(())
+}
+
 /// Renames `from` over `to` and syncs the directory, so the swap survives a crash whole.
 pub fn swap_in(from: &Path, to: &Path) -> Result<(), RepairError> {
     std::fs::rename(from, to).map_err(RepairError::io(format!(
@@ -194,6 +224,10 @@ impl Workspace {
         let mut saved = Vec::new();
         for (name, original) in files {
             let to = dir.join(name);
+            if let Some(parent) = to.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(RepairError::io(format!("creating {}", parent.display())))?;
+            }
             copy_synced(original, &to)?;
             let (crc32, size) = crc_of(&to)?;
             saved.push(SavedFile {
