@@ -296,6 +296,14 @@ impl Cfg {
                 let doc: schema::RecoveryAuto = schema::decode_input(key, bytes)?;
                 Ok(schema::encode(&doc))
             }
+            KeyKind::RepairRecord(_) => match serde_json::from_slice::<serde_json::Value>(bytes) {
+                Ok(serde_json::Value::Object(_)) => Ok(bytes.to_vec()),
+                _ => Err(CfgError::Invalid {
+                    key: key.to_string(),
+                    field: "(document)".into(),
+                    reason: "a repair record must be a JSON object".into(),
+                }),
+            },
             KeyKind::Unknown | KeyKind::Foreign if allow_unknown => Ok(bytes.to_vec()),
             KeyKind::Unknown | KeyKind::Foreign => Err(CfgError::Invalid {
                 key: key.to_string(),

@@ -17,6 +17,7 @@
 //! | `recoveries/<id>`        | [`Recovery`](crate::schema::Recovery) |
 //! | `recovery/lock`          | [`RecoveryLock`](crate::schema::RecoveryLock): the running recovery |
 //! | `recovery/auto`          | [`RecoveryAuto`](crate::schema::RecoveryAuto): automatic recovery |
+//! | `repairs/<id>`           | the journal entry of a `tessera repair cfg` apply or rollback (JSON) |
 //!
 //! Other crates ask [`KeySpace`] for keys and never format them by hand.
 
@@ -50,6 +51,8 @@ pub enum KeyKind {
     Recovery(String),
     RecoveryLock,
     RecoveryAuto,
+    /// The journal entry of a Cfg repair.
+    RepairRecord(String),
     /// Under the cluster root but not part of the schema.
     Unknown,
     /// Not under this cluster's root.
@@ -162,6 +165,11 @@ impl KeySpace {
         format!("{}recovery/auto", self.root)
     }
 
+    /// Where a Cfg repair's journal entry is kept.
+    pub fn repair_record(&self, id: &str) -> String {
+        format!("{}repairs/{id}", self.root)
+    }
+
     /// A key given on the command line: absolute (`/tessera/...`) as is, otherwise relative
     /// to the cluster root (`indexes/books`).
     pub fn resolve(&self, key: &str) -> String {
@@ -212,6 +220,8 @@ impl KeySpace {
             KeyKind::BackupJob(id)
         } else if let Some(id) = one("recoveries/") {
             KeyKind::Recovery(id)
+        } else if let Some(id) = one("repairs/") {
+            KeyKind::RepairRecord(id)
         } else {
             KeyKind::Unknown
         }

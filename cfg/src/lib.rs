@@ -27,6 +27,7 @@ pub mod local;
 pub mod metered;
 mod recovery_docs;
 pub mod revision;
+pub mod scan;
 pub mod schema;
 pub mod snapshot;
 pub mod spec;

@@ -1,5 +1,5 @@
-//! `tessera repair`: offline repairs of what a node keeps in its data dir (`tessera-repair`
-//! does the work). Every answer is JSON on stdout; exit codes as the CLI's table: 3 bad edits,
+//! `tessera repair`: repairs of what a node keeps in its data dir (offline: the node stopped)
+//! and of the cluster's Cfg documents (on their revisions); `tessera-repair` does the work. Every answer is JSON on stdout; exit codes as the CLI's table: 3 bad edits,
 //! 4 no such backup, 5 in use (the node runs, or another repair does), 7 damaged (a `check`
 //! that found something, data that does not read), 1 a result that failed validation.
 
@@ -23,6 +23,30 @@ pub enum RepairCommand {
     /// A `fulltext` PIndex directory (`<data-dir>/pindexes/NAME`).
     #[command(subcommand)]
     Pindex(PIndexRepair),
+    /// The cluster's Cfg documents (`--cfg`); backups and journal in `--data-dir`.
+    #[command(subcommand)]
+    Cfg(CfgRepair),
+}
+
+#[derive(Subcommand)]
+pub enum CfgRepair {
+    /// Every key whose document does not decode, has an unknown format version or fails
+    /// validation, and dangling references (exit 7 if any).
+    Scan,
+    /// Deletes or replaces keys, each on the revision it must still have, in one transaction.
+    Apply {
+        #[arg(long)]
+        edits: PathBuf,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Puts the values of backup ID back (refused when a key changed since).
+    Rollback { id: String },
+    /// The backups of Cfg repairs, and the journal.
+    List {
+        #[arg(long)]
+        purge: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -112,11 +136,46 @@ fn print(value: &impl Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn run(global: &Global, command: RepairCommand) -> anyhow::Result<()> {
+pub async fn run(global: &Global, command: RepairCommand) -> anyhow::Result<()> {
     let data = global.data_dir.as_path();
     match command {
         RepairCommand::Source(cmd) => source_repair(data, cmd),
         RepairCommand::Pindex(cmd) => pindex_repair(data, cmd),
+        RepairCommand::Cfg(cmd) => cfg_repair(global, cmd).await,
+    }
+}
+
+async fn cfg_repair(global: &Global, cmd: CfgRepair) -> anyhow::Result<()> {
+    use tessera_repair::cfg;
+    let data = global.data_dir.as_path();
+    if let CfgRepair::List { purge } = cmd {
+        return list(data, "cfg", purge);
+    }
+    let store = global.cfg.open(data).await?;
+    match cmd {
+        CfgRepair::Scan => {
+            let report = cfg::scan(&store).await.map_err(exit)?;
+            print(&report)?;
+            if report.findings.is_empty() {
+                Ok(())
+            } else {
+                Err(Exit::new(
+                    CORRUPT,
+                    format!("{} problem(s) in the Cfg", report.findings.len()),
+                )
+                .into())
+            }
+        }
+        CfgRepair::Apply { edits, dry_run } => {
+            let list = EditList::read(&edits).map_err(exit)?;
+            print(
+                &cfg::apply(&store, data, &list, dry_run)
+                    .await
+                    .map_err(exit)?,
+            )
+        }
+        CfgRepair::Rollback { id } => print(&cfg::rollback(&store, data, &id).await.map_err(exit)?),
+        CfgRepair::List { .. } => Ok(()),
     }
 }
 

@@ -385,3 +385,119 @@ fn a_pindex_with_a_damaged_segment_file_serves_again_with_the_exact_count() {
         .collect();
     assert_eq!(actions, ["apply", "rollback"], "{listed}");
 }
+
+#[test]
+fn a_corrupt_index_definition_and_a_future_node_definition_in_etcd_are_scanned_and_repaired() {
+    use tessera_cfg::CfgSpec;
+    let etcd = tessera_tests::etcd::EtcdCluster::single();
+    let spec = etcd.cfg_spec("repaired");
+    let scratch = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let cfg = runtime
+        .block_on(spec.parse::<CfgSpec>().unwrap().open(scratch.path()))
+        .unwrap();
+    let (index_rev, node_rev) = runtime.block_on(async {
+        let index = cfg.keys().resolve("indexes/books");
+        let node = cfg.keys().resolve("nodes/n1");
+        let a = cfg
+            .store()
+            .set(&index, b"{\"format_version\": 1, \"na".to_vec(), 0)
+            .await
+            .unwrap();
+        let future = serde_json::json!({"format_version": 7, "uuid": "n1"}).to_string();
+        let b = cfg
+            .store()
+            .set(&node, future.into_bytes(), 0)
+            .await
+            .unwrap();
+        (a, b)
+    });
+    let run = |args: &[&str]| -> (Output, serde_json::Value) {
+        let out = std::process::Command::new(BIN)
+            .arg("--data-dir")
+            .arg(scratch.path())
+            .args(["--cfg", &spec, "repair", "cfg"])
+            .args(args)
+            .output()
+            .expect("tessera runs");
+        let json = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        (out, json)
+    };
+    let (out, report) = run(&["scan"]);
+    assert_eq!(out.status.code(), Some(7), "{report}");
+    let found: Vec<(String, String, u64)> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let key = f["key"]
+                .as_str()
+                .unwrap()
+                .rsplit('/')
+                .take(2)
+                .collect::<Vec<_>>();
+            (
+                format!("{}/{}", key[1], key[0]),
+                f["kind"].as_str().unwrap().to_string(),
+                f["revision"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (
+                "indexes/books".to_string(),
+                "undecodable".to_string(),
+                index_rev as u64
+            ),
+            (
+                "nodes/n1".to_string(),
+                "unknown_format".to_string(),
+                node_rev as u64
+            ),
+        ],
+        "{report}"
+    );
+
+    let edits = scratch.path().join("cfg-edits.json");
+    std::fs::write(
+        &edits,
+        serde_json::json!({"edits": [
+            {"op": "replace", "key": "indexes/books", "revision": index_rev,
+             "value": {"name": "books", "uuid": "u1", "type": "fulltext", "source": {"type": "tessera", "name": "books"}}},
+            {"op": "delete", "key": "nodes/n1", "revision": node_rev}]})
+        .to_string(),
+    )
+    .unwrap();
+    let (out, dry) = run(&["apply", "--edits", edits.to_str().unwrap(), "--dry-run"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(dry["findings_after"], serde_json::json!([]), "{dry}");
+    let (out, applied) = run(&["apply", "--edits", edits.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        applied["changes"], dry["changes"],
+        "the dry run said what apply did"
+    );
+    let (out, _) = run(&["scan"]);
+    assert!(out.status.success(), "the Cfg scans clean");
+    // The same edits again: the revisions moved on, so they are refused.
+    let (out, _) = run(&["apply", "--edits", edits.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(5));
+    let (out, _) = run(&["rollback", applied["backup"].as_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (out, _) = run(&["scan"]);
+    assert_eq!(out.status.code(), Some(7), "the originals are back");
+}

@@ -15,6 +15,7 @@
 //! [`source`] repairs the reference source's log. The format-level work (reading entries
 //! raw, applying edits) is `tessera_source::log::repair`'s; this crate is the workflow.
 
+pub mod cfg;
 pub mod edits;
 pub mod error;
 pub mod pindex;
