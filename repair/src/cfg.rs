@@ -22,11 +22,15 @@ use crate::RepairError;
 pub enum CfgEdit {
     /// Deletes the key, if it is still at `revision`.
     Delete { key: String, revision: Revision },
-    /// Writes `value` (checked against the key's schema), if the key is still at `revision`.
+    /// Writes `value`, or the JSON in `value_file`, (checked against the key's schema) if the
+    /// key is still at `revision`.
     Replace {
         key: String,
         revision: Revision,
-        value: serde_json::Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        value: Option<serde_json::Value>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        value_file: Option<std::path::PathBuf>,
     },
 }
 
@@ -117,9 +121,21 @@ async fn changes(cfg: &Cfg, edits: &EditList<CfgEdit>) -> Result<Vec<Change>, Re
         }
         let after = match edit {
             CfgEdit::Delete { .. } => None,
-            CfgEdit::Replace { value, .. } => {
+            CfgEdit::Replace {
+                value, value_file, ..
+            } => {
+                let offered = match (value, value_file) {
+                    (Some(v), None) => v.to_string().into_bytes(),
+                    (None, Some(path)) => std::fs::read(path)
+                        .map_err(RepairError::io(format!("reading {}", path.display())))?,
+                    _ => {
+                        return Err(RepairError::Invalid(format!(
+                            "replace of `{key}`: give exactly one of `value` and `value_file`"
+                        )))
+                    }
+                };
                 let bytes = cfg
-                    .normalize_input(&key, value.to_string().as_bytes(), false)
+                    .normalize_input(&key, &offered, false)
                     .map_err(cfg_error)?;
                 Some(String::from_utf8_lossy(&bytes).into_owned())
             }

@@ -36,8 +36,11 @@ fn edits(index_rev: Revision, node_rev: Revision) -> EditList<CfgEdit> {
             CfgEdit::Replace {
                 key: "indexes/books".into(),
                 revision: index_rev,
-                value: serde_json::json!({"name": "books", "uuid": "u1", "type": "fulltext",
+                value: Some(
+                    serde_json::json!({"name": "books", "uuid": "u1", "type": "fulltext",
                     "source": {"type": "tessera", "name": "books"}}),
+                ),
+                value_file: None,
             },
             CfgEdit::Delete {
                 key: "nodes/n1".into(),
@@ -77,12 +80,15 @@ async fn scan_names_both_the_edit_repairs_them_and_rollback_puts_them_back() {
     // An edit on a stale revision: refused, nothing written.
     let stale = apply(&cfg, dir.path(), &edits(r1 - 1, r2), false).await;
     assert!(matches!(stale, Err(RepairError::InUse(_))), "{stale:?}");
-    // A value that breaks the schema: refused by field.
+    // A value (from a file) that breaks the schema: refused by field.
+    let bad_file = dir.path().join("bad.json");
+    std::fs::write(&bad_file, br#"{"name": "other"}"#).unwrap();
     let mut bad = edits(r1, r2);
     bad.edits[0] = CfgEdit::Replace {
         key: "indexes/books".into(),
         revision: r1,
-        value: serde_json::json!({"name": "other"}),
+        value: None,
+        value_file: Some(bad_file.clone()),
     };
     assert!(matches!(
         apply(&cfg, dir.path(), &bad, false).await,
