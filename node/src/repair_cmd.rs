@@ -52,6 +52,7 @@ pub enum CfgRepair {
 #[derive(Subcommand)]
 pub enum PIndexRepair {
     /// Segments (documents, deletes, files, source partitions), checkpoints, orphan files.
+    /// NAME is a PIndex of `--data-dir`, or its directory (`D/pindexes/NAME`).
     Inspect { name: String },
     /// Checksums of every file, orphan files, the commit and its checkpoints (exit 7 if any
     /// problem).
@@ -220,9 +221,21 @@ fn print_plan<E: Serialize>(
 
 fn pindex_repair(data: &Path, cmd: PIndexRepair) -> anyhow::Result<()> {
     use tessera_repair::pindex;
+    let target = match &cmd {
+        PIndexRepair::Inspect { name }
+        | PIndexRepair::Check { name }
+        | PIndexRepair::Plan { name, .. }
+        | PIndexRepair::Apply { name, .. } => Some(name.clone()),
+        PIndexRepair::Rollback { .. } | PIndexRepair::List { .. } => None,
+    };
+    let (data_dir, name) = match &target {
+        Some(t) => pindex::locate(data, t).map_err(exit)?,
+        None => (data.to_path_buf(), String::new()),
+    };
+    let data = data_dir.as_path();
     match cmd {
-        PIndexRepair::Inspect { name } => print(&pindex::inspect(data, &name).map_err(exit)?),
-        PIndexRepair::Check { name } => {
+        PIndexRepair::Inspect { .. } => print(&pindex::inspect(data, &name).map_err(exit)?),
+        PIndexRepair::Check { .. } => {
             let inspection = pindex::inspect(data, &name).map_err(exit)?;
             print(&inspection)?;
             if inspection.clean() {
@@ -243,7 +256,7 @@ fn pindex_repair(data: &Path, cmd: PIndexRepair) -> anyhow::Result<()> {
             )
             .into())
         }
-        PIndexRepair::Plan { name, out } => {
+        PIndexRepair::Plan { out, .. } => {
             let inspection = pindex::inspect(data, &name).map_err(exit)?;
             print_plan(
                 pindex::plan(&inspection),
@@ -251,11 +264,7 @@ fn pindex_repair(data: &Path, cmd: PIndexRepair) -> anyhow::Result<()> {
                 out,
             )
         }
-        PIndexRepair::Apply {
-            name,
-            edits,
-            dry_run,
-        } => {
+        PIndexRepair::Apply { edits, dry_run, .. } => {
             let list = EditList::read(&edits).map_err(exit)?;
             print(&pindex::apply(data, &name, &list, dry_run).map_err(exit)?)
         }

@@ -292,7 +292,12 @@ fn a_pindex_with_a_damaged_segment_file_serves_again_with_the_exact_count() {
     let damaged_file = format!("{segment}.store");
     flip(&dir.join("pindexes").join(&name).join(&damaged_file));
 
-    let (out, checked) = repair_pindex(&dir, &["check", &name]);
+    // Named by its directory, as well as by its name under --data-dir.
+    let path = dir.join("pindexes").join(&name);
+    let (out, checked) = repair_pindex(
+        Path::new("/nonexistent"),
+        &["check", path.to_str().unwrap()],
+    );
     assert_eq!(out.status.code(), Some(7), "{checked}");
     let named: Vec<&str> = checked["segments"]
         .as_array()

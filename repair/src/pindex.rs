@@ -25,6 +25,33 @@ pub fn pindex_dir(data_dir: &Path, name: &str) -> Result<PathBuf, RepairError> {
     Ok(data_dir.join("pindexes").join(name))
 }
 
+/// The data dir and PIndex name a command line names: a PIndex directory
+/// (`<data-dir>/pindexes/<name>`, any path with a `/`) or a name under `data_dir`.
+pub fn locate(data_dir: &Path, target: &str) -> Result<(PathBuf, String), RepairError> {
+    if !target.contains('/') {
+        return Ok((data_dir.to_path_buf(), target.to_string()));
+    }
+    let dir = Path::new(target.trim_end_matches('/'));
+    let name = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| RepairError::Invalid(format!("`{target}` is not a PIndex directory")))?;
+    let pindexes = dir
+        .parent()
+        .filter(|p| p.file_name().is_some_and(|n| n == "pindexes"));
+    let data = pindexes.and_then(Path::parent).ok_or_else(|| {
+        RepairError::Invalid(format!(
+            "`{target}` is not under a data dir's `pindexes/`: the node that owns it cannot be told"
+        ))
+    })?;
+    let data = if data.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        data
+    };
+    Ok((data.to_path_buf(), name.to_string()))
+}
+
 /// The node's own lock, held for a repair: refused while the node runs.
 fn node_stopped(data_dir: &Path) -> Result<Option<FileLock>, RepairError> {
     let log = crate::source::log_path(data_dir);
