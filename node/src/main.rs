@@ -49,7 +49,9 @@ fn main() {
             Command::Source(args) => source_cmd::run(&cli.global, args).await,
             Command::Ctl(args) => ctl::run(args).await,
             Command::Drill(args) => drill_cmd::run(args).await,
-            Command::Repair(cmd) => repair_cmd::run(&cli.global, cmd).await,
+            Command::Repair(cmd) => {
+                repair_cmd::run(&cli.global.data_dir, &cli.global.cfg, cmd).await
+            }
         }
     });
     // The last spans go out while the runtime still drives the exporter's channel.

@@ -12,8 +12,8 @@ use tessera_repair::source::{self, Filter};
 use tessera_repair::workspace::Workspace;
 use tessera_repair::RepairError;
 
-use crate::cli::Global;
 use crate::exit::{Exit, CONFLICT, CORRUPT, INVALID, NOT_FOUND};
+use tessera_cfg::CfgSpec;
 
 #[derive(Subcommand)]
 pub enum RepairCommand {
@@ -137,22 +137,21 @@ fn print(value: &impl Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn run(global: &Global, command: RepairCommand) -> anyhow::Result<()> {
-    let data = global.data_dir.as_path();
+/// Runs `command` on the data dir `data` (and, for the Cfg, the store `cfg` names).
+pub async fn run(data: &Path, cfg: &CfgSpec, command: RepairCommand) -> anyhow::Result<()> {
     match command {
         RepairCommand::Source(cmd) => source_repair(data, cmd),
         RepairCommand::Pindex(cmd) => pindex_repair(data, cmd),
-        RepairCommand::Cfg(cmd) => cfg_repair(global, cmd).await,
+        RepairCommand::Cfg(cmd) => cfg_repair(data, cfg, cmd).await,
     }
 }
 
-async fn cfg_repair(global: &Global, cmd: CfgRepair) -> anyhow::Result<()> {
+async fn cfg_repair(data: &Path, spec: &CfgSpec, cmd: CfgRepair) -> anyhow::Result<()> {
     use tessera_repair::cfg;
-    let data = global.data_dir.as_path();
     if let CfgRepair::List { purge } = cmd {
         return list(data, "cfg", purge);
     }
-    let store = global.cfg.open(data).await?;
+    let store = spec.open(data).await?;
     match cmd {
         CfgRepair::Scan => {
             let report = cfg::scan(&store).await.map_err(exit)?;
