@@ -111,6 +111,21 @@ pub enum SourceRepair {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Builds a source's history anew from this node's PIndexes of it, when the log does not
+    /// open (or lacks the source): each document they store, once, at fresh seqs.
+    Salvage {
+        /// The source (the index definitions' `source.name`).
+        #[arg(long)]
+        source: String,
+        /// Its partition count (the index definitions' `source.partitions`).
+        #[arg(long)]
+        partitions: u32,
+        /// A PIndex of the source to read (repeat for each; `plan` lists them).
+        #[arg(long = "from-pindex", required = true)]
+        from_pindex: Vec<String>,
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Puts the log of backup ID back, byte for byte.
     Rollback { id: String },
     /// The backups of source repairs, and the journal.
@@ -303,13 +318,36 @@ fn source_repair(data: &Path, cmd: SourceRepair) -> anyhow::Result<()> {
         }
         SourceRepair::Plan { out } => {
             let report = source::check(data).map_err(exit)?;
-            let none = match &report.error {
-                Some(e) => format!(
-                    "the source log does not open ({e}); restore it from a backup (`tessera ctl restore`) or `rollback` an earlier repair"
-                ),
-                None => "nothing to repair: `check` finds no problem".to_string(),
+            if let Some(e) = &report.error {
+                // Nothing of the file reads: offer what this node's PIndexes still hold.
+                let candidates = tessera_repair::salvage::candidates(data);
+                return print(&serde_json::json!({
+                    "edits": [],
+                    "note": format!("the source log does not open ({e}): salvage each source from its PIndexes here, restore a snapshot (`tessera ctl restore`), or `rollback` an earlier repair"),
+                    "salvage": {
+                        "candidates": candidates,
+                        "command": "tessera repair source salvage --source NAME --partitions N --from-pindex PINDEX [--from-pindex ...] [--dry-run]",
+                    },
+                }));
+            }
+            print_plan(
+                source::plan(&report),
+                "nothing to repair: `check` finds no problem".into(),
+                out,
+            )
+        }
+        SourceRepair::Salvage {
+            source,
+            partitions,
+            from_pindex,
+            dry_run,
+        } => {
+            let spec = tessera_repair::salvage::SalvageSpec {
+                source,
+                partitions,
+                pindexes: from_pindex,
             };
-            print_plan(source::plan(&report), none, out)
+            print(&tessera_repair::salvage::salvage(data, &spec, dry_run).map_err(exit)?)
         }
         SourceRepair::Apply { edits, dry_run } => {
             let list = EditList::read(&edits).map_err(exit)?;

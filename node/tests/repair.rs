@@ -506,3 +506,111 @@ fn a_corrupt_index_definition_and_a_future_node_definition_in_etcd_are_scanned_a
     let (out, _) = run(&["scan"]);
     assert_eq!(out.status.code(), Some(7), "the originals are back");
 }
+
+#[test]
+fn a_source_log_that_does_not_open_is_salvaged_from_the_pindexes() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().join("node");
+    let address = format!("127.0.0.1:{}", free_port());
+    let mut running = node(&dir, &address);
+    // The dynamic mapping stores whole documents.
+    let index = format!(
+        r#"{{"type": "fulltext", "source": {{"type": "tessera", "name": "docs", "partitions": {PARTITIONS}}},
+            "plan": {{"max_partitions_per_pindex": 4, "replicas": 0}}}}"#
+    );
+    let (status, body) = http(&address, "PUT", "/api/index/docs", &index);
+    assert_eq!(status, 200, "{body}");
+    let bulk: String = (0..DOCS)
+        .map(|i| format!("{{\"key\":\"d{i}\",\"doc\":{{\"title\":\"doc {i}\",\"n\":{i}}}}}\n"))
+        .collect();
+    let (status, body) = http(&address, "POST", "/api/source/docs/bulk", &bulk);
+    assert_eq!(status, 200, "{body}");
+    wait_for("every document indexed", Duration::from_secs(60), || {
+        (count(&address) == Some(DOCS as u64)).then_some(())
+    });
+    assert_eq!(running.terminate(Duration::from_secs(30)), 0);
+
+    // The file's first pages overwritten: redb cannot open it.
+    let log = dir.join("source.redb");
+    let mut bytes = std::fs::read(&log).unwrap();
+    bytes[..8192].fill(0x5a);
+    std::fs::write(&log, &bytes).unwrap();
+    let (out, report) = repair(&dir, &["check"]);
+    assert_eq!(out.status.code(), Some(7), "{report}");
+    assert_eq!(report["opens"], false, "{report}");
+    let (out, plan) = repair(&dir, &["plan"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let candidates: Vec<String> = plan["salvage"]["candidates"]
+        .as_array()
+        .expect("salvage candidates")
+        .iter()
+        .map(|c| c["pindex"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(candidates.len(), 2, "{plan}");
+    let mut args = vec!["salvage", "--source", "docs", "--partitions", "8"];
+    for c in &candidates {
+        args.extend(["--from-pindex", c.as_str()]);
+    }
+    let (out, dry) = repair(&dir, &[&args[..], &["--dry-run"]].concat());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(dry["documents"], DOCS as u64, "{dry}");
+    assert!(
+        std::fs::read(&log).unwrap() == bytes,
+        "a dry run changes nothing"
+    );
+    let (out, salvaged) = repair(&dir, &args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(salvaged["new_log"], true, "{salvaged}");
+    let (out, _) = repair(&dir, &["check"]);
+    assert!(out.status.success(), "the salvaged log checks clean");
+
+    // Every partition has a new history: the feeds hold until the operator accepts, then read
+    // the salvaged documents.
+    let running = node(&dir, &address);
+    wait_for(
+        "both feeds held by the incident",
+        Duration::from_secs(60),
+        || {
+            let (_, status) = http(&address, "GET", "/api/index/docs/status", "");
+            let held = status["pindexes"]
+                .as_array()?
+                .iter()
+                .filter(|p| !p["local"]["feed"]["incident"].is_null())
+                .count();
+            (held == 2).then_some(())
+        },
+    );
+    let (status, body) = http(
+        &address,
+        "POST",
+        "/api/index/docs/ingestControl/accept-rollback",
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    wait_for(
+        "the salvaged documents indexed",
+        Duration::from_secs(60),
+        || (count(&address) == Some(DOCS as u64)).then_some(()),
+    );
+    let query = r#"{"query": {"term": {"field": "_id", "value": "d7"}}}"#;
+    let (status, body) = http(&address, "POST", "/api/index/docs/query", query);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["hits"][0]["fields"]["title"], "doc 7", "{body}");
+    drop(running);
+    // The unreadable file is in the backup.
+    let backup = salvaged["backup"].as_str().expect("a backup");
+    let saved = dir.join("repair/backups").join(backup).join("source.redb");
+    assert!(std::fs::read(saved).unwrap() == bytes);
+}

@@ -19,6 +19,7 @@ pub mod cfg;
 pub mod edits;
 pub mod error;
 pub mod pindex;
+pub mod salvage;
 pub mod source;
 pub mod workspace;
 

@@ -99,7 +99,7 @@ impl CheckReport {
 }
 
 /// Removes a scratch directory when dropped.
-struct Cleanup(PathBuf);
+pub(crate) struct Cleanup(pub(crate) PathBuf);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {

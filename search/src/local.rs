@@ -3,9 +3,8 @@
 
 use tantivy::collector::{Count, TopDocs};
 use tantivy::query::Query;
-use tantivy::schema::{OwnedValue, Schema};
-use tantivy::{DocAddress, Document, Searcher, TantivyDocument};
-use tessera_index::fulltext::{DOC_FIELD, ID_FIELD, PARTITION_FIELD};
+use tantivy::{DocAddress, Searcher, TantivyDocument};
+use tessera_index::fulltext::stored::stored_fields;
 use tessera_index::Searchable;
 
 use crate::dsl::{QuerySpec, Target};
@@ -129,58 +128,4 @@ fn top(
         .search_with_statistics_provider(query.as_ref(), &collector, stats)
         .map_err(SearchError::engine)?;
     Ok((total as u64, top))
-}
-
-/// The document's key and its stored fields as JSON (one value, or a list when a field has
-/// several); the dynamic mapping's whole-document field is unfolded into its fields.
-fn stored_fields(
-    schema: &Schema,
-    doc: &TantivyDocument,
-    wanted: Option<&[String]>,
-) -> (String, serde_json::Map<String, serde_json::Value>) {
-    let named = doc.to_named_doc(schema);
-    let mut id = String::new();
-    let mut out = serde_json::Map::new();
-    let keep = |name: &str| wanted.is_none_or(|w| w.iter().any(|f| f == name));
-    for (name, values) in named.0 {
-        match name.as_str() {
-            ID_FIELD => {
-                if let Some(OwnedValue::Str(s)) = values.first() {
-                    id = s.clone();
-                }
-            }
-            PARTITION_FIELD => {}
-            DOC_FIELD => {
-                if let Some(OwnedValue::Object(entries)) = values.into_iter().next() {
-                    for (key, value) in entries {
-                        if keep(&key) {
-                            out.insert(key, to_json(value));
-                        }
-                    }
-                }
-            }
-            _ if keep(&name) => {
-                let mut values: Vec<serde_json::Value> = values.into_iter().map(to_json).collect();
-                let value = if values.len() == 1 {
-                    values.remove(0)
-                } else {
-                    serde_json::Value::Array(values)
-                };
-                out.insert(name, value);
-            }
-            _ => {}
-        }
-    }
-    (id, out)
-}
-
-fn to_json(value: OwnedValue) -> serde_json::Value {
-    match value {
-        OwnedValue::Date(date) => serde_json::Value::String(
-            date.into_utc()
-                .format(&tantivy::time::format_description::well_known::Rfc3339)
-                .unwrap_or_default(),
-        ),
-        other => serde_json::to_value(&other).unwrap_or(serde_json::Value::Null),
-    }
 }

@@ -15,6 +15,7 @@ use crate::{Change, IndexError, PIndex, PIndexStats};
 
 pub mod repair;
 mod schema;
+pub mod stored;
 mod writer;
 
 pub use schema::schema;
