@@ -355,3 +355,6 @@ pub fn rollback(data_dir: &Path, id: &str) -> Result<RolledBack, RepairError> {
         files: backup.files.len(),
     })
 }
+
+#[cfg(test)]
+mod tests;
