@@ -196,11 +196,7 @@ impl LogFile {
     ) -> Result<Vec<RawEntry>, LogError> {
         let rtx = self.read()?;
         let log = rtx.open_table(LOG).map_err(LogError::storage)?;
-        let highs: BTreeMap<(String, u32), u64> = self
-            .partitions(source)?
-            .into_iter()
-            .map(|p| ((p.source, p.partition), p.high_seq))
-            .collect();
+        let highs = highs(&rtx, source)?;
         let mut out = Vec::new();
         for row in log.iter().map_err(LogError::storage)? {
             let (k, v) = row.map_err(LogError::storage)?;
@@ -332,15 +328,7 @@ impl LogFile {
         source: &str,
     ) -> Result<(BTreeSet<String>, BTreeSet<String>), LogError> {
         let keys = rtx.open_table(KEYS).map_err(LogError::storage)?;
-        let stored = keys
-            .range((source, "")..)
-            .map_err(LogError::storage)?
-            .map_while(|row| {
-                let (k, _) = row.ok()?;
-                let (name, key) = k.value();
-                (name == source).then(|| key.to_string())
-            })
-            .collect();
+        let stored = listed_keys(&keys, source)?.into_iter().collect();
         let log = rtx.open_table(LOG).map_err(LogError::storage)?;
         Ok((stored, replay(&log, source)?))
     }
@@ -467,16 +455,7 @@ impl LogFile {
             let mut keys = wtx.open_table(KEYS).map_err(LogError::storage)?;
             for source in edited {
                 let present = replay(&log, &source)?;
-                let stale: Vec<String> = keys
-                    .range((source.as_str(), "")..)
-                    .map_err(LogError::storage)?
-                    .map_while(|row| {
-                        let (k, _) = row.ok()?;
-                        let (name, key) = k.value();
-                        (name == source).then(|| key.to_string())
-                    })
-                    .collect();
-                for key in stale {
+                for key in listed_keys(&keys, &source)? {
                     keys.remove((source.as_str(), key.as_str()))
                         .map_err(LogError::storage)?;
                 }
@@ -493,8 +472,43 @@ impl LogFile {
     /// Documents present in `source` (its present-keys set).
     pub fn present_keys(&self, source: &str) -> Result<u64, LogError> {
         let rtx = self.read()?;
-        Ok(self.keys_of(&rtx, source)?.0.len() as u64)
+        let keys = rtx.open_table(KEYS).map_err(LogError::storage)?;
+        Ok(listed_keys(&keys, source)?.len() as u64)
     }
+}
+
+/// The keys the present-keys table lists for `source`.
+fn listed_keys(
+    keys: &impl ReadableTable<(&'static str, &'static str), ()>,
+    source: &str,
+) -> Result<Vec<String>, LogError> {
+    Ok(keys
+        .range((source, "")..)
+        .map_err(LogError::storage)?
+        .map_while(|row| {
+            let (k, _) = row.ok()?;
+            let (name, key) = k.value();
+            (name == source).then(|| key.to_string())
+        })
+        .collect())
+}
+
+/// Each partition's high seq (of `source`, or of every source), without counting entries.
+fn highs(
+    rtx: &redb::ReadTransaction,
+    source: Option<&str>,
+) -> Result<BTreeMap<(String, u32), u64>, LogError> {
+    let table = rtx.open_table(PARTITIONS).map_err(LogError::storage)?;
+    let mut out = BTreeMap::new();
+    for row in table.iter().map_err(LogError::storage)? {
+        let (k, v) = row.map_err(LogError::storage)?;
+        let (name, partition) = k.value();
+        if source.is_none_or(|s| s == name) {
+            let (high, _) = decode_partition(v.value()).unwrap_or((0, String::new()));
+            out.insert((name.to_string(), partition), high);
+        }
+    }
+    Ok(out)
 }
 
 fn fresh_uuid() -> String {
