@@ -199,7 +199,7 @@ pub async fn apply(
     std::fs::write(&values, saved)
         .map_err(RepairError::io(format!("writing {}", values.display())))?;
     let backup = ws.back_up("cfg", &[("values.json", &values)])?;
-    let _ = std::fs::remove_dir_all(&scratch);
+    drop(scratch);
     let mut txn = Txn::new();
     for c in &changes {
         txn = txn.when(Compare::ModRevision {

@@ -178,13 +178,11 @@ pub fn apply(
         Ok(o) => o,
         Err(e) => {
             let _ = std::fs::remove_dir_all(&work);
-            let _ = std::fs::remove_dir_all(&scratch);
             return Err(e);
         }
     };
     outcome.dry_run = dry_run;
     if dry_run {
-        let _ = std::fs::remove_dir_all(&scratch);
         return Ok(outcome);
     }
     let backup = back_up(&ws, &dir)?;
@@ -193,7 +191,6 @@ pub fn apply(
         .map_err(RepairError::io(format!("removing {}", work.display())))?;
     journal(&ws, "apply", &backup, edits, &outcome)?;
     outcome.backup = Some(backup);
-    let _ = std::fs::remove_dir_all(&scratch);
     Ok(outcome)
 }
 

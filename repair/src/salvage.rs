@@ -96,7 +96,6 @@ pub fn salvage(
         docs.extend(read);
     }
     let scratch = ws.scratch()?;
-    let _cleanup = crate::source::Cleanup(scratch.clone());
     let result = if dry_run {
         scratch.join("source.redb")
     } else {

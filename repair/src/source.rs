@@ -20,7 +20,10 @@ pub fn log_path(data_dir: &Path) -> PathBuf {
 
 /// The log read through a copy made under the file's lock (refused while the log is in
 /// use): reading never changes the original's bytes.
-fn read_copy(data_dir: &Path, ws: &Workspace) -> Result<(LogFile, PathBuf), RepairError> {
+fn read_copy(
+    data_dir: &Path,
+    ws: &Workspace,
+) -> Result<(LogFile, workspace::Scratch), RepairError> {
     let original = log_path(data_dir);
     if !original.exists() {
         return Err(RepairError::Damaged(format!(
@@ -55,8 +58,7 @@ pub struct Inspection {
 pub fn inspect(data_dir: &Path, filter: &Filter) -> Result<Inspection, RepairError> {
     let ws = Workspace::new(data_dir);
     let _lock = ws.lock("source inspect")?;
-    let (file, scratch) = read_copy(data_dir, &ws)?;
-    let _cleanup = Cleanup(scratch);
+    let (file, _scratch) = read_copy(data_dir, &ws)?;
     let mut partitions = file.partitions(filter.source.as_deref())?;
     if let Some(p) = filter.partition {
         partitions.retain(|x| x.partition == p);
@@ -98,24 +100,13 @@ impl CheckReport {
     }
 }
 
-/// Removes a scratch directory when dropped.
-pub(crate) struct Cleanup(pub(crate) PathBuf);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// Reads every entry; a file that does not open is reported, not an error (a file in use is).
 pub fn check(data_dir: &Path) -> Result<CheckReport, RepairError> {
     let path = log_path(data_dir);
     let ws = Workspace::new(data_dir);
     let _lock = ws.lock("source check")?;
-    let opened = read_copy(data_dir, &ws);
-    let _cleanup = Cleanup(data_dir.join("repair/scratch"));
-    match opened.map(|(file, _)| file) {
-        Ok(file) => Ok(CheckReport {
+    match read_copy(data_dir, &ws) {
+        Ok((file, _scratch)) => Ok(CheckReport {
             file: path,
             opens: true,
             error: None,
@@ -222,7 +213,6 @@ pub fn apply(
     // backup's) are those it had when the repair began.
     let _held = workspace::FileLock::exclusive(&original)?;
     let scratch = ws.scratch()?;
-    let _cleanup = Cleanup(scratch.clone());
     let (before, findings_before) = {
         let copy = scratch.join("before.redb");
         workspace::copy_synced(&original, &copy)?;
@@ -271,14 +261,11 @@ fn build(
     let file = LogFile::open(path)?;
     let applied = file.apply(&edits.edits)?;
     let after = counts(&file)?;
+    let (added, deleted) = (by_name(&applied.added), by_name(&applied.deleted));
     // Entries: before + added − deleted, partition by partition.
     for (name, was) in &before.entries {
-        let key = name
-            .rsplit_once('/')
-            .and_then(|(s, p)| Some((s.to_string(), p.parse::<u32>().ok()?)));
-        let Some(key) = key else { continue };
-        let added = applied.added.get(&key).copied().unwrap_or(0);
-        let deleted = applied.deleted.get(&key).copied().unwrap_or(0);
+        let added = added.get(name).copied().unwrap_or(0);
+        let deleted = deleted.get(name).copied().unwrap_or(0);
         let now = after.entries.get(name).copied().unwrap_or(0);
         if now + deleted != was + added {
             return Err(RepairError::Validation(format!(
@@ -315,9 +302,9 @@ fn build(
     Ok(Outcome {
         dry_run: true,
         backup: None,
-        deleted: by_name(&applied.deleted),
+        deleted,
         replaced: by_name(&applied.replaced),
-        added: by_name(&applied.added),
+        added,
         new_uuids,
         before: before.clone(),
         after,

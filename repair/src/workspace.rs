@@ -46,6 +46,23 @@ pub struct Workspace {
     dir: PathBuf,
 }
 
+/// A scratch directory ([`Workspace::scratch`]); removed on drop.
+pub struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Held while a repair runs; removed on drop.
 pub struct RepairLock {
     path: PathBuf,
@@ -312,13 +329,13 @@ impl Workspace {
             .collect()
     }
 
-    /// A scratch directory for a dry run or a result being built.
-    pub fn scratch(&self) -> Result<PathBuf, RepairError> {
+    /// A scratch directory for a dry run or a result being built, removed when dropped.
+    pub fn scratch(&self) -> Result<Scratch, RepairError> {
         let dir = self.dir.join("scratch");
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)
             .map_err(RepairError::io(format!("creating {}", dir.display())))?;
-        Ok(dir)
+        Ok(Scratch(dir))
     }
 }
 
