@@ -40,11 +40,8 @@ pub fn candidates(data_dir: &Path) -> Vec<Candidate> {
         let Some(name) = dir.file_name().to_str().map(str::to_string) else {
             continue;
         };
-        if let Ok(docs) = tessera_index::fulltext::stored::stored_documents(&dir.path()) {
-            out.push(Candidate {
-                pindex: name,
-                docs: docs.len() as u64,
-            });
+        if let Ok(docs) = tessera_index::fulltext::stored::document_count(&dir.path()) {
+            out.push(Candidate { pindex: name, docs });
         }
     }
     out.sort_by(|a, b| a.pindex.cmp(&b.pindex));
@@ -103,22 +100,30 @@ pub fn salvage(
     };
     let _ = std::fs::remove_file(&result);
     // Into the old log when it reads (it then must not have the source), else a new one.
-    let opens = original.exists() && {
-        let probe = scratch.join("probe.redb");
-        workspace::copy_synced(&original, &probe)?;
-        LogFile::open(&probe).is_ok()
-    };
-    if opens {
-        workspace::copy_synced(&original, &result)?;
-        let file = LogFile::open(&result)?;
-        if !file.partitions(Some(&spec.source))?.is_empty() {
-            let _ = std::fs::remove_file(&result);
-            return Err(RepairError::Invalid(format!(
-                "the log reads and has source `{}`: repair it with `check`/`plan`/`apply`, salvage is for what cannot be read",
-                spec.source
-            )));
-        }
-    }
+    let opens = original.exists()
+        && {
+            let probe = scratch.join("probe.redb");
+            workspace::copy_synced(&original, &probe)?;
+            match LogFile::open(&probe) {
+                Ok(file) => {
+                    if !file.partitions(Some(&spec.source))?.is_empty() {
+                        return Err(RepairError::Invalid(format!(
+                        "the log reads and has source `{}`: repair it with `check`/`plan`/`apply`, salvage is for what cannot be read",
+                        spec.source
+                    )));
+                    }
+                    drop(file);
+                    // The copy becomes the result (the scratch dir is in the data dir).
+                    std::fs::rename(&probe, &result).map_err(RepairError::io(format!(
+                        "renaming {} to {}",
+                        probe.display(),
+                        result.display()
+                    )))?;
+                    true
+                }
+                Err(_) => false,
+            }
+        };
     let written = write(&result, spec, &docs);
     if let Err(e) = written {
         let _ = std::fs::remove_file(&result);

@@ -64,6 +64,13 @@ fn to_json(value: OwnedValue) -> serde_json::Value {
     }
 }
 
+/// How many live documents the PIndex in `dir` holds, if it opens and its segments read.
+pub fn document_count(dir: &Path) -> Result<u64, IndexError> {
+    let storage = |e: tantivy::TantivyError| IndexError::Storage(e.to_string());
+    let index = Index::open_in_dir(dir).map_err(storage)?;
+    Ok(index.reader().map_err(storage)?.searcher().num_docs())
+}
+
 /// Every live document of the PIndex in `dir` as (key, stored fields), in no set order.
 pub fn stored_documents(dir: &Path) -> Result<Vec<(String, serde_json::Value)>, IndexError> {
     let storage = |e: tantivy::TantivyError| IndexError::Storage(e.to_string());
