@@ -33,16 +33,54 @@ fn node(dir: &Path, address: &str) -> Proc {
     )
 }
 
-fn repair(dir: &Path, args: &[&str]) -> (Output, serde_json::Value) {
+const TITLE_MAPPING: &str = r#"{"mapping": {"fields": {"title": {"type": "text"}}}}"#;
+
+/// A node on `dir` with index `docs` (params `params`) over source `docs`, 4 partitions per
+/// PIndex, holding `DOCS` documents `doc(i)` keyed `d{i}`, every one indexed.
+fn indexed_node(
+    dir: &Path,
+    address: &str,
+    params: &str,
+    doc: impl Fn(usize) -> serde_json::Value,
+) -> Proc {
+    let running = node(dir, address);
+    let index = format!(
+        r#"{{"type": "fulltext", "source": {{"type": "tessera", "name": "docs", "partitions": {PARTITIONS}}},
+            "plan": {{"max_partitions_per_pindex": 4, "replicas": 0}}, "params": {params}}}"#
+    );
+    let (status, body) = http(address, "PUT", "/api/index/docs", &index);
+    assert_eq!(status, 200, "{body}");
+    let bulk: String = (0..DOCS)
+        .map(|i| {
+            format!(
+                "{}\n",
+                serde_json::json!({"key": format!("d{i}"), "doc": doc(i)})
+            )
+        })
+        .collect();
+    let (status, body) = http(address, "POST", "/api/source/docs/bulk", &bulk);
+    assert_eq!(status, 200, "{body}");
+    wait_for("every document indexed", Duration::from_secs(60), || {
+        (count(address) == Some(DOCS as u64)).then_some(())
+    });
+    running
+}
+
+/// `tessera --data-dir DIR repair KIND ARGS...`: the exit status and the JSON answer.
+fn repair_kind(dir: &Path, kind: &str, args: &[&str]) -> (Output, serde_json::Value) {
     let out = std::process::Command::new(BIN)
         .arg("--data-dir")
         .arg(dir)
-        .args(["repair", "source"])
+        .args(["repair", kind])
         .args(args)
         .output()
         .expect("tessera runs");
     let json = serde_json::from_slice(&out.stdout).unwrap_or_default();
     (out, json)
+}
+
+fn repair(dir: &Path, args: &[&str]) -> (Output, serde_json::Value) {
+    repair_kind(dir, "source", args)
 }
 
 fn count(address: &str) -> Option<u64> {
@@ -83,22 +121,12 @@ fn a_damaged_source_entry_is_found_dropped_re_read_and_rolled_back() {
     let scratch = tempfile::tempdir().unwrap();
     let dir = scratch.path().join("node");
     let address = format!("127.0.0.1:{}", free_port());
-    let mut running = node(&dir, &address);
-    let index = format!(
-        r#"{{"type": "fulltext", "source": {{"type": "tessera", "name": "docs", "partitions": {PARTITIONS}}},
-            "plan": {{"max_partitions_per_pindex": 4, "replicas": 0}},
-            "params": {{"mapping": {{"fields": {{"title": {{"type": "text"}}}}}}}}}}"#
+    let mut running = indexed_node(
+        &dir,
+        &address,
+        TITLE_MAPPING,
+        |i| serde_json::json!({"title": format!("doc {i}")}),
     );
-    let (status, body) = http(&address, "PUT", "/api/index/docs", &index);
-    assert_eq!(status, 200, "{body}");
-    let bulk: String = (0..DOCS)
-        .map(|i| format!("{{\"key\":\"d{i}\",\"doc\":{{\"title\":\"doc {i}\"}}}}\n"))
-        .collect();
-    let (status, body) = http(&address, "POST", "/api/source/docs/bulk", &bulk);
-    assert_eq!(status, 200, "{body}");
-    wait_for("every document indexed", Duration::from_secs(60), || {
-        (count(&address) == Some(DOCS as u64)).then_some(())
-    });
 
     // While the node runs, its log is in use.
     let (out, _) = repair(&dir, &["check"]);
@@ -223,15 +251,7 @@ fn a_damaged_source_entry_is_found_dropped_re_read_and_rolled_back() {
 }
 
 fn repair_pindex(dir: &Path, args: &[&str]) -> (Output, serde_json::Value) {
-    let out = std::process::Command::new(BIN)
-        .arg("--data-dir")
-        .arg(dir)
-        .args(["repair", "pindex"])
-        .args(args)
-        .output()
-        .expect("tessera runs");
-    let json = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    (out, json)
+    repair_kind(dir, "pindex", args)
 }
 
 /// Flips bytes in the middle of `path`.
@@ -249,22 +269,12 @@ fn a_pindex_with_a_damaged_segment_file_serves_again_with_the_exact_count() {
     let scratch = tempfile::tempdir().unwrap();
     let dir = scratch.path().join("node");
     let address = format!("127.0.0.1:{}", free_port());
-    let mut running = node(&dir, &address);
-    let index = format!(
-        r#"{{"type": "fulltext", "source": {{"type": "tessera", "name": "docs", "partitions": {PARTITIONS}}},
-            "plan": {{"max_partitions_per_pindex": 4, "replicas": 0}},
-            "params": {{"mapping": {{"fields": {{"title": {{"type": "text"}}}}}}}}}}"#
+    let mut running = indexed_node(
+        &dir,
+        &address,
+        TITLE_MAPPING,
+        |i| serde_json::json!({"title": format!("doc {i}")}),
     );
-    let (status, body) = http(&address, "PUT", "/api/index/docs", &index);
-    assert_eq!(status, 200, "{body}");
-    let bulk: String = (0..DOCS)
-        .map(|i| format!("{{\"key\":\"d{i}\",\"doc\":{{\"title\":\"doc {i}\"}}}}\n"))
-        .collect();
-    let (status, body) = http(&address, "POST", "/api/source/docs/bulk", &bulk);
-    assert_eq!(status, 200, "{body}");
-    wait_for("every document indexed", Duration::from_secs(60), || {
-        (count(&address) == Some(DOCS as u64)).then_some(())
-    });
     let mut names: Vec<String> = std::fs::read_dir(dir.join("pindexes"))
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
@@ -512,22 +522,13 @@ fn a_source_log_that_does_not_open_is_salvaged_from_the_pindexes() {
     let scratch = tempfile::tempdir().unwrap();
     let dir = scratch.path().join("node");
     let address = format!("127.0.0.1:{}", free_port());
-    let mut running = node(&dir, &address);
     // The dynamic mapping stores whole documents.
-    let index = format!(
-        r#"{{"type": "fulltext", "source": {{"type": "tessera", "name": "docs", "partitions": {PARTITIONS}}},
-            "plan": {{"max_partitions_per_pindex": 4, "replicas": 0}}}}"#
+    let mut running = indexed_node(
+        &dir,
+        &address,
+        "null",
+        |i| serde_json::json!({"title": format!("doc {i}"), "n": i}),
     );
-    let (status, body) = http(&address, "PUT", "/api/index/docs", &index);
-    assert_eq!(status, 200, "{body}");
-    let bulk: String = (0..DOCS)
-        .map(|i| format!("{{\"key\":\"d{i}\",\"doc\":{{\"title\":\"doc {i}\",\"n\":{i}}}}}\n"))
-        .collect();
-    let (status, body) = http(&address, "POST", "/api/source/docs/bulk", &bulk);
-    assert_eq!(status, 200, "{body}");
-    wait_for("every document indexed", Duration::from_secs(60), || {
-        (count(&address) == Some(DOCS as u64)).then_some(())
-    });
     assert_eq!(running.terminate(Duration::from_secs(30)), 0);
 
     // The file's first pages overwritten: redb cannot open it.
