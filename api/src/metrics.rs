@@ -14,7 +14,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use tessera_cfg::schema::{CopyRole, IndexDef, IndexPlan};
+use tessera_cfg::schema::{CopyRole, CopyState, IndexDef, IndexPlan};
 use tessera_index::pool::IndexingUsage;
 use tessera_janitor::executor::LocalStatus;
 use tessera_telemetry::families as f;
@@ -32,16 +32,44 @@ pub fn router() -> Router<AppState> {
 /// What a scrape reads from the node's state.
 #[derive(Debug, Default)]
 pub struct ScrapeInput {
-    pub node: String,
     /// The defined indexes; `None` when the definitions could not be read.
     pub defined: Option<BTreeSet<String>>,
-    pub plans: Vec<IndexPlan>,
+    /// The copies the plans place on this node ([`copies_on`]).
+    pub copies: Vec<PlacedCopy>,
     /// This node's PIndexes.
     pub local: Vec<LocalCopy>,
     /// The high seq of each source partition, by index (indexes whose source answered).
     pub highs: BTreeMap<String, BTreeMap<u32, u64>>,
     pub indexing: Option<IndexingUsage>,
     pub now_ms: u64,
+}
+
+/// A copy a plan places on this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlacedCopy {
+    pub index: String,
+    pub role: CopyRole,
+    pub state: CopyState,
+}
+
+/// The copies `plans` place on `node`.
+pub fn copies_on<'a>(
+    node: &str,
+    plans: impl IntoIterator<Item = &'a IndexPlan>,
+) -> Vec<PlacedCopy> {
+    let mut out = Vec::new();
+    for plan in plans {
+        for copy in plan.pindexes.iter().flat_map(|p| &p.copies) {
+            if copy.node == node {
+                out.push(PlacedCopy {
+                    index: plan.index.clone(),
+                    role: copy.role,
+                    state: copy.state,
+                });
+            }
+        }
+    }
+    out
 }
 
 /// One of this node's PIndexes as the board shows it.
@@ -77,23 +105,19 @@ impl LocalCopy {
 /// The scraped families of `input`.
 pub fn scraped(input: &ScrapeInput) -> Vec<MetricFamily> {
     let mut copies: BTreeMap<(&str, &'static str, &'static str), f64> = BTreeMap::new();
-    for plan in &input.plans {
-        for pindex in &plan.pindexes {
-            for copy in pindex.copies.iter().filter(|c| c.node == input.node) {
-                let role = match copy.role {
-                    CopyRole::Primary => "primary",
-                    CopyRole::Replica => "replica",
-                };
-                let state = match copy.state {
-                    tessera_cfg::schema::CopyState::Building => "building",
-                    tessera_cfg::schema::CopyState::Active => "active",
-                    tessera_cfg::schema::CopyState::Dropping => "dropping",
-                };
-                *copies
-                    .entry((plan.index.as_str(), role, state))
-                    .or_default() += 1.0;
-            }
-        }
+    for copy in &input.copies {
+        let role = match copy.role {
+            CopyRole::Primary => "primary",
+            CopyRole::Replica => "replica",
+        };
+        let state = match copy.state {
+            CopyState::Building => "building",
+            CopyState::Active => "active",
+            CopyState::Dropping => "dropping",
+        };
+        *copies
+            .entry((copy.index.as_str(), role, state))
+            .or_default() += 1.0;
     }
     let mut docs: BTreeMap<&str, f64> = BTreeMap::new();
     let mut running: BTreeMap<&str, f64> = BTreeMap::new();
@@ -191,45 +215,64 @@ fn forget_deleted(defined: &BTreeSet<String>) {
 /// Reads what [`scraped`] needs: the mirror when synced (else the Cfg), the board, the
 /// sources' high seqs (each source asked once, within [`HIGHS_TIMEOUT`]).
 async fn read(state: &AppState) -> ScrapeInput {
-    let mirrored = match state.coord.search.cluster_view.get() {
-        Some(view) => {
-            view.read(tessera_coord::Freshness::Mirror, |m| {
-                Some((m.defs().clone(), m.plans().values().cloned().collect()))
-            })
-            .await
-        }
-        None => None,
-    };
-    let (defs, plans): (Option<BTreeMap<String, IndexDef>>, Vec<IndexPlan>) = match mirrored {
-        Some((defs, plans)) => (Some(defs), plans),
-        None => {
-            let defs = state.cfg.index_defs().await.ok().map(|l| {
-                l.items
-                    .into_iter()
-                    .map(|v| (v.value.name.clone(), v.value))
-                    .collect()
-            });
-            let plans = state
-                .cfg
-                .plans()
-                .await
-                .map(|l| l.items.into_iter().map(|v| v.value).collect())
-                .unwrap_or_default();
-            (defs, plans)
-        }
-    };
     let local: Vec<LocalCopy> = state
         .board
         .lock()
         .map(|b| b.values().map(|v| LocalCopy::of(&v.snapshot())).collect())
         .unwrap_or_default();
-    let mut highs = BTreeMap::new();
     let hosted: BTreeSet<&str> = local.iter().map(|s| s.index.as_str()).collect();
-    let mut by_source: BTreeMap<(String, String), Option<BTreeMap<u32, u64>>> = BTreeMap::new();
-    for def in defs.iter().flat_map(|d| d.values()) {
-        if !hosted.contains(def.name.as_str()) {
-            continue;
+    let node = state.node_uuid.as_str();
+    // From the mirror: the defined names, the definitions of the indexes hosted here and this
+    // node's copies; nothing else of the cluster is copied per scrape.
+    let mirrored = match state.coord.search.cluster_view.get() {
+        Some(view) => {
+            view.read(tessera_coord::Freshness::Mirror, |m| {
+                let hosted_defs: Vec<IndexDef> = m
+                    .defs()
+                    .values()
+                    .filter(|d| hosted.contains(d.name.as_str()))
+                    .cloned()
+                    .collect();
+                let defined = m.defs().keys().cloned().collect();
+                Some((
+                    Some(defined),
+                    hosted_defs,
+                    copies_on(node, m.plans().values()),
+                ))
+            })
+            .await
         }
+        None => None,
+    };
+    let (defined, defs, copies) = match mirrored {
+        Some(read) => read,
+        None => {
+            let defs: Option<Vec<IndexDef>> = state
+                .cfg
+                .index_defs()
+                .await
+                .ok()
+                .map(|l| l.items.into_iter().map(|v| v.value).collect());
+            let plans: Vec<IndexPlan> = state
+                .cfg
+                .plans()
+                .await
+                .map(|l| l.items.into_iter().map(|v| v.value).collect())
+                .unwrap_or_default();
+            let defined = defs
+                .as_ref()
+                .map(|d| d.iter().map(|d| d.name.clone()).collect());
+            let hosted_defs = defs
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|d| hosted.contains(d.name.as_str()))
+                .collect();
+            (defined, hosted_defs, copies_on(node, &plans))
+        }
+    };
+    let mut highs = BTreeMap::new();
+    let mut by_source: BTreeMap<(String, String), Option<BTreeMap<u32, u64>>> = BTreeMap::new();
+    for def in &defs {
         let Ok(url) = state.source_url(def).await else {
             continue;
         };
@@ -245,9 +288,8 @@ async fn read(state: &AppState) -> ScrapeInput {
         }
     }
     ScrapeInput {
-        node: state.node_uuid.clone(),
-        defined: defs.map(|d| d.into_keys().collect()),
-        plans,
+        defined,
+        copies,
         local,
         highs,
         indexing: state.indexing.as_ref().map(|p| p.usage()),

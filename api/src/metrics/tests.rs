@@ -52,25 +52,27 @@ fn value(families: &[MetricFamily], name: &str, labels: &[(&str, &str)]) -> Opti
 fn gauges_are_this_nodes_share() {
     use CopyRole::{Primary, Replica};
     let input = ScrapeInput {
-        node: "a".into(),
         defined: Some(["docs".to_string()].into()),
-        plans: vec![plan(
-            "docs",
-            vec![
+        copies: copies_on(
+            "a",
+            &[plan(
+                "docs",
                 vec![
-                    copy("a", Primary, CopyState::Active),
-                    copy("b", Replica, CopyState::Active),
+                    vec![
+                        copy("a", Primary, CopyState::Active),
+                        copy("b", Replica, CopyState::Active),
+                    ],
+                    vec![
+                        copy("b", Primary, CopyState::Active),
+                        copy("a", Replica, CopyState::Building),
+                    ],
+                    vec![
+                        copy("a", Primary, CopyState::Dropping),
+                        copy("c", Primary, CopyState::Building),
+                    ],
                 ],
-                vec![
-                    copy("b", Primary, CopyState::Active),
-                    copy("a", Replica, CopyState::Building),
-                ],
-                vec![
-                    copy("a", Primary, CopyState::Dropping),
-                    copy("c", Primary, CopyState::Building),
-                ],
-            ],
-        )],
+            )],
+        ),
         local: vec![
             LocalCopy {
                 index: "docs".into(),
@@ -135,7 +137,6 @@ fn gauges_are_this_nodes_share() {
 #[test]
 fn lag_in_seqs_is_left_out_when_the_source_did_not_answer() {
     let input = ScrapeInput {
-        node: "a".into(),
         local: vec![LocalCopy {
             index: "docs".into(),
             running: true,
