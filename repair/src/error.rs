@@ -33,8 +33,9 @@ impl RepairError {
 impl From<tessera_source::LogError> for RepairError {
     fn from(e: tessera_source::LogError) -> Self {
         use tessera_source::LogError as L;
+        // Whether the data is in use is told by `workspace::FileLock` before anything opens
+        // it; repairs open only their own copies.
         match e {
-            L::Storage(m) if m.contains("in use") => RepairError::InUse(m),
             L::Storage(m) => RepairError::Damaged(m),
             L::Refused(m) => RepairError::Invalid(m),
             other @ (L::InvalidKey(_)
