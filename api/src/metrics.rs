@@ -271,17 +271,19 @@ async fn read(state: &AppState) -> ScrapeInput {
         }
     };
     let mut highs = BTreeMap::new();
-    let mut by_source: BTreeMap<(String, String), Option<BTreeMap<u32, u64>>> = BTreeMap::new();
+    let mut by_source: BTreeMap<String, Option<BTreeMap<u32, u64>>> = BTreeMap::new();
     for def in &defs {
-        let Ok(url) = state.source_url(def).await else {
+        let Ok(source) = state.source(def).await else {
             continue;
         };
-        let key = (url, def.source.name.clone());
+        let key = source.describe();
         if !by_source.contains_key(&key) {
-            let asked =
-                tessera_source::grpc::partition_highs(&state.coord.search.peers, &key.0, &key.1);
-            let answer = tokio::time::timeout(HIGHS_TIMEOUT, asked).await;
-            by_source.insert(key.clone(), answer.ok().and_then(Result::ok));
+            let answer = tokio::time::timeout(HIGHS_TIMEOUT, source.partitions()).await;
+            let highs = answer
+                .ok()
+                .and_then(Result::ok)
+                .map(|l| tessera_sources::highs(&l));
+            by_source.insert(key.clone(), highs);
         }
         if let Some(Some(h)) = by_source.get(&key) {
             highs.insert(def.name.clone(), h.clone());

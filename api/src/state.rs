@@ -22,6 +22,8 @@ pub struct AppState {
     pub indexing: Option<std::sync::Arc<tessera_index::IndexingPool>>,
     /// Queries taking at least this long are logged with their phases (`--slow-query-ms`).
     pub slow_query: Option<std::time::Duration>,
+    /// Opens the sources definitions name; the node's janitor shares it (and its connections).
+    pub sources: tessera_sources::Sources,
 }
 
 /// Who the node is: its uuid and this run's incarnation, and its cluster's uuid and name.
@@ -40,6 +42,7 @@ impl AppState {
         board: StatusBoard,
         search: std::sync::Arc<tessera_coord::SearchState>,
     ) -> Self {
+        let sources = tessera_sources::Sources::new(search.peers.clone());
         let coord = Coordinator {
             cfg: cfg.clone(),
             node_uuid: who.node_uuid.clone(),
@@ -57,6 +60,7 @@ impl AppState {
             backup_paths: Vec::new(),
             indexing: None,
             slow_query: None,
+            sources,
         }
     }
 }
@@ -68,6 +72,25 @@ impl AppState {
         self.cfg
             .source_url(&def.source, &self.coord.search.default_source_url)
             .await
+    }
+
+    /// The source `def` reads (see `tessera_sources::Sources::open`).
+    pub async fn source(
+        &self,
+        def: &tessera_cfg::schema::IndexDef,
+    ) -> Result<std::sync::Arc<dyn tessera_sources::SourceType>, tessera_sources::SourceError> {
+        let default = &self.coord.search.default_source_url;
+        self.sources.open(&def.source, &self.cfg, default).await
+    }
+
+    /// Each partition's uuid and high seq of the source `def` reads, `None` when it does not
+    /// answer.
+    pub async fn source_state(
+        &self,
+        def: &tessera_cfg::schema::IndexDef,
+    ) -> Option<std::collections::BTreeMap<u32, (String, u64)>> {
+        let source = self.source(def).await.ok()?;
+        tessera_sources::uuids_and_highs(source.as_ref()).await.ok()
     }
 }
 

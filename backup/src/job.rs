@@ -451,7 +451,7 @@ async fn source_seqs(
 ) -> BTreeMap<String, BTreeMap<u32, u64>> {
     let mut out = BTreeMap::new();
     for (url, name) in sources {
-        match tessera_source::grpc::partition_infos(peers, url, name).await {
+        match tessera_sources::reference::partition_infos(peers, url, name).await {
             Ok(infos) => {
                 out.insert(
                     name.clone(),

@@ -49,7 +49,7 @@ pub async fn save_source(
     name: &str,
     pace: &mut Pace,
 ) -> Result<(SourceEntry, Sent), BackupError> {
-    let infos = tessera_source::grpc::partition_infos(peers, url, name)
+    let infos = tessera_sources::reference::partition_infos(peers, url, name)
         .await
         .map_err(source_error)?;
     let mut partitions = BTreeMap::new();

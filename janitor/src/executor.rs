@@ -16,6 +16,9 @@ pub use crate::board::{LocalStatus, StatusBoard};
 use crate::diff::{diff_with_files, Action, Local, LocalState, Wanted};
 use crate::feed::{Feed, FeedConfig};
 use crate::stall::stall;
+
+/// The source a hosted PIndex reads, shared by its feed and the executor's checks.
+type SourceRef = std::sync::Arc<dyn tessera_sources::SourceType>;
 pub use crate::stall::STALL_AFTER;
 use crate::wanted::{wanted_copies, WantedView};
 
@@ -63,8 +66,10 @@ pub struct ExecutorOptions {
     pub debounce: Duration,
     pub commit_every: usize,
     pub commit_interval: Duration,
-    /// The node's pooled peer channels (for the sources' high seqs).
+    /// The node's pooled peer channels.
     pub peers: tessera_proto::peers::Peers,
+    /// Opens the sources definitions name (shared with the node's API for its connections).
+    pub sources: tessera_sources::Sources,
     /// This node's URL, whose `tessera.v1.Copy` finds a peer holding a readable copy of a
     /// PIndex starting here; `None`: new copies always build from the source.
     pub node_url: Option<String>,
@@ -77,9 +82,8 @@ pub struct ExecutorOptions {
 
 struct Hosted {
     index: String,
-    /// Where its source answers, as resolved when it started, and the source's name there.
-    source_url: String,
-    source_name: String,
+    /// Its source, as resolved when it started.
+    source: SourceRef,
     definition: String,
     partitions: Vec<u32>,
     role: CopyRole,
@@ -460,19 +464,18 @@ impl Executor {
 
     /// Marks hosted PIndexes whose feeds reached the source's high seqs (as of now).
     async fn refresh_caught_up(&mut self) {
-        let mut highs: BTreeMap<(String, String), BTreeMap<u32, u64>> = BTreeMap::new();
+        let mut highs: BTreeMap<String, BTreeMap<u32, u64>> = BTreeMap::new();
         for h in self.hosted.values_mut() {
             if h.caught_up {
                 continue;
             }
-            let key = (h.source_url.clone(), h.source_name.clone());
+            let key = h.source.describe();
             if !highs.contains_key(&key) {
-                highs.insert(
-                    key.clone(),
-                    tessera_source::grpc::partition_highs(&self.options.peers, &key.0, &key.1)
-                        .await
-                        .unwrap_or_default(),
-                );
+                let listed = h.source.partitions().await;
+                let high = listed
+                    .map(|l| tessera_sources::highs(&l))
+                    .unwrap_or_default();
+                highs.insert(key.clone(), high);
             }
             let status = h.feed.status();
             let high = &highs[&key];
@@ -534,20 +537,18 @@ impl Executor {
             return;
         };
         let dir = self.options.pindex_dir.join(&wanted.pindex);
-        let source_url = match self.source_url(&def).await {
-            Ok(url) => url,
+        let source = match self.source(&def).await {
+            Ok(source) => source,
             Err(e) => return self.fail(wanted, e),
         };
         let new_copy = def.restore.is_none() && !dir.exists();
         if new_copy
             && matches!(peers, FromPeers::Try)
-            && self.begin_peer_copy(&wanted, &def, &source_url)
+            && self.begin_peer_copy(&wanted, &def, &source)
         {
             return;
         }
         if let (Some(from), false) = (&def.restore, dir.exists()) {
-            let source = (source_url.as_str(), def.source.name.as_str());
-            let peers = &self.options.peers;
             let into = restore::FetchInto {
                 pindex: &wanted.pindex,
                 partitions: &wanted.partitions,
@@ -555,7 +556,7 @@ impl Executor {
                 dir: &dir,
             };
             let done = std::sync::atomic::AtomicU64::new(0);
-            match restore::fetch(&self.cfg, peers, from, source, &into, &done).await {
+            match restore::fetch(&self.cfg, from, source.as_ref(), &into, &done).await {
                 Ok(Some(note)) => {
                     tracing::info!(pindex = wanted.pindex, from = note, "PIndex restored");
                     if let Ok(mut board) = self.board.lock() {
@@ -599,9 +600,8 @@ impl Executor {
         }
         let config = FeedConfig {
             index: wanted.index.clone(),
-            source_url: source_url.clone(),
+            source: source.clone(),
             source_partitions: def.source.partitions(),
-            source: def.source.name.clone(),
             partitions: wanted.partitions.clone(),
             commit_every: self.options.commit_every,
             commit_interval: self.options.commit_interval,
@@ -619,8 +619,7 @@ impl Executor {
             wanted.pindex.clone(),
             Hosted {
                 index: wanted.index,
-                source_name: def.source.name.clone(),
-                source_url,
+                source,
                 definition: wanted.definition,
                 partitions: wanted.partitions,
                 role: wanted.role,
@@ -659,11 +658,11 @@ impl Executor {
         );
     }
 
-    /// Where `def`'s source answers (see `SourceDef::resolve_url`).
-    async fn source_url(&self, def: &IndexDef) -> Result<String, String> {
-        self.cfg
-            .source_url(&def.source, &self.options.default_source_url)
-            .await
+    /// The source `def` reads.
+    async fn source(&self, def: &IndexDef) -> Result<SourceRef, String> {
+        let default = &self.options.default_source_url;
+        let opened = self.options.sources.open(&def.source, &self.cfg, default);
+        opened.await.map_err(|e| e.to_string())
     }
 
     async fn publish(&self) {
@@ -701,6 +700,7 @@ impl ExecutorOptions {
             debounce: defaults::DEBOUNCE,
             commit_every: defaults::COMMIT_EVERY,
             commit_interval: defaults::COMMIT_INTERVAL,
+            sources: tessera_sources::Sources::new(peers.clone()),
             peers,
             node_url: None,
             copy_pace: std::sync::Arc::new(tessera_copy::pace::Pace::unlimited()),

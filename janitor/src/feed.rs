@@ -1,5 +1,5 @@
-//! Feeds: one per PIndex, streaming its source partitions (the gRPC source protocol) into it
-//! from its checkpoints. Each partition has a reader task that reconnects with exponential
+//! Feeds: one per PIndex, streaming its source partitions (through the source-type interface,
+//! `tessera_sources`) into it from its checkpoints. Each partition has a reader task that reconnects with exponential
 //! backoff and resumes after the last seq it passed on; one applier applies changes in order,
 //! commits by count and by time, and handles rollbacks by dropping the partition's documents
 //! and streaming it again from the start — unless the source replaced the whole history the
@@ -13,9 +13,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use tessera_index::{Change, IndexError, PIndex};
-use tessera_proto::v1::source_client::SourceClient;
-use tessera_proto::v1::stream_event::Event;
-use tessera_proto::v1::StreamRequest;
+use tessera_sources::{FeedSession, SourceEvent, SourceType};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -28,14 +26,8 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Changes applied per blocking batch.
 const BATCH: usize = 1024;
-/// Partition streams per HTTP/2 connection. Every stream of a feed stays open (it follows live
-/// changes), and a server admits only so many concurrent streams per connection (hyper's
-/// default is 200; HTTP/2 asks for at least 100): streams past that limit wait forever for a
-/// slot, so a PIndex over more partitions spreads them over more connections.
-pub const STREAMS_PER_CONNECTION: usize = 64;
-/// How long opening one partition stream may take before it counts as failed (and is retried
-/// with backoff, the reason shown in the feed's status).
-const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long asking the source about its history may take before the feed holds anyway.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Aborts a background task when its owner ends.
 struct AbortOnDrop(Option<JoinHandle<()>>);
@@ -55,13 +47,12 @@ fn now_ms() -> u64 {
 }
 
 /// Where a feed reads from and how often it commits.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct FeedConfig {
     /// The index the PIndex belongs to (the `index` label of the feed's metrics).
     pub index: String,
-    /// `http://host:port` of a node or standalone source.
-    pub source_url: String,
-    pub source: String,
+    /// The source the index reads (opened by `tessera_sources::Sources::open`).
+    pub source: Arc<dyn SourceType>,
     pub partitions: Vec<u32>,
     /// Commit after this many changes...
     pub commit_every: usize,
@@ -174,23 +165,12 @@ impl Feed {
             ..FeedStatus::default()
         }));
         let (commands, rx) = mpsc::channel(8);
-        let connections = config
-            .partitions
-            .len()
-            .div_ceil(STREAMS_PER_CONNECTION)
-            .max(1);
-        let channels = tonic::transport::Endpoint::from_shared(config.source_url.clone())
-            .ok()
-            .map(|e| {
-                let e = e.connect_timeout(Duration::from_secs(2));
-                (0..connections).map(|_| e.connect_lazy()).collect()
-            })
-            .unwrap_or_default();
+        let session = config.source.session(&config.partitions);
         let counters = FeedCounters::for_index(&config.index);
         let applier = Applier {
             config,
             counters,
-            channels,
+            session,
             status: status.clone(),
             readers: BTreeMap::new(),
             items: mpsc::channel(4096),
@@ -251,10 +231,8 @@ impl Feed {
 struct Applier {
     config: FeedConfig,
     counters: FeedCounters,
-    /// HTTP/2 connections shared by the partition readers, at most
-    /// [`STREAMS_PER_CONNECTION`] partitions each (connected lazily, re-dialled by tonic when
-    /// one breaks). Empty when the source url is unusable.
-    channels: Vec<tonic::transport::Channel>,
+    /// The connections the partition readers stream over.
+    session: Arc<dyn FeedSession>,
     status: Arc<Mutex<FeedStatus>>,
     readers: BTreeMap<u32, JoinHandle<()>>,
     items: (mpsc::Sender<Item>, mpsc::Receiver<Item>),
@@ -275,12 +253,10 @@ impl Applier {
             return None;
         }
         crate::incident::check(
-            self.channels.first().cloned(),
-            &self.config.source,
-            &self.config.source_url,
+            self.config.source.as_ref(),
             &self.config.partitions,
             &checkpoints,
-            OPEN_TIMEOUT,
+            CHECK_TIMEOUT,
         )
         .await
     }
@@ -299,19 +275,8 @@ impl Applier {
         if let Some(old) = self.readers.remove(&partition) {
             old.abort();
         }
-        // A partition's connection follows from its place in the PIndex's partition list, so
-        // a reader started again (after a rollback) shares the same connection.
-        let slot = self
-            .config
-            .partitions
-            .iter()
-            .position(|p| *p == partition)
-            .unwrap_or(0)
-            / STREAMS_PER_CONNECTION;
         let reader = Reader {
-            url: self.config.source_url.clone(),
-            channel: self.channels.get(slot).cloned(),
-            source: self.config.source.clone(),
+            session: self.session.clone(),
             partition,
             items: self.items.0.clone(),
             status: self.status.clone(),
@@ -383,7 +348,6 @@ impl Applier {
         }
         let checking = (self.config.source_partitions > 0).then(|| {
             let check = crate::incident::partition_count_mismatch(
-                self.channels.first().cloned(),
                 self.config.source.clone(),
                 self.config.source_partitions,
             );
@@ -437,7 +401,7 @@ impl Applier {
                     }
                     Some(Command::AcceptRollback(at)) => {
                         if self.incident_since.is_some_and(|since| since <= at) {
-                            tracing::warn!(source = self.config.source, "incident accepted: rolling back to the source's new history");
+                            tracing::warn!(source = self.config.source.describe(), "incident accepted: rolling back to the source's new history");
                             self.incident_since = None;
                             self.rollbacks_accepted = true;
                             self.update(|s| s.incident = None);
@@ -464,7 +428,7 @@ impl Applier {
                     if let Some(why) = self.is_incident(&batch, checkpoints).await {
                         // Hold everything: what was read is read again from the checkpoints
                         // once an operator accepts.
-                        tracing::error!(source = self.config.source, why, "source history replaced: feed held");
+                        tracing::error!(source = self.config.source.describe(), why, "source history replaced: feed held");
                         self.stop_readers();
                         while self.items.1.try_recv().is_ok() {}
                         self.incident_since = Some(now_ms());
@@ -503,7 +467,7 @@ impl Applier {
                         }
                     });
                     for (partition, uuid) in rollbacks {
-                        tracing::warn!(source = self.config.source, partition, "source history changed; streaming the partition again");
+                        tracing::warn!(source = self.config.source.describe(), partition, "source history changed; streaming the partition again");
                         self.start_reader(partition, 0, uuid);
                     }
                     // Queries waiting, or the node's indexing budget asking for this buffer.

@@ -7,6 +7,9 @@
 //! over) is rolled back as before.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tessera_sources::{SourceError, SourceType};
 
 /// Whether `source` (partition → its uuid now) replaced the whole history this feed has read:
 /// every partition of `partitions` with a checkpoint (`checkpoints`: partition → uuid) now has
@@ -26,44 +29,26 @@ pub fn whole_history_replaced(
     read.all(|(p, uuid)| source.get(p) != Some(uuid))
 }
 
-/// Asks the source (over `channel`) for its partitions' uuids and says why the feed must hold,
-/// if the whole history it has read was replaced. A source that cannot be asked holds the
-/// feed too: dropping data on a guess is what this prevents.
+/// Asks `source` for its partitions' uuids and says why the feed must hold, if the whole
+/// history it has read was replaced. A source that cannot be asked holds the feed too:
+/// dropping data on a guess is what this prevents.
 pub(crate) async fn check(
-    channel: Option<tonic::transport::Channel>,
-    source: &str,
-    url: &str,
+    source: &dyn SourceType,
     partitions: &[u32],
     checkpoints: &BTreeMap<u32, String>,
     timeout: std::time::Duration,
 ) -> Option<String> {
-    let Some(channel) = channel else {
-        return Some("the source's address is unusable; cannot check its history".into());
-    };
-    let request = tessera_proto::v1::ListPartitionsRequest {
-        source: source.to_string(),
-    };
-    let mut client = tessera_proto::v1::source_client::SourceClient::new(channel);
-    let listed = tokio::time::timeout(timeout, client.list_partitions(request)).await;
-    let now: BTreeMap<u32, String> = match listed {
-        Ok(Ok(reply)) => reply
-            .into_inner()
-            .partitions
-            .into_iter()
-            .map(|p| (p.id, p.uuid))
-            .collect(),
-        Ok(Err(e)) if e.code() == tonic::Code::NotFound => BTreeMap::new(),
-        Ok(Err(e)) => {
-            return Some(format!(
-                "cannot check the source's history: {}",
-                e.message()
-            ))
-        }
+    let now = match tokio::time::timeout(timeout, source.partitions()).await {
+        Ok(Ok(listed)) => tessera_sources::uuids(&listed),
+        // Gone altogether: every history it had is replaced (by nothing).
+        Ok(Err(SourceError::NotFound(_))) => BTreeMap::new(),
+        Ok(Err(e)) => return Some(format!("cannot check the source's history: {e}")),
         Err(_) => return Some("cannot check the source's history: no answer".into()),
     };
     whole_history_replaced(partitions, checkpoints, &now).then(|| {
         format!(
-            "source `{source}` at {url} replaced the whole history of partitions {partitions:?}; nothing was dropped: accept with POST /api/index/{{name}}/ingestControl/accept-rollback"
+            "{} replaced the whole history of partitions {partitions:?}; nothing was dropped: accept with POST /api/index/{{name}}/ingestControl/accept-rollback",
+            source.describe()
         )
     })
 }
@@ -71,21 +56,17 @@ pub(crate) async fn check(
 /// Asks the source how many partitions it has until it answers, and says why it disagrees
 /// with the definition's `expected`, if it does.
 pub(crate) async fn partition_count_mismatch(
-    channel: Option<tonic::transport::Channel>,
-    source: String,
+    source: Arc<dyn SourceType>,
     expected: u32,
 ) -> Option<String> {
-    let mut client = tessera_proto::v1::source_client::SourceClient::new(channel?);
     loop {
-        let request = tessera_proto::v1::ListPartitionsRequest {
-            source: source.clone(),
-        };
-        if let Ok(reply) = client.list_partitions(request).await {
-            let real = reply.into_inner().partitions.len() as u32;
+        if let Ok(listed) = source.partitions().await {
+            let real = listed.len() as u32;
             if real > 0 {
                 return (real != expected).then(|| {
                     format!(
-                        "source `{source}` has {real} partitions; the index definition says {expected}: partitions past {expected} are not read"
+                        "{} has {real} partitions; the index definition says {expected}: partitions past {expected} are not read",
+                        source.describe()
                     )
                 });
             }

@@ -39,8 +39,10 @@ fn big_docs(range: std::ops::Range<u32>, size: usize) -> Vec<Append> {
 fn feed_config(address: std::net::SocketAddr, partitions: Vec<u32>) -> FeedConfig {
     FeedConfig {
         index: "test".into(),
-        source_url: format!("http://{address}"),
-        source: "docs".into(),
+        source: tessera_sources::reference::ReferenceSource::at(
+            format!("http://{address}"),
+            "docs",
+        ),
         partitions,
         // Only the budget (or stopping) commits.
         commit_every: usize::MAX,

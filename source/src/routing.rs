@@ -1,9 +1,8 @@
 //! Which partition a document key belongs to: `crc32(key) % partitions`, stable forever for a
-//! source (its partition count is fixed when it is created).
+//! source (its partition count is fixed when it is created). Every source type routes so (see
+//! `tessera_sources::partition_of`).
 
-pub fn partition_of(key: &str, partitions: u32) -> u32 {
-    crc32fast::hash(key.as_bytes()) % partitions.max(1)
-}
+pub use tessera_sources::partition_of;
 
 #[cfg(test)]
 mod tests {

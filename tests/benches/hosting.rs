@@ -64,8 +64,7 @@ async fn end_to_end(docs: usize) -> f64 {
         pindex,
         FeedConfig {
             index: "test".into(),
-            source_url: url,
-            source: "docs".into(),
+            source: tessera_sources::reference::ReferenceSource::at(url, "docs"),
             partitions: (0..PARTITIONS).collect(),
             commit_every: 100_000,
             commit_interval: Duration::from_secs(5),

@@ -276,13 +276,7 @@ async fn dry_run_of(
                 .map(|(p, point)| (*p, (point.partition_uuid.clone(), point.seq)))
                 .collect(),
         ),
-        (None, Some(url)) => tessera_source::grpc::partition_infos(
-            &state.coord.search.peers,
-            url,
-            &r.def.source.name,
-        )
-        .await
-        .ok(),
+        (None, Some(_)) => state.source_state(&r.def).await,
         (None, None) => None,
     };
     let entries: Vec<_> = manifest.pindexes_of(&r.saved).collect();

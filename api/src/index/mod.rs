@@ -302,16 +302,12 @@ pub async fn status(State(state): State<AppState>, Path(name): Path<String>) -> 
         .flat_map(|p| p.copies.iter().map(|c| c.node.clone()))
         .collect();
     let hosted = pindexes_on(&state, &name, &addresses, hosts).await;
-    let own = addresses
-        .get(&state.node_uuid)
-        .map(|a| format!("http://{a}"))
-        .unwrap_or_else(|| state.coord.search.default_source_url.clone());
-    let highs = match def.source.resolve_url(&addresses, &own) {
-        Ok(url) => {
-            tessera_source::grpc::partition_highs(&state.coord.search.peers, &url, &def.source.name)
-                .await
-        }
-        Err(e) => Err(e),
+    let highs = match state.source(&def).await {
+        Ok(source) => match source.partitions().await {
+            Ok(listed) => Ok(tessera_sources::highs(&listed)),
+            Err(e) => Err(format!("{}: {e}", source.describe())),
+        },
+        Err(e) => Err(e.to_string()),
     };
     let board = local_snapshot(&state);
     let pindexes: Vec<Value> = plan

@@ -22,19 +22,21 @@ pub async fn record(
     def: &mut IndexDef,
     current: Option<&IndexDef>,
 ) -> Result<(), Response> {
-    if def.source.url().is_none() && def.source.node().is_none() {
+    if let Err(e) = tessera_sources::validate(&def.source) {
+        return Err(problem(StatusCode::BAD_REQUEST, e.reason, Some(&e.field)));
+    }
+    let reference = def.source.source_type == "tessera";
+    if reference && def.source.url().is_none() && def.source.node().is_none() {
         let node = current
             .and_then(|c| c.source.node())
             .unwrap_or(&state.node_uuid)
             .to_string();
         def.source.params.insert("node".into(), Value::String(node));
     }
-    let Ok(url) = state.source_url(def).await else {
+    let Ok(source) = state.source(def).await else {
         return Ok(());
     };
-    let peers = &state.coord.search.peers;
-    let Ok(partitions) = tessera_source::grpc::partition_highs(peers, &url, &def.source.name).await
-    else {
+    let Ok(partitions) = source.partitions().await else {
         return Ok(());
     };
     let real = partitions.len() as u32;
@@ -42,8 +44,8 @@ pub async fn record(
         return Err(problem(
             StatusCode::BAD_REQUEST,
             format!(
-                "source `{}` at {url} has {real} partitions; the definition says {} (set source.partitions to {real})",
-                def.source.name,
+                "{} has {real} partitions; the definition says {} (set source.partitions to {real})",
+                source.describe(),
                 def.source.partitions()
             ),
             Some("source.partitions"),

@@ -176,16 +176,7 @@ async fn from_snapshot(
             .and_then(|d| d.get("source"))
             .and_then(|s| s.get("name"))
             .and_then(Value::as_str);
-        let source_state = match state.source_url(def).await {
-            Ok(url) => tessera_source::grpc::partition_infos(
-                &state.coord.search.peers,
-                &url,
-                &def.source.name,
-            )
-            .await
-            .ok(),
-            Err(_) => None,
-        };
+        let source_state = state.source_state(def).await;
         for m in missing.iter().filter(|m| m.index == index) {
             let target = Target {
                 name: m.pindex.clone(),
@@ -287,14 +278,7 @@ async fn from_cluster(
             ));
         }
         if !source_states.contains_key(&m.index) {
-            let now = match state.source_url(def).await {
-                Ok(source) => {
-                    tessera_source::grpc::partition_infos(peers, &source, &def.source.name)
-                        .await
-                        .ok()
-                }
-                Err(_) => None,
-            };
+            let now = state.source_state(def).await;
             source_states.insert(m.index.clone(), now);
         }
         let checkpoints = tessera_index::checkpoint::decode(&set.checkpoints_json);

@@ -93,25 +93,24 @@ async fn wanted_seqs(
     if !parsed.wait_for_source {
         return Ok(vectors.clone());
     }
-    let url = state.source_url(def).await.map_err(|e| {
+    let source = state.source(def).await.map_err(|e| {
         problem(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("at_plus: {e}"),
             None,
         )
     })?;
-    tessera_source::grpc::partition_highs(&state.coord.search.peers, &url, &def.source.name)
-        .await
-        .map_err(|e| {
-            problem(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                    "at_plus: cannot read the high seqs of source `{}` at {url}: {e}",
-                    def.source.name
-                ),
-                None,
-            )
-        })
+    match source.partitions().await {
+        Ok(listed) => Ok(tessera_sources::highs(&listed)),
+        Err(e) => Err(problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "at_plus: cannot read the high seqs of {}: {e}",
+                source.describe()
+            ),
+            None,
+        )),
+    }
 }
 
 /// The index's view. An `at_plus` query waits (within its deadline) until the index is planned

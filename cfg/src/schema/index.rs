@@ -101,8 +101,15 @@ impl SourceDef {
         self.params.get("url").and_then(|u| u.as_str())
     }
 
+    /// `partitions`, else `params.partitions` (where a source type's parameters say it, as
+    /// JetStream's do), else the reference source's default.
     pub fn partitions(&self) -> u32 {
-        self.partitions.unwrap_or(DEFAULT_SOURCE_PARTITIONS)
+        self.partitions
+            .or_else(|| {
+                let given = self.params.get("partitions")?.as_u64()?;
+                u32::try_from(given).ok()
+            })
+            .unwrap_or(DEFAULT_SOURCE_PARTITIONS)
     }
 
     /// The node whose embedded source the index reads (`params.node`), recorded at create when

@@ -18,6 +18,7 @@ use tessera_cfg::schema::IndexDef;
 use tessera_copy::fetch;
 
 use super::Executor;
+use super::SourceRef;
 use crate::diff::Wanted;
 
 /// A copy being fetched.
@@ -58,7 +59,7 @@ impl Executor {
         &mut self,
         wanted: &Wanted,
         def: &IndexDef,
-        source_url: &str,
+        source: &SourceRef,
     ) -> bool {
         let Some(node_url) = self.options.node_url.clone() else {
             return false;
@@ -68,7 +69,7 @@ impl Executor {
             node_url,
             me: self.node.clone(),
             def: def.clone(),
-            source_url: source_url.to_string(),
+            source_of_record: source.clone(),
             partitions: wanted.partitions.clone(),
             dir: self.options.pindex_dir.join(&wanted.pindex),
             pace: self.options.copy_pace.clone(),
@@ -203,19 +204,17 @@ pub(super) enum Unusable {
     SourceSilent(String),
 }
 
-/// Checks `set` against `def` and against what the source (`source_url`) holds now.
+/// Checks `set` against `def` and against what `source` holds now.
 pub(super) async fn unusable(
-    peers: &tessera_proto::peers::Peers,
     def: &IndexDef,
     set: &tessera_proto::v1::FileSet,
-    source_url: &str,
+    source: &dyn tessera_sources::SourceType,
 ) -> Option<Unusable> {
     let checkpoints = match fetch::checkpoints_if_alike(def, set) {
         Ok(c) => c,
         Err(why) => return Some(Unusable::Otherwise(why)),
     };
-    let name = &def.source.name;
-    match tessera_source::grpc::partition_infos(peers, source_url, name).await {
+    match tessera_sources::uuids_and_highs(source).await {
         Ok(now) => tessera_backup::restore_plan::checkpoints_gone(&checkpoints, &now)
             .map(Unusable::HistoryGone),
         Err(e) => Some(Unusable::SourceSilent(format!(
@@ -231,7 +230,7 @@ struct Fetch {
     node_url: String,
     me: String,
     def: IndexDef,
-    source_url: String,
+    source_of_record: SourceRef,
     partitions: Vec<u32>,
     dir: std::path::PathBuf,
     pace: Arc<tessera_copy::pace::Pace>,
@@ -251,7 +250,7 @@ impl Fetch {
         let refused = if set.node == self.me {
             Some("the copy offered is this node's own".to_string())
         } else {
-            match unusable(peers, def, &set, &self.source_url).await {
+            match unusable(def, &set, self.source_of_record.as_ref()).await {
                 Some(Unusable::Otherwise(why))
                 | Some(Unusable::HistoryGone(why))
                 | Some(Unusable::SourceSilent(why)) => Some(why),

@@ -132,8 +132,8 @@ impl Executor {
                 "recovering: fetching"
             );
             self.stop(&pindex, true).await;
-            match self.source_url(&def).await {
-                Ok(url) => ready.push((w, def, url)),
+            match self.source(&def).await {
+                Ok(source) => ready.push((w, def, source)),
                 Err(e) => self.give_up(r, &pindex, e).await?,
             }
         }
@@ -142,10 +142,9 @@ impl Executor {
             let (cfg, peers) = (&self.cfg, &self.options.peers);
             let pace = &*self.options.copy_pace;
             let pindex_dir = &self.options.pindex_dir;
-            let downloads = ready.iter().zip(&counters).map(|((w, def, url), done)| {
+            let downloads = ready.iter().zip(&counters).map(|((w, def, source), done)| {
                 let dir = pindex_dir.join(&w.pindex);
                 async move {
-                    let source = (url.as_str(), def.source.name.as_str());
                     let target = (w.pindex.as_str(), w.partitions.as_slice());
                     match &r.from {
                         RecoverFrom::Snapshot { repo, id } => {
@@ -161,7 +160,7 @@ impl Executor {
                                 dir: &dir,
                             };
                             let fetched =
-                                restore::fetch(cfg, peers, &from, source, &into, done).await?;
+                                restore::fetch(cfg, &from, source.as_ref(), &into, done).await?;
                             Ok(fetched.map_or_else(
                                 || Fetched::Rebuild("the snapshot's data cannot be used any more (the source no longer holds its history); rebuilt from the source".into()),
                                 Fetched::Data,
@@ -175,7 +174,7 @@ impl Executor {
                             dir: &dir,
                         };
                         let meter = tessera_copy::fetch::Meter { done, pace };
-                        from_cluster(peers, contact, def, source.0, &into, meter).await
+                        from_cluster(peers, contact, def, source.as_ref(), &into, meter).await
                         }
                         RecoverFrom::Source => Ok(Fetched::Rebuild("recovered from the source".into())),
                     }
@@ -372,7 +371,7 @@ async fn from_cluster(
     peers: &tessera_proto::peers::Peers,
     contact: &str,
     def: &IndexDef,
-    source_url: &str,
+    source: &dyn tessera_sources::SourceType,
     into: &restore::FetchInto<'_>,
     meter: tessera_copy::fetch::Meter<'_>,
 ) -> Result<Fetched, String> {
@@ -390,7 +389,7 @@ async fn from_cluster(
         Err(e) => return Err(failed(e)),
     };
     // A source that does not answer leaves the history check to the feed, as for a snapshot.
-    match super::peer_copy::unusable(peers, def, &set, source_url).await {
+    match super::peer_copy::unusable(def, &set, source).await {
         Some(Unusable::Otherwise(why)) => {
             fetch::release(peers, &set).await;
             return Err(why);

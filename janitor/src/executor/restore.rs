@@ -57,9 +57,8 @@ pub struct FetchInto<'a> {
 /// (it is then built from the source); `Ok(Some(note))` says what was fetched.
 pub async fn fetch(
     cfg: &Cfg,
-    peers: &tessera_proto::peers::Peers,
     from: &RestoreFrom,
-    source: (&str, &str),
+    source: &dyn tessera_sources::SourceType,
     into: &FetchInto<'_>,
     done: &std::sync::atomic::AtomicU64,
 ) -> Result<Option<String>, String> {
@@ -88,10 +87,7 @@ pub async fn fetch(
         );
         return Ok(None);
     }
-    let (url, source_name) = source;
-    let now = tessera_source::grpc::partition_infos(peers, url, source_name)
-        .await
-        .ok();
+    let now = tessera_sources::uuids_and_highs(source).await.ok();
     let target = Target {
         name: name.to_string(),
         partitions: partitions.to_vec(),

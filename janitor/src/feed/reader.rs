@@ -1,13 +1,13 @@
 //! One partition's reader: streams the partition from a seq into the feed's applier,
 //! reconnecting with backoff and resuming after the last seq it passed on.
 
+use futures::StreamExt;
+
 use super::*;
 
 /// Streams one partition into the applier, reconnecting as needed.
 pub(super) struct Reader {
-    pub(super) url: String,
-    pub(super) channel: Option<tonic::transport::Channel>,
-    pub(super) source: String,
+    pub(super) session: Arc<dyn FeedSession>,
     pub(super) partition: u32,
     pub(super) items: mpsc::Sender<Item>,
     pub(super) status: Arc<Mutex<FeedStatus>>,
@@ -50,82 +50,80 @@ impl Reader {
     }
 
     async fn session(&self, seq: &mut u64, uuid: &mut String) -> Result<SessionEnd, String> {
-        let mut client = match &self.channel {
-            Some(channel) => SourceClient::new(channel.clone()),
-            None => return Err(format!("bad source url `{}`", self.url)),
-        };
-        let request = StreamRequest {
-            source: self.source.clone(),
-            partition: self.partition,
-            from_seq: *seq,
-            partition_uuid: uuid.clone(),
-        };
-        let mut stream = match tokio::time::timeout(OPEN_TIMEOUT, client.stream(request)).await {
-            Ok(Ok(response)) => response.into_inner(),
-            Ok(Err(e)) => return Err(e.message().to_string()),
-            Err(_) => {
-                return Err(format!(
-                    "the source did not open the stream within {} s",
-                    OPEN_TIMEOUT.as_secs()
-                ))
-            }
-        };
         let partition = self.partition;
+        let mut stream = self
+            .session
+            .stream(partition, *seq, uuid)
+            .await
+            .map_err(|e| e.to_string())?;
         self.update(|s| s.partitions.entry(partition).or_default().connected = true);
         let mut progressed = false;
         loop {
-            let event = match stream.message().await {
-                Ok(Some(message)) => message.event,
-                Ok(None) => {
+            let event = match stream.next().await {
+                Some(Ok(event)) => event,
+                None => {
                     return Ok(if progressed {
                         SessionEnd::Progressed
                     } else {
                         SessionEnd::Closed
                     })
                 }
-                Err(e) => {
+                Some(Err(e)) => {
                     return if progressed {
                         Ok(SessionEnd::Progressed)
                     } else {
-                        Err(e.message().to_string())
+                        Err(e.to_string())
                     }
                 }
             };
             let item = match event {
-                Some(Event::Snapshot(s)) => {
-                    *uuid = s.partition_uuid;
+                SourceEvent::Snapshot { uuid: now } => {
+                    *uuid = now;
                     continue;
                 }
-                Some(Event::Mutation(m)) => {
-                    *seq = m.seq;
+                SourceEvent::Mutation { seq: at, key, doc } => {
+                    *seq = at;
                     Item::Put {
                         partition,
                         uuid: uuid.clone(),
-                        seq: m.seq,
-                        key: m.key,
-                        doc: m.doc,
+                        seq: at,
+                        key,
+                        doc,
                     }
                 }
-                Some(Event::Deletion(d)) => {
-                    *seq = d.seq;
+                SourceEvent::Deletion { seq: at, key } => {
+                    *seq = at;
                     Item::Delete {
                         partition,
                         uuid: uuid.clone(),
-                        seq: d.seq,
-                        key: d.key,
+                        seq: at,
+                        key,
                     }
                 }
-                Some(Event::Rollback(r)) => {
+                SourceEvent::Skipped { seq: at, reason } => {
+                    *seq = at;
+                    self.update(|s| {
+                        s.last_error = Some(format!("partition {partition}: skipped: {reason}"))
+                    });
+                    // Deleting the empty key (no document has it) moves the checkpoint past the
+                    // change, so the partition can be caught up.
+                    Item::Delete {
+                        partition,
+                        uuid: uuid.clone(),
+                        seq: at,
+                        key: String::new(),
+                    }
+                }
+                SourceEvent::Rollback { uuid: now } => {
                     let _ = self
                         .items
                         .send(Item::Rollback {
                             partition,
-                            uuid: r.partition_uuid,
+                            uuid: now,
                         })
                         .await;
                     return Ok(SessionEnd::RolledBack);
                 }
-                None => continue,
             };
             progressed = true;
             if self.items.send(item).await.is_err() {

@@ -68,8 +68,10 @@ pub fn docs(range: std::ops::Range<u32>) -> Vec<Append> {
 pub fn config(address: std::net::SocketAddr) -> FeedConfig {
     FeedConfig {
         index: "test".into(),
-        source_url: format!("http://{address}"),
-        source: "docs".into(),
+        source: tessera_sources::reference::ReferenceSource::at(
+            format!("http://{address}"),
+            "docs",
+        ),
         partitions: (0..PARTITIONS).collect(),
         commit_every: 500,
         commit_interval: Duration::from_millis(100),

@@ -65,9 +65,17 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
     let source = crate::source_cmd::open_log(&global.data_dir, args.source_partitions)?;
     // One pooled channel per peer for every node-to-node call of this process.
     let peers = tessera_coord::Peers::default();
+    // One connection per NATS server list for every JetStream source of this process.
+    let sources = tessera_sources::Sources::new(peers.clone());
     let indexing = tessera_index::IndexingPool::new(args.indexing_limits())
         .map_err(|e| Exit::new(INVALID, e.to_string()))?;
-    let (janitor, board) = start_janitor(&cfg, &me, global, &args, (peers.clone(), &indexing));
+    let (janitor, board) = start_janitor(
+        &cfg,
+        &me,
+        global,
+        &args,
+        (peers.clone(), &indexing, &sources),
+    );
     let planner = start_planner(&cfg, &me, &args);
     let (backups, saver) = start_backups(&cfg, &me, &meta, global, (peers.clone(), &board));
     let copies = tessera_copy::serve::CopyService {
@@ -81,7 +89,7 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
         peers: peers.clone(),
     };
     let trimming = tokio::spawn(crate::trim::run(indexing.clone()));
-    let mut state = api_state(&cfg, &me, &meta, board, &args, peers);
+    let mut state = api_state(&cfg, &me, &meta, board, &args, (peers, sources));
     state.indexing = Some(indexing);
     let recovery = {
         let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -168,9 +176,10 @@ fn start_janitor(
     me: &Me,
     global: &Global,
     args: &NodeArgs,
-    (peers, indexing): (
+    (peers, indexing, sources): (
         tessera_coord::Peers,
         &std::sync::Arc<tessera_index::IndexingPool>,
+        &tessera_sources::Sources,
     ),
 ) -> (Part, tessera_janitor::executor::StatusBoard) {
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -185,6 +194,7 @@ fn start_janitor(
                 args.recovery_max_bytes_per_sec,
             )),
             indexing: Some(indexing.clone()),
+            sources: sources.clone(),
             ..tessera_janitor::executor::ExecutorOptions::new(
                 global.data_dir.join("pindexes"),
                 format!("http://{}", me.host_port),
@@ -278,7 +288,7 @@ fn api_state(
     meta: &tessera_cfg::schema::ClusterMeta,
     board: tessera_janitor::executor::StatusBoard,
     args: &NodeArgs,
-    peers: tessera_coord::Peers,
+    (peers, sources): (tessera_coord::Peers, tessera_sources::Sources),
 ) -> tessera_api::AppState {
     let limits = tessera_coord::SearchLimits {
         max_concurrent_queries: args.max_concurrent_queries as usize,
@@ -297,6 +307,7 @@ fn api_state(
         cluster_name: meta.name.clone(),
     };
     tessera_api::AppState {
+        sources,
         backup_paths: args.backup_paths.clone(),
         slow_query: (args.slow_query_ms > 0)
             .then(|| std::time::Duration::from_millis(args.slow_query_ms)),

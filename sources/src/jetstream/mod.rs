@@ -1,0 +1,49 @@
+//! Type `jetstream`: a NATS JetStream stream as a source of record.
+//!
+//! - A document is a message on `<subject_prefix>.<partition>` whose key is in the
+//!   [`KEY_HEADER`] header; a message with [`DELETE_HEADER`] set deletes the key. The
+//!   partition is `crc32(key) % partitions` (see [`crate::partition_of`]), the reference
+//!   source's routing, so producers compute it the same way.
+//! - A partition's position is the stream sequence of its last applied message; a stream
+//!   resumes with a consumer filtered on the partition's subject, after that sequence.
+//! - A partition's uuid is the stream's identity: its name, its creation time and its first
+//!   sequence. A stream deleted and created again, or purged, or that dropped messages by its
+//!   limits, holds another history: every partition's uuid changes, and a feed resuming there
+//!   rolls back (held as an incident first, since all of them changed at once).
+//!
+//! [`params`] reads a definition's parameters, [`feed`] reads the stream, [`producer`] creates
+//! streams and publishes documents (`tessera ctl`).
+
+pub mod feed;
+pub mod params;
+pub mod producer;
+
+pub use feed::JetStreamSource;
+pub use params::JetStreamParams;
+
+/// The header holding a message's document key.
+pub const KEY_HEADER: &str = "Tessera-Key";
+/// The header marking a message as a deletion of its key (any value).
+pub const DELETE_HEADER: &str = "Tessera-Delete";
+
+/// Connects to `servers` (with `credentials_file`, if set). The client keeps reconnecting on
+/// its own; a first connection that fails is an error.
+pub async fn connect(
+    servers: &[String],
+    credentials_file: Option<&str>,
+) -> Result<async_nats::Client, crate::SourceError> {
+    let mut options = async_nats::ConnectOptions::new()
+        .connection_timeout(std::time::Duration::from_secs(3))
+        .request_timeout(Some(std::time::Duration::from_secs(5)))
+        .retry_on_initial_connect();
+    if let Some(path) = credentials_file {
+        options = options
+            .credentials_file(path)
+            .await
+            .map_err(|e| crate::SourceError::Invalid(format!("credentials_file `{path}`: {e}")))?;
+    }
+    options
+        .connect(servers)
+        .await
+        .map_err(|e| crate::SourceError::Unavailable(format!("NATS {servers:?}: {e}")))
+}

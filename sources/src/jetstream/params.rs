@@ -1,0 +1,171 @@
+//! A `jetstream` definition's `params`, read and checked with errors naming the field.
+
+use serde::Deserialize;
+use tessera_cfg::schema::{FieldError, SourceDef};
+
+/// `{"servers": ["nats://h1:4222", ...], "stream": "DOCS", "subject_prefix": "docs",
+/// "partitions": 64, "credentials_file": "/etc/tessera/nats.creds"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JetStreamParams {
+    pub servers: Vec<String>,
+    pub stream: String,
+    pub subject_prefix: String,
+    /// The same as the definition's `source.partitions`; either may say it.
+    #[serde(default)]
+    pub partitions: Option<u32>,
+    #[serde(default)]
+    pub credentials_file: Option<String>,
+}
+
+impl JetStreamParams {
+    /// Reads and checks `source.params` of a `jetstream` definition.
+    pub fn of(def: &SourceDef) -> Result<Self, FieldError> {
+        let value = serde_json::Value::Object(def.params.clone());
+        let params: Self = serde_json::from_value(value).map_err(|e| {
+            let text = e.to_string();
+            let field = text
+                .split('`')
+                .nth(1)
+                .filter(|_| text.starts_with("unknown field") || text.starts_with("missing field"))
+                .map_or("source.params".to_string(), |f| {
+                    format!("source.params.{f}")
+                });
+            FieldError::new(field, text)
+        })?;
+        if params.servers.is_empty() {
+            return Err(FieldError::new(
+                "source.params.servers",
+                "name at least one NATS server (nats://host:port)",
+            ));
+        }
+        for (i, server) in params.servers.iter().enumerate() {
+            if server.parse::<async_nats::ServerAddr>().is_err() {
+                return Err(FieldError::new(
+                    format!("source.params.servers[{i}]"),
+                    format!("`{server}` is not a NATS server address (nats://host:port)"),
+                ));
+            }
+        }
+        if !is_token(&params.stream) {
+            return Err(FieldError::new(
+                "source.params.stream",
+                "a stream name: letters, digits, `-` and `_`",
+            ));
+        }
+        if params.subject_prefix.is_empty() || !params.subject_prefix.split('.').all(is_token) {
+            return Err(FieldError::new(
+                "source.params.subject_prefix",
+                "dot-separated tokens of letters, digits, `-` and `_` (no wildcards)",
+            ));
+        }
+        match (params.partitions, def.partitions) {
+            (None, None) => {
+                return Err(FieldError::new(
+                    "source.params.partitions",
+                    "say how many partitions the stream's subjects have",
+                ))
+            }
+            (Some(a), Some(b)) if a != b => {
+                return Err(FieldError::new(
+                    "source.params.partitions",
+                    format!("{a} differs from source.partitions {b}"),
+                ))
+            }
+            _ => {}
+        }
+        if params.credentials_file.as_deref() == Some("") {
+            return Err(FieldError::new(
+                "source.params.credentials_file",
+                "must not be empty",
+            ));
+        }
+        Ok(params)
+    }
+
+    pub fn partitions(&self, def: &SourceDef) -> u32 {
+        self.partitions.or(def.partitions).unwrap_or(1)
+    }
+
+    /// The subject partition `partition`'s messages are published on.
+    pub fn subject(&self, partition: u32) -> String {
+        format!("{}.{partition}", self.subject_prefix)
+    }
+}
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn def(params: serde_json::Value) -> SourceDef {
+        SourceDef {
+            source_type: "jetstream".into(),
+            name: "docs".into(),
+            partitions: None,
+            params: params.as_object().cloned().unwrap_or_default(),
+        }
+    }
+
+    #[test]
+    fn a_full_definition_reads() {
+        let d = def(
+            serde_json::json!({"servers": ["nats://127.0.0.1:4222"], "stream": "DOCS",
+            "subject_prefix": "docs", "partitions": 64, "credentials_file": "/x.creds"}),
+        );
+        let p = JetStreamParams::of(&d).unwrap();
+        assert_eq!(p.partitions(&d), 64);
+        assert_eq!(p.subject(7), "docs.7");
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases = [
+            (
+                serde_json::json!({"stream": "DOCS", "subject_prefix": "docs", "partitions": 4}),
+                "source.params.servers",
+            ),
+            (
+                serde_json::json!({"servers": [], "stream": "DOCS", "subject_prefix": "docs", "partitions": 4}),
+                "source.params.servers",
+            ),
+            (
+                serde_json::json!({"servers": ["nats://a:1", "http://[::1"], "stream": "DOCS", "subject_prefix": "docs", "partitions": 4}),
+                "source.params.servers[1]",
+            ),
+            (
+                serde_json::json!({"servers": ["nats://a:1"], "stream": "DO CS", "subject_prefix": "docs", "partitions": 4}),
+                "source.params.stream",
+            ),
+            (
+                serde_json::json!({"servers": ["nats://a:1"], "stream": "DOCS", "subject_prefix": "docs.>", "partitions": 4}),
+                "source.params.subject_prefix",
+            ),
+            (
+                serde_json::json!({"servers": ["nats://a:1"], "stream": "DOCS", "subject_prefix": "docs"}),
+                "source.params.partitions",
+            ),
+            (
+                serde_json::json!({"servers": ["nats://a:1"], "stream": "DOCS", "subject_prefix": "docs", "partitions": 4, "url": "x"}),
+                "source.params.url",
+            ),
+        ];
+        for (params, field) in cases {
+            let err = JetStreamParams::of(&def(params.clone())).unwrap_err();
+            assert_eq!(err.field, field, "{params}: {}", err.reason);
+        }
+        let mut d = def(
+            serde_json::json!({"servers": ["nats://a:1"], "stream": "DOCS", "subject_prefix": "docs", "partitions": 4}),
+        );
+        d.partitions = Some(8);
+        assert_eq!(
+            JetStreamParams::of(&d).unwrap_err().field,
+            "source.params.partitions"
+        );
+    }
+}

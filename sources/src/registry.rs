@@ -1,0 +1,84 @@
+//! Opening the source a definition names: the one place that matches on the source type.
+//! NATS connections are kept per server list and shared by every source over them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tessera_cfg::schema::SourceDef;
+use tessera_cfg::Cfg;
+use tessera_proto::peers::Peers;
+
+use crate::jetstream::{JetStreamParams, JetStreamSource};
+use crate::reference::ReferenceSource;
+use crate::{SourceError, SourceType};
+
+/// The node's sources; clones share the connections.
+#[derive(Clone, Default)]
+pub struct Sources {
+    peers: Peers,
+    nats: Arc<tokio::sync::Mutex<HashMap<String, async_nats::Client>>>,
+}
+
+impl std::fmt::Debug for Sources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sources").finish_non_exhaustive()
+    }
+}
+
+impl Sources {
+    pub fn new(peers: Peers) -> Self {
+        Self {
+            peers,
+            nats: Arc::default(),
+        }
+    }
+
+    /// The source `def` names. The reference source's address is resolved from the Cfg
+    /// (`default_url` for definitions from before sources were recorded).
+    pub async fn open(
+        &self,
+        def: &SourceDef,
+        cfg: &Cfg,
+        default_url: &str,
+    ) -> Result<Arc<dyn SourceType>, SourceError> {
+        match def.source_type.as_str() {
+            "jetstream" => Ok(Arc::new(self.jetstream(def).await?)),
+            _ => {
+                let url = cfg
+                    .source_url(def, default_url)
+                    .await
+                    .map_err(SourceError::Unavailable)?;
+                Ok(Arc::new(ReferenceSource::new(
+                    self.peers.clone(),
+                    url,
+                    def.name.clone(),
+                )))
+            }
+        }
+    }
+
+    /// The JetStream source `def` names, on a connection shared with every other over the same
+    /// servers and credentials (connected in the background: opening never waits for NATS).
+    pub async fn jetstream(&self, def: &SourceDef) -> Result<JetStreamSource, SourceError> {
+        let params = JetStreamParams::of(def)
+            .map_err(|e| SourceError::Invalid(format!("{}: {}", e.field, e.reason)))?;
+        let key = format!(
+            "{}|{}",
+            params.servers.join(","),
+            params.credentials_file.as_deref().unwrap_or("")
+        );
+        let mut clients = self.nats.lock().await;
+        let client = match clients.get(&key) {
+            Some(client) => client.clone(),
+            None => {
+                let client =
+                    crate::jetstream::connect(&params.servers, params.credentials_file.as_deref())
+                        .await?;
+                clients.insert(key, client.clone());
+                client
+            }
+        };
+        let partitions = params.partitions(def);
+        Ok(JetStreamSource::new(client, params, partitions))
+    }
+}
