@@ -2,7 +2,8 @@
 # Makes sure what Tessera needs to build and test is installed.
 #   scripts/deps.sh build   -> cargo, protoc (proto/ and etcd-client compile .proto files)
 #   scripts/deps.sh test    -> the above, plus etcd (tests start real etcd processes), iproute2
-#                              (network namespaces for partition tests), chromium and
+#                              (network namespaces for partition tests), nats-server (the
+#                              JetStream source's tests), chromium and
 #                              chromedriver (the console's browser test) and schemathesis (the
 #                              REST fuzzer, from PyPI, pinned)
 # As root on Debian/Ubuntu it installs what is missing with apt-get; otherwise it stops with a
@@ -26,6 +27,10 @@ fi
 # Partition and soak tests put hosts in network namespaces.
 if [ "$need" = test ] && ! command -v ip >/dev/null 2>&1; then
   missing_pkgs+=(iproute2); missing_desc+=("ip (package iproute2)")
+fi
+# JetStream source tests start real NATS servers (Debian's nats-server 2.9, in /usr/sbin).
+if [ "$need" = test ] && ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ] && [ -z "${NATS_SERVER_BIN:-}" ]; then
+  missing_pkgs+=(nats-server); missing_desc+=("nats-server >= 2.9 (package nats-server, or set NATS_SERVER_BIN)")
 fi
 # The console test drives a headless Chromium through chromedriver.
 if [ "$need" = test ] && ! command -v chromium >/dev/null 2>&1; then

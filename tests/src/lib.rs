@@ -4,6 +4,8 @@
 //!   dirs, with kill/restart of a member. Every integration test that needs etcd uses it; it
 //!   fails loudly when etcd is missing, it never skips.
 //! - [`conformance`]: the one Store conformance suite, run against every backend.
+//! - [`nats`]: real NATS servers with JetStream (one, or a 3-server cluster), with SIGKILL
+//!   and restart of a server, for the JetStream source's tests.
 //! - [`netns`]: hosts in network namespaces on a bridge, with cuts and isolation, for
 //!   partition tests (root).
 //! - [`ports`]: loopback ports for child processes, claimed across test processes.
@@ -12,6 +14,7 @@
 pub mod conformance;
 pub mod etcd;
 pub mod fuzzing;
+pub mod nats;
 pub mod netns;
 pub mod ports;
 pub mod s3;

@@ -5,6 +5,7 @@
 
 mod backup;
 pub mod http;
+mod jetstream;
 mod progress;
 mod recovery;
 mod topology;
@@ -34,8 +35,11 @@ pub enum CtlCommand {
     /// Index definitions.
     #[command(subcommand)]
     Index(IndexCommand),
-    /// Load an NDJSON file into a source, in batches, with a progress bar.
+    /// Load an NDJSON file into a source (or a JetStream stream), with a progress bar.
     Load(LoadArgs),
+    /// Sources of record outside Tessera: create a JetStream stream for an index to read.
+    #[command(subcommand)]
+    Source(jetstream::SourceCommand),
     /// Query an index.
     Query(QueryArgs),
     /// Every copy of every PIndex of an index: node, role, state, docs, seqs vs the source.
@@ -93,9 +97,15 @@ pub enum IndexCommand {
 
 #[derive(Args)]
 pub struct LoadArgs {
-    /// The source to write to.
-    #[arg(long)]
-    pub source: String,
+    /// The reference source to write to (through `--node`).
+    #[arg(long, required_unless_present = "servers", conflicts_with = "servers")]
+    pub source: Option<String>,
+    /// Where to publish instead: a JetStream stream (see `ctl source create-stream`).
+    #[command(flatten)]
+    pub jetstream: jetstream::JetStreamTarget,
+    /// The stream's partition count, when its description does not say it.
+    #[arg(long, requires = "servers")]
+    pub partitions: Option<u32>,
     /// NDJSON: `{"key": .., "doc": {..}}` per line, or plain documents with `--key-field`.
     pub file: PathBuf,
     /// Take each line's key from this field of a plain document.
@@ -128,7 +138,11 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
     let http = Http::new(&args.node);
     let output = match args.command {
         CtlCommand::Index(cmd) => index(&http, cmd, args.json).await?,
+        CtlCommand::Load(load_args) if !load_args.jetstream.servers.is_empty() => {
+            jetstream::load(load_args).await?
+        }
         CtlCommand::Load(load_args) => load(&http, load_args).await?,
+        CtlCommand::Source(cmd) => jetstream::run(cmd).await?,
         CtlCommand::Query(query_args) => query(&http, query_args, args.json).await?,
         CtlCommand::Status { index } => status(&http, &index, args.json).await?,
         CtlCommand::Topology => topology::topology(&http, args.json).await?,
@@ -238,14 +252,15 @@ fn bulk_line(line: &str, key_field: Option<&str>) -> Result<String, String> {
 }
 
 async fn load(http: &Http, args: LoadArgs) -> Result<String, Exit> {
+    let source = args.source.clone().unwrap_or_default();
     let text = read_input(&args.file)?;
     let lines: Vec<(usize, &str)> = text
         .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .collect();
-    let mut bar = progress::Progress::new(&format!("loading {}", args.source), lines.len() as u64);
-    let path = format!("/api/source/{}/bulk", args.source);
+    let mut bar = progress::Progress::new(&format!("loading {}", source), lines.len() as u64);
+    let path = format!("/api/source/{}/bulk", source);
     let mut loaded = 0u64;
     for batch in lines.chunks(args.batch as usize) {
         let mut body = String::new();
@@ -291,7 +306,7 @@ async fn load(http: &Http, args: LoadArgs) -> Result<String, Exit> {
     let seconds = bar.finish();
     Ok(format!(
         "loaded {loaded} documents into `{}` in {seconds:.1} s ({:.0}/s)",
-        args.source,
+        source,
         loaded as f64 / seconds.max(1e-3)
     ))
 }

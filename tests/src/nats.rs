@@ -1,0 +1,227 @@
+//! Real NATS servers with JetStream for tests: `NatsCluster::single()` or
+//! `NatsCluster::start(3)` (a JetStream cluster that keeps R3 streams).
+//!
+//! The binary is `$NATS_SERVER_BIN`, `nats-server` on `PATH`, or Debian's
+//! `/usr/sbin/nats-server`. Each server gets free loopback ports (client, cluster, monitor)
+//! and its own store dir under a temp dir; start waits until every server's `/healthz` says
+//! JetStream is ready, and everything is killed on drop. Servers can be killed with SIGKILL and
+//! restarted on the same ports and store, for fault tests.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use crate::ports::free_port;
+
+/// How long a server may take to be ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The nats-server binary to run, or a panic saying how to get one.
+pub fn nats_server_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("NATS_SERVER_BIN") {
+        let path = PathBuf::from(path);
+        assert!(path.is_file(), "NATS_SERVER_BIN={} is not a file", path.display());
+        return path;
+    }
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("nats-server"))
+            .find(|candidate| candidate.is_file())
+    });
+    let debian = PathBuf::from("/usr/sbin/nats-server");
+    on_path
+        .or_else(|| debian.is_file().then_some(debian))
+        .unwrap_or_else(|| {
+            panic!(
+                "nats-server not found: JetStream tests need a real NATS server (>= 2.9). Install it \
+                 (`apt-get install -y nats-server` on Debian, or run `scripts/deps.sh test`) or set \
+                 NATS_SERVER_BIN. Tests never skip without it."
+            )
+        })
+}
+
+struct Server {
+    name: String,
+    client_port: u16,
+    cluster_port: u16,
+    monitor_port: u16,
+    child: Option<Child>,
+}
+
+/// Running NATS servers with JetStream, clustered when more than one.
+pub struct NatsCluster {
+    dir: TempDir,
+    servers: Vec<Server>,
+}
+
+impl NatsCluster {
+    pub fn single() -> Self {
+        Self::start(1)
+    }
+
+    /// `size` servers; returns once each says JetStream is ready.
+    pub fn start(size: usize) -> Self {
+        assert!(size >= 1, "a NATS cluster needs at least one server");
+        let dir = tempfile::Builder::new()
+            .prefix("tessera-nats-")
+            .tempdir()
+            .unwrap_or_else(|e| panic!("cannot create a temp dir for NATS: {e}"));
+        let servers = (0..size)
+            .map(|i| Server {
+                name: format!("n{i}"),
+                client_port: free_port(),
+                cluster_port: free_port(),
+                monitor_port: free_port(),
+                child: None,
+            })
+            .collect();
+        let mut cluster = Self { dir, servers };
+        for i in 0..size {
+            cluster.write_config(i);
+            cluster.spawn(i);
+        }
+        for i in 0..size {
+            cluster.wait_ready(i);
+        }
+        cluster
+    }
+
+    fn write_config(&self, i: usize) {
+        let s = &self.servers[i];
+        let store = self.dir.path().join(&s.name);
+        let mut config = format!(
+            "server_name: {}\nlisten: 127.0.0.1:{}\nhttp: 127.0.0.1:{}\njetstream {{\n  store_dir: \"{}\"\n}}\n",
+            s.name,
+            s.client_port,
+            s.monitor_port,
+            store.display()
+        );
+        if self.servers.len() > 1 {
+            let routes: Vec<String> = self
+                .servers
+                .iter()
+                .filter(|o| o.name != s.name)
+                .map(|o| format!("nats-route://127.0.0.1:{}", o.cluster_port))
+                .collect();
+            config.push_str(&format!(
+                "cluster {{\n  name: tessera\n  listen: 127.0.0.1:{}\n  routes: [{}]\n}}\n",
+                s.cluster_port,
+                routes.join(", ")
+            ));
+        }
+        let path = self.dir.path().join(format!("{}.conf", s.name));
+        std::fs::write(&path, config)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let binary = nats_server_binary();
+        let name = self.servers[i].name.clone();
+        let log_path = self.dir.path().join(format!("{name}.log"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .unwrap_or_else(|e| panic!("cannot open {}: {e}", log_path.display()));
+        let log2 = log
+            .try_clone()
+            .unwrap_or_else(|e| panic!("cannot clone log handle: {e}"));
+        let child = Command::new(&binary)
+            .arg("-c")
+            .arg(self.dir.path().join(format!("{name}.conf")))
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        self.servers[i].child = Some(child);
+    }
+
+    /// Polls the server's `/healthz` until JetStream is ready, or panics with its log tail.
+    fn wait_ready(&mut self, i: usize) {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if healthz_ok(self.servers[i].monitor_port) {
+                return;
+            }
+            if let Some(child) = self.servers[i].child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!(
+                        "nats-server {} exited ({status}) before it was ready; log:\n{}",
+                        self.servers[i].name,
+                        self.log_tail(i)
+                    );
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nats-server {} not ready after {READY_TIMEOUT:?}; log:\n{}",
+                self.servers[i].name,
+                self.log_tail(i)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The last lines of server `i`'s log.
+    pub fn log_tail(&self, i: usize) -> String {
+        let path = self
+            .dir
+            .path()
+            .join(format!("{}.log", self.servers[i].name));
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// `nats://127.0.0.1:PORT` of every server.
+    pub fn urls(&self) -> Vec<String> {
+        (0..self.servers.len()).map(|i| self.url(i)).collect()
+    }
+
+    pub fn url(&self, i: usize) -> String {
+        format!("nats://127.0.0.1:{}", self.servers[i].client_port)
+    }
+
+    /// Kills server `i` with SIGKILL (no clean shutdown) and waits for it to exit.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.servers[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts server `i` again on its ports and store, and waits until it is ready.
+    pub fn restart(&mut self, i: usize) {
+        self.kill(i);
+        self.spawn(i);
+        self.wait_ready(i);
+    }
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        for i in 0..self.servers.len() {
+            self.kill(i);
+        }
+    }
+}
+
+/// One blocking `GET /healthz`; true when the server says it (and JetStream) is ok.
+fn healthz_ok(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let request =
+        format!("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer.starts_with("HTTP/1.1 200") && answer.contains("\"ok\"")
+}
