@@ -1,5 +1,6 @@
 //! Opening the source a definition names: the one place that matches on the source type.
-//! NATS connections are kept per server list and shared by every source over them.
+//! NATS connections are kept per server list and shared by every source over them; a
+//! JetStream source is kept per stream, so its feeds share one watch of the stream's history.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use crate::{SourceError, SourceType};
 pub struct Sources {
     peers: Peers,
     nats: Arc<tokio::sync::Mutex<HashMap<String, async_nats::Client>>>,
+    streams: Arc<tokio::sync::Mutex<HashMap<String, JetStreamSource>>>,
 }
 
 impl std::fmt::Debug for Sources {
@@ -30,6 +32,7 @@ impl Sources {
         Self {
             peers,
             nats: Arc::default(),
+            streams: Arc::default(),
         }
     }
 
@@ -67,6 +70,14 @@ impl Sources {
             params.servers.join(","),
             params.credentials_file.as_deref().unwrap_or("")
         );
+        let partitions = params.partitions(def);
+        let stream_key = format!(
+            "{key}|{}|{}|{partitions}",
+            params.stream, params.subject_prefix
+        );
+        if let Some(source) = self.streams.lock().await.get(&stream_key) {
+            return Ok(source.clone());
+        }
         let mut clients = self.nats.lock().await;
         let client = match clients.get(&key) {
             Some(client) => client.clone(),
@@ -78,7 +89,9 @@ impl Sources {
                 client
             }
         };
-        let partitions = params.partitions(def);
-        Ok(JetStreamSource::new(client, params, partitions))
+        drop(clients);
+        let source = JetStreamSource::new(client, params, partitions);
+        let mut streams = self.streams.lock().await;
+        Ok(streams.entry(stream_key).or_insert(source).clone())
     }
 }

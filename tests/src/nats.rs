@@ -22,7 +22,11 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 pub fn nats_server_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("NATS_SERVER_BIN") {
         let path = PathBuf::from(path);
-        assert!(path.is_file(), "NATS_SERVER_BIN={} is not a file", path.display());
+        assert!(
+            path.is_file(),
+            "NATS_SERVER_BIN={} is not a file",
+            path.display()
+        );
         return path;
     }
     let on_path = std::env::var_os("PATH").and_then(|paths| {

@@ -51,9 +51,15 @@ pub struct CreateStreamArgs {
 
 async fn connect(target: &JetStreamTarget) -> Result<async_nats::Client, Exit> {
     if target.servers.is_empty() {
-        return Err(Exit::new(INVALID, "--jetstream: name at least one NATS server"));
+        return Err(Exit::new(
+            INVALID,
+            "--jetstream: name at least one NATS server",
+        ));
     }
-    let credentials = target.credentials_file.as_ref().map(|p| p.display().to_string());
+    let credentials = target
+        .credentials_file
+        .as_ref()
+        .map(|p| p.display().to_string());
     let client = tessera_sources::jetstream::connect(&target.servers, credentials.as_deref())
         .await
         .map_err(exit_of)?;
@@ -152,15 +158,24 @@ pub async fn load(args: LoadArgs) -> Result<String, Exit> {
         let change = change_of(line, args.key_field.as_deref()).map_err(|e| {
             Exit::new(
                 INVALID,
-                format!("{} line {}: {e} (nothing published)", args.file.display(), number + 1),
+                format!(
+                    "{} line {}: {e} (nothing published)",
+                    args.file.display(),
+                    number + 1
+                ),
             )
         })?;
         changes.push(change);
     }
     let client = connect(target).await?;
-    let mut producer = Producer::new(&client, &target.stream, &target.subject_prefix, args.partitions)
-        .await
-        .map_err(exit_of)?;
+    let mut producer = Producer::new(
+        &client,
+        &target.stream,
+        &target.subject_prefix,
+        args.partitions,
+    )
+    .await
+    .map_err(exit_of)?;
     let what = format!("publishing to JetStream stream {}", target.stream);
     let mut bar = progress::Progress::new(&what, changes.len() as u64);
     let mut acked = 0u64;
@@ -196,16 +211,25 @@ mod tests {
     fn lines_become_changes_or_say_why_not() {
         assert_eq!(
             change_of(r#"{"key": "a", "doc": {"t": 1}}"#, None),
-            Ok(Change::Put { key: "a".into(), doc: br#"{"t":1}"#.to_vec() })
+            Ok(Change::Put {
+                key: "a".into(),
+                doc: br#"{"t":1}"#.to_vec()
+            })
         );
         assert_eq!(
             change_of(r#"{"key": 7, "delete": true}"#, None),
             Ok(Change::Delete { key: "7".into() })
         );
         assert!(change_of(r#"{"id": "x", "t": 1}"#, Some("id")).is_ok());
-        assert!(change_of(r#"{"t": 1}"#, Some("id")).unwrap_err().contains("`id`"));
-        assert!(change_of(r#"{"doc": {}}"#, None).unwrap_err().contains("`key`"));
-        assert!(change_of(r#"{"key": "a"}"#, None).unwrap_err().contains("`doc`"));
+        assert!(change_of(r#"{"t": 1}"#, Some("id"))
+            .unwrap_err()
+            .contains("`id`"));
+        assert!(change_of(r#"{"doc": {}}"#, None)
+            .unwrap_err()
+            .contains("`key`"));
+        assert!(change_of(r#"{"key": "a"}"#, None)
+            .unwrap_err()
+            .contains("`doc`"));
         assert!(change_of(r#"{"key": "a", "doc": {}, "delete": true}"#, None).is_err());
         assert!(change_of("nope", None).unwrap_err().contains("not JSON"));
     }

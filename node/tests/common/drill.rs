@@ -1,6 +1,7 @@
 //! The drill harness: a cluster of real processes (etcd, a standalone source, `tessera` nodes,
 //! optionally standalone planners) and continuous ingest, queries and plan checks while a
-//! drill runs; helpers for the supervisor API.
+//! drill runs; helpers for the supervisor API. `Drill::with_jetstream` makes the drill's index
+//! read a NATS JetStream stream instead of the standalone source, the load publishing there.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -8,7 +9,11 @@ use std::time::Duration;
 
 use super::{free_port, http, serve, try_http, wait_for, wait_serving, Proc, BIN};
 use tessera_tests::etcd::EtcdCluster;
+use tessera_tests::nats::NatsCluster;
 use tessera_tests::netns::Net;
+
+/// The JetStream stream a drill's index reads, when it reads one.
+pub const STREAM: &str = "DOCS";
 
 /// Where the log of the process with data dir `dir` goes: beside it, or under
 /// `$TESSERA_DRILL_LOGS` when set (kept after the drill, for a failure to be read).
@@ -70,6 +75,17 @@ pub struct Drill {
     pub failover_delay_ms: u64,
     /// Standalone planners (then nodes do not plan).
     pub planners: Vec<Option<Proc>>,
+    /// The NATS servers whose stream the index reads instead of the source (`with_jetstream`).
+    pub jetstream: Option<NatsCluster>,
+}
+
+/// Where a drill's load writes documents.
+#[derive(Clone)]
+pub enum Ingest {
+    /// A reference source's bulk API (`host:port`).
+    Source(String),
+    /// A JetStream stream on these servers (subjects `docs.<partition>`).
+    JetStream(Vec<String>),
 }
 
 impl Drop for Drill {
@@ -160,6 +176,7 @@ impl Drill {
             nodes: Vec::new(),
             failover_delay_ms,
             planners: Vec::new(),
+            jetstream: None,
         };
         for i in 0..planners {
             drill.start_planner(i);
@@ -273,12 +290,61 @@ impl Drill {
         &self.addresses[i]
     }
 
+    /// Makes the index read a stream (R3 when `servers` ≥ 3) on `servers` new NATS servers,
+    /// made with `tessera ctl source create-stream`; call before `with_index`.
+    pub fn with_jetstream(mut self, servers: usize) -> Self {
+        let nats = NatsCluster::start(servers);
+        let urls = nats.urls().join(",");
+        let replicas = servers.min(3).to_string();
+        let out = ctl(
+            self.a_live_node(),
+            &[
+                "source",
+                "create-stream",
+                "--jetstream",
+                &urls,
+                "--stream",
+                STREAM,
+                "--subject-prefix",
+                "docs",
+                "--partitions",
+                "64",
+                "--replicas",
+                &replicas,
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "create-stream: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.jetstream = Some(nats);
+        self
+    }
+
+    /// Where this drill's load writes.
+    pub fn ingest(&self) -> Ingest {
+        match &self.jetstream {
+            Some(nats) => Ingest::JetStream(nats.urls()),
+            None => Ingest::Source(self.source.clone()),
+        }
+    }
+
     pub fn create_index(&self) {
+        let source = match &self.jetstream {
+            Some(nats) => format!(
+                r#"{{"type": "jetstream", "name": "docs", "params": {{"servers": {}, "stream": "{STREAM}", "subject_prefix": "docs", "partitions": 64}}}}"#,
+                serde_json::json!(nats.urls())
+            ),
+            None => format!(
+                r#"{{"type": "tessera", "name": "docs", "partitions": 64, "params": {{"url": "http://{}"}}}}"#,
+                self.source
+            ),
+        };
         let index = format!(
-            r#"{{"type": "fulltext", "source": {{"type": "tessera", "name": "docs", "partitions": 64, "params": {{"url": "http://{}"}}}},
+            r#"{{"type": "fulltext", "source": {source},
                 "plan": {{"index_partitions": 16, "replicas": 1}},
-                "params": {{"mapping": {{"fields": {{"title": {{"type": "text"}}, "n": {{"type": "i64"}}}}}}}}}}"#,
-            self.source
+                "params": {{"mapping": {{"fields": {{"title": {{"type": "text"}}, "n": {{"type": "i64"}}}}}}}}}}"#
         );
         let (status, body) = http(self.a_live_node(), "PUT", "/api/index/books", &index);
         assert_eq!(status, 200, "{body}");
@@ -351,6 +417,11 @@ pub struct Load {
 
 impl Load {
     pub fn start(source: String, nodes: Arc<Mutex<Vec<String>>>) -> Self {
+        Self::start_with(Ingest::Source(source), nodes)
+    }
+
+    /// Load writing to `ingest`, querying `nodes`.
+    pub fn start_with(ingest: Ingest, nodes: Arc<Mutex<Vec<String>>>) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let written = Arc::new(AtomicU64::new(0));
         let queries = Arc::new(AtomicU64::new(0));
@@ -358,18 +429,21 @@ impl Load {
         let mut threads = Vec::new();
         {
             let (stop, written) = (stop.clone(), written.clone());
-            threads.push(std::thread::spawn(move || {
-                let mut next = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    let body: String = (next..next + 200)
-                        .map(|i| format!("{{\"key\":\"d{i}\",\"doc\":{{\"title\":\"document {i}\",\"n\":{i}}}}}\n"))
-                        .collect();
-                    let (status, answer) = http(&source, "POST", "/api/source/docs/bulk", &body);
-                    assert_eq!(status, 200, "ingest: {answer}");
-                    next += 200;
-                    written.store(next, Ordering::Relaxed);
-                    std::thread::sleep(Duration::from_millis(50));
+            threads.push(std::thread::spawn(move || match ingest {
+                Ingest::Source(source) => {
+                    let mut next = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let body: String = (next..next + 200)
+                            .map(|i| format!("{{\"key\":\"d{i}\",\"doc\":{{\"title\":\"document {i}\",\"n\":{i}}}}}\n"))
+                            .collect();
+                        let (status, answer) = http(&source, "POST", "/api/source/docs/bulk", &body);
+                        assert_eq!(status, 200, "ingest: {answer}");
+                        next += 200;
+                        written.store(next, Ordering::Relaxed);
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
                 }
+                Ingest::JetStream(servers) => publish_until(&servers, &stop, &written),
             }));
         }
         {
@@ -447,6 +521,60 @@ impl Load {
             failures,
         )
     }
+}
+
+/// Publishes batches of 200 documents to the drill's stream until `stop`, each batch
+/// acknowledged before it counts as written. A batch that fails (a server killed) is published
+/// again: its documents replace themselves, so nothing counts twice.
+fn publish_until(servers: &[String], stop: &AtomicBool, written: &AtomicU64) {
+    use tessera_sources::jetstream::producer::{Change, Producer};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let client = tessera_sources::jetstream::connect(servers, None)
+            .await
+            .expect("NATS");
+        let mut producer = Producer::new(&client, STREAM, "docs", None)
+            .await
+            .expect("the drill's stream");
+        let mut next = 0u64;
+        let mut failing_since: Option<std::time::Instant> = None;
+        while !stop.load(Ordering::Relaxed) {
+            let batch = async {
+                for i in next..next + 200 {
+                    let doc = format!("{{\"title\":\"document {i}\",\"n\":{i}}}");
+                    let change = Change::Put {
+                        key: format!("d{i}"),
+                        doc: doc.into_bytes(),
+                    };
+                    producer.send(change).await?;
+                }
+                producer.flush().await
+            };
+            let outcome = tokio::time::timeout(Duration::from_secs(10), batch).await;
+            match outcome {
+                Ok(Ok(_)) => {
+                    failing_since = None;
+                    next += 200;
+                    written.store(next, Ordering::Relaxed);
+                }
+                outcome => {
+                    let since = *failing_since.get_or_insert_with(std::time::Instant::now);
+                    assert!(
+                        since.elapsed() < Duration::from_secs(60),
+                        "publishing to JetStream failed for 60 s: {outcome:?}"
+                    );
+                    // What was in flight is dropped with the producer; the batch goes again.
+                    producer = Producer::new(&client, STREAM, "docs", None)
+                        .await
+                        .unwrap_or(producer);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
 }
 
 /// Every written document is searchable from `node`, exactly.

@@ -1,13 +1,21 @@
 //! Reading a JetStream stream as partitions: listing their uuids and high seqs, and streaming
-//! one partition through an ordered consumer filtered on its subject.
+//! one partition through an ephemeral consumer filtered on its subject.
+//!
+//! A consumer does not notice when its stream's history is replaced (a purge keeps it going;
+//! a stream made again under the same name can even be followed by a consumer that re-creates
+//! itself), so the source watches the stream's identity itself: one task per source polls it
+//! every [`WATCH_EVERY`], and every open partition stream ends with a rollback when it changes.
+//! Any consumer error ends the partition stream too; the feed opens it again after its last
+//! seq, which checks the history afresh.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::{pull::OrderedConfig, DeliverPolicy};
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::{self, stream::Info};
 use futures::StreamExt;
+use tokio::sync::watch;
 
 use super::{JetStreamParams, DELETE_HEADER, KEY_HEADER};
 use crate::{ChangeStream, FeedSession, PartitionInfo, SourceError, SourceEvent, SourceType};
@@ -18,31 +26,89 @@ const LIST_TIMEOUT: Duration = Duration::from_secs(5);
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// High-seq look-ups in flight at once while listing.
 const LOOKUPS_IN_FLIGHT: usize = 32;
+/// How often the stream's identity is checked while partitions stream.
+pub const WATCH_EVERY: Duration = Duration::from_secs(2);
+/// A partition stream that hears nothing from its consumer for about twice this ends.
+const HEARTBEAT: Duration = Duration::from_secs(2);
+/// A consumer nobody pulls from is removed by the server after this long.
+const INACTIVE: Duration = Duration::from_secs(30);
 
-/// One definition's stream, over a client shared by every source on the same servers.
+/// One definition's stream, over a client shared by every source on the same servers. Clones
+/// share the history watch.
 #[derive(Clone)]
 pub struct JetStreamSource {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     client: async_nats::Client,
-    params: Arc<JetStreamParams>,
+    params: JetStreamParams,
     partitions: u32,
+    /// The stream's identity as last polled (`None`: not yet; an empty string: the stream is
+    /// gone), for open partition streams to follow.
+    history: watch::Sender<Option<String>>,
+    watching: std::sync::atomic::AtomicBool,
 }
 
 impl JetStreamSource {
     pub fn new(client: async_nats::Client, params: JetStreamParams, partitions: u32) -> Self {
-        Self {
+        let inner = Inner {
             client,
-            params: Arc::new(params),
+            params,
             partitions,
+            history: watch::channel(None).0,
+            watching: std::sync::atomic::AtomicBool::new(false),
+        };
+        Self {
+            inner: Arc::new(inner),
         }
     }
 
-    async fn stream(&self) -> Result<jetstream::stream::Stream, SourceError> {
-        let context = jetstream::new(self.client.clone());
-        context
-            .get_stream(&self.params.stream)
-            .await
-            .map_err(|e| stream_error(&self.params.stream, e))
+    fn params(&self) -> &JetStreamParams {
+        &self.inner.params
     }
+
+    async fn stream(&self) -> Result<jetstream::stream::Stream, SourceError> {
+        get_stream(&self.inner.client, &self.inner.params.stream).await
+    }
+
+    /// Starts the task polling the stream's identity, once; it ends with the last clone.
+    fn watch_history(&self) {
+        use std::sync::atomic::Ordering;
+        if self.inner.watching.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(WATCH_EVERY).await;
+                let Some(inner) = weak.upgrade() else { return };
+                let polled = match get_stream(&inner.client, &inner.params.stream).await {
+                    Ok(mut stream) => stream.info().await.ok().map(history_uuid),
+                    Err(SourceError::NotFound(_)) => Some(String::new()),
+                    Err(_) => None,
+                };
+                // Not answering says nothing about the history.
+                if let Some(uuid) = polled {
+                    inner.history.send_if_modified(|now| {
+                        let changed = now.as_deref() != Some(uuid.as_str());
+                        *now = Some(uuid);
+                        changed
+                    });
+                }
+            }
+        });
+    }
+}
+
+async fn get_stream(
+    client: &async_nats::Client,
+    name: &str,
+) -> Result<jetstream::stream::Stream, SourceError> {
+    jetstream::new(client.clone())
+        .get_stream(name)
+        .await
+        .map_err(|e| stream_error(name, e))
 }
 
 /// The history a stream holds: its name, creation time and first sequence (see the module
@@ -74,9 +140,9 @@ impl SourceType for JetStreamSource {
     fn describe(&self) -> String {
         format!(
             "JetStream stream `{}` ({}.*) at {}",
-            self.params.stream,
-            self.params.subject_prefix,
-            self.params.servers.join(",")
+            self.params().stream,
+            self.params().subject_prefix,
+            self.params().servers.join(",")
         )
     }
 
@@ -97,11 +163,11 @@ impl SourceType for JetStreamSource {
                 .description
                 .as_deref()
                 .and_then(super::producer::partitions_in_description)
-                .unwrap_or(self.partitions);
+                .unwrap_or(self.inner.partitions);
             let highs: Vec<Result<(u32, u64), SourceError>> = futures::stream::iter(0..count)
                 .map(|p| {
                     let stream = &stream;
-                    let subject = self.params.subject(p);
+                    let subject = self.params().subject(p);
                     async move {
                         if empty {
                             return Ok((p, 0));
@@ -157,11 +223,11 @@ impl FeedSession for JetStreamSource {
         from_seq: u64,
         uuid: &str,
     ) -> Result<ChangeStream, SourceError> {
-        if partition >= self.partitions {
+        if partition >= self.inner.partitions {
             return Err(SourceError::NotFound(format!(
                 "partition {partition} of {} (it has {})",
                 self.describe(),
-                self.partitions
+                self.inner.partitions
             )));
         }
         let open = async {
@@ -172,6 +238,8 @@ impl FeedSession for JetStreamSource {
                 .map_err(|e| SourceError::Unavailable(format!("stream info: {e}")))?
                 .clone();
             let current = history_uuid(&info);
+            let mut history = self.inner.history.subscribe();
+            self.watch_history();
             // A position read from another history, or past the end of this one: from the
             // start. Nothing read yet (seq 0) is at home in any history.
             if from_seq > 0 && (uuid != current || from_seq > info.state.last_sequence) {
@@ -186,23 +254,59 @@ impl FeedSession for JetStreamSource {
                 }
             };
             let consumer = stream
-                .create_consumer(OrderedConfig {
-                    filter_subject: self.params.subject(partition),
+                .create_consumer(pull::Config {
+                    filter_subject: self.params().subject(partition),
                     deliver_policy,
+                    ack_policy: AckPolicy::None,
+                    inactive_threshold: INACTIVE,
+                    memory_storage: true,
+                    num_replicas: 1,
                     ..Default::default()
                 })
                 .await
                 .map_err(|e| SourceError::Unavailable(format!("consumer: {e}")))?;
             let messages = consumer
+                .stream()
+                .heartbeat(HEARTBEAT)
+                .expires(HEARTBEAT * 4)
                 .messages()
                 .await
                 .map_err(|e| SourceError::Unavailable(format!("consumer messages: {e}")))?;
-            let snapshot = futures::stream::iter([Ok(SourceEvent::Snapshot { uuid: current })]);
-            let changes = messages.map(|message| match message {
-                Ok(message) => event_of(&message),
-                Err(e) => Err(SourceError::Unavailable(format!("consumer: {e}"))),
+            let snapshot = futures::stream::iter([Ok(SourceEvent::Snapshot {
+                uuid: current.clone(),
+            })]);
+            // Without acknowledgements, a delivery lost on its way (a server killed) is not sent
+            // again: a gap in the consumer's own sequence says so, and the stream ends so that
+            // the feed reads again after its last seq.
+            let changes = messages.scan(1u64, |next, message| {
+                let event = match message {
+                    Ok(message) => in_order(&message, next),
+                    Err(e) => Err(SourceError::Unavailable(format!("consumer: {e}"))),
+                };
+                let end = event.is_err();
+                async move { Some((event, end)) }
             });
-            Ok(snapshot.chain(changes).boxed())
+            let changes = changes.scan(false, |ended, (event, end)| {
+                let next = (!*ended).then_some(event);
+                *ended |= end;
+                async move { next }
+            });
+            // The stream's identity changing ends the partition stream with a rollback.
+            history.mark_unchanged();
+            let replaced =
+                futures::stream::unfold((history, current), |(mut history, current)| async move {
+                    loop {
+                        history.changed().await.ok()?;
+                        let now = history.borrow_and_update().clone();
+                        if let Some(now) = now.filter(|now| *now != current) {
+                            let rollback = SourceEvent::Rollback { uuid: now };
+                            return Some((Ok(rollback), (history, current)));
+                        }
+                    }
+                });
+            Ok(snapshot
+                .chain(futures::stream::select(changes, replaced))
+                .boxed())
         };
         tokio::time::timeout(OPEN_TIMEOUT, open)
             .await
@@ -216,13 +320,24 @@ impl FeedSession for JetStreamSource {
     }
 }
 
+/// `message` as a change, if it is the consumer's delivery `next` (then `next` moves on).
+fn in_order(message: &jetstream::Message, next: &mut u64) -> Result<SourceEvent, SourceError> {
+    let info = message
+        .info()
+        .map_err(|e| SourceError::Unavailable(format!("message metadata: {e}")))?;
+    if info.consumer_sequence != *next {
+        return Err(SourceError::Unavailable(format!(
+            "the consumer skipped deliveries {next}..{} (a server failed): reading again",
+            info.consumer_sequence
+        )));
+    }
+    *next += 1;
+    event_of(message, info.stream_sequence)
+}
+
 /// A message as a change: its key from [`KEY_HEADER`], a deletion when [`DELETE_HEADER`] is
 /// set, its payload the document.
-fn event_of(message: &jetstream::Message) -> Result<SourceEvent, SourceError> {
-    let seq = message
-        .info()
-        .map_err(|e| SourceError::Unavailable(format!("message metadata: {e}")))?
-        .stream_sequence;
+fn event_of(message: &jetstream::Message, seq: u64) -> Result<SourceEvent, SourceError> {
     let headers = message.headers.as_ref();
     let Some(key) = headers
         .and_then(|h| h.get(KEY_HEADER))
