@@ -40,6 +40,31 @@ fn definition(source: &str) -> String {
     )
 }
 
+/// Waits until the node (process `pid`) runs at most `most` threads; past `timeout`, fails
+/// with its threads counted by name (from `/proc`), so that a failure says what they are.
+fn wait_for_threads(address: &str, pid: u32, most: u64, timeout: Duration) -> u64 {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let (_, body) = http(address, "GET", "/api/node/status", "");
+        let threads = body["process"]["threads"].as_u64().unwrap_or(u64::MAX);
+        if threads <= most {
+            return threads;
+        }
+        if std::time::Instant::now() >= deadline {
+            let mut names = std::collections::BTreeMap::<String, u32>::new();
+            let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+                .into_iter()
+                .flatten();
+            for task in tasks.flatten() {
+                let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+                *names.entry(name.trim().to_string()).or_default() += 1;
+            }
+            panic!("{threads} threads after {timeout:?}, more than {most}: {names:?}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Waits until every index counts `docs` over all its PIndexes.
 fn all_serving(address: &str, names: &[String], docs: Option<u64>, what: &str) {
     let mut pending: Vec<&String> = names.iter().collect();
@@ -99,11 +124,7 @@ fn a_thousand_pindexes_serve_with_bounded_threads_and_again_after_a_restart() {
     // Tokio's workers and blocking threads, the pool's (4 writers × 3 at most), the Cfg and
     // the source: nothing per PIndex once idle. Blocking threads that served the source's
     // reads during the catch-up of 1,000 streams outlive it by tokio's 10 s keep-alive.
-    let threads = wait_for("threads back within 64", Duration::from_secs(60), || {
-        let (_, body) = http(&address, "GET", "/api/node/status", "");
-        let threads = body["process"]["threads"].as_u64().unwrap_or(u64::MAX);
-        (threads <= 64).then_some(threads)
-    });
+    let threads = wait_for_threads(&address, node.0.id(), 64, Duration::from_secs(60));
     assert!(threads <= 64, "{threads} threads for 1,000 PIndexes");
     assert!(
         status["process"]["open_files"].as_u64().is_some(),

@@ -153,9 +153,22 @@ impl PlannerService {
             if stopping {
                 return;
             }
-            let attempt = tokio::select! {
-                r = fence::campaign(&self.cfg, &self.me, self.options.lease_ttl) => r,
-                _ = shutdown.changed() => return,
+            let attempt = {
+                let mut campaign =
+                    std::pin::pin!(fence::campaign(&self.cfg, &self.me, self.options.lease_ttl));
+                tokio::select! {
+                r = &mut campaign => r,
+                _ = shutdown.changed() => {
+                    // A campaign in flight may win as the planner stops (another leader just
+                    // resigned): finish it, bounded, and resign, or the leader key would
+                    // outlive this planner until its lease expired.
+                    let finished = tokio::time::timeout(Duration::from_secs(5), campaign).await;
+                    if let Ok(Ok(Some((lease, _)))) = finished {
+                        let _ = lease.revoke().await;
+                    }
+                    return;
+                }
+                }
             };
             match attempt {
                 Ok(Some((lease, fence))) => {

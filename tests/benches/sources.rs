@@ -1,0 +1,153 @@
+//! End-to-end indexing from each source type on the same documents: the reference source
+//! (log → gRPC stream → feed → fulltext PIndex, committed) against NATS JetStream (stream on a
+//! real nats-server → consumers → feed → the same PIndex), interleaved, median of 3 each; and
+//! how fast `ctl load`'s producer publishes to JetStream (acknowledged).
+//!
+//! `cargo bench -p tessera-tests --bench sources` (`SOURCES_BENCH_DOCS` to change the count).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tessera_janitor::feed::{Feed, FeedConfig};
+use tessera_source::grpc::SourceService;
+use tessera_source::{Append, SourceLog};
+use tessera_sources::jetstream::producer::{self, Change, Producer, StreamSpec};
+use tessera_sources::SourceType;
+use tessera_tests::nats::NatsCluster;
+
+const PARTITIONS: u32 = 16;
+
+fn params() -> serde_json::Value {
+    serde_json::json!({"mapping": {"default_analyzer": "en", "fields": {
+        "title": {"type": "text"}, "body": {"type": "text"}, "year": {"type": "i64"}, "tag": {"type": "keyword"}}}})
+}
+
+fn doc(i: usize) -> Vec<u8> {
+    format!(
+        r#"{{"title": "Book number {i} about rust and search", "body": "A longer text body for document {i}, with words that repeat: index partition replica plan janitor feed source", "year": {}, "tag": "t{}"}}"#,
+        1900 + i % 120,
+        i % 50
+    )
+    .into_bytes()
+}
+
+async fn serve(log: SourceLog) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    let app = SourceService::new(log).router();
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+    format!("http://{address}")
+}
+
+/// Documents per second from `source` into a new fulltext PIndex, committed.
+async fn feed_from(source: Arc<dyn SourceType>, docs: usize) -> f64 {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pindex = tessera_index::open("fulltext", &dir.path().join("p"), &params()).expect("pindex");
+    let started = Instant::now();
+    let feed = Feed::start(
+        pindex,
+        FeedConfig {
+            index: "bench".into(),
+            source,
+            partitions: (0..PARTITIONS).collect(),
+            commit_every: 100_000,
+            commit_interval: Duration::from_secs(5),
+            source_partitions: PARTITIONS,
+            start_paused: false,
+        },
+    );
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while feed.status().applied < docs as u64 {
+        assert!(
+            Instant::now() < deadline,
+            "not caught up in 600 s: {:?}",
+            feed.status()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let pindex = feed.stop().await.expect("stop");
+    let elapsed = started.elapsed();
+    assert_eq!(pindex.doc_count().expect("count"), docs as u64);
+    docs as f64 / elapsed.as_secs_f64()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+#[tokio::main]
+async fn main() {
+    let docs: usize = std::env::var("SOURCES_BENCH_DOCS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+
+    // The reference source.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = SourceLog::open(&dir.path().join("source.redb"), PARTITIONS).expect("log");
+    let batch: Vec<Append> = (0..docs)
+        .map(|i| Append::Put {
+            key: format!("k{i}"),
+            doc: doc(i),
+        })
+        .collect();
+    for chunk in batch.chunks(10_000) {
+        log.append("docs", chunk).expect("append");
+    }
+    let reference = tessera_sources::reference::ReferenceSource::at(serve(log).await, "docs");
+
+    // JetStream: the same documents published as `ctl load` does.
+    let nats = NatsCluster::single();
+    let client = async_nats::connect(nats.url(0)).await.expect("NATS");
+    let spec = StreamSpec {
+        name: "DOCS".into(),
+        subject_prefix: "docs".into(),
+        partitions: PARTITIONS,
+        replicas: 1,
+    };
+    producer::create_stream(&client, &spec)
+        .await
+        .expect("stream");
+    let mut producer = Producer::new(&client, "DOCS", "docs", None)
+        .await
+        .expect("producer");
+    let started = Instant::now();
+    for i in 0..docs {
+        let change = Change::Put {
+            key: format!("k{i}"),
+            doc: doc(i),
+        };
+        producer.send(change).await.expect("publish");
+    }
+    producer.flush().await.expect("acks");
+    let published = docs as f64 / started.elapsed().as_secs_f64();
+    let sources = tessera_sources::Sources::default();
+    let def = tessera_cfg::schema::SourceDef {
+        source_type: "jetstream".into(),
+        name: "docs".into(),
+        partitions: None,
+        params: serde_json::json!({"servers": [nats.url(0)], "stream": "DOCS",
+            "subject_prefix": "docs", "partitions": PARTITIONS})
+        .as_object()
+        .cloned()
+        .unwrap_or_default(),
+    };
+    let jetstream: Arc<dyn SourceType> = Arc::new(sources.jetstream(&def).await.expect("source"));
+
+    let (mut from_reference, mut from_jetstream) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        from_reference.push(feed_from(reference.clone(), docs).await);
+        from_jetstream.push(feed_from(jetstream.clone(), docs).await);
+    }
+    let (r, j) = (median(from_reference), median(from_jetstream));
+    println!("{docs} documents, {PARTITIONS} partitions, one fulltext PIndex, median of 3 (interleaved):");
+    println!("  reference source (gRPC) -> PIndex: {r:>9.0} docs/s");
+    println!(
+        "  NATS JetStream          -> PIndex: {j:>9.0} docs/s  ({:.2}x the reference)",
+        j / r
+    );
+    println!("  publishing to JetStream (acknowledged, window 512): {published:.0} docs/s");
+}
