@@ -78,7 +78,8 @@ fn init_tracing(
         .as_deref()
         .map(EnvFilter::new)
         .or_else(|| EnvFilter::try_from_default_env().ok())
-        .unwrap_or_else(|| EnvFilter::new("info"));
+        // The NATS client logs every (re)connection at info; a node says what matters itself.
+        .unwrap_or_else(|| EnvFilter::new("info,async_nats=warn"));
     let traces = tessera_telemetry::trace::provider(cli.otlp_endpoint.as_deref(), "tessera")?;
     let spans = tracing_subscriber::filter::filter_fn(|m| {
         m.is_span() && *m.level() <= tracing::Level::INFO && m.target().starts_with("tessera")

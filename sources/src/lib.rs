@@ -138,3 +138,17 @@ pub async fn uuids_and_highs(
         .map(|(p, i)| (p, (i.uuid, i.high_seq)))
         .collect())
 }
+
+/// `call`, or [`SourceError::Unavailable`] saying `what` once `limit` has passed.
+pub(crate) async fn within<T>(
+    limit: std::time::Duration,
+    what: String,
+    call: impl std::future::Future<Output = Result<T, SourceError>>,
+) -> Result<T, SourceError> {
+    tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+        Err(SourceError::Unavailable(format!(
+            "{what} within {} s",
+            limit.as_secs()
+        )))
+    })
+}

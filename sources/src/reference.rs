@@ -112,16 +112,11 @@ impl FeedSession for ReferenceSession {
             partition_uuid: uuid.to_string(),
         };
         let mut client = SourceClient::new(channel);
-        let stream = match tokio::time::timeout(OPEN_TIMEOUT, client.stream(request)).await {
-            Ok(Ok(response)) => response.into_inner(),
-            Ok(Err(e)) => return Err(status_error(&e)),
-            Err(_) => {
-                return Err(SourceError::Unavailable(format!(
-                    "the source did not open the stream within {} s",
-                    OPEN_TIMEOUT.as_secs()
-                )))
-            }
-        };
+        let open = async { client.stream(request).await.map_err(|e| status_error(&e)) };
+        let what = "the source did not open the stream";
+        let stream = crate::within(OPEN_TIMEOUT, what.into(), open)
+            .await?
+            .into_inner();
         Ok(stream
             .filter_map(|message| async move {
                 match message {
@@ -187,14 +182,7 @@ async fn list(
             })
             .collect())
     };
-    tokio::time::timeout(LIST_TIMEOUT, call)
-        .await
-        .unwrap_or_else(|_| {
-            Err(SourceError::Unavailable(format!(
-                "{url}: no answer within {} s",
-                LIST_TIMEOUT.as_secs()
-            )))
-        })
+    crate::within(LIST_TIMEOUT, format!("{url}: no answer"), call).await
 }
 
 /// Every partition of `source` at the reference source serving `url`: its uuid and high seq

@@ -16,34 +16,10 @@ use tessera_cfg::{Cfg, KeySpace};
 use tessera_index::mapping::Mapping;
 use tessera_janitor::executor::{Executor, ExecutorOptions};
 use tessera_janitor::feed::{Feed, FeedConfig};
-use tessera_source::grpc::SourceService;
 use tessera_source::{Append, SourceLog};
+use tessera_tests::bench_docs::{doc, params, serve};
 
 const PARTITIONS: u32 = 16;
-
-fn params() -> serde_json::Value {
-    serde_json::json!({"mapping": {"default_analyzer": "en", "fields": {
-        "title": {"type": "text"}, "body": {"type": "text"}, "year": {"type": "i64"}, "tag": {"type": "keyword"}}}})
-}
-
-fn doc(i: usize) -> Vec<u8> {
-    format!(
-        r#"{{"title": "Book number {i} about rust and search", "body": "A longer text body for document {i}, with words that repeat: index partition replica plan janitor feed source", "year": {}, "tag": "t{}"}}"#,
-        1900 + i % 120,
-        i % 50
-    )
-    .into_bytes()
-}
-
-async fn serve(log: SourceLog) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let address = listener.local_addr().expect("address");
-    let app = SourceService::new(log).router();
-    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
-    format!("http://{address}")
-}
 
 async fn end_to_end(docs: usize) -> f64 {
     let dir = tempfile::tempdir().expect("temp dir");

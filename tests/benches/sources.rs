@@ -9,37 +9,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tessera_janitor::feed::{Feed, FeedConfig};
-use tessera_source::grpc::SourceService;
 use tessera_source::{Append, SourceLog};
 use tessera_sources::jetstream::producer::{self, Change, Producer, StreamSpec};
 use tessera_sources::SourceType;
+use tessera_tests::bench_docs::{doc, params, serve};
 use tessera_tests::nats::NatsCluster;
 
 const PARTITIONS: u32 = 16;
-
-fn params() -> serde_json::Value {
-    serde_json::json!({"mapping": {"default_analyzer": "en", "fields": {
-        "title": {"type": "text"}, "body": {"type": "text"}, "year": {"type": "i64"}, "tag": {"type": "keyword"}}}})
-}
-
-fn doc(i: usize) -> Vec<u8> {
-    format!(
-        r#"{{"title": "Book number {i} about rust and search", "body": "A longer text body for document {i}, with words that repeat: index partition replica plan janitor feed source", "year": {}, "tag": "t{}"}}"#,
-        1900 + i % 120,
-        i % 50
-    )
-    .into_bytes()
-}
-
-async fn serve(log: SourceLog) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let address = listener.local_addr().expect("address");
-    let app = SourceService::new(log).router();
-    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
-    format!("http://{address}")
-}
 
 /// Documents per second from `source` into a new fulltext PIndex, committed.
 async fn feed_from(source: Arc<dyn SourceType>, docs: usize) -> f64 {
@@ -125,16 +101,14 @@ async fn main() {
     producer.flush().await.expect("acks");
     let published = docs as f64 / started.elapsed().as_secs_f64();
     let sources = tessera_sources::Sources::default();
-    let def = tessera_cfg::schema::SourceDef {
-        source_type: "jetstream".into(),
-        name: "docs".into(),
-        partitions: None,
-        params: serde_json::json!({"servers": [nats.url(0)], "stream": "DOCS",
-            "subject_prefix": "docs", "partitions": PARTITIONS})
-        .as_object()
-        .cloned()
-        .unwrap_or_default(),
-    };
+    let def = tessera_sources::jetstream::JetStreamParams {
+        servers: vec![nats.url(0)],
+        stream: "DOCS".into(),
+        subject_prefix: "docs".into(),
+        partitions: Some(PARTITIONS),
+        credentials_file: None,
+    }
+    .definition("docs");
     let jetstream: Arc<dyn SourceType> = Arc::new(sources.jetstream(&def).await.expect("source"));
 
     let (mut from_reference, mut from_jetstream) = (Vec::new(), Vec::new());

@@ -118,15 +118,7 @@ impl EtcdCluster {
         let binary = etcd_binary();
         let initial_cluster = self.initial_cluster.clone();
         let m = &mut self.members[i];
-        let log_path = self.dir.path().join(format!("{}.log", m.name));
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .unwrap_or_else(|e| panic!("cannot open {}: {e}", log_path.display()));
-        let log2 = log
-            .try_clone()
-            .unwrap_or_else(|e| panic!("cannot clone log handle: {e}"));
+        let (log, log2) = crate::child::log_files(&self.dir.path().join(format!("{}.log", m.name)));
         let client = format!("http://{}:{}", m.host, m.client_port);
         let peer = format!("http://{}:{}", m.host, m.peer_port);
         let mut command = match &m.netns {
@@ -195,9 +187,7 @@ impl EtcdCluster {
             .dir
             .path()
             .join(format!("{}.log", self.members[i].name));
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
+        crate::child::tail(&path, 30)
     }
 
     /// `HOST:PORT` of every member.
@@ -220,10 +210,7 @@ impl EtcdCluster {
 
     /// Kills member `i` with SIGKILL (no clean shutdown) and waits for it to exit.
     pub fn kill(&mut self, i: usize) {
-        if let Some(mut child) = self.members[i].child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        crate::child::kill(&mut self.members[i].child);
     }
 
     /// Starts member `i` again on its ports and data, and waits until it is healthy.
@@ -281,32 +268,13 @@ impl Drop for EtcdCluster {
 
 /// One blocking `GET /health`; true when etcd answers `"health":"true"`.
 fn health_ok(host: &str, port: u16) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut stream) = std::net::TcpStream::connect((host, port)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let request =
-        format!("GET /health HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n");
-    if stream.write_all(request.as_bytes()).is_err() {
-        return false;
-    }
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    answer.contains("\"health\":\"true\"")
+    crate::child::http(host, port, "/health", None)
+        .is_some_and(|a| a.contains("\"health\":\"true\""))
 }
 
 /// One blocking `POST /v3/maintenance/status` (etcd's JSON gateway).
 fn maintenance_status(host: &str, port: u16) -> Option<serde_json::Value> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect((host, port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    let request = format!(
-        "POST /v3/maintenance/status HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
-    );
-    stream.write_all(request.as_bytes()).ok()?;
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
+    let answer = crate::child::http(host, port, "/v3/maintenance/status", Some("{}"))?;
     let body = answer.split("\r\n\r\n").nth(1)?;
     serde_json::from_str(body).ok()
 }

@@ -4,6 +4,8 @@
 //!   dirs, with kill/restart of a member. Every integration test that needs etcd uses it; it
 //!   fails loudly when etcd is missing, it never skips.
 //! - [`conformance`]: the one Store conformance suite, run against every backend.
+//! - [`child`]: what every server started as a child process needs (log, tail, SIGKILL, a
+//!   health GET). [`bench_docs`]: what the feed benchmarks index.
 //! - [`nats`]: real NATS servers with JetStream (one, or a 3-server cluster), with SIGKILL
 //!   and restart of a server, for the JetStream source's tests.
 //! - [`netns`]: hosts in network namespaces on a bridge, with cuts and isolation, for
@@ -11,6 +13,8 @@
 //! - [`ports`]: loopback ports for child processes, claimed across test processes.
 //! - [`wait`]: bounded waits with clear timeout messages, instead of sleeps.
 
+pub mod bench_docs;
+pub mod child;
 pub mod conformance;
 pub mod etcd;
 pub mod fuzzing;

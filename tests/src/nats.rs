@@ -123,15 +123,7 @@ impl NatsCluster {
     fn spawn(&mut self, i: usize) {
         let binary = nats_server_binary();
         let name = self.servers[i].name.clone();
-        let log_path = self.dir.path().join(format!("{name}.log"));
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .unwrap_or_else(|e| panic!("cannot open {}: {e}", log_path.display()));
-        let log2 = log
-            .try_clone()
-            .unwrap_or_else(|e| panic!("cannot clone log handle: {e}"));
+        let (log, log2) = crate::child::log_files(&self.dir.path().join(format!("{name}.log")));
         let child = Command::new(&binary)
             .arg("-c")
             .arg(self.dir.path().join(format!("{name}.conf")))
@@ -175,9 +167,7 @@ impl NatsCluster {
             .dir
             .path()
             .join(format!("{}.log", self.servers[i].name));
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
+        crate::child::tail(&path, 30)
     }
 
     /// `nats://127.0.0.1:PORT` of every server.
@@ -191,10 +181,7 @@ impl NatsCluster {
 
     /// Kills server `i` with SIGKILL (no clean shutdown) and waits for it to exit.
     pub fn kill(&mut self, i: usize) {
-        if let Some(mut child) = self.servers[i].child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        crate::child::kill(&mut self.servers[i].child);
     }
 
     /// Starts server `i` again on its ports and store, and waits until it is ready.
@@ -215,17 +202,6 @@ impl Drop for NatsCluster {
 
 /// One blocking `GET /healthz`; true when the server says it (and JetStream) is ok.
 fn healthz_ok(port: u16) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let request =
-        format!("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
-    if stream.write_all(request.as_bytes()).is_err() {
-        return false;
-    }
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    answer.starts_with("HTTP/1.1 200") && answer.contains("\"ok\"")
+    crate::child::http("127.0.0.1", port, "/healthz", None)
+        .is_some_and(|a| a.starts_with("HTTP/1.1 200") && a.contains("\"ok\""))
 }

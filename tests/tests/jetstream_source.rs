@@ -6,24 +6,12 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use tessera_cfg::schema::SourceDef;
 use tessera_sources::jetstream::producer::{self, Change, Producer, StreamSpec};
 use tessera_sources::jetstream::{JetStreamParams, JetStreamSource};
 use tessera_sources::{ChangeStream, SourceError, SourceEvent, SourceType};
 use tessera_tests::nats::NatsCluster;
 
 const PARTITIONS: u32 = 4;
-
-fn def(url: &str) -> SourceDef {
-    let params = serde_json::json!({"servers": [url], "stream": "DOCS",
-        "subject_prefix": "docs", "partitions": PARTITIONS});
-    SourceDef {
-        source_type: "jetstream".into(),
-        name: "docs".into(),
-        partitions: None,
-        params: params.as_object().cloned().unwrap_or_default(),
-    }
-}
 
 async fn setup(nats: &NatsCluster) -> (async_nats::Client, JetStreamSource) {
     let client = async_nats::connect(nats.url(0)).await.expect("connect");
@@ -36,8 +24,13 @@ async fn setup(nats: &NatsCluster) -> (async_nats::Client, JetStreamSource) {
     producer::create_stream(&client, &spec)
         .await
         .expect("stream");
-    let d = def(&nats.url(0));
-    let params = JetStreamParams::of(&d).expect("params");
+    let params = JetStreamParams {
+        servers: vec![nats.url(0)],
+        stream: "DOCS".into(),
+        subject_prefix: "docs".into(),
+        partitions: Some(PARTITIONS),
+        credentials_file: None,
+    };
     let source = JetStreamSource::new(client.clone(), params, PARTITIONS);
     (client, source)
 }

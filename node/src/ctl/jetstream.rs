@@ -9,7 +9,7 @@ use serde_json::Value;
 use tessera_sources::jetstream::producer::{self, Change, Producer, StreamSpec};
 use tessera_sources::SourceError;
 
-use super::{progress, read_input, LoadArgs};
+use super::{numbered_lines, progress, read_input, LoadArgs};
 use crate::exit::{Exit, INVALID, NOT_FOUND, UNAVAILABLE};
 
 /// Where a JetStream stream is and how to reach it.
@@ -147,11 +147,7 @@ fn change_of(line: &str, key_field: Option<&str>) -> Result<Change, String> {
 pub async fn load(args: LoadArgs) -> Result<String, Exit> {
     let target = &args.jetstream;
     let text = read_input(&args.file)?;
-    let lines: Vec<(usize, &str)> = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .collect();
+    let lines = numbered_lines(&text);
     // Every line is checked before anything is published: a bad line loses nothing.
     let mut changes = Vec::with_capacity(lines.len());
     for (number, line) in &lines {

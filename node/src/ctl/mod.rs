@@ -237,6 +237,14 @@ fn read_input(file: &PathBuf) -> Result<String, Exit> {
     read.map_err(|e| Exit::new(INVALID, format!("{}: {e}", file.display())))
 }
 
+/// The lines of an NDJSON file that hold something, with their index (0-based).
+fn numbered_lines(text: &str) -> Vec<(usize, &str)> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .collect()
+}
+
 /// One line as a bulk line (`{"key", "doc"}`), or why not.
 fn bulk_line(line: &str, key_field: Option<&str>) -> Result<String, String> {
     let Some(field) = key_field else {
@@ -254,11 +262,7 @@ fn bulk_line(line: &str, key_field: Option<&str>) -> Result<String, String> {
 async fn load(http: &Http, args: LoadArgs) -> Result<String, Exit> {
     let source = args.source.clone().unwrap_or_default();
     let text = read_input(&args.file)?;
-    let lines: Vec<(usize, &str)> = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .collect();
+    let lines = numbered_lines(&text);
     let mut bar = progress::Progress::new(&format!("loading {}", source), lines.len() as u64);
     let path = format!("/api/source/{}/bulk", source);
     let mut loaded = 0u64;

@@ -68,8 +68,15 @@ impl JetStreamSource {
         &self.inner.params
     }
 
-    async fn stream(&self) -> Result<jetstream::stream::Stream, SourceError> {
-        get_stream(&self.inner.client, &self.inner.params.stream).await
+    /// The stream and what it says of itself now.
+    async fn stream_and_info(&self) -> Result<(jetstream::stream::Stream, Info), SourceError> {
+        let mut stream = get_stream(&self.inner.client, &self.inner.params.stream).await?;
+        let info = stream
+            .info()
+            .await
+            .map_err(|e| SourceError::Unavailable(format!("stream info: {e}")))?
+            .clone();
+        Ok((stream, info))
     }
 
     /// Starts the task polling the stream's identity, once; it ends with the last clone.
@@ -148,12 +155,7 @@ impl SourceType for JetStreamSource {
 
     async fn partitions(&self) -> Result<BTreeMap<u32, PartitionInfo>, SourceError> {
         let list = async {
-            let mut stream = self.stream().await?;
-            let info = stream
-                .info()
-                .await
-                .map_err(|e| SourceError::Unavailable(format!("stream info: {e}")))?
-                .clone();
+            let (stream, info) = self.stream_and_info().await?;
             let uuid = history_uuid(&info);
             let empty = info.state.messages == 0;
             // A stream made by `tessera ctl source create-stream` names its partition count:
@@ -186,15 +188,8 @@ impl SourceType for JetStreamSource {
             }
             Ok(partitions)
         };
-        tokio::time::timeout(LIST_TIMEOUT, list)
-            .await
-            .unwrap_or_else(|_| {
-                Err(SourceError::Unavailable(format!(
-                    "{}: no answer within {} s",
-                    self.describe(),
-                    LIST_TIMEOUT.as_secs()
-                )))
-            })
+        let what = format!("{}: no answer", self.describe());
+        crate::within(LIST_TIMEOUT, what, list).await
     }
 
     fn session(&self, _partitions: &[u32]) -> Arc<dyn FeedSession> {
@@ -231,12 +226,7 @@ impl FeedSession for JetStreamSource {
             )));
         }
         let open = async {
-            let mut stream = self.stream().await?;
-            let info = stream
-                .info()
-                .await
-                .map_err(|e| SourceError::Unavailable(format!("stream info: {e}")))?
-                .clone();
+            let (stream, info) = self.stream_and_info().await?;
             let current = history_uuid(&info);
             let mut history = self.inner.history.subscribe();
             self.watch_history();
@@ -308,15 +298,8 @@ impl FeedSession for JetStreamSource {
                 .chain(futures::stream::select(changes, replaced))
                 .boxed())
         };
-        tokio::time::timeout(OPEN_TIMEOUT, open)
-            .await
-            .unwrap_or_else(|_| {
-                Err(SourceError::Unavailable(format!(
-                    "{} did not open partition {partition} within {} s",
-                    self.describe(),
-                    OPEN_TIMEOUT.as_secs()
-                )))
-            })
+        let what = format!("{} did not open partition {partition}", self.describe());
+        crate::within(OPEN_TIMEOUT, what, open).await
     }
 }
 

@@ -1,20 +1,20 @@
 //! A `jetstream` definition's `params`, read and checked with errors naming the field.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tessera_cfg::schema::{FieldError, SourceDef};
 
 /// `{"servers": ["nats://h1:4222", ...], "stream": "DOCS", "subject_prefix": "docs",
 /// "partitions": 64, "credentials_file": "/etc/tessera/nats.creds"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JetStreamParams {
     pub servers: Vec<String>,
     pub stream: String,
     pub subject_prefix: String,
     /// The same as the definition's `source.partitions`; either may say it.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partitions: Option<u32>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_file: Option<String>,
 }
 
@@ -83,6 +83,20 @@ impl JetStreamParams {
         Ok(params)
     }
 
+    /// A definition's source `name` reading with these parameters.
+    pub fn definition(&self, name: &str) -> SourceDef {
+        let params = match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(params)) => params,
+            _ => serde_json::Map::new(),
+        };
+        SourceDef {
+            source_type: "jetstream".into(),
+            name: name.to_string(),
+            partitions: None,
+            params,
+        }
+    }
+
     pub fn partitions(&self, def: &SourceDef) -> u32 {
         self.partitions.or(def.partitions).unwrap_or(1)
     }
@@ -121,6 +135,7 @@ mod tests {
         let p = JetStreamParams::of(&d).unwrap();
         assert_eq!(p.partitions(&d), 64);
         assert_eq!(p.subject(7), "docs.7");
+        assert_eq!(p.definition("docs"), d, "written back as it was read");
     }
 
     #[test]
