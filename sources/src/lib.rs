@@ -152,3 +152,16 @@ pub(crate) async fn within<T>(
         )))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    /// Producers compute partitions with their language's CRC-32 (IEEE, as zlib's): the
+    /// values here are Python's `zlib.crc32(key.encode()) % 64`.
+    #[test]
+    fn routing_is_zlibs_crc32() {
+        assert_eq!(super::partition_of("doc-1", 64), 41);
+        assert_eq!(super::partition_of("d42", 64), 25);
+        assert_eq!(super::partition_of("книга", 64), 57);
+        assert_eq!(super::partition_of("anything", 1), 0);
+    }
+}

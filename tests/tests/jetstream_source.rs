@@ -197,6 +197,22 @@ async fn a_purge_or_a_stream_made_again_is_another_history() {
         .expect("purge");
     let purged = source.partitions().await.expect("partitions");
     assert_ne!(purged[&0].uuid, before.uuid);
+    // A stream open across the purge ends with a rollback too (the source watches the
+    // stream's identity; the consumer alone would go on).
+    // (Messages 3 and 4 may come first, if the consumer had them before the purge.)
+    let rollback = SourceEvent::Rollback {
+        uuid: purged[&0].uuid.clone(),
+    };
+    loop {
+        let event = next_events(&mut same, 1).await.remove(0);
+        if event == rollback {
+            break;
+        }
+        assert!(
+            matches!(event, SourceEvent::Mutation { seq: 3 | 4, .. }),
+            "{event:?}"
+        );
+    }
     assert_eq!(purged[&0].high_seq, 0);
     let mut rolled = session.stream(0, 4, &before.uuid).await.expect("stream");
     assert_eq!(

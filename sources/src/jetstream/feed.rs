@@ -79,7 +79,8 @@ impl JetStreamSource {
         Ok((stream, info))
     }
 
-    /// Starts the task polling the stream's identity, once; it ends with the last clone.
+    /// Starts the task polling the stream's identity, unless it runs; it ends when no
+    /// partition stream follows it any more (or with the last clone).
     fn watch_history(&self) {
         use std::sync::atomic::Ordering;
         if self.inner.watching.swap(true, Ordering::AcqRel) {
@@ -90,6 +91,15 @@ impl JetStreamSource {
             loop {
                 tokio::time::sleep(WATCH_EVERY).await;
                 let Some(inner) = weak.upgrade() else { return };
+                if inner.history.receiver_count() == 0 {
+                    inner.watching.store(false, Ordering::Release);
+                    // A stream opened meanwhile found the flag still set: watch for it.
+                    if inner.history.receiver_count() == 0
+                        || inner.watching.swap(true, Ordering::AcqRel)
+                    {
+                        return;
+                    }
+                }
                 let polled = match get_stream(&inner.client, &inner.params.stream).await {
                     Ok(mut stream) => stream.info().await.ok().map(history_uuid),
                     Err(SourceError::NotFound(_)) => Some(String::new()),
