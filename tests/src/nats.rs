@@ -58,6 +58,9 @@ struct Server {
 pub struct NatsCluster {
     dir: TempDir,
     servers: Vec<Server>,
+    /// In operator mode (clients need a credentials file), the server config's lines that
+    /// trust the operator and preload the account.
+    trust: Option<String>,
 }
 
 impl NatsCluster {
@@ -65,8 +68,18 @@ impl NatsCluster {
         Self::start(1)
     }
 
+    /// One server that admits only clients with a user's credentials (operator mode: an
+    /// operator, one account with JetStream, one user); `credentials_file()` names its file.
+    pub fn single_with_credentials() -> Self {
+        Self::start_with(1, true)
+    }
+
     /// `size` servers; returns once each says JetStream is ready.
     pub fn start(size: usize) -> Self {
+        Self::start_with(size, false)
+    }
+
+    fn start_with(size: usize, credentials: bool) -> Self {
         assert!(size >= 1, "a NATS cluster needs at least one server");
         let dir = tempfile::Builder::new()
             .prefix("tessera-nats-")
@@ -81,7 +94,12 @@ impl NatsCluster {
                 child: None,
             })
             .collect();
-        let mut cluster = Self { dir, servers };
+        let trust = credentials.then(|| operator_mode(dir.path()));
+        let mut cluster = Self {
+            dir,
+            servers,
+            trust,
+        };
         for i in 0..size {
             cluster.write_config(i);
             cluster.spawn(i);
@@ -102,6 +120,9 @@ impl NatsCluster {
             s.monitor_port,
             store.display()
         );
+        if let Some(trust) = &self.trust {
+            config.push_str(trust);
+        }
         if self.servers.len() > 1 {
             let routes: Vec<String> = self
                 .servers
@@ -170,6 +191,11 @@ impl NatsCluster {
         crate::child::tail(&path, 30)
     }
 
+    /// The user's credentials file, for a server from `single_with_credentials`.
+    pub fn credentials_file(&self) -> PathBuf {
+        self.dir.path().join("user.creds")
+    }
+
     /// `nats://127.0.0.1:PORT` of every server.
     pub fn urls(&self) -> Vec<String> {
         (0..self.servers.len()).map(|i| self.url(i)).collect()
@@ -204,4 +230,74 @@ impl Drop for NatsCluster {
 fn healthz_ok(port: u16) -> bool {
     crate::child::http("127.0.0.1", port, "/healthz", None)
         .is_some_and(|a| a.starts_with("HTTP/1.1 200") && a.contains("\"ok\""))
+}
+
+/// Makes an operator, an account with JetStream and a user; writes the user's credentials to
+/// `dir/user.creds`; returns the server config lines trusting the operator.
+fn operator_mode(dir: &std::path::Path) -> String {
+    use nkeys::KeyPair;
+    let operator = KeyPair::new_operator();
+    let account = KeyPair::new_account();
+    // JetStream in operator mode needs a system account.
+    let system = KeyPair::new_account();
+    let user = KeyPair::new_user();
+    let operator_jwt = jwt(
+        &operator,
+        &operator.public_key(),
+        serde_json::json!({"type": "operator", "version": 2}),
+    );
+    let unlimited = serde_json::json!({"subs": -1, "data": -1, "payload": -1, "imports": -1,
+        "exports": -1, "wildcards": true, "conn": -1, "leaf": -1,
+        "mem_storage": -1, "disk_storage": -1, "streams": -1, "consumer": -1});
+    let account_jwt = jwt(
+        &operator,
+        &account.public_key(),
+        serde_json::json!({"type": "account", "version": 2, "limits": unlimited,
+            "default_permissions": {"pub": {}, "sub": {}}}),
+    );
+    let system_jwt = jwt(
+        &operator,
+        &system.public_key(),
+        serde_json::json!({"type": "account", "version": 2,
+            "default_permissions": {"pub": {}, "sub": {}}}),
+    );
+    let user_jwt = jwt(
+        &account,
+        &user.public_key(),
+        serde_json::json!({"type": "user", "version": 2, "pub": {}, "sub": {},
+            "subs": -1, "data": -1, "payload": -1}),
+    );
+    let seed = user.seed().unwrap_or_else(|e| panic!("a user seed: {e}"));
+    let creds = format!(
+        "-----BEGIN NATS USER JWT-----\n{user_jwt}\n------END NATS USER JWT------\n\n\
+         -----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n"
+    );
+    let path = dir.join("user.creds");
+    std::fs::write(&path, creds).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    format!(
+        "operator: \"{operator_jwt}\"\nsystem_account: {sys}\nresolver: MEMORY\nresolver_preload: {{\n  {}: \"{account_jwt}\"\n  {sys}: \"{system_jwt}\"\n}}\n",
+        account.public_key(),
+        sys = system.public_key()
+    )
+}
+
+/// A NATS JWT (`ed25519-nkey`) for `subject`, signed by `issuer`, with these `nats` claims.
+fn jwt(issuer: &nkeys::KeyPair, subject: &str, nats: serde_json::Value) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = serde_json::json!({"typ": "JWT", "alg": "ed25519-nkey"});
+    let iat = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let claims = serde_json::json!({"jti": format!("{subject}-{iat}"),
+        "iat": iat, "iss": issuer.public_key(), "name": subject, "sub": subject, "nats": nats});
+    let signed = format!(
+        "{}.{}",
+        b64.encode(header.to_string()),
+        b64.encode(claims.to_string())
+    );
+    let signature = issuer
+        .sign(signed.as_bytes())
+        .unwrap_or_else(|e| panic!("signing a JWT: {e}"));
+    format!("{signed}.{}", b64.encode(signature))
 }

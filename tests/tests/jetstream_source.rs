@@ -257,3 +257,63 @@ async fn a_purge_or_a_stream_made_again_is_another_history() {
         }
     );
 }
+
+#[tokio::test]
+async fn a_server_that_demands_credentials_is_read_with_a_credentials_file() {
+    let nats = NatsCluster::single_with_credentials();
+    let creds = nats.credentials_file().display().to_string();
+    // Without credentials the server refuses.
+    let refused = async_nats::ConnectOptions::new().connect(nats.url(0)).await;
+    assert!(refused.is_err(), "connected without credentials");
+
+    let client = tessera_sources::jetstream::connect(&[nats.url(0)], Some(&creds))
+        .await
+        .expect("connect with credentials");
+    let spec = StreamSpec {
+        name: "DOCS".into(),
+        subject_prefix: "docs".into(),
+        partitions: PARTITIONS,
+        replicas: 1,
+    };
+    producer::create_stream(&client, &spec)
+        .await
+        .expect("stream");
+    publish(&client, keys_in(3, 2).iter().map(|k| put(k, 1)).collect()).await;
+
+    // The source opened from a definition naming the file reads the stream.
+    let def = JetStreamParams {
+        servers: vec![nats.url(0)],
+        stream: "DOCS".into(),
+        subject_prefix: "docs".into(),
+        partitions: Some(PARTITIONS),
+        credentials_file: Some(creds),
+    }
+    .definition("docs");
+    let source = tessera_sources::Sources::default()
+        .jetstream(&def)
+        .await
+        .expect("source");
+    let listed = source.partitions().await.expect("partitions");
+    assert_eq!(listed[&3].high_seq, 2);
+    let mut stream = source.session(&[3]).stream(3, 0, "").await.expect("stream");
+    let events = next_events(&mut stream, 3).await;
+    assert!(
+        matches!(events[2], SourceEvent::Mutation { seq: 2, .. }),
+        "{events:?}"
+    );
+
+    // A credentials file that is not there is the definition's error, named.
+    let mut missing = def.clone();
+    missing
+        .params
+        .insert("credentials_file".into(), "/nonexistent.creds".into());
+    let err = tessera_sources::Sources::default()
+        .jetstream(&missing)
+        .await
+        .err();
+    assert!(
+        matches!(&err, Some(SourceError::Invalid(m)) if m.contains("credentials_file")),
+        "{:?}",
+        err.map(|e| e.to_string())
+    );
+}
