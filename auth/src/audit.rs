@@ -1,0 +1,236 @@
+//! The audit log: one JSON line per state-changing call and per denied call, in
+//! `<data-dir>/audit/audit.log`, rotated by size (`audit.log.1` is the newest old file).
+//!
+//! Event ids (stable; documented in the README):
+//!
+//! | id | event |
+//! |----|-------|
+//! | 20001 | request denied: no or bad credentials (401) |
+//! | 20002 | request denied: the identity lacks the permission (403) |
+//! | 20101 | index created, updated, deleted or controlled |
+//! | 20102 | documents written to a source |
+//! | 20201 | topology change asked or cancelled |
+//! | 20202 | cluster control: freeze, unfreeze, failovers acknowledged |
+//! | 20301 | backup repository, snapshot or restore operation |
+//! | 20401 | recovery begun, committed, ended, aborted, or its automatic setting changed |
+//! | 20501 | API key created or revoked |
+//! | 20901 | any other state-changing call |
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::Need;
+
+/// Every event: id, name.
+pub const EVENTS: &[(u32, &str)] = &[
+    (20001, "denied_unauthenticated"),
+    (20002, "denied_forbidden"),
+    (20101, "index_changed"),
+    (20102, "documents_written"),
+    (20201, "topology_changed"),
+    (20202, "cluster_control"),
+    (20301, "backup_operation"),
+    (20401, "recovery_operation"),
+    (20501, "api_key_changed"),
+    (20901, "state_changed"),
+];
+
+/// The event a call is, by what it needed, its method and route and its HTTP status; `None`
+/// for a read that was not denied (reads are not audited).
+pub fn event_of(need: Need, method: &str, route: &str, status: u16) -> Option<(u32, &'static str)> {
+    let id = match status {
+        401 => 20001,
+        403 => 20002,
+        _ if method.eq_ignore_ascii_case("GET") || method.eq_ignore_ascii_case("HEAD") => {
+            return None
+        }
+        // Reads, whatever their method (a query is a POST).
+        _ if matches!(
+            need,
+            Need::Open | Need::Monitor | Need::IndexRead | Need::Query
+        ) =>
+        {
+            return None
+        }
+        _ => match need {
+            Need::IndexAdmin => 20101,
+            Need::Ingest => 20102,
+            Need::Admin if route.contains("/keys") => 20501,
+            Need::Operator if route.starts_with("/api/backup") => 20301,
+            Need::Operator if route.starts_with("/api/ctl/recovery") => 20401,
+            Need::Operator if route.contains("topology") || route.contains("/tasks") => 20201,
+            Need::Operator => 20202,
+            _ => 20901,
+        },
+    };
+    EVENTS.iter().find(|(e, _)| *e == id).copied()
+}
+
+/// One audit line.
+#[derive(Debug, Clone, Serialize)]
+pub struct Record<'a> {
+    pub time_ms: u64,
+    pub event: u32,
+    pub name: &'a str,
+    /// `anonymous`, `key:<id>:<name>` or `node:<uuid>`.
+    pub identity: &'a str,
+    /// `METHOD /route/template` or the gRPC method's path.
+    pub route: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<&'a str>,
+    /// The HTTP status (or the gRPC code's HTTP equivalent).
+    pub outcome: u16,
+}
+
+/// The log file, rotated past `max_bytes`, keeping `keep` old files.
+pub struct AuditLog {
+    path: PathBuf,
+    max_bytes: u64,
+    keep: usize,
+    file: std::fs::File,
+    size: u64,
+}
+
+impl AuditLog {
+    pub fn open(dir: &Path, max_bytes: u64, keep: usize) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join("audit.log");
+        let file = open_append(&path)?;
+        let size = file.metadata()?.len();
+        Ok(Self {
+            path,
+            max_bytes: max_bytes.max(1),
+            keep: keep.max(1),
+            file,
+            size,
+        })
+    }
+
+    /// Appends `record` as one line (written through, no buffering), rotating first when the
+    /// file has reached its size.
+    pub fn append(&mut self, record: &Record<'_>) -> std::io::Result<()> {
+        let mut line = serde_json::to_vec(record).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        if self.size > 0 && self.size + line.len() as u64 > self.max_bytes {
+            self.rotate()?;
+        }
+        self.file.write_all(&line)?;
+        self.size += line.len() as u64;
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> std::io::Result<()> {
+        let old = |n: usize| self.path.with_extension(format!("log.{n}"));
+        let _ = std::fs::remove_file(old(self.keep));
+        for n in (1..self.keep).rev() {
+            if old(n).exists() {
+                std::fs::rename(old(n), old(n + 1))?;
+            }
+        }
+        std::fs::rename(&self.path, old(1))?;
+        self.file = open_append(&self.path)?;
+        self.size = 0;
+        Ok(())
+    }
+}
+
+fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_map_to_documented_events() {
+        assert_eq!(
+            event_of(Need::Query, "POST", "/api/index/{name}/query", 200),
+            None,
+            "a query changes nothing"
+        );
+        assert_eq!(
+            event_of(Need::Monitor, "GET", "/api/cfg", 401).map(|e| e.0),
+            Some(20001)
+        );
+        assert_eq!(
+            event_of(Need::Monitor, "GET", "/api/cfg", 403).map(|e| e.0),
+            Some(20002)
+        );
+        assert_eq!(
+            event_of(Need::IndexAdmin, "PUT", "/api/index/{name}", 200).map(|e| e.0),
+            Some(20101)
+        );
+        assert_eq!(
+            event_of(Need::Ingest, "POST", "/api/source/{name}/bulk", 200).map(|e| e.0),
+            Some(20102)
+        );
+        assert_eq!(
+            event_of(Need::Operator, "POST", "/api/ctl/topology-change", 200).map(|e| e.0),
+            Some(20201)
+        );
+        assert_eq!(
+            event_of(Need::Operator, "POST", "/api/ctl/freeze", 200).map(|e| e.0),
+            Some(20202)
+        );
+        assert_eq!(
+            event_of(Need::Operator, "POST", "/api/backup/restore", 200).map(|e| e.0),
+            Some(20301)
+        );
+        assert_eq!(
+            event_of(Need::Operator, "POST", "/api/ctl/recovery/{id}/commit", 200).map(|e| e.0),
+            Some(20401)
+        );
+        // The module doc's table lists every event.
+        let doc = include_str!("audit.rs");
+        for (id, _) in EVENTS {
+            assert!(
+                doc.contains(&format!("//! | {id} |")),
+                "event {id} undocumented"
+            );
+        }
+    }
+
+    #[test]
+    fn the_log_rotates_by_size_and_keeps_what_it_should() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = AuditLog::open(dir.path(), 300, 2).unwrap();
+        let record = |i: u64| Record {
+            time_ms: i,
+            event: 20101,
+            name: "index_changed",
+            identity: "key:0011223344556677:ci",
+            route: "PUT /api/index/{name}",
+            index: Some("books"),
+            outcome: 200,
+        };
+        for i in 0..20 {
+            log.append(&record(i)).unwrap();
+        }
+        let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap_or_default();
+        let newest = read("audit.log");
+        assert!(newest.len() <= 300, "{}", newest.len());
+        let last: serde_json::Value = serde_json::from_str(newest.lines().last().unwrap()).unwrap();
+        assert_eq!(last["time_ms"], 19);
+        assert_eq!(last["index"], "books");
+        assert!(!read("audit.log.1").is_empty() && !read("audit.log.2").is_empty());
+        assert!(
+            !dir.path().join("audit.log.3").exists(),
+            "only 2 old files kept"
+        );
+        let mode = std::fs::metadata(dir.path().join("audit.log"))
+            .unwrap()
+            .permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o600
+        );
+    }
+}

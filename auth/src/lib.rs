@@ -1,0 +1,57 @@
+//! Who may call what on a node. Pure rules, no I/O but the audit log's file:
+//!
+//! - [`role`]: the roles a key carries (`admin`, `index_admin:<glob>`, `searcher:<glob>`,
+//!   `ingest:<glob>`, `monitor`, `operator`) and what each allows.
+//! - [`permission`]: the permission table — every REST route and gRPC method mapped to what it
+//!   needs; anything not in it is denied.
+//! - [`key`]: API keys (`tsk_<id>_<secret>`): made, stored as a keyed hash, checked in
+//!   microseconds.
+//! - [`audit`]: the audit log's events (documented ids) and its size-rotated JSON-lines file.
+//!
+//! This is the core of the security issue (#16); the node's middleware, the keys API and TLS
+//! wire it in.
+
+pub mod audit;
+pub mod key;
+pub mod permission;
+pub mod role;
+
+pub use permission::{grpc_need, rest_need, Need};
+pub use role::{Glob, Role};
+
+/// Who a request comes from, once its credentials are checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// No credentials.
+    Anonymous,
+    /// An API key: its id, name and roles.
+    Key {
+        id: String,
+        name: String,
+        roles: Vec<Role>,
+    },
+    /// A node of the cluster (by the uuid its certificate names).
+    Node(String),
+}
+
+impl Identity {
+    /// Whether this identity may do what `need` asks of `target` (the index or source the
+    /// call names, if any).
+    pub fn allows(&self, need: Need, target: Option<&str>) -> bool {
+        match (self, need) {
+            (_, Need::Open) => true,
+            (Identity::Node(_), Need::Node) => true,
+            (Identity::Key { roles, .. }, need) => roles.iter().any(|r| r.allows(need, target)),
+            _ => false,
+        }
+    }
+
+    /// Names the identity in the audit log.
+    pub fn describe(&self) -> String {
+        match self {
+            Identity::Anonymous => "anonymous".into(),
+            Identity::Key { id, name, .. } => format!("key:{id}:{name}"),
+            Identity::Node(uuid) => format!("node:{uuid}"),
+        }
+    }
+}

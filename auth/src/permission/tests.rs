@@ -1,0 +1,94 @@
+//! The table is complete and exact: every documented REST operation and every gRPC method of
+//! the `.proto` files has one entry, and no entry names something that does not exist.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use super::*;
+
+fn root() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+#[test]
+fn every_documented_rest_operation_has_exactly_one_entry() {
+    let text = std::fs::read_to_string(root().join("docs/openapi.json")).expect("openapi");
+    let doc: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    let mut documented = BTreeSet::new();
+    for (path, ops) in doc["paths"].as_object().expect("paths") {
+        for method in ops.as_object().expect("operations").keys() {
+            documented.insert((method.to_uppercase(), path.clone()));
+        }
+    }
+    let table: BTreeSet<(String, String)> = REST
+        .iter()
+        .map(|(m, t, _)| (m.to_string(), t.to_string()))
+        .collect();
+    assert_eq!(table.len(), REST.len(), "an operation listed twice");
+    let missing: Vec<_> = documented.difference(&table).collect();
+    let unknown: Vec<_> = table.difference(&documented).collect();
+    assert!(
+        missing.is_empty(),
+        "routes without a permission entry: {missing:?}"
+    );
+    assert!(
+        unknown.is_empty(),
+        "entries for routes that do not exist: {unknown:?}"
+    );
+}
+
+#[test]
+fn every_grpc_method_has_exactly_one_entry() {
+    let mut declared = BTreeSet::new();
+    let dir = root().join("proto/tessera/v1");
+    for file in std::fs::read_dir(&dir).expect("proto dir").flatten() {
+        let text = std::fs::read_to_string(file.path()).expect("proto");
+        let mut service = None;
+        for line in text.lines().map(str::trim) {
+            if let Some(rest) = line.strip_prefix("service ") {
+                service = rest.split_whitespace().next().map(str::to_string);
+            } else if let (Some(rest), Some(s)) = (line.strip_prefix("rpc "), &service) {
+                let method = rest.split('(').next().unwrap_or_default().trim();
+                declared.insert(format!("/tessera.v1.{s}/{method}"));
+            }
+        }
+    }
+    assert!(declared.len() >= 30, "{declared:?}");
+    let table: BTreeSet<String> = GRPC.iter().map(|(p, _)| p.to_string()).collect();
+    assert_eq!(table.len(), GRPC.len(), "a method listed twice");
+    assert_eq!(
+        table, declared,
+        "the gRPC permission table and the .proto files differ"
+    );
+}
+
+#[test]
+fn deny_by_default_and_targets_come_from_the_path() {
+    assert_eq!(rest_need("GET", "/api/secret"), None);
+    assert_eq!(grpc_need("/tessera.v1.Nope/Call"), None);
+    assert_eq!(rest_need("get", "/api/ping"), Some(Open));
+    assert_eq!(rest_need("GET", "/api/cfg"), Some(Admin));
+    assert_eq!(
+        rest_target("/api/index/{name}/query", "/api/index/books/query"),
+        Some("books")
+    );
+    assert_eq!(
+        rest_target("/api/source/{name}/doc/{key}", "/api/source/docs/doc/k1"),
+        Some("docs")
+    );
+    assert_eq!(
+        rest_target("/api/cluster/health", "/api/cluster/health"),
+        None
+    );
+    // Only `/api/ping` and `Node/Ping` are open; only internal services need a node.
+    let open: Vec<_> = REST.iter().filter(|(_, _, n)| *n == Open).collect();
+    assert_eq!(open.len(), 1, "{open:?}");
+    let service = |p: &str| p.split('/').nth(1).unwrap_or_default().to_string();
+    let api = ["tessera.v1.Indexes", "tessera.v1.Supervisor"];
+    assert!(
+        GRPC.iter()
+            .filter(|(_, n)| *n == Node)
+            .all(|(p, _)| !api.contains(&service(p).as_str())),
+        "an API service needs a node identity"
+    );
+}
