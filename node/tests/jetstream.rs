@@ -142,6 +142,16 @@ fn an_index_reads_jetstream_with_updates_deletes_and_at_plus() {
     let gone = r#"{"term": {"field": "_id", "value": "d600"}}"#;
     assert_eq!(count_at_plus(&address, gone), 0);
 
+    // A message without a key is skipped: nothing indexed, and the partition's position moves
+    // past it (at_plus, which waits for it, answers; the last error says why).
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let client = async_nats::connect(&url).await.expect("connect");
+        let js = async_nats::jetstream::new(client);
+        let ack = js.publish("docs.0", "{}".into()).await.expect("publish");
+        ack.await.expect("acknowledged");
+    });
+    assert_eq!(count_at_plus(&address, ALL), 1800);
+
     // The status shows each partition caught up with the stream's high seq.
     let (_, status) = http(&address, "GET", "/api/index/books/status", "");
     assert!(status["source_error"].is_null(), "{status}");
