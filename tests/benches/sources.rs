@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use tessera_janitor::feed::{Feed, FeedConfig};
 use tessera_source::{Append, SourceLog};
-use tessera_sources::jetstream::producer::{self, Change, Producer, StreamSpec};
+use tessera_sources::jetstream::producer::{Change, Producer};
 use tessera_sources::SourceType;
 use tessera_tests::bench_docs::{doc, params, serve};
-use tessera_tests::nats::NatsCluster;
+use tessera_tests::nats::{create_docs_stream, docs_params, NatsCluster};
 
 const PARTITIONS: u32 = 16;
 
@@ -78,15 +78,7 @@ async fn main() {
     // JetStream: the same documents published as `ctl load` does.
     let nats = NatsCluster::single();
     let client = async_nats::connect(nats.url(0)).await.expect("NATS");
-    let spec = StreamSpec {
-        name: "DOCS".into(),
-        subject_prefix: "docs".into(),
-        partitions: PARTITIONS,
-        replicas: 1,
-    };
-    producer::create_stream(&client, &spec)
-        .await
-        .expect("stream");
+    create_docs_stream(&client, PARTITIONS).await;
     let mut producer = Producer::new(&client, "DOCS", "docs", None)
         .await
         .expect("producer");
@@ -101,14 +93,7 @@ async fn main() {
     producer.flush().await.expect("acks");
     let published = docs as f64 / started.elapsed().as_secs_f64();
     let sources = tessera_sources::Sources::default();
-    let def = tessera_sources::jetstream::JetStreamParams {
-        servers: vec![nats.url(0)],
-        stream: "DOCS".into(),
-        subject_prefix: "docs".into(),
-        partitions: Some(PARTITIONS),
-        credentials_file: None,
-    }
-    .definition("docs");
+    let def = docs_params(vec![nats.url(0)], PARTITIONS, None).definition("docs");
     let jetstream: Arc<dyn SourceType> = Arc::new(sources.jetstream(&def).await.expect("source"));
 
     let (mut from_reference, mut from_jetstream) = (Vec::new(), Vec::new());

@@ -301,3 +301,35 @@ fn jwt(issuer: &nkeys::KeyPair, subject: &str, nats: serde_json::Value) -> Strin
         .unwrap_or_else(|e| panic!("signing a JWT: {e}"));
     format!("{signed}.{}", b64.encode(signature))
 }
+
+/// The stream JetStream tests and benches read: `DOCS`, subjects `docs.<partition>`.
+pub const STREAM: &str = "DOCS";
+pub const SUBJECT_PREFIX: &str = "docs";
+
+/// Makes [`STREAM`] with `partitions`, one replica, over `client`.
+pub async fn create_docs_stream(client: &async_nats::Client, partitions: u32) {
+    let spec = tessera_sources::jetstream::producer::StreamSpec {
+        name: STREAM.into(),
+        subject_prefix: SUBJECT_PREFIX.into(),
+        partitions,
+        replicas: 1,
+    };
+    tessera_sources::jetstream::producer::create_stream(client, &spec)
+        .await
+        .unwrap_or_else(|e| panic!("creating the stream {STREAM}: {e}"));
+}
+
+/// The parameters of a definition reading [`STREAM`] on `servers`.
+pub fn docs_params(
+    servers: Vec<String>,
+    partitions: u32,
+    credentials_file: Option<String>,
+) -> tessera_sources::jetstream::JetStreamParams {
+    tessera_sources::jetstream::JetStreamParams {
+        servers,
+        stream: STREAM.into(),
+        subject_prefix: SUBJECT_PREFIX.into(),
+        partitions: Some(partitions),
+        credentials_file,
+    }
+}

@@ -6,31 +6,17 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use tessera_sources::jetstream::producer::{self, Change, Producer, StreamSpec};
-use tessera_sources::jetstream::{JetStreamParams, JetStreamSource};
+use tessera_sources::jetstream::producer::{Change, Producer};
+use tessera_sources::jetstream::JetStreamSource;
 use tessera_sources::{ChangeStream, SourceError, SourceEvent, SourceType};
-use tessera_tests::nats::NatsCluster;
+use tessera_tests::nats::{create_docs_stream, docs_params, NatsCluster};
 
 const PARTITIONS: u32 = 4;
 
 async fn setup(nats: &NatsCluster) -> (async_nats::Client, JetStreamSource) {
     let client = async_nats::connect(nats.url(0)).await.expect("connect");
-    let spec = StreamSpec {
-        name: "DOCS".into(),
-        subject_prefix: "docs".into(),
-        partitions: PARTITIONS,
-        replicas: 1,
-    };
-    producer::create_stream(&client, &spec)
-        .await
-        .expect("stream");
-    let params = JetStreamParams {
-        servers: vec![nats.url(0)],
-        stream: "DOCS".into(),
-        subject_prefix: "docs".into(),
-        partitions: Some(PARTITIONS),
-        credentials_file: None,
-    };
+    create_docs_stream(&client, PARTITIONS).await;
+    let params = docs_params(vec![nats.url(0)], PARTITIONS, None);
     let source = JetStreamSource::new(client.clone(), params, PARTITIONS);
     (client, source)
 }
@@ -269,26 +255,11 @@ async fn a_server_that_demands_credentials_is_read_with_a_credentials_file() {
     let client = tessera_sources::jetstream::connect(&[nats.url(0)], Some(&creds))
         .await
         .expect("connect with credentials");
-    let spec = StreamSpec {
-        name: "DOCS".into(),
-        subject_prefix: "docs".into(),
-        partitions: PARTITIONS,
-        replicas: 1,
-    };
-    producer::create_stream(&client, &spec)
-        .await
-        .expect("stream");
+    create_docs_stream(&client, PARTITIONS).await;
     publish(&client, keys_in(3, 2).iter().map(|k| put(k, 1)).collect()).await;
 
     // The source opened from a definition naming the file reads the stream.
-    let def = JetStreamParams {
-        servers: vec![nats.url(0)],
-        stream: "DOCS".into(),
-        subject_prefix: "docs".into(),
-        partitions: Some(PARTITIONS),
-        credentials_file: Some(creds),
-    }
-    .definition("docs");
+    let def = docs_params(vec![nats.url(0)], PARTITIONS, Some(creds)).definition("docs");
     let source = tessera_sources::Sources::default()
         .jetstream(&def)
         .await
