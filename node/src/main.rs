@@ -24,6 +24,11 @@ fn main() {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Blocking threads (embedded Cfg calls, source reads) come in bursts: a resync over a
+        // thousand indexes, a thousand feeds catching up. Idle ones are woken oldest first, so
+        // a trickle of calls keeps about rate × keep-alive of them alive; tokio's 10 s kept
+        // ~95 threads on a node idling with 1,000 PIndexes. 2 s lets them go.
+        .thread_keep_alive(std::time::Duration::from_secs(2))
         .build()
     {
         Ok(rt) => rt,
