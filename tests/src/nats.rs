@@ -156,11 +156,15 @@ impl NatsCluster {
         self.servers[i].child = Some(child);
     }
 
-    /// Polls the server's `/healthz` until JetStream is ready, or panics with its log tail.
+    /// Polls the server's `/healthz` until JetStream is ready — in a cluster, until it also
+    /// knows the JetStream meta leader (before that, creating a stream times out) — or panics
+    /// with its log tail.
     fn wait_ready(&mut self, i: usize) {
         let deadline = Instant::now() + READY_TIMEOUT;
+        let clustered = self.servers.len() > 1;
         loop {
-            if healthz_ok(self.servers[i].monitor_port) {
+            let port = self.servers[i].monitor_port;
+            if healthz_ok(port) && (!clustered || knows_meta_leader(port)) {
                 return;
             }
             if let Some(child) = self.servers[i].child.as_mut() {
@@ -224,6 +228,22 @@ impl Drop for NatsCluster {
             self.kill(i);
         }
     }
+}
+
+/// Whether the server's `/jsz` names a JetStream meta leader.
+fn knows_meta_leader(port: u16) -> bool {
+    let Some(answer) = crate::child::http("127.0.0.1", port, "/jsz", None) else {
+        return false;
+    };
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|jsz| {
+            jsz["meta_cluster"]["leader"]
+                .as_str()
+                .map(|l| !l.is_empty())
+        })
+        .unwrap_or(false)
 }
 
 /// One blocking `GET /healthz`; true when the server says it (and JetStream) is ok.

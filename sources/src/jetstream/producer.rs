@@ -13,6 +13,8 @@ use crate::SourceError;
 
 /// Publishes awaiting acknowledgement at once; past it, the oldest is awaited first.
 const WINDOW: usize = 512;
+/// How long creating a stream is retried.
+const CREATE_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// What a stream for Tessera is made with.
 #[derive(Debug, Clone)]
@@ -54,10 +56,24 @@ pub async fn create_stream(
         num_replicas: spec.replicas.max(1),
         ..Default::default()
     };
-    let mut created = context
-        .get_or_create_stream(config)
-        .await
-        .map_err(|e| SourceError::Unavailable(format!("creating stream `{}`: {e}", spec.name)))?;
+    // A cluster that just lost or elected its JetStream leader answers late: ask again (the
+    // call is idempotent) within a bound.
+    let deadline = tokio::time::Instant::now() + CREATE_WITHIN;
+    let mut created = loop {
+        match context.get_or_create_stream(config.clone()).await {
+            Ok(stream) => break stream,
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(stream = spec.name, error = %e, "creating the stream; asking again");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            Err(e) => {
+                let name = &spec.name;
+                return Err(SourceError::Unavailable(format!(
+                    "creating stream `{name}`: {e}"
+                )));
+            }
+        }
+    };
     let info = created
         .info()
         .await
