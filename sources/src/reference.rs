@@ -40,10 +40,6 @@ impl ReferenceSource {
     pub fn at(url: String, name: &str) -> Arc<dyn SourceType> {
         Arc::new(Self::new(Peers::default(), url, name.to_string()))
     }
-
-    pub fn url(&self) -> &str {
-        &self.url
-    }
 }
 
 #[async_trait::async_trait]

@@ -15,46 +15,17 @@ use tessera_cfg::schema::{
 use tessera_cfg::{Cfg, KeySpace};
 use tessera_index::mapping::Mapping;
 use tessera_janitor::executor::{Executor, ExecutorOptions};
-use tessera_janitor::feed::{Feed, FeedConfig};
 use tessera_source::{Append, SourceLog};
-use tessera_tests::bench_docs::{doc, params, serve};
+use tessera_tests::bench_docs::{doc, feed_rate, filled_log, params, serve};
 
 const PARTITIONS: u32 = 16;
 
 async fn end_to_end(docs: usize) -> f64 {
     let dir = tempfile::tempdir().expect("temp dir");
-    let log = SourceLog::open(&dir.path().join("source.redb"), PARTITIONS).expect("log");
-    let batch: Vec<Append> = (0..docs)
-        .map(|i| Append::Put {
-            key: format!("k{i}"),
-            doc: doc(i),
-        })
-        .collect();
-    for chunk in batch.chunks(10_000) {
-        log.append("docs", chunk).expect("append");
-    }
-    let url = serve(log.clone()).await;
-    let pindex = tessera_index::open("fulltext", &dir.path().join("p"), &params()).expect("pindex");
-    let started = Instant::now();
-    let feed = Feed::start(
-        pindex,
-        FeedConfig {
-            index: "test".into(),
-            source: tessera_sources::reference::ReferenceSource::at(url, "docs"),
-            partitions: (0..PARTITIONS).collect(),
-            commit_every: 100_000,
-            commit_interval: Duration::from_secs(5),
-            source_partitions: PARTITIONS,
-            start_paused: false,
-        },
-    );
-    while feed.status().applied < docs as u64 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let pindex = feed.stop().await.expect("stop");
-    let elapsed = started.elapsed();
-    assert_eq!(pindex.doc_count().expect("count"), docs as u64);
-    docs as f64 / elapsed.as_secs_f64()
+    let log = filled_log(&dir.path().join("source.redb"), docs, PARTITIONS);
+    let url = serve(log).await;
+    let source = tessera_sources::reference::ReferenceSource::at(url, "docs");
+    feed_rate(source, docs, PARTITIONS).await
 }
 
 fn plain_tantivy(docs: usize) -> f64 {

@@ -6,48 +6,14 @@
 //! `cargo bench -p tessera-tests --bench sources` (`SOURCES_BENCH_DOCS` to change the count).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use tessera_janitor::feed::{Feed, FeedConfig};
-use tessera_source::{Append, SourceLog};
 use tessera_sources::jetstream::producer::{Change, Producer};
 use tessera_sources::SourceType;
-use tessera_tests::bench_docs::{doc, params, serve};
+use tessera_tests::bench_docs::{doc, feed_rate, filled_log, serve};
 use tessera_tests::nats::{create_docs_stream, docs_params, NatsCluster};
 
 const PARTITIONS: u32 = 16;
-
-/// Documents per second from `source` into a new fulltext PIndex, committed.
-async fn feed_from(source: Arc<dyn SourceType>, docs: usize) -> f64 {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let pindex = tessera_index::open("fulltext", &dir.path().join("p"), &params()).expect("pindex");
-    let started = Instant::now();
-    let feed = Feed::start(
-        pindex,
-        FeedConfig {
-            index: "bench".into(),
-            source,
-            partitions: (0..PARTITIONS).collect(),
-            commit_every: 100_000,
-            commit_interval: Duration::from_secs(5),
-            source_partitions: PARTITIONS,
-            start_paused: false,
-        },
-    );
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while feed.status().applied < docs as u64 {
-        assert!(
-            Instant::now() < deadline,
-            "not caught up in 600 s: {:?}",
-            feed.status()
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let pindex = feed.stop().await.expect("stop");
-    let elapsed = started.elapsed();
-    assert_eq!(pindex.doc_count().expect("count"), docs as u64);
-    docs as f64 / elapsed.as_secs_f64()
-}
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -63,16 +29,7 @@ async fn main() {
 
     // The reference source.
     let dir = tempfile::tempdir().expect("temp dir");
-    let log = SourceLog::open(&dir.path().join("source.redb"), PARTITIONS).expect("log");
-    let batch: Vec<Append> = (0..docs)
-        .map(|i| Append::Put {
-            key: format!("k{i}"),
-            doc: doc(i),
-        })
-        .collect();
-    for chunk in batch.chunks(10_000) {
-        log.append("docs", chunk).expect("append");
-    }
+    let log = filled_log(&dir.path().join("source.redb"), docs, PARTITIONS);
     let reference = tessera_sources::reference::ReferenceSource::at(serve(log).await, "docs");
 
     // JetStream: the same documents published as `ctl load` does.
@@ -98,8 +55,8 @@ async fn main() {
 
     let (mut from_reference, mut from_jetstream) = (Vec::new(), Vec::new());
     for _ in 0..3 {
-        from_reference.push(feed_from(reference.clone(), docs).await);
-        from_jetstream.push(feed_from(jetstream.clone(), docs).await);
+        from_reference.push(feed_rate(reference.clone(), docs, PARTITIONS).await);
+        from_jetstream.push(feed_rate(jetstream.clone(), docs, PARTITIONS).await);
     }
     let (r, j) = (median(from_reference), median(from_jetstream));
     println!("{docs} documents, {PARTITIONS} partitions, one fulltext PIndex, median of 3 (interleaved):");
