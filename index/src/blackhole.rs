@@ -61,6 +61,7 @@ impl PIndex for BlackholePIndex {
         match change {
             Change::Put { .. } => self.applied.puts += 1,
             Change::Delete { .. } => self.applied.deletes += 1,
+            Change::Skip => {}
         }
         checkpoint::advance(
             &mut self.applied.checkpoints,

@@ -40,6 +40,9 @@ pub enum Change<'a> {
     Delete {
         key: &'a str,
     },
+    /// A change the source could not turn into a document (a JetStream message without a
+    /// key): nothing is indexed, only the partition's position moves past it.
+    Skip,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -128,6 +128,12 @@ enum Item {
         seq: u64,
         key: String,
     },
+    /// Moves the partition's position past a change that indexes nothing.
+    Skip {
+        partition: u32,
+        uuid: String,
+        seq: u64,
+    },
     Rollback {
         partition: u32,
         uuid: String,
@@ -540,6 +546,11 @@ fn apply_batch(
                 seq,
                 key,
             } => pindex.apply(partition, &uuid, seq, Change::Delete { key: &key })?,
+            Item::Skip {
+                partition,
+                uuid,
+                seq,
+            } => pindex.apply(partition, &uuid, seq, Change::Skip)?,
             Item::Rollback { partition, uuid } => {
                 pindex.drop_partition(partition)?;
                 rollbacks.push((partition, uuid));

@@ -189,6 +189,7 @@ impl PIndex for FulltextPIndex {
             Change::Delete { key } => {
                 self.writer.delete_term(Term::from_field_text(self.id, key));
             }
+            Change::Skip => {}
         }
         checkpoint::advance(&mut self.applied, partition, partition_uuid, seq);
         self.stats.applied += 1;

@@ -105,13 +105,10 @@ impl Reader {
                     self.update(|s| {
                         s.last_error = Some(format!("partition {partition}: skipped: {reason}"))
                     });
-                    // Deleting the empty key (no document has it) moves the checkpoint past the
-                    // change, so the partition can be caught up.
-                    Item::Delete {
+                    Item::Skip {
                         partition,
                         uuid: uuid.clone(),
                         seq: at,
-                        key: String::new(),
                     }
                 }
                 SourceEvent::Rollback { uuid: now } => {
