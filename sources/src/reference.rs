@@ -188,9 +188,6 @@ pub async fn partition_infos(
     url: &str,
     source: &str,
 ) -> Result<BTreeMap<u32, (String, u64)>, String> {
-    let listed = list(peers, url, source).await.map_err(|e| e.to_string())?;
-    Ok(listed
-        .into_iter()
-        .map(|(p, i)| (p, (i.uuid, i.high_seq)))
-        .collect())
+    let at = ReferenceSource::new(peers.clone(), url.to_string(), source.to_string());
+    crate::uuids_and_highs(&at).await.map_err(|e| e.to_string())
 }
