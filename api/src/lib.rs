@@ -4,7 +4,7 @@
 //! planner's, query coordination `tessera-coord`'s); they hold no rule of their own. REST and
 //! gRPC serve the same handlers, so they cannot drift apart.
 //!
-//! Routers per area: [`cluster`] (ping, Cfg dump, nodes, 404), [`index`] (the index API, count,
+//! Every call passes [`access::guard`] (who may call what; `/api/keys`). Routers per area: [`cluster`] (ping, Cfg dump, nodes, 404), [`index`] (the index API, count,
 //! status, plan), [`search`] (queries), [`supervisor`] (topology changes, tasks, freeze,
 //! failover acknowledgement), [`recovery`] (recovery of missing PIndexes), [`health`], [`explain`],
 //! [`node_status`] (this node's density figures), [`console`] (the web console at `/ui`),
@@ -12,6 +12,7 @@
 //! counted by [`request_metrics`]); gRPC: [`node_grpc`] and the `grpc` module of each
 //! area.
 
+pub mod access;
 pub mod backup;
 pub mod cluster;
 pub mod console;
@@ -49,6 +50,7 @@ pub fn app(state: AppState) -> axum::Router {
         .merge(recovery::router())
         .merge(metrics::router())
         .merge(console::router())
+        .merge(access::keys_api::router())
         .with_state(state.clone());
     let query = search::router().with_state(state.clone());
     bounded(admin, RouteLimits::ADMIN)

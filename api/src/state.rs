@@ -24,6 +24,8 @@ pub struct AppState {
     pub slow_query: Option<std::time::Duration>,
     /// Opens the sources definitions name; the node's janitor shares it (and its connections).
     pub sources: tessera_sources::Sources,
+    /// Who may call what (`--auth`), the API keys and the audit log.
+    pub access: crate::access::Access,
 }
 
 /// Who the node is: its uuid and this run's incarnation, and its cluster's uuid and name.
@@ -61,6 +63,7 @@ impl AppState {
             indexing: None,
             slow_query: None,
             sources,
+            access: crate::access::Access::off(),
         }
     }
 }

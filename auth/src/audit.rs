@@ -1,5 +1,6 @@
 //! The audit log: one JSON line per state-changing call and per denied call, in
 //! `<data-dir>/audit/audit.log`, rotated by size (`audit.log.1` is the newest old file).
+//! Calls between nodes are audited only when denied.
 //!
 //! Event ids (stable; documented in the README):
 //!
@@ -37,7 +38,8 @@ pub const EVENTS: &[(u32, &str)] = &[
     (20901, "state_changed"),
 ];
 
-/// The event a call is, by what it needed, its method and route and its HTTP status; `None`
+/// The event a call is, by what it needed, its method, its route template (or gRPC method) and
+/// its HTTP status; `None`
 /// for a read that was not denied (reads are not audited).
 pub fn event_of(need: Need, method: &str, route: &str, status: u16) -> Option<(u32, &'static str)> {
     let id = match status {
@@ -46,22 +48,24 @@ pub fn event_of(need: Need, method: &str, route: &str, status: u16) -> Option<(u
         _ if method.eq_ignore_ascii_case("GET") || method.eq_ignore_ascii_case("HEAD") => {
             return None
         }
-        // Reads, whatever their method (a query is a POST).
+        // Reads, whatever their method (a query is a POST), and the nodes' own calls to each
+        // other (streams, shard calls, copies: the cluster's traffic, not anyone's action).
         _ if matches!(
             need,
-            Need::Open | Need::Monitor | Need::IndexRead | Need::Query
+            Need::Open | Need::Monitor | Need::IndexRead | Need::Query | Need::Node
         ) =>
         {
             return None
         }
-        _ => match need {
-            Need::IndexAdmin => 20101,
-            Need::Ingest => 20102,
-            Need::Admin if route.contains("/keys") => 20501,
-            Need::Operator if route.starts_with("/api/backup") => 20301,
-            Need::Operator if route.starts_with("/api/ctl/recovery") => 20401,
-            Need::Operator if route.contains("topology") || route.contains("/tasks") => 20201,
-            Need::Operator => 20202,
+        // REST templates and gRPC paths alike (`/tessera.v1.Supervisor/TopologyChange`).
+        _ => match (need, route.to_ascii_lowercase()) {
+            (Need::IndexAdmin, _) => 20101,
+            (Need::Ingest, _) => 20102,
+            (Need::Admin, r) if r.contains("/keys") => 20501,
+            (Need::Operator, r) if r.contains("backup") => 20301,
+            (Need::Operator, r) if r.contains("recovery") => 20401,
+            (Need::Operator, r) if r.contains("topology") || r.contains("task") => 20201,
+            (Need::Operator, _) => 20202,
             _ => 20901,
         },
     };
@@ -187,6 +191,29 @@ mod tests {
         assert_eq!(
             event_of(Need::Operator, "POST", "/api/ctl/recovery/{id}/commit", 200).map(|e| e.0),
             Some(20401)
+        );
+        assert_eq!(
+            event_of(Need::Admin, "POST", "/api/keys", 201).map(|e| e.0),
+            Some(20501)
+        );
+        assert_eq!(
+            event_of(
+                Need::Operator,
+                "POST",
+                "/tessera.v1.Supervisor/TopologyChange",
+                200
+            )
+            .map(|e| e.0),
+            Some(20201)
+        );
+        assert_eq!(
+            event_of(Need::Node, "POST", "/tessera.v1.Source/Stream", 200),
+            None,
+            "the nodes' own traffic is not audited"
+        );
+        assert_eq!(
+            event_of(Need::Node, "POST", "/tessera.v1.Source/Stream", 403).map(|e| e.0),
+            Some(20002)
         );
         // The module doc's table lists every event.
         let doc = include_str!("audit.rs");

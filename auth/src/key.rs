@@ -15,6 +15,9 @@ const PREFIX: &str = "tsk_";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyRecord {
+    /// The Cfg document's format (see `tessera_cfg::schema`).
+    #[serde(default = "one")]
+    pub format_version: u32,
     pub id: String,
     pub name: String,
     pub roles: Vec<String>,
@@ -26,6 +29,10 @@ pub struct KeyRecord {
     /// Hex of the salt and of `HMAC-SHA-256(salt, secret)`.
     pub salt: String,
     pub hash: String,
+}
+
+fn one() -> u32 {
+    1
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -60,6 +67,7 @@ pub fn make(
     let (secret, salt) = rest.split_at(32);
     let (id, secret) = (hex(id), hex(secret));
     let record = KeyRecord {
+        format_version: 1,
         id: id.clone(),
         name: name.to_string(),
         roles: roles.iter().map(ToString::to_string).collect(),

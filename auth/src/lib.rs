@@ -8,8 +8,7 @@
 //!   microseconds.
 //! - [`audit`]: the audit log's events (documented ids) and its size-rotated JSON-lines file.
 //!
-//! This is the core of the security issue (#16); the node's middleware, the keys API and TLS
-//! wire it in.
+//! The node applies these rules in `tessera-api`'s `access` module.
 
 pub mod audit;
 pub mod key;
@@ -42,6 +41,16 @@ impl Identity {
             (_, Need::Open) => true,
             (Identity::Node(_), Need::Node) => true,
             (Identity::Key { roles, .. }, need) => roles.iter().any(|r| r.allows(need, target)),
+            _ => false,
+        }
+    }
+
+    /// Whether this identity may do `need` on some index or source (see [`Role::may`]).
+    pub fn may(&self, need: Need) -> bool {
+        match (self, need) {
+            (_, Need::Open) => true,
+            (Identity::Node(_), Need::Node) => true,
+            (Identity::Key { roles, .. }, need) => roles.iter().any(|r| r.may(need)),
             _ => false,
         }
     }

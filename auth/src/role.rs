@@ -82,14 +82,27 @@ pub enum Role {
     /// What a monitor may, plus topology changes, freeze, failover acknowledgement, backups,
     /// restores and recoveries.
     Operator,
+    /// A node of the cluster: the nodes' own services and nothing else. Only nodes make keys
+    /// with it (for themselves); the keys API refuses it.
+    Node,
 }
 
 impl Role {
     /// Whether the role allows `need` on `target`.
     pub fn allows(&self, need: Need, target: Option<&str>) -> bool {
-        let scoped = |glob: &Glob| target.is_some_and(|t| glob.matches(t));
+        self.grants(need, |glob| target.is_some_and(|t| glob.matches(t)))
+    }
+
+    /// Whether the role allows `need` on some index or source (a gRPC call's guard, before
+    /// the service reads which one the message names).
+    pub fn may(&self, need: Need) -> bool {
+        self.grants(need, |_| true)
+    }
+
+    fn grants(&self, need: Need, scoped: impl Fn(&Glob) -> bool) -> bool {
         match (self, need) {
             (_, Need::Open) => true,
+            (Role::Node, need) => need == Need::Node,
             (_, Need::Node) => false,
             (Role::Admin, _) => true,
             (Role::Monitor | Role::Operator, Need::Monitor | Need::IndexRead) => true,
@@ -123,6 +136,7 @@ impl FromStr for Role {
             "admin" => plain(Role::Admin),
             "monitor" => plain(Role::Monitor),
             "operator" => plain(Role::Operator),
+            "node" => plain(Role::Node),
             "index_admin" => scoped(Role::IndexAdmin),
             "searcher" => scoped(Role::Searcher),
             "ingest" => scoped(Role::Ingest),
@@ -137,6 +151,7 @@ impl fmt::Display for Role {
             Role::Admin => write!(f, "admin"),
             Role::Monitor => write!(f, "monitor"),
             Role::Operator => write!(f, "operator"),
+            Role::Node => write!(f, "node"),
             Role::IndexAdmin(g) => write!(f, "index_admin:{}", g.as_str()),
             Role::Searcher(g) => write!(f, "searcher:{}", g.as_str()),
             Role::Ingest(g) => write!(f, "ingest:{}", g.as_str()),
@@ -226,5 +241,8 @@ mod tests {
             !r("searcher:*").allows(Need::Query, None),
             "a scoped need without a target"
         );
+        assert!(r("node").allows(Need::Node, None) && !r("node").allows(Need::Monitor, None));
+        assert!(r("searcher:b*").may(Need::Query) && !r("searcher:b*").may(Need::IndexAdmin));
+        assert!(!r("monitor").may(Need::Query) && r("ingest:x").may(Need::Ingest));
     }
 }

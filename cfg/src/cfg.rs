@@ -296,6 +296,7 @@ impl Cfg {
                 let doc: schema::RecoveryAuto = schema::decode_input(key, bytes)?;
                 Ok(schema::encode(&doc))
             }
+            KeyKind::ApiKey(id) => typed::<tessera_auth::key::KeyRecord>(key, bytes, |k| &k.id, "id", &id),
             KeyKind::RepairRecord(_) => match serde_json::from_slice::<serde_json::Value>(bytes) {
                 Ok(serde_json::Value::Object(_)) => Ok(bytes.to_vec()),
                 _ => Err(CfgError::Invalid {
@@ -309,7 +310,7 @@ impl Cfg {
                 key: key.to_string(),
                 field: "(key)".into(),
                 reason: format!(
-                    "not a key of the schema (under {}: cluster, indexes/NAME, nodes/UUID, live/UUID, plans/INDEX, planner/leader, reports/NODE, tasks/ID, topology/lock, control, backup/repos/NAME, backup/jobs/ID, recoveries/ID, recovery/lock, recovery/auto); pass --raw to write it anyway",
+                    "not a key of the schema (under {}: cluster, indexes/NAME, nodes/UUID, live/UUID, plans/INDEX, planner/leader, reports/NODE, tasks/ID, topology/lock, control, backup/repos/NAME, backup/jobs/ID, recoveries/ID, recovery/lock, recovery/auto, keys/ID); pass --raw to write it anyway",
                     self.keys.root()
                 ),
             }),

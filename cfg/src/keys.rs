@@ -17,6 +17,7 @@
 //! | `recoveries/<id>`        | [`Recovery`](crate::schema::Recovery) |
 //! | `recovery/lock`          | [`RecoveryLock`](crate::schema::RecoveryLock): the running recovery |
 //! | `recovery/auto`          | [`RecoveryAuto`](crate::schema::RecoveryAuto): automatic recovery |
+//! | `keys/<id>`              | [`KeyRecord`](tessera_auth::key::KeyRecord): an API key's keyed hash and roles |
 //! | `repairs/<id>`           | the journal entry of a `tessera repair cfg` apply or rollback (JSON) |
 //!
 //! Other crates ask [`KeySpace`] for keys and never format them by hand.
@@ -53,6 +54,8 @@ pub enum KeyKind {
     RecoveryAuto,
     /// The journal entry of a Cfg repair.
     RepairRecord(String),
+    /// An API key (its id).
+    ApiKey(String),
     /// Under the cluster root but not part of the schema.
     Unknown,
     /// Not under this cluster's root.
@@ -141,6 +144,14 @@ impl KeySpace {
         format!("{}{name}", self.backup_repos())
     }
 
+    pub fn api_keys(&self) -> String {
+        format!("{}keys/", self.root)
+    }
+
+    pub fn api_key(&self, id: &str) -> String {
+        format!("{}{id}", self.api_keys())
+    }
+
     pub fn backup_jobs(&self) -> String {
         format!("{}backup/jobs/", self.root)
     }
@@ -220,6 +231,8 @@ impl KeySpace {
             KeyKind::BackupJob(id)
         } else if let Some(id) = one("recoveries/") {
             KeyKind::Recovery(id)
+        } else if let Some(id) = one("keys/") {
+            KeyKind::ApiKey(id)
         } else if let Some(id) = one("repairs/") {
             KeyKind::RepairRecord(id)
         } else {

@@ -14,6 +14,7 @@
 //! - [`lease_keeper`]: keeps a lease alive in the background.
 //! - [`limits`]: upper bounds on documents and on what an index definition may ask for.
 
+mod api_key_docs;
 mod backup_docs;
 pub mod cfg;
 pub mod error;

@@ -115,6 +115,9 @@ pub fn scan(keys: &KeySpace, kvs: &[KeyValue]) -> Vec<ScanFinding> {
             KeyKind::RecoveryLock => check::<schema::RecoveryLock>(kv, |_| "", None)
                 .map(|l| known.recovery_lock = Some((kv.key.clone(), kv.mod_revision, l))),
             KeyKind::RecoveryAuto => check::<schema::RecoveryAuto>(kv, |_| "", None).map(drop),
+            KeyKind::ApiKey(id) => {
+                check::<tessera_auth::key::KeyRecord>(kv, |k| &k.id, Some(&id)).map(drop)
+            }
             KeyKind::RepairRecord(_) => serde_json::from_slice::<serde_json::Value>(&kv.value)
                 .map(drop)
                 .map_err(|e| ScanFinding {

@@ -23,7 +23,7 @@ use tessera_janitor::executor::StatusBoard;
 
 pub use cluster_view::{ClusterView, Freshness};
 pub use scatter::{Outcome, Scatter};
-pub use tessera_proto::peers::Peers;
+pub use tessera_proto::peers::{NodeCredential, Peers};
 pub use view::{View, ViewError};
 
 /// How long a node that failed a search call is asked only as a last resort.

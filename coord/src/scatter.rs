@@ -371,8 +371,10 @@ impl Scatter<'_> {
     fn client(
         &self,
         node: &str,
-    ) -> Result<tessera_proto::v1::search_client::SearchClient<tonic::transport::Channel>, String>
-    {
+    ) -> Result<
+        tessera_proto::v1::search_client::SearchClient<tessera_proto::peers::PeerChannel>,
+        String,
+    > {
         let address = self
             .view
             .addresses

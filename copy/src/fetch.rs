@@ -16,7 +16,7 @@ use tessera_proto::v1::{
 use tokio::io::AsyncWriteExt;
 
 use crate::pace::Pace;
-use tonic::transport::Channel;
+use tessera_proto::peers::PeerChannel;
 
 use crate::CopyError;
 
@@ -167,7 +167,7 @@ async fn download_all(
 
 /// Downloads file `f` of set `set_id` into `into`, resuming a broken stream where it broke.
 async fn download_file(
-    client: &mut CopyClient<Channel>,
+    client: &mut CopyClient<PeerChannel>,
     set_id: &str,
     f: &FileEntry,
     into: &Path,

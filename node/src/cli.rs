@@ -222,6 +222,8 @@ pub struct NodeArgs {
     /// A PIndex's writer with nothing uncommitted closes after this long (milliseconds).
     #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     pub writer_idle_ms: u64,
+    #[command(flatten)]
+    pub security: crate::node::security::SecurityArgs,
 }
 
 impl NodeArgs {

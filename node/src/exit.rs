@@ -10,6 +10,7 @@
 //! | 5 | conflict: CAS mismatch, already exists, node already live |
 //! | 6 | Cfg unavailable |
 //! | 7 | stored data corrupt or of an unknown format version |
+//! | 8 | refused: no or bad credentials (401), or not allowed (403) |
 
 use tessera_cfg::CfgError;
 
@@ -18,6 +19,7 @@ pub const NOT_FOUND: i32 = 4;
 pub const CONFLICT: i32 = 5;
 pub const UNAVAILABLE: i32 = 6;
 pub const CORRUPT: i32 = 7;
+pub const DENIED: i32 = 8;
 
 /// A failure the binary reports with a specific exit code.
 #[derive(Debug, thiserror::Error)]

@@ -2,11 +2,16 @@
 //! phases, counts and status, a source's high seqs): a call should not pay for a TCP and
 //! HTTP/2 handshake, and a node should not hold a connection per call. The channel reconnects
 //! by itself when its connection breaks.
+//!
+//! Every call carries the node's credential ([`NodeCredential`]: its own API key with the
+//! `node` role, when the cluster runs with auth), so a peer lets it call the nodes' services.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::v1::backup_client::BackupClient;
@@ -15,15 +20,71 @@ use crate::v1::node_client::NodeClient;
 use crate::v1::search_client::SearchClient;
 use crate::v1::source_client::SourceClient;
 
+/// What this node sends to prove it is a node of the cluster: `authorization: Bearer <key>`
+/// on every call, or nothing.
+#[derive(Clone, Default)]
+pub struct NodeCredential(Option<MetadataValue<Ascii>>);
+
+impl NodeCredential {
+    /// The credential of the API key `token`; `None` when it cannot be a header value.
+    pub fn bearer(token: &str) -> Option<Self> {
+        format!("Bearer {token}")
+            .parse()
+            .ok()
+            .map(|v| Self(Some(v)))
+    }
+}
+
+impl tonic::service::Interceptor for NodeCredential {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A channel to a peer that carries the node's credential.
+pub type PeerChannel = InterceptedService<Channel, NodeCredential>;
+
 /// The pool; clones share it.
 #[derive(Clone, Default)]
 pub struct Peers {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    credential: NodeCredential,
 }
 
 impl Peers {
+    /// A pool whose calls carry `credential`.
+    pub fn with_credential(credential: NodeCredential) -> Self {
+        Self {
+            channels: Arc::default(),
+            credential,
+        }
+    }
+
+    /// A channel of its own to `url` (not pooled: a feed spreading its streams over several
+    /// connections), carrying the node's credential; connected lazily.
+    pub fn dedicated(&self, url: &str, connect_timeout: Duration) -> Result<PeerChannel, String> {
+        let channel = Endpoint::from_shared(url.to_string())
+            .map_err(|e| format!("bad peer address {url}: {e}"))?
+            .connect_timeout(connect_timeout)
+            .connect_lazy();
+        Ok(InterceptedService::new(channel, self.credential.clone()))
+    }
+
     /// The channel to `address` (`host:port` or `http://host:port`).
-    pub fn channel(&self, address: &str) -> Result<Channel, String> {
+    pub fn channel(&self, address: &str) -> Result<PeerChannel, String> {
+        self.pooled(address)
+            .map(|c| InterceptedService::new(c, self.credential.clone()))
+    }
+
+    fn pooled(&self, address: &str) -> Result<Channel, String> {
         let url = if address.contains("://") {
             address.to_string()
         } else {
@@ -45,23 +106,23 @@ impl Peers {
         Ok(channel)
     }
 
-    pub fn search(&self, address: &str) -> Result<SearchClient<Channel>, String> {
+    pub fn search(&self, address: &str) -> Result<SearchClient<PeerChannel>, String> {
         self.channel(address).map(SearchClient::new)
     }
 
-    pub fn node(&self, address: &str) -> Result<NodeClient<Channel>, String> {
+    pub fn node(&self, address: &str) -> Result<NodeClient<PeerChannel>, String> {
         self.channel(address).map(NodeClient::new)
     }
 
-    pub fn source(&self, address: &str) -> Result<SourceClient<Channel>, String> {
+    pub fn source(&self, address: &str) -> Result<SourceClient<PeerChannel>, String> {
         self.channel(address).map(SourceClient::new)
     }
 
-    pub fn backup(&self, address: &str) -> Result<BackupClient<Channel>, String> {
+    pub fn backup(&self, address: &str) -> Result<BackupClient<PeerChannel>, String> {
         self.channel(address).map(BackupClient::new)
     }
 
-    pub fn copy(&self, address: &str) -> Result<CopyClient<Channel>, String> {
+    pub fn copy(&self, address: &str) -> Result<CopyClient<PeerChannel>, String> {
         self.channel(address).map(CopyClient::new)
     }
 }

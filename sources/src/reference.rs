@@ -54,13 +54,9 @@ impl SourceType for ReferenceSource {
 
     fn session(&self, partitions: &[u32]) -> Arc<dyn FeedSession> {
         let connections = partitions.len().div_ceil(STREAMS_PER_CONNECTION).max(1);
-        let channels = tonic::transport::Endpoint::from_shared(self.url.clone())
-            .ok()
-            .map(|e| {
-                let e = e.connect_timeout(Duration::from_secs(2));
-                (0..connections).map(|_| e.connect_lazy()).collect()
-            })
-            .unwrap_or_default();
+        let channels = (0..connections)
+            .map_while(|_| self.peers.dedicated(&self.url, Duration::from_secs(2)).ok())
+            .collect();
         Arc::new(ReferenceSession {
             url: self.url.clone(),
             name: self.name.clone(),
@@ -76,7 +72,7 @@ struct ReferenceSession {
     url: String,
     name: String,
     partitions: Vec<u32>,
-    channels: Vec<tonic::transport::Channel>,
+    channels: Vec<tessera_proto::peers::PeerChannel>,
 }
 
 #[async_trait::async_trait]

@@ -10,6 +10,9 @@ use tessera_proto::v1::{
 };
 use tonic::{Request, Status};
 
+use tessera_auth::Need;
+
+use crate::access::checked;
 use crate::index as index_api;
 use crate::problem::reply;
 use crate::AppState;
@@ -37,7 +40,7 @@ type Reply = Result<tonic::Response<JsonReply>, Status>;
 #[tonic::async_trait]
 impl Indexes for IndexService {
     async fn put_index(&self, request: Request<PutIndexRequest>) -> Reply {
-        let r = request.into_inner();
+        let r = checked(request, Need::IndexAdmin, |r| &r.name)?;
         reply(
             index_api::upsert(
                 State(self.state.clone()),
@@ -50,8 +53,8 @@ impl Indexes for IndexService {
     }
 
     async fn get_index(&self, request: Request<IndexName>) -> Reply {
-        reply(index_api::read(State(self.state.clone()), Path(request.into_inner().name)).await)
-            .await
+        let name = checked(request, Need::IndexRead, |r| &r.name)?.name;
+        reply(index_api::read(State(self.state.clone()), Path(name)).await).await
     }
 
     async fn list_indexes(&self, _request: Request<ListIndexesRequest>) -> Reply {
@@ -59,22 +62,22 @@ impl Indexes for IndexService {
     }
 
     async fn delete_index(&self, request: Request<IndexName>) -> Reply {
-        reply(index_api::remove(State(self.state.clone()), Path(request.into_inner().name)).await)
-            .await
+        let name = checked(request, Need::IndexAdmin, |r| &r.name)?.name;
+        reply(index_api::remove(State(self.state.clone()), Path(name)).await).await
     }
 
     async fn count_index(&self, request: Request<IndexName>) -> Reply {
-        reply(index_api::count(State(self.state.clone()), Path(request.into_inner().name)).await)
-            .await
+        let name = checked(request, Need::Query, |r| &r.name)?.name;
+        reply(index_api::count(State(self.state.clone()), Path(name)).await).await
     }
 
     async fn index_status(&self, request: Request<IndexName>) -> Reply {
-        reply(index_api::status(State(self.state.clone()), Path(request.into_inner().name)).await)
-            .await
+        let name = checked(request, Need::IndexRead, |r| &r.name)?.name;
+        reply(index_api::status(State(self.state.clone()), Path(name)).await).await
     }
 
     async fn control_index(&self, request: Request<ControlIndexRequest>) -> Reply {
-        let r = request.into_inner();
+        let r = checked(request, Need::IndexAdmin, |r| &r.name)?;
         reply(
             index_api::control(
                 State(self.state.clone()),

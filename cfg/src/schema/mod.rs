@@ -4,6 +4,7 @@
 //! `UnknownFormatVersion`, both naming the key), [`decode_input`] reads what a user offers
 //! (errors are `Invalid` naming the field, then the document's own validation runs).
 
+mod api_key;
 mod backup;
 mod cluster;
 mod index;

@@ -8,10 +8,12 @@ use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use crate::exit::{Exit, CONFLICT, INVALID, NOT_FOUND, UNAVAILABLE};
+use crate::exit::{Exit, CONFLICT, DENIED, INVALID, NOT_FOUND, UNAVAILABLE};
 
 pub struct Http {
     base: String,
+    /// `Authorization: Bearer <key>` on every request, when given.
+    api_key: Option<String>,
     client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
 }
 
@@ -25,12 +27,19 @@ impl Http {
         };
         Self {
             base,
+            api_key: None,
             client: {
                 let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
                 connector.set_nodelay(true);
                 Client::builder(TokioExecutor::new()).build(connector)
             },
         }
+    }
+
+    /// This client with every request carrying the API key `key`.
+    pub fn with_api_key(mut self, key: Option<String>) -> Self {
+        self.api_key = key;
+        self
     }
 
     /// Sends one request; a non-2xx answer becomes an [`Exit`] with the node's message.
@@ -49,6 +58,7 @@ impl Http {
             .map_or_else(|| json.to_string(), str::to_string);
         let code = match status {
             400 | 413 | 422 => INVALID,
+            401 | 403 => DENIED,
             404 => NOT_FOUND,
             409 => CONFLICT,
             429 | 503 | 504 => UNAVAILABLE,
@@ -68,10 +78,14 @@ impl Http {
         body: impl Into<Bytes>,
     ) -> Result<(u16, serde_json::Value), Exit> {
         let url = format!("{}{path}", self.base);
-        let request = hyper::Request::builder()
+        let mut request = hyper::Request::builder()
             .method(method)
             .uri(&url)
-            .header("content-type", "application/json")
+            .header("content-type", "application/json");
+        if let Some(key) = &self.api_key {
+            request = request.header("authorization", format!("Bearer {key}"));
+        }
+        let request = request
             .body(Full::new(body.into()))
             .map_err(|e| Exit::new(INVALID, format!("{url}: {e}")))?;
         let unreachable = |e: String| Exit::new(UNAVAILABLE, format!("{url}: {e}"));

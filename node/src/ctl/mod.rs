@@ -6,6 +6,7 @@
 mod backup;
 pub mod http;
 mod jetstream;
+mod keys;
 mod progress;
 mod recovery;
 mod topology;
@@ -26,6 +27,12 @@ pub struct CtlArgs {
     /// Print the node's JSON answers as they are.
     #[arg(long)]
     pub json: bool,
+    /// The API key to call with (`Authorization: Bearer`), when the node runs with auth.
+    #[arg(long, env = "TESSERA_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// A file holding the API key (the bootstrap key file, say); `--api-key` wins.
+    #[arg(long, env = "TESSERA_API_KEY_FILE")]
+    pub api_key_file: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub command: CtlCommand,
 }
@@ -76,6 +83,9 @@ pub enum CtlCommand {
     /// Recoveries: list, show, commit, end, abort.
     #[command(subcommand)]
     Recovery(recovery::RecoveryCommand),
+    /// API keys: create (the secret is shown once), list, revoke.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
 }
 
 #[derive(Subcommand)]
@@ -135,8 +145,19 @@ pub struct QueryArgs {
 }
 
 pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
-    let http = Http::new(&args.node);
+    let api_key = match (&args.api_key, &args.api_key_file) {
+        (Some(key), _) => Some(key.trim().to_string()),
+        (None, Some(file)) => Some(
+            std::fs::read_to_string(file)
+                .map_err(|e| Exit::new(INVALID, format!("--api-key-file {}: {e}", file.display())))?
+                .trim()
+                .to_string(),
+        ),
+        (None, None) => None,
+    };
+    let http = Http::new(&args.node).with_api_key(api_key);
     let output = match args.command {
+        CtlCommand::Keys(cmd) => keys::run(&http, cmd, args.json).await?,
         CtlCommand::Index(cmd) => index(&http, cmd, args.json).await?,
         CtlCommand::Load(load_args) if !load_args.jetstream.servers.is_empty() => {
             jetstream::load(load_args).await?

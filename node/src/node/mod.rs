@@ -10,6 +10,7 @@
 //! the server, and revokes the lease so the node is gone at once, not after the TTL.
 
 mod identity;
+pub mod security;
 
 use std::time::Duration;
 
@@ -36,6 +37,8 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&args.bind)
         .await
         .map_err(|e| Exit::new(INVALID, format!("cannot listen on {}: {e}", args.bind)))?;
+    let bound = listener.local_addr().context("reading the bound address")?;
+    let auth = security::mode(&args.security, bound)?;
     let host_port = match &args.advertise {
         Some(a) => a.clone(),
         None => listener
@@ -63,8 +66,18 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
     );
 
     let source = crate::source_cmd::open_log(&global.data_dir, args.source_partitions)?;
-    // One pooled channel per peer for every node-to-node call of this process.
-    let peers = tessera_coord::Peers::default();
+    // One pooled channel per peer for every node-to-node call of this process, carrying the
+    // node's own key when the cluster runs with auth.
+    let peers = match auth {
+        tessera_api::access::AuthMode::Required => {
+            let token = security::node_key(&cfg, &global.data_dir, &me.uuid).await?;
+            security::bootstrap_admin(&cfg, &global.data_dir).await?;
+            let credential = tessera_coord::NodeCredential::bearer(&token)
+                .context("the node's API key is not a header value")?;
+            tessera_coord::Peers::with_credential(credential)
+        }
+        tessera_api::access::AuthMode::Off => tessera_coord::Peers::default(),
+    };
     // One connection per NATS server list for every JetStream source of this process.
     let sources = tessera_sources::Sources::new(peers.clone());
     let indexing = tessera_index::IndexingPool::new(args.indexing_limits())
@@ -91,6 +104,8 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
     let trimming = tokio::spawn(crate::trim::run(indexing.clone()));
     let mut state = api_state(&cfg, &me, &meta, board, &args, (peers, sources));
     state.indexing = Some(indexing);
+    state.access = security::access(&cfg, &global.data_dir, auth, &args.security)?;
+    let access = state.access.clone();
     let recovery = {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let run = tessera_api::recovery::run_automatic(state.clone(), stopped);
@@ -107,6 +122,10 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
             args.max_concurrent_writes as usize,
         ))
         .fallback(tessera_api::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            access,
+            tessera_api::access::guard,
+        ))
         .layer(axum::middleware::from_fn(tessera_api::guard::json_errors))
         .layer(axum::middleware::from_fn(
             tessera_api::request_metrics::record,

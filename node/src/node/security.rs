@@ -1,0 +1,151 @@
+//! How a node guards its port (`--auth`, the audit log) and proves itself to its peers: the
+//! rules are `tessera-auth`'s and the guard `tessera-api`'s; this module makes the keys a
+//! node needs at start and writes the secrets it must hand over to files only its user reads.
+//!
+//! - The mode: `--auth required|off`; without the flag a loopback bind runs off (the README's
+//!   one-command start) and any other bind refuses to start.
+//! - The node's own key (role `node`), kept in `<data-dir>/node-api-key`: its peers' guards
+//!   let it call the nodes' services. Made again when its record is gone or revoked.
+//! - The bootstrap admin key: when the cluster has no usable admin key, one is made and
+//!   written to `<data-dir>/bootstrap-admin.key`.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use clap::Args;
+use tessera_api::access::{Access, AuthMode, KeyRing};
+use tessera_auth::audit::AuditLog;
+use tessera_auth::key::{self, KeyRecord};
+use tessera_auth::Role;
+use tessera_cfg::Cfg;
+
+use crate::exit::{Exit, INVALID};
+
+const NODE_KEY_FILE: &str = "node-api-key";
+const BOOTSTRAP_FILE: &str = "bootstrap-admin.key";
+
+/// The node's security flags.
+#[derive(Args, Clone, Debug)]
+pub struct SecurityArgs {
+    /// `required`: every call but `/api/ping` proves who makes it (an API key, or a node's own
+    /// key or certificate). `off`: whoever reaches the port may do anything; the default on a
+    /// loopback bind, and refused elsewhere unless given explicitly.
+    #[arg(long, env = "TESSERA_AUTH", value_enum)]
+    pub auth: Option<AuthFlag>,
+    /// Bytes the audit log (`<data-dir>/audit/audit.log`) grows to before it is rotated
+    /// (five old files are kept).
+    #[arg(long, default_value_t = 64 << 20)]
+    pub audit_max_bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuthFlag {
+    Required,
+    Off,
+}
+
+/// The mode for a node bound at `bound`, or why it must not start.
+pub fn mode(args: &SecurityArgs, bound: SocketAddr) -> Result<AuthMode, Exit> {
+    match args.auth {
+        Some(AuthFlag::Required) => Ok(AuthMode::Required),
+        Some(AuthFlag::Off) => {
+            if !bound.ip().is_loopback() {
+                tracing::warn!(
+                    address = %bound,
+                    "auth is off on a port others can reach: anyone who reaches it may read, change or delete everything"
+                );
+            }
+            Ok(AuthMode::Off)
+        }
+        None if bound.ip().is_loopback() => Ok(AuthMode::Off),
+        None => Err(Exit::new(
+            INVALID,
+            format!(
+                "{bound} is reachable from other hosts: start with --auth required (see README \"Security\"), or with --auth off to accept that anyone reaching it may do anything"
+            ),
+        )),
+    }
+}
+
+/// The guard's state for `mode`: the key mirror when auth is required, and the audit log
+/// (always: state changes are audited with auth off too, as anonymous).
+pub fn access(
+    cfg: &Cfg,
+    data_dir: &Path,
+    mode: AuthMode,
+    args: &SecurityArgs,
+) -> anyhow::Result<Access> {
+    let dir = data_dir.join("audit");
+    let log = AuditLog::open(&dir, args.audit_max_bytes, 5)
+        .map_err(|e| anyhow::anyhow!("cannot open the audit log in {}: {e}", dir.display()))?;
+    Ok(Access {
+        mode,
+        keys: (mode == AuthMode::Required).then(|| KeyRing::start(cfg.clone())),
+        audit: Some(Arc::new(Mutex::new(log))),
+    })
+}
+
+/// The node's own API key (role `node`), reused across restarts while its record stands.
+pub async fn node_key(cfg: &Cfg, data_dir: &Path, node_uuid: &str) -> anyhow::Result<String> {
+    let file = data_dir.join(NODE_KEY_FILE);
+    if let Ok(text) = std::fs::read_to_string(&file) {
+        let token = text.trim().to_string();
+        if let Ok(id) = key::id_of(&token) {
+            if let Some(record) = cfg.api_key(id).await? {
+                if key::check(&record.value, &token, tessera_cfg::unix_ms()).is_ok() {
+                    return Ok(token);
+                }
+            }
+        }
+        tracing::info!(file = %file.display(), "the node's API key is gone or revoked; making another");
+    }
+    let name = format!("node-{node_uuid}");
+    let (token, record) = made(&name, &[Role::Node])?;
+    cfg.put_api_key(&record, 0).await?;
+    write_secret(&file, &token)?;
+    Ok(token)
+}
+
+/// Makes an admin key when the cluster has none that works, and says where it is.
+pub async fn bootstrap_admin(cfg: &Cfg, data_dir: &Path) -> anyhow::Result<Option<PathBuf>> {
+    let now = tessera_cfg::unix_ms();
+    let usable = |k: &KeyRecord| {
+        k.revoked_ms.is_none()
+            && k.expires_ms.is_none_or(|at| at > now)
+            && k.roles.iter().any(|r| r == "admin")
+    };
+    if cfg.api_keys().await?.items.iter().any(|k| usable(&k.value)) {
+        return Ok(None);
+    }
+    let (token, record) = made("bootstrap-admin", &[Role::Admin])?;
+    cfg.put_api_key(&record, 0).await?;
+    let file = data_dir.join(BOOTSTRAP_FILE);
+    write_secret(&file, &token)?;
+    tracing::warn!(
+        file = %file.display(),
+        key = record.id,
+        "no admin API key existed: made one and wrote it to this file (mode 0600); make named keys with it (`tessera ctl keys create`), then revoke it"
+    );
+    Ok(Some(file))
+}
+
+fn made(name: &str, roles: &[Role]) -> anyhow::Result<(String, KeyRecord)> {
+    Ok(key::make(name, roles, tessera_cfg::unix_ms(), None)?)
+}
+
+/// Writes `secret` to `file`, readable by this user only (replacing what was there).
+fn write_secret(file: &Path, secret: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(file);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", file.display()))?;
+    f.write_all(format!("{secret}\n").as_bytes())
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", file.display()))?;
+    Ok(())
+}
