@@ -31,12 +31,39 @@ pub fn try_http(
     path: &str,
     body: &str,
 ) -> Option<(u16, serde_json::Value)> {
+    try_http_with(address, &[], method, path, body)
+}
+
+/// One HTTP/1.1 request with the API key `key` (`Authorization: Bearer`).
+pub fn http_as(
+    address: &str,
+    key: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let auth = format!("Bearer {key}");
+    try_http_with(address, &[("Authorization", &auth)], method, path, body).expect("connect")
+}
+
+/// [`try_http`] with extra headers.
+pub fn try_http_with(
+    address: &str,
+    headers: &[(&str, &str)],
+    method: &str,
+    path: &str,
+    body: &str,
+) -> Option<(u16, serde_json::Value)> {
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     let mut stream = std::net::TcpStream::connect(address).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .ok()?;
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     if stream.write_all(request.as_bytes()).is_err() {
