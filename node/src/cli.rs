@@ -78,6 +78,9 @@ pub enum Command {
     /// Planning tools.
     #[command(subcommand)]
     Plan(PlanCommand),
+    /// A development CA and certificates for nodes and clients (TLS, mutual TLS).
+    #[command(subcommand)]
+    Cert(crate::cert_cmd::CertCommand),
 }
 
 /// `tessera planner`.

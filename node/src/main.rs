@@ -1,8 +1,9 @@
 //! `tessera`: the one binary. Subcommands: `node` (run a node), `planner` and `source` (run
-//! one part alone), `cfg` (operator access to the Cfg), `plan` (what-if planning), `ctl`
-//! (operate a running cluster through a node). Errors become a message on stderr and an exit
+//! one part alone), `cfg` (operator access to the Cfg), `cert` (development certificates),
+//! `plan` (what-if planning), `ctl` (operate a running cluster through a node). Errors become a message on stderr and an exit
 //! code a script can act on.
 
+mod cert_cmd;
 mod cfg_cmd;
 mod cli;
 mod ctl;
@@ -49,6 +50,7 @@ fn main() {
         match cli.command {
             Command::Node(args) => node::run(&cli.global, args).await,
             Command::Cfg(cmd) => cfg_cmd::run(&cli.global, cmd).await,
+            Command::Cert(cmd) => cert_cmd::run(&cli.global.data_dir, cmd),
             Command::Planner(args) => plan_cmd::run_planner(&cli.global, args).await,
             Command::Plan(cmd) => plan_cmd::run(&cli.global, cmd).await,
             Command::Source(args) => source_cmd::run(&cli.global, args).await,

@@ -7,12 +7,12 @@
 //! `node` role, when the cluster runs with auth), so a peer lets it call the nodes' services.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use crate::v1::backup_client::BackupClient;
 use crate::v1::copy_client::CopyClient;
@@ -57,22 +57,57 @@ pub type PeerChannel = InterceptedService<Channel, NodeCredential>;
 pub struct Peers {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     credential: NodeCredential,
+    /// TLS to peers (`https`), with the node's certificate when it has one.
+    tls: Arc<RwLock<Option<ClientTlsConfig>>>,
 }
 
 impl Peers {
     /// A pool whose calls carry `credential`.
     pub fn with_credential(credential: NodeCredential) -> Self {
         Self {
-            channels: Arc::default(),
             credential,
+            ..Self::default()
+        }
+    }
+
+    /// Dials peers over TLS with `config` from now on (`http://` addresses become
+    /// `https://`): channels made before are dropped from the pool, so a renewed certificate
+    /// is presented on the next call; calls under way finish on their channel.
+    pub fn set_tls(&self, config: ClientTlsConfig) {
+        if let Ok(mut tls) = self.tls.write() {
+            *tls = Some(config);
+        }
+        if let Ok(mut channels) = self.channels.lock() {
+            channels.clear();
+        }
+    }
+
+    /// An endpoint for `address` (`host:port`, `http://` or `https://`), over TLS when set.
+    fn endpoint(&self, address: &str) -> Result<Endpoint, String> {
+        let tls = self.tls.read().ok().and_then(|t| t.clone());
+        let rest = address
+            .strip_prefix("http://")
+            .or_else(|| address.strip_prefix("https://"))
+            .unwrap_or(address);
+        let url = match tls {
+            Some(_) => format!("https://{rest}"),
+            None => format!("http://{rest}"),
+        };
+        let endpoint =
+            Endpoint::from_shared(url).map_err(|e| format!("bad peer address {address}: {e}"))?;
+        match tls {
+            Some(config) => endpoint
+                .tls_config(config)
+                .map_err(|e| format!("TLS to {address}: {e}")),
+            None => Ok(endpoint),
         }
     }
 
     /// A channel of its own to `url` (not pooled: a feed spreading its streams over several
     /// connections), carrying the node's credential; connected lazily.
     pub fn dedicated(&self, url: &str, connect_timeout: Duration) -> Result<PeerChannel, String> {
-        let channel = Endpoint::from_shared(url.to_string())
-            .map_err(|e| format!("bad peer address {url}: {e}"))?
+        let channel = self
+            .endpoint(url)?
             .connect_timeout(connect_timeout)
             .connect_lazy();
         Ok(InterceptedService::new(channel, self.credential.clone()))
@@ -85,25 +120,24 @@ impl Peers {
     }
 
     fn pooled(&self, address: &str) -> Result<Channel, String> {
-        let url = if address.contains("://") {
-            address.to_string()
-        } else {
-            format!("http://{address}")
-        };
+        let key = address
+            .strip_prefix("http://")
+            .or_else(|| address.strip_prefix("https://"))
+            .unwrap_or(address)
+            .to_string();
+        if let Some(channel) = self.channels.lock().ok().and_then(|c| c.get(&key).cloned()) {
+            return Ok(channel);
+        }
+        let channel = self
+            .endpoint(address)?
+            .connect_timeout(Duration::from_secs(1))
+            .tcp_nodelay(true)
+            .connect_lazy();
         let mut channels = self
             .channels
             .lock()
             .map_err(|_| "peer connections unavailable".to_string())?;
-        if let Some(channel) = channels.get(&url) {
-            return Ok(channel.clone());
-        }
-        let channel = Endpoint::from_shared(url.clone())
-            .map_err(|e| format!("bad peer address {address}: {e}"))?
-            .connect_timeout(Duration::from_secs(1))
-            .tcp_nodelay(true)
-            .connect_lazy();
-        channels.insert(url, channel.clone());
-        Ok(channel)
+        Ok(channels.entry(key).or_insert(channel).clone())
     }
 
     pub fn search(&self, address: &str) -> Result<SearchClient<PeerChannel>, String> {

@@ -35,13 +35,6 @@ pub enum AuthMode {
     Off,
 }
 
-/// What the TLS listener learned of a connection's client certificate: the node it names,
-/// when it is a node certificate of the cluster's CA.
-#[derive(Debug, Clone, Default)]
-pub struct PeerCert {
-    pub node: Option<String>,
-}
-
 /// The node's access rules; clones share the key mirror and the audit log.
 #[derive(Clone)]
 pub struct Access {
@@ -124,7 +117,7 @@ pub async fn guard(State(access): State<Access>, mut request: Request, next: Nex
     };
     let peer_node = request
         .extensions()
-        .get::<ConnectInfo<PeerCert>>()
+        .get::<ConnectInfo<tessera_tls::ClientCert>>()
         .and_then(|c| c.0.node.clone());
     let token = bearer(&request).map(str::to_string);
 

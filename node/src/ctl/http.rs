@@ -10,29 +10,89 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::exit::{Exit, CONFLICT, DENIED, INVALID, NOT_FOUND, UNAVAILABLE};
 
+type Connector = hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
+
+/// TLS to the node: the CA that verifies it, and a client certificate when it asks for one.
+#[derive(Clone, Default, clap::Args)]
+pub struct TlsArgs {
+    /// Speak HTTPS, verifying the node's certificate against this CA (PEM).
+    #[arg(long, env = "TESSERA_CA_CERT")]
+    pub ca_cert: Option<std::path::PathBuf>,
+    /// Present this client certificate (PEM) when the node asks for one.
+    #[arg(
+        long,
+        env = "TESSERA_CLIENT_CERT",
+        requires = "client_key",
+        requires = "ca_cert"
+    )]
+    pub client_cert: Option<std::path::PathBuf>,
+    /// The key of `--client-cert` (PEM).
+    #[arg(long, env = "TESSERA_CLIENT_KEY", requires = "client_cert")]
+    pub client_key: Option<std::path::PathBuf>,
+}
+
+impl TlsArgs {
+    /// The client configuration these flags ask for; `None` for plain HTTP.
+    fn config(&self) -> Result<Option<std::sync::Arc<tessera_tls::rustls::ClientConfig>>, Exit> {
+        let Some(ca) = &self.ca_cert else {
+            return Ok(None);
+        };
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| Exit::new(INVALID, format!("{}: {e}", p.display())))
+        };
+        let ca = read(ca)?;
+        let own = match (&self.client_cert, &self.client_key) {
+            (Some(cert), Some(key)) => Some((read(cert)?, read(key)?)),
+            _ => None,
+        };
+        let presented = own
+            .as_ref()
+            .map(|(cert, key)| tessera_tls::client::Presented { cert, key });
+        tessera_tls::client::rustls_config(&ca, presented)
+            .map(Some)
+            .map_err(|e| Exit::new(INVALID, e.to_string()))
+    }
+}
+
 pub struct Http {
     base: String,
     /// `Authorization: Bearer <key>` on every request, when given.
     api_key: Option<String>,
-    client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    client: Client<Connector, Full<Bytes>>,
 }
 
 impl Http {
-    /// A client for the node at `node` (`host:port` or `http://host:port`).
+    /// A client for the node at `node` (`host:port` or `http://host:port`), plain HTTP.
     pub fn new(node: &str) -> Self {
-        let base = if node.starts_with("http://") {
-            node.trim_end_matches('/').to_string()
-        } else {
-            format!("http://{}", node.trim_end_matches('/'))
-        };
+        Self::build(node, None)
+    }
+
+    /// A client for the node at `node`, over HTTPS when `tls` names a CA.
+    pub fn with_tls(node: &str, tls: &TlsArgs) -> Result<Self, Exit> {
+        Ok(Self::build(node, tls.config()?))
+    }
+
+    fn build(node: &str, tls: Option<std::sync::Arc<tessera_tls::rustls::ClientConfig>>) -> Self {
+        let rest = node.trim_end_matches('/');
+        let rest = rest
+            .strip_prefix("http://")
+            .or_else(|| rest.strip_prefix("https://"))
+            .unwrap_or(rest);
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        // Without a CA nothing is trusted: an https:// node is refused, plain HTTP works.
+        let config = tls.unwrap_or_else(tessera_tls::client::trusting_nothing);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config((*config).clone())
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
         Self {
-            base,
+            base: format!("{scheme}://{rest}"),
             api_key: None,
-            client: {
-                let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
-                connector.set_nodelay(true);
-                Client::builder(TokioExecutor::new()).build(connector)
-            },
+            client: Client::builder(TokioExecutor::new()).build(connector),
         }
     }
 

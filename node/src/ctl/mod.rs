@@ -33,6 +33,8 @@ pub struct CtlArgs {
     /// A file holding the API key (the bootstrap key file, say); `--api-key` wins.
     #[arg(long, env = "TESSERA_API_KEY_FILE")]
     pub api_key_file: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub tls: http::TlsArgs,
     #[command(subcommand)]
     pub command: CtlCommand,
 }
@@ -155,7 +157,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
         ),
         (None, None) => None,
     };
-    let http = Http::new(&args.node).with_api_key(api_key);
+    let http = Http::with_tls(&args.node, &args.tls)?.with_api_key(api_key);
     let output = match args.command {
         CtlCommand::Keys(cmd) => keys::run(&http, cmd, args.json).await?,
         CtlCommand::Index(cmd) => index(&http, cmd, args.json).await?,

@@ -9,7 +9,7 @@
 //! embedded source's routes). Shutdown stops the planner and the janitor (feeds commit), then
 //! the server, and revokes the lease so the node is gone at once, not after the TTL.
 
-mod identity;
+pub(crate) mod identity;
 pub mod security;
 
 use std::time::Duration;
@@ -39,6 +39,7 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
         .map_err(|e| Exit::new(INVALID, format!("cannot listen on {}: {e}", args.bind)))?;
     let bound = listener.local_addr().context("reading the bound address")?;
     let auth = security::mode(&args.security, bound)?;
+    let tls = security::NodeTls::load(&args.security, &identity.node_uuid)?;
     let host_port = match &args.advertise {
         Some(a) => a.clone(),
         None => listener
@@ -68,15 +69,38 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
     let source = crate::source_cmd::open_log(&global.data_dir, args.source_partitions)?;
     // One pooled channel per peer for every node-to-node call of this process, carrying the
     // node's own key when the cluster runs with auth.
+    // (With mutual TLS, its certificate proves it instead.)
+    let mutual = tls.as_ref().is_some_and(|t| t.mutual);
     let peers = match auth {
-        tessera_api::access::AuthMode::Required => {
+        tessera_api::access::AuthMode::Required if !mutual => {
             let token = security::node_key(&cfg, &global.data_dir, &me.uuid).await?;
             security::bootstrap_admin(&cfg, &global.data_dir).await?;
             let credential = tessera_coord::NodeCredential::bearer(&token)
                 .context("the node's API key is not a header value")?;
             tessera_coord::Peers::with_credential(credential)
         }
+        tessera_api::access::AuthMode::Required => {
+            security::bootstrap_admin(&cfg, &global.data_dir).await?;
+            tessera_coord::Peers::default()
+        }
         tessera_api::access::AuthMode::Off => tessera_coord::Peers::default(),
+    };
+    // Peers are dialled over TLS, and again with the node's certificate when it changes.
+    let reloading = match &tls {
+        Some(tls) => {
+            peers.set_tls(tls.peer_config(&args.security)?);
+            let (peers, security_args) = (peers.clone(), args.security.clone());
+            let peer_ca = tls.peer_ca.clone();
+            let mutual = tls.mutual;
+            Some(tls.server.watch(Duration::from_secs(1), move || {
+                let again = security::NodeTls::peer_config_of(&security_args, &peer_ca, mutual);
+                match again {
+                    Ok(config) => peers.set_tls(config),
+                    Err(e) => tracing::warn!(error = %e, "peers keep the previous TLS identity"),
+                }
+            }))
+        }
+        None => None,
     };
     // One connection per NATS server list for every JetStream source of this process.
     let sources = tessera_sources::Sources::new(peers.clone());
@@ -147,14 +171,30 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
         planner.stop().await;
         janitor.stop().await;
     };
-    // Small answers go out at once (no Nagle delay waiting for the peer's ACK).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(stop)
-        .await
-        .context("serving REST")?;
+    match tls {
+        Some(tls) => {
+            let listener = tessera_tls::TlsListener::new(listener, tls.server)
+                .context("starting the TLS listener")?;
+            let app = app.into_make_service_with_connect_info::<tessera_tls::ClientCert>();
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+                .context("serving")?;
+        }
+        None => {
+            // Small answers go out at once (no Nagle delay waiting for the peer's ACK).
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+                .context("serving")?;
+        }
+    }
+    if let Some(task) = reloading {
+        task.abort();
+    }
     trimming.abort();
     let lost = lease.is_lost();
     if let Err(e) = lease.revoke().await {

@@ -38,12 +38,103 @@ pub struct SecurityArgs {
     /// (five old files are kept).
     #[arg(long, default_value_t = 64 << 20)]
     pub audit_max_bytes: u64,
+    /// Serve TLS with this certificate (PEM, chain first to last); re-read when it changes.
+    #[arg(long, env = "TESSERA_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of `--tls-cert` (PEM); re-read when it changes.
+    #[arg(long, env = "TESSERA_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Mutual TLS: verify client certificates signed by this CA (PEM). A node certificate of
+    /// it (`OU=tessera-node`, `CN=<uuid>`) is how nodes prove themselves to each other; this
+    /// node presents its own `--tls-cert` when it calls its peers.
+    #[arg(long, env = "TESSERA_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Refuse connections without a client certificate (without it, clients may come with an
+    /// API key instead).
+    #[arg(long, requires = "tls_client_ca")]
+    pub tls_require_client_cert: bool,
+    /// The CA this node verifies its peers' certificates with (default: `--tls-client-ca`).
+    #[arg(long, env = "TESSERA_TLS_PEER_CA", requires = "tls_cert")]
+    pub tls_peer_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum AuthFlag {
     Required,
     Off,
+}
+
+/// The node's TLS, when `--tls-cert` is given: the server side (reloaded from its files), and
+/// whether peers know this node by its certificate.
+pub struct NodeTls {
+    pub server: tessera_tls::ServerTls,
+    pub peer_ca: PathBuf,
+    /// Mutual TLS: this node presents its certificate to its peers.
+    pub mutual: bool,
+}
+
+impl NodeTls {
+    /// Reads the TLS files; with mutual TLS the node's certificate must name `node_uuid`.
+    pub fn load(args: &SecurityArgs, node_uuid: &str) -> Result<Option<Self>, Exit> {
+        let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
+            return Ok(None);
+        };
+        let invalid = |e: &dyn std::fmt::Display| Exit::new(INVALID, format!("TLS: {e}"));
+        let server = tessera_tls::ServerTls::load(tessera_tls::ServerFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: args.tls_client_ca.clone(),
+            require_client_cert: args.tls_require_client_cert,
+        })
+        .map_err(|e| invalid(&e))?;
+        let Some(peer_ca) = args.tls_peer_ca.clone().or(args.tls_client_ca.clone()) else {
+            return Err(invalid(
+                &"nodes verify each other's certificates: give --tls-client-ca (mutual TLS) or --tls-peer-ca",
+            ));
+        };
+        let mutual = args.tls_client_ca.is_some();
+        if mutual {
+            let pem = std::fs::read(cert).map_err(|e| invalid(&e))?;
+            let named = tessera_tls::identity::leaf_name(&pem);
+            if named != Some(tessera_tls::identity::CertName::Node(node_uuid.to_string())) {
+                return Err(invalid(&format!(
+                    "{} names {named:?}, not this node ({node_uuid}); make its certificate with `tessera --data-dir DIR cert node`",
+                    cert.display()
+                )));
+            }
+        }
+        Ok(Some(Self {
+            server,
+            peer_ca,
+            mutual,
+        }))
+    }
+
+    /// The TLS this node dials its peers with (its certificate as read now).
+    pub fn peer_config(
+        &self,
+        args: &SecurityArgs,
+    ) -> anyhow::Result<tessera_tls::client::ClientTlsConfig> {
+        Self::peer_config_of(args, &self.peer_ca, self.mutual)
+    }
+
+    /// [`Self::peer_config`] from the flags alone (for the reload callback).
+    pub fn peer_config_of(
+        args: &SecurityArgs,
+        peer_ca: &Path,
+        mutual: bool,
+    ) -> anyhow::Result<tessera_tls::client::ClientTlsConfig> {
+        let read = |p: &Path| std::fs::read(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()));
+        let ca = read(peer_ca)?;
+        let own = match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) if mutual => Some((read(cert)?, read(key)?)),
+            _ => None,
+        };
+        let presented = own
+            .as_ref()
+            .map(|(cert, key)| tessera_tls::client::Presented { cert, key });
+        Ok(tessera_tls::client::tonic_config(&ca, presented))
+    }
 }
 
 /// The mode for a node bound at `bound`, or why it must not start.
