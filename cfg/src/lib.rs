@@ -38,7 +38,7 @@ pub use cfg::{Cfg, Unreadable, Versioned, VersionedList};
 pub use error::{unix_ms, CfgError, Result};
 pub use keys::{KeyKind, KeySpace};
 pub use lease_keeper::LeaseKeeper;
-pub use spec::CfgSpec;
+pub use spec::{CfgSpec, EtcdAccess};
 pub use store::{
     Compare, KeyValue, LeaseId, Listing, Op, Revision, Store, Txn, TxnOutcome, WatchEvent,
     WatchStream,

@@ -3,7 +3,10 @@
 //! - `embedded` or `embedded:PATH`: a redb file (default `<data-dir>/cfg.redb`), cluster `default`.
 //! - `memory`: in-process, gone at exit (tests, demos), cluster `default`.
 //! - `etcd://HOST:PORT[,HOST:PORT...][/CLUSTER]`: etcd members; keys under `/tessera/CLUSTER/`
-//!   (`default` when no path is given).
+//!   (`default` when no path is given). `etcds://` speaks TLS to them.
+//!
+//! How to reach a secured etcd (its CA, a client certificate, a user and password) comes from
+//! flags, not the spec: [`EtcdAccess`], attached with [`CfgSpec::with_access`].
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -29,7 +32,23 @@ pub enum CfgSpec {
     Etcd {
         endpoints: Vec<String>,
         cluster: String,
+        /// `etcds://`: TLS to the members.
+        tls: bool,
+        access: EtcdAccess,
     },
+}
+
+/// How to reach a secured etcd: files and a user, read when the store opens.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EtcdAccess {
+    /// The CA that signed the members' certificates (PEM).
+    pub ca: Option<PathBuf>,
+    /// A client certificate and its key (PEM), for members started with `--client-cert-auth`.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// An etcd user and its password (etcd's auth enabled).
+    pub user: Option<String>,
+    pub password: Option<String>,
 }
 
 impl Default for CfgSpec {
@@ -60,10 +79,14 @@ impl FromStr for CfgSpec {
         if spec == "memory" {
             return Ok(CfgSpec::Memory);
         }
-        let Some(rest) = spec.strip_prefix("etcd://") else {
-            return Err(bad(
-                "expected `embedded[:PATH]`, `memory` or `etcd://HOST:PORT[,HOST:PORT...][/CLUSTER]`",
-            ));
+        let (rest, tls) = match (spec.strip_prefix("etcd://"), spec.strip_prefix("etcds://")) {
+            (Some(rest), _) => (rest, false),
+            (_, Some(rest)) => (rest, true),
+            _ => {
+                return Err(bad(
+                    "expected `embedded[:PATH]`, `memory` or `etcd[s]://HOST:PORT[,HOST:PORT...][/CLUSTER]`",
+                ))
+            }
         };
         let (hosts, cluster) = match rest.split_once('/') {
             Some((hosts, cluster)) if !cluster.is_empty() => (hosts, cluster),
@@ -83,6 +106,8 @@ impl FromStr for CfgSpec {
         Ok(CfgSpec::Etcd {
             endpoints,
             cluster: cluster.to_string(),
+            tls,
+            access: EtcdAccess::default(),
         })
     }
 }
@@ -96,6 +121,49 @@ impl CfgSpec {
         }
     }
 
+    /// This spec with how to reach a secured etcd (nothing changes for other stores). An
+    /// error names what does not fit: a client certificate or CA without `etcds://`, a user
+    /// without a password.
+    pub fn with_access(self, access: EtcdAccess) -> Result<Self> {
+        let bad = |reason: &str| CfgError::BadSpec {
+            spec: "--etcd-*".into(),
+            reason: reason.into(),
+        };
+        match self {
+            CfgSpec::Etcd {
+                endpoints,
+                cluster,
+                tls,
+                ..
+            } => {
+                if !tls && (access.ca.is_some() || access.cert.is_some()) {
+                    return Err(bad("--etcd-ca and --etcd-cert need an etcds:// Cfg"));
+                }
+                if tls && access.ca.is_none() {
+                    return Err(bad(
+                        "etcds:// needs --etcd-ca (the CA of etcd's certificates)",
+                    ));
+                }
+                if access.cert.is_some() != access.key.is_some() {
+                    return Err(bad("--etcd-cert and --etcd-key go together"));
+                }
+                if access.user.is_some() != access.password.is_some() {
+                    return Err(bad("--etcd-user needs a password (--etcd-password-file or TESSERA_ETCD_PASSWORD)"));
+                }
+                Ok(CfgSpec::Etcd {
+                    endpoints,
+                    cluster,
+                    tls,
+                    access,
+                })
+            }
+            other if access != EtcdAccess::default() => Err(bad(&format!(
+                "--etcd-* flags apply to an etcd Cfg, not {other:?}"
+            ))),
+            other => Ok(other),
+        }
+    }
+
     /// Opens the store (timed and counted in the node's metrics); `data_dir` places the
     /// embedded file when no path is given.
     pub async fn open(&self, data_dir: &Path) -> Result<Cfg> {
@@ -105,8 +173,16 @@ impl CfgSpec {
                 Arc::new(LocalStore::open_file(&path)?)
             }
             CfgSpec::Memory => Arc::new(LocalStore::open_memory()?),
-            CfgSpec::Etcd { endpoints, .. } => {
-                Arc::new(EtcdStore::connect(EtcdOptions::new(endpoints.clone())).await?)
+            CfgSpec::Etcd {
+                endpoints,
+                tls,
+                access,
+                ..
+            } => {
+                let mut options = EtcdOptions::new(endpoints.clone());
+                options.security = crate::etcd::EtcdSecurity::read(*tls, access)?;
+                options.revision_key = KeySpace::new(self.cluster())?.root().to_string();
+                Arc::new(EtcdStore::connect(options).await?)
             }
         };
         let store = crate::metered::MeteredStore::wrap(store);
@@ -135,8 +211,41 @@ mod tests {
             "etcd://h1:2379,h2:2379/prod".parse::<CfgSpec>().unwrap(),
             CfgSpec::Etcd {
                 endpoints: vec!["h1:2379".into(), "h2:2379".into()],
-                cluster: "prod".into()
+                cluster: "prod".into(),
+                tls: false,
+                access: EtcdAccess::default(),
             }
+        );
+        assert!(matches!(
+            "etcds://h1:2379".parse::<CfgSpec>().unwrap(),
+            CfgSpec::Etcd { tls: true, .. }
+        ));
+        let ca = EtcdAccess {
+            ca: Some("/ca.pem".into()),
+            ..EtcdAccess::default()
+        };
+        let no_tls = "etcd://h1:2379".parse::<CfgSpec>().unwrap();
+        assert!(
+            no_tls.with_access(ca.clone()).is_err(),
+            "a CA without etcds://"
+        );
+        let tls = "etcds://h1:2379".parse::<CfgSpec>().unwrap();
+        assert!(
+            tls.clone().with_access(EtcdAccess::default()).is_err(),
+            "etcds:// without a CA"
+        );
+        assert!(tls.with_access(ca).is_ok());
+        let user = EtcdAccess {
+            user: Some("tessera".into()),
+            ..EtcdAccess::default()
+        };
+        assert!(
+            "etcd://h1:2379"
+                .parse::<CfgSpec>()
+                .unwrap()
+                .with_access(user)
+                .is_err(),
+            "no password"
         );
         assert_eq!(
             "etcd://h1:2379".parse::<CfgSpec>().unwrap().cluster(),

@@ -39,7 +39,7 @@ pub enum LogFormat {
 #[derive(Args, Clone)]
 pub struct Global {
     /// The Cfg store: `embedded[:PATH]` (default, `<data-dir>/cfg.redb`), `memory`, or
-    /// `etcd://HOST:PORT[,HOST:PORT...][/CLUSTER]`.
+    /// `etcd://HOST:PORT[,HOST:PORT...][/CLUSTER]` (`etcds://` for TLS).
     #[arg(long, global = true, env = "TESSERA_CFG", default_value = "embedded", value_parser = parse_spec)]
     pub cfg: CfgSpec,
     /// The node's data directory (identity, embedded Cfg, index data).
@@ -50,6 +50,52 @@ pub struct Global {
         default_value = "tessera-data"
     )]
     pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+}
+
+/// How to reach a secured etcd.
+#[derive(Args, Clone, Default)]
+pub struct EtcdArgs {
+    /// The CA of etcd's certificates (PEM), for an `etcds://` Cfg.
+    #[arg(long, global = true, env = "TESSERA_ETCD_CA")]
+    pub etcd_ca: Option<PathBuf>,
+    /// A client certificate for etcd (PEM; etcd started with `--client-cert-auth`).
+    #[arg(long, global = true, env = "TESSERA_ETCD_CERT")]
+    pub etcd_cert: Option<PathBuf>,
+    /// The key of `--etcd-cert` (PEM).
+    #[arg(long, global = true, env = "TESSERA_ETCD_KEY")]
+    pub etcd_key: Option<PathBuf>,
+    /// An etcd user (etcd's auth enabled); its password from `--etcd-password-file` or
+    /// `TESSERA_ETCD_PASSWORD`.
+    #[arg(long, global = true, env = "TESSERA_ETCD_USER")]
+    pub etcd_user: Option<String>,
+    /// A file holding the etcd user's password.
+    #[arg(long, global = true, env = "TESSERA_ETCD_PASSWORD_FILE")]
+    pub etcd_password_file: Option<PathBuf>,
+}
+
+impl EtcdArgs {
+    /// The access these flags describe (the password read from its file or the environment).
+    pub fn access(&self) -> Result<tessera_cfg::EtcdAccess, String> {
+        let password = match &self.etcd_password_file {
+            Some(file) => Some(
+                std::fs::read_to_string(file)
+                    .map_err(|e| format!("--etcd-password-file {}: {e}", file.display()))?
+                    .trim_end_matches(['\r', '\n'])
+                    .to_string(),
+            ),
+            None => std::env::var("TESSERA_ETCD_PASSWORD").ok(),
+        };
+        Ok(tessera_cfg::EtcdAccess {
+            ca: self.etcd_ca.clone(),
+            cert: self.etcd_cert.clone(),
+            key: self.etcd_key.clone(),
+            user: self.etcd_user.clone(),
+            // A password in the environment without a user changes nothing.
+            password: password.filter(|_| self.etcd_user.is_some()),
+        })
+    }
 }
 
 fn parse_spec(s: &str) -> Result<CfgSpec, String> {

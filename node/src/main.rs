@@ -22,7 +22,22 @@ use clap::Parser;
 use cli::{Cli, Command};
 
 fn main() {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    // How to reach a secured etcd travels with the Cfg spec.
+    let access = cli.global.etcd.access();
+    match access.and_then(|a| {
+        cli.global
+            .cfg
+            .clone()
+            .with_access(a)
+            .map_err(|e| e.to_string())
+    }) {
+        Ok(spec) => cli.global.cfg = spec,
+        Err(e) => {
+            eprintln!("tessera: {e}");
+            std::process::exit(exit::INVALID);
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         // Blocking threads (embedded Cfg calls, source reads) come in bursts: a resync over a

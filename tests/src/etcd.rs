@@ -42,6 +42,8 @@ struct Member {
     netns: Option<String>,
     client_port: u16,
     peer_port: u16,
+    /// Plain-HTTP `/health` (and metrics), so a member serving TLS can be health-checked.
+    metrics_port: u16,
     data_dir: PathBuf,
     child: Option<Child>,
 }
@@ -51,6 +53,8 @@ pub struct EtcdCluster {
     dir: TempDir,
     members: Vec<Member>,
     initial_cluster: String,
+    /// TLS on the client port (with client certificates required), when secured.
+    tls: Option<crate::etcd_secure::EtcdTls>,
 }
 
 use crate::ports::free_port;
@@ -64,7 +68,18 @@ impl EtcdCluster {
     /// `size` members forming one cluster; returns once all are healthy.
     pub fn start(size: usize) -> Self {
         let places = vec![("127.0.0.1".to_string(), None); size];
-        Self::start_at(&places)
+        Self::start_at(&places, None)
+    }
+
+    /// One member serving TLS to clients that present a certificate of `tls`'s CA
+    /// (`--client-cert-auth`); see [`crate::etcd_secure`] for enabling auth.
+    pub fn single_with_tls(tls: crate::etcd_secure::EtcdTls) -> Self {
+        Self::start_at(&[("127.0.0.1".to_string(), None)], Some(tls))
+    }
+
+    /// The TLS files, when secured.
+    pub fn tls(&self) -> Option<&crate::etcd_secure::EtcdTls> {
+        self.tls.as_ref()
     }
 
     /// One member in each of `hosts` of `net` (partition tests).
@@ -73,11 +88,14 @@ impl EtcdCluster {
             .iter()
             .map(|&i| (net.ip(i), Some(net.ns(i))))
             .collect();
-        Self::start_at(&places)
+        Self::start_at(&places, None)
     }
 
     /// A member at each (address, network namespace).
-    fn start_at(places: &[(String, Option<String>)]) -> Self {
+    fn start_at(
+        places: &[(String, Option<String>)],
+        tls: Option<crate::etcd_secure::EtcdTls>,
+    ) -> Self {
         let size = places.len();
         assert!(size >= 1, "an etcd cluster needs at least one member");
         let dir = tempfile::Builder::new()
@@ -91,6 +109,7 @@ impl EtcdCluster {
                 netns: places[i].1.clone(),
                 client_port: free_port(),
                 peer_port: free_port(),
+                metrics_port: free_port(),
                 data_dir: dir.path().join(format!("m{i}")),
                 child: None,
             })
@@ -104,6 +123,7 @@ impl EtcdCluster {
             dir,
             members,
             initial_cluster,
+            tls,
         };
         for i in 0..size {
             cluster.spawn(i);
@@ -119,7 +139,9 @@ impl EtcdCluster {
         let initial_cluster = self.initial_cluster.clone();
         let m = &mut self.members[i];
         let (log, log2) = crate::child::log_files(&self.dir.path().join(format!("{}.log", m.name)));
-        let client = format!("http://{}:{}", m.host, m.client_port);
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let client = format!("{scheme}://{}:{}", m.host, m.client_port);
+        let metrics = format!("http://{}:{}", m.host, m.metrics_port);
         let peer = format!("http://{}:{}", m.host, m.peer_port);
         let mut command = match &m.netns {
             Some(ns) => {
@@ -129,7 +151,18 @@ impl EtcdCluster {
             }
             None => Command::new(&binary),
         };
+        if let Some(tls) = &self.tls {
+            command
+                .arg("--cert-file")
+                .arg(&tls.server_cert)
+                .arg("--key-file")
+                .arg(&tls.server_key)
+                .arg("--trusted-ca-file")
+                .arg(&tls.ca)
+                .arg("--client-cert-auth");
+        }
         let child = command
+            .args(["--listen-metrics-urls", &metrics])
             .arg("--name")
             .arg(&m.name)
             .arg("--data-dir")
@@ -159,7 +192,7 @@ impl EtcdCluster {
     fn wait_healthy(&mut self, i: usize) {
         let deadline = Instant::now() + HEALTH_TIMEOUT;
         loop {
-            if health_ok(&self.members[i].host, self.members[i].client_port) {
+            if health_ok(&self.members[i].host, self.members[i].metrics_port) {
                 return;
             }
             if let Some(child) = self.members[i].child.as_mut() {
@@ -203,9 +236,10 @@ impl EtcdCluster {
         format!("{}:{}", self.members[i].host, self.members[i].client_port)
     }
 
-    /// A `--cfg` spec for this cluster: `etcd://h:p,h:p/CLUSTER`.
+    /// A `--cfg` spec for this cluster: `etcd://h:p,h:p/CLUSTER` (`etcds://` when secured).
     pub fn cfg_spec(&self, cluster: &str) -> String {
-        format!("etcd://{}/{cluster}", self.endpoints().join(","))
+        let scheme = if self.tls.is_some() { "etcds" } else { "etcd" };
+        format!("{scheme}://{}/{cluster}", self.endpoints().join(","))
     }
 
     /// Kills member `i` with SIGKILL (no clean shutdown) and waits for it to exit.

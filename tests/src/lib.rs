@@ -17,6 +17,7 @@ pub mod bench_docs;
 pub mod child;
 pub mod conformance;
 pub mod etcd;
+pub mod etcd_secure;
 pub mod fuzzing;
 pub mod nats;
 pub mod netns;

@@ -30,6 +30,44 @@ pub struct EtcdOptions {
     pub attempt_timeout: Duration,
     /// Time after which a call that keeps failing transiently returns `Unavailable`.
     pub request_deadline: Duration,
+    /// TLS and credentials, when etcd asks for them.
+    pub security: EtcdSecurity,
+    /// The key read (count only) to learn the store's revision: the cluster's root, so a
+    /// user whose role covers only that prefix may read it.
+    pub revision_key: String,
+}
+
+/// TLS to etcd (its CA, a client certificate) and a user, as read from their files.
+#[derive(Debug, Clone, Default)]
+pub struct EtcdSecurity {
+    pub tls: Option<etcd_client::TlsOptions>,
+    pub user: Option<(String, String)>,
+}
+
+impl EtcdSecurity {
+    /// Reads the files `access` names; `tls`: the spec said `etcds://`.
+    pub fn read(tls: bool, access: &crate::spec::EtcdAccess) -> Result<Self> {
+        let read = |path: &std::path::PathBuf| {
+            std::fs::read(path).map_err(|e| CfgError::BadSpec {
+                spec: path.display().to_string(),
+                reason: format!("cannot read it: {e}"),
+            })
+        };
+        let tls = match (tls, &access.ca) {
+            (true, Some(ca)) => {
+                let mut options = etcd_client::TlsOptions::new()
+                    .ca_certificate(etcd_client::Certificate::from_pem(read(ca)?));
+                if let (Some(cert), Some(key)) = (&access.cert, &access.key) {
+                    options =
+                        options.identity(etcd_client::Identity::from_pem(read(cert)?, read(key)?));
+                }
+                Some(options)
+            }
+            _ => None,
+        };
+        let user = access.user.clone().zip(access.password.clone());
+        Ok(Self { tls, user })
+    }
 }
 
 impl EtcdOptions {
@@ -38,6 +76,8 @@ impl EtcdOptions {
             endpoints,
             attempt_timeout: Duration::from_secs(3),
             request_deadline: Duration::from_secs(15),
+            security: EtcdSecurity::default(),
+            revision_key: "\0".into(),
         }
     }
 }
@@ -68,6 +108,11 @@ impl EtcdStore {
                 reason: "no etcd endpoints".into(),
             });
         }
+        let scheme = if options.security.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let endpoints: Vec<String> = options
             .endpoints
             .iter()
@@ -75,17 +120,26 @@ impl EtcdStore {
                 if e.contains("://") {
                     e.clone()
                 } else {
-                    format!("http://{e}")
+                    format!("{scheme}://{e}")
                 }
             })
             .collect();
-        let connect = ConnectOptions::new()
+        let mut connect = ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(2))
             // A member that stops answering without closing (isolated by the network) is
             // given up within two seconds, so calls move to the others.
             .with_keep_alive(Duration::from_secs(1), Duration::from_secs(1))
             .with_keep_alive_while_idle(true)
             .with_require_leader(true);
+        if let Some(tls) = &options.security.tls {
+            connect = connect.with_tls(tls.clone());
+        }
+        if let Some((user, password)) = &options.security.user {
+            // etcd's tokens expire (5 min by default): calls get a fresh one when it does.
+            connect = connect
+                .with_user(user.clone(), password.clone())
+                .with_auto_token_refresh(true);
+        }
         let set_up = |e: etcd_client::Error| CfgError::Unavailable {
             reason: format!("cannot set up etcd client for {}: {e}", endpoints.join(",")),
         };
@@ -301,9 +355,11 @@ impl Store for EtcdStore {
     }
 
     async fn revision(&self) -> Result<Revision> {
+        let key = self.options.revision_key.clone();
         let resp = self
-            .call("revision", |mut c| async move {
-                c.get("\0", Some(GetOptions::new().with_count_only())).await
+            .call("revision", |mut c| {
+                let key = key.clone();
+                async move { c.get(key, Some(GetOptions::new().with_count_only())).await }
             })
             .await?;
         Ok(header_revision(resp.header()))
