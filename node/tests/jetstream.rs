@@ -319,62 +319,7 @@ fn an_r3_stream_with_a_server_killed_mid_feed_keeps_counts_exact() {
 
 #[test]
 fn drills_with_a_jetstream_source_add_a_node_then_fail_one_over() {
-    let mut drill = Drill::start(3, 0).with_jetstream(1).with_index();
-    let nodes = Arc::new(Mutex::new(drill.addresses.clone()));
-    let load = Load::start_with(drill.ingest(), nodes.clone());
-    wait_for("some load", Duration::from_secs(10), || {
-        (load.queries.load(Ordering::Relaxed) > 5).then_some(())
-    });
-
-    // Rebalance onto a new node.
-    let new = drill.add_node();
-    let uuid = drill.uuid_of(new);
-    wait_for(
-        "copies moving to the new node",
-        Duration::from_secs(30),
-        || (drill.copies_on(&uuid) > 0).then_some(()),
-    );
-    drill.wait_green("the rebalance finished", Duration::from_secs(90));
-    nodes.lock().unwrap().push(drill.addresses[new].clone());
-
-    // Hard failover of node 2 (delay 0): its copies promoted and rebuilt elsewhere.
-    let victim = drill.uuid_of(2);
-    nodes.lock().unwrap().retain(|a| *a != drill.addresses[2]);
-    // Queries already sent to node 2 finish before it dies.
-    let asked = load.queries.load(Ordering::Relaxed);
-    wait_for(
-        "queries to the survivors only",
-        Duration::from_secs(10),
-        || (load.queries.load(Ordering::Relaxed) > asked + 2).then_some(()),
-    );
-    drill.kill(2);
-    wait_for(
-        "the dead node's copies gone from the plan",
-        Duration::from_secs(30),
-        || (drill.copies_on(&victim) == 0).then_some(()),
-    );
-    wait_for(
-        "copies rebuilt on the survivors",
-        Duration::from_secs(90),
-        || {
-            let plan = drill.plan();
-            plan["pindexes"]
-                .as_array()
-                .is_some_and(|ps| {
-                    ps.iter().all(|p| {
-                        p["copies"].as_array().is_some_and(|c| {
-                            c.len() == 2 && c.iter().all(|c| c["state"] == "active")
-                        })
-                    })
-                })
-                .then_some(())
-        },
-    );
-    let (written, queries) = load.finish(&drill.addresses[0]);
-    assert!(
-        written >= 1000,
-        "the load published only {written} documents"
-    );
-    assert_exact(&drill.addresses[new], written);
+    let drill = Drill::start(3, 0).with_jetstream(1).with_index();
+    let (written, queries) = add_a_node_then_fail_one_over(drill);
     eprintln!("JetStream drills: add a node, hard failover; {written} documents, {queries} queries, 0 failed");
 }

@@ -77,6 +77,8 @@ pub struct Drill {
     pub planners: Vec<Option<Proc>>,
     /// The NATS servers whose stream the index reads instead of the source (`with_jetstream`).
     pub jetstream: Option<NatsCluster>,
+    /// Mutual TLS, auth and a secured etcd (`Drill::secured`).
+    pub secure: Option<super::drill_secure::DrillSecurity>,
 }
 
 /// Where a drill's load writes documents.
@@ -146,7 +148,7 @@ impl Drill {
         Self::start_placed(Some(net), etcd, nodes, failover_delay_ms, 0)
     }
 
-    fn start_placed(
+    pub(super) fn start_placed(
         net: Option<Arc<Net>>,
         etcd: EtcdCluster,
         nodes: usize,
@@ -177,6 +179,7 @@ impl Drill {
             failover_delay_ms,
             planners: Vec::new(),
             jetstream: None,
+            secure: None,
         };
         for i in 0..planners {
             drill.start_planner(i);
@@ -257,11 +260,18 @@ impl Drill {
             args.extend(["--tags", "feed,janitor,pindex,queryer"]);
         }
         args.extend_from_slice(extra);
+        let secured = self.secure.as_ref().map(|s| s.node_flags(&dir, &address));
+        if let Some(flags) = &secured {
+            args.extend(flags.iter().map(String::as_str));
+        }
         let proc = match &self.net {
             Some(net) => serve_in(net, i, &dir, &args, &address),
             None => serve(&dir, &args, &address),
         };
         self.nodes[i] = Some(proc);
+        if let Some(secure) = &self.secure {
+            secure.after_start(&dir, &self.addresses);
+        }
     }
 
     /// Kills the standalone planner leading now (kill -9); returns which it was.
@@ -653,4 +663,68 @@ pub fn start_drain_of_and_wait_midway(drill: &Drill, i: usize) -> String {
         },
     );
     id
+}
+
+/// Two drills in a row under continuous ingest (wherever `drill` ingests) and queries: a node
+/// added (rebalance to green), then a hard failover of node 2 (delay 0: its copies promoted
+/// and rebuilt on the survivors). Ends with exact counts; returns the documents written and
+/// the queries made, none failed.
+pub fn add_a_node_then_fail_one_over(mut drill: Drill) -> (u64, u64) {
+    let nodes = Arc::new(Mutex::new(drill.addresses.clone()));
+    let load = Load::start_with(drill.ingest(), nodes.clone());
+    wait_for("some load", Duration::from_secs(10), || {
+        (load.queries.load(Ordering::Relaxed) > 5).then_some(())
+    });
+
+    // Rebalance onto a new node.
+    let new = drill.add_node();
+    let uuid = drill.uuid_of(new);
+    wait_for(
+        "copies moving to the new node",
+        Duration::from_secs(30),
+        || (drill.copies_on(&uuid) > 0).then_some(()),
+    );
+    drill.wait_green("the rebalance finished", Duration::from_secs(90));
+    nodes.lock().unwrap().push(drill.addresses[new].clone());
+
+    // Hard failover of node 2 (delay 0): its copies promoted and rebuilt elsewhere.
+    let victim = drill.uuid_of(2);
+    nodes.lock().unwrap().retain(|a| *a != drill.addresses[2]);
+    // Queries already sent to node 2 finish before it dies.
+    let asked = load.queries.load(Ordering::Relaxed);
+    wait_for(
+        "queries to the survivors only",
+        Duration::from_secs(10),
+        || (load.queries.load(Ordering::Relaxed) > asked + 2).then_some(()),
+    );
+    drill.kill(2);
+    wait_for(
+        "the dead node's copies gone from the plan",
+        Duration::from_secs(30),
+        || (drill.copies_on(&victim) == 0).then_some(()),
+    );
+    wait_for(
+        "copies rebuilt on the survivors",
+        Duration::from_secs(90),
+        || {
+            let plan = drill.plan();
+            plan["pindexes"]
+                .as_array()
+                .is_some_and(|ps| {
+                    ps.iter().all(|p| {
+                        p["copies"].as_array().is_some_and(|c| {
+                            c.len() == 2 && c.iter().all(|c| c["state"] == "active")
+                        })
+                    })
+                })
+                .then_some(())
+        },
+    );
+    let (written, queries) = load.finish(&drill.addresses[0]);
+    assert!(
+        written >= 1000,
+        "the load published only {written} documents"
+    );
+    assert_exact(&drill.addresses[new], written);
+    (written, queries)
 }

@@ -4,6 +4,7 @@
 
 pub mod backup;
 pub mod drill;
+pub mod drill_secure;
 pub mod missing;
 pub mod webdriver;
 
@@ -54,14 +55,31 @@ pub fn try_http_with(
     path: &str,
     body: &str,
 ) -> Option<(u16, serde_json::Value)> {
-    let extra: String = headers
+    let secured = secured(address);
+    let mut extra: String = headers
         .iter()
         .map(|(k, v)| format!("{k}: {v}\r\n"))
         .collect();
-    let mut stream = std::net::TcpStream::connect(address).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .ok()?;
+    if let Some(key) = secured.as_ref().and_then(|s| s.key.as_deref()) {
+        if !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+        {
+            extra.push_str(&format!("Authorization: Bearer {key}\r\n"));
+        }
+    }
+    let tcp = std::net::TcpStream::connect(address).ok()?;
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    let mut stream: Box<dyn ReadWrite> = match secured.as_ref().and_then(|s| s.tls.clone()) {
+        Some(config) => {
+            let host = address.rsplit_once(':').map_or(address, |(h, _)| h);
+            let name =
+                tessera_tls::rustls::pki_types::ServerName::try_from(host.to_string()).ok()?;
+            let connection = tessera_tls::rustls::ClientConnection::new(config, name).ok()?;
+            Box::new(tessera_tls::rustls::StreamOwned::new(connection, tcp))
+        }
+        None => Box::new(tcp),
+    };
     let request = format!(
         "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
@@ -69,10 +87,12 @@ pub fn try_http_with(
     if stream.write_all(request.as_bytes()).is_err() {
         return Some((0, serde_json::Value::Null));
     }
-    let mut answer = String::new();
-    if stream.read_to_string(&mut answer).is_err() {
+    let mut bytes = Vec::new();
+    // A TLS peer may close without a close_notify after a complete answer.
+    if stream.read_to_end(&mut bytes).is_err() && bytes.is_empty() {
         return Some((0, serde_json::Value::Null));
     }
+    let answer = String::from_utf8_lossy(&bytes).into_owned();
     let status = answer.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
     let json = answer
         .split("\r\n\r\n")
@@ -80,6 +100,45 @@ pub fn try_http_with(
         .and_then(|b| serde_json::from_str(b).ok())
         .unwrap_or_default();
     Some((status, json))
+}
+
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
+/// How the helpers reach a node that runs with TLS or auth: its CA and an API key.
+#[derive(Clone, Default)]
+pub struct Secured {
+    pub tls: Option<std::sync::Arc<tessera_tls::rustls::ClientConfig>>,
+    pub key: Option<String>,
+}
+
+type SecuredMap = std::sync::Mutex<std::collections::HashMap<String, Secured>>;
+
+fn secured_addresses() -> &'static SecuredMap {
+    static ADDRESSES: std::sync::OnceLock<SecuredMap> = std::sync::OnceLock::new();
+    ADDRESSES.get_or_init(Default::default)
+}
+
+/// From now on, [`http`] and friends reach `address` as `how` says (per address, so tests
+/// running in one process do not see each other's).
+pub fn secure(address: &str, how: Secured) {
+    secured_addresses()
+        .lock()
+        .unwrap()
+        .insert(address.to_string(), how);
+}
+
+fn secured(address: &str) -> Option<Secured> {
+    secured_addresses().lock().ok()?.get(address).cloned()
+}
+
+/// A client configuration trusting the CA in `ca_pem`, presenting `presented` (cert, key).
+pub fn tls_client(
+    ca_pem: &[u8],
+    presented: Option<(&[u8], &[u8])>,
+) -> std::sync::Arc<tessera_tls::rustls::ClientConfig> {
+    let presented = presented.map(|(cert, key)| tessera_tls::client::Presented { cert, key });
+    tessera_tls::client::rustls_config(ca_pem, presented).expect("a TLS client configuration")
 }
 
 /// Waits until the process at `address` answers HTTP. A node binds its port before it registers
