@@ -143,6 +143,28 @@ fn every_rest_route_answers_by_the_callers_key() {
     let (status, _) = http_as(&s.address, &s.ingest, "POST", "/api/source/news/bulk", "");
     assert_eq!(status, 403, "an ingester of books writes to news");
 
+    // A definition cannot make the nodes dial anywhere: only cluster nodes and --dial-allow.
+    for (source, field) in [
+        (
+            r#"{"type": "tessera", "name": "docs", "params": {"url": "http://169.254.169.254:80"}}"#,
+            "source.params.url",
+        ),
+        (
+            r#"{"type": "jetstream", "name": "docs", "params": {"servers": ["nats://10.9.8.7:4222"], "stream": "D", "subject_prefix": "d", "partitions": 4}}"#,
+            "source.params.servers[0]",
+        ),
+    ] {
+        let def = format!(r#"{{"type": "fulltext", "source": {source}}}"#);
+        let (status, body) = http_as(&s.address, &s.admin, "PUT", "/api/index/books-far", &def);
+        assert_eq!(
+            (status, body["field"].as_str()),
+            (400, Some(field)),
+            "{body}"
+        );
+        let (status, _) = http_as(&s.address, &s.admin, "GET", "/api/index/books-far", "");
+        assert_eq!(status, 404, "nothing saved");
+    }
+
     // An index made, fed and queried, each by the key whose role it is.
     let def = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/data/books-index.json"),

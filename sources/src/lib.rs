@@ -19,11 +19,13 @@ use std::sync::Arc;
 
 use futures::stream::BoxStream;
 
+pub mod dial;
 pub mod jetstream;
 pub mod reference;
 mod registry;
 mod validate;
 
+pub use dial::DialPolicy;
 pub use registry::Sources;
 pub use validate::{validate, SOURCE_TYPES};
 

@@ -2,21 +2,29 @@
 //! NATS connections are kept per server list and shared by every source over them; a
 //! JetStream source is kept per stream, so its feeds share one watch of the stream's history.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use tessera_cfg::schema::SourceDef;
 use tessera_cfg::Cfg;
 use tessera_proto::peers::Peers;
 
+use crate::dial::DialPolicy;
 use crate::jetstream::{JetStreamParams, JetStreamSource};
 use crate::reference::ReferenceSource;
 use crate::{SourceError, SourceType};
+
+/// How long the cluster's node addresses are reused for dial checks.
+const CLUSTER_FRESH: std::time::Duration = std::time::Duration::from_secs(2);
+
+type ClusterCache = Arc<tokio::sync::Mutex<Option<(std::time::Instant, BTreeSet<String>)>>>;
 
 /// The node's sources; clones share the connections.
 #[derive(Clone, Default)]
 pub struct Sources {
     peers: Peers,
+    policy: Arc<DialPolicy>,
+    cluster: ClusterCache,
     nats: Arc<tokio::sync::Mutex<HashMap<String, async_nats::Client>>>,
     streams: Arc<tokio::sync::Mutex<HashMap<String, JetStreamSource>>>,
 }
@@ -29,11 +37,59 @@ impl std::fmt::Debug for Sources {
 
 impl Sources {
     pub fn new(peers: Peers) -> Self {
+        Self::with_policy(peers, DialPolicy::default())
+    }
+
+    /// Sources that dial only what `policy` allows.
+    pub fn with_policy(peers: Peers, policy: DialPolicy) -> Self {
         Self {
             peers,
+            policy: Arc::new(policy),
+            cluster: Arc::default(),
             nats: Arc::default(),
             streams: Arc::default(),
         }
+    }
+
+    /// Whether the addresses `def` makes nodes dial are allowed: `Err((field, why))` naming
+    /// the first that is not.
+    pub async fn check_dial(&self, def: &SourceDef, cfg: &Cfg) -> Result<(), (String, String)> {
+        if !self.policy.is_restricted() {
+            return Ok(());
+        }
+        let dialled = crate::dial::dialled(def);
+        if dialled.is_empty() {
+            return Ok(());
+        }
+        let cluster = self.cluster_addresses(cfg).await;
+        for (field, address) in dialled {
+            if !self.policy.allows(&address, &cluster) {
+                return Err((
+                    field,
+                    format!(
+                        "{address} is neither a node of this cluster nor allowed by --dial-allow"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The `host:port` of every node defined in the Cfg (reused for [`CLUSTER_FRESH`]).
+    async fn cluster_addresses(&self, cfg: &Cfg) -> BTreeSet<String> {
+        let mut cached = self.cluster.lock().await;
+        if let Some((at, nodes)) = cached.as_ref() {
+            if at.elapsed() < CLUSTER_FRESH {
+                return nodes.clone();
+            }
+        }
+        let nodes: BTreeSet<String> = match cfg.node_defs().await {
+            Ok(defs) => defs.items.into_iter().map(|d| d.value.host_port).collect(),
+            // The Cfg unreachable: only the allowlist answers.
+            Err(_) => return BTreeSet::new(),
+        };
+        *cached = Some((std::time::Instant::now(), nodes.clone()));
+        nodes
     }
 
     /// The source `def` names. The reference source's address is resolved from the Cfg
@@ -44,6 +100,9 @@ impl Sources {
         cfg: &Cfg,
         default_url: &str,
     ) -> Result<Arc<dyn SourceType>, SourceError> {
+        if let Err((field, why)) = self.check_dial(def, cfg).await {
+            return Err(SourceError::Invalid(format!("{field}: {why}")));
+        }
         match def.source_type.as_str() {
             "jetstream" => Ok(Arc::new(self.jetstream(def).await?)),
             _ => {

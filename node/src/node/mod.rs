@@ -103,7 +103,8 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
         None => None,
     };
     // One connection per NATS server list for every JetStream source of this process.
-    let sources = tessera_sources::Sources::new(peers.clone());
+    let dial = security::dial_policy(&args.security, auth)?;
+    let sources = tessera_sources::Sources::with_policy(peers.clone(), dial);
     let indexing = tessera_index::IndexingPool::new(args.indexing_limits())
         .map_err(|e| Exit::new(INVALID, e.to_string()))?;
     let (janitor, board) = start_janitor(

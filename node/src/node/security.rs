@@ -53,6 +53,11 @@ pub struct SecurityArgs {
     /// API key instead).
     #[arg(long, requires = "tls_client_ca")]
     pub tls_require_client_cert: bool,
+    /// What index definitions may make this node dial besides the cluster's nodes: `HOST`,
+    /// `HOST:PORT` or `*` (repeatable or comma-separated). Given, or with `--auth required`,
+    /// a source at any other address is refused; otherwise nothing is restricted.
+    #[arg(long = "dial-allow", env = "TESSERA_DIAL_ALLOW", value_delimiter = ',')]
+    pub dial_allow: Vec<String>,
     /// The CA this node verifies its peers' certificates with (default: `--tls-client-ca`).
     #[arg(long, env = "TESSERA_TLS_PEER_CA", requires = "tls_cert")]
     pub tls_peer_ca: Option<PathBuf>,
@@ -158,6 +163,17 @@ pub fn mode(args: &SecurityArgs, bound: SocketAddr) -> Result<AuthMode, Exit> {
             ),
         )),
     }
+}
+
+/// What index definitions may make this node dial (see `tessera_sources::dial`).
+pub fn dial_policy(
+    args: &SecurityArgs,
+    mode: AuthMode,
+) -> Result<tessera_sources::DialPolicy, Exit> {
+    if mode == AuthMode::Off && args.dial_allow.is_empty() {
+        return Ok(tessera_sources::DialPolicy::default());
+    }
+    tessera_sources::DialPolicy::restricted(&args.dial_allow).map_err(|e| Exit::new(INVALID, e))
 }
 
 /// The guard's state for `mode`: the key mirror when auth is required, and the audit log

@@ -113,6 +113,9 @@ impl DrillSecurity {
             "tessera".into(),
             "--etcd-password-file".into(),
             path(&self.etcd_password),
+            // The drill's NATS servers listen on loopback.
+            "--dial-allow".into(),
+            "127.0.0.1".into(),
         ]
     }
 
