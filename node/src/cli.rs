@@ -335,6 +335,17 @@ pub struct SourceArgs {
     /// Writes (documents and bulks) in flight at once; past it, they answer 429.
     #[arg(long, default_value_t = tessera_source::rest::DEFAULT_MAX_CONCURRENT_WRITES, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub max_concurrent_writes: u32,
+    /// Serve TLS with this certificate (PEM); re-read when it changes.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The key of `--tls-cert` (PEM).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Accept only clients presenting a certificate of this CA (nodes their node
+    /// certificates, writers a client certificate): the standalone source keeps no API keys,
+    /// so this is how it tells who may read and write.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_client_ca: Option<std::path::PathBuf>,
 }
 
 fn parse_tag(s: &str) -> Result<NodeTag, String> {

@@ -1,5 +1,6 @@
 //! `tessera source`: the reference source alone, serving REST ingest and the gRPC source
-//! protocol on one port (plus `GET /api/ping`).
+//! protocol on one port (plus `GET /api/ping`), over TLS with client certificates required
+//! when given `--tls-client-ca` (it keeps no API keys).
 
 use anyhow::Context;
 use axum::routing::get;
@@ -45,14 +46,35 @@ pub async fn run(global: &Global, args: SourceArgs) -> anyhow::Result<()> {
         .fallback(tessera_api::not_found)
         .layer(axum::middleware::from_fn(tessera_api::guard::json_errors));
     tracing::info!(%address, data_dir = %global.data_dir.display(), "source up");
-    // Small answers go out at once (no Nagle delay waiting for the peer's ACK).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(crate::signals::shutdown_signal())
-        .await
-        .context("serving the source")?;
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        let tls = tessera_tls::ServerTls::load(tessera_tls::ServerFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: args.tls_client_ca.clone(),
+            require_client_cert: args.tls_client_ca.is_some(),
+        })
+        .map_err(|e| Exit::new(INVALID, format!("TLS: {e}")))?;
+        let reloading = tls.watch(std::time::Duration::from_secs(1), || {});
+        let listener =
+            tessera_tls::TlsListener::new(listener, tls).context("starting the TLS listener")?;
+        axum::serve(listener, app)
+            .with_graceful_shutdown(crate::signals::shutdown_signal())
+            .await
+            .context("serving the source")?;
+        reloading.abort();
+    } else {
+        if !address.ip().is_loopback() {
+            tracing::warn!(%address, "the source serves plain HTTP to other hosts: anyone reaching it may read and write every document (see --tls-client-ca)");
+        }
+        // Small answers go out at once (no Nagle delay waiting for the peer's ACK).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        axum::serve(listener, app)
+            .with_graceful_shutdown(crate::signals::shutdown_signal())
+            .await
+            .context("serving the source")?;
+    }
     tracing::info!("source stopped");
     Ok(())
 }

@@ -30,8 +30,28 @@ function el(tag, attrs, ...children) {
   return node;
 }
 
+// With --auth required every call carries an API key: asked for once, kept for this tab.
+function withKey(options) {
+  const key = sessionStorage.getItem("tessera-api-key");
+  const headers = Object.assign({}, (options && options.headers) || {});
+  if (key) headers["Authorization"] = `Bearer ${key}`;
+  return Object.assign({}, options || {}, { headers });
+}
+
+async function authorised(path, options) {
+  let response = await fetch(path, withKey(options));
+  if (response.status === 401) {
+    const key = window.prompt("This node requires an API key (tsk_…); a monitor key shows the cluster, an operator key also runs drains:");
+    if (key) {
+      sessionStorage.setItem("tessera-api-key", key.trim());
+      response = await fetch(path, withKey(options));
+    }
+  }
+  return response;
+}
+
 async function api(path, options) {
-  const response = await fetch(path, options);
+  const response = await authorised(path, options);
   const body = await response.json().catch(() => null);
   if (!response.ok) {
     const why = body && (body.error || body.message);
@@ -321,7 +341,7 @@ async function runQuery(event) {
   const out = document.getElementById("query-result");
   const query = text ? { query_string: text } : { match_all: {} };
   out.replaceChildren(el("p", { class: "muted" }, "running…"));
-  const response = await fetch(`/api/index/${encodeURIComponent(index)}/query`, {
+  const response = await authorised(`/api/index/${encodeURIComponent(index)}/query`, {
     method: "POST", headers: { "Content-Type": "application/json" },
     body: JSON.stringify({ query, size, allow_partial_results: true }),
   });
