@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use crate::cfg::Cfg;
 use crate::error::{CfgError, Result};
+pub use crate::etcd::EtcdAccess;
 use crate::etcd::{EtcdOptions, EtcdStore};
 use crate::keys::KeySpace;
 use crate::local::LocalStore;
@@ -36,19 +37,6 @@ pub enum CfgSpec {
         tls: bool,
         access: EtcdAccess,
     },
-}
-
-/// How to reach a secured etcd: files and a user, read when the store opens.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct EtcdAccess {
-    /// The CA that signed the members' certificates (PEM).
-    pub ca: Option<PathBuf>,
-    /// A client certificate and its key (PEM), for members started with `--client-cert-auth`.
-    pub cert: Option<PathBuf>,
-    pub key: Option<PathBuf>,
-    /// An etcd user and its password (etcd's auth enabled).
-    pub user: Option<String>,
-    pub password: Option<String>,
 }
 
 impl Default for CfgSpec {

@@ -23,6 +23,19 @@ pub struct Counted {
     pub errors: BTreeMap<String, String>,
 }
 
+/// The routing of `pending` PIndexes over `view`, away from `avoid` when it can.
+fn routing_of(
+    view: &View,
+    pending: &BTreeSet<String>,
+    avoid: &BTreeSet<String>,
+) -> tessera_search::route::Routing {
+    let cluster = Cluster {
+        live: &view.live,
+        avoid,
+    };
+    route(&view.plan, Some(pending), &cluster, Prefer::Primary, 0)
+}
+
 /// Counts the documents of the index `view` shows. Like a query, a PIndex not found where the
 /// view said is looked for again in a freshly read view (the plan moved on meanwhile).
 pub async fn count(coord: &Coordinator, index: &str, view: &View) -> Counted {
@@ -45,11 +58,17 @@ pub async fn count(coord: &Coordinator, index: &str, view: &View) -> Counted {
                 _ => {}
             }
         }
-        let cluster = Cluster {
-            live: &view.live,
-            avoid: &avoid,
-        };
-        let routing = route(&view.plan, Some(&pending), &cluster, Prefer::Primary, 0);
+        let mut routing = routing_of(&view, &pending, &avoid);
+        if round == 0 && !routing.uncovered.is_empty() {
+            // The view may trail the plan (the mirror): read it again before counting a
+            // PIndex as unreadable.
+            if let Ok(fresh) = View::load(&coord.cfg, index).await {
+                if fresh.plan.index_uuid == view.plan.index_uuid {
+                    view = fresh;
+                    routing = routing_of(&view, &pending, &avoid);
+                }
+            }
+        }
         for (pindex, why) in routing.uncovered {
             pending.remove(&pindex);
             out.errors.insert(pindex, why);

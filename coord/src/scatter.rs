@@ -164,7 +164,17 @@ impl Scatter<'_> {
             if round > 0 {
                 self.refresh(index).await;
             }
-            let routes = self.routes(&pending, &mut outcome.errors);
+            let mut uncovered = BTreeMap::new();
+            let mut routes = self.routes(&pending, &mut uncovered);
+            if round == 0 && !uncovered.is_empty() {
+                // The view may trail the plan (the mirror lags the Cfg by its watch): a PIndex
+                // without a readable copy in it may have one in the plan now. Read it again
+                // before answering that nothing can read it.
+                self.refresh(index).await;
+                uncovered.clear();
+                routes = self.routes(&pending, &mut uncovered);
+            }
+            outcome.errors.extend(uncovered);
             pending.retain(|p| !outcome.errors.contains_key(p));
             let this: &Self = self;
             let calls = routes.into_iter().map(|(node, names)| {

@@ -31,6 +31,18 @@ pub struct DrillArgs {
     /// Give up waiting for any step after this long.
     #[arg(long, default_value_t = 300)]
     pub timeout_s: u64,
+    /// The API key to call with, when the cluster runs with auth (an operator's, or admin's).
+    #[arg(long, env = "TESSERA_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    #[command(flatten)]
+    pub tls: crate::ctl::http::TlsArgs,
+}
+
+impl DrillArgs {
+    /// A client for `address` with the drill's TLS and key.
+    fn client(&self, address: &str) -> Result<Http, Exit> {
+        Ok(Http::with_tls(address, &self.tls)?.with_api_key(self.api_key.clone()))
+    }
 }
 
 const KINDS: &[&str] = &["drain", "failover-graceful", "failover-hard", "rebalance"];
@@ -45,7 +57,7 @@ struct Load {
 }
 
 impl Load {
-    fn start(source: Http, nodes: Vec<String>, index: &str) -> Load {
+    fn start(source: Http, clients: Vec<Http>, index: &str) -> Load {
         let (stop, written, queries) = (
             Arc::default(),
             Arc::new(AtomicU64::new(0)),
@@ -78,7 +90,6 @@ impl Load {
         {
             let (stop, queries, failures): (Arc<AtomicBool>, _, _) =
                 (Arc::clone(&stop), queries.clone(), failures.clone());
-            let clients: Vec<Http> = nodes.iter().map(|n| Http::new(n)).collect();
             let path = format!("/api/index/{index}/query");
             tasks.push(tokio::spawn(async move {
                 let mut turn = 0;
@@ -193,7 +204,7 @@ pub async fn run(args: DrillArgs) -> anyhow::Result<()> {
         .into());
     }
     let timeout = Duration::from_secs(args.timeout_s);
-    let http = Http::new(&args.cluster);
+    let http = args.client(&args.cluster)?;
     let topology = http.call("GET", "/api/ctl/topology", "").await?;
     let nodes: Vec<Value> = topology["nodes"].as_array().cloned().unwrap_or_default();
     let serving: Vec<&Value> = nodes.iter().filter(|n| n["state"] == "wanted").collect();
@@ -207,11 +218,12 @@ pub async fn run(args: DrillArgs) -> anyhow::Result<()> {
             .context("no other wanted node to act on")?
             .to_string(),
     };
-    let query_nodes: Vec<String> = serving
+    let query_nodes: Vec<Http> = serving
         .iter()
         .filter(|n| n["uuid"].as_str() != Some(target.as_str()))
-        .filter_map(|n| n["host_port"].as_str().map(str::to_string))
-        .collect();
+        .filter_map(|n| n["host_port"].as_str())
+        .map(|address| args.client(address))
+        .collect::<Result<_, _>>()?;
     let source_address = args.source.clone().unwrap_or_else(|| args.cluster.clone());
     let name = format!("drill{}", tessera_cfg::unix_ms());
     let replicas = if serving.len() > 2 { 1 } else { 0 };
@@ -233,7 +245,7 @@ pub async fn run(args: DrillArgs) -> anyhow::Result<()> {
         &name,
         &target,
         query_nodes,
-        Http::new(&source_address),
+        args.client(&source_address)?,
         timeout,
     )
     .await;
@@ -252,7 +264,7 @@ async fn drill(
     args: &DrillArgs,
     index: &str,
     target: &str,
-    query_nodes: Vec<String>,
+    query_nodes: Vec<Http>,
     source: Http,
     timeout: Duration,
 ) -> anyhow::Result<String> {

@@ -40,7 +40,7 @@ type Reply = Result<tonic::Response<JsonReply>, Status>;
 #[tonic::async_trait]
 impl Indexes for IndexService {
     async fn put_index(&self, request: Request<PutIndexRequest>) -> Reply {
-        let r = checked(request, Need::IndexAdmin, |r| &r.name)?;
+        let r = checked(&self.state.access, request, Need::IndexAdmin, |r| &r.name)?;
         reply(
             index_api::upsert(
                 State(self.state.clone()),
@@ -53,7 +53,7 @@ impl Indexes for IndexService {
     }
 
     async fn get_index(&self, request: Request<IndexName>) -> Reply {
-        let name = checked(request, Need::IndexRead, |r| &r.name)?.name;
+        let name = checked(&self.state.access, request, Need::IndexRead, |r| &r.name)?.name;
         reply(index_api::read(State(self.state.clone()), Path(name)).await).await
     }
 
@@ -62,22 +62,22 @@ impl Indexes for IndexService {
     }
 
     async fn delete_index(&self, request: Request<IndexName>) -> Reply {
-        let name = checked(request, Need::IndexAdmin, |r| &r.name)?.name;
+        let name = checked(&self.state.access, request, Need::IndexAdmin, |r| &r.name)?.name;
         reply(index_api::remove(State(self.state.clone()), Path(name)).await).await
     }
 
     async fn count_index(&self, request: Request<IndexName>) -> Reply {
-        let name = checked(request, Need::Query, |r| &r.name)?.name;
+        let name = checked(&self.state.access, request, Need::Query, |r| &r.name)?.name;
         reply(index_api::count(State(self.state.clone()), Path(name)).await).await
     }
 
     async fn index_status(&self, request: Request<IndexName>) -> Reply {
-        let name = checked(request, Need::IndexRead, |r| &r.name)?.name;
+        let name = checked(&self.state.access, request, Need::IndexRead, |r| &r.name)?.name;
         reply(index_api::status(State(self.state.clone()), Path(name)).await).await
     }
 
     async fn control_index(&self, request: Request<ControlIndexRequest>) -> Reply {
-        let r = checked(request, Need::IndexAdmin, |r| &r.name)?;
+        let r = checked(&self.state.access, request, Need::IndexAdmin, |r| &r.name)?;
         reply(
             index_api::control(
                 State(self.state.clone()),

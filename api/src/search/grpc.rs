@@ -47,7 +47,12 @@ impl SearchService {
 #[tonic::async_trait]
 impl Search for SearchService {
     async fn query(&self, request: Request<QueryRequest>) -> Result<Response<JsonReply>, Status> {
-        let r = crate::access::checked(request, tessera_auth::Need::Query, |r| &r.index)?;
+        let r = crate::access::checked(
+            &self.state.access,
+            request,
+            tessera_auth::Need::Query,
+            |r| &r.index,
+        )?;
         let answer = super::query(
             State(self.state.clone()),
             Path(r.index),

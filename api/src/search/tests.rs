@@ -217,3 +217,45 @@ async fn a_copy_moved_after_the_query_read_the_plan_is_found_where_it_went() {
     assert_eq!(body["total_hits"], 1, "{body}");
     assert_eq!(body["status"]["failed"], 0, "{body}");
 }
+
+/// The mirror trails the Cfg: a query that routes from a view where the PIndex's only copy is
+/// still `building` (unreadable) reads the plan again before answering that nothing can read
+/// it, and finds the copy active (a drill saw a 503 here right after its index was built).
+#[tokio::test]
+async fn a_view_behind_the_plan_is_read_again_before_a_pindex_counts_as_unreadable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = Cfg::new(
+        Arc::new(LocalStore::open_memory().expect("store")),
+        KeySpace::new("t").expect("keys"),
+    );
+    define(&cfg, "u1", "127.0.0.1:1").await;
+    cfg.put_plan(&plan_on("u1", "b"), 0).await.expect("plan");
+    let board = board_with_one_document(dir.path());
+    let state = crate::state::tests::state(cfg.clone(), "b", board);
+
+    let mut stale = tessera_coord::View::load(&cfg, "books")
+        .await
+        .expect("view");
+    for copy in &mut stale.plan.pindexes[0].copies {
+        copy.state = CopyState::Building;
+        copy.can_read = false;
+    }
+    let mut scatter = tessera_coord::scatter::Scatter {
+        coord: &state.coord,
+        view: stale,
+        avoid: Default::default(),
+        prefer: Default::default(),
+        turn: 0,
+        query_json: r#"{"match_all": {}}"#.into(),
+        at_plus: Default::default(),
+        deadline: tokio::time::Instant::now() + std::time::Duration::from_secs(5),
+    };
+    let mut outcome = tessera_coord::scatter::Outcome::default();
+    let (_, assigned) = scatter.stats("books", &mut outcome).await;
+    assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
+    assert_eq!(
+        assigned.get("b").map(Vec::as_slice),
+        Some([PINDEX.to_string()].as_slice()),
+        "{assigned:?}"
+    );
+}

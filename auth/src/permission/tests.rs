@@ -80,9 +80,18 @@ fn deny_by_default_and_targets_come_from_the_path() {
         rest_target("/api/cluster/health", "/api/cluster/health"),
         None
     );
-    // Only `/api/ping` and `Node/Ping` are open; only internal services need a node.
-    let open: Vec<_> = REST.iter().filter(|(_, _, n)| *n == Open).collect();
-    assert_eq!(open.len(), 1, "{open:?}");
+    // Only `/api/ping`, the console's files (no data) and `Node/Ping` are open; only internal
+    // services need a node.
+    let open: Vec<_> = REST
+        .iter()
+        .filter(|(_, _, n)| *n == Open)
+        .map(|(_, t, _)| *t)
+        .collect();
+    assert_eq!(
+        open,
+        ["/api/ping", "/ui", "/ui/console.js", "/ui/console.css"],
+        "{open:?}"
+    );
     let service = |p: &str| p.split('/').nth(1).unwrap_or_default().to_string();
     let api = ["tessera.v1.Indexes", "tessera.v1.Supervisor"];
     assert!(

@@ -6,6 +6,7 @@
 //! ([`retry`]); watches reconnect and resume from the last revision they delivered ([`watch`]).
 
 mod retry;
+mod security;
 mod watch;
 
 use std::time::Duration;
@@ -20,6 +21,7 @@ use crate::store::{
     Compare, KeyValue, LeaseId, Listing, Op, Revision, Store, Txn, TxnOutcome, WatchStream,
 };
 use retry::{classify, retrying, RetryError};
+pub use security::{EtcdAccess, EtcdSecurity};
 
 /// How an [`EtcdStore`] talks to etcd.
 #[derive(Debug, Clone)]
@@ -35,39 +37,6 @@ pub struct EtcdOptions {
     /// The key read (count only) to learn the store's revision: the cluster's root, so a
     /// user whose role covers only that prefix may read it.
     pub revision_key: String,
-}
-
-/// TLS to etcd (its CA, a client certificate) and a user, as read from their files.
-#[derive(Debug, Clone, Default)]
-pub struct EtcdSecurity {
-    pub tls: Option<etcd_client::TlsOptions>,
-    pub user: Option<(String, String)>,
-}
-
-impl EtcdSecurity {
-    /// Reads the files `access` names; `tls`: the spec said `etcds://`.
-    pub fn read(tls: bool, access: &crate::spec::EtcdAccess) -> Result<Self> {
-        let read = |path: &std::path::PathBuf| {
-            std::fs::read(path).map_err(|e| CfgError::BadSpec {
-                spec: path.display().to_string(),
-                reason: format!("cannot read it: {e}"),
-            })
-        };
-        let tls = match (tls, &access.ca) {
-            (true, Some(ca)) => {
-                let mut options = etcd_client::TlsOptions::new()
-                    .ca_certificate(etcd_client::Certificate::from_pem(read(ca)?));
-                if let (Some(cert), Some(key)) = (&access.cert, &access.key) {
-                    options =
-                        options.identity(etcd_client::Identity::from_pem(read(cert)?, read(key)?));
-                }
-                Some(options)
-            }
-            _ => None,
-        };
-        let user = access.user.clone().zip(access.password.clone());
-        Ok(Self { tls, user })
-    }
 }
 
 impl EtcdOptions {

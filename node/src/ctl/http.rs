@@ -62,12 +62,8 @@ pub struct Http {
 }
 
 impl Http {
-    /// A client for the node at `node` (`host:port` or `http://host:port`), plain HTTP.
-    pub fn new(node: &str) -> Self {
-        Self::build(node, None)
-    }
-
-    /// A client for the node at `node`, over HTTPS when `tls` names a CA.
+    /// A client for the node at `node` (`host:port`, `http://` or `https://`), over HTTPS
+    /// when `tls` names a CA.
     pub fn with_tls(node: &str, tls: &TlsArgs) -> Result<Self, Exit> {
         Ok(Self::build(node, tls.config()?))
     }

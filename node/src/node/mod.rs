@@ -30,16 +30,16 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
         Err(e) => tracing::warn!(error = e, "keeping the open-files limit"),
     }
     let mut identity = identity::load_or_create(&global.data_dir)?;
-    let cfg = global.cfg.open(&global.data_dir).await?;
-    let meta = cfg.ensure_cluster_meta().await?;
-    identity::bind_cluster(&global.data_dir, &mut identity, &meta.cluster_uuid)?;
-
+    // The port and how it is guarded first: a node that must not start touches no Cfg.
     let listener = tokio::net::TcpListener::bind(&args.bind)
         .await
         .map_err(|e| Exit::new(INVALID, format!("cannot listen on {}: {e}", args.bind)))?;
     let bound = listener.local_addr().context("reading the bound address")?;
     let auth = security::mode(&args.security, bound)?;
     let tls = security::NodeTls::load(&args.security, &identity.node_uuid)?;
+    let cfg = global.cfg.open(&global.data_dir).await?;
+    let meta = cfg.ensure_cluster_meta().await?;
+    identity::bind_cluster(&global.data_dir, &mut identity, &meta.cluster_uuid)?;
     let host_port = match &args.advertise {
         Some(a) => a.clone(),
         None => listener
