@@ -1,5 +1,5 @@
 //! TLS end to end: the drills on a cluster with mutual TLS, auth required and etcd over TLS
-//! with auth; certificates rotated under continuous queries; the nodes' own services refused
+//! with auth (the harness' and `tessera drill`'s); certificates rotated under continuous queries; the nodes' own services refused
 //! to anyone without a node certificate of the cluster's CA; a node certificate naming another
 //! node refused at start.
 
@@ -18,6 +18,59 @@ fn drills_run_unchanged_with_mutual_tls_auth_and_a_secured_etcd() {
     let drill = Drill::secured(3, 0).with_jetstream(1).with_index();
     let (written, queries) = add_a_node_then_fail_one_over(drill);
     eprintln!("secured drills: add a node, hard failover; {written} documents, {queries} queries, 0 failed");
+}
+
+#[test]
+fn tessera_drill_drains_a_secured_cluster_with_nothing_lost() {
+    let drill = Drill::secured(3, 30_000);
+    let secure = drill.secure.as_ref().expect("secured");
+    let key = secure
+        .client
+        .lock()
+        .unwrap()
+        .key
+        .clone()
+        .expect("the admin key");
+    let out = std::process::Command::new(BIN)
+        .args(["drill", "drain", "--cluster", &drill.addresses[0]])
+        .args(["--timeout-s", "120", "--ca-cert"])
+        .arg(secure.ca.join("ca.pem"))
+        .env("TESSERA_API_KEY", &key)
+        .output()
+        .expect("run tessera drill");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        report.contains("missing 0, duplicated 0") && report.contains("failed 0"),
+        "{report}"
+    );
+    assert!(
+        report.contains("drain: ") && report.contains("node back: "),
+        "{report}"
+    );
+    // Without the key, the drill is refused at its first call (exit 8).
+    let out = std::process::Command::new(BIN)
+        .args([
+            "drill",
+            "drain",
+            "--cluster",
+            &drill.addresses[0],
+            "--ca-cert",
+        ])
+        .arg(secure.ca.join("ca.pem"))
+        .env_remove("TESSERA_API_KEY")
+        .output()
+        .expect("run tessera drill");
+    assert_eq!(
+        out.status.code(),
+        Some(8),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// `tessera ARGS` succeeded.
