@@ -134,6 +134,16 @@ fn every_rest_route_answers_by_the_callers_key() {
         );
     }
 
+    // A HEAD is the GET it stands for.
+    assert_eq!(
+        try_http(&s.address, "HEAD", "/api/nodes", "").unwrap().0,
+        401
+    );
+    assert_eq!(
+        http_as(&s.address, &s.monitor, "HEAD", "/api/nodes", "").0,
+        200
+    );
+
     // Scoped keys: their globs, not other indexes.
     let q = r#"{"query": {"match_all": {}}}"#;
     let (status, _) = http_as(&s.address, &s.searcher, "POST", "/api/index/news/query", q);

@@ -77,7 +77,7 @@ pub fn checked<T>(
 
 /// For a gRPC API service: whether the caller (see [`Caller`]) may do `need` on `index`.
 #[allow(clippy::result_large_err)]
-pub fn require(
+fn require(
     access: &Access,
     extensions: &tonic::Extensions,
     need: Need,
@@ -113,9 +113,11 @@ pub async fn guard(State(access): State<Access>, mut request: Request, next: Nex
         (path.clone(), grpc_need(&path), None)
     } else {
         let target = tessera_auth::permission::rest_target(&template, &path).map(str::to_string);
+        // A HEAD is the GET it stands for.
+        let as_method = if method == "HEAD" { "GET" } else { &method };
         (
             format!("{method} {template}"),
-            rest_need(&method, &template),
+            rest_need(as_method, &template),
             target,
         )
     };
