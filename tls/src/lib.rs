@@ -9,6 +9,9 @@ pub mod client;
 pub mod identity;
 pub mod server;
 
+#[cfg(test)]
+mod tests;
+
 use std::sync::Arc;
 
 pub use rustls;
