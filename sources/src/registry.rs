@@ -124,11 +124,8 @@ impl Sources {
     pub async fn jetstream(&self, def: &SourceDef) -> Result<JetStreamSource, SourceError> {
         let params = JetStreamParams::of(def)
             .map_err(|e| SourceError::Invalid(format!("{}: {}", e.field, e.reason)))?;
-        let key = format!(
-            "{}|{}",
-            params.servers.join(","),
-            params.credentials_file.as_deref().unwrap_or("")
-        );
+        let access = params.access();
+        let key = format!("{}|{}", params.servers.join(","), access.key());
         let partitions = params.partitions(def);
         let stream_key = format!(
             "{key}|{}|{}|{partitions}",
@@ -141,9 +138,7 @@ impl Sources {
         let client = match clients.get(&key) {
             Some(client) => client.clone(),
             None => {
-                let client =
-                    crate::jetstream::connect(&params.servers, params.credentials_file.as_deref())
-                        .await?;
+                let client = crate::jetstream::connect(&params.servers, &access).await?;
                 clients.insert(key, client.clone());
                 client
             }

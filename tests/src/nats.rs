@@ -7,7 +7,7 @@
 //! JetStream is ready, and everything is killed on drop. Servers can be killed with SIGKILL and
 //! restarted on the same ports and store, for fault tests.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -61,6 +61,8 @@ pub struct NatsCluster {
     /// In operator mode (clients need a credentials file), the server config's lines that
     /// trust the operator and preload the account.
     trust: Option<String>,
+    /// TLS with client certificates required: the server config's `tls` block.
+    tls: Option<String>,
 }
 
 impl NatsCluster {
@@ -71,15 +73,27 @@ impl NatsCluster {
     /// One server that admits only clients with a user's credentials (operator mode: an
     /// operator, one account with JetStream, one user); `credentials_file()` names its file.
     pub fn single_with_credentials() -> Self {
-        Self::start_with(1, true)
+        Self::start_with(1, true, false)
     }
 
     /// `size` servers; returns once each says JetStream is ready.
     pub fn start(size: usize) -> Self {
-        Self::start_with(size, false)
+        Self::start_with(size, false, false)
     }
 
-    fn start_with(size: usize, credentials: bool) -> Self {
+    /// One server speaking only TLS to clients that present a certificate of its CA;
+    /// `tls_files()` names the CA and a client certificate, `url` is `tls://`.
+    pub fn single_with_tls() -> Self {
+        Self::start_with(1, false, true)
+    }
+
+    /// The CA, a client certificate and its key, for a server from `single_with_tls`.
+    pub fn tls_files(&self) -> (String, String, String) {
+        let file = |name: &str| self.dir.path().join(name).display().to_string();
+        (file("ca.pem"), file("client.pem"), file("client.key"))
+    }
+
+    fn start_with(size: usize, credentials: bool, tls: bool) -> Self {
         assert!(size >= 1, "a NATS cluster needs at least one server");
         let dir = tempfile::Builder::new()
             .prefix("tessera-nats-")
@@ -95,10 +109,12 @@ impl NatsCluster {
             })
             .collect();
         let trust = credentials.then(|| operator_mode(dir.path()));
+        let tls = tls.then(|| tls_files(dir.path()));
         let mut cluster = Self {
             dir,
             servers,
             trust,
+            tls,
         };
         for i in 0..size {
             cluster.write_config(i);
@@ -122,6 +138,9 @@ impl NatsCluster {
         );
         if let Some(trust) = &self.trust {
             config.push_str(trust);
+        }
+        if let Some(tls) = &self.tls {
+            config.push_str(tls);
         }
         if self.servers.len() > 1 {
             let routes: Vec<String> = self
@@ -206,7 +225,8 @@ impl NatsCluster {
     }
 
     pub fn url(&self, i: usize) -> String {
-        format!("nats://127.0.0.1:{}", self.servers[i].client_port)
+        let scheme = if self.tls.is_some() { "tls" } else { "nats" };
+        format!("{scheme}://127.0.0.1:{}", self.servers[i].client_port)
     }
 
     /// Kills server `i` with SIGKILL (no clean shutdown) and waits for it to exit.
@@ -339,6 +359,28 @@ pub async fn create_docs_stream(client: &async_nats::Client, partitions: u32) {
         .unwrap_or_else(|e| panic!("creating the stream {STREAM}: {e}"));
 }
 
+/// A CA, the server's certificate and a client's in `dir`; the server config's `tls` block
+/// (client certificates required).
+fn tls_files(dir: &Path) -> String {
+    let ca = tessera_tls::cert::make_ca("nats-test", 30).expect("a CA");
+    let server = tessera_tls::cert::make_node(&ca, "nats", &["127.0.0.1".into()], 30)
+        .expect("the server's certificate");
+    let client = tessera_tls::cert::make_client(&ca, "tessera", 30).expect("a client's");
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        path.display().to_string()
+    };
+    let ca_file = write("ca.pem", &ca.cert);
+    let cert = write("server.pem", &server.cert);
+    let key = write("server.key", &server.key);
+    write("client.pem", &client.cert);
+    write("client.key", &client.key);
+    format!(
+        "tls {{\n  cert_file: \"{cert}\"\n  key_file: \"{key}\"\n  ca_file: \"{ca_file}\"\n  verify: true\n  timeout: 2\n}}\n"
+    )
+}
+
 /// The parameters of a definition reading [`STREAM`] on `servers`.
 pub fn docs_params(
     servers: Vec<String>,
@@ -351,5 +393,8 @@ pub fn docs_params(
         subject_prefix: SUBJECT_PREFIX.into(),
         partitions: Some(partitions),
         credentials_file,
+        tls_ca_file: None,
+        tls_cert_file: None,
+        tls_key_file: None,
     }
 }

@@ -252,7 +252,11 @@ async fn a_server_that_demands_credentials_is_read_with_a_credentials_file() {
     let refused = async_nats::ConnectOptions::new().connect(nats.url(0)).await;
     assert!(refused.is_err(), "connected without credentials");
 
-    let client = tessera_sources::jetstream::connect(&[nats.url(0)], Some(&creds))
+    let access = tessera_sources::jetstream::NatsAccess {
+        credentials_file: Some(creds.clone()),
+        ..Default::default()
+    };
+    let client = tessera_sources::jetstream::connect(&[nats.url(0)], &access)
         .await
         .expect("connect with credentials");
     create_docs_stream(&client, PARTITIONS).await;
@@ -287,4 +291,58 @@ async fn a_server_that_demands_credentials_is_read_with_a_credentials_file() {
         "{:?}",
         err.map(|e| e.to_string())
     );
+}
+
+#[tokio::test]
+async fn a_server_over_tls_is_read_with_its_ca_and_a_client_certificate() {
+    let nats = NatsCluster::single_with_tls();
+    let (ca, cert, key) = nats.tls_files();
+    let access = tessera_sources::jetstream::NatsAccess {
+        tls_ca_file: Some(ca.clone()),
+        tls_cert_file: Some(cert.clone()),
+        tls_key_file: Some(key.clone()),
+        ..Default::default()
+    };
+    let client = tessera_sources::jetstream::connect(&[nats.url(0)], &access)
+        .await
+        .expect("connect over TLS");
+    create_docs_stream(&client, PARTITIONS).await;
+    publish(&client, keys_in(3, 2).iter().map(|k| put(k, 1)).collect()).await;
+
+    // A definition naming the files reads the stream.
+    let mut params = docs_params(vec![nats.url(0)], PARTITIONS, None);
+    params.tls_ca_file = Some(ca);
+    params.tls_cert_file = Some(cert);
+    params.tls_key_file = Some(key);
+    let def = params.definition("docs");
+    let source = tessera_sources::Sources::default()
+        .jetstream(&def)
+        .await
+        .expect("source");
+    assert_eq!(
+        source.partitions().await.expect("partitions")[&3].high_seq,
+        2
+    );
+
+    // Without a client certificate the server lets nothing through.
+    let mut bare = def.clone();
+    bare.params.remove("tls_cert_file");
+    bare.params.remove("tls_key_file");
+    let refused = tessera_sources::Sources::default()
+        .jetstream(&bare)
+        .await
+        .expect("opened (connects in the background)")
+        .partitions()
+        .await;
+    assert!(refused.is_err(), "read without a client certificate");
+
+    // A tls:// server without a CA is the definition's error, named.
+    let mut no_ca = def.params.clone();
+    no_ca.remove("tls_ca_file");
+    let no_ca = tessera_cfg::schema::SourceDef {
+        params: no_ca,
+        ..def.clone()
+    };
+    let err = tessera_sources::validate(&no_ca).expect_err("refused");
+    assert_eq!(err.field, "source.params.tls_ca_file");
 }

@@ -28,6 +28,14 @@ pub struct JetStreamTarget {
     /// A NATS credentials file (JWT and seed).
     #[arg(long)]
     pub credentials_file: Option<PathBuf>,
+    /// TLS to the servers (`tls://`), verified against this CA (PEM).
+    #[arg(long)]
+    pub nats_ca: Option<PathBuf>,
+    /// A client certificate for servers that verify clients (PEM), with `--nats-key`.
+    #[arg(long, requires = "nats_key")]
+    pub nats_cert: Option<PathBuf>,
+    #[arg(long, requires = "nats_cert")]
+    pub nats_key: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -56,11 +64,14 @@ async fn connect(target: &JetStreamTarget) -> Result<async_nats::Client, Exit> {
             "--jetstream: name at least one NATS server",
         ));
     }
-    let credentials = target
-        .credentials_file
-        .as_ref()
-        .map(|p| p.display().to_string());
-    let client = tessera_sources::jetstream::connect(&target.servers, credentials.as_deref())
+    let text = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+    let access = tessera_sources::jetstream::NatsAccess {
+        credentials_file: text(&target.credentials_file),
+        tls_ca_file: text(&target.nats_ca),
+        tls_cert_file: text(&target.nats_cert),
+        tls_key_file: text(&target.nats_key),
+    };
+    let client = tessera_sources::jetstream::connect(&target.servers, &access)
         .await
         .map_err(exit_of)?;
     // The client connects in the background: say so now if nothing answers.

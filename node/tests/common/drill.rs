@@ -547,7 +547,7 @@ fn publish_until(servers: &[String], stop: &AtomicBool, written: &AtomicU64) {
         .build()
         .expect("a runtime");
     runtime.block_on(async {
-        let client = tessera_sources::jetstream::connect(servers, None)
+        let client = tessera_sources::jetstream::connect(servers, &Default::default())
             .await
             .expect("NATS");
         let mut producer = Producer::new(&client, STREAM, "docs", None)

@@ -19,28 +19,47 @@ pub mod params;
 pub mod producer;
 
 pub use feed::JetStreamSource;
-pub use params::JetStreamParams;
+pub use params::{JetStreamParams, NatsAccess};
 
 /// The header holding a message's document key.
 pub const KEY_HEADER: &str = "Tessera-Key";
 /// The header marking a message as a deletion of its key (any value).
 pub const DELETE_HEADER: &str = "Tessera-Delete";
 
-/// Connects to `servers` (with `credentials_file`, if set). The client keeps reconnecting on
-/// its own; a first connection that fails is an error.
+/// Connects to `servers` with `access` (a credentials file; TLS verified against a CA, with a
+/// client certificate). The client keeps reconnecting on its own; a first connection that
+/// fails is an error.
 pub async fn connect(
     servers: &[String],
-    credentials_file: Option<&str>,
+    access: &NatsAccess,
 ) -> Result<async_nats::Client, crate::SourceError> {
     let mut options = async_nats::ConnectOptions::new()
         .connection_timeout(std::time::Duration::from_secs(3))
         .request_timeout(Some(std::time::Duration::from_secs(5)))
         .retry_on_initial_connect();
-    if let Some(path) = credentials_file {
+    if let Some(path) = &access.credentials_file {
         options = options
             .credentials_file(path)
             .await
             .map_err(|e| crate::SourceError::Invalid(format!("credentials_file `{path}`: {e}")))?;
+    }
+    let exists = |field: &str, path: &str| {
+        if std::path::Path::new(path).is_file() {
+            Ok(std::path::PathBuf::from(path))
+        } else {
+            Err(crate::SourceError::Invalid(format!(
+                "{field} `{path}`: no such file"
+            )))
+        }
+    };
+    if let Some(ca) = &access.tls_ca_file {
+        options = options
+            .add_root_certificates(exists("tls_ca_file", ca)?)
+            .require_tls(true);
+    }
+    if let (Some(cert), Some(key)) = (&access.tls_cert_file, &access.tls_key_file) {
+        options = options
+            .add_client_certificate(exists("tls_cert_file", cert)?, exists("tls_key_file", key)?);
     }
     options
         .connect(servers)

@@ -4,7 +4,8 @@ use serde::{Deserialize, Serialize};
 use tessera_cfg::schema::{FieldError, SourceDef};
 
 /// `{"servers": ["nats://h1:4222", ...], "stream": "DOCS", "subject_prefix": "docs",
-/// "partitions": 64, "credentials_file": "/etc/tessera/nats.creds"}`.
+/// "partitions": 64, "credentials_file": "/etc/tessera/nats.creds", "tls_ca_file": ...,
+/// "tls_cert_file": ..., "tls_key_file": ...}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JetStreamParams {
@@ -16,6 +17,37 @@ pub struct JetStreamParams {
     pub partitions: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_file: Option<String>,
+    /// TLS to the servers, verified against this CA (PEM); `tls://` servers need it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca_file: Option<String>,
+    /// A client certificate and its key (PEM), for servers that verify clients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert_file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key_file: Option<String>,
+}
+
+/// How to reach the NATS servers beyond their addresses: credentials and TLS files.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NatsAccess {
+    pub credentials_file: Option<String>,
+    pub tls_ca_file: Option<String>,
+    pub tls_cert_file: Option<String>,
+    pub tls_key_file: Option<String>,
+}
+
+impl NatsAccess {
+    /// A key naming the access, for sharing a connection between sources with the same.
+    pub fn key(&self) -> String {
+        let f = |o: &Option<String>| o.clone().unwrap_or_default();
+        format!(
+            "{}|{}|{}|{}",
+            f(&self.credentials_file),
+            f(&self.tls_ca_file),
+            f(&self.tls_cert_file),
+            f(&self.tls_key_file)
+        )
+    }
 }
 
 impl JetStreamParams {
@@ -74,13 +106,43 @@ impl JetStreamParams {
             }
             _ => {}
         }
-        if params.credentials_file.as_deref() == Some("") {
+        for (field, value) in [
+            ("credentials_file", &params.credentials_file),
+            ("tls_ca_file", &params.tls_ca_file),
+            ("tls_cert_file", &params.tls_cert_file),
+            ("tls_key_file", &params.tls_key_file),
+        ] {
+            if value.as_deref() == Some("") {
+                return Err(FieldError::new(
+                    format!("source.params.{field}"),
+                    "must not be empty",
+                ));
+            }
+        }
+        if params.tls_cert_file.is_some() != params.tls_key_file.is_some() {
             return Err(FieldError::new(
-                "source.params.credentials_file",
-                "must not be empty",
+                "source.params.tls_key_file",
+                "tls_cert_file and tls_key_file go together",
+            ));
+        }
+        let tls_servers = params.servers.iter().any(|s| s.starts_with("tls://"));
+        if tls_servers && params.tls_ca_file.is_none() {
+            return Err(FieldError::new(
+                "source.params.tls_ca_file",
+                "tls:// servers are verified against a CA: name its file",
             ));
         }
         Ok(params)
+    }
+
+    /// Credentials and TLS files, as `connect` takes them.
+    pub fn access(&self) -> NatsAccess {
+        NatsAccess {
+            credentials_file: self.credentials_file.clone(),
+            tls_ca_file: self.tls_ca_file.clone(),
+            tls_cert_file: self.tls_cert_file.clone(),
+            tls_key_file: self.tls_key_file.clone(),
+        }
     }
 
     /// A definition's source `name` reading with these parameters.
