@@ -31,10 +31,17 @@ fn tessera_drill_drains_a_secured_cluster_with_nothing_lost() {
         .key
         .clone()
         .expect("the admin key");
+    // As in the plain drill: the scratch index reads the standalone source, which wants a
+    // client certificate of the CA.
     let out = std::process::Command::new(BIN)
         .args(["drill", "drain", "--cluster", &drill.addresses[0]])
+        .args(["--source", &drill.source])
         .args(["--timeout-s", "120", "--ca-cert"])
         .arg(secure.ca.join("ca.pem"))
+        .arg("--client-cert")
+        .arg(&secure.client_cert.0)
+        .arg("--client-key")
+        .arg(&secure.client_cert.1)
         .env("TESSERA_API_KEY", &key)
         .output()
         .expect("run tessera drill");

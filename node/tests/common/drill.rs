@@ -148,12 +148,24 @@ impl Drill {
         Self::start_placed(Some(net), etcd, nodes, failover_delay_ms, 0)
     }
 
-    pub(super) fn start_placed(
+    fn start_placed(
         net: Option<Arc<Net>>,
         etcd: EtcdCluster,
         nodes: usize,
         failover_delay_ms: u64,
         planners: usize,
+    ) -> Self {
+        Self::start_secured(net, etcd, nodes, failover_delay_ms, planners, None)
+    }
+
+    /// [`Self::start_placed`], with the source and the nodes secured as `secure` says.
+    pub(super) fn start_secured(
+        net: Option<Arc<Net>>,
+        etcd: EtcdCluster,
+        nodes: usize,
+        failover_delay_ms: u64,
+        planners: usize,
+        secure: Option<super::drill_secure::DrillSecurity>,
     ) -> Self {
         let cfg = etcd.cfg_spec("drill");
         let scratch = tempfile::tempdir().unwrap();
@@ -161,7 +173,11 @@ impl Drill {
             .as_ref()
             .map_or("127.0.0.1".to_string(), |n| n.ip(nodes));
         let source = format!("{host}:{}", free_port());
-        let args = ["source", "--bind", &source, "--partitions", "64"];
+        let mut args = vec!["source", "--bind", &source, "--partitions", "64"];
+        let source_tls = secure.as_ref().map(|s| s.source_flags(&source));
+        if let Some(flags) = &source_tls {
+            args.extend(flags.iter().map(String::as_str));
+        }
         let dir = scratch.path().join("source");
         let source_proc = match &net {
             Some(net) => serve_in(net, nodes, &dir, &args, &source),
@@ -179,7 +195,7 @@ impl Drill {
             failover_delay_ms,
             planners: Vec::new(),
             jetstream: None,
-            secure: None,
+            secure,
         };
         for i in 0..planners {
             drill.start_planner(i);

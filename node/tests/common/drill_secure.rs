@@ -1,7 +1,9 @@
 //! The drill harness with security on: nodes with mutual TLS (a node certificate each, from a
 //! development CA made with `tessera cert`) and `--auth required`, on an etcd serving TLS with
 //! client certificates required and auth enabled (the cluster's user limited to its prefix).
-//! The harness's HTTP helpers reach the nodes over TLS with the bootstrap admin key.
+//! The standalone source serves mutual TLS too (it keeps no keys: only the CA's certificates
+//! get in). The harness's HTTP helpers reach the nodes over TLS with the bootstrap admin key,
+//! and the source with a client certificate.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -21,6 +23,9 @@ pub struct DrillSecurity {
     pub etcd_password: PathBuf,
     /// How the helpers reach the nodes (the key is known once the first node made it).
     pub client: Mutex<Secured>,
+    /// A client certificate (`drill`) of the CA: the standalone source, serving mutual TLS,
+    /// lets in only holders of the CA's certificates.
+    pub client_cert: (PathBuf, PathBuf),
 }
 
 const ETCD_PASSWORD: &str = "drill-password";
@@ -52,6 +57,19 @@ impl Drill {
         let etcd_password = dir.path().join("etcd-password");
         std::fs::write(&etcd_password, ETCD_PASSWORD).unwrap();
         let ca_pem = std::fs::read(ca.join("ca.pem")).unwrap();
+        let clients = dir.path().join("clients");
+        let out = std::process::Command::new(BIN)
+            .args(["cert", "client", "--name", "drill", "--ca"])
+            .arg(&ca)
+            .arg("--out")
+            .arg(&clients)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let security = DrillSecurity {
             etcd_client: etcd_tls.client("tessera"),
             etcd_tls,
@@ -60,11 +78,11 @@ impl Drill {
                 tls: Some(tls_client(&ca_pem, None)),
                 key: None,
             }),
+            client_cert: (clients.join("drill.pem"), clients.join("drill.key")),
             ca,
             dir,
         };
-        let mut drill = Drill::start_placed(None, etcd, 0, failover_delay_ms, 0);
-        drill.secure = Some(security);
+        let mut drill = Drill::start_secured(None, etcd, 0, failover_delay_ms, 0, Some(security));
         for _ in 0..nodes {
             drill.add_node();
         }
@@ -73,6 +91,44 @@ impl Drill {
 }
 
 impl DrillSecurity {
+    /// The flags of the standalone source at `address` (TLS, the CA's client certificates
+    /// required); makes its certificate, and tells the helpers to present `drill`'s.
+    pub fn source_flags(&self, address: &str) -> Vec<String> {
+        let tls = self.dir.path().join("source-tls");
+        let host = address.rsplit_once(':').map_or(address, |(h, _)| h);
+        let out = std::process::Command::new(BIN)
+            .args(["cert", "node", "--uuid", "source", "--host", host, "--ca"])
+            .arg(&self.ca)
+            .arg("--out")
+            .arg(&tls)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let read = |p: &Path| std::fs::read(p).unwrap();
+        let (cert, key) = (read(&self.client_cert.0), read(&self.client_cert.1));
+        let ca_pem = read(&self.ca.join("ca.pem"));
+        secure(
+            address,
+            Secured {
+                tls: Some(tls_client(&ca_pem, Some((&cert, &key)))),
+                key: None,
+            },
+        );
+        let path = |p: &Path| p.display().to_string();
+        vec![
+            "--tls-cert".into(),
+            path(&tls.join("node.pem")),
+            "--tls-key".into(),
+            path(&tls.join("node.key")),
+            "--tls-client-ca".into(),
+            path(&self.ca.join("ca.pem")),
+        ]
+    }
+
     /// The flags of a node with data dir `dir` at `address`; makes its certificate first, and
     /// tells the helpers how to reach it.
     pub fn node_flags(&self, dir: &Path, address: &str) -> Vec<String> {
