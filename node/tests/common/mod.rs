@@ -5,6 +5,7 @@
 pub mod backup;
 pub mod drill;
 pub mod drill_secure;
+pub mod load;
 pub mod missing;
 pub mod webdriver;
 
