@@ -37,20 +37,20 @@ impl Identity {
     /// Whether this identity may do what `need` asks of `target` (the index or source the
     /// call names, if any).
     pub fn allows(&self, need: Need, target: Option<&str>) -> bool {
-        match (self, need) {
-            (_, Need::Open) => true,
-            (Identity::Node(_), Need::Node) => true,
-            (Identity::Key { roles, .. }, need) => roles.iter().any(|r| r.allows(need, target)),
-            _ => false,
-        }
+        self.granted(need, |role| role.allows(need, target))
     }
 
     /// Whether this identity may do `need` on some index or source (see [`Role::may`]).
     pub fn may(&self, need: Need) -> bool {
+        self.granted(need, |role| role.may(need))
+    }
+
+    /// Open calls for anyone, node calls for nodes, the rest as a key's roles say.
+    fn granted(&self, need: Need, by_role: impl Fn(&Role) -> bool) -> bool {
         match (self, need) {
             (_, Need::Open) => true,
             (Identity::Node(_), Need::Node) => true,
-            (Identity::Key { roles, .. }, need) => roles.iter().any(|r| r.may(need)),
+            (Identity::Key { roles, .. }, _) => roles.iter().any(by_role),
             _ => false,
         }
     }

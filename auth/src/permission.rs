@@ -138,7 +138,13 @@ pub const GRPC: &[(&str, Need)] = &[
 ];
 
 /// What the REST operation `method` `template` needs; `None`: not in the table (denied).
+/// A HEAD needs what its GET needs.
 pub fn rest_need(method: &str, template: &str) -> Option<Need> {
+    let method = if method.eq_ignore_ascii_case("HEAD") {
+        "GET"
+    } else {
+        method
+    };
     REST.iter()
         .find(|(m, t, _)| m.eq_ignore_ascii_case(method) && *t == template)
         .map(|(_, _, need)| *need)

@@ -113,11 +113,9 @@ pub async fn guard(State(access): State<Access>, mut request: Request, next: Nex
         (path.clone(), grpc_need(&path), None)
     } else {
         let target = tessera_auth::permission::rest_target(&template, &path).map(str::to_string);
-        // A HEAD is the GET it stands for.
-        let as_method = if method == "HEAD" { "GET" } else { &method };
         (
             format!("{method} {template}"),
-            rest_need(as_method, &template),
+            rest_need(&method, &template),
             target,
         )
     };

@@ -67,6 +67,11 @@ fn deny_by_default_and_targets_come_from_the_path() {
     assert_eq!(rest_need("GET", "/api/secret"), None);
     assert_eq!(grpc_need("/tessera.v1.Nope/Call"), None);
     assert_eq!(rest_need("get", "/api/ping"), Some(Open));
+    assert_eq!(
+        rest_need("HEAD", "/api/nodes"),
+        Some(Monitor),
+        "a HEAD is its GET"
+    );
     assert_eq!(rest_need("GET", "/api/cfg"), Some(Admin));
     assert_eq!(
         rest_target("/api/index/{name}/query", "/api/index/books/query"),
