@@ -121,27 +121,7 @@ fn write_pair(dir: &Path, stem: &str, pem: &Pem) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
     // The key first: a node reloading between the two sees a key that does not match the
     // old certificate, keeps serving the old pair, and tries again.
-    replace(&dir.join(format!("{stem}.key")), &pem.key, 0o600)?;
-    replace(&dir.join(format!("{stem}.pem")), &pem.cert, 0o644)?;
-    Ok(())
-}
-
-/// Writes `text` beside `path`, then renames it over `path`.
-fn replace(path: &Path, text: &str, mode: u32) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let aside = PathBuf::from(format!("{}.new", path.display()));
-    let _ = std::fs::remove_file(&aside);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&aside)
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", aside.display()))?;
-    file.write_all(text.as_bytes())
-        .and_then(|()| file.sync_all())
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", aside.display()))?;
-    std::fs::rename(&aside, path)
-        .map_err(|e| anyhow::anyhow!("cannot replace {}: {e}", path.display()))?;
+    crate::files::replace(&dir.join(format!("{stem}.key")), &pem.key, 0o600)?;
+    crate::files::replace(&dir.join(format!("{stem}.pem")), &pem.cert, 0o644)?;
     Ok(())
 }

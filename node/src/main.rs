@@ -9,6 +9,7 @@ mod cli;
 mod ctl;
 mod drill_cmd;
 mod exit;
+mod files;
 mod limits;
 mod node;
 mod plan_cmd;

@@ -9,7 +9,6 @@
 //! - The bootstrap admin key: when the cluster has no usable admin key, one is made and
 //!   written to `<data-dir>/bootstrap-admin.key`.
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -211,7 +210,7 @@ pub async fn node_key(cfg: &Cfg, data_dir: &Path, node_uuid: &str) -> anyhow::Re
     let name = format!("node-{node_uuid}");
     let (token, record) = made(&name, &[Role::Node])?;
     cfg.put_api_key(&record, 0).await?;
-    write_secret(&file, &token)?;
+    crate::files::replace(&file, &format!("{token}\n"), 0o600)?;
     Ok(token)
 }
 
@@ -229,7 +228,7 @@ pub async fn bootstrap_admin(cfg: &Cfg, data_dir: &Path) -> anyhow::Result<Optio
     let (token, record) = made("bootstrap-admin", &[Role::Admin])?;
     cfg.put_api_key(&record, 0).await?;
     let file = data_dir.join(BOOTSTRAP_FILE);
-    write_secret(&file, &token)?;
+    crate::files::replace(&file, &format!("{token}\n"), 0o600)?;
     tracing::warn!(
         file = %file.display(),
         key = record.id,
@@ -240,19 +239,4 @@ pub async fn bootstrap_admin(cfg: &Cfg, data_dir: &Path) -> anyhow::Result<Optio
 
 fn made(name: &str, roles: &[Role]) -> anyhow::Result<(String, KeyRecord)> {
     Ok(key::make(name, roles, tessera_cfg::unix_ms(), None)?)
-}
-
-/// Writes `secret` to `file`, readable by this user only (replacing what was there).
-fn write_secret(file: &Path, secret: &str) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let _ = std::fs::remove_file(file);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(file)
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", file.display()))?;
-    f.write_all(format!("{secret}\n").as_bytes())
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", file.display()))?;
-    Ok(())
 }
