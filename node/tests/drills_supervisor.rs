@@ -365,20 +365,7 @@ fn tessera_drill_against_a_running_cluster_reports_nothing_lost() {
         ])
         .output()
         .expect("run tessera drill");
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{report}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        report.contains("missing 0, duplicated 0") && report.contains("failed 0"),
-        "{report}"
-    );
-    assert!(
-        report.contains("drain: ") && report.contains("node back: "),
-        "{report}"
-    );
+    assert_drain_report(&out);
     // The scratch index is gone.
     let (_, indexes) = http(&drill.addresses[0], "GET", "/api/index", "");
     assert_eq!(

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::drill::{add_a_node_then_fail_one_over, Drill};
+use common::drill::{add_a_node_then_fail_one_over, assert_drain_report, Drill};
 use common::*;
 
 #[test]
@@ -45,20 +45,7 @@ fn tessera_drill_drains_a_secured_cluster_with_nothing_lost() {
         .env("TESSERA_API_KEY", &key)
         .output()
         .expect("run tessera drill");
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{report}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        report.contains("missing 0, duplicated 0") && report.contains("failed 0"),
-        "{report}"
-    );
-    assert!(
-        report.contains("drain: ") && report.contains("node back: "),
-        "{report}"
-    );
+    assert_drain_report(&out);
     // Without the key, the drill is refused at its first call (exit 8).
     let out = std::process::Command::new(BIN)
         .args([
@@ -80,20 +67,6 @@ fn tessera_drill_drains_a_secured_cluster_with_nothing_lost() {
     );
 }
 
-/// `tessera ARGS` succeeded.
-fn run(args: &[&str], data_dir: Option<&Path>) {
-    let mut command = std::process::Command::new(BIN);
-    if let Some(dir) = data_dir {
-        command.arg("--data-dir").arg(dir);
-    }
-    let out = command.args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "tessera {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A node with mutual TLS and auth required on the embedded Cfg, its CA and admin key.
 struct TlsNode {
     dir: tempfile::TempDir,
@@ -108,9 +81,9 @@ impl TlsNode {
         let dir = tempfile::tempdir().unwrap();
         let ca = dir.path().join("ca");
         let data = dir.path().join("data");
-        run(&["cert", "ca", "--out", ca.to_str().unwrap()], None);
+        tessera_ok(&["cert", "ca", "--out", ca.to_str().unwrap()], None);
         let ca_dir = ca.to_str().unwrap();
-        run(
+        tessera_ok(
             &["cert", "node", "--ca", ca_dir, "--host", "127.0.0.1"],
             Some(&data),
         );
@@ -281,7 +254,7 @@ fn certificates_rotate_under_continuous_queries_without_a_failed_request() {
 
     // A new certificate (same CA) written over the old files, as a renewal would.
     let before = node.served_cert();
-    run(
+    tessera_ok(
         &[
             "cert",
             "node",
@@ -325,7 +298,7 @@ fn certificates_rotate_under_continuous_queries_without_a_failed_request() {
 fn the_nodes_services_need_a_node_certificate_of_the_cluster() {
     let node = TlsNode::start(&[]);
     let ops = node.dir.path().join("clients");
-    run(
+    tessera_ok(
         &[
             "cert",
             "client",
@@ -339,7 +312,7 @@ fn the_nodes_services_need_a_node_certificate_of_the_cluster() {
         None,
     );
     let other_node = node.dir.path().join("other");
-    run(
+    tessera_ok(
         &[
             "cert",
             "node",
@@ -355,9 +328,9 @@ fn the_nodes_services_need_a_node_certificate_of_the_cluster() {
         None,
     );
     let foreign = node.dir.path().join("foreign");
-    run(&["cert", "ca", "--out", foreign.to_str().unwrap()], None);
+    tessera_ok(&["cert", "ca", "--out", foreign.to_str().unwrap()], None);
     let foreign_node = node.dir.path().join("foreign-node");
-    run(
+    tessera_ok(
         &[
             "cert",
             "node",
@@ -452,10 +425,10 @@ fn the_nodes_services_need_a_node_certificate_of_the_cluster() {
 fn a_node_certificate_naming_another_node_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca");
-    run(&["cert", "ca", "--out", ca.to_str().unwrap()], None);
+    tessera_ok(&["cert", "ca", "--out", ca.to_str().unwrap()], None);
     let ca_dir = ca.to_str().unwrap();
     let other = dir.path().join("other");
-    run(
+    tessera_ok(
         &[
             "cert",
             "node",

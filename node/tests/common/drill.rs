@@ -454,6 +454,25 @@ pub fn wait_task(node: &str, id: &str, timeout: Duration) -> serde_json::Value {
     })
 }
 
+/// `tessera drill drain` ran to the end, and its report says nothing was lost, no query
+/// failed, and both the drain and the node's return happened.
+pub fn assert_drain_report(out: &std::process::Output) {
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        report.contains("missing 0, duplicated 0") && report.contains("failed 0"),
+        "{report}"
+    );
+    assert!(
+        report.contains("drain: ") && report.contains("node back: "),
+        "{report}"
+    );
+}
+
 pub fn ctl(node: &str, args: &[&str]) -> std::process::Output {
     std::process::Command::new(BIN)
         .args(["ctl", "--node", node])

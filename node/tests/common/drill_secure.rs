@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use super::drill::Drill;
-use super::{secure, tls_client, Secured, BIN};
+use super::{secure, tessera_ok, tls_client, Secured};
 use tessera_tests::etcd::EtcdCluster;
 use tessera_tests::etcd_secure::{enable_auth, EtcdTls, PrefixUser};
 
@@ -30,6 +30,10 @@ pub struct DrillSecurity {
 
 const ETCD_PASSWORD: &str = "drill-password";
 
+fn path(p: &Path) -> String {
+    p.display().to_string()
+}
+
 impl Drill {
     /// `nodes` nodes with mutual TLS and auth required, on a secured etcd.
     pub fn secured(nodes: usize, failover_delay_ms: u64) -> Self {
@@ -44,31 +48,17 @@ impl Drill {
         let runtime = tokio::runtime::Runtime::new().unwrap();
         runtime.block_on(enable_auth(&etcd.endpoint(0), &etcd_tls, &[user]));
         let ca = dir.path().join("ca");
-        let out = std::process::Command::new(BIN)
-            .args(["cert", "ca", "--out"])
-            .arg(&ca)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        tessera_ok(&["cert", "ca", "--out", &path(&ca)], None);
         let etcd_password = dir.path().join("etcd-password");
         std::fs::write(&etcd_password, ETCD_PASSWORD).unwrap();
         let ca_pem = std::fs::read(ca.join("ca.pem")).unwrap();
         let clients = dir.path().join("clients");
-        let out = std::process::Command::new(BIN)
-            .args(["cert", "client", "--name", "drill", "--ca"])
-            .arg(&ca)
-            .arg("--out")
-            .arg(&clients)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let (ca_dir, out) = (path(&ca), path(&clients));
+        tessera_ok(
+            &[
+                "cert", "client", "--name", "drill", "--ca", &ca_dir, "--out", &out,
+            ],
+            None,
         );
         let security = DrillSecurity {
             etcd_client: etcd_tls.client("tessera"),
@@ -96,18 +86,11 @@ impl DrillSecurity {
     pub fn source_flags(&self, address: &str) -> Vec<String> {
         let tls = self.dir.path().join("source-tls");
         let host = address.rsplit_once(':').map_or(address, |(h, _)| h);
-        let out = std::process::Command::new(BIN)
-            .args(["cert", "node", "--uuid", "source", "--host", host, "--ca"])
-            .arg(&self.ca)
-            .arg("--out")
-            .arg(&tls)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let (ca, out) = (path(&self.ca), path(&tls));
+        let args = [
+            "cert", "node", "--uuid", "source", "--host", host, "--ca", &ca, "--out", &out,
+        ];
+        tessera_ok(&args, None);
         let read = |p: &Path| std::fs::read(p).unwrap();
         let (cert, key) = (read(&self.client_cert.0), read(&self.client_cert.1));
         let ca_pem = read(&self.ca.join("ca.pem"));
@@ -118,7 +101,6 @@ impl DrillSecurity {
                 key: None,
             },
         );
-        let path = |p: &Path| p.display().to_string();
         vec![
             "--tls-cert".into(),
             path(&tls.join("node.pem")),
@@ -135,21 +117,12 @@ impl DrillSecurity {
         let tls = dir.join("tls");
         if !tls.join("node.pem").exists() {
             let host = address.rsplit_once(':').map_or(address, |(h, _)| h);
-            let out = std::process::Command::new(BIN)
-                .arg("--data-dir")
-                .arg(dir)
-                .args(["cert", "node", "--host", host, "--ca"])
-                .arg(&self.ca)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
+            tessera_ok(
+                &["cert", "node", "--host", host, "--ca", &path(&self.ca)],
+                Some(dir),
             );
         }
         secure(address, self.client.lock().unwrap().clone());
-        let path = |p: &Path| p.display().to_string();
         vec![
             "--auth".into(),
             "required".into(),

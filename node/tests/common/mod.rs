@@ -207,6 +207,21 @@ impl Proc {
     }
 }
 
+/// Runs `tessera ARGS` (after `--data-dir DIR` when given) to the end; panics with its stderr
+/// unless it succeeded.
+pub fn tessera_ok(args: &[&str], data_dir: Option<&std::path::Path>) {
+    let mut command = std::process::Command::new(BIN);
+    if let Some(dir) = data_dir {
+        command.arg("--data-dir").arg(dir);
+    }
+    let out = command.args(args).output().expect("run tessera");
+    assert!(
+        out.status.success(),
+        "tessera {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Runs `tessera --data-dir DIR ARGS...` quietly and waits until it listens on `address`.
 pub fn serve(dir: &std::path::Path, args: &[&str], address: &str) -> Proc {
     let child = std::process::Command::new(BIN)
