@@ -17,7 +17,7 @@ mod support;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -61,24 +61,9 @@ async fn call(
     method: &str,
     path: &str,
     body: String,
-) -> (u16, Bytes) {
-    let mut request = hyper::Request::builder()
-        .method(method)
-        .uri(format!("{}{path}", target.url))
-        .header("content-type", "application/json");
-    if let Some(key) = &target.key {
-        request = request.header("authorization", format!("Bearer {key}"));
-    }
-    let request = request.body(Full::new(Bytes::from(body))).expect("request");
-    let response = client.request(request).await.expect("an answer");
-    let status = response.status().as_u16();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    (status, bytes)
+) -> (u16, serde_json::Value) {
+    let url = format!("{}{path}", target.url);
+    support::request_as(client, target.key.as_deref(), method, &url, body).await
 }
 
 fn percentiles(mut samples: Vec<f64>) -> (f64, f64) {
@@ -207,14 +192,14 @@ fn main() {
         for target in &targets {
             let (status, answer) =
                 call(&client, target, "PUT", "/api/index/books", index.into()).await;
-            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+            assert_eq!(status, 200, "{answer}");
             let (status, answer) =
                 call(&client, target, "POST", "/api/source/books/bulk", body.clone()).await;
-            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+            assert_eq!(status, 200, "{answer}");
             let count = r#"{"query": {"match_all": {}}, "size": 0, "consistency": {"level": "at_plus"}, "timeout_ms": 60000}"#;
             let (status, answer) =
                 call(&client, target, "POST", "/api/index/books/query", count.into()).await;
-            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+            assert_eq!(status, 200, "{answer}");
         }
         // Warm up every connection and cache.
         for target in &targets {

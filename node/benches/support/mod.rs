@@ -93,12 +93,28 @@ pub async fn request(
     url: &str,
     body: String,
 ) -> (u16, serde_json::Value) {
-    let request = hyper::Request::builder()
+    request_as(client, None, method, url, body).await
+}
+
+/// [`request`] over any connector (HTTPS, say), with the API key `key` when given.
+pub async fn request_as<C>(
+    client: &Client<C, Full<Bytes>>,
+    key: Option<&str>,
+    method: &str,
+    url: &str,
+    body: String,
+) -> (u16, serde_json::Value)
+where
+    C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
+{
+    let mut request = hyper::Request::builder()
         .method(method)
         .uri(url)
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body)))
-        .expect("request");
+        .header("content-type", "application/json");
+    if let Some(key) = key {
+        request = request.header("authorization", format!("Bearer {key}"));
+    }
+    let request = request.body(Full::new(Bytes::from(body))).expect("request");
     let response = client.request(request).await.expect("answer");
     let status = response.status().as_u16();
     let bytes = response
