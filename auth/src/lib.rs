@@ -6,11 +6,14 @@
 //!   needs; anything not in it is denied.
 //! - [`key`]: API keys (`tsk_<id>_<secret>`): made, stored as a keyed hash, checked in
 //!   microseconds.
+//! - [`egress`]: the one dial policy and path policy for every address and file a request,
+//!   a definition or a snapshot names.
 //! - [`audit`]: the audit log's events (documented ids) and its size-rotated JSON-lines file.
 //!
 //! The node applies these rules in `tessera-api`'s `access` module.
 
 pub mod audit;
+pub mod egress;
 pub mod key;
 pub mod permission;
 pub mod role;
