@@ -3,10 +3,14 @@
 //! HTTP/2 handshake, and a node should not hold a connection per call. The channel reconnects
 //! by itself when its connection breaks.
 //!
-//! Every call carries the node's credential ([`NodeCredential`]: its own API key with the
-//! `node` role, when the cluster runs with auth), so a peer lets it call the nodes' services.
+//! Every call to a node of the cluster carries the node's credential ([`NodeCredential`]: its
+//! own API key with the `node` role, when the cluster runs with auth), so a peer lets it call
+//! the nodes' services. Addresses that are not nodes of the cluster (another cluster named by
+//! a recovery, a standalone source) get no credential: a request or definition naming an
+//! address must not make a node hand its key there. The cluster's addresses are kept by the
+//! node ([`Peers::set_members`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -59,6 +63,10 @@ pub struct Peers {
     credential: NodeCredential,
     /// TLS to peers (`https`), with the node's certificate when it has one.
     tls: Arc<RwLock<Option<ClientTlsConfig>>>,
+    /// The `host:port` of every node of the cluster: only calls to these carry the
+    /// credential. `None` until set: no pool with a credential is used before the node sets
+    /// them, so `None` means nothing is sent.
+    members: Arc<RwLock<Option<HashSet<String>>>>,
 }
 
 impl Peers {
@@ -67,6 +75,32 @@ impl Peers {
         Self {
             credential,
             ..Self::default()
+        }
+    }
+
+    /// The cluster's nodes (`host:port`) from now on: the only addresses the credential goes
+    /// to.
+    pub fn set_members(&self, members: impl IntoIterator<Item = String>) {
+        let members: HashSet<String> = members
+            .into_iter()
+            .map(|m| bare(&m).to_ascii_lowercase())
+            .collect();
+        if let Ok(mut current) = self.members.write() {
+            *current = Some(members);
+        }
+    }
+
+    /// The credential a call to `address` carries: the node's own to nodes of the cluster,
+    /// none elsewhere.
+    fn credential_for(&self, address: &str) -> NodeCredential {
+        let member = self.members.read().ok().is_some_and(|m| {
+            m.as_ref()
+                .is_some_and(|m| m.contains(&bare(address).to_ascii_lowercase()))
+        });
+        if member {
+            self.credential.clone()
+        } else {
+            NodeCredential::default()
         }
     }
 
@@ -110,21 +144,17 @@ impl Peers {
             .endpoint(url)?
             .connect_timeout(connect_timeout)
             .connect_lazy();
-        Ok(InterceptedService::new(channel, self.credential.clone()))
+        Ok(InterceptedService::new(channel, self.credential_for(url)))
     }
 
     /// The channel to `address` (`host:port` or `http://host:port`).
     pub fn channel(&self, address: &str) -> Result<PeerChannel, String> {
         self.pooled(address)
-            .map(|c| InterceptedService::new(c, self.credential.clone()))
+            .map(|c| InterceptedService::new(c, self.credential_for(address)))
     }
 
     fn pooled(&self, address: &str) -> Result<Channel, String> {
-        let key = address
-            .strip_prefix("http://")
-            .or_else(|| address.strip_prefix("https://"))
-            .unwrap_or(address)
-            .to_string();
+        let key = bare(address).to_string();
         if let Some(channel) = self.channels.lock().ok().and_then(|c| c.get(&key).cloned()) {
             return Ok(channel);
         }
@@ -161,9 +191,44 @@ impl Peers {
     }
 }
 
+/// `address` without its `http://` or `https://` and any trailing `/`.
+fn bare(address: &str) -> &str {
+    address
+        .strip_prefix("http://")
+        .or_else(|| address.strip_prefix("https://"))
+        .unwrap_or(address)
+        .trim_end_matches('/')
+}
+
 impl std::fmt::Debug for Peers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let peers = self.channels.lock().map(|c| c.len()).unwrap_or(0);
         f.debug_struct("Peers").field("channels", &peers).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn carries_key(peers: &Peers, address: &str) -> bool {
+        let mut credential = peers.credential_for(address);
+        let request = tonic::service::Interceptor::call(&mut credential, tonic::Request::new(()))
+            .expect("intercepted");
+        request.metadata().get("authorization").is_some()
+    }
+
+    #[test]
+    fn the_nodes_key_goes_to_nodes_of_the_cluster_only() {
+        let peers = Peers::with_credential(NodeCredential::bearer("tsk_a_b").expect("header"));
+        assert!(
+            !carries_key(&peers, "10.0.0.1:9100"),
+            "nothing before the members are known"
+        );
+        peers.set_members(["10.0.0.1:9100".to_string(), "n2:9100".to_string()]);
+        assert!(carries_key(&peers, "10.0.0.1:9100"));
+        assert!(carries_key(&peers, "http://N2:9100/"));
+        assert!(!carries_key(&peers, "http://10.0.0.1:9101"));
+        assert!(!carries_key(&peers, "https://collector.example:443"));
     }
 }

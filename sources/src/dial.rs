@@ -1,83 +1,25 @@
-//! Which addresses a definition may make the nodes dial. An index definition names its source
-//! by address (a standalone source's `url`, NATS `servers`), and every node hosting one of its
-//! PIndexes connects there: without a rule, whoever may create an index may make every node
-//! connect anywhere. With a restricted [`DialPolicy`] (the node runs with auth, or was given
-//! `--dial-allow`), a source may be dialled only at a node of the cluster or at an address the
-//! allowlist names; both the create call (400 naming the field) and the opening of a source
-//! (for definitions made before) check it.
+//! What a source definition may make the nodes dial and read. An index definition names its
+//! source by address (a standalone source's `url`, NATS `servers`) and by files (NATS
+//! credentials and TLS files), and every node hosting one of its PIndexes connects there and
+//! reads those: without a rule, whoever may create an index may make every node connect
+//! anywhere and read any file. The rules are `tessera_auth::egress`'s (one URL parser, one
+//! dial policy, one path policy); this module says which parameters of which source type
+//! they apply to. Both the create call (400 naming the field) and the opening of a source on
+//! every node (for definitions made before) check them.
 
 use std::collections::BTreeSet;
 
 use tessera_cfg::schema::SourceDef;
 
-/// One allowlist entry: `*`, a host (any port) or `host:port`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Entry {
-    Any,
-    Host(String),
-    HostPort(String, u16),
-}
+pub use tessera_auth::egress::{Address, DialPolicy, EgressError, PathPolicy};
 
-/// The rule; the default dials anything.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DialPolicy {
-    restricted: bool,
-    entries: Vec<Entry>,
-}
+/// NATS's port when a server names none.
+const NATS_PORT: u16 = 4222;
 
-impl DialPolicy {
-    /// Only cluster nodes and the `allow` entries (`*`, `HOST` or `HOST:PORT`).
-    pub fn restricted(allow: &[String]) -> Result<Self, String> {
-        let entries = allow
-            .iter()
-            .map(|a| match a.as_str() {
-                "*" => Ok(Entry::Any),
-                text => match text.rsplit_once(':') {
-                    Some((host, port)) if !host.is_empty() => port
-                        .parse::<u16>()
-                        .map(|p| Entry::HostPort(host.to_ascii_lowercase(), p))
-                        .map_err(|_| format!("--dial-allow `{text}`: the port is not a number")),
-                    Some(_) => Err(format!("--dial-allow `{text}`: no host")),
-                    None if text.is_empty() => Err("--dial-allow: an empty entry".into()),
-                    None => Ok(Entry::Host(text.to_ascii_lowercase())),
-                },
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(Self {
-            restricted: true,
-            entries,
-        })
-    }
-
-    pub fn is_restricted(&self) -> bool {
-        self.restricted
-    }
-
-    /// Whether `host_port` may be dialled, `cluster` being the nodes' `host:port`s.
-    pub fn allows(&self, host_port: &str, cluster: &BTreeSet<String>) -> bool {
-        if !self.restricted || cluster.contains(host_port) {
-            return true;
-        }
-        let Some((host, port)) = split(host_port) else {
-            return false;
-        };
-        self.entries.iter().any(|e| match e {
-            Entry::Any => true,
-            Entry::Host(h) => *h == host,
-            Entry::HostPort(h, p) => *h == host && *p == port,
-        })
-    }
-}
-
-/// `host:port` (a bracketed IPv6 host keeps its brackets) as lowercase host and port.
-fn split(host_port: &str) -> Option<(String, u16)> {
-    let (host, port) = host_port.rsplit_once(':')?;
-    Some((host.to_ascii_lowercase(), port.parse().ok()?))
-}
-
-/// Every address `def` makes nodes dial, with the field that names it: a reference source's
-/// `url` (its embedded-source `node` is a cluster node by definition), JetStream `servers`.
-pub fn dialled(def: &SourceDef) -> Vec<(String, String)> {
+/// Every address `def` makes nodes dial, with the field that names it and the port a bare
+/// host gets: a reference source's `url` (its embedded-source `node` is a cluster node by
+/// definition), JetStream `servers`.
+pub fn dialled(def: &SourceDef) -> Vec<(String, String, u16)> {
     let text = |v: &serde_json::Value| v.as_str().map(str::to_string);
     match def.source_type.as_str() {
         "jetstream" => def
@@ -88,38 +30,56 @@ pub fn dialled(def: &SourceDef) -> Vec<(String, String)> {
             .flatten()
             .enumerate()
             .filter_map(|(i, s)| {
-                let address = host_port(&text(s)?, 4222)?;
-                Some((format!("source.params.servers[{i}]"), address))
+                Some((format!("source.params.servers[{i}]"), text(s)?, NATS_PORT))
             })
             .collect(),
         _ => def
             .params
             .get("url")
             .and_then(text)
-            .and_then(|url| host_port(&url, 80))
-            .map(|address| vec![("source.params.url".to_string(), address)])
+            .map(|url| {
+                let port = if url.starts_with("https://") { 443 } else { 80 };
+                vec![("source.params.url".to_string(), url, port)]
+            })
             .unwrap_or_default(),
     }
 }
 
-/// The `host:port` of a URL or address (`scheme://host[:port][/path]` or `host[:port]`).
-fn host_port(url: &str, default_port: u16) -> Option<String> {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    // Credentials in a NATS URL (`nats://user:pass@host`) are not part of the address.
-    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
-    let authority = rest.split(['/', '?']).next()?;
-    if authority.is_empty() {
-        return None;
+/// Every file `def` makes nodes read, with the field that names it.
+pub fn files_read(def: &SourceDef) -> Vec<(String, String)> {
+    const FILES: [&str; 4] = [
+        "credentials_file",
+        "tls_ca_file",
+        "tls_cert_file",
+        "tls_key_file",
+    ];
+    if def.source_type != "jetstream" {
+        return Vec::new();
     }
-    let has_port = authority
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-        && !authority.ends_with(']');
-    Some(if has_port {
-        authority.to_string()
-    } else {
-        format!("{authority}:{default_port}")
-    })
+    FILES
+        .iter()
+        .filter_map(|name| {
+            let path = def.params.get(*name)?.as_str()?;
+            Some((format!("source.params.{name}"), path.to_string()))
+        })
+        .collect()
+}
+
+/// Whether `def` may be dialled and read under `dial` and `paths`, `cluster` being the
+/// nodes' `host:port`s: the first address or file refused, naming its field.
+pub fn check(
+    def: &SourceDef,
+    dial: &DialPolicy,
+    paths: &PathPolicy,
+    cluster: &BTreeSet<String>,
+) -> Result<(), EgressError> {
+    for (field, url, port) in dialled(def) {
+        dial.check_url(&field, &url, port, cluster)?;
+    }
+    for (field, path) in files_read(def) {
+        paths.check(&field, &path)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -131,41 +91,65 @@ mod tests {
     }
 
     #[test]
-    fn definitions_name_what_they_dial() {
+    fn definitions_name_what_they_dial_and_read() {
         let reference = def(serde_json::json!({"type": "tessera", "name": "docs",
             "params": {"url": "http://src.example:9200/x"}}));
         assert_eq!(
             dialled(&reference),
-            vec![("source.params.url".into(), "src.example:9200".into())]
+            vec![(
+                "source.params.url".into(),
+                "http://src.example:9200/x".into(),
+                80
+            )]
         );
         let embedded = def(serde_json::json!({"type": "tessera", "name": "docs",
             "params": {"node": "abc"}}));
         assert!(dialled(&embedded).is_empty());
         let nats = def(serde_json::json!({"type": "jetstream", "name": "docs",
-            "params": {"servers": ["nats://u:p@n1:4333", "n2"], "stream": "D", "subject_prefix": "d"}}));
+            "params": {"servers": ["nats://n1:4333", "n2"], "stream": "D", "subject_prefix": "d",
+            "tls_ca_file": "/etc/ca.pem"}}));
         assert_eq!(
             dialled(&nats),
             vec![
-                ("source.params.servers[0]".into(), "n1:4333".into()),
-                ("source.params.servers[1]".into(), "n2:4222".into())
+                ("source.params.servers[0]".into(), "nats://n1:4333".into(), 4222),
+                ("source.params.servers[1]".into(), "n2".into(), 4222)
             ]
+        );
+        assert_eq!(
+            files_read(&nats),
+            vec![("source.params.tls_ca_file".into(), "/etc/ca.pem".into())]
         );
     }
 
     #[test]
-    fn a_restricted_policy_allows_cluster_nodes_and_its_entries_only() {
-        let cluster: BTreeSet<String> = ["10.0.0.1:9100".to_string()].into();
-        assert!(DialPolicy::default().allows("evil:1", &cluster));
-        let policy = DialPolicy::restricted(&["nats.internal".into(), "src:9200".into()]).unwrap();
-        assert!(policy.allows("10.0.0.1:9100", &cluster));
-        assert!(policy.allows("NATS.internal:4222", &cluster));
-        assert!(policy.allows("src:9200", &cluster));
-        assert!(!policy.allows("src:9201", &cluster));
-        assert!(!policy.allows("169.254.169.254:80", &cluster));
-        assert!(DialPolicy::restricted(&["*".into()])
-            .unwrap()
-            .allows("x:1", &cluster));
-        assert!(DialPolicy::restricted(&["h:port".into()]).is_err());
-        assert!(DialPolicy::restricted(&[":1".into()]).is_err());
+    fn the_checked_host_is_the_dialled_host() {
+        // Issue 31's reproduction: `@` in the path once hid the dialled host behind a node's.
+        let cluster: BTreeSet<String> = ["127.0.0.1:9100".to_string()].into();
+        let policy = DialPolicy::restricted(&[]).unwrap();
+        let paths = PathPolicy::open();
+        let sneaky = def(serde_json::json!({"type": "tessera", "name": "docs",
+            "params": {"url": "http://127.0.0.2:9/@127.0.0.1:9100"}}));
+        let refused = check(&sneaky, &policy, &paths, &cluster).unwrap_err();
+        assert_eq!(refused.field(), "source.params.url");
+        assert!(refused.to_string().contains("127.0.0.2:9"), "{refused}");
+        let node = def(serde_json::json!({"type": "tessera", "name": "docs",
+            "params": {"url": "http://127.0.0.1:9100/"}}));
+        assert!(check(&node, &policy, &paths, &cluster).is_ok());
+    }
+
+    #[test]
+    fn credentials_in_urls_and_files_outside_the_secrets_dir_are_refused() {
+        let cluster = BTreeSet::new();
+        let open = DialPolicy::default();
+        let nats = def(serde_json::json!({"type": "jetstream", "name": "docs",
+            "params": {"servers": ["nats://u:p@n1:4333"], "stream": "D", "subject_prefix": "d"}}));
+        let refused = check(&nats, &open, &PathPolicy::open(), &cluster).unwrap_err();
+        assert!(matches!(refused, EgressError::Userinfo { .. }));
+        assert_eq!(refused.field(), "source.params.servers[0]");
+        let key = def(serde_json::json!({"type": "jetstream", "name": "docs",
+            "params": {"servers": ["n1"], "stream": "D", "subject_prefix": "d",
+            "tls_key_file": "/var/lib/tessera/tls/node.key"}}));
+        let refused = check(&key, &open, &PathPolicy::refuse_all(), &cluster).unwrap_err();
+        assert_eq!(refused.field(), "source.params.tls_key_file");
     }
 }

@@ -25,7 +25,7 @@ pub mod reference;
 mod registry;
 mod validate;
 
-pub use dial::DialPolicy;
+pub use dial::{DialPolicy, PathPolicy};
 pub use registry::Sources;
 pub use validate::{validate, SOURCE_TYPES};
 

@@ -9,7 +9,7 @@ use tessera_cfg::schema::SourceDef;
 use tessera_cfg::Cfg;
 use tessera_proto::peers::Peers;
 
-use crate::dial::DialPolicy;
+use crate::dial::{DialPolicy, EgressError, PathPolicy};
 use crate::jetstream::{JetStreamParams, JetStreamSource};
 use crate::reference::ReferenceSource;
 use crate::{SourceError, SourceType};
@@ -24,6 +24,7 @@ type ClusterCache = Arc<tokio::sync::Mutex<Option<(std::time::Instant, BTreeSet<
 pub struct Sources {
     peers: Peers,
     policy: Arc<DialPolicy>,
+    paths: Arc<PathPolicy>,
     cluster: ClusterCache,
     nats: Arc<tokio::sync::Mutex<HashMap<String, async_nats::Client>>>,
     streams: Arc<tokio::sync::Mutex<HashMap<String, JetStreamSource>>>,
@@ -37,42 +38,58 @@ impl std::fmt::Debug for Sources {
 
 impl Sources {
     pub fn new(peers: Peers) -> Self {
-        Self::with_policy(peers, DialPolicy::default())
+        Self::with_policy(peers, DialPolicy::default(), PathPolicy::open())
     }
 
-    /// Sources that dial only what `policy` allows.
-    pub fn with_policy(peers: Peers, policy: DialPolicy) -> Self {
+    /// Sources that dial only what `policy` allows and read only the files `paths` allows.
+    pub fn with_policy(peers: Peers, policy: DialPolicy, paths: PathPolicy) -> Self {
         Self {
             peers,
             policy: Arc::new(policy),
+            paths: Arc::new(paths),
             cluster: Arc::default(),
             nats: Arc::default(),
             streams: Arc::default(),
         }
     }
 
-    /// Whether the addresses `def` makes nodes dial are allowed: `Err((field, why))` naming
-    /// the first that is not.
-    pub async fn check_dial(&self, def: &SourceDef, cfg: &Cfg) -> Result<(), (String, String)> {
-        if !self.policy.is_restricted() {
-            return Ok(());
-        }
-        let dialled = crate::dial::dialled(def);
-        if dialled.is_empty() {
-            return Ok(());
-        }
-        let cluster = self.cluster_addresses(cfg).await;
-        for (field, address) in dialled {
-            if !self.policy.allows(&address, &cluster) {
-                return Err((
-                    field,
-                    format!(
-                        "{address} is neither a node of this cluster nor allowed by --dial-allow"
-                    ),
-                ));
-            }
-        }
-        Ok(())
+    /// Whether the addresses `def` makes nodes dial and the files it makes them read are
+    /// allowed (`crate::dial::check`): the first that is not, naming its field.
+    pub async fn check_dial(&self, def: &SourceDef, cfg: &Cfg) -> Result<(), EgressError> {
+        let cluster = if self.policy.is_restricted() && !crate::dial::dialled(def).is_empty() {
+            self.cluster_addresses(cfg).await
+        } else {
+            BTreeSet::new()
+        };
+        crate::dial::check(def, &self.policy, &self.paths, &cluster)
+    }
+
+    /// Whether this node may dial `url`, named by `field` of a request or definition (another
+    /// cluster to recover from, where to import restored sources): parsed and checked like a
+    /// source's address.
+    pub async fn check_url(
+        &self,
+        field: &str,
+        url: &str,
+        cfg: &Cfg,
+    ) -> Result<crate::dial::Address, EgressError> {
+        let port = if url.starts_with("https://") { 443 } else { 80 };
+        let cluster = if self.policy.is_restricted() {
+            self.cluster_addresses(cfg).await
+        } else {
+            BTreeSet::new()
+        };
+        self.policy.check_url(field, url, port, &cluster)
+    }
+
+    /// The dial policy sources are opened under.
+    pub fn dial_policy(&self) -> &DialPolicy {
+        &self.policy
+    }
+
+    /// The path policy sources are opened under.
+    pub fn path_policy(&self) -> &PathPolicy {
+        &self.paths
     }
 
     /// The `host:port` of every node defined in the Cfg (reused for [`CLUSTER_FRESH`]).
@@ -100,8 +117,8 @@ impl Sources {
         cfg: &Cfg,
         default_url: &str,
     ) -> Result<Arc<dyn SourceType>, SourceError> {
-        if let Err((field, why)) = self.check_dial(def, cfg).await {
-            return Err(SourceError::Invalid(format!("{field}: {why}")));
+        if let Err(refused) = self.check_dial(def, cfg).await {
+            return Err(SourceError::Invalid(refused.to_string()));
         }
         match def.source_type.as_str() {
             "jetstream" => Ok(Arc::new(self.jetstream(def).await?)),

@@ -35,6 +35,9 @@ fn reference(def: &SourceDef) -> Result<(), FieldError> {
                         format!("`{url}` is not an http:// or https:// address"),
                     ));
                 }
+                if let Err(e) = crate::dial::Address::parse("source.params.url", url, 80) {
+                    return Err(FieldError::new("source.params.url", e.to_string()));
+                }
             }
             ("node", serde_json::Value::String(_)) => {}
             ("url" | "node", _) => {

@@ -72,11 +72,17 @@ impl JetStreamParams {
             ));
         }
         for (i, server) in params.servers.iter().enumerate() {
+            let field = format!("source.params.servers[{i}]");
             if server.parse::<async_nats::ServerAddr>().is_err() {
                 return Err(FieldError::new(
-                    format!("source.params.servers[{i}]"),
+                    field,
                     format!("`{server}` is not a NATS server address (nats://host:port)"),
                 ));
+            }
+            // The address the dial policy checks must be the one NATS dials, and a password
+            // in it would be shown to everyone who may read the definition.
+            if let Err(e) = crate::dial::Address::parse(&field, server, 4222) {
+                return Err(FieldError::new(field, e.to_string()));
             }
         }
         if !is_token(&params.stream) {
