@@ -108,3 +108,46 @@ fn leaf(ca: &Pem, name: &str, unit: &str, hosts: Vec<String>, days: u32) -> Resu
         key: key.serialize_pem(),
     })
 }
+
+/// A revocation list (PEM) of `ca` revoking the certificates `revoked` (PEM), valid `days`;
+/// `number` increases with each list the CA issues. For `--tls-crl` in tests and small
+/// clusters; a production CA issues its own.
+pub fn make_crl(ca: &Pem, revoked: &[&str], number: u64, days: u32) -> Result<String, TlsError> {
+    use rcgen::{
+        CertificateRevocationListParams, KeyIdMethod, RevocationReason, RevokedCertParams,
+        SerialNumber,
+    };
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let ca_key = KeyPair::from_pem(&ca.key).map_err(|e| TlsError::Make(format!("CA key: {e}")))?;
+    let issuer = Issuer::from_ca_cert_pem(&ca.cert, ca_key)
+        .map_err(|e| TlsError::Make(format!("CA certificate: {e}")))?;
+    let now = time::OffsetDateTime::now_utc();
+    let mut revoked_certs = Vec::with_capacity(revoked.len());
+    for pem in revoked {
+        let der = crate::certs_of(pem.as_bytes())
+            .map_err(|e| TlsError::Make(format!("a revoked certificate: {e}")))?;
+        let Some(leaf) = der.first() else {
+            return Err(TlsError::Make("a revoked certificate holds none".into()));
+        };
+        let (_, cert) = X509Certificate::from_der(leaf.as_ref())
+            .map_err(|e| TlsError::Make(format!("a revoked certificate: {e}")))?;
+        revoked_certs.push(RevokedCertParams {
+            serial_number: SerialNumber::from_slice(cert.tbs_certificate.raw_serial()),
+            revocation_time: now - time::Duration::minutes(1),
+            reason_code: Some(RevocationReason::KeyCompromise),
+            invalidity_date: None,
+        });
+    }
+    let params = CertificateRevocationListParams {
+        this_update: now - time::Duration::minutes(1),
+        next_update: now + time::Duration::days(i64::from(days.max(1))),
+        crl_number: SerialNumber::from(number),
+        issuing_distribution_point: None,
+        revoked_certs,
+        key_identifier_method: KeyIdMethod::Sha256,
+    };
+    params
+        .signed_by(&issuer)
+        .and_then(|crl| crl.pem())
+        .map_err(made)
+}

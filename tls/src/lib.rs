@@ -1,12 +1,16 @@
 //! TLS for Tessera: the one port served over TLS with certificates reloaded from their files
-//! ([`server`]), what a client certificate names ([`identity`]: a node of the cluster or a
-//! named client), client configurations for peers and tools ([`client`]), and a development
+//! ([`server`]) and bounded in connections, handshakes and time ([`port`], plain too), what a
+//! client certificate names ([`identity`]: a node of the cluster or a named client; pinned to
+//! the nodes the cluster defines now by [`directory`]), client configurations for peers and tools ([`client`]), and a development
 //! CA with node and client certificates ([`cert`], behind `tessera cert`). Only rustls with
 //! the ring provider.
 
 pub mod cert;
 pub mod client;
+pub mod directory;
 pub mod identity;
+pub mod port;
+mod presented;
 pub mod server;
 
 #[cfg(test)]
@@ -14,6 +18,8 @@ mod tests;
 
 use std::sync::Arc;
 
+pub use directory::NodeDirectory;
+pub use port::{Port, PortLimits};
 pub use rustls;
 pub use server::{ClientCert, ServerFiles, ServerTls, TlsListener};
 

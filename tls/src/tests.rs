@@ -48,6 +48,7 @@ fn the_server_configuration_follows_its_files_and_keeps_the_last_good_one() {
         key: key.clone(),
         client_ca: Some(ca_file),
         require_client_cert: false,
+        ..ServerFiles::default()
     };
     let tls = ServerTls::load(files.clone()).unwrap();
     let before = tls.config();
@@ -72,4 +73,39 @@ fn the_server_configuration_follows_its_files_and_keeps_the_last_good_one() {
     std::fs::write(&cert, "garbage").unwrap();
     let refused = ServerTls::load(files).err().expect("refused").to_string();
     assert!(refused.contains("node.pem"), "{refused}");
+}
+
+#[test]
+fn a_reloaded_certificate_naming_another_node_is_refused_and_the_last_good_one_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = make_ca("t", 1).unwrap();
+    let mine = make_node(&ca, "n1", &["127.0.0.1".into()], 1).unwrap();
+    let (cert, key) = (dir.path().join("node.pem"), dir.path().join("node.key"));
+    std::fs::write(&cert, &mine.cert).unwrap();
+    std::fs::write(&key, &mine.key).unwrap();
+    let files = ServerFiles {
+        cert: cert.clone(),
+        key: key.clone(),
+        own_node: Some("n1".into()),
+        ..ServerFiles::default()
+    };
+    let tls = ServerTls::load(files.clone()).unwrap();
+    let before = tls.config();
+    // A whole, valid pair, but of another node: refused, naming why.
+    let other = make_node(&ca, "n2", &["127.0.0.1".into()], 1).unwrap();
+    std::fs::write(&key, &other.key).unwrap();
+    std::fs::write(&cert, &other.cert).unwrap();
+    let refused = tls.reload_if_changed().expect_err("refused").to_string();
+    assert!(refused.contains("not this node (n1)"), "{refused}");
+    assert!(std::sync::Arc::ptr_eq(&before, &tls.config()));
+    // Its own renewed certificate is taken.
+    let renewed = make_node(&ca, "n1", &["127.0.0.1".into()], 1).unwrap();
+    std::fs::write(&key, &renewed.key).unwrap();
+    std::fs::write(&cert, &renewed.cert).unwrap();
+    assert!(tls.reload_if_changed().unwrap());
+    assert!(!std::sync::Arc::ptr_eq(&before, &tls.config()));
+    // And at start, too.
+    std::fs::write(&key, &other.key).unwrap();
+    std::fs::write(&cert, &other.cert).unwrap();
+    assert!(ServerTls::load(files).is_err());
 }
