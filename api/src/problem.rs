@@ -69,7 +69,10 @@ pub fn backup_problem(e: BackupError) -> Response {
         BackupError::WrongKey => (StatusCode::BAD_REQUEST, Some("options")),
         BackupError::NotFound(_) => (StatusCode::NOT_FOUND, None),
         BackupError::Locked { .. } => (StatusCode::CONFLICT, None),
-        BackupError::Damaged { .. } => (StatusCode::UNPROCESSABLE_ENTITY, None),
+        // An object past what a node reads is the repository's fault, as a damaged one.
+        BackupError::Damaged { .. } | BackupError::TooLarge { .. } => {
+            (StatusCode::UNPROCESSABLE_ENTITY, None)
+        }
         BackupError::Storage(_) | BackupError::Behind { .. } => {
             (StatusCode::SERVICE_UNAVAILABLE, None)
         }

@@ -1,7 +1,8 @@
 //! How one blob is stored: a 5-byte header (`TSB1` and a flags byte) and the content,
 //! zstd-compressed when that saves at least a tenth, then sealed when the repository is
 //! encrypted. Pure; decoding checks the content's hash, so a damaged blob is named before it
-//! is used.
+//! is used, and bounds what it makes of a blob by [`crate::limits`], whatever size the blob
+//! claims.
 
 use crate::crypt::{self, Key};
 use crate::manifest::content_hash;
@@ -45,6 +46,13 @@ pub fn decode(
         what: format!("blob {hash}"),
         reason,
     };
+    let what = format!("blob {hash}");
+    crate::limits::check(&what, size, crate::limits::MAX_BLOB_BYTES)?;
+    crate::limits::check(
+        &what,
+        stored.len() as u64,
+        crate::limits::MAX_STORED_BLOB_BYTES,
+    )?;
     if stored.len() < 5 || &stored[..4] != MAGIC {
         return Err(damaged("no blob header".into()));
     }
@@ -63,11 +71,16 @@ pub fn decode(
     };
     let content = match flags & !FLAG_SEALED {
         0 => body.to_vec(),
-        FLAG_ZSTD => {
-            let capacity = usize::try_from(size).map_err(|e| damaged(e.to_string()))?;
-            zstd::bulk::decompress(body, capacity)
-                .map_err(|e| damaged(format!("does not decompress: {e}")))?
-        }
+        // At most the size the manifest says (itself bounded): a blob that decompresses
+        // to more is refused as it grows, never allocated up front.
+        FLAG_ZSTD => match crate::limits::decompress(body, &what, size) {
+            Err(BackupError::TooLarge { .. }) => {
+                return Err(damaged(format!(
+                    "it decompresses to more than the {size} bytes the manifest says"
+                )))
+            }
+            other => other?,
+        },
         other => return Err(damaged(format!("unknown flags {other}"))),
     };
     if content.len() as u64 != size {
@@ -98,6 +111,22 @@ mod tests {
             assert_eq!(back, content);
         }
         assert!(encode(&text, None).unwrap().len() < text.len() / 2);
+    }
+
+    #[test]
+    fn a_declared_size_is_never_allocated_up_front() {
+        // A hostile manifest's 2^40 once made `zstd::bulk::decompress` reserve a terabyte,
+        // which aborted the process.
+        let content = b"the same words again ".repeat(100);
+        let stored = encode(&content, None).unwrap();
+        let hash = content_hash(&content);
+        let err = decode(&stored, &hash, 1 << 40, None).unwrap_err();
+        assert!(matches!(err, BackupError::TooLarge { .. }), "{err}");
+        let limit = crate::limits::MAX_BLOB_BYTES;
+        let err = decode(&stored, &hash, limit, None).unwrap_err();
+        assert!(matches!(err, BackupError::Damaged { .. }), "{err}");
+        let err = decode(&stored, &hash, 100, None).unwrap_err();
+        assert!(err.to_string().contains("more than the 100 bytes"), "{err}");
     }
 
     #[test]

@@ -25,7 +25,8 @@ impl std::fmt::Debug for Key {
     }
 }
 
-/// Where a repository's key comes from (the repository's options name the file).
+/// Where a repository's key comes from (the repository's options name the file; the
+/// node's [`crate::policy::RepoPolicy`] let it through).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeySource {
     /// A file holding a passphrase (its first line).
@@ -72,8 +73,7 @@ impl KeySource {
         let mut bytes = [0u8; 32];
         match self {
             KeySource::Passphrase(file) => {
-                let text = std::fs::read_to_string(file)
-                    .map_err(|e| config(self.field(), format!("cannot read {file}: {e}")))?;
+                let text = crate::policy::read_checked(std::path::Path::new(file), self.field())?;
                 let pass = text.lines().next().unwrap_or_default();
                 if pass.is_empty() {
                     return Err(config(self.field(), format!("{file} holds no passphrase")));
@@ -83,8 +83,7 @@ impl KeySource {
                     .map_err(|e| config(self.field(), e.to_string()))?;
             }
             KeySource::KeyFile(file) => {
-                let text = std::fs::read_to_string(file)
-                    .map_err(|e| config(self.field(), format!("cannot read {file}: {e}")))?;
+                let text = crate::policy::read_checked(std::path::Path::new(file), self.field())?;
                 let raw = hex::decode(text.trim())
                     .map_err(|e| config(self.field(), format!("{file}: not hex: {e}")))?;
                 if raw.len() != 32 {

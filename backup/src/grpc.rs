@@ -33,6 +33,9 @@ pub struct LocalSaver {
     /// Where file sets are set apart (on the same file system as `pindex_dir`, for links).
     pub staging_dir: PathBuf,
     pub before_save: Option<BeforeSave>,
+    /// What repositories may make this node dial, read and write: a repository is checked
+    /// here again, whichever node accepted its definition.
+    pub policy: std::sync::Arc<crate::policy::RepoPolicy>,
 }
 
 impl LocalSaver {
@@ -78,7 +81,7 @@ impl LocalSaver {
             source_partitions: partitions,
             node: self.node.clone(),
         };
-        let repository = Repository::open(repo)?;
+        let repository = Repository::open(repo, &self.policy)?;
         if let Some(before) = &self.before_save {
             before(pindex.to_string(), wanted)
                 .await

@@ -93,7 +93,7 @@ impl Driver {
             .await?
             .ok_or_else(|| BackupError::NotFound(format!("repository {}", job.value.repo)))?
             .value;
-        let repo = Repository::open(&repo_def)?;
+        let repo = Repository::open(&repo_def, &self.local.policy)?;
         let mut lock = repo.lock(&self.cluster, &format!("backup {id}")).await?;
         let result = self.save_all(job, &repo, &repo_def, &mut lock).await;
         match result {

@@ -4,25 +4,31 @@
 //!
 //! The pure parts — the manifest ([`manifest`]), which blobs an upload must send and which
 //! `gc` may remove, the encoding of one blob ([`codec`]) — are apart from the I/O: the
-//! repository ([`repo`]) over `object_store`, and its writer lock ([`lock`]). `backup/README.md` explains the method.
+//! repository ([`repo`]) over `object_store`, and its writer lock ([`lock`]). What a
+//! repository definition may make a node dial, read and write is [`policy`]'s; how much a
+//! node reads from a repository, [`limits`]'. `backup/README.md` explains the method.
 
 pub mod codec;
 pub mod crypt;
 pub mod fetch;
 pub mod grpc;
 pub mod job;
+pub mod limits;
 pub mod lock;
 pub mod maintain;
 pub mod manifest;
+pub mod policy;
 pub mod repo;
 pub mod restore_job;
 pub mod restore_plan;
 pub mod runner;
+mod s3;
 pub mod save;
 pub mod select;
 pub mod source_copy;
 
 pub use manifest::{FileEntry, Manifest, PIndexEntry, PartitionPoint, SourceEntry};
+pub use policy::RepoPolicy;
 pub use repo::Repository;
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +55,10 @@ pub enum BackupError {
     WrongKey,
     #[error("encoding: {0}")]
     Encode(String),
+    /// An object of the repository (or a file to save) is larger than a node reads
+    /// ([`limits`]).
+    #[error("{what} is {size} bytes, above the limit of {limit}")]
+    TooLarge { what: String, size: u64, limit: u64 },
     /// The copy asked to save a PIndex did not reach the seqs the job began at in time.
     #[error("the copy of {pindex} is behind the backup's start: {behind}")]
     Behind { pindex: String, behind: String },

@@ -92,7 +92,10 @@ impl Repository {
 
     /// Who holds the lock now, if anyone (an unreadable lock counts as none).
     pub async fn lock_holder(&self) -> Result<Option<LockDoc>, BackupError> {
-        match self.raw(&lock_path(), "lock").await {
+        match self
+            .raw(&lock_path(), "lock", crate::limits::MAX_RECORD_BYTES)
+            .await
+        {
             Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
             Err(BackupError::NotFound(_)) => Ok(None),
             Err(e) => Err(e),

@@ -56,6 +56,9 @@ pub async fn verify(repo: &Repository, id: &str, deep: bool) -> Result<VerifyRep
                 Err(BackupError::Damaged { reason, .. }) => {
                     report.damaged.push(format!("{label}: {reason}"))
                 }
+                Err(e @ BackupError::TooLarge { .. }) => {
+                    report.damaged.push(format!("{label}: {e}"))
+                }
                 Err(e) => return Err(e),
             }
         } else if !repo.has_blob(&file.hash, file.size).await? {

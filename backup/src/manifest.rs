@@ -113,7 +113,8 @@ impl Manifest {
         serde_json::to_vec_pretty(&sealed).map_err(|e| BackupError::Encode(e.to_string()))
     }
 
-    /// Reads a stored manifest, checking its checksum and format; `what` names it in errors.
+    /// Reads a stored manifest, checking its checksum, its format and that every file it names
+    /// is within [`crate::limits::MAX_BLOB_BYTES`]; `what` names it in errors.
     pub fn open(bytes: &[u8], what: &str) -> Result<Manifest, BackupError> {
         let damaged = |reason: String| BackupError::Damaged {
             what: what.to_string(),
@@ -133,6 +134,25 @@ impl Manifest {
                 "manifest format {} (this build reads {MANIFEST_FORMAT})",
                 manifest.format
             )));
+        }
+        // No file a node would not read (so no size a node would allocate, and no sum that
+        // overflows).
+        let files = (manifest
+            .pindexes
+            .iter()
+            .flat_map(|p| p.files.iter().map(move |f| (&p.name, f))))
+        .chain(
+            manifest
+                .sources
+                .iter()
+                .flat_map(|s| s.files.iter().map(move |f| (&s.name, f))),
+        );
+        for (owner, file) in files {
+            crate::limits::check(
+                &format!("{what}: {owner}/{}", file.name),
+                file.size,
+                crate::limits::MAX_BLOB_BYTES,
+            )?;
         }
         Ok(manifest)
     }
@@ -213,6 +233,18 @@ mod tests {
         bad[at] = b'2';
         let err = Manifest::open(&bad, "snapshot s1").unwrap_err().to_string();
         assert!(err.contains("snapshot s1"), "{err}");
+    }
+
+    #[test]
+    fn a_manifest_naming_a_file_past_the_limit_is_refused() {
+        let m = manifest(vec![FileEntry {
+            name: "huge".into(),
+            hash: content_hash(b"x"),
+            size: 1 << 40,
+        }]);
+        let err = Manifest::open(&m.seal().unwrap(), "snapshot s1").unwrap_err();
+        assert!(matches!(err, BackupError::TooLarge { .. }), "{err}");
+        assert!(err.to_string().contains("books_0-3/huge"), "{err}");
     }
 
     #[test]

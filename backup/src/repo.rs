@@ -12,9 +12,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use bytes::Bytes;
 use futures::TryStreamExt;
-use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
@@ -22,7 +20,9 @@ use tessera_cfg::schema::RepoDef;
 
 use crate::codec;
 use crate::crypt::{self, Key, KeyRecord, KeySource};
+use crate::limits::{self, MAX_MANIFEST_BYTES, MAX_RECORD_BYTES, MAX_STORED_BLOB_BYTES};
 use crate::manifest::{content_hash, Manifest};
+use crate::policy::{Checked, RepoPolicy};
 use crate::BackupError;
 
 /// An open repository.
@@ -72,17 +72,20 @@ fn storage(e: object_store::Error) -> BackupError {
 }
 
 impl Repository {
-    /// The repository `def` describes, opened once per process and definition: every save,
-    /// fetch and API call on it shares one client and one key (deriving a key from a
-    /// passphrase is deliberately slow). A changed definition is another entry.
-    pub fn open(def: &RepoDef) -> Result<Self, BackupError> {
+    /// The repository `def` describes, if `policy` lets this node open it (checked on every
+    /// open, on every node: a definition is never trusted for having been accepted
+    /// elsewhere). Opened once per process and definition: every save, fetch and API call on
+    /// it shares one client and one key (deriving a key from a passphrase is deliberately
+    /// slow). A changed definition is another entry.
+    pub fn open(def: &RepoDef, policy: &RepoPolicy) -> Result<Self, BackupError> {
         static OPENED: OnceLock<Mutex<HashMap<String, Repository>>> = OnceLock::new();
+        let checked = policy.check(def)?;
         let id = serde_json::to_string(def).map_err(|e| BackupError::Encode(e.to_string()))?;
         let opened = OPENED.get_or_init(Mutex::default);
         if let Some(repo) = opened.lock().ok().and_then(|o| o.get(&id).cloned()) {
             return Ok(repo);
         }
-        let repo = Self::connect(def)?;
+        let repo = Self::connect(def, &checked)?;
         if let Ok(mut opened) = opened.lock() {
             // Definitions are few; a process that saw many starts over rather than grow.
             if opened.len() >= 64 {
@@ -93,45 +96,33 @@ impl Repository {
         Ok(repo)
     }
 
-    /// Opens the repository `def` describes. An `fs` directory and an `s3` bucket must exist.
-    /// Credentials for `s3` come from `options.credentials_file` or the environment
-    /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`).
-    fn connect(def: &RepoDef) -> Result<Self, BackupError> {
+    /// Opens the repository `def` describes, with what the policy resolved. An `fs`
+    /// directory and an `s3` bucket must exist.
+    fn connect(def: &RepoDef, checked: &Checked) -> Result<Self, BackupError> {
         let config = |field: &str, reason: String| BackupError::Config {
             field: field.to_string(),
             reason,
         };
-        let store: Arc<dyn ObjectStore> = match def.repo_type.as_str() {
-            "fs" => {
-                // Not created here: a repository is a directory an operator made (or mounted);
-                // a request must not make directories anywhere the node may write.
-                if !std::path::Path::new(&def.location).is_dir() {
-                    return Err(config(
-                        "location",
-                        format!("{} is not an existing directory", def.location),
-                    ));
-                }
-                Arc::new(
-                    LocalFileSystem::new_with_prefix(&def.location)
-                        .map_err(|e| config("location", e.to_string()))?
-                        .with_automatic_cleanup(true),
-                )
-            }
-            "s3" => s3_store(def)?,
-            other => return Err(config("type", format!("unknown repository type `{other}`"))),
+        let store: Arc<dyn ObjectStore> = match (def.repo_type.as_str(), &checked.credentials) {
+            // Not created here: a repository is a directory an operator made (or mounted);
+            // a request must not make directories anywhere the node may write.
+            ("fs", _) => Arc::new(
+                LocalFileSystem::new_with_prefix(&def.location)
+                    .map_err(|e| config("location", e.to_string()))?
+                    .with_automatic_cleanup(true),
+            ),
+            ("s3", Some(credentials)) => crate::s3::store(def, credentials)?,
+            (other, _) => return Err(config("type", format!("unknown repository type `{other}`"))),
         };
-        let key_source = match (
-            def.options.get("passphrase_file"),
-            def.options.get("key_file"),
-        ) {
+        let key_source = match (&checked.passphrase_file, &checked.key_file) {
             (Some(_), Some(_)) => {
                 return Err(config(
                     "options.key_file",
                     "not with passphrase_file".into(),
                 ))
             }
-            (Some(file), None) => Some(KeySource::Passphrase(file.clone())),
-            (None, Some(file)) => Some(KeySource::KeyFile(file.clone())),
+            (Some(file), None) => Some(KeySource::Passphrase(file.display().to_string())),
+            (None, Some(file)) => Some(KeySource::KeyFile(file.display().to_string())),
             (None, None) => None,
         };
         Ok(Self {
@@ -155,7 +146,10 @@ impl Repository {
 
     async fn load_key(&self) -> Result<Option<Key>, BackupError> {
         let record_path = Path::from("encryption.json");
-        let record: Option<KeyRecord> = match self.raw(&record_path, "encryption.json").await {
+        let record: Option<KeyRecord> = match self
+            .raw(&record_path, "encryption.json", MAX_RECORD_BYTES)
+            .await
+        {
             Ok(bytes) => {
                 Some(
                     serde_json::from_slice(&bytes).map_err(|e| BackupError::Damaged {
@@ -197,7 +191,9 @@ impl Repository {
                     Ok(_) => Ok(Some(key)),
                     // Another writer recorded a key first: ours must match it.
                     Err(object_store::Error::AlreadyExists { .. }) => {
-                        let bytes = self.raw(&record_path, "encryption.json").await?;
+                        let bytes = self
+                            .raw(&record_path, "encryption.json", MAX_RECORD_BYTES)
+                            .await?;
                         let record: KeyRecord =
                             serde_json::from_slice(&bytes).map_err(|e| BackupError::Damaged {
                                 what: "encryption.json".into(),
@@ -252,6 +248,11 @@ impl Repository {
     /// Stores `content` unless a blob of the same hash and size is there already.
     pub async fn put_blob(&self, content: Vec<u8>) -> Result<StoredBlob, BackupError> {
         self.writable()?;
+        limits::check(
+            "a file to save",
+            content.len() as u64,
+            limits::MAX_BLOB_BYTES,
+        )?;
         let hash = content_hash(&content);
         let size = content.len() as u64;
         let path = blob_path(&hash, size);
@@ -285,7 +286,11 @@ impl Repository {
     /// A blob's content, checked against its hash and size.
     pub async fn get_blob(&self, hash: &str, size: u64) -> Result<Vec<u8>, BackupError> {
         let stored = self
-            .raw(&blob_path(hash, size), &format!("blob {hash}"))
+            .raw(
+                &blob_path(hash, size),
+                &format!("blob {hash}"),
+                MAX_STORED_BLOB_BYTES,
+            )
             .await?;
         let hash = hash.to_string();
         let key = self.key().await?;
@@ -346,7 +351,9 @@ impl Repository {
     /// A snapshot's manifest, its checksum checked.
     pub async fn manifest(&self, id: &str) -> Result<Manifest, BackupError> {
         let what = format!("snapshot {id}");
-        let bytes = self.raw(&snapshot_path(id), &what).await?;
+        let bytes = self
+            .raw(&snapshot_path(id), &what, MAX_MANIFEST_BYTES)
+            .await?;
         let bytes = self.open_small(bytes).await?;
         Manifest::open(&bytes, &what)
     }
@@ -403,7 +410,7 @@ impl Repository {
             else {
                 continue;
             };
-            let bytes = self.raw(&meta.location, &name).await?;
+            let bytes = self.raw(&meta.location, &name, MAX_MANIFEST_BYTES).await?;
             out.insert(name, self.open_small(bytes).await?);
         }
         Ok(out)
@@ -445,92 +452,13 @@ impl Repository {
             .map_err(storage)
     }
 
-    pub(crate) async fn raw(&self, path: &Path, what: &str) -> Result<Vec<u8>, BackupError> {
-        let got = self.store.get(path).await.map_err(|e| match e {
-            object_store::Error::NotFound { .. } => BackupError::NotFound(what.to_string()),
-            e => storage(e),
-        })?;
-        let bytes: Bytes = got.bytes().await.map_err(storage)?;
-        Ok(bytes.to_vec())
-    }
-}
-
-/// The `s3` store of `def`.
-fn s3_store(def: &RepoDef) -> Result<Arc<dyn ObjectStore>, BackupError> {
-    let config = |field: &str, reason: String| BackupError::Config {
-        field: field.to_string(),
-        reason,
-    };
-    let (bucket, prefix) = match def.location.split_once('/') {
-        Some((bucket, prefix)) => (bucket, prefix.trim_matches('/')),
-        None => (def.location.as_str(), ""),
-    };
-    let mut builder = AmazonS3Builder::from_env()
-        .with_bucket_name(bucket)
-        .with_region(
-            def.options
-                .get("region")
-                .map_or("us-east-1", String::as_str),
-        )
-        // A few retries within half a minute, not object_store's minutes: a backup retries a
-        // PIndex on another copy, and an API call should answer.
-        .with_retry(object_store::RetryConfig {
-            max_retries: 3,
-            retry_timeout: std::time::Duration::from_secs(30),
-            backoff: Default::default(),
-        })
-        .with_client_options(
-            object_store::ClientOptions::new()
-                .with_connect_timeout(std::time::Duration::from_secs(5))
-                .with_timeout(std::time::Duration::from_secs(300)),
-        )
-        // After the client options, which would otherwise reset it.
-        .with_allow_http(def.options.get("allow_http").is_some_and(|v| v == "true"));
-    if let Some(endpoint) = def.options.get("endpoint") {
-        builder = builder
-            .with_endpoint(endpoint)
-            .with_virtual_hosted_style_request(false);
-    }
-    if let Some(file) = def.options.get("credentials_file") {
-        let (key, secret) =
-            read_credentials(file).map_err(|reason| config("options.credentials_file", reason))?;
-        builder = builder
-            .with_access_key_id(key)
-            .with_secret_access_key(secret);
-    }
-    let store = builder
-        .build()
-        .map_err(|e| config("location", e.to_string()))?;
-    if prefix.is_empty() {
-        return Ok(Arc::new(store));
-    }
-    Ok(Arc::new(object_store::prefix::PrefixStore::new(
-        store, prefix,
-    )))
-}
-
-/// `access_key_id = ...` and `secret_access_key = ...` lines (as in an AWS credentials file;
-/// other lines are ignored).
-fn read_credentials(file: &str) -> Result<(String, String), String> {
-    let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {file}: {e}"))?;
-    let mut key = None;
-    let mut secret = None;
-    for line in text.lines() {
-        let Some((name, value)) = line.split_once('=') else {
-            continue;
-        };
-        match name.trim() {
-            "access_key_id" | "aws_access_key_id" => key = Some(value.trim().to_string()),
-            "secret_access_key" | "aws_secret_access_key" => {
-                secret = Some(value.trim().to_string())
-            }
-            _ => {}
-        }
-    }
-    match (key, secret) {
-        (Some(k), Some(s)) => Ok((k, s)),
-        _ => Err(format!(
-            "{file} has no access_key_id and secret_access_key lines"
-        )),
+    /// The object at `path`, if it is at most `limit` bytes ([`crate::limits`]).
+    pub(crate) async fn raw(
+        &self,
+        path: &Path,
+        what: &str,
+        limit: u64,
+    ) -> Result<Vec<u8>, BackupError> {
+        limits::read(self.store.as_ref(), path, what, limit).await
     }
 }

@@ -27,7 +27,7 @@ impl Driver {
             .await?
             .ok_or_else(|| BackupError::NotFound(format!("repository {}", job.value.repo)))?
             .value;
-        let repo = Repository::open(&repo_def)?;
+        let repo = Repository::open(&repo_def, &self.local.policy)?;
         let manifest = repo.manifest(&spec.snapshot).await?;
         job.value.progress.pindexes_total = spec.sources.len() as u64;
         self.update(job).await?;

@@ -5,9 +5,14 @@
 use std::collections::BTreeMap;
 
 use tessera_backup::manifest::{content_hash, MANIFEST_FORMAT};
-use tessera_backup::{BackupError, Manifest, Repository};
+use tessera_backup::{BackupError, Manifest, RepoPolicy, Repository};
 use tessera_cfg::schema::RepoDef;
 use tessera_tests::s3::{S3Server, ACCESS_KEY, SECRET_KEY};
+
+/// Any endpoint but metadata addresses, any file, `fs` repositories under `dir`.
+fn policy(dir: &std::path::Path) -> RepoPolicy {
+    RepoPolicy::under(dir.to_path_buf())
+}
 
 fn fs_def(dir: &std::path::Path) -> RepoDef {
     RepoDef {
@@ -145,7 +150,7 @@ async fn every_case(repo: &Repository) {
 #[tokio::test]
 async fn fs_repository() {
     let dir = tempfile::tempdir().unwrap();
-    let repo = Repository::open(&fs_def(dir.path())).unwrap();
+    let repo = Repository::open(&fs_def(dir.path()), &policy(dir.path())).unwrap();
     every_case(&repo).await;
 }
 
@@ -153,14 +158,14 @@ async fn fs_repository() {
 async fn s3_repository_on_a_real_server() {
     let server = S3Server::start("backups");
     let dir = tempfile::tempdir().unwrap();
-    let repo = Repository::open(&s3_def(&server, dir.path())).unwrap();
+    let repo = Repository::open(&s3_def(&server, dir.path()), &RepoPolicy::default()).unwrap();
     every_case(&repo).await;
 }
 
 #[tokio::test]
 async fn a_flipped_byte_in_a_blob_is_named() {
     let dir = tempfile::tempdir().unwrap();
-    let repo = Repository::open(&fs_def(dir.path())).unwrap();
+    let repo = Repository::open(&fs_def(dir.path()), &policy(dir.path())).unwrap();
     let content = b"segment bytes ".repeat(1000);
     let blob = repo.put_blob(content).await.unwrap();
     let path = dir
@@ -181,7 +186,7 @@ async fn a_readonly_repository_refuses_writes() {
     let dir = tempfile::tempdir().unwrap();
     let mut def = fs_def(dir.path());
     def.readonly = true;
-    let repo = Repository::open(&def).unwrap();
+    let repo = Repository::open(&def, &policy(dir.path())).unwrap();
     assert!(matches!(
         repo.put_blob(b"x".to_vec()).await,
         Err(BackupError::ReadOnly)
@@ -218,7 +223,7 @@ fn entry(
 async fn verify_delete_and_gc_keep_what_is_referenced() {
     use tessera_backup::maintain::{delete_snapshot, gc, verify};
     let dir = tempfile::tempdir().unwrap();
-    let repo = Repository::open(&fs_def(dir.path())).unwrap();
+    let repo = Repository::open(&fs_def(dir.path()), &policy(dir.path())).unwrap();
     let shared = repo.put_blob(b"shared segment".repeat(100)).await.unwrap();
     let only1 = repo.put_blob(b"first only".repeat(100)).await.unwrap();
     let only2 = repo.put_blob(b"second only".repeat(100)).await.unwrap();

@@ -78,6 +78,8 @@ pub struct ExecutorOptions {
     /// The indexing threads, writers and memory budget this node's PIndexes share; `None`:
     /// each PIndex keeps its own writer open (tools and tests of the unpooled path).
     pub indexing: Option<std::sync::Arc<tessera_index::IndexingPool>>,
+    /// What backup repositories may make this node dial, read and write (restores fetch).
+    pub repos: std::sync::Arc<tessera_backup::RepoPolicy>,
 }
 
 struct Hosted {
@@ -556,7 +558,7 @@ impl Executor {
                 dir: &dir,
             };
             let done = std::sync::atomic::AtomicU64::new(0);
-            match restore::fetch(&self.cfg, from, source.as_ref(), &into, &done).await {
+            match restore::fetch(&self.cfg, &self.options.repos, from, source.as_ref(), &into, &done).await {
                 Ok(Some(note)) => {
                     tracing::info!(pindex = wanted.pindex, from = note, "PIndex restored");
                     if let Ok(mut board) = self.board.lock() {
@@ -707,6 +709,7 @@ impl ExecutorOptions {
             // The machine's defaults are always valid limits.
             indexing:
                 tessera_index::IndexingPool::new(tessera_index::IndexingLimits::for_machine()).ok(),
+            repos: Default::default(),
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The backup API: repositories (`/api/backup/repos[/{name}]`), snapshots in a repository
 //! (create as a job, list, show, verify, delete, gc) and backup jobs (`/api/backup/jobs`).
 //! Handlers read and write the Cfg and call `tessera-backup`; the job itself is driven by the
-//! node's backup runner.
+//! node's backup runner. Every repository is opened under the node's [`RepoPolicy`] (its dial
+//! and path policies and `--backup-path`s), at `PUT` and at every later open.
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -12,13 +13,14 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 use tessera_backup::maintain;
-use tessera_backup::Repository;
+use tessera_backup::{RepoPolicy, Repository};
 use tessera_cfg::schema::{self, BackupJob, JobKind, JobProgress, RepoDef, TaskStatus};
 
 use crate::problem::{backup_problem, cfg_problem, parse_body, problem};
 use crate::AppState;
 
 mod restore;
+mod restore_check;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -79,8 +81,8 @@ async fn get_repo(State(state): State<AppState>, Path(name): Path<String>) -> Re
     }
 }
 
-/// Adds or replaces a repository. The location is checked by opening it (an `fs` directory is
-/// created; an `s3` bucket must answer a listing).
+/// Adds or replaces a repository. The location is checked by opening it (an `fs` directory
+/// must exist; an `s3` bucket must answer a listing).
 async fn put_repo(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -105,17 +107,9 @@ async fn put_repo(
             Some(&e.field),
         );
     }
-    if def.repo_type == "fs" && !allowed_fs_location(&state, &def.location) {
-        return problem(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "`location`: {} is not an existing directory under a --backup-path of this node ({:?})",
-                def.location, state.backup_paths
-            ),
-            Some("location"),
-        );
-    }
-    let repo = match Repository::open(&def) {
+    // The endpoint, the files and the fs location, by this node's policies (400 naming the
+    // field); every node opening the repository checks them again.
+    let repo = match Repository::open(&def, &repo_policy(&state)) {
         Ok(repo) => repo,
         Err(e) => return backup_problem(e),
     };
@@ -150,18 +144,15 @@ async fn put_repo(
     }
 }
 
-/// Whether `location` is an existing directory under one of the node's backup paths (as
-/// Elasticsearch's `path.repo`: a request must not make a node write anywhere it may).
-fn allowed_fs_location(state: &AppState, location: &str) -> bool {
-    let Ok(dir) = std::fs::canonicalize(location) else {
-        return false;
-    };
-    dir.is_dir()
-        && state
-            .backup_paths
-            .iter()
-            .filter_map(|p| std::fs::canonicalize(p).ok())
-            .any(|root| dir.starts_with(root))
+/// What repositories may make this node dial, read and write: the dial and path policies its
+/// sources are opened under, and its `--backup-path`s for `fs` locations (as Elasticsearch's
+/// `path.repo`: a request must not make a node write anywhere it may).
+pub(crate) fn repo_policy(state: &AppState) -> RepoPolicy {
+    RepoPolicy {
+        dial: state.sources.dial_policy().clone(),
+        paths: state.sources.path_policy().clone(),
+        fs_roots: state.backup_paths.clone(),
+    }
 }
 
 async fn delete_repo(State(state): State<AppState>, Path(name): Path<String>) -> Response {
@@ -200,7 +191,9 @@ pub(crate) async fn open_repo(
     field: Option<&str>,
 ) -> Result<Repository, Response> {
     match state.cfg.repo_def(name).await {
-        Ok(Some(found)) => Repository::open(&found.value).map_err(backup_problem),
+        Ok(Some(found)) => {
+            Repository::open(&found.value, &repo_policy(state)).map_err(backup_problem)
+        }
         Ok(None) => Err(no_repo(name, field)),
         Err(e) => Err(cfg_problem(e)),
     }

@@ -225,6 +225,8 @@ async fn select(
             }
             e => cfg_problem(e),
         })?;
+        // As a new definition would be: sources, addresses, files, recovery, mapping.
+        super::restore_check::check(state, &manifest.id, saved, &def).await?;
         out.push(Restoring {
             saved: saved.clone(),
             def,

@@ -171,7 +171,8 @@ async fn resolve(state: &AppState, index: &str, auto: &AutoFrom) -> Option<Recov
             let wanted = BTreeSet::from([index]);
             let mut newest: Option<(u64, String, String)> = None;
             for def in repos.items {
-                let Ok(repo) = tessera_backup::Repository::open(&def.value) else {
+                let policy = crate::backup::repo_policy(state);
+                let Ok(repo) = tessera_backup::Repository::open(&def.value, &policy) else {
                     continue;
                 };
                 if let Ok(m) = latest_holding(&repo, &wanted).await {

@@ -1,5 +1,6 @@
 //! Backup repositories: where snapshots are kept. Only the location and options are stored;
-//! credentials come from the environment or a file named here, never from the Cfg.
+//! credentials come from a file named here (or, when asked for, the nodes' environment),
+//! never from the Cfg.
 
 use std::collections::BTreeMap;
 
@@ -26,9 +27,11 @@ pub struct RepoDef {
     #[serde(default)]
     pub readonly: bool,
     /// Options: `passphrase_file` or `key_file` (encryption at rest, any type); `s3`: `endpoint`,
-    /// `region`, `allow_http` (`true`), `credentials_file` (a file on
-    /// every node with `access_key_id` and `secret_access_key` lines). Without a credentials
-    /// file, the nodes' `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` are used.
+    /// `region`, `allow_http` (`true`), and either `credentials_file` (a file on every node
+    /// with `access_key_id` and `secret_access_key` lines) or `credentials`: `ambient` (the
+    /// nodes' environment and instance metadata, used only when asked for) or `anonymous`.
+    /// Files are under the nodes' `--secrets-dir`; `tessera_backup::policy` checks them, the
+    /// endpoint and an `fs` location on every node that opens the repository.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub options: BTreeMap<String, String>,
 }
@@ -39,6 +42,7 @@ pub const S3_OPTIONS: &[&str] = &[
     "region",
     "allow_http",
     "credentials_file",
+    "credentials",
     "passphrase_file",
     "key_file",
 ];

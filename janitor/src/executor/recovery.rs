@@ -139,7 +139,7 @@ impl Executor {
         }
         let counters: Vec<AtomicU64> = ready.iter().map(|_| AtomicU64::new(0)).collect();
         let fetched = {
-            let (cfg, peers) = (&self.cfg, &self.options.peers);
+            let (cfg, peers, repos) = (&self.cfg, &self.options.peers, &*self.options.repos);
             let pace = &*self.options.copy_pace;
             let pindex_dir = &self.options.pindex_dir;
             let downloads = ready.iter().zip(&counters).map(|((w, def, source), done)| {
@@ -160,7 +160,7 @@ impl Executor {
                                 dir: &dir,
                             };
                             let fetched =
-                                restore::fetch(cfg, &from, source.as_ref(), &into, done).await?;
+                                restore::fetch(cfg, repos, &from, source.as_ref(), &into, done).await?;
                             Ok(fetched.map_or_else(
                                 || Fetched::Rebuild("the snapshot's data cannot be used any more (the source no longer holds its history); rebuilt from the source".into()),
                                 Fetched::Data,

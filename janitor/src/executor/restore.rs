@@ -54,9 +54,11 @@ pub struct FetchInto<'a> {
 /// longer holds the history their checkpoints point into (the rule of
 /// `tessera_backup::restore_plan`, applied to the source as it answers now). `Ok(None)` when
 /// nothing was fetched: the snapshot does not hold these partitions, or the history is gone
-/// (it is then built from the source); `Ok(Some(note))` says what was fetched.
+/// (it is then built from the source); `Ok(Some(note))` says what was fetched. The repository
+/// is opened under `repos`, this node's rules for repositories.
 pub async fn fetch(
     cfg: &Cfg,
+    repos: &tessera_backup::RepoPolicy,
     from: &RestoreFrom,
     source: &dyn tessera_sources::SourceType,
     into: &FetchInto<'_>,
@@ -75,7 +77,9 @@ pub async fn fetch(
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("restoring: no backup repository `{}`", from.repo))?
         .value;
-    let repo = tessera_backup::Repository::open(&repo_def).map_err(|e| e.to_string())?;
+    // Checked here again: the repository's endpoint, files and location by this node's rules.
+    let repo = tessera_backup::Repository::open(&repo_def, repos)
+        .map_err(|e| format!("restoring: {e}"))?;
     let manifest = manifest(&repo, &from.repo, &from.snapshot).await?;
     let saved: Vec<_> = manifest.pindexes_of(&from.index).collect();
     let regroupable = index_type == "fulltext";

@@ -79,10 +79,14 @@ pub struct RepoAddArgs {
     /// `s3`: allow `http://` endpoints.
     #[arg(long)]
     pub allow_http: bool,
-    /// `s3`: a file on every node with `access_key_id = ...` and `secret_access_key = ...`
-    /// (otherwise the nodes' AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY).
-    #[arg(long)]
+    /// `s3`: a file on every node (under its `--secrets-dir`) with `access_key_id = ...` and
+    /// `secret_access_key = ...`.
+    #[arg(long, conflicts_with = "credentials")]
     pub credentials_file: Option<String>,
+    /// `s3`, instead of a file: `ambient` (the nodes' environment and instance metadata, used
+    /// only when asked for) or `anonymous` (unsigned requests).
+    #[arg(long, value_parser = ["ambient", "anonymous"])]
+    pub credentials: Option<String>,
     /// Encrypt at rest with a key from this passphrase file (on every node).
     #[arg(long)]
     pub passphrase_file: Option<String>,
@@ -191,6 +195,7 @@ async fn repo(http: &Http, cmd: RepoCommand, raw: bool) -> Result<String, Exit> 
             set("endpoint", a.endpoint);
             set("region", a.region);
             set("credentials_file", a.credentials_file);
+            set("credentials", a.credentials);
             set("passphrase_file", a.passphrase_file);
             set("key_file", a.key_file);
             set("allow_http", a.allow_http.then(|| "true".to_string()));

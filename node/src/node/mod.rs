@@ -115,7 +115,8 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
         (peers.clone(), &indexing, &sources),
     );
     let planner = start_planner(&cfg, &me, &args);
-    let (backups, saver) = start_backups(&cfg, &me, &meta, global, (peers.clone(), &board));
+    let repos = repo_policy(&args, &sources);
+    let (backups, saver) = start_backups(&cfg, &me, &meta, global, (peers.clone(), &board, repos));
     let copies = tessera_copy::serve::CopyService {
         cfg: cfg.clone(),
         node: me.uuid.clone(),
@@ -255,6 +256,7 @@ fn start_janitor(
             )),
             indexing: Some(indexing.clone()),
             sources: sources.clone(),
+            repos: repo_policy(args, sources),
             ..tessera_janitor::executor::ExecutorOptions::new(
                 global.data_dir.join("pindexes"),
                 format!("http://{}", me.host_port),
@@ -268,6 +270,19 @@ fn start_janitor(
     (Part { stop, task }, board)
 }
 
+/// What backup repositories may make this node dial, read and write: its sources' dial and
+/// path policies, and `--backup-path` for `fs` locations (checked on every open, on every node).
+fn repo_policy(
+    args: &NodeArgs,
+    sources: &tessera_sources::Sources,
+) -> std::sync::Arc<tessera_backup::RepoPolicy> {
+    std::sync::Arc::new(tessera_backup::RepoPolicy {
+        dial: sources.dial_policy().clone(),
+        paths: sources.path_policy().clone(),
+        fs_roots: args.backup_paths.clone(),
+    })
+}
+
 /// The backup runner (every node drives the backup jobs it owns, and takes over those of nodes
 /// gone) and the service saving this node's PIndexes for a job.
 fn start_backups(
@@ -275,9 +290,10 @@ fn start_backups(
     me: &Me,
     meta: &tessera_cfg::schema::ClusterMeta,
     global: &Global,
-    (peers, board): (
+    (peers, board, policy): (
         tessera_coord::Peers,
         &tessera_janitor::executor::StatusBoard,
+        std::sync::Arc<tessera_backup::RepoPolicy>,
     ),
 ) -> (Part, tessera_backup::grpc::LocalSaver) {
     let board = board.clone();
@@ -313,6 +329,7 @@ fn start_backups(
         pindex_dir: global.data_dir.join("pindexes"),
         staging_dir,
         before_save: Some(before_save),
+        policy,
     };
     let driver = tessera_backup::job::Driver {
         cfg: cfg.clone(),
