@@ -21,6 +21,8 @@ use crate::AppState;
 
 mod restore;
 mod restore_check;
+#[cfg(test)]
+mod tests;
 
 pub fn router() -> Router<AppState> {
     Router::new()
