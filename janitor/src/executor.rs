@@ -558,7 +558,16 @@ impl Executor {
                 dir: &dir,
             };
             let done = std::sync::atomic::AtomicU64::new(0);
-            match restore::fetch(&self.cfg, &self.options.repos, from, source.as_ref(), &into, &done).await {
+            match restore::fetch(
+                &self.cfg,
+                &self.options.repos,
+                from,
+                source.as_ref(),
+                &into,
+                &done,
+            )
+            .await
+            {
                 Ok(Some(note)) => {
                     tracing::info!(pindex = wanted.pindex, from = note, "PIndex restored");
                     if let Ok(mut board) = self.board.lock() {
