@@ -8,6 +8,9 @@
 //! - `snapshots/<id>.json` — a sealed [`Manifest`], written once, after all its blobs;
 //! - `staging/<job>/<name>.json` — what a backup job has finished, so a resumed job skips it;
 //! - `lock.json` — the writer lock ([`crate::lock`]).
+//!
+//! A repository is opened only under the node's [`RepoPolicy`] (its endpoint, files and
+//! location), and every object is read within [`crate::limits`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
