@@ -272,6 +272,8 @@ pub struct NodeArgs {
     #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     pub writer_idle_ms: u64,
     #[command(flatten)]
+    pub port: crate::node::port::PortArgs,
+    #[command(flatten)]
     pub security: crate::node::security::SecurityArgs,
 }
 

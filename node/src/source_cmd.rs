@@ -52,6 +52,7 @@ pub async fn run(global: &Global, args: SourceArgs) -> anyhow::Result<()> {
             key: key.clone(),
             client_ca: args.tls_client_ca.clone(),
             require_client_cert: args.tls_client_ca.is_some(),
+            ..tessera_tls::ServerFiles::default()
         })
         .map_err(|e| Exit::new(INVALID, format!("TLS: {e}")))?;
         let reloading = tls.watch(std::time::Duration::from_secs(1), || {});

@@ -327,6 +327,28 @@ fn the_nodes_services_need_a_node_certificate_of_the_cluster() {
         ],
         None,
     );
+    // The node's own uuid is a defined node's.
+    let (_, nodes) = http(&node.address, "GET", "/api/nodes", "");
+    let own_uuid = nodes["nodes"][0]["node"]["uuid"]
+        .as_str()
+        .expect("a node uuid")
+        .to_string();
+    let defined_node = node.dir.path().join("defined");
+    tessera_ok(
+        &[
+            "cert",
+            "node",
+            "--ca",
+            &node.ca_dir(),
+            "--host",
+            "127.0.0.1",
+            "--uuid",
+            &own_uuid,
+            "--out",
+            defined_node.to_str().unwrap(),
+        ],
+        None,
+    );
     let foreign = node.dir.path().join("foreign");
     tessera_ok(&["cert", "ca", "--out", foreign.to_str().unwrap()], None);
     let foreign_node = node.dir.path().join("foreign-node");
@@ -376,12 +398,17 @@ fn the_nodes_services_need_a_node_certificate_of_the_cluster() {
         let client = node.channel(Some(pair(&ops, "ops"))).await;
         let denied = list(client, None).await.unwrap_err();
         assert_eq!(denied.code(), Code::Unauthenticated, "{denied:?}");
-        // A node certificate of the cluster's CA is let through.
-        let peer = node.channel(Some(pair(&other_node, "node"))).await;
+        // A node certificate of the cluster's CA naming a uuid the cluster does not define is
+        // no node's (issue 31: any CA-signed `OU=tessera-node` was one).
+        let undefined = node.channel(Some(pair(&other_node, "node"))).await;
+        let denied = list(undefined, None).await.unwrap_err();
+        assert_eq!(denied.code(), Code::Unauthenticated, "{denied:?}");
+        // One naming a defined node is let through.
+        let peer = node.channel(Some(pair(&defined_node, "node"))).await;
         if let Err(e) = list(peer, None).await {
             assert!(
                 !matches!(e.code(), Code::PermissionDenied | Code::Unauthenticated),
-                "a node certificate refused: {e:?}"
+                "a defined node's certificate refused: {e:?}"
             );
         }
         // A node certificate of another CA does not get through the handshake.
@@ -461,5 +488,89 @@ fn a_node_certificate_naming_another_node_is_refused_at_start() {
     assert!(
         stderr.contains("feedfeed") && stderr.contains("cert node"),
         "{stderr}"
+    );
+}
+
+#[test]
+fn a_node_certificate_a_revocation_list_names_is_refused_once_the_list_is_reloaded() {
+    // An empty file holds no list: nothing is revoked yet.
+    let lists = tempfile::tempdir().unwrap();
+    let crl = lists.path().join("crl.pem");
+    std::fs::write(&crl, "").unwrap();
+    let node = TlsNode::start(&["--tls-crl", crl.to_str().unwrap()]);
+    let (_, nodes) = http(&node.address, "GET", "/api/nodes", "");
+    let own_uuid = nodes["nodes"][0]["node"]["uuid"]
+        .as_str()
+        .expect("a node uuid")
+        .to_string();
+    let peer = node.dir.path().join("peer");
+    tessera_ok(
+        &[
+            "cert",
+            "node",
+            "--ca",
+            &node.ca_dir(),
+            "--host",
+            "127.0.0.1",
+            "--uuid",
+            &own_uuid,
+            "--out",
+            peer.to_str().unwrap(),
+        ],
+        None,
+    );
+    let cert = std::fs::read(peer.join("node.pem")).unwrap();
+    let key = std::fs::read(peer.join("node.key")).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    // Whether a new connection with the certificate reaches a node-only method.
+    let as_node = || {
+        runtime.block_on(async {
+            let config = tessera_tls::client::tonic_config(
+                &node.ca_pem,
+                Some(tessera_tls::client::Presented {
+                    cert: &cert,
+                    key: &key,
+                }),
+            );
+            let endpoint =
+                tonic::transport::Endpoint::from_shared(format!("https://{}", node.address))
+                    .unwrap()
+                    .tls_config(config)
+                    .unwrap();
+            let Ok(channel) = endpoint.connect().await else {
+                return false;
+            };
+            let mut client = tessera_proto::v1::source_client::SourceClient::new(channel);
+            let request = tessera_proto::v1::ListPartitionsRequest {
+                source: "books".into(),
+            };
+            match client.list_partitions(request).await {
+                Ok(_) => true,
+                Err(e) => !matches!(
+                    e.code(),
+                    tonic::Code::PermissionDenied
+                        | tonic::Code::Unauthenticated
+                        | tonic::Code::Unavailable
+                        | tonic::Code::Unknown
+                ),
+            }
+        })
+    };
+    assert!(
+        as_node(),
+        "a defined node's certificate is a node before it is revoked"
+    );
+    let ca = tessera_tls::cert::Pem {
+        cert: std::fs::read_to_string(node.dir.path().join("ca/ca.pem")).unwrap(),
+        key: std::fs::read_to_string(node.dir.path().join("ca/ca.key")).unwrap(),
+    };
+    let cert_text = String::from_utf8(cert.clone()).unwrap();
+    let list = tessera_tls::cert::make_crl(&ca, &[&cert_text], 1, 1).unwrap();
+    std::fs::write(&crl, list).unwrap();
+    // The node re-reads its TLS files every second.
+    wait_for(
+        "the revoked certificate refused",
+        Duration::from_secs(15),
+        || (!as_node()).then_some(()),
     );
 }

@@ -9,7 +9,9 @@
 //! embedded source's routes). Shutdown stops the planner and the janitor (feeds commit), then
 //! the server, and revokes the lease so the node is gone at once, not after the TTL.
 
+mod directory;
 pub(crate) mod identity;
+pub mod port;
 pub mod security;
 
 use std::time::Duration;
@@ -36,6 +38,7 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
         .map_err(|e| Exit::new(INVALID, format!("cannot listen on {}: {e}", args.bind)))?;
     let bound = listener.local_addr().context("reading the bound address")?;
     let auth = security::mode(&args.security, bound)?;
+    security::transport(&args.security, auth, bound, &global.cfg)?;
     let tls = security::NodeTls::load(&args.security, &identity.node_uuid)?;
     let cfg = global.cfg.open(&global.data_dir).await?;
     let meta = cfg.ensure_cluster_meta().await?;
@@ -173,27 +176,16 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
         planner.stop().await;
         janitor.stop().await;
     };
-    match tls {
-        Some(tls) => {
-            let listener = tessera_tls::TlsListener::new(listener, tls.server)
-                .context("starting the TLS listener")?;
-            let app = app.into_make_service_with_connect_info::<tessera_tls::ClientCert>();
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop)
-                .await
-                .context("serving")?;
-        }
-        None => {
-            // Small answers go out at once (no Nagle delay waiting for the peer's ACK).
-            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop)
-                .await
-                .context("serving")?;
-        }
-    }
+    // The port: connections bounded (total, per client, handshakes, time), node identities
+    // pinned to the nodes the Cfg defines now.
+    let (directory, directory_task) = directory::start(&cfg).await?;
+    let port = tessera_tls::Port {
+        tls: tls.map(|t| t.server),
+        directory,
+        limits: args.port.limits(),
+    };
+    tessera_tls::port::serve(listener, port, app, stop).await;
+    directory_task.abort();
     if let Some(task) = reloading {
         task.abort();
     }

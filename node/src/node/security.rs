@@ -57,9 +57,23 @@ pub struct SecurityArgs {
     /// a source at any other address is refused; otherwise nothing is restricted.
     #[arg(long = "dial-allow", env = "TESSERA_DIAL_ALLOW", value_delimiter = ',')]
     pub dial_allow: Vec<String>,
-    /// The CA this node verifies its peers' certificates with (default: `--tls-client-ca`).
+    /// The CA this node verifies its peers' certificates with (default: `--tls-node-ca`, else
+    /// `--tls-client-ca`).
     #[arg(long, env = "TESSERA_TLS_PEER_CA", requires = "tls_cert")]
     pub tls_peer_ca: Option<PathBuf>,
+    /// The CA of node certificates (PEM), when it is not the client CA: only its certificates
+    /// can be node identities, and those of `--tls-client-ca` are clients only. Re-read when it
+    /// changes.
+    #[arg(long, env = "TESSERA_TLS_NODE_CA", requires = "tls_cert")]
+    pub tls_node_ca: Option<PathBuf>,
+    /// Certificate revocation lists (PEM, one or more): client and node certificates they
+    /// revoke are refused. Re-read when the file changes, like the certificates.
+    #[arg(long, env = "TESSERA_TLS_CRL", requires = "tls_cert")]
+    pub tls_crl: Option<PathBuf>,
+    /// Start even though secrets would cross the network in clear: `--auth required` on a
+    /// non-loopback address without TLS (API keys), `--etcd-user` over `etcd://` (the password).
+    #[arg(long, env = "TESSERA_INSECURE_TRANSPORT")]
+    pub insecure_transport: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -84,19 +98,7 @@ impl NodeTls {
             return Ok(None);
         };
         let invalid = |e: &dyn std::fmt::Display| Exit::new(INVALID, format!("TLS: {e}"));
-        let server = tessera_tls::ServerTls::load(tessera_tls::ServerFiles {
-            cert: cert.clone(),
-            key: key.clone(),
-            client_ca: args.tls_client_ca.clone(),
-            require_client_cert: args.tls_require_client_cert,
-        })
-        .map_err(|e| invalid(&e))?;
-        let Some(peer_ca) = args.tls_peer_ca.clone().or(args.tls_client_ca.clone()) else {
-            return Err(invalid(
-                &"nodes verify each other's certificates: give --tls-client-ca (mutual TLS) or --tls-peer-ca",
-            ));
-        };
-        let mutual = args.tls_client_ca.is_some();
+        let mutual = args.tls_client_ca.is_some() || args.tls_node_ca.is_some();
         if mutual {
             let pem = std::fs::read(cert).map_err(|e| invalid(&e))?;
             let named = tessera_tls::identity::leaf_name(&pem);
@@ -107,6 +109,23 @@ impl NodeTls {
                 )));
             }
         }
+        let server = tessera_tls::ServerTls::load(tessera_tls::ServerFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: args.tls_client_ca.clone(),
+            node_ca: args.tls_node_ca.clone(),
+            crl: args.tls_crl.clone(),
+            // A reloaded certificate naming another node is refused (the last good one stays).
+            own_node: mutual.then(|| node_uuid.to_string()),
+            require_client_cert: args.tls_require_client_cert,
+        })
+        .map_err(|e| invalid(&e))?;
+        let peer_ca = args.tls_peer_ca.clone().or(args.tls_node_ca.clone());
+        let Some(peer_ca) = peer_ca.or(args.tls_client_ca.clone()) else {
+            return Err(invalid(
+                &"nodes verify each other's certificates: give --tls-client-ca (mutual TLS) or --tls-peer-ca",
+            ));
+        };
         Ok(Some(Self {
             server,
             peer_ca,
@@ -162,6 +181,57 @@ pub fn mode(args: &SecurityArgs, bound: SocketAddr) -> Result<AuthMode, Exit> {
             ),
         )),
     }
+}
+
+/// Refuses to start where secrets would cross the network in clear, unless
+/// `--insecure-transport` accepts it: API keys to a non-loopback port without TLS under
+/// `--auth required`, an etcd user's password over `etcd://` to a non-loopback member.
+pub fn transport(
+    args: &SecurityArgs,
+    mode: AuthMode,
+    bound: SocketAddr,
+    cfg: &tessera_cfg::CfgSpec,
+) -> Result<(), Exit> {
+    if args.insecure_transport {
+        return Ok(());
+    }
+    if mode == AuthMode::Required && args.tls_cert.is_none() && !bound.ip().is_loopback() {
+        return Err(Exit::new(
+            INVALID,
+            format!(
+                "--auth required on {bound} without TLS sends API keys in clear: give --tls-cert and --tls-key (see README \"TLS\"), or --insecure-transport to accept it"
+            ),
+        ));
+    }
+    if let tessera_cfg::CfgSpec::Etcd {
+        endpoints,
+        tls: false,
+        access,
+        ..
+    } = cfg
+    {
+        let remote = endpoints.iter().any(|e| !is_loopback_host(e));
+        if access.user.is_some() && remote {
+            return Err(Exit::new(
+                INVALID,
+                "--etcd-user over etcd:// sends the etcd password in clear: use etcds:// with --etcd-ca, or --insecure-transport to accept it".to_string(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `host:port` (or a bare host) names this machine only.
+fn is_loopback_host(endpoint: &str) -> bool {
+    let host = endpoint
+        .rsplit_once(':')
+        .map_or(endpoint, |(host, _)| host)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// What index definitions may make this node dial (see `tessera_sources::dial`).
