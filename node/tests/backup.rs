@@ -2,6 +2,8 @@
 //! S3-compatible server and into a directory: online under ingest and queries, incremental by
 //! content hash, verified (a flipped byte named by `verify --deep`), a second writer refused,
 //! and a job that goes on when a node dies under it or when the planner leader is killed.
+//! Repositories are held to the nodes' egress rules on every node, and a hostile one crashes
+//! none.
 
 mod common;
 
@@ -152,7 +154,7 @@ fn online_incremental_backups_to_s3_are_whole_and_a_second_writer_is_refused() {
     // refused while it holds the lock, and the repository is left as it was.
     let (_, def) = http(&node, "GET", "/api/backup/repos/remote", "");
     let def: tessera_cfg::schema::RepoDef = serde_json::from_value(def["repo"].clone()).unwrap();
-    let repo = tessera_backup::Repository::open(&def).unwrap();
+    let repo = tessera_backup::Repository::open(&def, &Default::default()).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let other = rt.block_on(repo.lock("other/0000", "backup x")).unwrap();
     let out = ctl(&node, &["backup", "create", "--repo", "remote", "--wait"]);
@@ -189,7 +191,8 @@ fn a_flipped_byte_is_named_and_delete_and_gc_keep_what_is_used() {
     // first does not: segments merged or committed in between).
     let (_, def) = http(&node, "GET", "/api/backup/repos/local", "");
     let def: tessera_cfg::schema::RepoDef = serde_json::from_value(def["repo"].clone()).unwrap();
-    let repo = tessera_backup::Repository::open(&def).unwrap();
+    let policy = tessera_backup::RepoPolicy::under(repo_dir.clone());
+    let repo = tessera_backup::Repository::open(&def, &policy).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let used_by = |id: &str| -> std::collections::BTreeSet<String> {
         let manifest = rt.block_on(repo.manifest(id)).unwrap();
@@ -423,4 +426,173 @@ fn a_planner_leader_killed_mid_backup_and_mid_restore_changes_nothing() {
             }
         }
     }
+}
+
+/// Writes `manifest` as snapshot `manifest.id` straight into the `fs` repository at `dir`.
+fn plant_snapshot(dir: &std::path::Path, manifest: &tessera_backup::Manifest) {
+    std::fs::create_dir_all(dir.join("snapshots")).unwrap();
+    let path = dir.join(format!("snapshots/{}.json", manifest.id));
+    std::fs::write(path, manifest.seal().unwrap()).unwrap();
+}
+
+fn planted(
+    id: &str,
+    index: serde_json::Value,
+    files: Vec<tessera_backup::FileEntry>,
+) -> tessera_backup::Manifest {
+    tessera_backup::Manifest {
+        format: tessera_backup::manifest::MANIFEST_FORMAT,
+        id: id.into(),
+        cluster: "elsewhere/1".into(),
+        created_ms: 1,
+        indexes: [("books".to_string(), index)].into(),
+        pindexes: vec![tessera_backup::PIndexEntry {
+            name: "books_0-63".into(),
+            index: "books".into(),
+            source_partitions: (0..64).collect(),
+            read_from: "n1".into(),
+            checkpoints: Default::default(),
+            docs: 1,
+            files,
+        }],
+        sources: vec![],
+        encoding: vec!["zstd".into()],
+    }
+}
+
+#[test]
+fn repositories_are_held_to_the_egress_rules_on_every_node_and_a_hostile_one_crashes_none() {
+    let drill = Drill::start(2, 60_000);
+    let (a, b) = (drill.addresses[0].clone(), drill.addresses[1].clone());
+
+    // An endpoint at the cloud metadata address: refused, naming the field.
+    let meta = r#"{"type": "s3", "location": "bucket", "options": {"endpoint": "http://169.254.169.254",
+        "allow_http": "true", "credentials": "anonymous"}}"#;
+    let (status, answer) = http(&a, "PUT", "/api/backup/repos/meta", meta);
+    assert_eq!(
+        (status, answer["field"].as_str()),
+        (400, Some("options.endpoint")),
+        "{answer}"
+    );
+
+    // A definition no node accepted (written straight into the Cfg) naming a directory
+    // outside every node's --backup-path: every node refuses to open it, and a backup into
+    // it fails without writing there (it once took the lock, a file, in that directory).
+    let temp = std::env::temp_dir();
+    let base = [env!("CARGO_TARGET_TMPDIR"), "/var/tmp", "/dev/shm"]
+        .into_iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.is_dir() && !p.starts_with(&temp))
+        .expect("a directory outside the nodes' --backup-path");
+    let outside = base.join(format!("outside-backup-path-{}", std::process::id()));
+    std::fs::create_dir_all(&outside).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let cfg = rt
+        .block_on(
+            drill
+                .cfg
+                .parse::<tessera_cfg::CfgSpec>()
+                .unwrap()
+                .open(drill.scratch.path()),
+        )
+        .unwrap();
+    let def = tessera_cfg::schema::RepoDef {
+        format_version: 1,
+        name: "planted".into(),
+        repo_type: "fs".into(),
+        location: outside.display().to_string(),
+        readonly: false,
+        options: Default::default(),
+    };
+    rt.block_on(cfg.put_repo_def(&def, 0)).unwrap();
+    for node in [&a, &b] {
+        let (status, answer) = http(node, "GET", "/api/backup/repos/planted/snapshots", "");
+        assert_eq!(
+            (status, answer["field"].as_str()),
+            (400, Some("location")),
+            "{answer}"
+        );
+    }
+    let (status, started) = http(&b, "POST", "/api/backup/repos/planted/snapshots", "");
+    assert_eq!(status, 202, "{started}");
+    let id = started["id"].as_str().unwrap().to_string();
+    let ended = wait_job(&b, &id, Duration::from_secs(60));
+    assert_eq!(ended["status"], "failed", "{ended}");
+    assert!(
+        ended["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("--backup-path"),
+        "{ended}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&outside).unwrap().count(),
+        0,
+        "nothing written there"
+    );
+    let _ = std::fs::remove_dir_all(&outside);
+
+    // A hostile repository (anyone who can write its directory): a manifest naming a file of
+    // 2^40 bytes once aborted the node verifying it; now it is refused and the node answers.
+    let hostile = drill.scratch.path().join("hostile");
+    std::fs::create_dir_all(&hostile).unwrap();
+    ok(&add_fs_repo(
+        &a,
+        "hostile",
+        &hostile.display().to_string(),
+        &[],
+    ));
+    let hash = "ab".repeat(32);
+    let huge = tessera_backup::FileEntry {
+        name: "seg.idx".into(),
+        hash: hash.clone(),
+        size: 1 << 40,
+    };
+    let blobs = hostile.join("blobs").join(&hash[..2]);
+    std::fs::create_dir_all(&blobs).unwrap();
+    // The codec's header (zstd flag), then a zstd frame of one raw block holding "tiny".
+    let mut stored = b"TSB1\x01".to_vec();
+    stored.extend([0x28, 0xb5, 0x2f, 0xfd, 0x20, 0x04, 0x21, 0x00, 0x00]);
+    stored.extend(b"tiny");
+    std::fs::write(blobs.join(format!("{hash}.{}", 1u64 << 40)), stored).unwrap();
+    let books = serde_json::json!({"format_version": 1, "name": "books", "uuid": "u1",
+        "type": "blackhole", "source": {"type": "tessera", "name": "docs",
+        "params": {"url": format!("http://{}", drill.source)}},
+        "plan": {"index_partitions": 1, "replicas": 0}});
+    plant_snapshot(&hostile, &planted("s-huge", books.clone(), vec![huge]));
+    for node in [&a, &b] {
+        let (status, answer) = http(
+            node,
+            "POST",
+            "/api/backup/repos/hostile/snapshots/s-huge/verify?deep=true",
+            "",
+        );
+        assert_eq!(status, 422, "{answer}");
+        assert!(
+            answer["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("limit"),
+            "{answer}"
+        );
+        assert_eq!(http(node, "GET", "/api/ping", "").0, 200, "the node lives");
+    }
+
+    // A restored definition is checked as a new one: a source at the metadata address is
+    // refused (422 naming the field) and nothing is defined.
+    let mut metadata = books;
+    metadata["source"]["params"]["url"] = "http://169.254.169.254/latest/".into();
+    plant_snapshot(&hostile, &planted("s-meta", metadata, vec![]));
+    let (status, answer) = http(
+        &a,
+        "POST",
+        "/api/backup/restore",
+        r#"{"repo": "hostile", "snapshot": "s-meta"}"#,
+    );
+    assert_eq!(
+        (status, answer["field"].as_str()),
+        (422, Some("source.params.url")),
+        "{answer}"
+    );
+    assert_eq!(http(&a, "GET", "/api/index/books", "").0, 404);
 }
