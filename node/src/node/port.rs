@@ -13,11 +13,12 @@ use tessera_tls::PortLimits;
 pub struct PortArgs {
     /// Connections the port holds at once (REST and gRPC, plain or TLS); past it a new
     /// connection is closed as soon as it is accepted.
-    #[arg(long, env = "TESSERA_MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(16..=1_000_000))]
+    #[arg(long, env = "TESSERA_MAX_CONNECTIONS", default_value_t = 16384, value_parser = clap::value_parser!(u32).range(16..=1_000_000))]
     pub max_connections: u32,
     /// Of `--max-connections`, the connections only the cluster's nodes' addresses may take,
-    /// so clients cannot starve peer calls.
-    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    /// so clients cannot starve peer calls (feeds open one connection per 64 source
+    /// partitions they read; at most half of `--max-connections`).
+    #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     pub node_reserved_connections: u32,
     /// Connections one client address may hold at once (the nodes' addresses are not capped
     /// by it).

@@ -52,8 +52,8 @@ pub struct PortLimits {
 impl Default for PortLimits {
     fn default() -> Self {
         Self {
-            max_connections: 4096,
-            reserved_for_nodes: 512,
+            max_connections: 16384,
+            reserved_for_nodes: 8192,
             max_per_client: 256,
             max_handshakes: 128,
             header_read_timeout: Duration::from_secs(10),
