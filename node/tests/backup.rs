@@ -484,8 +484,11 @@ fn repositories_are_held_to_the_egress_rules_on_every_node_and_a_hostile_one_cra
         .map(std::path::PathBuf::from)
         .find(|p| p.is_dir() && !p.starts_with(&temp))
         .expect("a directory outside the nodes' --backup-path");
-    let outside = base.join(format!("outside-backup-path-{}", std::process::id()));
-    std::fs::create_dir_all(&outside).unwrap();
+    let outside_dir = tempfile::Builder::new()
+        .prefix("outside-backup-path")
+        .tempdir_in(base)
+        .unwrap();
+    let outside = outside_dir.path().to_path_buf();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let cfg = rt
         .block_on(
@@ -530,7 +533,6 @@ fn repositories_are_held_to_the_egress_rules_on_every_node_and_a_hostile_one_cra
         0,
         "nothing written there"
     );
-    let _ = std::fs::remove_dir_all(&outside);
 
     // A hostile repository (anyone who can write its directory): a manifest naming a file of
     // 2^40 bytes once aborted the node verifying it; now it is refused and the node answers.
