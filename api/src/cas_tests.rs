@@ -100,6 +100,7 @@ async fn a_lost_compare_and_set_is_409_and_failed_precondition_on_every_route() 
             crate::index::upsert(
                 State(state.clone()),
                 Path("books".into()),
+                None,
                 Bytes::from_static(INDEX.as_bytes()),
             )
             .await,

@@ -97,7 +97,9 @@ impl Address {
         let (scheme, rest) = match text.split_once("://") {
             Some((scheme, rest)) => {
                 let ok = !scheme.is_empty()
-                    && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
+                    && scheme
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
                 if !ok {
                     return Err(bad("its scheme is not a scheme"));
                 }
@@ -113,7 +115,9 @@ impl Address {
             });
         }
         let (host, port) = if let Some(inner) = authority.strip_prefix('[') {
-            let (v6, after) = inner.split_once(']').ok_or_else(|| bad("an unclosed `[`"))?;
+            let (v6, after) = inner
+                .split_once(']')
+                .ok_or_else(|| bad("an unclosed `[`"))?;
             v6.parse::<Ipv6Addr>()
                 .map_err(|_| bad("the bracketed host is not an IPv6 address"))?;
             let port = match after {
@@ -357,7 +361,10 @@ impl PathPolicy {
             return Err(bad("empty, or a NUL byte"));
         }
         let given = Path::new(text);
-        if given.components().any(|c| matches!(c, Component::ParentDir)) {
+        if given
+            .components()
+            .any(|c| matches!(c, Component::ParentDir))
+        {
             return Err(bad("`..` is not allowed"));
         }
         let path = match &self.root {

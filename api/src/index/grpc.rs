@@ -12,7 +12,7 @@ use tonic::{Request, Status};
 
 use tessera_auth::Need;
 
-use crate::access::checked;
+use crate::access::{checked, Caller};
 use crate::index as index_api;
 use crate::problem::reply;
 use crate::AppState;
@@ -37,14 +37,26 @@ impl IndexService {
 
 type Reply = Result<tonic::Response<JsonReply>, Status>;
 
+/// Who made a gRPC call, as the guard found out, for the handlers that check more than the
+/// index the message names (the source it reads).
+pub(crate) fn caller_of<T>(request: &Request<T>) -> Option<axum::Extension<Caller>> {
+    request
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .map(axum::Extension)
+}
+
 #[tonic::async_trait]
 impl Indexes for IndexService {
     async fn put_index(&self, request: Request<PutIndexRequest>) -> Reply {
+        let caller = caller_of(&request);
         let r = checked(&self.state.access, request, Need::IndexAdmin, |r| &r.name)?;
         reply(
             index_api::upsert(
                 State(self.state.clone()),
                 Path(r.name),
+                caller,
                 Bytes::from(r.definition_json),
             )
             .await,
@@ -67,8 +79,9 @@ impl Indexes for IndexService {
     }
 
     async fn count_index(&self, request: Request<IndexName>) -> Reply {
+        let caller = caller_of(&request);
         let name = checked(&self.state.access, request, Need::Query, |r| &r.name)?.name;
-        reply(index_api::count(State(self.state.clone()), Path(name)).await).await
+        reply(index_api::count(State(self.state.clone()), Path(name), caller).await).await
     }
 
     async fn index_status(&self, request: Request<IndexName>) -> Reply {

@@ -7,6 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::Extension;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -16,6 +17,7 @@ use tessera_cfg::CfgError;
 pub mod grpc;
 mod source_of_record;
 
+use crate::access::{tenancy, Caller};
 use crate::problem::{cfg_problem, parse_body, problem, unknown_index, view_problem};
 use crate::AppState;
 
@@ -69,6 +71,26 @@ async fn unknown_auto_repo(state: &AppState, def: &IndexDef) -> Option<Response>
     }
 }
 
+/// A 400 naming the field when the definition's automatic recovery names a cluster this node
+/// may not dial.
+async fn undiallable_auto_cluster(state: &AppState, def: &IndexDef) -> Option<Response> {
+    use tessera_cfg::schema::AutoFrom;
+    let AutoFrom::Cluster(url) = def.recovery.as_ref()?.auto_from.as_ref()? else {
+        return None;
+    };
+    let field = "recovery.auto_from.cluster";
+    let refused = state
+        .sources
+        .check_url(field, url, &state.cfg)
+        .await
+        .err()?;
+    Some(problem(
+        StatusCode::BAD_REQUEST,
+        refused.to_string(),
+        Some(refused.field()),
+    ))
+}
+
 pub async fn list(State(state): State<AppState>) -> Response {
     match state.cfg.index_defs().await {
         Ok(defs) => {
@@ -92,6 +114,7 @@ pub async fn read(State(state): State<AppState>, Path(name): Path<String>) -> Re
 pub async fn upsert(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    caller: Option<Extension<Caller>>,
     body: Bytes,
 ) -> Response {
     let request: IndexRequest = match parse_body(&body) {
@@ -114,7 +137,14 @@ pub async fn upsert(
     if let Err(e) = schema::check(&key, &def) {
         return cfg_problem(e);
     }
+    // An index reads only sources its creator may read.
+    if let Err(answer) = tenancy::may_define(&state.access, caller.as_deref(), &def) {
+        return answer;
+    }
     if let Some(answer) = unknown_auto_repo(&state, &def).await {
+        return answer;
+    }
+    if let Some(answer) = undiallable_auto_cluster(&state, &def).await {
         return answer;
     }
     if def.index_type == "fulltext" {
@@ -214,7 +244,11 @@ pub async fn remove(State(state): State<AppState>, Path(name): Path<String>) -> 
 /// readable copy on a live node, the primary first, another copy when a node fails.
 /// `pindexes_counted` below `pindexes_total` means part of the index could not be counted; the
 /// reasons are in `errors`.
-pub async fn count(State(state): State<AppState>, Path(name): Path<String>) -> Response {
+pub async fn count(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    caller: Option<Extension<Caller>>,
+) -> Response {
     let fresh = tessera_coord::Freshness::Mirror;
     match state.coord.index_def(&name, fresh).await {
         Ok(Some(def)) if def.controls.query_disallowed => {
@@ -224,7 +258,13 @@ pub async fn count(State(state): State<AppState>, Path(name): Path<String>) -> R
                 None,
             )
         }
-        Ok(_) => {}
+        Ok(Some(def)) => {
+            if let Err(answer) = tenancy::may_read_documents(&state.access, caller.as_deref(), &def)
+            {
+                return answer;
+            }
+        }
+        Ok(None) => {}
         Err(e) => return cfg_problem(e),
     }
     let view = match state.coord.view(&name, fresh).await {

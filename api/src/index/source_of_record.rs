@@ -25,8 +25,12 @@ pub async fn record(
     if let Err(e) = tessera_sources::validate(&def.source) {
         return Err(problem(StatusCode::BAD_REQUEST, e.reason, Some(&e.field)));
     }
-    if let Err((field, why)) = state.sources.check_dial(&def.source, &state.cfg).await {
-        return Err(problem(StatusCode::BAD_REQUEST, why, Some(&field)));
+    if let Err(refused) = state.sources.check_dial(&def.source, &state.cfg).await {
+        return Err(problem(
+            StatusCode::BAD_REQUEST,
+            refused.to_string(),
+            Some(refused.field()),
+        ));
     }
     let reference = def.source.source_type == "tessera";
     if reference && def.source.url().is_none() && def.source.node().is_none() {

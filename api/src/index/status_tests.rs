@@ -101,7 +101,7 @@ async fn status_asks_every_node_at_once_within_one_deadline() {
 async fn count_asks_every_node_at_once_within_one_deadline() {
     let (state, _peers) = cluster_with_two_silent_nodes().await;
     let started = Instant::now();
-    let answer = super::count(State(state), Path("books".into())).await;
+    let answer = super::count(State(state), Path("books".into()), None).await;
     let took = started.elapsed();
     assert_eq!(answer.status(), 200);
     assert!(

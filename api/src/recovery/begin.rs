@@ -55,6 +55,16 @@ pub async fn start(state: &AppState, request: BeginRequest, auto: bool) -> Respo
         let message = format!("`{}`: {}", e.field, e.reason);
         return problem(StatusCode::BAD_REQUEST, message, Some(&e.field));
     }
+    // Another cluster is dialled only where this node may dial (and without its key).
+    if let RecoverFrom::Cluster(url) = &request.from {
+        if let Err(e) = state
+            .sources
+            .check_url("from.cluster", url, &state.cfg)
+            .await
+        {
+            return problem(StatusCode::BAD_REQUEST, e.to_string(), Some(e.field()));
+        }
+    }
     match state.cfg.running_recovery().await {
         Ok(Some(running)) => return answer_running(&running.value),
         Ok(None) => {}

@@ -47,6 +47,7 @@ impl SearchService {
 #[tonic::async_trait]
 impl Search for SearchService {
     async fn query(&self, request: Request<QueryRequest>) -> Result<Response<JsonReply>, Status> {
+        let caller = crate::index::grpc::caller_of(&request);
         let r = crate::access::checked(
             &self.state.access,
             request,
@@ -56,6 +57,7 @@ impl Search for SearchService {
         let answer = super::query(
             State(self.state.clone()),
             Path(r.index),
+            caller,
             Bytes::from(r.body_json),
         )
         .await;

@@ -137,16 +137,19 @@ async fn settled_view(
 pub async fn query(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    caller: Option<axum::Extension<crate::access::Caller>>,
     body: Bytes,
 ) -> Response {
     let mut record = observe::QueryRecord::start();
-    let response = coordinate(&state, &name, &body, &mut record).await;
+    let caller = caller.as_deref();
+    let response = coordinate(&state, &name, caller, &body, &mut record).await;
     record.finish(response, &body, state.slow_query)
 }
 
 async fn coordinate(
     state: &AppState,
     name: &str,
+    caller: Option<&crate::access::Caller>,
     body: &Bytes,
     record: &mut observe::QueryRecord,
 ) -> Response {
@@ -173,6 +176,10 @@ async fn coordinate(
         Ok(def) => def,
         Err(response) => return response,
     };
+    // The documents are the source's: the caller must be allowed to read it too.
+    if let Err(response) = crate::access::tenancy::may_read_documents(&state.access, caller, &def) {
+        return response;
+    }
     record.known(name);
     let mapping = match Mapping::from_params(&def.params) {
         Ok(mapping) => mapping,

@@ -200,6 +200,7 @@ async fn a_copy_moved_after_the_query_read_the_plan_is_found_where_it_went() {
     let answer = super::query(
         State(state),
         Path("books".into()),
+        None,
         Bytes::from_static(br#"{"query": {"match_all": {}}, "timeout_ms": 5000}"#),
     )
     .await;

@@ -79,7 +79,9 @@ fn metadata_addresses_need_an_entry_naming_them() {
     assert!(named
         .check_url("f", "http://169.254.169.254/", 80, &cluster)
         .is_ok());
-    assert!(open.check_url("f", "http://10.1.2.3:9/", 80, &cluster).is_ok());
+    assert!(open
+        .check_url("f", "http://10.1.2.3:9/", 80, &cluster)
+        .is_ok());
 }
 
 #[test]
