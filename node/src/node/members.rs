@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use tessera_cfg::Cfg;
-use tessera_proto::peers::Peers;
+use tessera_coord::Peers;
 
 const RETRY: Duration = Duration::from_secs(1);
 
@@ -35,10 +35,9 @@ pub async fn follow(cfg: Cfg, peers: Peers) -> tokio::task::JoinHandle<()> {
                 if event.key().is_none() {
                     break; // compacted
                 }
-                if let Some(now) = list(&cfg, &peers).await {
-                    revision = Some(now);
-                }
+                list(&cfg, &peers).await;
             }
+            // The watch ended (compacted, or the Cfg went away): list again, then watch.
             revision = None;
         }
     })
