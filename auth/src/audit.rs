@@ -1,6 +1,11 @@
 //! The audit log: one JSON line per state-changing call and per denied call, in
 //! `<data-dir>/audit/audit.log`, rotated by size (`audit.log.1` is the newest old file).
-//! Calls between nodes are audited only when denied.
+//! Calls between nodes are audited as counts: one line per peer, method and outcome per
+//! window ([`summary`]). Repeated denials from one client address are written in full up to
+//! [`summary::WRITTEN_PER_WINDOW`] a window, then counted into one summary line, so a flood
+//! of bad requests cannot rotate the history away. Lines are written by one thread
+//! ([`writer`]) fed through a bounded queue; a full queue drops events, counts them and
+//! reports the count as an event of its own.
 //!
 //! Event ids (stable; documented in the README):
 //!
@@ -8,6 +13,7 @@
 //! |----|-------|
 //! | 20001 | request denied: no or bad credentials (401) |
 //! | 20002 | request denied: the identity lacks the permission (403) |
+//! | 20003 | repeated denials from one client address in one window, summarised: `count` more 401s (or 403s) past the ones written in full |
 //! | 20101 | index created, updated, deleted or controlled |
 //! | 20102 | documents written to a source |
 //! | 20201 | topology change asked or cancelled |
@@ -15,7 +21,12 @@
 //! | 20301 | backup repository, snapshot or restore operation |
 //! | 20401 | recovery begun, committed, ended, aborted, or its automatic setting changed |
 //! | 20501 | API key created or revoked |
+//! | 20601 | calls of a node identity to the nodes' own services (shard search, copies, source streams, saves) in one window: `count` per peer, method and outcome |
 //! | 20901 | any other state-changing call |
+//! | 20902 | audit events dropped (the writer's queue was full): their `count` |
+
+pub mod summary;
+pub mod writer;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -28,6 +39,7 @@ use crate::Need;
 pub const EVENTS: &[(u32, &str)] = &[
     (20001, "denied_unauthenticated"),
     (20002, "denied_forbidden"),
+    (DENIALS_SUMMARISED, "denials_summarised"),
     (20101, "index_changed"),
     (20102, "documents_written"),
     (20201, "topology_changed"),
@@ -35,16 +47,37 @@ pub const EVENTS: &[(u32, &str)] = &[
     (20301, "backup_operation"),
     (20401, "recovery_operation"),
     (20501, "api_key_changed"),
+    (NODE_CALLS, "node_calls"),
     (20901, "state_changed"),
+    (DROPPED, "audit_events_dropped"),
 ];
+
+/// Denied without credentials (401).
+pub const DENIED_UNAUTHENTICATED: u32 = 20001;
+/// Denied for lack of a permission (403).
+pub const DENIED_FORBIDDEN: u32 = 20002;
+/// Repeated denials of one client address in one window.
+pub const DENIALS_SUMMARISED: u32 = 20003;
+/// Calls of node identities to the nodes' services, counted per window.
+pub const NODE_CALLS: u32 = 20601;
+/// Events the writer's full queue dropped.
+pub const DROPPED: u32 = 20902;
+
+/// The name of event `id` (`""` for an id not in [`EVENTS`]).
+pub fn name_of(id: u32) -> &'static str {
+    EVENTS
+        .iter()
+        .find(|(e, _)| *e == id)
+        .map_or("", |(_, name)| name)
+}
 
 /// The event a call is, by what it needed, its method, its route template (or gRPC method) and
 /// its HTTP status; `None`
 /// for a read that was not denied (reads are not audited).
 pub fn event_of(need: Need, method: &str, route: &str, status: u16) -> Option<(u32, &'static str)> {
     let id = match status {
-        401 => 20001,
-        403 => 20002,
+        401 => DENIED_UNAUTHENTICATED,
+        403 => DENIED_FORBIDDEN,
         _ if method.eq_ignore_ascii_case("GET") || method.eq_ignore_ascii_case("HEAD") => {
             return None
         }
@@ -73,19 +106,70 @@ pub fn event_of(need: Need, method: &str, route: &str, status: u16) -> Option<(u
 }
 
 /// One audit line.
-#[derive(Debug, Clone, Serialize)]
-pub struct Record<'a> {
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Record {
     pub time_ms: u64,
     pub event: u32,
-    pub name: &'a str,
+    pub name: &'static str,
     /// `anonymous`, `key:<id>:<name>` or `node:<uuid>`.
-    pub identity: &'a str,
+    pub identity: String,
     /// `METHOD /route/template` or the gRPC method's path.
-    pub route: &'a str,
+    pub route: String,
+    /// The index or source the call named (a gRPC call's: the one its message names).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub index: Option<&'a str>,
-    /// The HTTP status (or the gRPC code's HTTP equivalent).
+    pub index: Option<String>,
+    /// The HTTP status (or the gRPC status's HTTP equivalent, see [`http_of_grpc`]).
     pub outcome: u16,
+    /// A gRPC call's status code, as it ended (in the response's headers or its trailers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grpc_status: Option<i32>,
+    /// The client's address (IP, without the port), when the listener knows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    /// A summary line: how many calls it stands for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    /// A summary line: when its window began (`time_ms` is when it was written).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window_start_ms: Option<u64>,
+}
+
+impl Record {
+    /// A line of event `event` at `time_ms`, the optional fields empty.
+    pub fn new(event: u32, time_ms: u64, identity: String, route: String, outcome: u16) -> Self {
+        Self {
+            time_ms,
+            event,
+            name: name_of(event),
+            identity,
+            route,
+            index: None,
+            outcome,
+            grpc_status: None,
+            client: None,
+            count: None,
+            window_start_ms: None,
+        }
+    }
+}
+
+/// A gRPC status code as the HTTP status the REST routes answer for it (the inverse of the
+/// API's error mapping; codes without one count as 500).
+pub fn http_of_grpc(code: i32) -> u16 {
+    match code {
+        0 => 200,
+        1 => 499,
+        3 | 11 => 400,
+        4 => 504,
+        5 => 404,
+        6 | 9 | 10 => 409,
+        7 => 403,
+        8 => 429,
+        12 => 501,
+        14 => 503,
+        16 => 401,
+        _ => 500,
+    }
 }
 
 /// The log file, rotated past `max_bytes`, keeping `keep` old files.
@@ -114,7 +198,7 @@ impl AuditLog {
 
     /// Appends `record` as one line (written through, no buffering), rotating first when the
     /// file has reached its size.
-    pub fn append(&mut self, record: &Record<'_>) -> std::io::Result<()> {
+    pub fn append(&mut self, record: &Record) -> std::io::Result<()> {
         let mut line = serde_json::to_vec(record).map_err(std::io::Error::other)?;
         line.push(b'\n');
         if self.size > 0 && self.size + line.len() as u64 > self.max_bytes {
@@ -215,6 +299,9 @@ mod tests {
             event_of(Need::Node, "POST", "/tessera.v1.Source/Stream", 403).map(|e| e.0),
             Some(20002)
         );
+        assert_eq!(http_of_grpc(3), 400, "InvalidArgument");
+        assert_eq!(http_of_grpc(13), 500, "Internal");
+        assert_eq!(name_of(DROPPED), "audit_events_dropped");
         // The module doc's table lists every event.
         let doc = include_str!("audit.rs");
         for (id, _) in EVENTS {
@@ -230,13 +317,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut log = AuditLog::open(dir.path(), 300, 2).unwrap();
         let record = |i: u64| Record {
-            time_ms: i,
-            event: 20101,
-            name: "index_changed",
-            identity: "key:0011223344556677:ci",
-            route: "PUT /api/index/{name}",
-            index: Some("books"),
-            outcome: 200,
+            index: Some("books".into()),
+            ..Record::new(
+                20101,
+                i,
+                "key:0011223344556677:ci".into(),
+                "PUT /api/index/{name}".into(),
+                200,
+            )
         };
         for i in 0..20 {
             log.append(&record(i)).unwrap();

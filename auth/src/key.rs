@@ -66,6 +66,39 @@ pub fn make(
     let (id, rest) = bytes.split_at(8);
     let (secret, salt) = rest.split_at(32);
     let (id, secret) = (hex(id), hex(secret));
+    Ok(made(id, secret, salt, name, roles, now_ms, expires_ms))
+}
+
+/// [`make`] under a given `id` (16 hex digits, else `Malformed`): for a key whose
+/// record must be one of a kind in the Cfg (the bootstrap admin key's create-if-absent id).
+pub fn make_as(
+    id: &str,
+    name: &str,
+    roles: &[Role],
+    now_ms: u64,
+    expires_ms: Option<u64>,
+) -> Result<(String, KeyRecord), KeyError> {
+    if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(KeyError::Malformed);
+    }
+    let rng = SystemRandom::new();
+    let mut bytes = [0u8; 32 + 16];
+    rng.fill(&mut bytes)
+        .map_err(|_| KeyError::Random("fill failed".into()))?;
+    let (secret, salt) = bytes.split_at(32);
+    let id = id.to_ascii_lowercase();
+    Ok(made(id, hex(secret), salt, name, roles, now_ms, expires_ms))
+}
+
+fn made(
+    id: String,
+    secret: String,
+    salt: &[u8],
+    name: &str,
+    roles: &[Role],
+    now_ms: u64,
+    expires_ms: Option<u64>,
+) -> (String, KeyRecord) {
     let record = KeyRecord {
         format_version: 1,
         id: id.clone(),
@@ -77,7 +110,7 @@ pub fn make(
         salt: hex(salt),
         hash: hex(mac(salt, secret.as_bytes()).as_ref()),
     };
-    Ok((format!("{PREFIX}{id}_{secret}"), record))
+    (format!("{PREFIX}{id}_{secret}"), record)
 }
 
 /// The id a token names (to find its record), or why it is not a token.
@@ -216,5 +249,21 @@ mod tests {
         assert_eq!(parse_duration_ms("12"), None);
         assert_eq!(parse_duration_ms("3w"), None);
         assert_eq!(parse_duration_ms("99999999999999999999d"), None);
+    }
+
+    #[test]
+    fn a_key_made_under_a_given_id_checks_like_any() {
+        let roles = ["admin".parse().expect("role")];
+        let (token, record) = make_as("B0075742A9000001", "b", &roles, 0, Some(10)).expect("key");
+        assert_eq!(record.id, "b0075742a9000001");
+        assert_eq!(id_of(&token), Ok("b0075742a9000001"));
+        assert!(check(&record, &token, 5).is_ok());
+        assert_eq!(
+            check(&record, &token, 10),
+            Err(KeyError::Expired(record.id.clone()))
+        );
+        let (other, _) = make_as("b0075742a9000001", "b", &roles, 0, None).expect("key");
+        assert_ne!(other, token, "a fresh secret each time");
+        assert!(make_as("xyz", "b", &roles, 0, None).is_err());
     }
 }

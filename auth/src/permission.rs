@@ -155,11 +155,63 @@ pub fn grpc_need(path: &str) -> Option<Need> {
     GRPC.iter().find(|(p, _)| *p == path).map(|(_, need)| *need)
 }
 
+/// Why a path's `{name}` segment names no index or source.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    #[error("the path's name segment is not valid percent-encoding of UTF-8")]
+    NotUtf8,
+    #[error("the path's name segment holds an encoded `/`")]
+    Slash,
+}
+
 /// The index or source a REST call on `template` names: the segment of `path` where the
-/// template has `{name}`.
-pub fn rest_target<'a>(template: &str, path: &'a str) -> Option<&'a str> {
-    let at = template.split('/').position(|s| s == "{name}")?;
-    path.split('/').nth(at).filter(|s| !s.is_empty())
+/// template has `{name}`, percent-decoded as the handler's extractor decodes it (so a glob is
+/// matched against the name the handler acts on: `payroll%41` is `payrollA`). A segment
+/// that does not decode to UTF-8, or decodes to one holding `/`, is refused.
+pub fn rest_target<'a>(
+    template: &str,
+    path: &'a str,
+) -> Result<Option<std::borrow::Cow<'a, str>>, TargetError> {
+    let Some(at) = template.split('/').position(|s| s == "{name}") else {
+        return Ok(None);
+    };
+    match path.split('/').nth(at).filter(|s| !s.is_empty()) {
+        Some(segment) => percent_decode(segment).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// `segment` with its `%XX` escapes decoded (a `%` not followed by two hex digits stays as
+/// it is, as axum's extractor leaves it).
+fn percent_decode(segment: &str) -> Result<std::borrow::Cow<'_, str>, TargetError> {
+    if !segment.contains('%') {
+        return Ok(std::borrow::Cow::Borrowed(segment));
+    }
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        let escaped = match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) => hex(h).zip(hex(l)).map(|(h, l)| (h * 16 + l) as u8),
+            _ => None,
+        };
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    let decoded = String::from_utf8(out).map_err(|_| TargetError::NotUtf8)?;
+    if decoded.contains('/') {
+        return Err(TargetError::Slash);
+    }
+    Ok(std::borrow::Cow::Owned(decoded))
 }
 
 #[cfg(test)]

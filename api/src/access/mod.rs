@@ -2,27 +2,36 @@
 //! middleware that finds what a call needs (`tessera_auth`'s permission table, by the matched
 //! route or the gRPC method), who the caller is (an API key in `Authorization: Bearer`, or a
 //! node certificate the TLS listener verified), answers 401/403 (`Unauthenticated` /
-//! `PermissionDenied` for gRPC) when the identity falls short, and appends state-changing and
-//! denied calls to the audit log. The rules live in `tessera-auth`; this module only applies
-//! them.
+//! `PermissionDenied` for gRPC) when the identity falls short, and hands state-changing and
+//! denied calls, and node identities' calls, to the audit log's writer ([`audited`]). The
+//! rules live in `tessera-auth`; this module only applies them.
+//!
+//! The index a REST call names is its path's `{name}` segment percent-decoded (as the
+//! handler's extractor decodes it), so globs see the name the handler acts on; a segment that
+//! does not decode to UTF-8 or holds an encoded `/` is refused (400). Every key that proves
+//! nothing (malformed, unknown, wrong secret) gets the same 401 message: no answer tells
+//! which key ids exist.
 //!
 //! The gRPC API services carry their index inside the message, which a middleware does not
 //! read: for those calls the guard checks that the identity holds the need on some index and
 //! leaves a [`Caller`] in the request's extensions, which the service asks for the index it
 //! reads ([`checked`]).
 
+pub mod audited;
 pub mod keyring;
 pub mod keys_api;
+pub mod tenancy;
 
-use std::sync::{Arc, Mutex};
+use std::net::IpAddr;
 
-use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use tessera_auth::audit::{self, AuditLog};
+use tessera_auth::audit::writer::AuditSink;
 use tessera_auth::{grpc_need, rest_need, Identity, Need};
 
+pub use audited::IndexNamed;
 pub use keyring::KeyRing;
 
 use crate::problem::problem;
@@ -35,13 +44,13 @@ pub enum AuthMode {
     Off,
 }
 
-/// The node's access rules; clones share the key mirror and the audit log.
+/// The node's access rules; clones share the key mirror and the audit log's writer.
 #[derive(Clone)]
 pub struct Access {
     pub mode: AuthMode,
     /// Present when `mode` is `Required`.
     pub keys: Option<KeyRing>,
-    pub audit: Option<Arc<Mutex<AuditLog>>>,
+    pub audit: Option<AuditSink>,
 }
 
 impl Access {
@@ -71,7 +80,11 @@ pub fn checked<T>(
     need: Need,
     index: impl Fn(&T) -> &str,
 ) -> Result<T, tonic::Status> {
-    require(access, request.extensions(), need, index(request.get_ref()))?;
+    let name = index(request.get_ref());
+    if let Some(named) = request.extensions().get::<IndexNamed>() {
+        let _ = named.0.set(name.to_string());
+    }
+    require(access, request.extensions(), need, name)?;
     Ok(request.into_inner())
 }
 
@@ -112,52 +125,58 @@ pub async fn guard(State(access): State<Access>, mut request: Request, next: Nex
     let (route, need, target) = if grpc {
         (path.clone(), grpc_need(&path), None)
     } else {
-        let target = tessera_auth::permission::rest_target(&template, &path).map(str::to_string);
+        let target = match tessera_auth::permission::rest_target(&template, &path) {
+            Ok(target) => target.map(std::borrow::Cow::into_owned),
+            Err(e) => return denied(false, StatusCode::BAD_REQUEST, &e.to_string()),
+        };
         (
             format!("{method} {template}"),
             rest_need(&method, &template),
             target,
         )
     };
-    let peer_node = request
-        .extensions()
-        .get::<ConnectInfo<tessera_tls::ClientCert>>()
-        .and_then(|c| c.0.node.clone());
+    let peer_node = audited::cert_node_of(&request);
+    let client = audited::client_of(&request);
     let token = bearer(&request).map(str::to_string);
 
-    let outcome = decide(&access, need, target.as_deref(), grpc, token, peer_node).await;
+    let outcome = decide(
+        &access,
+        need,
+        target.as_deref(),
+        grpc,
+        token,
+        peer_node,
+        client,
+    )
+    .await;
+    let index = IndexNamed::default();
     let (identity, response) = match outcome {
         Ok(identity) => {
             request.extensions_mut().insert(Caller {
                 identity: identity.clone(),
                 enforced: access.mode == AuthMode::Required,
             });
+            request.extensions_mut().insert(index.clone());
             (identity, next.run(request).await)
         }
         Err((identity, status, message)) => (identity, denied(grpc, status, &message)),
     };
-    if let Some(log) = &access.audit {
-        let status = grpc_outcome(grpc, &response);
-        let need = need.unwrap_or(Need::Admin);
-        let kind = if grpc { &path } else { &template };
-        if let Some((event, name)) = audit::event_of(need, &method, kind, status) {
-            let who = identity.describe();
-            let record = audit::Record {
-                time_ms: tessera_cfg::unix_ms(),
-                event,
-                name,
-                identity: &who,
-                route: &route,
-                index: target.as_deref(),
-                outcome: status,
-            };
-            let written = log.lock().map(|mut l| l.append(&record));
-            if let Ok(Err(e)) = written {
-                tracing::error!(error = %e, "cannot append to the audit log");
-            }
-        }
-    }
-    response
+    let Some(sink) = &access.audit else {
+        return response;
+    };
+    let kind = if grpc { path } else { template };
+    let call = audited::Call {
+        need,
+        method,
+        kind,
+        route,
+        target,
+        identity,
+        client,
+        grpc,
+        index,
+    };
+    audited::finish(sink, call, response)
 }
 
 type Denial = (Identity, StatusCode, String);
@@ -170,6 +189,7 @@ async fn decide(
     grpc: bool,
     token: Option<String>,
     peer_node: Option<String>,
+    client: Option<IpAddr>,
 ) -> Result<Identity, Denial> {
     let keys = match (&access.mode, &access.keys) {
         (AuthMode::Required, Some(keys)) => keys,
@@ -177,7 +197,7 @@ async fn decide(
         _ => return Ok(peer_node.map_or(Identity::Anonymous, Identity::Node)),
     };
     let identity = match (token, peer_node) {
-        (Some(token), _) => match keys.check(&token, tessera_cfg::unix_ms()).await {
+        (Some(token), _) => match keys.check(&token, tessera_cfg::unix_ms(), client).await {
             Ok(identity) => identity,
             Err(keyring::KeyCheckError::Cfg(e)) => {
                 return Err((
@@ -186,7 +206,10 @@ async fn decide(
                     format!("cannot check the API key now: {e}"),
                 ))
             }
-            Err(e) => return Err((Identity::Anonymous, StatusCode::UNAUTHORIZED, e.to_string())),
+            Err(e) => {
+                tracing::debug!(error = %e, "an API key refused");
+                return Err((Identity::Anonymous, StatusCode::UNAUTHORIZED, refusal(&e)));
+            }
         },
         (None, Some(node)) => Identity::Node(node),
         (None, None) => Identity::Anonymous,
@@ -258,20 +281,21 @@ fn denied(grpc: bool, status: StatusCode, message: &str) -> Response {
     response
 }
 
-/// A response's outcome as an HTTP status: a gRPC call refused in its headers counts as its
-/// HTTP equivalent (401, 403), one that went on as 200 (its status comes in the trailers).
-fn grpc_outcome(grpc: bool, response: &Response) -> u16 {
-    if !grpc {
-        return response.status().as_u16();
-    }
-    match response
-        .headers()
-        .get("grpc-status")
-        .and_then(|v| v.to_str().ok())
-    {
-        Some("16") => 401,
-        Some("7") => 403,
-        Some("14") => 503,
-        _ => 200,
+/// What a caller is told of a key that proves nothing: one message for malformed, unknown and
+/// wrong keys (no oracle for which ids exist); an expired or revoked key, whose secret was
+/// right, is named as such.
+fn refusal(e: &keyring::KeyCheckError) -> String {
+    use tessera_auth::key::KeyError;
+    match e {
+        keyring::KeyCheckError::Key(e @ (KeyError::Expired(_) | KeyError::Revoked(_))) => {
+            e.to_string()
+        }
+        _ => INVALID_KEY.into(),
     }
 }
+
+/// The one answer to a key that is not a key of this cluster.
+pub const INVALID_KEY: &str = "invalid API key";
+
+#[cfg(test)]
+mod tests;

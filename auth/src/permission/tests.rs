@@ -73,17 +73,18 @@ fn deny_by_default_and_targets_come_from_the_path() {
         "a HEAD is its GET"
     );
     assert_eq!(rest_need("GET", "/api/cfg"), Some(Admin));
+    let target = |t: &str, p: &str| rest_target(t, p).map(|t| t.map(|t| t.into_owned()));
     assert_eq!(
-        rest_target("/api/index/{name}/query", "/api/index/books/query"),
-        Some("books")
+        target("/api/index/{name}/query", "/api/index/books/query"),
+        Ok(Some("books".into()))
     );
     assert_eq!(
-        rest_target("/api/source/{name}/doc/{key}", "/api/source/docs/doc/k1"),
-        Some("docs")
+        target("/api/source/{name}/doc/{key}", "/api/source/docs/doc/k1"),
+        Ok(Some("docs".into()))
     );
     assert_eq!(
-        rest_target("/api/cluster/health", "/api/cluster/health"),
-        None
+        target("/api/cluster/health", "/api/cluster/health"),
+        Ok(None)
     );
     // Only `/api/ping`, the console's files (no data) and `Node/Ping` are open; only internal
     // services need a node.
@@ -105,4 +106,26 @@ fn deny_by_default_and_targets_come_from_the_path() {
             .all(|(p, _)| !api.contains(&service(p).as_str())),
         "an API service needs a node identity"
     );
+}
+
+#[test]
+fn targets_are_decoded_before_globs_see_them() {
+    let target = |p: &str| rest_target("/api/index/{name}", p).map(|t| t.map(|t| t.into_owned()));
+    // The handler's extractor decodes `%41` to `A`: the glob must see the same name.
+    assert_eq!(target("/api/index/payroll%41"), Ok(Some("payrollA".into())));
+    let searcher: crate::Role = "searcher:*41".parse().expect("role");
+    let decoded = target("/api/index/payroll%41").ok().flatten();
+    assert!(
+        !searcher.allows(Need::IndexRead, decoded.as_deref()),
+        "`searcher:*41` must not read `payrollA`"
+    );
+    assert_eq!(target("/api/index/b%C3%BCcher"), Ok(Some("bücher".into())));
+    assert_eq!(
+        target("/api/index/100%"),
+        Ok(Some("100%".into())),
+        "a lone %"
+    );
+    assert_eq!(target("/api/index/%FF%FE"), Err(TargetError::NotUtf8));
+    assert_eq!(target("/api/index/a%2Fb"), Err(TargetError::Slash));
+    assert_eq!(target("/api/index/a%2fb"), Err(TargetError::Slash));
 }
