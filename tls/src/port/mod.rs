@@ -90,12 +90,12 @@ pub async fn serve(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
+    // No HTTP/2 pings from the server: a peer starved of CPU for a while must not lose its
+    // streams for a late answer; idle client connections are closed by the watchdog instead.
     builder
         .http2()
         .timer(TokioTimer::new())
-        .enable_connect_protocol()
-        .keep_alive_interval(Some(Duration::from_secs(30)))
-        .keep_alive_timeout(Duration::from_secs(20));
+        .enable_connect_protocol();
     let builder = Arc::new(builder);
     let timeouts = Timeouts {
         first_request: limits.header_read_timeout,
