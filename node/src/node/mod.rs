@@ -10,7 +10,9 @@
 //! the server, and revokes the lease so the node is gone at once, not after the TTL.
 
 mod directory;
+mod bootstrap;
 pub(crate) mod identity;
+mod members;
 pub mod port;
 pub mod security;
 
@@ -41,7 +43,12 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
     security::transport(&args.security, auth, bound, &global.cfg)?;
     let tls = security::NodeTls::load(&args.security, &identity.node_uuid)?;
     let cfg = global.cfg.open(&global.data_dir).await?;
-    let meta = cfg.ensure_cluster_meta().await?;
+    let (meta, created_cluster) = cfg.ensure_cluster_meta_created().await?;
+    let bootstrapping = bootstrap::Bootstrap {
+        created_cluster,
+        asked: args.security.bootstrap_admin,
+        expires_after_ms: args.security.bootstrap_admin_expires,
+    };
     identity::bind_cluster(&global.data_dir, &mut identity, &meta.cluster_uuid)?;
     let host_port = match &args.advertise {
         Some(a) => a.clone(),
@@ -77,17 +84,19 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
     let peers = match auth {
         tessera_api::access::AuthMode::Required if !mutual => {
             let token = security::node_key(&cfg, &global.data_dir, &me.uuid).await?;
-            security::bootstrap_admin(&cfg, &global.data_dir).await?;
+            bootstrap::admin(&cfg, &global.data_dir, bootstrapping).await?;
             let credential = tessera_coord::NodeCredential::bearer(&token)
                 .context("the node's API key is not a header value")?;
             tessera_coord::Peers::with_credential(credential)
         }
         tessera_api::access::AuthMode::Required => {
-            security::bootstrap_admin(&cfg, &global.data_dir).await?;
+            bootstrap::admin(&cfg, &global.data_dir, bootstrapping).await?;
             tessera_coord::Peers::default()
         }
         tessera_api::access::AuthMode::Off => tessera_coord::Peers::default(),
     };
+    // The node's credential goes only to the cluster's nodes, known before any call.
+    let following = members::follow(cfg.clone(), peers.clone()).await;
     // Peers are dialled over TLS, and again with the node's certificate when it changes.
     let reloading = match &tls {
         Some(tls) => {
@@ -107,7 +116,8 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
     };
     // One connection per NATS server list for every JetStream source of this process.
     let dial = security::dial_policy(&args.security, auth)?;
-    let sources = tessera_sources::Sources::with_policy(peers.clone(), dial);
+    let paths = security::path_policy(&args.security, auth, &global.data_dir);
+    let sources = tessera_sources::Sources::with_policy(peers.clone(), dial, paths);
     let indexing = tessera_index::IndexingPool::new(args.indexing_limits())
         .map_err(|e| Exit::new(INVALID, e.to_string()))?;
     let (janitor, board) = start_janitor(
@@ -190,6 +200,7 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
         task.abort();
     }
     trimming.abort();
+    following.abort();
     let lost = lease.is_lost();
     if let Err(e) = lease.revoke().await {
         tracing::warn!(error = %e, "could not revoke the liveness lease; it expires after its TTL");

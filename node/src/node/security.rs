@@ -6,16 +6,16 @@
 //!   one-command start) and any other bind refuses to start.
 //! - The node's own key (role `node`), kept in `<data-dir>/node-api-key`: its peers' guards
 //!   let it call the nodes' services. Made again when its record is gone or revoked.
-//! - The bootstrap admin key: when the cluster has no usable admin key, one is made and
-//!   written to `<data-dir>/bootstrap-admin.key`.
+//! - The bootstrap admin key (`bootstrap.rs`): made by the node that creates the cluster, or
+//!   asked for with `--bootstrap-admin`; it expires.
+//! - The audit log's writer (`tessera_auth::audit::writer`): one thread, a bounded queue.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
 use clap::Args;
 use tessera_api::access::{Access, AuthMode, KeyRing};
-use tessera_auth::audit::AuditLog;
+use tessera_auth::audit::{writer, AuditLog};
 use tessera_auth::key::{self, KeyRecord};
 use tessera_auth::Role;
 use tessera_cfg::Cfg;
@@ -23,7 +23,7 @@ use tessera_cfg::Cfg;
 use crate::exit::{Exit, INVALID};
 
 const NODE_KEY_FILE: &str = "node-api-key";
-const BOOTSTRAP_FILE: &str = "bootstrap-admin.key";
+pub(crate) const BOOTSTRAP_FILE: &str = "bootstrap-admin.key";
 
 /// The node's security flags.
 #[derive(Args, Clone, Debug)]
@@ -37,6 +37,18 @@ pub struct SecurityArgs {
     /// (five old files are kept).
     #[arg(long, default_value_t = 64 << 20)]
     pub audit_max_bytes: u64,
+    /// The audit log's summary window (`60s`, `5m`): past 10 denials of one client address in
+    /// a window the rest are counted into one line (event 20003), and node identities' calls
+    /// are written as one count per peer and method (event 20601).
+    #[arg(long, default_value = "60s", value_parser = duration_ms)]
+    pub audit_window: u64,
+    /// Make a bootstrap admin key (`<data-dir>/bootstrap-admin.key`) at start when the cluster
+    /// has no usable admin key. Without it, only the node that creates the cluster makes one.
+    #[arg(long)]
+    pub bootstrap_admin: bool,
+    /// How long a bootstrap admin key works (`24h`, `30m`, `7d`).
+    #[arg(long, default_value = "24h", value_parser = duration_ms)]
+    pub bootstrap_admin_expires: u64,
     /// Serve TLS with this certificate (PEM, chain first to last); re-read when it changes.
     #[arg(long, env = "TESSERA_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -57,6 +69,12 @@ pub struct SecurityArgs {
     /// a source at any other address is refused; otherwise nothing is restricted.
     #[arg(long = "dial-allow", env = "TESSERA_DIAL_ALLOW", value_delimiter = ',')]
     pub dial_allow: Vec<String>,
+    /// The directory files named by definitions and repositories (NATS credentials and TLS
+    /// files, backup credentials and passphrases) must be under. Without it, such files are
+    /// refused when auth is required and allowed anywhere when it is off; the node's own TLS
+    /// and key files are refused always.
+    #[arg(long, env = "TESSERA_SECRETS_DIR")]
+    pub secrets_dir: Option<PathBuf>,
     /// The CA this node verifies its peers' certificates with (default: `--tls-node-ca`, else
     /// `--tls-client-ca`).
     #[arg(long, env = "TESSERA_TLS_PEER_CA", requires = "tls_cert")]
@@ -234,7 +252,8 @@ fn is_loopback_host(endpoint: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// What index definitions may make this node dial (see `tessera_sources::dial`).
+/// What requests, definitions and snapshots may make this node dial (see
+/// `tessera_auth::egress`).
 pub fn dial_policy(
     args: &SecurityArgs,
     mode: AuthMode,
@@ -242,7 +261,33 @@ pub fn dial_policy(
     if mode == AuthMode::Off && args.dial_allow.is_empty() {
         return Ok(tessera_sources::DialPolicy::default());
     }
-    tessera_sources::DialPolicy::restricted(&args.dial_allow).map_err(|e| Exit::new(INVALID, e))
+    tessera_sources::DialPolicy::restricted(&args.dial_allow)
+        .map_err(|e| Exit::new(INVALID, e.to_string()))
+}
+
+/// Which files requests and definitions may make this node read (see
+/// `tessera_auth::egress`): under `--secrets-dir`; none with auth required and no such
+/// directory; any otherwise. Never the node's own secrets.
+pub fn path_policy(
+    args: &SecurityArgs,
+    mode: AuthMode,
+    data_dir: &Path,
+) -> tessera_sources::PathPolicy {
+    use tessera_sources::PathPolicy;
+    let policy = match (&args.secrets_dir, mode) {
+        (Some(dir), _) => PathPolicy::confined(dir.clone()),
+        (None, AuthMode::Required) => PathPolicy::refuse_all(),
+        (None, AuthMode::Off) => PathPolicy::open(),
+    };
+    let own = [
+        args.tls_key.clone(),
+        args.tls_cert.clone(),
+        Some(data_dir.join(NODE_KEY_FILE)),
+        Some(data_dir.join(BOOTSTRAP_FILE)),
+    ];
+    own.into_iter()
+        .flatten()
+        .fold(policy, |policy, path| policy.deny(&path))
 }
 
 /// The guard's state for `mode`: the key mirror when auth is required, and the audit log
@@ -256,10 +301,13 @@ pub fn access(
     let dir = data_dir.join("audit");
     let log = AuditLog::open(&dir, args.audit_max_bytes, 5)
         .map_err(|e| anyhow::anyhow!("cannot open the audit log in {}: {e}", dir.display()))?;
+    // The writer thread ends with the process (its last window's summaries with it).
+    let (sink, _writer) = writer::AuditSink::start(log, writer::QUEUE, args.audit_window)
+        .map_err(|e| anyhow::anyhow!("cannot start the audit log's writer: {e}"))?;
     Ok(Access {
         mode,
         keys: (mode == AuthMode::Required).then(|| KeyRing::start(cfg.clone())),
-        audit: Some(Arc::new(Mutex::new(log))),
+        audit: Some(sink),
     })
 }
 
@@ -284,27 +332,10 @@ pub async fn node_key(cfg: &Cfg, data_dir: &Path, node_uuid: &str) -> anyhow::Re
     Ok(token)
 }
 
-/// Makes an admin key when the cluster has none that works, and says where it is.
-pub async fn bootstrap_admin(cfg: &Cfg, data_dir: &Path) -> anyhow::Result<Option<PathBuf>> {
-    let now = tessera_cfg::unix_ms();
-    let usable = |k: &KeyRecord| {
-        k.revoked_ms.is_none()
-            && k.expires_ms.is_none_or(|at| at > now)
-            && k.roles.iter().any(|r| r == "admin")
-    };
-    if cfg.api_keys().await?.items.iter().any(|k| usable(&k.value)) {
-        return Ok(None);
-    }
-    let (token, record) = made("bootstrap-admin", &[Role::Admin])?;
-    cfg.put_api_key(&record, 0).await?;
-    let file = data_dir.join(BOOTSTRAP_FILE);
-    crate::files::replace(&file, &format!("{token}\n"), 0o600)?;
-    tracing::warn!(
-        file = %file.display(),
-        key = record.id,
-        "no admin API key existed: made one and wrote it to this file (mode 0600); make named keys with it (`tessera ctl keys create`), then revoke it"
-    );
-    Ok(Some(file))
+/// `30s`, `24h`, `7d` as milliseconds (a flag's value).
+fn duration_ms(text: &str) -> Result<u64, String> {
+    key::parse_duration_ms(text)
+        .ok_or_else(|| format!("`{text}`: a duration such as 60s, 30m, 24h, 7d"))
 }
 
 fn made(name: &str, roles: &[Role]) -> anyhow::Result<(String, KeyRecord)> {
