@@ -9,8 +9,8 @@
 //! embedded source's routes). Shutdown stops the planner and the janitor (feeds commit), then
 //! the server, and revokes the lease so the node is gone at once, not after the TTL.
 
-mod directory;
 mod bootstrap;
+mod directory;
 pub(crate) mod identity;
 mod members;
 pub mod port;
