@@ -122,15 +122,9 @@ impl Cfg {
     /// The cluster's identity, created on first use. Safe to race: one creator wins, the rest
     /// read what it wrote.
     pub async fn ensure_cluster_meta(&self) -> Result<ClusterMeta> {
-        Ok(self.ensure_cluster_meta_created().await?.0)
-    }
-
-    /// [`Self::ensure_cluster_meta`], and whether this call is the one that created it (the
-    /// cluster is new: one caller in the cluster's life sees `true`).
-    pub async fn ensure_cluster_meta_created(&self) -> Result<(ClusterMeta, bool)> {
         let key = self.keys.cluster_meta();
         if let Some(meta) = self.get_doc::<ClusterMeta>(&key).await? {
-            return Ok((meta.value, false));
+            return Ok(meta.value);
         }
         let meta = ClusterMeta {
             format_version: ClusterMeta::FORMAT_VERSION,
@@ -139,11 +133,11 @@ impl Cfg {
             created_at_unix_ms: unix_ms(),
         };
         match self.put_doc(&key, &meta, 0, None).await {
-            Ok(_) => Ok((meta, true)),
+            Ok(_) => Ok(meta),
             Err(CfgError::AlreadyExists { .. }) => self
                 .get_doc::<ClusterMeta>(&key)
                 .await?
-                .map(|m| (m.value, false))
+                .map(|m| m.value)
                 .ok_or(CfgError::NotFound { key }),
             Err(e) => Err(e),
         }

@@ -1,8 +1,10 @@
 //! The bootstrap admin key: the first way in to a cluster that runs with `--auth required`.
 //!
-//! - Made only by the node that creates the cluster (its meta record), or by a node started
-//!   with `--bootstrap-admin`; a restart never makes one by itself, so revoking every admin key
-//!   on purpose stays revoked.
+//! - Made by itself only for a cluster that never had an admin key (no record of role `admin`
+//!   in `keys/`, revoked and expired ones included: revoking keeps the record), that is, a new
+//!   cluster, whichever process created its meta record (a standalone planner may start
+//!   first). Otherwise only a node started with `--bootstrap-admin` makes one; a restart never
+//!   does, so revoking every admin key on purpose stays revoked.
 //! - One per cluster: its record lives at a fixed id ([`BOOTSTRAP_KEY_ID`]), created under
 //!   CAS 0 (a new cluster) or replacing the previous bootstrap record under its revision
 //!   (`--bootstrap-admin`, when that one is revoked or expired): of nodes starting at once, one
@@ -26,8 +28,6 @@ pub const BOOTSTRAP_KEY_ID: &str = "b007000000000001";
 /// Why a bootstrap key may be made now.
 #[derive(Debug, Clone, Copy)]
 pub struct Bootstrap {
-    /// This node created the cluster's meta record just now.
-    pub created_cluster: bool,
     /// `--bootstrap-admin`.
     pub asked: bool,
     /// `--bootstrap-admin-expires`.
@@ -65,7 +65,11 @@ async fn make(cfg: &Cfg, why: Bootstrap, now: u64) -> anyhow::Result<Option<Stri
         }
         return Ok(None);
     }
-    if !why.created_cluster && !why.asked {
+    let ever = keys
+        .items
+        .iter()
+        .any(|k| k.value.roles.iter().any(|r| r == "admin"));
+    if ever && !why.asked {
         tracing::warn!(
             "no admin API key is usable, and this node makes none by itself: start one node with --bootstrap-admin to make one"
         );
@@ -76,12 +80,8 @@ async fn make(cfg: &Cfg, why: Bootstrap, now: u64) -> anyhow::Result<Option<Stri
         .iter()
         .find(|k| k.value.id == BOOTSTRAP_KEY_ID)
         .map(|k| k.revision);
-    // A new cluster makes it once; replacing a spent one needs the flag.
-    let cas = match previous {
-        Some(_) if !why.asked => return Ok(None),
-        Some(revision) => revision,
-        None => 0,
-    };
+    // A new cluster makes it once (create-if-absent); replacing a spent one needs the flag.
+    let cas = previous.unwrap_or(0);
     let expires = now.saturating_add(why.expires_after_ms);
     let (token, record) = key::make_as(
         BOOTSTRAP_KEY_ID,
@@ -116,9 +116,8 @@ mod tests {
 
     const DAY: u64 = 86_400_000;
 
-    fn why(created_cluster: bool, asked: bool) -> Bootstrap {
+    fn why(asked: bool) -> Bootstrap {
         Bootstrap {
-            created_cluster,
             asked,
             expires_after_ms: DAY,
         }
@@ -137,13 +136,8 @@ mod tests {
     #[tokio::test]
     async fn only_a_new_cluster_or_the_flag_makes_one_and_it_expires() {
         let cfg = cfg();
-        // A restart of an existing cluster without admin keys: nothing by itself.
-        assert_eq!(
-            make(&cfg, why(false, false), 1_000).await.expect("ran"),
-            None
-        );
-        // The node that created the cluster.
-        let token = make(&cfg, why(true, false), 1_000)
+        // A new cluster: no admin key ever.
+        let token = make(&cfg, why(false), 1_000)
             .await
             .expect("ran")
             .expect("made");
@@ -157,17 +151,9 @@ mod tests {
         assert!(key::check(&record, &token, 2_000).is_ok());
         // The operator revokes it on purpose: restarts make none.
         revoke_all(&cfg).await;
-        assert_eq!(
-            make(&cfg, why(false, false), 3_000).await.expect("ran"),
-            None
-        );
-        assert_eq!(
-            make(&cfg, why(true, false), 3_000).await.expect("ran"),
-            None,
-            "one automatic bootstrap per cluster"
-        );
+        assert_eq!(make(&cfg, why(false), 3_000).await.expect("ran"), None);
         // Asked for: a fresh one replaces the spent record.
-        let again = make(&cfg, why(false, true), 4_000)
+        let again = make(&cfg, why(true), 4_000)
             .await
             .expect("ran")
             .expect("made");
@@ -183,10 +169,18 @@ mod tests {
             "the old one stays dead"
         );
         // While an admin key is usable, even the flag makes none.
-        assert_eq!(
-            make(&cfg, why(false, true), 5_000).await.expect("ran"),
-            None
-        );
+        assert_eq!(make(&cfg, why(true), 5_000).await.expect("ran"), None);
+    }
+
+    #[tokio::test]
+    async fn a_cluster_that_had_an_admin_key_gets_none_by_itself() {
+        // Its admin key was a named one (not the bootstrap record), since revoked.
+        let cfg = cfg();
+        let (_, named) = key::make("ops", &[Role::Admin], 0, None).expect("key");
+        cfg.put_api_key(&named, 0).await.expect("put");
+        revoke_all(&cfg).await;
+        assert_eq!(make(&cfg, why(false), 1_000).await.expect("ran"), None);
+        assert!(make(&cfg, why(true), 1_000).await.expect("ran").is_some());
     }
 
     #[tokio::test]
@@ -194,7 +188,7 @@ mod tests {
         let cfg = cfg();
         let runs = (0..8).map(|_| {
             let cfg = cfg.clone();
-            tokio::spawn(async move { make(&cfg, why(true, true), 1_000).await })
+            tokio::spawn(async move { make(&cfg, why(false), 1_000).await })
         });
         let mut made = 0;
         for run in runs {

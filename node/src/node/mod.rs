@@ -43,9 +43,8 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
     security::transport(&args.security, auth, bound, &global.cfg)?;
     let tls = security::NodeTls::load(&args.security, &identity.node_uuid)?;
     let cfg = global.cfg.open(&global.data_dir).await?;
-    let (meta, created_cluster) = cfg.ensure_cluster_meta_created().await?;
+    let meta = cfg.ensure_cluster_meta().await?;
     let bootstrapping = bootstrap::Bootstrap {
-        created_cluster,
         asked: args.security.bootstrap_admin,
         expires_after_ms: args.security.bootstrap_admin_expires,
     };
