@@ -308,6 +308,18 @@ fn a_scoped_key_cannot_read_another_tenants_source() {
         (400, Some("from.cluster")),
         "{body}"
     );
+    // Where a restore imports sources is dialled under the same rule.
+    let (status, body) = node.call(
+        &node.admin,
+        "POST",
+        "/api/backup/restore",
+        r#"{"repo": "none", "snapshot": "s", "source_url": "http://169.254.169.254/"}"#,
+    );
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (400, Some("source_url")),
+        "{body}"
+    );
 }
 
 /// Reproduction 3: requests no one may make, with made-up paths and methods, leave the

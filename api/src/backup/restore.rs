@@ -77,6 +77,12 @@ pub async fn restore(State(state): State<AppState>, body: Bytes) -> Response {
         Ok(r) => r,
         Err(answer) => return answer,
     };
+    // Where restored sources are imported is dialled like a source's address.
+    if let Some(url) = &request.source_url {
+        if let Err(e) = state.sources.check_url("source_url", url, &state.cfg).await {
+            return problem(StatusCode::BAD_REQUEST, e.to_string(), Some(e.field()));
+        }
+    }
     if request.missing_only && request.replace {
         return problem(
             StatusCode::BAD_REQUEST,
