@@ -90,7 +90,9 @@ fn the_nodes_key_goes_only_to_nodes_of_the_cluster() {
         "the node sent its key to {fake}, an address a definition named: {keyed:?} of {calls:?}"
     );
     assert!(
-        calls.iter().any(|(path, _)| path.starts_with("/tessera.v1.Source/")),
+        calls
+            .iter()
+            .any(|(path, _)| path.starts_with("/tessera.v1.Source/")),
         "the calls were the source protocol's: {calls:?}"
     );
 }

@@ -480,7 +480,8 @@ fn no_key_reads_a_source_it_holds_no_role_on() {
             body["source"]["params"] = serde_json::json!({ "url": url });
         }
         if rng.chance(15) {
-            body["recovery"] = serde_json::json!({"auto_from": {"cluster": "http://169.254.169.254:80"}});
+            body["recovery"] =
+                serde_json::json!({"auto_from": {"cluster": "http://169.254.169.254:80"}});
         }
         if let Some(existing) = defined.get(index) {
             let (_, current) = node.call(&node.admin, "GET", &format!("/api/index/{index}"), "");
@@ -489,9 +490,12 @@ fn no_key_reads_a_source_it_holds_no_role_on() {
         }
         let body = body.to_string();
         let accepted = if rng.chance(50) {
-            node.call(&key, "PUT", &format!("/api/index/{index}"), &body).0 == 200
+            node.call(&key, "PUT", &format!("/api/index/{index}"), &body)
+                .0
+                == 200
         } else {
-            rt.block_on(grpc_put(&node.address, &key, index, &body)).is_ok()
+            rt.block_on(grpc_put(&node.address, &key, index, &body))
+                .is_ok()
         };
         if accepted {
             assert!(
@@ -581,9 +585,14 @@ fn no_key_reads_a_source_it_holds_no_role_on() {
                     (true, Read::Count(n)) => {
                         // Counts route from the plan without waiting: poll until complete.
                         if n != 3 {
-                            wait_for(&format!("{case}, {route} = 3"), Duration::from_secs(30), || {
-                                matches!(rest_count(&node, key, index), Read::Count(3)).then_some(())
-                            });
+                            wait_for(
+                                &format!("{case}, {route} = 3"),
+                                Duration::from_secs(30),
+                                || {
+                                    matches!(rest_count(&node, key, index), Read::Count(3))
+                                        .then_some(())
+                                },
+                            );
                         }
                     }
                     (false, Read::Refused(why)) => assert!(

@@ -29,9 +29,7 @@ pub fn dialled(def: &SourceDef) -> Vec<(String, String, u16)> {
             .into_iter()
             .flatten()
             .enumerate()
-            .filter_map(|(i, s)| {
-                Some((format!("source.params.servers[{i}]"), text(s)?, NATS_PORT))
-            })
+            .filter_map(|(i, s)| Some((format!("source.params.servers[{i}]"), text(s)?, NATS_PORT)))
             .collect(),
         _ => def
             .params
@@ -111,7 +109,11 @@ mod tests {
         assert_eq!(
             dialled(&nats),
             vec![
-                ("source.params.servers[0]".into(), "nats://n1:4333".into(), 4222),
+                (
+                    "source.params.servers[0]".into(),
+                    "nats://n1:4333".into(),
+                    4222
+                ),
                 ("source.params.servers[1]".into(), "n2".into(), 4222)
             ]
         );

@@ -39,16 +39,13 @@ pub fn may_define(
     caller: Option<&Caller>,
     def: &IndexDef,
 ) -> Result<(), Response> {
-    may_read(access, caller, &def.source.name).map_err(|who| {
-        problem(
-            StatusCode::FORBIDDEN,
-            format!(
-                "{who} may not read source `{}`, so may not define an index over it (a searcher or index_admin role matching the source's name is needed)",
-                def.source.name
-            ),
-            Some("source.name"),
-        )
-    })
+    source_readable(
+        access,
+        caller,
+        def,
+        Some("source.name"),
+        "so may not define an index over it",
+    )
 }
 
 /// A 403 unless the caller may read the documents of `def`'s source.
@@ -58,15 +55,25 @@ pub fn may_read_documents(
     caller: Option<&Caller>,
     def: &IndexDef,
 ) -> Result<(), Response> {
+    let why = format!("which index `{}` reads", def.name);
+    source_readable(access, caller, def, None, &why)
+}
+
+/// A 403 naming `field` and saying `why` it matters, unless the caller may read `def`'s source.
+#[allow(clippy::result_large_err)]
+fn source_readable(
+    access: &Access,
+    caller: Option<&Caller>,
+    def: &IndexDef,
+    field: Option<&str>,
+    why: &str,
+) -> Result<(), Response> {
     may_read(access, caller, &def.source.name).map_err(|who| {
-        problem(
-            StatusCode::FORBIDDEN,
-            format!(
-                "{who} may not read source `{}`, which index `{}` reads (a searcher or index_admin role matching the source's name is needed too)",
-                def.source.name, def.name
-            ),
-            None,
-        )
+        let message = format!(
+            "{who} may not read source `{}`, {why} (a searcher or index_admin role matching the source's name is needed)",
+            def.source.name
+        );
+        problem(StatusCode::FORBIDDEN, message, field)
     })
 }
 
