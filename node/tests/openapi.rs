@@ -30,7 +30,12 @@ fn documented() -> BTreeSet<(String, String)> {
 fn declared_in(file: &Path) -> Vec<(String, String)> {
     let text = std::fs::read_to_string(file).expect("router source");
     // Routers built by unit tests are not the API's.
-    let text = text.split("#[cfg(test)]").next().unwrap_or_default();
+    // An inline test module routes made-up paths; `#[cfg(test)] mod tests;` (a file of its
+    // own, skipped by `is_test_module`) may stand anywhere, so only an inline one ends the scan.
+    let text = text
+        .split("#[cfg(test)]\nmod tests {")
+        .next()
+        .unwrap_or_default();
     let mut out = Vec::new();
     let mut rest = text;
     while let Some(at) = rest.find(".route(") {
@@ -65,6 +70,13 @@ fn declared_in(file: &Path) -> Vec<(String, String)> {
     out
 }
 
+/// Unit-test modules in files of their own (`tests.rs`, `*_tests.rs`) route made-up paths.
+fn is_test_module(path: &Path) -> bool {
+    path.file_stem()
+        .and_then(|s| s.to_str())
+        .is_some_and(|s| s == "tests" || s.ends_with("_tests"))
+}
+
 fn declared() -> BTreeSet<(String, String)> {
     // Every router of the API crate, and the source's ingest routes a node embeds.
     let mut files = vec![root().join("source/src/rest.rs")];
@@ -74,7 +86,7 @@ fn declared() -> BTreeSet<(String, String)> {
             let path = entry.expect("a directory entry").path();
             if path.is_dir() {
                 dirs.push(path);
-            } else if path.extension().is_some_and(|e| e == "rs") {
+            } else if path.extension().is_some_and(|e| e == "rs") && !is_test_module(&path) {
                 files.push(path);
             }
         }
