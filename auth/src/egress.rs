@@ -80,12 +80,35 @@ impl std::fmt::Display for Address {
 }
 
 impl Address {
-    /// Reads `scheme://host[:port][/path][?query][#fragment]` or `host[:port]`. The authority
+    /// Reads `scheme://host[:port][/path][?query][#fragment]` or `host[:port]`; a missing port
+    /// is `default_port`, or refused when that is 0. The authority
     /// ends at the first `/`, `?`, `#` or `\` (as HTTP clients read it); userinfo (`user@`)
     /// is refused outright, so no `@` can make the checked host differ from the dialled one.
     /// Hosts are DNS names or IP literals in their canonical form: numeric hosts that some
     /// resolvers read as IPv4 (`2852039166`, `0xa9fea9fe`, `169.254.0x1`) are refused.
     pub fn parse(field: &str, text: &str, default_port: u16) -> Result<Self, EgressError> {
+        let (scheme, host, port) = Self::parts(field, text)?;
+        let port = match port {
+            Some(port) => port,
+            // No default: the caller's clients disagree on it (an `https://` peer address is
+            // dialled as plain HTTP when the node has no TLS).
+            None if default_port == 0 => {
+                return Err(EgressError::Unparsable {
+                    field: field.to_string(),
+                    text: text.to_string(),
+                    why: "no port",
+                })
+            }
+            None => default_port,
+        };
+        Ok(Self { scheme, host, port })
+    }
+
+    /// The scheme, host and port `text` names (see [`Self::parse`]).
+    fn parts(
+        field: &str,
+        text: &str,
+    ) -> Result<(Option<String>, String, Option<u16>), EgressError> {
         let bad = |why| EgressError::Unparsable {
             field: field.to_string(),
             text: text.to_string(),
@@ -94,16 +117,23 @@ impl Address {
         if text.chars().any(|c| c.is_control() || c.is_whitespace()) {
             return Err(bad("it holds spaces or control characters"));
         }
+        // Clients disagree on `\` (a path separator for HTTP URLs, userinfo for NATS URLs),
+        // so the host one reads past it is not the host another dials.
+        if text.contains('\\') {
+            return Err(bad("a `\\`"));
+        }
         let (scheme, rest) = match text.split_once("://") {
             Some((scheme, rest)) => {
+                // Lowercase only: clients that match `http://` literally would read `HTTP://h`
+                // as a host named `HTTP`.
                 let ok = !scheme.is_empty()
-                    && scheme
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
+                    && scheme.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b)
+                    });
                 if !ok {
                     return Err(bad("its scheme is not a scheme"));
                 }
-                (Some(scheme.to_ascii_lowercase()), rest)
+                (Some(scheme.to_string()), rest)
             }
             None => (None, text),
         };
@@ -146,13 +176,13 @@ impl Address {
             }
         }
         let port = match port {
-            None => default_port,
+            None => None,
             Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
-                p.parse().map_err(|_| bad("the port is above 65535"))?
+                Some(p.parse().map_err(|_| bad("the port is above 65535"))?)
             }
             Some(_) => return Err(bad("the port is not a number")),
         };
-        Ok(Self { scheme, host, port })
+        Ok((scheme, host, port))
     }
 
     /// `host:port`, as node definitions name their address.
@@ -238,11 +268,10 @@ impl DialPolicy {
                     why: "an empty entry",
                 }),
                 text => {
-                    let address = Address::parse("--dial-allow", text, 0)?;
-                    Ok(if address.port == 0 {
-                        Entry::Host(address.host)
-                    } else {
-                        Entry::HostPort(address.host, address.port)
+                    let (_, host, port) = Address::parts("--dial-allow", text)?;
+                    Ok(match port {
+                        None => Entry::Host(host),
+                        Some(port) => Entry::HostPort(host, port),
                     })
                 }
             })
@@ -349,7 +378,8 @@ impl PathPolicy {
         self
     }
 
-    /// The path a node may read for `text`, or why not. Relative paths are under the root;
+    /// The path a node may read for `text`, or why not. Only absolute paths (a relative one
+    /// would be checked under the root but opened under the process's working directory);
     /// `..` is refused; a path that exists is checked again after following its links.
     pub fn check(&self, field: &str, text: &str) -> Result<PathBuf, EgressError> {
         let bad = |why| EgressError::BadPath {
@@ -361,6 +391,9 @@ impl PathPolicy {
             return Err(bad("empty, or a NUL byte"));
         }
         let given = Path::new(text);
+        if given.is_relative() {
+            return Err(bad("not an absolute path"));
+        }
         if given
             .components()
             .any(|c| matches!(c, Component::ParentDir))

@@ -168,7 +168,8 @@ impl RepoPolicy {
         match def.options.get("endpoint") {
             Some(endpoint) => {
                 let field = "options.endpoint";
-                let address = Address::parse(field, endpoint, 0).map_err(refused)?;
+                // The scheme first (any port will do), then the port it implies.
+                let address = Address::parse(field, endpoint, 443).map_err(refused)?;
                 let http = def.options.get("allow_http").is_some_and(|v| v == "true");
                 match address.scheme.as_deref() {
                     Some("https") => {}

@@ -262,6 +262,29 @@ fn a_scoped_key_cannot_read_another_tenants_source() {
         );
     }
 
+    // Nor can it point that index at a source of its own (and read the old copies meanwhile).
+    let (_, current) = node.call(&node.admin, "GET", "/api/index/books-pay", "");
+    let mut moved: serde_json::Value = serde_json::from_str(&index_body("books-src")).unwrap();
+    moved["prev_index_uuid"] = current["index"]["uuid"].clone();
+    let (status, body) = node.call(
+        &books_admin,
+        "PUT",
+        "/api/index/books-pay",
+        &moved.to_string(),
+    );
+    assert_eq!(status, 403, "{body}");
+    // A JetStream source's name is a label: the stream it names is what is read.
+    let stream = serde_json::json!({"type": "fulltext", "source": {"type": "jetstream",
+        "name": "books-j", "params": {"servers": ["nats://127.0.0.1:4222"], "stream": "PAYROLL",
+        "subject_prefix": "payroll", "partitions": 4}}})
+    .to_string();
+    let (status, body) = node.call(&books_admin, "PUT", "/api/index/books-j", &stream);
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (403, Some("source.name")),
+        "{body}"
+    );
+
     // Reproduction 2: `@` in a URL's path does not make another host look like this node.
     let sneaky = serde_json::json!({"type": "fulltext", "source": {"type": "tessera",
         "name": "books", "params": {"url": format!("http://127.0.0.2:9/@{}", node.address)}}})
@@ -275,6 +298,17 @@ fn a_scoped_key_cannot_read_another_tenants_source() {
     assert!(
         body["error"].as_str().unwrap_or("").contains("127.0.0.2:9"),
         "names the host dialled: {body}"
+    );
+    // Nor a `\\`, which NATS reads as the end of userinfo and HTTP clients as a path.
+    let backslash = serde_json::json!({"type": "fulltext", "source": {"type": "jetstream",
+        "name": "books", "params": {"servers": [format!("nats://{}\\@10.255.0.9:4222", node.address)],
+        "stream": "D", "subject_prefix": "d", "partitions": 4}}})
+    .to_string();
+    let (status, body) = node.call(&node.admin, "PUT", "/api/index/books-bs", &backslash);
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (400, Some("source.params.servers[0]")),
+        "{body}"
     );
     // Credentials in URLs are refused (shown to every reader of the definition).
     let nats = serde_json::json!({"type": "fulltext", "source": {"type": "jetstream",
@@ -302,6 +336,18 @@ fn a_scoped_key_cannot_read_another_tenants_source() {
         "POST",
         "/api/ctl/recovery",
         r#"{"from": {"cluster": "http://169.254.169.254:80"}}"#,
+    );
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (400, Some("from.cluster")),
+        "{body}"
+    );
+    // An uppercase scheme, which the peer pool would not strip, is refused.
+    let (status, body) = node.call(
+        &node.admin,
+        "POST",
+        "/api/ctl/recovery",
+        &format!(r#"{{"from": {{"cluster": "HTTP://{}"}}}}"#, node.address),
     );
     assert_eq!(
         (status, body["field"].as_str()),

@@ -35,10 +35,8 @@ pub fn dialled(def: &SourceDef) -> Vec<(String, String, u16)> {
             .params
             .get("url")
             .and_then(text)
-            .map(|url| {
-                let port = if url.starts_with("https://") { 443 } else { 80 };
-                vec![("source.params.url".to_string(), url, port)]
-            })
+            // No default port: the URL must say the port it is dialled at.
+            .map(|url| vec![("source.params.url".to_string(), url, 0)])
             .unwrap_or_default(),
     }
 }
@@ -97,7 +95,7 @@ mod tests {
             vec![(
                 "source.params.url".into(),
                 "http://src.example:9200/x".into(),
-                80
+                0
             )]
         );
         let embedded = def(serde_json::json!({"type": "tessera", "name": "docs",

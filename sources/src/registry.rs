@@ -73,13 +73,12 @@ impl Sources {
         url: &str,
         cfg: &Cfg,
     ) -> Result<crate::dial::Address, EgressError> {
-        let port = if url.starts_with("https://") { 443 } else { 80 };
         let cluster = if self.policy.is_restricted() {
             self.cluster_addresses(cfg).await
         } else {
             BTreeSet::new()
         };
-        self.policy.check_url(field, url, port, &cluster)
+        self.policy.check_url(field, url, 0, &cluster)
     }
 
     /// The dial policy sources are opened under.

@@ -35,7 +35,7 @@ fn reference(def: &SourceDef) -> Result<(), FieldError> {
                         format!("`{url}` is not an http:// or https:// address"),
                     ));
                 }
-                if let Err(e) = crate::dial::Address::parse("source.params.url", url, 80) {
+                if let Err(e) = crate::dial::Address::parse("source.params.url", url, 0) {
                     return Err(FieldError::new("source.params.url", e.to_string()));
                 }
             }

@@ -32,6 +32,37 @@ fn may_read(access: &Access, caller: Option<&Caller>, source: &str) -> Result<()
     }
 }
 
+/// The names a reader of `def`'s documents needs a role on: its source's name and, for a
+/// JetStream source, its stream (the name alone is only a label there: the stream is where
+/// the documents come from).
+fn names_read(def: &IndexDef) -> Vec<&str> {
+    let mut names = vec![def.source.name.as_str()];
+    if def.source.source_type == "jetstream" {
+        if let Some(stream) = def.source.params.get("stream").and_then(|s| s.as_str()) {
+            names.push(stream);
+        }
+    }
+    names
+}
+
+/// A 403 unless the caller may change `current`, the definition an update replaces: it
+/// needs a reading role on what the index reads now (else a key could point another
+/// tenant's index at a source of its own and read the old copies before they are replaced).
+#[allow(clippy::result_large_err)]
+pub fn may_replace(
+    access: &Access,
+    caller: Option<&Caller>,
+    current: &IndexDef,
+) -> Result<(), Response> {
+    source_readable(
+        access,
+        caller,
+        current,
+        None,
+        "which the index reads now, so may not change it",
+    )
+}
+
 /// A 403 unless the caller may define an index over `def`'s source.
 #[allow(clippy::result_large_err)]
 pub fn may_define(
@@ -68,13 +99,16 @@ fn source_readable(
     field: Option<&str>,
     why: &str,
 ) -> Result<(), Response> {
-    may_read(access, caller, &def.source.name).map_err(|who| {
-        let message = format!(
-            "{who} may not read source `{}`, {why} (a searcher or index_admin role matching the source's name is needed)",
-            def.source.name
-        );
-        problem(StatusCode::FORBIDDEN, message, field)
-    })
+    for name in names_read(def) {
+        may_read(access, caller, name).map_err(|who| {
+            let message = format!(
+                "{who} may not read `{name}` (source `{}`), {why} (a searcher or index_admin role matching the source's name, and a JetStream source's stream, is needed)",
+                def.source.name
+            );
+            problem(StatusCode::FORBIDDEN, message, field)
+        })?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -124,6 +158,15 @@ mod tests {
             "writing a source is not reading it"
         );
         assert!(may_read_documents(&access, Some(&caller(&["admin"])), &def("a", "b")).is_ok());
+        let mut nats = def("books-x", "books-x");
+        nats.source.source_type = "jetstream".into();
+        nats.source.params.insert("stream".into(), "PAYROLL".into());
+        assert!(
+            may_define(&access, Some(&books), &nats).is_err(),
+            "a JetStream source's name is a label: its stream is what is read"
+        );
+        let both = caller(&["index_admin:books*", "searcher:PAYROLL"]);
+        assert!(may_define(&access, Some(&both), &nats).is_ok());
         assert!(may_read_documents(&access, None, &def("a", "b")).is_err());
         assert!(may_read_documents(&Access::off(), None, &def("a", "b")).is_ok());
     }

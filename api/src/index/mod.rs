@@ -205,6 +205,11 @@ pub async fn upsert(
         }
         (Some(c), Some(_)) => c.revision,
     };
+    if let Some(c) = &current {
+        if let Err(answer) = tenancy::may_replace(&state.access, caller.as_deref(), &c.value) {
+            return answer;
+        }
+    }
     // An update keeps the operator's switches, and the source recorded at create. A restored
     // index keeps its snapshot while its documents are shaped the same (type, mapping and
     // source unchanged): copies placed after the update still come from the snapshot

@@ -3,13 +3,15 @@
 //! a watch of `nodes/` (listed again after a lost or compacted watch). A certificate naming a
 //! uuid is a node identity only while the uuid is defined, so deleting a node's definition
 //! retires its certificate at once; the addresses the definitions name are those the port
-//! keeps connection slots for. While the watch is down the last listing stands.
+//! keeps connection slots for, and the only ones the peer pool sends the node's own key to
+//! (`Peers::set_members`). While the watch is down the last listing stands.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
 use tessera_cfg::{Cfg, KeyKind, WatchEvent};
+use tessera_coord::Peers;
 use tessera_tls::NodeDirectory;
 
 /// A host name that does not resolve within this long counts as no address.
@@ -19,26 +21,44 @@ const RETRY: Duration = Duration::from_millis(500);
 /// Node uuid → the `host:port` its definition names (empty when unreadable).
 type Defined = BTreeMap<String, String>;
 
-/// The directory, listed now, and the task that follows the definitions.
-pub async fn start(cfg: &Cfg) -> anyhow::Result<(NodeDirectory, tokio::task::JoinHandle<()>)> {
-    let directory = NodeDirectory::default();
+/// Where the defined nodes are published: the port's directory and the peer pool's members.
+#[derive(Clone)]
+struct Published {
+    directory: NodeDirectory,
+    peers: Peers,
+}
+
+impl Published {
+    async fn set(&self, defined: &Defined) {
+        self.peers
+            .set_members(defined.values().filter(|a| !a.is_empty()).cloned());
+        self.directory.set(resolved(defined).await);
+    }
+}
+
+/// The directory, listed now (and `peers`' members with it, before the node calls any
+/// peer), and the task that follows the definitions.
+pub async fn start(
+    cfg: &Cfg,
+    peers: &Peers,
+) -> anyhow::Result<(NodeDirectory, tokio::task::JoinHandle<()>)> {
+    let published = Published {
+        directory: NodeDirectory::default(),
+        peers: peers.clone(),
+    };
     let prefix = cfg.keys().node_defs();
     let listing = cfg.store().list(&prefix).await?;
     let mut defined = Defined::new();
     for kv in &listing.kvs {
         apply(cfg, &mut defined, &WatchEvent::Put(kv.clone()));
     }
-    directory.set(resolved(&defined).await);
-    let task = tokio::spawn(follow(
-        cfg.clone(),
-        directory.clone(),
-        defined,
-        listing.revision,
-    ));
+    published.set(&defined).await;
+    let directory = published.directory.clone();
+    let task = tokio::spawn(follow(cfg.clone(), published, defined, listing.revision));
     Ok((directory, task))
 }
 
-async fn follow(cfg: Cfg, directory: NodeDirectory, mut defined: Defined, mut revision: i64) {
+async fn follow(cfg: Cfg, published: Published, mut defined: Defined, mut revision: i64) {
     let prefix = cfg.keys().node_defs();
     loop {
         match cfg.store().watch(&prefix, revision + 1).await {
@@ -48,7 +68,7 @@ async fn follow(cfg: Cfg, directory: NodeDirectory, mut defined: Defined, mut re
                         break; // compacted: list again
                     }
                     if apply(&cfg, &mut defined, &event) {
-                        directory.set(resolved(&defined).await);
+                        published.set(&defined).await;
                     }
                     revision = event.revision().unwrap_or(revision);
                 }
@@ -62,7 +82,7 @@ async fn follow(cfg: Cfg, directory: NodeDirectory, mut defined: Defined, mut re
                 for kv in &listing.kvs {
                     apply(&cfg, &mut defined, &WatchEvent::Put(kv.clone()));
                 }
-                directory.set(resolved(&defined).await);
+                published.set(&defined).await;
                 revision = listing.revision;
             }
             Err(e) => {

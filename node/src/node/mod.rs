@@ -12,7 +12,6 @@
 mod bootstrap;
 mod directory;
 pub(crate) mod identity;
-mod members;
 pub mod port;
 pub mod security;
 
@@ -94,8 +93,9 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
         }
         tessera_api::access::AuthMode::Off => tessera_coord::Peers::default(),
     };
-    // The node's credential goes only to the cluster's nodes, known before any call.
-    let following = members::follow(cfg.clone(), peers.clone()).await;
+    // The cluster's nodes, known before any call: the only addresses the node's credential
+    // goes to, and the node identities and reserved slots of the port.
+    let (directory, directory_task) = directory::start(&cfg, &peers).await?;
     // Peers are dialled over TLS, and again with the node's certificate when it changes.
     let reloading = match &tls {
         Some(tls) => {
@@ -187,7 +187,6 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
     };
     // The port: connections bounded (total, per client, handshakes, time), node identities
     // pinned to the nodes the Cfg defines now.
-    let (directory, directory_task) = directory::start(&cfg).await?;
     let port = tessera_tls::Port {
         tls: tls.map(|t| t.server),
         directory,
@@ -199,7 +198,6 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
         task.abort();
     }
     trimming.abort();
-    following.abort();
     let lost = lease.is_lost();
     if let Err(e) = lease.revoke().await {
         tracing::warn!(error = %e, "could not revoke the liveness lease; it expires after its TTL");

@@ -36,7 +36,10 @@ pub async fn connect(
     let mut options = async_nats::ConnectOptions::new()
         .connection_timeout(std::time::Duration::from_secs(3))
         .request_timeout(Some(std::time::Duration::from_secs(5)))
-        .retry_on_initial_connect();
+        .retry_on_initial_connect()
+        // Only the servers the definition names (and the dial policy checked), never those a
+        // server's INFO announces.
+        .ignore_discovered_servers();
     if let Some(path) = &access.credentials_file {
         options = options
             .credentials_file(path)

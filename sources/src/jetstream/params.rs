@@ -81,8 +81,26 @@ impl JetStreamParams {
             }
             // The address the dial policy checks must be the one NATS dials, and a password
             // in it would be shown to everyone who may read the definition.
-            if let Err(e) = crate::dial::Address::parse(&field, server, 4222) {
-                return Err(FieldError::new(field, e.to_string()));
+            let checked = match crate::dial::Address::parse(&field, server, 4222) {
+                Ok(checked) => checked,
+                Err(e) => return Err(FieldError::new(field, e.to_string())),
+            };
+            // The host the dial policy checks is the host NATS dials, or the server is
+            // refused: two parsers must not disagree about where a definition points.
+            let dialled = server.parse::<async_nats::ServerAddr>().ok();
+            let same = dialled.is_some_and(|d| {
+                d.host()
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_ascii_lowercase()
+                    == checked.host.trim_start_matches('[').trim_end_matches(']')
+                    && d.port() == checked.port
+            });
+            if !same {
+                return Err(FieldError::new(
+                    field,
+                    format!("`{server}`: NATS would dial another host than the one it names"),
+                ));
             }
         }
         if !is_token(&params.stream) {
