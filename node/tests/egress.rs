@@ -58,14 +58,8 @@ fn the_nodes_key_goes_only_to_nodes_of_the_cluster() {
         ],
         &address,
     );
-    let admin = std::fs::read_to_string(dir.path().join("bootstrap-admin.key"))
-        .unwrap()
-        .trim()
-        .to_string();
-    let node_key = std::fs::read_to_string(dir.path().join("node-api-key"))
-        .unwrap()
-        .trim()
-        .to_string();
+    let admin = key_file(dir.path(), "bootstrap-admin.key");
+    let node_key = key_file(dir.path(), "node-api-key");
     assert!(node_key.starts_with("tsk_"), "the node has a key to leak");
 
     // An index over a "source" at the collector: the node asks it for partitions (at create)

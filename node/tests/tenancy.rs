@@ -45,10 +45,7 @@ impl Node {
             ],
             &address,
         );
-        let admin = std::fs::read_to_string(dir.path().join("bootstrap-admin.key"))
-            .expect("bootstrap key")
-            .trim()
-            .to_string();
+        let admin = key_file(dir.path(), "bootstrap-admin.key");
         Self {
             dir,
             _proc: proc,

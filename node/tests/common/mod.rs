@@ -222,6 +222,14 @@ pub fn tessera_ok(args: &[&str], data_dir: Option<&std::path::Path>) {
     );
 }
 
+/// A key a node wrote to its data dir (`bootstrap-admin.key`, `node-api-key`), trimmed.
+pub fn key_file(data_dir: &std::path::Path, name: &str) -> String {
+    std::fs::read_to_string(data_dir.join(name))
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+        .trim()
+        .to_string()
+}
+
 /// Runs `tessera --data-dir DIR ARGS...` quietly and waits until it listens on `address`.
 pub fn serve(dir: &std::path::Path, args: &[&str], address: &str) -> Proc {
     let child = std::process::Command::new(BIN)
