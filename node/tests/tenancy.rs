@@ -61,6 +61,26 @@ impl Node {
         answer["key"].as_str().unwrap().to_string()
     }
 
+    /// Calls `method path` with `body` as `key` and checks it is refused with `status`, naming
+    /// `field`; the answer's body.
+    fn refused(
+        &self,
+        key: &str,
+        method: &str,
+        path: &str,
+        body: &str,
+        status: u16,
+        field: &str,
+    ) -> serde_json::Value {
+        let (got, answer) = self.call(key, method, path, body);
+        assert_eq!(
+            (got, answer["field"].as_str()),
+            (status, Some(field)),
+            "{method} {path}: {answer}"
+        );
+        answer
+    }
+
     fn call(&self, key: &str, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
         http_as(&self.address, key, method, path, body)
     }
@@ -202,16 +222,13 @@ fn a_scoped_key_cannot_read_another_tenants_source() {
     let books_admin = node.key(&["index_admin:books*".into()]);
 
     // Reproduction 1: defining books-x over payroll, by REST and by gRPC.
-    let (status, body) = node.call(
+    node.refused(
         &books_admin,
         "PUT",
         "/api/index/books-x",
         &index_body("payroll"),
-    );
-    assert_eq!(
-        (status, body["field"].as_str()),
-        (403, Some("source.name")),
-        "{body}"
+        403,
+        "source.name",
     );
     let refused = rt.block_on(grpc_put(
         &node.address,
@@ -275,22 +292,26 @@ fn a_scoped_key_cannot_read_another_tenants_source() {
         "name": "books-j", "params": {"servers": ["nats://127.0.0.1:4222"], "stream": "PAYROLL",
         "subject_prefix": "payroll", "partitions": 4}}})
     .to_string();
-    let (status, body) = node.call(&books_admin, "PUT", "/api/index/books-j", &stream);
-    assert_eq!(
-        (status, body["field"].as_str()),
-        (403, Some("source.name")),
-        "{body}"
+    node.refused(
+        &books_admin,
+        "PUT",
+        "/api/index/books-j",
+        &stream,
+        403,
+        "source.name",
     );
 
     // Reproduction 2: `@` in a URL's path does not make another host look like this node.
     let sneaky = serde_json::json!({"type": "fulltext", "source": {"type": "tessera",
         "name": "books", "params": {"url": format!("http://127.0.0.2:9/@{}", node.address)}}})
     .to_string();
-    let (status, body) = node.call(&node.admin, "PUT", "/api/index/books-far", &sneaky);
-    assert_eq!(
-        (status, body["field"].as_str()),
-        (400, Some("source.params.url")),
-        "{body}"
+    let body = node.refused(
+        &node.admin,
+        "PUT",
+        "/api/index/books-far",
+        &sneaky,
+        400,
+        "source.params.url",
     );
     assert!(
         body["error"].as_str().unwrap_or("").contains("127.0.0.2:9"),
@@ -301,67 +322,64 @@ fn a_scoped_key_cannot_read_another_tenants_source() {
         "name": "books", "params": {"servers": [format!("nats://{}\\@10.255.0.9:4222", node.address)],
         "stream": "D", "subject_prefix": "d", "partitions": 4}}})
     .to_string();
-    let (status, body) = node.call(&node.admin, "PUT", "/api/index/books-bs", &backslash);
-    assert_eq!(
-        (status, body["field"].as_str()),
-        (400, Some("source.params.servers[0]")),
-        "{body}"
+    node.refused(
+        &node.admin,
+        "PUT",
+        "/api/index/books-bs",
+        &backslash,
+        400,
+        "source.params.servers[0]",
     );
     // Credentials in URLs are refused (shown to every reader of the definition).
     let nats = serde_json::json!({"type": "fulltext", "source": {"type": "jetstream",
         "name": "books", "params": {"servers": [format!("nats://u:p@{}", node.address)],
         "stream": "D", "subject_prefix": "d", "partitions": 4}}})
     .to_string();
-    let (status, body) = node.call(&node.admin, "PUT", "/api/index/books-nats", &nats);
-    assert_eq!(
-        (status, body["field"].as_str()),
-        (400, Some("source.params.servers[0]")),
-        "{body}"
+    node.refused(
+        &node.admin,
+        "PUT",
+        "/api/index/books-nats",
+        &nats,
+        400,
+        "source.params.servers[0]",
     );
     // Another cluster to recover from is dialled only where the node may dial.
     let recovering = serde_json::json!({"type": "fulltext", "source": {"type": "tessera",
         "name": "books"}, "recovery": {"auto_from": {"cluster": "http://10.255.0.9:9100"}}})
     .to_string();
-    let (status, body) = node.call(&node.admin, "PUT", "/api/index/books-rec", &recovering);
-    assert_eq!(
-        (status, body["field"].as_str()),
-        (400, Some("recovery.auto_from.cluster")),
-        "{body}"
+    node.refused(
+        &node.admin,
+        "PUT",
+        "/api/index/books-rec",
+        &recovering,
+        400,
+        "recovery.auto_from.cluster",
     );
-    let (status, body) = node.call(
+    node.refused(
         &node.admin,
         "POST",
         "/api/ctl/recovery",
         r#"{"from": {"cluster": "http://169.254.169.254:80"}}"#,
-    );
-    assert_eq!(
-        (status, body["field"].as_str()),
-        (400, Some("from.cluster")),
-        "{body}"
+        400,
+        "from.cluster",
     );
     // An uppercase scheme, which the peer pool would not strip, is refused.
-    let (status, body) = node.call(
+    node.refused(
         &node.admin,
         "POST",
         "/api/ctl/recovery",
         &format!(r#"{{"from": {{"cluster": "HTTP://{}"}}}}"#, node.address),
-    );
-    assert_eq!(
-        (status, body["field"].as_str()),
-        (400, Some("from.cluster")),
-        "{body}"
+        400,
+        "from.cluster",
     );
     // Where a restore imports sources is dialled under the same rule.
-    let (status, body) = node.call(
+    node.refused(
         &node.admin,
         "POST",
         "/api/backup/restore",
         r#"{"repo": "none", "snapshot": "s", "source_url": "http://169.254.169.254/"}"#,
-    );
-    assert_eq!(
-        (status, body["field"].as_str()),
-        (400, Some("source_url")),
-        "{body}"
+        400,
+        "source_url",
     );
 }
 
