@@ -7,6 +7,7 @@ pub mod drill;
 pub mod drill_secure;
 pub mod load;
 pub mod missing;
+pub mod tenant;
 pub mod webdriver;
 
 use std::io::{Read, Write};
