@@ -16,55 +16,15 @@ fn a_node_removed_from_the_cluster_is_no_node_from_its_next_call_on() {
     let etcd = EtcdCluster::single();
     let cfg = etcd.cfg_spec("identity");
     let dir = tempfile::tempdir().unwrap();
-    let (ca, data) = (dir.path().join("ca"), dir.path().join("data"));
-    let ca_dir = ca.to_str().unwrap();
-    tessera_ok(&["cert", "ca", "--out", ca_dir], None);
-    tessera_ok(
-        &["cert", "node", "--ca", ca_dir, "--host", "127.0.0.1"],
-        Some(&data),
-    );
-    let ca_pem = std::fs::read(ca.join("ca.pem")).unwrap();
-    let address = format!("127.0.0.1:{}", free_port());
-    secure(
-        &address,
-        Secured {
-            tls: Some(tls_client(&ca_pem, None)),
-            key: None,
-        },
-    );
-    let tls = data.join("tls");
-    let (cert_file, key_file, ca_file) = (
-        tls.join("node.pem"),
-        tls.join("node.key"),
-        ca.join("ca.pem"),
-    );
-    let args = [
-        "--cfg",
-        &cfg,
-        "node",
-        "--bind",
-        &address,
-        "--auth",
-        "required",
-        "--tls-cert",
-        cert_file.to_str().unwrap(),
-        "--tls-key",
-        key_file.to_str().unwrap(),
-        "--tls-client-ca",
-        ca_file.to_str().unwrap(),
+    let node_certs = NodeCerts::make(dir.path());
+    let (address, ca_pem) = (node_certs.address.clone(), node_certs.ca_pem.clone());
+    let ca_dir = node_certs.ca_dir.to_str().unwrap();
+    let mut args = vec![
+        "--cfg", &cfg, "node", "--bind", &address, "--auth", "required",
     ];
-    let _node = serve(&data, &args, &address);
-    let admin = std::fs::read_to_string(data.join("bootstrap-admin.key"))
-        .unwrap()
-        .trim()
-        .to_string();
-    secure(
-        &address,
-        Secured {
-            tls: Some(tls_client(&ca_pem, None)),
-            key: Some(admin),
-        },
-    );
+    args.extend(node_certs.flags.iter().map(String::as_str));
+    let _node = serve(&node_certs.data, &args, &address);
+    node_certs.use_key(&key_file(&node_certs.data, "bootstrap-admin.key"));
     // A second node's definition, as the running node's own with another uuid and address.
     let (status, nodes) = http(&address, "GET", "/api/nodes", "");
     assert_eq!(status, 200, "{nodes}");

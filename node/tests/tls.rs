@@ -79,57 +79,18 @@ struct TlsNode {
 impl TlsNode {
     fn start(extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let ca = dir.path().join("ca");
-        let data = dir.path().join("data");
-        tessera_ok(&["cert", "ca", "--out", ca.to_str().unwrap()], None);
-        let ca_dir = ca.to_str().unwrap();
-        tessera_ok(
-            &["cert", "node", "--ca", ca_dir, "--host", "127.0.0.1"],
-            Some(&data),
-        );
-        let ca_pem = std::fs::read(ca.join("ca.pem")).unwrap();
-        let address = format!("127.0.0.1:{}", free_port());
-        secure(
-            &address,
-            Secured {
-                tls: Some(tls_client(&ca_pem, None)),
-                key: None,
-            },
-        );
-        let tls = data.join("tls");
-        let (cert, key) = (tls.join("node.pem"), tls.join("node.key"));
-        let ca_file = ca.join("ca.pem");
-        let mut args = vec![
-            "node",
-            "--bind",
-            &address,
-            "--auth",
-            "required",
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-            "--tls-client-ca",
-            ca_file.to_str().unwrap(),
-        ];
+        let certs = NodeCerts::make(dir.path());
+        let mut args = vec!["node", "--bind", &certs.address, "--auth", "required"];
+        args.extend(certs.flags.iter().map(String::as_str));
         args.extend_from_slice(extra);
-        let node = serve(&data, &args, &address);
-        let admin = std::fs::read_to_string(data.join("bootstrap-admin.key"))
-            .unwrap()
-            .trim()
-            .to_string();
-        secure(
-            &address,
-            Secured {
-                tls: Some(tls_client(&ca_pem, None)),
-                key: Some(admin.clone()),
-            },
-        );
+        let node = serve(&certs.data, &args, &certs.address);
+        let admin = key_file(&certs.data, "bootstrap-admin.key");
+        certs.use_key(&admin);
         Self {
             dir,
             node,
-            address,
-            ca_pem,
+            address: certs.address,
+            ca_pem: certs.ca_pem,
             admin,
         }
     }

@@ -133,6 +133,15 @@ mod tests {
         }
     }
 
+    /// The bootstrap key's record as the Cfg holds it.
+    async fn stored(cfg: &Cfg) -> KeyRecord {
+        cfg.api_key(BOOTSTRAP_KEY_ID)
+            .await
+            .expect("read")
+            .expect("stored")
+            .value
+    }
+
     #[tokio::test]
     async fn only_a_new_cluster_or_the_flag_makes_one_and_it_expires() {
         let cfg = cfg();
@@ -141,12 +150,7 @@ mod tests {
             .await
             .expect("ran")
             .expect("made");
-        let record = cfg
-            .api_key(BOOTSTRAP_KEY_ID)
-            .await
-            .expect("read")
-            .expect("stored")
-            .value;
+        let record = stored(&cfg).await;
         assert_eq!(record.expires_ms, Some(1_000 + DAY), "it expires");
         assert!(key::check(&record, &token, 2_000).is_ok());
         // The operator revokes it on purpose: restarts make none.
@@ -157,12 +161,7 @@ mod tests {
             .await
             .expect("ran")
             .expect("made");
-        let record = cfg
-            .api_key(BOOTSTRAP_KEY_ID)
-            .await
-            .expect("read")
-            .expect("stored")
-            .value;
+        let record = stored(&cfg).await;
         assert!(key::check(&record, &again, 5_000).is_ok());
         assert!(
             key::check(&record, &token, 5_000).is_err(),

@@ -223,6 +223,65 @@ pub fn tessera_ok(args: &[&str], data_dir: Option<&std::path::Path>) {
     );
 }
 
+/// A development CA (`<dir>/ca`) and a node certificate for 127.0.0.1 in the data dir
+/// `<dir>/data` (`tessera cert`), and a free address the helpers reach over TLS with that CA.
+pub struct NodeCerts {
+    pub ca_dir: std::path::PathBuf,
+    pub data: std::path::PathBuf,
+    pub ca_pem: Vec<u8>,
+    pub address: String,
+    /// `--tls-cert`, `--tls-key` and `--tls-client-ca` for the node.
+    pub flags: Vec<String>,
+}
+
+impl NodeCerts {
+    pub fn make(dir: &std::path::Path) -> Self {
+        let (ca_dir, data) = (dir.join("ca"), dir.join("data"));
+        let ca = ca_dir.to_str().unwrap_or_default().to_string();
+        tessera_ok(&["cert", "ca", "--out", &ca], None);
+        tessera_ok(
+            &["cert", "node", "--ca", &ca, "--host", "127.0.0.1"],
+            Some(&data),
+        );
+        let ca_pem = std::fs::read(ca_dir.join("ca.pem")).expect("the CA's certificate");
+        let address = format!("127.0.0.1:{}", free_port());
+        secure(
+            &address,
+            Secured {
+                tls: Some(tls_client(&ca_pem, None)),
+                key: None,
+            },
+        );
+        let file = |p: std::path::PathBuf| p.display().to_string();
+        let flags = vec![
+            "--tls-cert".to_string(),
+            file(data.join("tls/node.pem")),
+            "--tls-key".to_string(),
+            file(data.join("tls/node.key")),
+            "--tls-client-ca".to_string(),
+            file(ca_dir.join("ca.pem")),
+        ];
+        Self {
+            ca_dir,
+            data,
+            ca_pem,
+            address,
+            flags,
+        }
+    }
+
+    /// From now on the helpers reach the node with `key` too.
+    pub fn use_key(&self, key: &str) {
+        secure(
+            &self.address,
+            Secured {
+                tls: Some(tls_client(&self.ca_pem, None)),
+                key: Some(key.to_string()),
+            },
+        );
+    }
+}
+
 /// A key a node wrote to its data dir (`bootstrap-admin.key`, `node-api-key`), trimmed.
 pub fn key_file(data_dir: &std::path::Path, name: &str) -> String {
     std::fs::read_to_string(data_dir.join(name))
