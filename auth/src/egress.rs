@@ -371,7 +371,8 @@ impl PathPolicy {
         }
     }
 
-    /// Never `path` (the node's own TLS key, its API key file...), whatever the root.
+    /// Never `path` (the node's own TLS key...) nor, when it is a directory, anything under it
+    /// (the node's data dir), whatever the root.
     pub fn deny(mut self, path: &Path) -> Self {
         self.denied
             .push(std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()));
@@ -420,7 +421,11 @@ impl PathPolicy {
                 });
             }
         }
-        if self.denied.iter().any(|d| *d == real || *d == path) {
+        if self
+            .denied
+            .iter()
+            .any(|d| real.starts_with(d) || path.starts_with(d))
+        {
             return Err(EgressError::PathDenied {
                 field: field.to_string(),
                 path: text.to_string(),

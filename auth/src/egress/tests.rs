@@ -137,6 +137,18 @@ fn paths_stay_under_the_root_and_away_from_the_nodes_secrets() {
             Err(EgressError::PathOutside { .. })
         ));
     }
+    let data_dir = dir.path().join("data");
+    std::fs::create_dir_all(data_dir.join("tls")).unwrap();
+    std::fs::write(data_dir.join("tls/node.key"), "k").unwrap();
+    assert!(
+        matches!(
+            PathPolicy::open()
+                .deny(&data_dir)
+                .check("f", data_dir.join("tls/node.key").to_str().unwrap()),
+            Err(EgressError::PathDenied { .. })
+        ),
+        "nothing under a denied directory"
+    );
     let open = PathPolicy::open().deny(&own_key);
     assert!(matches!(
         open.check("f", own_key.to_str().unwrap()),

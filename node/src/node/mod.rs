@@ -115,7 +115,7 @@ pub async fn run(global: &Global, args: NodeArgs) -> anyhow::Result<()> {
     };
     // One connection per NATS server list for every JetStream source of this process.
     let dial = security::dial_policy(&args.security, auth)?;
-    let paths = security::path_policy(&args.security, auth, &global.data_dir);
+    let paths = security::path_policy(&args.security, auth, &global.data_dir, &global.etcd);
     let sources = tessera_sources::Sources::with_policy(peers.clone(), dial, paths);
     let indexing = tessera_index::IndexingPool::new(args.indexing_limits())
         .map_err(|e| Exit::new(INVALID, e.to_string()))?;

@@ -272,6 +272,7 @@ pub fn path_policy(
     args: &SecurityArgs,
     mode: AuthMode,
     data_dir: &Path,
+    etcd: &crate::cli::EtcdArgs,
 ) -> tessera_sources::PathPolicy {
     use tessera_sources::PathPolicy;
     let policy = match (&args.secrets_dir, mode) {
@@ -279,11 +280,14 @@ pub fn path_policy(
         (None, AuthMode::Required) => PathPolicy::refuse_all(),
         (None, AuthMode::Off) => PathPolicy::open(),
     };
+    // The data dir holds the node's keys, its Cfg and its data; the etcd files its access.
     let own = [
         args.tls_key.clone(),
         args.tls_cert.clone(),
-        Some(data_dir.join(NODE_KEY_FILE)),
-        Some(data_dir.join(BOOTSTRAP_FILE)),
+        Some(data_dir.to_path_buf()),
+        etcd.etcd_key.clone(),
+        etcd.etcd_cert.clone(),
+        etcd.etcd_password_file.clone(),
     ];
     own.into_iter()
         .flatten()
