@@ -296,11 +296,7 @@ impl DialPolicy {
         if cluster.contains(&address.host_port()) {
             return Ok(());
         }
-        let named = self.entries.iter().any(|e| match e {
-            Entry::Any => false,
-            Entry::Host(h) => *h == address.host,
-            Entry::HostPort(h, p) => *h == address.host && *p == address.port,
-        });
+        let named = self.names(address);
         if address.is_metadata() && !named {
             return Err(EgressError::Metadata {
                 field: field.to_string(),
@@ -314,6 +310,16 @@ impl DialPolicy {
         Err(EgressError::NotAllowed {
             field: field.to_string(),
             address: address.host_port(),
+        })
+    }
+
+    /// Whether an entry names `address` itself (`*` does not): where the node's own cloud
+    /// credentials may be sent.
+    pub fn names(&self, address: &Address) -> bool {
+        self.entries.iter().any(|e| match e {
+            Entry::Any => false,
+            Entry::Host(h) => *h == address.host,
+            Entry::HostPort(h, p) => *h == address.host && *p == address.port,
         })
     }
 

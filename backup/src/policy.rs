@@ -108,7 +108,10 @@ impl RepoPolicy {
                         ))
                     }
                     (None, Some(path)) => Credentials::File(path),
-                    (Some(v), None) if v == AMBIENT => Credentials::Ambient,
+                    (Some(v), None) if v == AMBIENT => {
+                        self.check_ambient_endpoint(def)?;
+                        Credentials::Ambient
+                    }
                     (Some(v), None) if v == ANONYMOUS => Credentials::Anonymous,
                     (Some(v), None) => {
                         return Err(config(
@@ -129,6 +132,29 @@ impl RepoPolicy {
             passphrase_file,
             key_file,
         })
+    }
+
+    /// The machine's credentials sign every request, so they go to an endpoint of the
+    /// definition's only where the node's operator named it (`--dial-allow HOST[:PORT]`; `*`
+    /// does not count): whoever may add a repository must not collect the instance's role.
+    fn check_ambient_endpoint(&self, def: &RepoDef) -> Result<(), BackupError> {
+        let Some(endpoint) = def.options.get("endpoint") else {
+            return Ok(());
+        };
+        let field = "options.endpoint";
+        let port = if endpoint.starts_with("http://") {
+            80
+        } else {
+            443
+        };
+        let address = Address::parse(field, endpoint, port).map_err(refused)?;
+        if self.dial.names(&address) {
+            return Ok(());
+        }
+        Err(config(
+            field,
+            format!("credentials `{AMBIENT}` are sent only to an endpoint a --dial-allow entry names; {address} is not named"),
+        ))
     }
 
     /// An `fs` location: an existing directory under one of the roots, links followed.

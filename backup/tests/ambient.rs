@@ -44,8 +44,22 @@ async fn ambient_credentials_are_opt_in() {
         e => panic!("expected a refusal naming the field, got {e}"),
     }
 
-    // Asked for, they are.
+    // Asked for, they are sent only to an endpoint the node's operator named.
     let ambient = def(&server, "ambient", &[("credentials", "ambient")]);
+    let refused = Repository::open(&ambient, &policy).unwrap_err();
+    assert!(
+        matches!(&refused, BackupError::Config { field, .. } if field == "options.endpoint"),
+        "{refused}"
+    );
+    let host_port = server
+        .endpoint()
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let policy = RepoPolicy {
+        dial: tessera_auth::egress::DialPolicy::restricted(&[host_port]).unwrap(),
+        ..RepoPolicy::default()
+    };
     let repo = Repository::open(&ambient, &policy).unwrap();
     let blob = repo.put_blob(b"segment".repeat(10)).await.unwrap();
     assert_eq!(

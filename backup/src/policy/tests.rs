@@ -101,9 +101,21 @@ fn ambient_credentials_only_when_asked_for() {
     assert!(refused.to_string().contains("ambient"), "{refused}");
     assert_eq!(field(refused), "options.credentials_file");
     let ambient = def("s3", "bucket", &[endpoint, ("credentials", "ambient")]);
+    // The machine's credentials go to a definition's endpoint only where the node names it.
+    assert_eq!(field(open.check(&ambient).unwrap_err()), "options.endpoint");
+    let named = RepoPolicy {
+        dial: DialPolicy::restricted(&["s3.example.com".into()]).unwrap(),
+        ..RepoPolicy::default()
+    };
     assert_eq!(
-        open.check(&ambient).unwrap().credentials,
+        named.check(&ambient).unwrap().credentials,
         Some(Credentials::Ambient)
+    );
+    let aws = def("s3", "bucket", &[("credentials", "ambient")]);
+    assert_eq!(
+        open.check(&aws).unwrap().credentials,
+        Some(Credentials::Ambient),
+        "AWS's own endpoint for the region"
     );
     let odd = def("s3", "bucket", &[endpoint, ("credentials", "env")]);
     assert_eq!(field(open.check(&odd).unwrap_err()), "options.credentials");
