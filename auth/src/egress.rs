@@ -337,12 +337,22 @@ impl DialPolicy {
     }
 }
 
+/// Where a [`PathPolicy`] lets files be read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Root {
+    /// Anywhere (a node without auth and without `--secrets-dir`).
+    Any,
+    /// Nowhere (auth required, no `--secrets-dir`).
+    Nothing,
+    /// Under this directory (`--secrets-dir`).
+    Under(PathBuf),
+}
+
 /// Which files a request or definition may make a node read (a CA, a credentials file, a
 /// passphrase): those under one directory (`--secrets-dir`), never the node's own secrets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PathPolicy {
-    /// `None`: any path (a node without auth and without `--secrets-dir`).
-    root: Option<Option<PathBuf>>,
+    root: Root,
     denied: Vec<PathBuf>,
 }
 
@@ -356,7 +366,7 @@ impl PathPolicy {
     /// Any path but the denied ones.
     pub fn open() -> Self {
         Self {
-            root: None,
+            root: Root::Any,
             denied: Vec::new(),
         }
     }
@@ -364,7 +374,7 @@ impl PathPolicy {
     /// Paths under `root` only.
     pub fn confined(root: PathBuf) -> Self {
         Self {
-            root: Some(Some(root)),
+            root: Root::Under(root),
             denied: Vec::new(),
         }
     }
@@ -372,7 +382,7 @@ impl PathPolicy {
     /// No path at all (auth required, no `--secrets-dir`).
     pub fn refuse_all() -> Self {
         Self {
-            root: Some(None),
+            root: Root::Nothing,
             denied: Vec::new(),
         }
     }
@@ -407,17 +417,14 @@ impl PathPolicy {
         {
             return Err(bad("`..` is not allowed"));
         }
-        let path = match &self.root {
-            Some(None) => {
-                return Err(EgressError::PathsRefused {
-                    field: field.to_string(),
-                })
-            }
-            Some(Some(root)) if given.is_relative() => root.join(given),
-            _ => given.to_path_buf(),
-        };
+        if self.root == Root::Nothing {
+            return Err(EgressError::PathsRefused {
+                field: field.to_string(),
+            });
+        }
+        let path = given.to_path_buf();
         let real = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
-        if let Some(Some(root)) = &self.root {
+        if let Root::Under(root) = &self.root {
             let root_real = std::fs::canonicalize(root).unwrap_or_else(|_| root.clone());
             if !path.starts_with(root) || !real.starts_with(&root_real) {
                 return Err(EgressError::PathOutside {

@@ -53,11 +53,6 @@ impl NodeDirectory {
         self.read(|d| d.is_some_and(|d| d.addresses.contains(&ip)))
     }
 
-    /// Whether the directory pins node identities (it was set).
-    pub fn is_pinned(&self) -> bool {
-        self.read(|d| d.is_some())
-    }
-
     fn read<T>(&self, f: impl FnOnce(Option<&Defined>) -> T) -> T {
         match self.inner.read() {
             Ok(guard) => f(guard.as_ref()),

@@ -15,8 +15,6 @@ use super::{Record, DENIALS_SUMMARISED, DENIED_FORBIDDEN, DENIED_UNAUTHENTICATED
 pub const WRITTEN_PER_WINDOW: u32 = 10;
 /// Windows tracked at once; past it new clients share the `*` window.
 pub const MAX_TRACKED: usize = 4096;
-/// The default window (`--audit-window`).
-pub const DEFAULT_WINDOW_MS: u64 = 60_000;
 
 /// Who the window is for: (event, client address or peer, route, outcome).
 type Key = (u32, String, String, u16);
