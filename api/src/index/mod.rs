@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use tessera_cfg::schema::{self, Document, IndexDef, IndexPlan, PlanParams, SourceDef};
 use tessera_cfg::CfgError;
 
+pub mod admission;
 pub mod grpc;
 mod source_of_record;
 
@@ -51,44 +52,6 @@ struct IndexRequest {
     /// The index's automatic recovery (`{"auto_from": ...}`).
     #[serde(default)]
     recovery: Option<tessera_cfg::schema::IndexRecovery>,
-}
-
-/// A 404 naming the field when the definition's automatic recovery reads a repository that
-/// does not exist.
-async fn unknown_auto_repo(state: &AppState, def: &IndexDef) -> Option<Response> {
-    use tessera_cfg::schema::{AutoFrom, SnapshotChoice};
-    let auto = def.recovery.as_ref()?.auto_from.as_ref()?;
-    let AutoFrom::Snapshot(SnapshotChoice::In(at)) = auto else {
-        return None;
-    };
-    match state.cfg.repo_def(&at.repo).await {
-        Ok(Some(_)) => None,
-        Ok(None) => Some(crate::backup::no_repo(
-            &at.repo,
-            Some("recovery.auto_from.snapshot.repo"),
-        )),
-        Err(e) => Some(cfg_problem(e)),
-    }
-}
-
-/// A 400 naming the field when the definition's automatic recovery names a cluster this node
-/// may not dial.
-async fn undiallable_auto_cluster(state: &AppState, def: &IndexDef) -> Option<Response> {
-    use tessera_cfg::schema::AutoFrom;
-    let AutoFrom::Cluster(url) = def.recovery.as_ref()?.auto_from.as_ref()? else {
-        return None;
-    };
-    let field = "recovery.auto_from.cluster";
-    let refused = state
-        .sources
-        .check_url(field, url, &state.cfg)
-        .await
-        .err()?;
-    Some(problem(
-        StatusCode::BAD_REQUEST,
-        refused.to_string(),
-        Some(refused.field()),
-    ))
 }
 
 pub async fn list(State(state): State<AppState>) -> Response {
@@ -141,22 +104,14 @@ pub async fn upsert(
     if let Err(answer) = tenancy::may_define(&state.access, caller.as_deref(), &def) {
         return answer;
     }
-    if let Some(answer) = unknown_auto_repo(&state, &def).await {
-        return answer;
-    }
-    if let Some(answer) = undiallable_auto_cluster(&state, &def).await {
-        return answer;
-    }
-    if def.index_type == "fulltext" {
-        if let Err(tessera_index::IndexError::Mapping { field, reason }) =
-            tessera_index::mapping::Mapping::from_params(&def.params)
-        {
-            return problem(
-                StatusCode::BAD_REQUEST,
-                format!("`{field}`: {reason}"),
-                Some(&field),
-            );
-        }
+    match admission::check(&state, &def).await {
+        Ok(()) => {}
+        Err(admission::Inadmissible::Field {
+            status,
+            field,
+            message,
+        }) => return problem(status, message, Some(&field)),
+        Err(admission::Inadmissible::Cfg(e)) => return cfg_problem(e),
     }
     match state.cfg.node_defs().await {
         Ok(nodes) => {

@@ -14,7 +14,8 @@ use crate::problem::problem;
 use crate::AppState;
 
 /// Records the source of `def` (kept from `current` on an update) and checks its partition
-/// count when the source answers. A source that does not exist yet or cannot be reached is not
+/// count when the source answers (`admission` has checked its type, parameters and
+/// addresses). A source that does not exist yet or cannot be reached is not
 /// an error here: the feeds check again and say so in the index status.
 #[allow(clippy::result_large_err)]
 pub async fn record(
@@ -22,16 +23,6 @@ pub async fn record(
     def: &mut IndexDef,
     current: Option<&IndexDef>,
 ) -> Result<(), Response> {
-    if let Err(e) = tessera_sources::validate(&def.source) {
-        return Err(problem(StatusCode::BAD_REQUEST, e.reason, Some(&e.field)));
-    }
-    if let Err(refused) = state.sources.check_dial(&def.source, &state.cfg).await {
-        return Err(problem(
-            StatusCode::BAD_REQUEST,
-            refused.to_string(),
-            Some(refused.field()),
-        ));
-    }
     let reference = def.source.source_type == "tessera";
     if reference && def.source.url().is_none() && def.source.node().is_none() {
         let node = current
